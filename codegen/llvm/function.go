@@ -51,11 +51,11 @@ type Linkage int
 
 // Linkages used for kernels and their helpers.
 const (
-	ExternalLinkage Linkage = C.LLVMExternalLinkage
-	InternalLinkage Linkage = C.LLVMInternalLinkage
-	PrivateLinkage  Linkage = C.LLVMPrivateLinkage
-	WeakODRLinkage  Linkage = C.LLVMWeakODRLinkage
-	LinkOnceODR     Linkage = C.LLVMLinkOnceODRLinkage
+	ExternalLinkage    Linkage = C.LLVMExternalLinkage
+	InternalLinkage    Linkage = C.LLVMInternalLinkage
+	PrivateLinkage     Linkage = C.LLVMPrivateLinkage
+	WeakODRLinkage     Linkage = C.LLVMWeakODRLinkage
+	LinkOnceODRLinkage Linkage = C.LLVMLinkOnceODRLinkage
 )
 
 // SetLinkage sets f's linkage.

@@ -82,7 +82,8 @@ func (v Value) FastMathFlags() FastMathFlags {
 	return FastMathFlags(C.LLVMGetFastMathFlags(v.c))
 }
 
-// AddIncoming adds (value, predecessor) pairs to a phi node.
+// AddIncoming adds (value, predecessor) pairs to a phi node; it panics if
+// the slices differ in length.
 func (v Value) AddIncoming(vals []Value, blocks []BasicBlock) {
 	if len(vals) != len(blocks) {
 		panic("llvm: AddIncoming: len(vals) != len(blocks)")
