@@ -1,0 +1,134 @@
+// Package passes holds every graph→graph transform and analysis of slc: the
+// SLTrain fusion, reverse-mode autodiff, the optimizer update, simplification,
+// fusion grouping and memory planning. The pipeline is one visible list
+// (Pipeline, below); each pass lives in a file named after it.
+package passes
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// Pass is one named step of the pipeline. Run transforms the module held by the
+// State in place (or replaces it) and may record analysis results there.
+type Pass struct {
+	Name string
+	Doc  string
+	Run  func(s *State) error
+}
+
+// Pipeline is the compiler, in order. Go's cmd/compile/internal/ssa keeps its
+// passes the same way: one list, read top to bottom.
+var Pipeline = []Pass{
+	{Name: "sltrain-fuse", Doc: "rewrite targeted Linear ops into LowRankSparseAdd (W = B·A·scale + S)", Run: sltrainFuse},
+	{Name: "autodiff", Doc: "derive train_step: forward + reverse-mode backward seeded by grad_scale, gradients added to P.grad accumulators", Run: autodiff},
+	{Name: "optimizer", Doc: "build update: global-norm clipping + AdamW (PyTorch 1.13) over the accumulated gradients, accumulators reset", Run: optimizer},
+	{Name: "programs", Doc: "derive eval (loss) and infer (logits) from forward, drop forward, order the graphs", Run: programs},
+}
+
+// Options are the settings passes read. Zero values are not defaults: use
+// DefaultOptions.
+type Options struct {
+	PEFT          string   // "sltrain" or "full"
+	Rank          int      // SLTrain r
+	SpRatio       float64  // SLTrain δ: nnz = ⌊δ·in·out⌋
+	LoraAlpha     float64  // scale = alpha / r
+	Seed          uint64   // seed for the sparse supports and the low-rank init
+	TargetModules []string // substrings of module names to fuse; nil = the seed's rule
+	Beta1         float64  // AdamW β1 (exp_avg decay)
+	Beta2         float64  // AdamW β2 (exp_avg_sq decay)
+	Eps           float64  // AdamW ε added to the bias-corrected √v
+}
+
+// DefaultTargetModules is the seed's rule: every Linear whose module name
+// contains one of these (all seven projections of a LLaMA block).
+var DefaultTargetModules = []string{"attn", "attention", "mlp"}
+
+// DefaultOptions are the seed's SLTrain settings.
+func DefaultOptions() Options {
+	return Options{PEFT: "sltrain", Rank: 128, SpRatio: 0.03, LoraAlpha: 32, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+}
+
+// State is what the passes share: the module being compiled, the options and
+// the results of analyses for later passes and for codegen.
+type State struct {
+	Module  *ir.Module
+	Options Options
+	// Verify runs Module.Verify after every pass (tests turn it on).
+	Verify bool
+	// PrintAfter names passes ("all" for every one) whose result is written to Trace.
+	PrintAfter []string
+	Trace      io.Writer
+	// Notes collects one line per decision worth explaining (slc compile --explain).
+	Notes []string
+}
+
+// Note records an explanation line.
+func (s *State) Note(format string, args ...any) {
+	s.Notes = append(s.Notes, fmt.Sprintf(format, args...))
+}
+
+// Lookup returns the pass of that name.
+func Lookup(name string) (Pass, bool) {
+	for _, p := range Pipeline {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Pass{}, false
+}
+
+// Select returns the passes named in a comma-separated list, in the order given
+// (for --passes experiments); an empty list selects the whole pipeline.
+func Select(list string) ([]Pass, error) {
+	if strings.TrimSpace(list) == "" {
+		return Pipeline, nil
+	}
+	var out []Pass
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		p, ok := Lookup(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown pass %q (passes: %s)", name, strings.Join(Names(), ", "))
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Names lists the pipeline's pass names in order.
+func Names() []string {
+	names := make([]string, len(Pipeline))
+	for i, p := range Pipeline {
+		names[i] = p.Name
+	}
+	return names
+}
+
+// Run applies the passes in order.
+func Run(s *State, passes []Pass) error {
+	for _, name := range s.PrintAfter {
+		if _, ok := Lookup(name); !ok && name != "all" {
+			return fmt.Errorf("--print-after: unknown pass %q (passes: %s)", name, strings.Join(Names(), ", "))
+		}
+	}
+	for _, p := range passes {
+		if err := p.Run(s); err != nil {
+			return fmt.Errorf("pass %s: %w", p.Name, err)
+		}
+		if s.Verify {
+			if err := s.Module.Verify(); err != nil {
+				return fmt.Errorf("after pass %s: %w", p.Name, err)
+			}
+		}
+		if s.Trace != nil && (slices.Contains(s.PrintAfter, p.Name) || slices.Contains(s.PrintAfter, "all")) {
+			fmt.Fprintf(s.Trace, "// after %s\n", p.Name)
+			s.Trace.Write(s.Module.MarshalText())
+		}
+	}
+	return nil
+}
