@@ -157,19 +157,27 @@ func attrText(a Attr) string {
 	return "null"
 }
 
+// text prints the fields the kind uses, and any other field that is set (the
+// parser accepts every field with every kind, so dropping one would lose it).
 func (in *Init) text() string {
 	s := `{"kind": ` + quote(in.Kind.String())
-	switch in.Kind {
-	case InitNormal:
-		s += `, "mean": ` + floatText(in.Mean) + `, "std": ` + floatText(in.Std)
-	case InitUniform:
-		s += `, "low": ` + floatText(in.Low) + `, "high": ` + floatText(in.High)
-	case InitSupport:
+	k := in.Kind
+	for _, f := range [...]struct {
+		name string
+		v    float64
+		used bool
+	}{{"mean", in.Mean, k == InitNormal}, {"std", in.Std, k == InitNormal}, {"low", in.Low, k == InitUniform}, {"high", in.High, k == InitUniform}} {
+		if f.used || math.Float64bits(f.v) != 0 {
+			s += `, "` + f.name + `": ` + floatText(f.v)
+		}
+	}
+	if k == InitSupport || in.Total != 0 {
 		s += `, "total": ` + strconv.FormatInt(in.Total, 10)
-	case InitExplicit:
+	}
+	if k == InitExplicit || len(in.Data) > 0 {
 		s += `, "data": ` + attrText(Floats(in.Data...))
 	}
-	if in.Kind == InitNormal || in.Kind == InitUniform || in.Kind == InitSupport {
+	if k == InitNormal || k == InitUniform || k == InitSupport || in.Seed != 0 {
 		s += `, "seed": ` + strconv.FormatUint(in.Seed, 10)
 	}
 	return s + "}"
@@ -292,11 +300,13 @@ func (tn *textNode) parse() (*Node, error) {
 		n.Inputs = tn.In
 	}
 	for _, o := range tn.Out {
-		name, ts, ok := strings.Cut(o, ": ")
-		if !ok {
+		// The last ": " splits: a type never contains one, a name may.
+		i := strings.LastIndex(o, ": ")
+		if i < 0 {
 			return nil, fmt.Errorf("field \"out\": %q is not \"name: type\"", o)
 		}
-		t, err := ParseType(ts)
+		name := o[:i]
+		t, err := ParseType(o[i+2:])
 		if err != nil {
 			return nil, fmt.Errorf("field \"out\": %v", err)
 		}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/version"
+)
+
+// newApp builds the CLI. Output goes to stdout and stderr; errors are returned,
+// never printed or turned into os.Exit by urfave/cli, so runMain decides.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "slc",
+		Usage:   "compile LLaMA models for SLTrain (sparse plus low-rank) pretraining",
+		Version: version.String(),
+		Description: "slc builds a typed IR from a LLaMA config (the HF/SLTrain JSON) or reads slc IR,\n" +
+			"verifies it and prints a summary or writes the IR as text (.json) or binary (.slir).\n\n" +
+			"Exit status: 0 success, 1 bad input or file, 2 usage error, 3 internal error.",
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		Commands:       []*cli.Command{compileCommand(), inspectCommand()},
+		OnUsageError:   onUsageError(""),
+		ExitErrHandler: func(*cli.Context, error) {}, // runMain reports errors and exits
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("", "unknown command %q", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+}
+
+// Defaults of slc compile: the seed's 60M recipe uses sequences of 256.
+const (
+	defaultBatchSize = 8
+	defaultMaxLength = 256
+)
+
+func compileCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "compile",
+		Usage:     "build the IR of a model and print its summary or write it",
+		ArgsUsage: "MODEL",
+		Description: "MODEL is a LLaMA config JSON (with \"model_type\" and \"hidden_size\"), slc IR text\n" +
+			"(JSON with \"format\": \"slc-ir/1\") or binary slc IR (.slir); slc looks at the content,\n" +
+			"not only the extension. The module is verified before anything is printed or written.\n\n" +
+			"  slc compile testdata/configs/llama_60m.json\n" +
+			"  slc compile llama_60m.json --batch_size 16 --max_length 128 -o llama_60m.slir",
+		HideHelpCommand: true,
+		OnUsageError:    onUsageError("compile"),
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "model-config", Aliases: []string{"model_config"}, Usage: "read the model from `PATH` instead of the MODEL argument", TakesFile: true},
+			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch (B of input_ids[B,L])"},
+			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L]); by default 256 or the model's max_sequence_length if smaller"},
+			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the parameter initialisers"},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32, f64, bf16 or f16"},
+			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary or ir (the IR text)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the IR to `FILE`: .json for text, .slir for binary", TakesFile: true},
+		},
+		Action: func(c *cli.Context) error { return compile(c) },
+	}
+}
+
+func inspectCommand() *cli.Command {
+	return &cli.Command{
+		Name:            "inspect",
+		Usage:           "verify an IR file and print its summary and op counts",
+		ArgsUsage:       "FILE",
+		Description:     "FILE is slc IR, as text (.json) or binary (.slir), e.g. written by 'slc compile -o'.",
+		HideHelpCommand: true,
+		OnUsageError:    onUsageError("inspect"),
+		Action:          func(c *cli.Context) error { return inspect(c) },
+	}
+}
+
+// oneArg returns the single positional argument of a command.
+func oneArg(c *cli.Context, cmd, what string) (string, error) {
+	switch c.NArg() {
+	case 0:
+		return "", usagef(cmd, "missing %s argument", what)
+	case 1:
+		if c.Args().First() == "" {
+			return "", usagef(cmd, "%s is an empty path", what)
+		}
+		return c.Args().First(), nil
+	}
+	return "", usagef(cmd, "want one %s, got %d arguments: %q", what, c.NArg(), c.Args().Slice())
+}
+
+// printf writes to the command's stdout.
+func printf(c *cli.Context, format string, args ...any) {
+	fmt.Fprintf(c.App.Writer, format, args...)
+}

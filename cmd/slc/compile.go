@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/summary"
+)
+
+// compileOptions are slc compile's flags, checked.
+type compileOptions struct {
+	model  string
+	build  frontend.Options
+	emit   string // "summary" or "ir"
+	output string // "" for none
+}
+
+// flags that only mean something when the model is built from a config.
+var buildFlags = []string{"batch-size", "max-length", "seed", "dtype"}
+
+// compileFlags checks the command line before any file is touched, so that a
+// usage error never costs a model build.
+func compileFlags(c *cli.Context) (*compileOptions, error) {
+	const cmd = "compile"
+	o := &compileOptions{emit: c.String("emit"), output: c.String("output")}
+	switch {
+	case c.NArg() == 0 && c.IsSet("model-config"):
+		o.model = c.String("model-config")
+		if o.model == "" {
+			return nil, usagef(cmd, "flag --model-config: empty path")
+		}
+	case c.IsSet("model-config"):
+		return nil, usagef(cmd, "give the model either as MODEL or with --model-config, not both")
+	default:
+		m, err := oneArg(c, cmd, "MODEL")
+		if err != nil {
+			return nil, err
+		}
+		o.model = m
+	}
+	o.build.BatchSize = c.Int("batch-size")
+	o.build.SeqLen = c.Int("max-length")
+	o.build.Seed = c.Uint64("seed")
+	if o.build.BatchSize <= 0 {
+		return nil, usagef(cmd, "flag --batch-size: must be > 0, got %d", o.build.BatchSize)
+	}
+	if o.build.SeqLen <= 0 {
+		return nil, usagef(cmd, "flag --max-length: must be > 0, got %d", o.build.SeqLen)
+	}
+	dt, err := ir.ParseDType(c.String("dtype"))
+	if err != nil {
+		return nil, usagef(cmd, "flag --dtype: %v", err)
+	}
+	o.build.DType = dt
+	if o.emit != "summary" && o.emit != "ir" {
+		return nil, usagef(cmd, "flag --emit: %q is not summary or ir", o.emit)
+	}
+	if o.output != "" {
+		if _, err := outputFormat(o.output); err != nil {
+			return nil, usagef(cmd, "flag -o %s: %v", o.output, err)
+		}
+	}
+	return o, nil
+}
+
+// outputFormat says how a file is written, from its extension.
+func outputFormat(path string) (sourceKind, error) {
+	switch ext := strings.ToLower(filepath.Ext(path)); ext {
+	case ".json":
+		return kindText, nil
+	case ".slir":
+		return kindBinary, nil
+	case "":
+		return 0, fmt.Errorf("no extension (want .json for IR text or .slir for binary IR)")
+	default:
+		return 0, fmt.Errorf("unknown extension %q (want .json for IR text or .slir for binary IR)", ext)
+	}
+}
+
+// compile runs slc compile.
+func compile(c *cli.Context) error {
+	o, err := compileFlags(c)
+	if err != nil {
+		return err
+	}
+	src, err := readSource(o.model)
+	if err != nil {
+		return err
+	}
+	var m *ir.Module
+	if src.kind == kindConfig {
+		if m, err = buildLlama(src.path, &o.build, c.IsSet("max-length")); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range buildFlags {
+			if c.IsSet(f) {
+				return usagef("compile", "flag --%s applies to a LLaMA config, but %s is %s", f, src.path, src.kind)
+			}
+		}
+		if m, err = parseIR(src); err != nil {
+			return err
+		}
+	}
+
+	var wrote int
+	if o.output != "" {
+		if wrote, err = writeModule(o.output, m); err != nil {
+			return err
+		}
+	}
+	switch o.emit {
+	case "ir":
+		_, err := c.App.Writer.Write(m.MarshalText())
+		return err
+	default:
+		if src.kind == kindConfig {
+			printf(c, "Model: %s (%s; batch %d, max length %d, seed %d, %s)\n", src.path, src.kind, o.build.BatchSize, o.build.SeqLen, o.build.Seed, o.build.DType)
+		} else {
+			printf(c, "Model: %s (%s)\n", src.path, src.kind)
+		}
+		summary.Of(m).Write(c.App.Writer)
+		if o.output != "" {
+			printf(c, "Wrote %s (%s bytes)\n", o.output, summary.Grouped(int64(wrote)))
+		}
+	}
+	return nil
+}
+
+// buildLlama reads a LLaMA config and builds its IR. Unless the length was
+// given explicitly, the default length shrinks to the model's
+// max_sequence_length, so that small test models compile without flags; opt
+// records the length used. A module the frontend builds but that does not
+// verify is slc's bug, not the user's.
+func buildLlama(path string, opt *frontend.Options, lengthSet bool) (*ir.Module, error) {
+	cfg, err := frontend.ReadLlamaConfig(path) // errors start with the path
+	if err != nil {
+		return nil, err
+	}
+	if !lengthSet && cfg.MaxSequenceLength < opt.SeqLen {
+		opt.SeqLen = cfg.MaxSequenceLength
+	}
+	m, err := frontend.BuildLlama(cfg, *opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := m.Verify(); err != nil {
+		return nil, &internalError{fmt.Errorf("the IR built from %s does not verify: %w", path, err)}
+	}
+	return m, nil
+}
+
+// writeModule writes m as IR text or binary, chosen by the extension, and
+// returns the number of bytes written.
+func writeModule(path string, m *ir.Module) (int, error) {
+	kind, err := outputFormat(path)
+	if err != nil {
+		return 0, usagef("compile", "flag -o %s: %v", path, err)
+	}
+	var data []byte
+	if kind == kindBinary {
+		if data, err = m.MarshalBinary(); err != nil {
+			return 0, fmt.Errorf("%s: cannot encode binary IR: %w", path, err)
+		}
+	} else {
+		data = m.MarshalText()
+	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return 0, err
+	}
+	return len(data), nil
+}
