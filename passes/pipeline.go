@@ -28,6 +28,12 @@ var Pipeline = []Pass{
 	{Name: "autodiff", Doc: "derive train_step: forward + reverse-mode backward seeded by grad_scale, gradients added to P.grad accumulators", Run: autodiff},
 	{Name: "optimizer", Doc: "build update: global-norm clipping + AdamW (PyTorch 1.13) over the accumulated gradients, accumulators reset", Run: optimizer},
 	{Name: "programs", Doc: "derive eval (loss) and infer (logits) from forward, drop forward, order the graphs", Run: programs},
+	{Name: "fold", Doc: "constant folding: element-wise ops, casts and data movement of uniform Consts become Consts", Run: fold},
+	{Name: "algebra", Doc: "algebraic simplification (x·1, x+0, x−0, x/1, no-op casts/reshapes/expands/transposes, composed transposes/reshapes), table-driven", Run: algebra},
+	{Name: "cse", Doc: "merge nodes with the same op, inputs and attributes (Consts included)", Run: cse},
+	{Name: "dce", Doc: "remove nodes whose results reach no graph output", Run: dce},
+	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops (State.Groups)", Run: fuseGroups},
+	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena with greedy-by-size reuse; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan},
 }
 
 // Options are the settings passes read. Zero values are not defaults: use
@@ -65,6 +71,12 @@ type State struct {
 	Trace      io.Writer
 	// Notes collects one line per decision worth explaining (slc compile --explain).
 	Notes []string
+	// Groups holds each graph's kernels in schedule order, by graph name (fuse-groups).
+	Groups map[string][]*Group
+	// Plans holds each graph's memory plan, by graph name (memory-plan).
+	Plans map[string]*MemoryPlan
+	// Memory is the module's memory budget (memory-plan).
+	Memory MemoryUsage
 }
 
 // Note records an explanation line.

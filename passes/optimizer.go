@@ -1,0 +1,168 @@
+package passes
+
+import (
+	"fmt"
+	"math"
+
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// clipEps is the 1e-6 that torch.nn.utils.clip_grad_norm_ adds to the norm.
+const clipEps = 1e-6
+
+// optimizer is the "optimizer" pass: it builds the "update" graph, one AdamW
+// step over the gradients accumulated by train_step, exactly as PyTorch 1.13's
+// torch.optim.AdamW (single-tensor path) after clip_grad_norm_:
+//
+//	grad_norm = √Σ_P ‖g_P‖²                              (output "grad_norm")
+//	coef      = min(1, max_grad_norm / (grad_norm + 1e-6)); g = g·coef
+//	p = p·(1 − lr·wd)
+//	m = β1·m + (1−β1)·g
+//	v = β2·v + (1−β2)·g·g
+//	bc1 = 1 − β1^step; bc2 = 1 − β2^step
+//	p = p − (lr/bc1)·m / (√v/√bc2 + ε)
+//
+// and the accumulators "P.grad" are reset to zero. Inputs, per trainable P: P,
+// "P.grad" (GradAccum), "P.exp_avg" and "P.exp_avg_sq" (OptState, zeros); then
+// the Scalars "lr", "step" (1-based, as a float), "weight_decay" and
+// "max_grad_norm" (+Inf: no clipping). β1, β2 and ε are Consts from Options.
+// Scalars and the arithmetic are f32 (f64 when the parameters are f64); the
+// optimizer state has its parameter's dtype, as torch.zeros_like(p).
+func optimizer(s *State) error {
+	m := s.Module
+	ts := m.Graph("train_step")
+	if ts == nil {
+		s.Note("optimizer: no train_step graph: no update graph")
+		return nil
+	}
+	if m.Graph("update") != nil {
+		return fmt.Errorf("the module already has an \"update\" graph")
+	}
+	o := s.Options
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{{"beta1", o.Beta1}, {"beta2", o.Beta2}} {
+		if !(c.v >= 0 && c.v < 1) {
+			return fmt.Errorf("AdamW %s must be in [0, 1), got %v", c.name, c.v)
+		}
+	}
+	if !(o.Eps >= 0) || !isFinite(o.Eps) {
+		return fmt.Errorf("AdamW eps must be finite and >= 0, got %v", o.Eps)
+	}
+
+	var params []*ir.Input
+	ct := ir.F32
+	for _, acc := range ts.InputsWithRole(ir.GradAccum) {
+		p := ts.Input(acc.Of)
+		if p == nil {
+			return fmt.Errorf("train_step: accumulator %q belongs to no input", acc.Name)
+		}
+		params = append(params, p)
+		if p.Type.DType == ir.F64 {
+			ct = ir.F64
+		}
+	}
+
+	b := ir.NewBuilder("update")
+	type state struct{ p, g, m, v string }
+	st := make([]state, len(params))
+	addState := func(name string, t ir.Type, role ir.Role, of string) string {
+		v := b.AddInput(name, t, role, &ir.Init{Kind: ir.InitZeros})
+		if v != "" {
+			b.G.Input(v).Of = of
+		}
+		return v
+	}
+	for i, p := range params {
+		st[i].p = b.AddInput(p.Name, p.Type, ir.Param, p.Init.Clone())
+		st[i].g = addState(p.Name+".grad", p.Type, ir.GradAccum, p.Name)
+		st[i].m = addState(p.Name+".exp_avg", p.Type, ir.OptState, p.Name)
+		st[i].v = addState(p.Name+".exp_avg_sq", p.Type, ir.OptState, p.Name)
+	}
+	scalar := func(name string) string { return b.AddInput(name, ir.Type{DType: ct}, ir.Scalar, nil) }
+	lr, step, wd, maxNorm := scalar("lr"), scalar("step"), scalar("weight_decay"), scalar("max_grad_norm")
+	c := func(v float64) string { return b.Const(v, ir.Type{DType: ct}) }
+	toCT := func(v string) string {
+		if b.Type(v).DType == ct {
+			return v
+		}
+		return b.Op("Cast", ir.Attrs{"to": ir.String(ct.String())}, v)
+	}
+	if err := b.Err(); err != nil {
+		return err
+	}
+
+	// Global-norm clipping.
+	grads := make([]string, len(params))
+	var sumsq string
+	for i := range params {
+		grads[i] = toCT(st[i].g)
+		sq := sumSquares(b, grads[i])
+		if sumsq == "" {
+			sumsq = sq
+		} else {
+			sumsq = b.Add(sumsq, sq)
+		}
+	}
+	if sumsq == "" {
+		sumsq = c(0)
+	}
+	norm := b.Unary("Sqrt", sumsq)
+	one := c(1)
+	coef := b.Op("Min", nil, one, b.Div(maxNorm, b.Add(norm, c(clipEps))))
+
+	// Per-step scalars, shared by every parameter.
+	decay := b.Sub(one, b.Mul(lr, wd))
+	beta1, beta2 := c(o.Beta1), c(o.Beta2)
+	bc1 := b.Sub(one, b.Op("Pow", nil, beta1, step))
+	bc2 := b.Sub(one, b.Op("Pow", nil, beta2, step))
+	stepSize := b.Div(lr, bc1)
+	bc2Sqrt := b.Unary("Sqrt", bc2)
+	oneMinusB1, oneMinusB2, eps := c(1-o.Beta1), c(1-o.Beta2), c(o.Eps)
+
+	outs := []*ir.Output{{Name: "grad_norm", Value: norm}}
+	back := func(v string, like string) string {
+		if dt := b.Type(like).DType; dt != ct {
+			return b.Op("Cast", ir.Attrs{"to": ir.String(dt.String())}, v)
+		}
+		return v
+	}
+	for i, p := range params {
+		ps := st[i]
+		b.Scope = p.Name
+		g := b.Mul(grads[i], coef)
+		pw := b.Mul(toCT(ps.p), decay)
+		m1 := b.Add(b.Mul(toCT(ps.m), beta1), b.Mul(g, oneMinusB1))
+		v1 := b.Add(b.Mul(toCT(ps.v), beta2), b.Mul(b.Mul(g, oneMinusB2), g))
+		denom := b.Add(b.Div(b.Unary("Sqrt", v1), bc2Sqrt), eps)
+		p1 := b.Sub(pw, b.Div(b.Mul(m1, stepSize), denom))
+		zero := b.Const(0, p.Type)
+		outs = append(outs,
+			&ir.Output{Name: p.Name, Value: back(p1, ps.p), Updates: ps.p},
+			&ir.Output{Name: ps.m, Value: back(m1, ps.m), Updates: ps.m},
+			&ir.Output{Name: ps.v, Value: back(v1, ps.v), Updates: ps.v},
+			&ir.Output{Name: ps.g, Value: zero, Updates: ps.g})
+	}
+	b.Scope = ""
+	if err := b.Err(); err != nil {
+		return err
+	}
+	b.G.Outputs = outs
+	insertGraphAfter(m, "train_step", b.G)
+	s.Note("optimizer: update runs AdamW (β1=%g, β2=%g, ε=%g, decoupled weight decay, global-norm clipping) on %d parameters in %v",
+		o.Beta1, o.Beta2, o.Eps, len(params), ct)
+	return nil
+}
+
+// sumSquares returns Σ v² as a rank-0 value.
+func sumSquares(b *ir.Builder, v string) string {
+	sq := b.Mul(v, v)
+	if r := b.Type(sq).Rank(); r > 0 {
+		sq = b.Reduce("ReduceSum", sq, false, allAxes(r)...)
+	}
+	return sq
+}
+
+// isFinite reports whether f is neither NaN nor infinite.
+func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
