@@ -79,7 +79,8 @@ type Summary struct {
 	BufferElems  int64
 	State        []Count  // optimizer state and gradient accumulators, when present
 	Inputs       []Tensor // data and scalar inputs, in graph order
-	Outputs      []Tensor // outputs, in graph order
+	Outputs      []Tensor // outputs that update no state, in graph order
+	StateUpdates int      // outputs that update a state input (gradient accumulators, …)
 	Layers       int      // distinct N in "model.layers.N."
 	LayerState   []Tensor // params and buffers of the lowest-numbered layer, renamed model.layers.*.…
 	LayerParams  int64    // parameter elements of that layer
@@ -167,6 +168,10 @@ func Of(m *ir.Module) *Summary {
 		}
 		types := g.Types()
 		for _, o := range g.Outputs {
+			if o.Updates != "" {
+				s.StateUpdates++
+				continue
+			}
 			s.Outputs = append(s.Outputs, Tensor{Name: o.Name, Type: types[o.Value]})
 		}
 	}

@@ -90,6 +90,9 @@ func (s *Summary) Write(w io.Writer) {
 	p.tensors(s.Inputs, true)
 	p.line("Outputs:")
 	p.tensors(s.Outputs, false)
+	if s.StateUpdates > 0 {
+		p.line(fmt.Sprintf("  and %d updates of state inputs", s.StateUpdates))
+	}
 
 	if s.Layers > 0 {
 		p.line("Layers: %d (%s params each)", s.Layers, Millions(s.LayerParams))

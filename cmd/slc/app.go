@@ -51,7 +51,7 @@ func compileCommand() *cli.Command {
 			"  slc compile llama_60m.json --batch_size 16 --max_length 128 -o llama_60m.slir",
 		HideHelpCommand: true,
 		OnUsageError:    onUsageError("compile"),
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "model-config", Aliases: []string{"model_config"}, Usage: "read the model from `PATH` instead of the MODEL argument", TakesFile: true},
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch (B of input_ids[B,L])"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L]); by default 256 or the model's max_sequence_length if smaller"},
@@ -59,7 +59,7 @@ func compileCommand() *cli.Command {
 			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32, f64, bf16 or f16"},
 			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary or ir (the IR text)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the IR to `FILE`: .json for text, .slir for binary", TakesFile: true},
-		},
+		}, pipelineFlags()...),
 		Action: func(c *cli.Context) error { return compile(c) },
 	}
 }

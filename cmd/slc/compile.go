@@ -9,6 +9,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/summary"
 )
 
@@ -18,6 +19,7 @@ type compileOptions struct {
 	build  frontend.Options
 	emit   string // "summary" or "ir"
 	output string // "" for none
+	passes passes.Options
 }
 
 // flags that only mean something when the model is built from a config.
@@ -65,6 +67,9 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 			return nil, usagef(cmd, "flag -o %s: %v", o.output, err)
 		}
 	}
+	if o.passes, err = pipelineOptions(c, cmd); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -108,6 +113,25 @@ func compile(c *cli.Context) error {
 		}
 	}
 
+	forward := m.Clone()
+	st, err := runPipeline(c, src.path, m, src.kind == kindConfig, o.passes)
+	if err != nil {
+		return err
+	}
+	if c.Bool("memory") {
+		if forward.Graph("forward") == nil {
+			return fmt.Errorf("%s: --memory needs a model with a forward graph (a LLaMA config or uncompiled IR)", src.path)
+		}
+		cols, err := memoryColumns(forward, o.passes)
+		if err != nil {
+			return fmt.Errorf("%s: %w", src.path, err)
+		}
+		return passes.WriteMemoryReport(c.App.Writer, cols...)
+	}
+	if len(printAfter(c)) > 0 {
+		return nil // the IR after the named passes is the output
+	}
+
 	var wrote int
 	if o.output != "" {
 		if wrote, err = writeModule(o.output, m); err != nil {
@@ -125,6 +149,11 @@ func compile(c *cli.Context) error {
 			printf(c, "Model: %s (%s)\n", src.path, src.kind)
 		}
 		summary.Of(m).Write(c.App.Writer)
+		if c.Bool("explain") {
+			for _, n := range st.Notes {
+				printf(c, "%s\n", n)
+			}
+		}
 		if o.output != "" {
 			printf(c, "Wrote %s (%s bytes)\n", o.output, summary.Grouped(int64(wrote)))
 		}

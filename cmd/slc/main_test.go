@@ -94,11 +94,11 @@ func TestHelpOnEveryCommand(t *testing.T) {
 }
 
 func TestCompile60M(t *testing.T) {
-	out := mustSlc(t, "compile", config60M)
+	out := mustSlc(t, "compile", config60M, "--peft", "full")
 	for _, want := range []string{
 		"Model: " + config60M + " (LLaMA config; batch 8, max length 256, seed 0, f32)",
 		"Total params: 58.07M (58,073,600 in 75 tensors)",
-		"input_ids  i64[8,256]  data",
+		"input_ids   i64[8,256]  data",
 		"Layers: 8 ",
 		"model.layers.*.self_attn.q_proj.weight          f32[512,512]",
 		"model.embed_tokens.weight  f32[32000,512]",
@@ -109,8 +109,39 @@ func TestCompile60M(t *testing.T) {
 	}
 }
 
+// The seed's SLTrain size: llama_60m at r=128, δ=0.03 (the defaults) has 43.53M
+// parameters, and every projection of every block is fused.
+func TestCompile60MSLTrain(t *testing.T) {
+	out := mustSlc(t, "compile", config60M)
+	for _, want := range []string{
+		"Total params: 43.53M (43,529,832 in 187 tensors)",
+		"low-rank     9.99M   9,994,240      112",
+		"sparse       0.76M     758,888       56",
+		"train_step", "update", "eval", "infer",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	fused := mustSlc(t, "compile", config60M, "--print-after", "sltrain-fuse")
+	if n := strings.Count(fused, `"op": "LowRankSparseAdd"`); n != 56 {
+		t.Errorf("--print-after sltrain-fuse shows %d LowRankSparseAdd ops, want 56", n)
+	}
+	for _, proj := range []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} {
+		if strings.Contains(fused, proj+`.weight"`) {
+			t.Errorf("a dense %s weight survived sltrain-fuse", proj)
+		}
+	}
+	mem := mustSlc(t, "compile", config60M, "--memory")
+	for _, want := range []string{"--peft full", "--peft sltrain (r 128, δ 0.03)", "parameters", "221.53", "171.84", "optimizer state", "activations (planned)"} {
+		if !strings.Contains(mem, want) {
+			t.Errorf("--memory lacks %q:\n%s", want, mem)
+		}
+	}
+}
+
 func TestEmitIRParses(t *testing.T) {
-	out := mustSlc(t, "compile", configTiny, "--emit", "ir", "--batch-size", "2", "--max-length", "8", "--seed", "5")
+	out := mustSlc(t, "compile", configTiny, "--emit", "ir", "--batch-size", "2", "--max-length", "8", "--seed", "5", "--passes", "none")
 	m, err := ir.ParseText([]byte(out))
 	if err != nil {
 		t.Fatalf("--emit ir output does not parse: %v", err)
@@ -136,11 +167,11 @@ func TestEmitIRParses(t *testing.T) {
 func TestWriteAndInspect(t *testing.T) {
 	dir := t.TempDir()
 	text, bin := filepath.Join(dir, "tiny.json"), filepath.Join(dir, "tiny.slir")
-	out := mustSlc(t, "compile", configTiny, "-o", text)
+	out := mustSlc(t, "compile", configTiny, "--rank", "4", "-o", text)
 	if !strings.Contains(out, "Wrote "+text) {
 		t.Errorf("no 'Wrote' line:\n%s", out)
 	}
-	mustSlc(t, "compile", "--output", bin, configTiny)
+	mustSlc(t, "compile", "--output", bin, configTiny, "--rank", "4")
 	data, err := os.ReadFile(bin)
 	if err != nil || len(data) < 12 || string(data[8:12]) != "SLIR" {
 		t.Fatalf("%s is not binary IR (err %v)", bin, err)
@@ -159,7 +190,7 @@ func TestWriteAndInspect(t *testing.T) {
 	var bodies []string
 	for _, f := range []string{text, bin} {
 		out := mustSlc(t, "inspect", f)
-		for _, want := range []string{"File: " + f, "Total params: 0.01M (5,456 in 21 tensors)", `Ops of graph "forward"`, "Linear "} {
+		for _, want := range []string{"File: " + f, "Total params: 0.00M (3,210 in 49 tensors)", `Ops of graph "train_step"`, `Ops of graph "update"`, "LowRankSparseAdd "} {
 			if !strings.Contains(out, want) {
 				t.Errorf("inspect %s lacks %q:\n%s", f, want, out)
 			}
@@ -179,10 +210,10 @@ func TestWriteAndInspect(t *testing.T) {
 func TestAliasesAndFlagOrder(t *testing.T) {
 	const want = "(LLaMA config; batch 3, max length 16, seed 7, f32)"
 	for _, args := range [][]string{
-		{"compile", configTiny, "--batch_size", "3", "--max_length", "16", "--seed", "7"},
-		{"compile", "--batch-size=3", "--max-length", "16", "--seed", "7", configTiny},
-		{"compile", "--model_config", configTiny, "--batch_size=3", "--max_length=16", "--seed=7"},
-		{"compile", "--seed", "7", "--model-config", configTiny, "--batch-size", "3", "--max-length", "16"},
+		{"compile", configTiny, "--rank", "4", "--batch_size", "3", "--max_length", "16", "--seed", "7"},
+		{"compile", "--batch-size=3", "--max-length", "16", "--seed", "7", configTiny, "--rank", "4"},
+		{"compile", "--model_config", configTiny, "--rank", "4", "--batch_size=3", "--max_length=16", "--seed=7"},
+		{"compile", "--seed", "7", "--model-config", configTiny, "--rank", "4", "--batch-size", "3", "--max-length", "16"},
 	} {
 		if out := mustSlc(t, args...); !strings.Contains(out, want) {
 			t.Errorf("slc %v: want %q in\n%s", args, want, out)
@@ -194,7 +225,7 @@ func TestErrors(t *testing.T) {
 	dir := t.TempDir()
 	// A truncated copy of a real binary IR file.
 	bin := filepath.Join(dir, "tiny.slir")
-	mustSlc(t, "compile", configTiny, "-o", bin)
+	mustSlc(t, "compile", configTiny, "--rank", "4", "-o", bin)
 	truncated := filepath.Join(dir, "truncated.slir")
 	if err := os.WriteFile(truncated, mustRead(t, bin)[:200], 0o644); err != nil {
 		t.Fatal(err)
@@ -238,6 +269,11 @@ func TestErrors(t *testing.T) {
 		{"bad dtype", []string{"compile", configTiny, "--dtype", "q7"}, 2, []string{"flag --dtype", `"q7"`}},
 		{"missing MODEL", []string{"compile"}, 2, []string{"missing MODEL argument"}},
 		{"two models", []string{"compile", configTiny, configTiny}, 2, []string{"want one MODEL, got 2"}},
+		{"rank too big for the model", []string{"compile", configTiny}, 1, []string{configTiny + ": pass sltrain-fuse: rank must be in [1, 16]", "got 128"}},
+		{"bad --peft", []string{"compile", configTiny, "--peft", "lora"}, 2, []string{`flag --peft: "lora"`}},
+		{"sp_ratio 1", []string{"compile", configTiny, "--sp_ratio", "1"}, 2, []string{"flag --sp-ratio: must be in [0, 1)"}},
+		{"unknown pass", []string{"compile", configTiny, "--passes", "frob"}, 2, []string{`flag --passes: unknown pass "frob"`}},
+		{"unknown --print-after", []string{"compile", configTiny, "--print-after", "frob"}, 2, []string{`flag --print-after: unknown pass "frob"`}},
 		{"MODEL and --model-config", []string{"compile", "--model-config", configTiny, configTiny}, 2, []string{"not both"}},
 		{"missing FILE", []string{"inspect"}, 2, []string{"missing FILE argument", "slc inspect --help"}},
 		{"unknown command", []string{"frobnicate"}, 2, []string{`unknown command "frobnicate"`}},
