@@ -108,6 +108,8 @@ func memoryPlan(s *State) error {
 		groups := s.Groups[g.Name]
 		if groups == nil {
 			groups = singletonGroups(g)
+		} else if !coversNodes(g, groups) {
+			return fmt.Errorf("graph %q changed after fuse-groups: run fuse-groups again right before memory-plan", g.Name)
 		}
 		p, err := PlanMemory(g, groups)
 		if err != nil {
@@ -158,6 +160,24 @@ func addInput(u *MemoryUsage, in *ir.Input) {
 	}
 }
 
+// coversNodes reports whether groups hold exactly g's nodes.
+func coversNodes(g *ir.Graph, groups []*Group) bool {
+	in := make(map[*ir.Node]bool, len(g.Nodes))
+	for _, n := range g.Nodes {
+		in[n] = true
+	}
+	count := 0
+	for _, gr := range groups {
+		for _, n := range gr.Nodes {
+			if !in[n] {
+				return false
+			}
+			count++
+		}
+	}
+	return count == len(g.Nodes)
+}
+
 // singletonGroups is the unfused schedule: one group per node, in graph order.
 func singletonGroups(g *ir.Graph) []*Group {
 	outputs := map[string]bool{}
@@ -199,13 +219,16 @@ func singletonGroups(g *ir.Graph) []*Group {
 // iteration: an AdamW step or a gradient accumulation); and a Const read only
 // by graph outputs is a Fill.
 //
-// Offsets come from the greedy-by-size heuristic of offline tensor placement:
-// storage roots are taken from the largest down, and each goes to the lowest
-// offset gap, among the roots already placed whose live ranges overlap its own,
-// that fits it best (the smallest sufficient gap), else above all of them.
-// Large buffers thus claim the bottom of the arena and small ones fill the
-// holes freed by dead values; every offset is aligned to Alignment. The
-// no-reuse baseline gives each root its own aligned slot.
+// Offsets come from best-fit placement over live ranges (offline tensor
+// placement, as in TFLite's arena planner): storage roots are placed one by
+// one, each into the smallest gap, among the roots already placed whose live
+// ranges overlap its own, that fits it, else above all of them; so a value
+// reuses the space of values dead before it is born. Two orders are tried and
+// the smaller arena kept: greedy by size (largest first: big buffers claim the
+// bottom, small ones fill holes) and schedule order (each root takes the best
+// hole free at its birth; on llama_60m's training step this comes within 1%
+// of the peak of live bytes). Every offset and size is aligned to Alignment.
+// The no-reuse baseline gives each root its own aligned slot.
 //
 // Backward values (Usage.TransientGrads) are told apart structurally: a value
 // is forward when some graph output that updates no state (the loss, logits)
@@ -324,7 +347,7 @@ func PlanMemory(g *ir.Graph, groups []*Group) (*MemoryPlan, error) {
 	for i, v := range roots {
 		items[i] = arenaItem{value: v, size: alignUp(types[v].Bytes()), first: live[v].first, last: live[v].last}
 	}
-	arena := placeGreedyBySize(items)
+	arena := placeArena(items)
 	for i, v := range roots {
 		b := p.Buffers[v]
 		b.Offset = items[i].offset
@@ -402,24 +425,63 @@ type arenaItem struct {
 	offset      int64
 }
 
-// placeGreedyBySize sets every item's offset (see PlanMemory) and returns the
-// arena size. Items whose live ranges overlap never overlap in memory.
-func placeGreedyBySize(items []arenaItem) int64 {
-	order := make([]int, len(items))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool {
-		x, y := items[order[a]], items[order[b]]
+// placementOrders are the orders in which the planner places storage roots;
+// it keeps the order that gives the smaller arena (the first on a tie).
+var placementOrders = []struct {
+	name string
+	less func(x, y arenaItem) bool
+}{
+	// Greedy by size: big buffers claim the bottom, small ones fill holes.
+	{"greedy by size", func(x, y arenaItem) bool {
 		if x.size != y.size {
 			return x.size > y.size
 		}
 		return x.first < y.first
-	})
+	}},
+	// Schedule order: each buffer takes the best hole freed when it is born.
+	{"schedule order", func(x, y arenaItem) bool {
+		if x.first != y.first {
+			return x.first < y.first
+		}
+		return x.size > y.size
+	}},
+}
+
+// placeArena sets every item's offset with the best of placementOrders and
+// returns the arena size.
+func placeArena(items []arenaItem) int64 {
+	best := int64(-1)
+	var offsets []int64
+	for _, o := range placementOrders {
+		order := make([]int, len(items))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return o.less(items[order[a]], items[order[b]]) })
+		if arena := placeBestFit(items, order); best < 0 || arena < best {
+			best = arena
+			offsets = offsets[:0]
+			for _, it := range items {
+				offsets = append(offsets, it.offset)
+			}
+		}
+	}
+	for i := range items {
+		items[i].offset = offsets[i]
+	}
+	return max(best, 0)
+}
+
+// placeBestFit places the items in the given order: each goes to the
+// smallest gap, among the already placed items whose live ranges overlap its
+// own, that fits it, else above all of them. Items live at the same step never
+// overlap in memory.
+func placeBestFit(items []arenaItem, order []int) int64 {
 	var placed []int // indices of placed items, kept sorted by offset
 	var arena int64
 	for _, i := range order {
 		it := &items[i]
+		it.offset = 0
 		if it.size == 0 {
 			continue
 		}
@@ -451,16 +513,23 @@ func alignUp(n int64) int64 { return (n + Alignment - 1) / Alignment * Alignment
 // mib formats bytes as MiB with two decimals.
 func mib(b int64) string { return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20)) }
 
-// FormatPlan prints a plan, one stored value per line in schedule order, for
-// golden files and slc compile --explain.
+// FormatPlan prints a plan for golden files and slc compile --explain: a
+// header with the totals, then every value stored outside the persistent
+// inputs, one per line in schedule order.
 func FormatPlan(p *MemoryPlan) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "graph %s: %d steps, arena %d bytes (peak live %d at step %d), no reuse %d bytes\n",
-		p.Graph, p.Steps, p.ArenaBytes, p.PeakLiveBytes, p.PeakStep, p.Usage.ActivationsNoReuse)
-	names := make([]string, 0, len(p.Buffers))
-	for v := range p.Buffers {
+	var names []string
+	persistent, bytes := 0, int64(0)
+	for v, bf := range p.Buffers {
+		if bf.Kind == Persistent {
+			persistent++
+			bytes += bf.Size
+			continue
+		}
 		names = append(names, v)
 	}
+	fmt.Fprintf(&b, "graph %s: %d steps, arena %d bytes (peak live %d at step %d), no reuse %d bytes; %d persistent inputs, %d bytes\n",
+		p.Graph, p.Steps, p.ArenaBytes, p.PeakLiveBytes, p.PeakStep, p.Usage.ActivationsNoReuse, persistent, bytes)
 	sort.Slice(names, func(i, j int) bool {
 		x, y := p.Buffers[names[i]], p.Buffers[names[j]]
 		if x.First != y.First {

@@ -33,7 +33,7 @@ var Pipeline = []Pass{
 	{Name: "cse", Doc: "merge nodes with the same op, inputs and attributes (Consts included)", Run: cse},
 	{Name: "dce", Doc: "remove nodes whose results reach no graph output", Run: dce},
 	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops (State.Groups)", Run: fuseGroups},
-	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena with greedy-by-size reuse; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan},
+	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena, best-fit reuse of freed space; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan},
 }
 
 // Options are the settings passes read. Zero values are not defaults: use
