@@ -6,6 +6,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
 )
 
 // llama60m builds the forward graph of the seed's 60M model, the size of module
@@ -71,5 +72,48 @@ func TestBinarySmallerThanText(t *testing.T) {
 	}
 	if !back.Equal(m) {
 		t.Error("llama_60m changed in the binary round trip")
+	}
+}
+
+// Every bundled config round-trips through both forms, before and after the
+// pass pipeline (the compiled module holds every op kind the compiler emits).
+func TestBundledConfigsRoundTrip(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join("..", "testdata", "configs", "llama_*.json"))
+	if err != nil || len(paths) < 9 {
+		t.Fatalf("bundled configs: %v (%d found)", err, len(paths))
+	}
+	for _, p := range paths {
+		cfg, err := frontend.ReadLlamaConfig(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := frontend.BuildLlama(cfg, frontend.Options{BatchSize: 2, SeqLen: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mods := []*ir.Module{m}
+		if filepath.Base(p) == "llama_tiny.json" || filepath.Base(p) == "llama_9m.json" {
+			c := m.Clone()
+			o := passes.DefaultOptions()
+			o.Rank = 8
+			if err := passes.Run(&passes.State{Module: c, Options: o}, passes.Pipeline); err != nil {
+				t.Fatal(err)
+			}
+			mods = append(mods, c)
+		}
+		for _, m := range mods {
+			back, err := ir.ParseText(m.MarshalText())
+			if err != nil || !back.Equal(m) {
+				t.Fatalf("%s: text round trip: %v", p, err)
+			}
+			bin, err := m.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err = ir.ParseBinary(bin)
+			if err != nil || !back.Equal(m) {
+				t.Fatalf("%s: binary round trip: %v", p, err)
+			}
+		}
 	}
 }
