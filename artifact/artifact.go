@@ -1,0 +1,99 @@
+// Package artifact defines the .slc file: everything the runtime needs to train
+// or run a compiled model, and nothing that needs LLVM to use. The compiler
+// (package codegen) writes it; the runtime reads it. It imports only ir (for
+// types and the embedded module), so the runtime stays LLVM-free.
+//
+// Execution model. A Program is a list of Steps run in order. Each Step calls
+// one native kernel from Code with the uniform C ABI
+//
+//	void kernel(void **args, int64_t tid, int64_t nthreads, void *scratch)
+//
+// where args[i] points at the buffer of slot Step.Args[i]; every one of the
+// nthreads threads calls the kernel with its own tid and its own scratch area
+// (ScratchBytes each), the kernel does its share of the work, and the runtime
+// waits for all threads before the next step (a barrier between steps, none
+// inside one). Scalars (learning rate, step, …) are one-element buffers.
+package artifact
+
+import "gitee.com/gidean/conv-linn/ir"
+
+// FileIdentifier is the FlatBuffers file identifier of a .slc file.
+const FileIdentifier = "SLCA"
+
+// Artifact is a compiled model.
+type Artifact struct {
+	// CompilerVersion is the slc version that wrote the file; the runtime
+	// refuses files from another version.
+	CompilerVersion string
+	Target          Target
+	// Module is the compiled module in ir's binary form: the graphs after the
+	// pass pipeline, with parameter names, types and init specs, and metadata
+	// (model config, SLTrain settings).
+	Module []byte
+	// Programs are the runnable forms of the module's graphs.
+	Programs []*Program
+	// Code is the native code: an ELF shared object for a CPU target.
+	Code []byte
+}
+
+// Target says what the native code runs on.
+type Target struct {
+	Kind     string // "cpu" (x86-64) or "cuda" (NVPTX)
+	Triple   string
+	CPU      string
+	Features string
+}
+
+// SlotKind says where a slot's buffer lives.
+type SlotKind uint8
+
+// Slot kinds.
+const (
+	SlotState  SlotKind = iota + 1 // a persistent tensor owned by the runtime, shared by all programs by name
+	SlotData                       // a per-call input bound by the caller (token ids)
+	SlotScalar                     // a per-call runtime scalar (lr, step, …), one element
+	SlotArena                      // an intermediate at Offset in the program's arena
+)
+
+// Slot is one buffer a program touches.
+type Slot struct {
+	Name   string
+	Type   ir.Type
+	Kind   SlotKind
+	Offset int64 // SlotArena only: byte offset in the arena (64-byte aligned)
+}
+
+// Step calls one kernel.
+type Step struct {
+	Kernel string  // symbol in Code
+	Args   []int32 // slot indices, in the kernel's argument order
+}
+
+// Output is a program result. When Updates is set, the runtime copies the
+// slot into that state tensor after the run (nothing to do when Slot is the
+// state's own slot, i.e. the kernels updated it in place).
+type Output struct {
+	Name    string
+	Slot    int32
+	Updates string
+}
+
+// Program is the runnable form of one graph.
+type Program struct {
+	Name         string
+	ArenaBytes   int64
+	ScratchBytes int64 // per thread
+	Slots        []Slot
+	Steps        []Step
+	Outputs      []Output
+}
+
+// Program returns the program of that name, or nil.
+func (a *Artifact) Program(name string) *Program {
+	for _, p := range a.Programs {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package runtime
+
+// The whole cgo surface of the runtime: dlopen/dlsym/dlclose, aligned
+// allocation, and the trampoline that runs a program's steps on one thread.
+//
+// Every buffer a kernel sees is C memory (posix_memalign), so no Go pointer
+// ever crosses into C: the cgo pointer rules hold trivially, and the Go
+// garbage collector never scans or moves tensor data.
+
+/*
+#cgo LDFLAGS: -ldl -lpthread
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// The kernel ABI of package artifact.
+typedef void (*slc_kernel)(void **args, int64_t tid, int64_t nthreads, void *scratch);
+
+// One step of a program: a resolved kernel and its argument pointers.
+typedef struct {
+	slc_kernel fn;
+	void **args;
+} slc_step;
+
+// A reusable barrier for nthreads threads: waiters spin briefly on the
+// generation counter (steps are often short, and a futex round trip costs
+// more than the spin), then sleep on the condition variable so that threads
+// outnumbering the cores do not burn the straggler's CPU. The last thread to
+// arrive resets the count, bumps the generation and, only when some waiter
+// went to sleep, broadcasts under the mutex. A sleeper announces itself
+// (sleepers) before it checks the generation, and the releaser bumps the
+// generation before it reads sleepers, both sequentially consistent: so
+// either the releaser sees the sleeper and wakes it, or the sleeper sees the
+// new generation and does not wait.
+typedef struct {
+	_Atomic int64_t arrived;
+	_Atomic int64_t generation;
+	_Atomic int64_t sleepers; // waiters that may be in pthread_cond_wait
+	int64_t nthreads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+} slc_barrier;
+
+enum { SLC_SPIN = 2000 };
+
+static inline void slc_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static slc_barrier *slc_barrier_new(int64_t nthreads) {
+	slc_barrier *b = calloc(1, sizeof *b);
+	if (b == NULL) {
+		return NULL;
+	}
+	b->nthreads = nthreads;
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	return b;
+}
+
+static void slc_barrier_free(slc_barrier *b) {
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+	free(b);
+}
+
+static void slc_barrier_wait(slc_barrier *b) {
+	int64_t gen = atomic_load_explicit(&b->generation, memory_order_acquire);
+	if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->nthreads - 1) {
+		atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+		atomic_store(&b->generation, gen + 1);
+		if (atomic_load(&b->sleepers) > 0) {
+			pthread_mutex_lock(&b->mu);
+			pthread_cond_broadcast(&b->cv);
+			pthread_mutex_unlock(&b->mu);
+		}
+		return;
+	}
+	for (int i = 0; i < SLC_SPIN; i++) {
+		if (atomic_load_explicit(&b->generation, memory_order_acquire) != gen) {
+			return;
+		}
+		slc_relax();
+	}
+	pthread_mutex_lock(&b->mu);
+	atomic_fetch_add(&b->sleepers, 1);
+	while (atomic_load(&b->generation) == gen) {
+		pthread_cond_wait(&b->cv, &b->mu);
+	}
+	atomic_fetch_sub(&b->sleepers, 1);
+	pthread_mutex_unlock(&b->mu);
+}
+
+// slc_run is the trampoline: thread tid runs every step of a program, with a
+// barrier after each one (the last barrier tells the caller that all threads
+// are done). It is one cgo call per thread per program run, so the per-step
+// cost is a kernel call plus a barrier.
+static void slc_run(const slc_step *steps, int64_t nsteps, int64_t tid, int64_t nthreads,
+		void *scratch, slc_barrier *b) {
+	for (int64_t i = 0; i < nsteps; i++) {
+		steps[i].fn(steps[i].args, tid, nthreads, scratch);
+		if (nthreads > 1) {
+			slc_barrier_wait(b);
+		}
+	}
+}
+
+// slc_alloc returns size bytes (at least 1), zeroed, aligned on align; NULL
+// when memory is short.
+static void *slc_alloc(size_t size, size_t align) {
+	void *p = NULL;
+	if (size == 0) {
+		size = 1;
+	}
+	if (posix_memalign(&p, align, size) != 0) {
+		return NULL;
+	}
+	memset(p, 0, size);
+	return p;
+}
+
+static void *slc_dlopen(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+
+// slc_dlsym clears dlerror first, so a NULL with an error set means "missing".
+static void *slc_dlsym(void *h, const char *name, int *missing) {
+	dlerror();
+	void *s = dlsym(h, name);
+	*missing = s == NULL && dlerror() != NULL;
+	return s;
+}
+
+static const char *slc_dlerror(void) {
+	const char *e = dlerror();
+	return e == NULL ? "unknown error" : e;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// stepSize is the size of one C slc_step, for laying out a program's steps.
+const stepSize = C.sizeof_slc_step
+
+// cAlloc returns n zeroed bytes of C memory aligned on align; free them with
+// cFree.
+func cAlloc(n int64, align int) (unsafe.Pointer, error) {
+	p := C.slc_alloc(C.size_t(n), C.size_t(align))
+	if p == nil {
+		return nil, fmt.Errorf("out of memory allocating %d bytes", n)
+	}
+	return p, nil
+}
+
+func cFree(p unsafe.Pointer) { C.free(p) }
+
+// library is an open shared object.
+type library struct{ h unsafe.Pointer }
+
+func dlopen(path string) (*library, error) {
+	p := C.CString(path)
+	defer C.free(unsafe.Pointer(p))
+	h := C.slc_dlopen(p)
+	if h == nil {
+		return nil, errors.New(C.GoString(C.slc_dlerror()))
+	}
+	return &library{h}, nil
+}
+
+// sym returns the address of a symbol.
+func (l *library) sym(name string) (unsafe.Pointer, error) {
+	p := C.CString(name)
+	defer C.free(unsafe.Pointer(p))
+	var missing C.int
+	s := C.slc_dlsym(l.h, p, &missing)
+	if missing != 0 || s == nil {
+		return nil, fmt.Errorf("symbol %q not found", name)
+	}
+	return s, nil
+}
+
+func (l *library) close() error {
+	if C.dlclose(l.h) != 0 {
+		return errors.New(C.GoString(C.slc_dlerror()))
+	}
+	return nil
+}
+
+// barrier wraps the C barrier the trampoline uses between steps.
+type barrier struct{ b *C.slc_barrier }
+
+func newBarrier(nthreads int) (barrier, error) {
+	b := C.slc_barrier_new(C.int64_t(nthreads))
+	if b == nil {
+		return barrier{}, errors.New("out of memory allocating the thread barrier")
+	}
+	return barrier{b}, nil
+}
+
+func (b barrier) free() { C.slc_barrier_free(b.b) }
+
+// setStep fills step i of a C step array with a kernel address and its C
+// array of argument pointers.
+func setStep(steps unsafe.Pointer, i int, fn, args unsafe.Pointer) {
+	s := (*C.slc_step)(unsafe.Add(steps, i*stepSize))
+	s.fn = C.slc_kernel(fn)
+	s.args = (*unsafe.Pointer)(args)
+}
+
+// runSteps runs nsteps steps from a C step array as thread tid of nthreads.
+func runSteps(steps unsafe.Pointer, nsteps, tid, nthreads int, scratch unsafe.Pointer, b barrier) {
+	C.slc_run((*C.slc_step)(steps), C.int64_t(nsteps), C.int64_t(tid), C.int64_t(nthreads), scratch, b.b)
+}

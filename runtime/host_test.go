@@ -1,0 +1,119 @@
+package runtime
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+func TestParseTriple(t *testing.T) {
+	tests := []struct {
+		triple, arch, goos, err string
+	}{
+		{"x86_64-unknown-linux-gnu", "amd64", "linux", ""},
+		{"x86_64-pc-linux-gnu", "amd64", "linux", ""},
+		{"aarch64-apple-darwin23.1.0", "arm64", "darwin", ""},
+		{"arm64-apple-macosx14.0.0", "arm64", "darwin", ""},
+		{"x86_64-pc-windows-msvc", "amd64", "windows", ""},
+		{"i686-unknown-linux-gnu", "386", "linux", ""},
+		{"riscv64-unknown-elf", "riscv64", "", ""},
+		{"s390x-ibm-linux", "", "", "does not know"}, // big-endian
+		{"nvptx64-nvidia-cuda", "", "", "does not know"},
+		{"", "", "", "no target triple"},
+	}
+	for _, tc := range tests {
+		arch, goos, err := parseTriple(tc.triple)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: got %v, want an error containing %q", tc.triple, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || arch != tc.arch || goos != tc.goos {
+			t.Errorf("%q: got %q %q %v, want %q %q", tc.triple, arch, goos, err, tc.arch, tc.goos)
+		}
+	}
+}
+
+func TestCheckFeatures(t *testing.T) {
+	host := map[string]bool{"avx": true, "avx2": true, "fma": true, "sse4_1": true, "avx512_bf16": true}
+	tests := []struct {
+		features, want string
+	}{
+		{"", ""},
+		{"+avx2,+fma,+sse4.1,-avx512f", ""},
+		{"+avx2,+avx512f", "needs the CPU feature avx512f"},
+		{"+avx512bf16", ""},
+		{"+cx16,+64bit,+xsave,+prfchw", ""}, // not checked
+		{"+avx, +sse4.2", "needs the CPU feature sse4.2"},
+	}
+	for _, tc := range tests {
+		err := checkFeatures(tc.features, host)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%q: got %v, want %q", tc.features, err, tc.want)
+		}
+	}
+}
+
+func TestConvert(t *testing.T) {
+	bf16 := []struct {
+		in   float32
+		bits uint16
+	}{
+		{1, 0x3f80}, {-2, 0xc000}, {1.00390625, 0x3f80}, {1.01171875, 0x3f82}, {1.0078125, 0x3f81},
+		{float32(math.Inf(1)), 0x7f80}, {math.MaxFloat32, 0x7f80}, {float32(math.Copysign(0, -1)), 0x8000},
+	}
+	for _, c := range bf16 {
+		if got := bf16FromFloat32(c.in); got != c.bits {
+			t.Errorf("bf16(%v) = %#04x, want %#04x", c.in, got, c.bits)
+		}
+	}
+	if nan := bf16FromFloat32(math.Float32frombits(0x7f800001)); !math.IsNaN(float64(bf16ToFloat32(nan))) {
+		t.Errorf("bf16 of a NaN with low payload is %#04x, not a NaN", nan)
+	}
+	f16 := []struct {
+		in   float64
+		bits uint16
+	}{
+		{1, 0x3c00}, {-2, 0xc000}, {65504, 0x7bff}, {65519, 0x7bff}, {65520, 0x7c00}, {math.Inf(-1), 0xfc00},
+		{0x1p-14, 0x0400}, {0x1p-24, 0x0001}, {0x1p-25, 0x0000}, {0x1.8p-25, 0x0001}, {1 + 0x1p-11, 0x3c00},
+		{1 + 0x3p-11, 0x3c02}, {0x1.ffcp-15, 0x0400}, {math.Copysign(0, -1), 0x8000},
+	}
+	for _, c := range f16 {
+		if got := f16FromFloat64(c.in); got != c.bits {
+			t.Errorf("f16(%v) = %#04x, want %#04x", c.in, got, c.bits)
+		}
+	}
+	// Every finite half converts to float64 and back unchanged.
+	for h := 0; h < 1<<16; h++ {
+		if h&0x7c00 == 0x7c00 {
+			continue
+		}
+		if got := f16FromFloat64(f16ToFloat64(uint16(h))); got != uint16(h) {
+			t.Fatalf("f16 %#04x → %v → %#04x", h, f16ToFloat64(uint16(h)), got)
+		}
+	}
+	if !math.IsNaN(f16ToFloat64(f16FromFloat64(math.NaN()))) {
+		t.Error("f16 NaN is not a NaN")
+	}
+
+	// Tensor accessors.
+	x := Tensor{Type: ir.T(ir.I32), Data: []byte{0xfe, 0xff, 0xff, 0xff}}
+	if v, err := x.Scalar(); err != nil || v != -2 {
+		t.Errorf("Scalar = %v, %v", v, err)
+	}
+	if _, err := x.Float32s(); err == nil {
+		t.Error("Float32s of an i32 tensor succeeded")
+	}
+	if _, err := (Tensor{Type: ir.T(ir.F32, 2), Data: make([]byte, 8)}).Int64s(); err == nil {
+		t.Error("Int64s of an f32 tensor succeeded")
+	}
+	if _, err := (Tensor{Type: ir.T(ir.F32, 2), Data: make([]byte, 8)}).Scalar(); err == nil {
+		t.Error("Scalar of two elements succeeded")
+	}
+	if _, err := (Tensor{Type: ir.T(ir.F32, 2), Data: make([]byte, 7)}).Float32s(); err == nil || !strings.Contains(err.Error(), "holds 7 bytes, want 8") {
+		t.Errorf("Float32s of a short tensor: %v", err)
+	}
+}
