@@ -245,3 +245,23 @@ func TestNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestFLOPs(t *testing.T) {
+	b := ir.NewBuilder("g")
+	x := b.AddInput("x", ir.T(ir.F32, 2, 3, 8), ir.Data, nil)
+	w := b.AddInput("w", ir.T(ir.F32, 5, 8), ir.Param, &ir.Init{Kind: ir.InitZeros})
+	bb := b.AddInput("B", ir.T(ir.F32, 5, 2), ir.Param, &ir.Init{Kind: ir.InitZeros})
+	a := b.AddInput("A", ir.T(ir.F32, 2, 8), ir.Param, &ir.Init{Kind: ir.InitZeros})
+	v := b.AddInput("v", ir.T(ir.F32, 4), ir.Param, &ir.Init{Kind: ir.InitZeros})
+	idx := b.AddInput("i", ir.T(ir.I64, 4), ir.Buffer, &ir.Init{Kind: ir.InitSupport, Total: 40})
+	y := b.Op("Linear", nil, x, w)                                                  // 2·6·5·8 = 480
+	z := b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(1)}, x, bb, a, v, idx) // 2·6·(16+10+4) = 360
+	m := b.MatMul(y, z, true, false)                                                // [2,5,5]: 2·50·3 = 300
+	b.Output("m", m)
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := FLOPs(b.G); got != 480+360+300 {
+		t.Fatalf("FLOPs = %d, want 1140", got)
+	}
+}

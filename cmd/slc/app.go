@@ -21,7 +21,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"Exit status: 0 success, 1 bad input or file, 2 usage error, 3 internal error.",
 		Writer:         stdout,
 		ErrWriter:      stderr,
-		Commands:       []*cli.Command{compileCommand(), inspectCommand()},
+		Commands:       []*cli.Command{compileCommand(), inspectCommand(), benchCommand()},
 		OnUsageError:   onUsageError(""),
 		ExitErrHandler: func(*cli.Context, error) {}, // runMain reports errors and exits
 		Action: func(c *cli.Context) error {
@@ -57,9 +57,9 @@ func compileCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L]); by default 256 or the model's max_sequence_length if smaller"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the parameter initialisers"},
 			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32, f64, bf16 or f16"},
-			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary or ir (the IR text)"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the IR to `FILE`: .json for text, .slir for binary", TakesFile: true},
-		}, pipelineFlags()...),
+			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary, ir (the IR text), llvm (the kernels' optimized LLVM IR) or asm (their assembly)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write `FILE`: .json for IR text, .slir for binary IR, .slc for the compiled artifact (native code + programs)", TakesFile: true},
+		}, append(pipelineFlags(), codegenFlags()...)...),
 		Action: func(c *cli.Context) error { return compile(c) },
 	}
 }

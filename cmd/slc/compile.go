@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
@@ -59,8 +63,10 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 		return nil, usagef(cmd, "flag --dtype: %v", err)
 	}
 	o.build.DType = dt
-	if o.emit != "summary" && o.emit != "ir" {
-		return nil, usagef(cmd, "flag --emit: %q is not summary or ir", o.emit)
+	switch o.emit {
+	case "summary", "ir", "llvm", "asm":
+	default:
+		return nil, usagef(cmd, "flag --emit: %q is not summary, ir, llvm or asm", o.emit)
 	}
 	if o.output != "" {
 		if _, err := outputFormat(o.output); err != nil {
@@ -80,10 +86,12 @@ func outputFormat(path string) (sourceKind, error) {
 		return kindText, nil
 	case ".slir":
 		return kindBinary, nil
+	case ".slc":
+		return kindArtifact, nil
 	case "":
-		return 0, fmt.Errorf("no extension (want .json for IR text or .slir for binary IR)")
+		return 0, fmt.Errorf("no extension (want .json for IR text, .slir for binary IR or .slc for a compiled artifact)")
 	default:
-		return 0, fmt.Errorf("unknown extension %q (want .json for IR text or .slir for binary IR)", ext)
+		return 0, fmt.Errorf("unknown extension %q (want .json for IR text, .slir for binary IR or .slc for a compiled artifact)", ext)
 	}
 }
 
@@ -133,6 +141,39 @@ func compile(c *cli.Context) error {
 	}
 
 	var wrote int
+	var codegenNotes bytes.Buffer
+	wroteArtifact := ""
+	if kind, _ := outputFormat(o.output); kind == kindArtifact || o.emit == "llvm" || o.emit == "asm" {
+		var explainTo io.Writer
+		if c.Bool("explain") {
+			explainTo = &codegenNotes // printed after the pass notes
+		}
+		co, err := codegenOptions(c, "compile", st, explainTo)
+		if err != nil {
+			return err
+		}
+		switch o.emit {
+		case "llvm":
+			co.EmitLLVM = c.App.Writer
+		case "asm":
+			co.EmitAsm = c.App.Writer
+		}
+		art, err := compileNative(src.path, m, co)
+		if err != nil {
+			return err
+		}
+		if kind == kindArtifact {
+			if err := artifact.WriteFile(o.output, art); err != nil {
+				return err
+			}
+			wroteArtifact = fmt.Sprintf("Wrote %s (%s bytes: %d programs, %s bytes of native code for %s %s)\n", o.output,
+				summary.Grouped(fileSize(o.output)), len(art.Programs), summary.Grouped(int64(len(art.Code))), art.Target.Triple, art.Target.CPU)
+		}
+		if o.emit != "summary" {
+			return nil
+		}
+		o.output = "" // written
+	}
 	if o.output != "" {
 		if wrote, err = writeModule(o.output, m); err != nil {
 			return err
@@ -153,10 +194,12 @@ func compile(c *cli.Context) error {
 			for _, n := range st.Notes {
 				printf(c, "%s\n", n)
 			}
+			c.App.Writer.Write(codegenNotes.Bytes())
 		}
 		if o.output != "" {
 			printf(c, "Wrote %s (%s bytes)\n", o.output, summary.Grouped(int64(wrote)))
 		}
+		printf(c, "%s", wroteArtifact)
 	}
 	return nil
 }
@@ -203,4 +246,13 @@ func writeModule(path string, m *ir.Module) (int, error) {
 		return 0, err
 	}
 	return len(data), nil
+}
+
+// fileSize is the size of a file just written (0 if it cannot be read).
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }

@@ -18,9 +18,10 @@ import (
 type sourceKind int
 
 const (
-	kindConfig sourceKind = iota + 1 // a HF/SLTrain LLaMA config
-	kindText                         // slc IR text (JSON with "format")
-	kindBinary                       // slc IR binary (FlatBuffers, identifier "SLIR")
+	kindConfig   sourceKind = iota + 1 // a HF/SLTrain LLaMA config
+	kindText                           // slc IR text (JSON with "format")
+	kindBinary                         // slc IR binary (FlatBuffers, identifier "SLIR")
+	kindArtifact                       // a compiled .slc artifact (written only)
 )
 
 func (k sourceKind) String() string {
@@ -31,6 +32,8 @@ func (k sourceKind) String() string {
 		return "IR text"
 	case kindBinary:
 		return "IR binary"
+	case kindArtifact:
+		return "artifact"
 	}
 	return "unknown"
 }

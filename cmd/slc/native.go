@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	goruntime "runtime"
+
+	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/codegen"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
+)
+
+// codegenFlags are the native-code flags of slc compile and slc bench.
+func codegenFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "cpu", Usage: "target `CPU` for the kernels (an LLVM CPU name such as x86-64-v3 or znver4; default: this machine's)"},
+		&cli.StringFlag{Name: "sltrain-lowering", Value: "auto", Usage: "`HOW` LowRankSparseAdd runs: merged (W = B·A·scale + S, one GEMM), factored (x·Aᵀ·Bᵀ + sparse x·Sᵀ) or auto (a cost model per layer)"},
+	}
+}
+
+func codegenOptions(c *cli.Context, cmd string, st *passes.State, explain io.Writer) (codegen.Options, error) {
+	o := codegen.Options{CPU: c.String("cpu"), SLTrainLowering: c.String("sltrain-lowering"), Explain: explain}
+	switch o.SLTrainLowering {
+	case "merged", "factored", "auto":
+	default:
+		return o, usagef(cmd, "flag --sltrain-lowering: %q is not merged, factored or auto", o.SLTrainLowering)
+	}
+	if st != nil && st.Groups != nil && st.Plans != nil {
+		o.Groups, o.Plans = st.Groups, st.Plans
+	}
+	return o, nil
+}
+
+// compileNative lowers a compiled module to native code.
+func compileNative(path string, m *ir.Module, o codegen.Options) (*artifact.Artifact, error) {
+	if m.Graph("train_step") == nil && m.Graph("infer") == nil {
+		return nil, fmt.Errorf("%s: nothing to run: the module has no train_step or infer graph (was --passes used?)", path)
+	}
+	art, err := codegen.Compile(m, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return art, nil
+}
+
+func defaultThreads() int { return goruntime.NumCPU() }
