@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"gitee.com/gidean/conv-linn/codegen/llvm/internal/dl"
+	"gitee.com/gidean/conv-linn/codegen/internal/dl"
 )
 
 // buildSaxpy defines

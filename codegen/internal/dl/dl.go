@@ -1,6 +1,6 @@
-// Package dl loads shared objects for the llvm package's tests: just enough
-// dlopen/dlsym to call a compiled kernel. It is test support, not the
-// runtime's loader.
+// Package dl loads shared objects for the codegen packages' tests and
+// benchmarks: just enough dlopen/dlsym to call a compiled kernel through a
+// few fixed C signatures. It is test support, not the runtime's loader.
 package dl
 
 /*
@@ -13,6 +13,13 @@ typedef void (*saxpy_fn)(float *, const float *, float, int64_t);
 
 static void call_saxpy(void *fn, float *y, const float *x, float a, int64_t n) {
 	((saxpy_fn)fn)(y, x, a, n);
+}
+
+typedef void (*gemm_fn)(float *, const float *, const float *, float *, int64_t, int64_t);
+
+static void call_gemm(void *fn, float *c, const float *a, const float *b, float *scratch,
+		int64_t tid, int64_t nthreads) {
+	((gemm_fn)fn)(c, a, b, scratch, tid, nthreads);
 }
 */
 import "C"
@@ -66,4 +73,22 @@ func CallSaxpy(fn unsafe.Pointer, y, x []float32, a float32) {
 		panic("dl: CallSaxpy: x shorter than y")
 	}
 	C.call_saxpy(fn, (*C.float)(unsafe.Pointer(&y[0])), (*C.float)(unsafe.Pointer(&x[0])), C.float(a), C.int64_t(len(y)))
+}
+
+// CallGEMM calls fn as the codegen/cpu GEMM ABI
+//
+//	void(float *C, const float *A, const float *B, float *scratch, int64_t tid, int64_t nthreads)
+//
+// The caller guarantees that the slices are as long as the kernel reads and
+// writes; this is test support and checks nothing beyond non-emptiness.
+func CallGEMM(fn unsafe.Pointer, c, a, b, scratch []float32, tid, nthreads int) {
+	C.call_gemm(fn, floatPtr(c), floatPtr(a), floatPtr(b), floatPtr(scratch), C.int64_t(tid), C.int64_t(nthreads))
+}
+
+// floatPtr returns the address of s's first element, or nil when s is empty.
+func floatPtr(s []float32) *C.float {
+	if len(s) == 0 {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&s[0]))
 }

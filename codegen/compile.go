@@ -1,0 +1,252 @@
+// Package codegen compiles an IR module into a .slc artifact: native x86-64
+// kernels for every graph (via LLVM, see package lower), the programs that
+// call them over a planned memory arena, and the module itself.
+//
+// Compile is the driver. For each graph it takes the kernel groups and the
+// memory plan of the passes package (fuse-groups and memory-plan; computed
+// here when the caller has none), assigns every buffer a slot, lowers every
+// group to kernels — identical groups share one kernel across all graphs —
+// optimizes the LLVM module at -O3 for the target CPU, emits an object and
+// links it, with the system C compiler, into the shared object the runtime
+// loads.
+package codegen
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/codegen/lower"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/version"
+)
+
+// Options configure Compile. The zero value compiles for the host CPU.
+type Options struct {
+	// CPU is the LLVM CPU name ("znver4", "x86-64-v3", …); "" is the host's.
+	CPU string
+	// Features is the LLVM feature string ("+avx2,+fma"); "" means the
+	// host's features when CPU is "" too, and the CPU's own otherwise.
+	Features string
+	// SLTrainLowering is "merged", "factored" or "auto" ("" = auto): how
+	// LowRankSparseAdd runs (see lower.ChooseSLTrain).
+	SLTrainLowering string
+	// Version is stamped as the artifact's CompilerVersion ("" =
+	// version.Version).
+	Version string
+	// Explain, when set, receives one line per graph and per decision worth
+	// reporting (kernels, arena, SLTrain lowerings).
+	Explain io.Writer
+	// EmitLLVM and EmitAsm, when set, receive the optimized LLVM IR and the
+	// x86-64 assembly of the kernels.
+	EmitLLVM, EmitAsm io.Writer
+	// Groups and Plans are the fuse-groups and memory-plan results
+	// (passes.State.Groups and .Plans) for m's graphs. When Groups is nil,
+	// Compile partitions and plans a copy of m itself; Plans without Groups
+	// is an error (a plan is only valid for its groups).
+	Groups map[string][]*passes.Group
+	Plans  map[string]*passes.MemoryPlan
+	// CC is the C compiler used to link the shared object ("" = "cc").
+	CC string
+}
+
+// Compile compiles every graph of m into an artifact.
+func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
+	if m == nil {
+		return nil, errors.New("codegen: no module")
+	}
+	if err := m.Verify(); err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	start := time.Now()
+	mod, groups, plans, err := schedule(m, opt)
+	if err != nil {
+		return nil, err
+	}
+	cc := opt.CC
+	if cc == "" {
+		cc = "cc"
+	}
+	ccPath, err := exec.LookPath(cc)
+	if err != nil {
+		return nil, fmt.Errorf("codegen: linking the kernels needs a C compiler: %q not found on PATH", cc)
+	}
+
+	tm, target, err := targetMachine(opt)
+	if err != nil {
+		return nil, err
+	}
+	defer tm.Dispose()
+	ctx := llvm.NewContext()
+	defer ctx.Dispose()
+	lm := ctx.NewModule("slc")
+	defer lm.Dispose()
+	lm.ConfigureFor(tm)
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering})
+	if err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	defer em.Dispose()
+
+	art := &artifact.Artifact{CompilerVersion: opt.Version, Target: target}
+	if art.CompilerVersion == "" {
+		art.CompilerVersion = version.Version
+	}
+	for _, g := range mod.Graphs {
+		p, err := buildProgram(g, groups[g.Name], plans[g.Name], em, opt.Explain)
+		if err != nil {
+			return nil, fmt.Errorf("codegen: graph %q: %w", g.Name, err)
+		}
+		art.Programs = append(art.Programs, p)
+	}
+	explain(opt.Explain, "kernels: %d distinct groups lowered, LLVM emission %v", em.Kernels(), time.Since(start).Round(time.Millisecond))
+
+	if err := lm.Verify(); err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	t0 := time.Now()
+	if err := lm.RunPasses("default<O3>", tm, llvm.DefaultPassOptions()); err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	if opt.EmitLLVM != nil {
+		if _, err := io.WriteString(opt.EmitLLVM, lm.String()); err != nil {
+			return nil, err
+		}
+	}
+	if opt.EmitAsm != nil {
+		asm, err := tm.Emit(lm, llvm.AssemblyFile)
+		if err != nil {
+			return nil, fmt.Errorf("codegen: %w", err)
+		}
+		if _, err := opt.EmitAsm.Write(asm); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := tm.Emit(lm, llvm.ObjectFile)
+	if err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	explain(opt.Explain, "llvm: -O3 and object emission %v (%d bytes)", time.Since(t0).Round(time.Millisecond), len(obj))
+	t0 = time.Now()
+	so, err := link(ccPath, obj, em.CSource())
+	if err != nil {
+		return nil, err
+	}
+	explain(opt.Explain, "link: %s %v (%d bytes)", cc, time.Since(t0).Round(time.Millisecond), len(so))
+	art.Code = so
+	if art.Module, err = mod.MarshalBinary(); err != nil {
+		return nil, fmt.Errorf("codegen: encoding the module: %w", err)
+	}
+	return art, nil
+}
+
+// schedule returns the module to compile with each graph's groups and
+// memory plan: the caller's, or computed on a copy of m.
+func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group, map[string]*passes.MemoryPlan, error) {
+	groups, plans := opt.Groups, opt.Plans
+	mod := m
+	if groups == nil {
+		if plans != nil {
+			return nil, nil, nil, errors.New("codegen: Options.Plans given without the Groups they were planned for")
+		}
+		mod = m.Clone()
+		groups = map[string][]*passes.Group{}
+		for _, g := range mod.Graphs {
+			gs, err := passes.PartitionGraph(g)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("codegen: %w", err)
+			}
+			groups[g.Name] = gs
+		}
+	}
+	if plans == nil {
+		plans = map[string]*passes.MemoryPlan{}
+	}
+	for _, g := range mod.Graphs {
+		if groups[g.Name] == nil && len(g.Nodes) > 0 {
+			return nil, nil, nil, fmt.Errorf("codegen: graph %q has no kernel groups", g.Name)
+		}
+		if plans[g.Name] == nil {
+			p, err := passes.PlanMemory(g, groups[g.Name])
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("codegen: %w", err)
+			}
+			plans[g.Name] = p
+		}
+	}
+	return mod, groups, plans, nil
+}
+
+// targetMachine creates the -O3, position-independent x86-64 machine that
+// opt asks for.
+func targetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
+	triple := llvm.DefaultTargetTriple()
+	cpu, feats := opt.CPU, opt.Features
+	if cpu == "" {
+		cpu = llvm.HostCPUName()
+		if feats == "" {
+			feats = llvm.HostCPUFeatures()
+		}
+	}
+	if !strings.HasPrefix(triple, "x86_64") {
+		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: the CPU back end targets x86-64, but LLVM's default triple is %q", triple)
+	}
+	tm, err := llvm.NewTargetMachine(triple, llvm.MachineOptions{
+		CPU: cpu, Features: feats, OptLevel: llvm.CodeGenAggressive, Reloc: llvm.RelocPIC,
+	})
+	if err != nil {
+		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: %w", err)
+	}
+	return tm, artifact.Target{Kind: "cpu", Triple: triple, CPU: cpu, Features: feats}, nil
+}
+
+// link turns the kernels' object (plus the C source of their constant
+// tables) into a shared object with the system C compiler. It runs in a
+// temporary directory with relative file names, so the result does not
+// depend on the directory's name.
+func link(cc string, obj, csrc []byte) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "slc-link-")
+	if err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "kernels.o"), obj, 0o644); err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	args := []string{"-shared", "-fPIC", "-O1", "-o", "kernels.so", "kernels.o"}
+	if len(csrc) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "tables.c"), csrc, 0o644); err != nil {
+			return nil, fmt.Errorf("codegen: %w", err)
+		}
+		args = append(args, "tables.c")
+	}
+	args = append(args, "-lm")
+	cmd := exec.Command(cc, args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("codegen: linking the kernels with %s: %v\n%s", cc, err, strings.TrimSpace(out.String()))
+	}
+	so, err := os.ReadFile(filepath.Join(dir, "kernels.so"))
+	if err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	return so, nil
+}
+
+// explain writes one line to w when it is set.
+func explain(w io.Writer, format string, args ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format+"\n", args...)
+	}
+}

@@ -1,0 +1,80 @@
+package cpu
+
+import (
+	"fmt"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// Arch is the x86-64 vector unit the kernels are generated for.
+type Arch struct {
+	CPU      string // LLVM CPU name, stamped on every function ("target-cpu")
+	Features string // LLVM feature string ("target-features")
+	// VectorWidth is the number of floats in one vector register: 16 with
+	// AVX-512F, 8 with AVX, 4 otherwise (SSE).
+	VectorWidth int
+	// FMA reports whether the target has fused multiply-add instructions.
+	// Without them llvm.fma becomes a library call: correct but slow.
+	FMA bool
+}
+
+// ArchOf reads the CPU, features and vector width of tm.
+func ArchOf(tm llvm.TargetMachine) Arch {
+	cpu, feats := tm.CPU(), tm.Features()
+	a := Arch{CPU: cpu, Features: feats, VectorWidth: 4}
+	switch {
+	case llvm.HasFeature(feats, "avx512f"):
+		a.VectorWidth = 16
+	case llvm.HasFeature(feats, "avx"):
+		a.VectorWidth = 8
+	}
+	a.FMA = llvm.HasFeature(feats, "fma") || llvm.HasFeature(feats, "avx512f")
+	return a
+}
+
+// Blocking is the BLIS register and cache blocking of a kernel.
+//
+// The micro-kernel holds an MR×NR tile of C in MR·NR/W vector registers; NR
+// is a multiple of the vector width W. A packed B micro-panel (KC×NR) is
+// meant to stay in L1 while the micro-kernel sweeps the packed MC×KC block
+// of A held in L2; the packed KC×NC block of B lives in L2/L3. The
+// generator shrinks MC, KC and NC to the problem (KC is also evened out so
+// that K splits into blocks of nearly equal size).
+type Blocking struct {
+	MR, NR int // micro-tile: rows of A, columns of B
+	MC     int // rows of A per packed block (rounded up to a multiple of MR)
+	KC     int // depth of a packed block: at most this many k per pass over C
+	NC     int // columns of B per packed block (rounded up to a multiple of NR)
+	// Unroll is how many k steps one iteration of the micro-kernel's loop
+	// performs (≥ 1).
+	Unroll int
+}
+
+// DefaultBlocking returns the blocking tuned for vector width w (floats per
+// vector) on a Zen 5 core (48 KB L1D, 1 MB L2 per core, 32 zmm registers),
+// which also suits other AVX-512 and AVX2 cores.
+func DefaultBlocking(w int) Blocking {
+	switch w {
+	case 16: // AVX-512: 32 registers, 24 of them accumulators
+		return Blocking{MR: 12, NR: 32, MC: 144, KC: 256, NC: 4096, Unroll: 4}
+	case 8: // AVX2: 16 registers, 12 of them accumulators
+		return Blocking{MR: 6, NR: 16, MC: 144, KC: 256, NC: 4096, Unroll: 4}
+	default: // SSE: 16 registers
+		return Blocking{MR: 6, NR: 8, MC: 144, KC: 256, NC: 4096, Unroll: 4}
+	}
+}
+
+// check reports the first problem that makes b unusable with width w.
+func (b Blocking) check(w int) error {
+	switch {
+	case b.MR < 1 || b.NR < 1 || b.MC < 1 || b.KC < 1 || b.NC < 1 || b.Unroll < 1:
+		return fmt.Errorf("cpu: blocking %+v: every size must be ≥ 1", b)
+	case b.NR%w != 0:
+		return fmt.Errorf("cpu: blocking NR=%d is not a multiple of the vector width %d", b.NR, w)
+	case b.MR > 64 || b.NR/w > 16 || b.MR*b.NR/w > 64:
+		return fmt.Errorf("cpu: blocking %d×%d: micro-tile too large", b.MR, b.NR)
+	case b.KC > 1<<16 || b.MC > 1<<16 || b.NC > 1<<20:
+		return fmt.Errorf("cpu: blocking %+v: block too large", b)
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+package cpu
+
+import (
+	"strconv"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// emitter carries what every piece of generated code needs: the builder, the
+// module, the function being filled and the common types.
+type emitter struct {
+	m    llvm.Module
+	ctx  llvm.Context
+	b    *llvm.Builder
+	fn   llvm.Function
+	arch Arch
+	w    int // floats per vector
+
+	void, i1, i32, i64, f32, ptr, vec llvm.Type
+	fma                               llvm.Function
+}
+
+// newEmitter prepares types and intrinsics for m; callers set fn before
+// emitting instructions and dispose the builder with close.
+func newEmitter(m llvm.Module, arch Arch) (*emitter, error) {
+	ctx := m.Context()
+	e := &emitter{m: m, ctx: ctx, b: ctx.NewBuilder(), arch: arch, w: arch.VectorWidth}
+	e.void, e.i1, e.i32, e.i64 = ctx.VoidType(), ctx.Int1Type(), ctx.Int32Type(), ctx.Int64Type()
+	e.f32, e.ptr = ctx.FloatType(), ctx.PointerType(0)
+	e.vec = llvm.VectorType(e.f32, e.w)
+	fma, err := m.Intrinsic("llvm.fma", e.vec)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.fma = fma
+	// Only contraction is allowed: a·b + c may become one fma, nothing is
+	// reassociated, so results are reproducible.
+	e.b.SetFastMath(llvm.FastMathAllowContract)
+	return e, nil
+}
+
+func (e *emitter) close() { e.b.Dispose() }
+
+// newFunction adds a function of type void(params) named name, stamps the
+// target attributes on it and positions the builder in its entry block.
+func (e *emitter) newFunction(name string, params []llvm.Type, internal bool) (llvm.Function, error) {
+	fn := e.m.AddFunction(name, llvm.FunctionType(e.void, params, false))
+	if internal {
+		fn.SetLinkage(llvm.InternalLinkage)
+	}
+	fn.AddStringAttribute(llvm.FunctionIndex, "target-cpu", e.arch.CPU)
+	fn.AddStringAttribute(llvm.FunctionIndex, "target-features", e.arch.Features)
+	// Keep explicit W-float vectors in single registers: without this the
+	// back end may split 512-bit vectors on CPUs that prefer 256-bit ones.
+	bits := strconv.Itoa(32 * e.w)
+	fn.AddStringAttribute(llvm.FunctionIndex, "min-legal-vector-width", bits)
+	fn.AddStringAttribute(llvm.FunctionIndex, "prefer-vector-width", bits)
+	for _, a := range []string{"nounwind", "nofree", "nosync", "willreturn"} {
+		if err := fn.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
+			return fn, err
+		}
+	}
+	e.fn = fn
+	e.b.SetInsertPointAtEnd(fn.AppendBasicBlock("entry"))
+	return fn, nil
+}
+
+// markPointer adds the attributes of a pointer parameter that does not
+// alias any other: noalias nocapture, plus readonly when ro.
+func (e *emitter) markPointer(fn llvm.Function, i int, ro bool) error {
+	attrs := []string{"noalias", "nocapture"}
+	if ro {
+		attrs = append(attrs, "readonly")
+	}
+	for _, a := range attrs {
+		if err := fn.AddAttribute(llvm.ParamIndex(i), a, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// c64 is the i64 constant v.
+func (e *emitter) c64(v int64) llvm.Value { return llvm.ConstInt(e.i64, v) }
+
+// at is the address of float element idx of p.
+func (e *emitter) at(p, idx llvm.Value) llvm.Value {
+	return e.b.InBoundsGEP(e.f32, p, []llvm.Value{idx}, "")
+}
+
+// atc is the address of float element idx (a constant) of p.
+func (e *emitter) atc(p llvm.Value, idx int64) llvm.Value {
+	if idx == 0 {
+		return p
+	}
+	return e.at(p, e.c64(idx))
+}
+
+// load reads a value of type t from p with the given alignment.
+func (e *emitter) load(t llvm.Type, p llvm.Value, align int) llvm.Value {
+	v := e.b.Load(t, p, "")
+	v.SetAlignment(align)
+	return v
+}
+
+// store writes v to p with the given alignment.
+func (e *emitter) store(v, p llvm.Value, align int) { e.b.Store(v, p).SetAlignment(align) }
+
+func (e *emitter) add(x, y llvm.Value) llvm.Value { return e.b.NSWAdd(x, y, "") }
+func (e *emitter) sub(x, y llvm.Value) llvm.Value { return e.b.NSWSub(x, y, "") }
+func (e *emitter) mul(x, y llvm.Value) llvm.Value { return e.b.NSWMul(x, y, "") }
+
+// min and max are signed i64 minimum and maximum.
+func (e *emitter) min(x, y llvm.Value) llvm.Value {
+	return e.b.Select(e.b.ICmp(llvm.IntSLT, x, y, ""), x, y, "")
+}
+
+func (e *emitter) max(x, y llvm.Value) llvm.Value {
+	return e.b.Select(e.b.ICmp(llvm.IntSGT, x, y, ""), x, y, "")
+}
+
+// forLoop emits `for i := lo; i < hi; i += step { body(i) }` with signed
+// i64 bounds; the loop runs zero times when lo ≥ hi. It leaves the builder
+// after the loop.
+func (e *emitter) forLoop(name string, lo, hi llvm.Value, step int64, body func(i llvm.Value)) {
+	pre := e.b.InsertBlock()
+	loop := e.fn.AppendBasicBlock(name)
+	exit := e.fn.AppendBasicBlock(name + ".end")
+	e.b.CondBr(e.b.ICmp(llvm.IntSLT, lo, hi, ""), loop, exit)
+	e.b.SetInsertPointAtEnd(loop)
+	i := e.b.Phi(e.i64, name)
+	body(i)
+	latch := e.b.InsertBlock()
+	next := e.add(i, e.c64(step))
+	e.b.CondBr(e.b.ICmp(llvm.IntSLT, next, hi, ""), loop, exit)
+	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
+	e.b.SetInsertPointAtEnd(exit)
+}
+
+// ifElse emits `if cond { then() } else { els() }`; els may be nil. It
+// leaves the builder after both.
+func (e *emitter) ifElse(name string, cond llvm.Value, then, els func()) {
+	tb := e.fn.AppendBasicBlock(name + ".then")
+	join := e.fn.AppendBasicBlock(name + ".end")
+	eb := join
+	if els != nil {
+		eb = e.fn.AppendBasicBlock(name + ".else")
+	}
+	e.b.CondBr(cond, tb, eb)
+	e.b.SetInsertPointAtEnd(tb)
+	then()
+	e.b.Br(join)
+	if els != nil {
+		e.b.SetInsertPointAtEnd(eb)
+		els()
+		e.b.Br(join)
+	}
+	e.b.SetInsertPointAtEnd(join)
+}
+
+// laneMask is the constant <W x i1> mask whose first n lanes are set.
+func (e *emitter) laneMask(n int) llvm.Value {
+	lanes := make([]llvm.Value, e.w)
+	for i := range lanes {
+		v := int64(0)
+		if i < n {
+			v = 1
+		}
+		lanes[i] = llvm.ConstInt(e.i1, v)
+	}
+	return llvm.ConstVector(lanes)
+}
+
+// maskedLoad reads the first n lanes of a vector at p (the others are 0)
+// without touching memory past them.
+func (e *emitter) maskedLoad(p llvm.Value, n int) (llvm.Value, error) {
+	f, err := e.m.Intrinsic("llvm.masked.load", e.vec, e.ptr)
+	if err != nil {
+		return llvm.Value{}, err
+	}
+	return e.b.Call(f, []llvm.Value{p, llvm.ConstInt(e.i32, 4), e.laneMask(n), llvm.ConstNull(e.vec)}, ""), nil
+}
+
+// maskedStore writes the first n lanes of v to p and nothing past them.
+func (e *emitter) maskedStore(v, p llvm.Value, n int) error {
+	f, err := e.m.Intrinsic("llvm.masked.store", e.vec, e.ptr)
+	if err != nil {
+		return err
+	}
+	e.b.Call(f, []llvm.Value{v, p, llvm.ConstInt(e.i32, 4), e.laneMask(n)}, "")
+	return nil
+}
+
+// ceilDiv is ⌈a/b⌉ for positive b.
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// roundUp is a rounded up to a multiple of b.
+func roundUp(a, b int) int { return ceilDiv(a, b) * b }

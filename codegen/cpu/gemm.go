@@ -1,0 +1,442 @@
+package cpu
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// GEMM specifies one matrix multiply with static shapes; see the package
+// doc for the computation and the ABI of the generated function.
+type GEMM struct {
+	Name    string // the C symbol of the kernel
+	M, N, K int    // C is [M,N], the inner dimension is K
+	TransA  bool   // A is stored as [K,M] rather than [M,K]
+	TransB  bool   // B is stored as [N,K] rather than [K,N]
+	// Batch is the number of independent products (0 means 1).
+	Batch int
+	// StrideA, StrideB and StrideC are the distances in floats between
+	// consecutive batch items; they matter only when Batch > 1. A zero
+	// StrideA or StrideB shares that operand among all items; StrideC must
+	// be at least M·N so that items do not overlap.
+	StrideA, StrideB, StrideC int64
+	// Alpha scales the product. It must be finite and non-zero (0 is
+	// refused so that a forgotten field is caught; use 1 for no scaling).
+	Alpha float32
+	// Accumulate adds the scaled product to C (beta = 1) instead of
+	// overwriting C (beta = 0).
+	Accumulate bool
+}
+
+// maxDim bounds every dimension and element count so that the kernel's i64
+// index arithmetic cannot overflow.
+const maxDim = 1 << 40
+
+// normalized returns s with Batch ≥ 1, or an error naming the bad field.
+func (s GEMM) normalized() (GEMM, error) {
+	if !validSymbol(s.Name) {
+		return s, fmt.Errorf("cpu: GEMM name %q is not a C identifier", s.Name)
+	}
+	if s.M < 1 || s.N < 1 || s.K < 1 {
+		return s, fmt.Errorf("cpu: GEMM %s: M, N, K = %d, %d, %d must all be ≥ 1", s.Name, s.M, s.N, s.K)
+	}
+	if s.Batch < 0 {
+		return s, fmt.Errorf("cpu: GEMM %s: batch %d < 0", s.Name, s.Batch)
+	}
+	if s.Batch == 0 {
+		s.Batch = 1
+	}
+	if a := float64(s.Alpha); a == 0 || math.IsNaN(a) || math.IsInf(a, 0) {
+		return s, fmt.Errorf("cpu: GEMM %s: alpha %v must be finite and non-zero", s.Name, s.Alpha)
+	}
+	m, n, k := int64(s.M), int64(s.N), int64(s.K)
+	if m*n > maxDim || m*k > maxDim || k*n > maxDim || int64(s.Batch) > maxDim {
+		return s, fmt.Errorf("cpu: GEMM %s: %d×%d×%d (batch %d) is too large", s.Name, m, n, k, s.Batch)
+	}
+	if s.Batch > 1 {
+		if s.StrideA < 0 || s.StrideB < 0 {
+			return s, fmt.Errorf("cpu: GEMM %s: negative batch stride", s.Name)
+		}
+		if s.StrideC < m*n {
+			return s, fmt.Errorf("cpu: GEMM %s: StrideC %d < M·N = %d: batch items of C would overlap", s.Name, s.StrideC, m*n)
+		}
+		for _, st := range []int64{s.StrideA, s.StrideB, s.StrideC} {
+			if st > maxDim || int64(s.Batch-1)*st > maxDim {
+				return s, fmt.Errorf("cpu: GEMM %s: batch stride %d is too large", s.Name, st)
+			}
+		}
+	} else {
+		s.StrideA, s.StrideB, s.StrideC = 0, 0, 0
+	}
+	return s, nil
+}
+
+// validSymbol reports whether name is a C identifier.
+func validSymbol(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i, r := range name {
+		switch {
+		case r == '_', 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
+		case '0' <= r && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Lens returns how many floats the kernel reads from A and B and writes to
+// C, counting every batch item: the lengths the caller's buffers need.
+func (s GEMM) Lens() (a, b, c int64) {
+	batch := int64(max(s.Batch, 1))
+	m, n, k := int64(s.M), int64(s.N), int64(s.K)
+	a, b, c = m*k, k*n, m*n
+	if batch > 1 {
+		a += (batch - 1) * s.StrideA
+		b += (batch - 1) * s.StrideB
+		c += (batch - 1) * s.StrideC
+	}
+	return a, b, c
+}
+
+// FLOPs is the number of floating-point operations of one call over all
+// threads: 2·Batch·M·N·K.
+func (s GEMM) FLOPs() int64 {
+	return 2 * int64(max(s.Batch, 1)) * int64(s.M) * int64(s.N) * int64(s.K)
+}
+
+// Kernel describes a generated GEMM function.
+type Kernel struct {
+	GEMM // the specification, with Batch ≥ 1
+	// Blocking is the blocking actually used: MC, KC and NC fitted to the
+	// shape.
+	Blocking Blocking
+	// SplitN says that threads split C into ranges of NR-column tiles;
+	// otherwise into ranges of MR-row tiles. Batch items are part of the
+	// range: thread parts run over (batch item, tile) in order.
+	SplitN bool
+	// ScratchBytes is the size of the per-thread scratch buffer.
+	ScratchBytes int64
+}
+
+// Generator adds GEMM kernels for one target to LLVM modules. Set Blocking
+// before calling Add to override the default tuning.
+type Generator struct {
+	Arch     Arch
+	Blocking Blocking
+}
+
+// NewGenerator returns a generator for tm's CPU with DefaultBlocking.
+func NewGenerator(tm llvm.TargetMachine) *Generator {
+	a := ArchOf(tm)
+	return &Generator{Arch: a, Blocking: DefaultBlocking(a.VectorWidth)}
+}
+
+// Add defines the kernel s.Name in m, plus internal helpers named
+// s.Name + ".…". m should be configured for the generator's target machine
+// (llvm.Module.ConfigureFor) and optimized afterwards (Optimize).
+func (g *Generator) Add(m llvm.Module, s GEMM) (Kernel, error) {
+	s, err := s.normalized()
+	if err != nil {
+		return Kernel{}, err
+	}
+	if g.Arch.VectorWidth != 4 && g.Arch.VectorWidth != 8 && g.Arch.VectorWidth != 16 {
+		return Kernel{}, fmt.Errorf("cpu: vector width %d is not 4, 8 or 16", g.Arch.VectorWidth)
+	}
+	if err := g.Blocking.check(g.Arch.VectorWidth); err != nil {
+		return Kernel{}, err
+	}
+	if _, ok := m.NamedFunction(s.Name); ok {
+		return Kernel{}, fmt.Errorf("cpu: module already defines %q", s.Name)
+	}
+	p := newPlan(s, g.Blocking)
+	e, err := newEmitter(m, g.Arch)
+	if err != nil {
+		return Kernel{}, err
+	}
+	defer e.close()
+	gg := &gemmGen{emitter: e, p: p, mk: map[mkKey]llvm.Function{}}
+	if err := gg.emit(); err != nil {
+		return Kernel{}, err
+	}
+	return p.kernel(), nil
+}
+
+// Optimize runs LLVM's default<O3> pipeline over m for tm, the optimization
+// the kernels are written for.
+func Optimize(m llvm.Module, tm llvm.TargetMachine) error {
+	if err := m.Verify(); err != nil {
+		return err
+	}
+	if err := m.RunPasses("default<O3>", tm, llvm.DefaultPassOptions()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// plan is the static schedule of one kernel.
+type plan struct {
+	s              GEMM
+	b              Blocking // effective: MC multiple of MR, NC of NR, KC fitted to K
+	kcLast         int      // depth of the last K block (≤ b.KC)
+	splitN         bool
+	apFloats       int // packed A block: MC×KC
+	bpFloats       int // packed B block: KC×NC
+	scratchBytes   int64
+	tiles          int // tiles along the split dimension per batch item
+	mEdge, nEdge   int // M mod MR, N mod NR
+	multiK, multiN bool
+}
+
+// newPlan fits blocking b to s.
+func newPlan(s GEMM, b Blocking) *plan {
+	p := &plan{s: s, b: b}
+	p.b.MC = min(roundUp(b.MC, b.MR), roundUp(s.M, b.MR))
+	p.b.NC = min(roundUp(b.NC, b.NR), roundUp(s.N, b.NR))
+	// Split K into equal blocks, rounded to the unroll factor when that
+	// still leaves a non-empty last block.
+	nk := ceilDiv(s.K, b.KC)
+	kc := ceilDiv(s.K, nk)
+	if nk > 1 {
+		if r := roundUp(kc, b.Unroll); r <= b.KC && (nk-1)*r < s.K {
+			kc = r
+		}
+	}
+	p.b.KC = kc
+	nk = ceilDiv(s.K, kc)
+	p.kcLast = s.K - (nk-1)*kc
+	p.multiK = nk > 1
+	// Threads split the longer side of C: each thread packs all of the
+	// other operand, so that keeps the duplicated packing small.
+	p.splitN = s.N > s.M
+	if p.splitN {
+		p.tiles = ceilDiv(s.N, b.NR)
+	} else {
+		p.tiles = ceilDiv(s.M, b.MR)
+	}
+	p.mEdge, p.nEdge = s.M%b.MR, s.N%b.NR
+	p.apFloats = p.b.MC * kc
+	p.bpFloats = kc * p.b.NC
+	p.scratchBytes = 64 + int64(roundUp(4*p.apFloats, 64)) + int64(roundUp(4*p.bpFloats, 64))
+	return p
+}
+
+func (p *plan) kernel() Kernel {
+	return Kernel{GEMM: p.s, Blocking: p.b, SplitN: p.splitN, ScratchBytes: p.scratchBytes}
+}
+
+// mkKey names one micro-kernel variant: depth kc, valid rows and columns.
+type mkKey struct{ kc, rows, cols int }
+
+// gemmGen emits one kernel.
+type gemmGen struct {
+	*emitter
+	p            *plan
+	mk           map[mkKey]llvm.Function
+	packA, packB llvm.Function
+	err          error // first error met while emitting nested loops
+}
+
+// errNoVariant reports an internal inconsistency of the dispatch tree.
+var errNoVariant = errors.New("cpu: internal error: missing micro-kernel variant")
+
+// variants lists the values one tile property can take: the full size,
+// and the edge size when the dimension does not divide evenly.
+func variants(n, tile int) []int {
+	var v []int
+	if n >= tile {
+		v = append(v, tile)
+	}
+	if n%tile != 0 {
+		v = append(v, n%tile)
+	}
+	return v
+}
+
+// emit defines the micro-kernels, the packing routines and the kernel.
+func (g *gemmGen) emit() error {
+	p := g.p
+	kcs := []int{p.b.KC}
+	if p.kcLast != p.b.KC {
+		kcs = append(kcs, p.kcLast)
+	}
+	for _, kc := range kcs {
+		for _, r := range variants(p.s.M, p.b.MR) {
+			for _, c := range variants(p.s.N, p.b.NR) {
+				f, err := g.microKernel(kc, r, c)
+				if err != nil {
+					return err
+				}
+				g.mk[mkKey{kc, r, c}] = f
+			}
+		}
+	}
+	var err error
+	if g.packA, err = g.emitPackA(); err != nil {
+		return err
+	}
+	if g.packB, err = g.emitPackB(); err != nil {
+		return err
+	}
+	return g.emitDriver()
+}
+
+// emitDriver defines the exported kernel: thread partition, batch loop and
+// the five BLIS loops around the micro-kernel.
+func (g *gemmGen) emitDriver() error {
+	p, s := g.p, g.p.s
+	fn, err := g.newFunction(s.Name, []llvm.Type{g.ptr, g.ptr, g.ptr, g.ptr, g.i64, g.i64}, false)
+	if err != nil {
+		return err
+	}
+	for i, ro := range []bool{false, true, true, false} {
+		if err := g.markPointer(fn, i, ro); err != nil {
+			return err
+		}
+	}
+	// A and B may be the same buffer: noalias only forbids overlap with
+	// memory that is written, and both are read-only.
+	cArg, aArg, bArg, scratch, tid, nthreads := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
+	for i, n := range []string{"C", "A", "B", "scratch", "tid", "nthreads"} {
+		fn.Param(i).SetName(n)
+	}
+	b := g.b
+	zero := g.c64(0)
+
+	// Refuse tid/nthreads out of range by doing nothing.
+	ok := b.And(b.ICmp(llvm.IntSGE, tid, zero, ""), b.ICmp(llvm.IntSLT, tid, nthreads, ""), "")
+	run := fn.AppendBasicBlock("run")
+	done := fn.AppendBasicBlock("done")
+	b.CondBr(ok, run, done)
+	b.SetInsertPointAtEnd(done)
+	b.RetVoid()
+	b.SetInsertPointAtEnd(run)
+
+	// Align scratch to 64 bytes; the A block comes first, then the B block.
+	i8 := g.ctx.Int8Type()
+	off := b.And(b.Sub(zero, b.PtrToInt(scratch, g.i64, ""), ""), g.c64(63), "")
+	ap := b.InBoundsGEP(i8, scratch, []llvm.Value{off}, "ap")
+	bp := b.InBoundsGEP(i8, ap, []llvm.Value{g.c64(int64(roundUp(4*p.apFloats, 64)))}, "bp")
+
+	// This thread's part: units [u0, u1) of batch·tiles.
+	total := g.c64(int64(s.Batch) * int64(p.tiles))
+	u0 := b.UDiv(g.mul(tid, total), nthreads, "u0")
+	u1 := b.UDiv(g.mul(g.add(tid, g.c64(1)), total), nthreads, "u1")
+	tiles := g.c64(int64(p.tiles))
+
+	body := func(bi, lo, hi llvm.Value) {
+		ab, bb, cb := aArg, bArg, cArg
+		if s.Batch > 1 {
+			ab = g.at(aArg, g.mul(bi, g.c64(s.StrideA)))
+			bb = g.at(bArg, g.mul(bi, g.c64(s.StrideB)))
+			cb = g.at(cArg, g.mul(bi, g.c64(s.StrideC)))
+		}
+		m0, m1, n0, n1 := zero, g.c64(int64(s.M)), zero, g.c64(int64(s.N))
+		if p.splitN {
+			n0 = g.mul(lo, g.c64(int64(p.b.NR)))
+			n1 = g.min(g.mul(hi, g.c64(int64(p.b.NR))), n1)
+		} else {
+			m0 = g.mul(lo, g.c64(int64(p.b.MR)))
+			m1 = g.min(g.mul(hi, g.c64(int64(p.b.MR))), m1)
+		}
+		g.ifElse("part", b.ICmp(llvm.IntSLT, lo, hi, ""), func() {
+			g.emitBlocks(ab, bb, cb, ap, bp, m0, m1, n0, n1)
+		}, nil)
+	}
+	if s.Batch == 1 {
+		body(zero, u0, u1)
+	} else {
+		first := b.UDiv(u0, tiles, "b0")
+		last := b.UDiv(g.add(u1, g.c64(int64(p.tiles-1))), tiles, "b1")
+		g.forLoop("batch", first, last, 1, func(bi llvm.Value) {
+			base := g.mul(bi, tiles)
+			lo := g.max(g.sub(u0, base), zero)
+			hi := g.min(g.sub(u1, base), tiles)
+			body(bi, lo, hi)
+		})
+	}
+	b.Br(done)
+	return g.err
+}
+
+// emitBlocks emits the five loops over C[m0:m1, n0:n1] of one batch item.
+func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, m0, m1, n0, n1 llvm.Value) {
+	p, s, b := g.p, g.p.s, g.b
+	mr, nr := int64(p.b.MR), int64(p.b.NR)
+	bigK, bigM, bigN := g.c64(int64(s.K)), g.c64(int64(s.M)), g.c64(int64(s.N))
+	g.forLoop("jc", n0, n1, int64(p.b.NC), func(jc llvm.Value) {
+		nc := g.min(g.c64(int64(p.b.NC)), g.sub(n1, jc))
+		g.forLoop("pc", g.c64(0), bigK, int64(p.b.KC), func(pc llvm.Value) {
+			kc := g.min(g.c64(int64(p.b.KC)), g.sub(bigK, pc))
+			first := b.ICmp(llvm.IntEQ, pc, g.c64(0), "first")
+			b.Call(g.packB, []llvm.Value{bm, bp, pc, kc, jc, nc}, "")
+			g.forLoop("ic", m0, m1, int64(p.b.MC), func(ic llvm.Value) {
+				mc := g.min(g.c64(int64(p.b.MC)), g.sub(m1, ic))
+				b.Call(g.packA, []llvm.Value{a, ap, ic, mc, pc, kc}, "")
+				g.forLoop("jr", g.c64(0), nc, nr, func(jr llvm.Value) {
+					col := g.add(jc, jr)
+					bpan := g.at(bp, g.mul(jr, kc))
+					colFull := b.ICmp(llvm.IntSLE, g.add(col, g.c64(nr)), bigN, "")
+					g.forLoop("ir", g.c64(0), mc, mr, func(ir llvm.Value) {
+						row := g.add(ic, ir)
+						apan := g.at(ap, g.mul(ir, kc))
+						ct := g.at(c, g.add(g.mul(row, bigN), col))
+						rowFull := b.ICmp(llvm.IntSLE, g.add(row, g.c64(mr)), bigM, "")
+						kFull := b.ICmp(llvm.IntEQ, kc, g.c64(int64(p.b.KC)), "")
+						g.dispatch(mkKey{}, 0, [3]llvm.Value{kFull, rowFull, colFull}, []llvm.Value{apan, bpan, ct, first})
+					})
+				})
+			})
+		})
+	})
+}
+
+// dispatch emits the choice among micro-kernel variants: level 0 picks the
+// depth, 1 the rows, 2 the columns; conds[level] is true for the full size.
+func (g *gemmGen) dispatch(k mkKey, level int, conds [3]llvm.Value, args []llvm.Value) {
+	p := g.p
+	if level == 3 {
+		f, ok := g.mk[k]
+		if !ok {
+			g.err = errNoVariant // unreachable by construction
+			return
+		}
+		g.b.Call(f, args, "")
+		return
+	}
+	var opts []int
+	switch level {
+	case 0:
+		opts = []int{p.b.KC}
+		if p.kcLast != p.b.KC {
+			opts = append(opts, p.kcLast)
+		}
+	case 1:
+		opts = variants(p.s.M, p.b.MR)
+	case 2:
+		opts = variants(p.s.N, p.b.NR)
+	}
+	set := func(v int) mkKey {
+		switch level {
+		case 0:
+			k.kc = v
+		case 1:
+			k.rows = v
+		default:
+			k.cols = v
+		}
+		return k
+	}
+	if len(opts) == 1 {
+		g.dispatch(set(opts[0]), level+1, conds, args)
+		return
+	}
+	g.ifElse("v"+strconv.Itoa(level), conds[level],
+		func() { g.dispatch(set(opts[0]), level+1, conds, args) },
+		func() { g.dispatch(set(opts[1]), level+1, conds, args) })
+}

@@ -1,0 +1,129 @@
+package cpu
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"gitee.com/gidean/conv-linn/codegen/internal/dl"
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// hostMachine returns an -O3 PIC machine for the host, disposed at the end
+// of the test or benchmark.
+func hostMachine(tb testing.TB) llvm.TargetMachine {
+	tb.Helper()
+	tm, err := llvm.NewHostTargetMachine(llvm.CodeGenAggressive)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(tm.Dispose)
+	return tm
+}
+
+// avx2Machine returns an -O3 PIC machine for an AVX2+FMA CPU without
+// AVX-512 (Haswell), whose code also runs on newer hosts.
+func avx2Machine(tb testing.TB) llvm.TargetMachine {
+	tb.Helper()
+	tm, err := llvm.NewTargetMachine(llvm.DefaultTargetTriple(), llvm.MachineOptions{
+		CPU: "haswell", Features: "+avx2,+fma,+avx,+f16c", OptLevel: llvm.CodeGenAggressive, Reloc: llvm.RelocPIC,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(tm.Dispose)
+	return tm
+}
+
+// hostRuns reports whether code for arch runs on this host.
+func hostRuns(arch Arch) bool {
+	feats := llvm.HostCPUFeatures()
+	switch arch.VectorWidth {
+	case 16:
+		return llvm.HasFeature(feats, "avx512f")
+	case 8:
+		return llvm.HasFeature(feats, "avx2") && (!arch.FMA || llvm.HasFeature(feats, "fma"))
+	}
+	return true
+}
+
+// job is one kernel to add to a test module.
+type job struct {
+	gen  *Generator
+	spec GEMM
+}
+
+// buildLib adds the jobs' kernels to one module for tm, optimizes it, links
+// it into a shared object with cc and loads it. It returns the kernels and
+// their entry points, in the order of jobs.
+func buildLib(tb testing.TB, tm llvm.TargetMachine, jobs []job) ([]Kernel, []unsafe.Pointer) {
+	tb.Helper()
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		tb.Skip("no system C compiler to link a shared object")
+	}
+	ctx := llvm.NewContext()
+	defer ctx.Dispose()
+	m := ctx.NewModule("gemm_test")
+	defer m.Dispose()
+	m.ConfigureFor(tm)
+	kernels := make([]Kernel, len(jobs))
+	for i, j := range jobs {
+		if kernels[i], err = j.gen.Add(m, j.spec); err != nil {
+			tb.Fatalf("%s: %v", j.spec.Name, err)
+		}
+	}
+	if err := Optimize(m, tm); err != nil {
+		tb.Fatal(err)
+	}
+	obj, err := tm.Emit(m, llvm.ObjectFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	o, so := filepath.Join(dir, "gemm.o"), filepath.Join(dir, "gemm.so")
+	if err := os.WriteFile(o, obj, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if out, err := exec.Command(cc, "-shared", "-o", so, o).CombinedOutput(); err != nil {
+		tb.Fatalf("cc -shared: %v\n%s", err, out)
+	}
+	lib, err := dl.Open(so)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { lib.Close() })
+	fns := make([]unsafe.Pointer, len(jobs))
+	for i, k := range kernels {
+		if fns[i], err = lib.Sym(k.Name); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return kernels, fns
+}
+
+// runThreads calls fn once per thread index, concurrently, each thread with
+// its own scratch from scratch (nthreads buffers of k.ScratchBytes).
+func runThreads(fn unsafe.Pointer, k Kernel, c, a, b []float32, scratch [][]float32) {
+	var wg sync.WaitGroup
+	for tid := range scratch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dl.CallGEMM(fn, c, a, b, scratch[tid], tid, len(scratch))
+		}()
+	}
+	wg.Wait()
+}
+
+// newScratch allocates n scratch buffers for k.
+func newScratch(k Kernel, n int) [][]float32 {
+	s := make([][]float32, n)
+	for i := range s {
+		s[i] = make([]float32, (k.ScratchBytes+3)/4)
+	}
+	return s
+}

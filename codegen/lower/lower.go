@@ -1,0 +1,379 @@
+// Package lower turns slc's IR into native x86-64 kernels, as LLVM IR.
+//
+// The unit of lowering is a Group: the nodes codegen runs as one kernel
+// (an element-wise chain, a reduction closing one, or a single op such as a
+// MatMul or a Softmax), with the buffers it reads and writes. Emitter.Lower
+// adds the group's kernel functions to an LLVM module and returns a Lowering:
+// the kernel calls to make, in order, and the transient buffers they share.
+// Most groups are one call; an SLTrain layer (LowRankSparseAdd) is two or
+// three, separated by the runtime's barrier between steps.
+//
+// # ABI
+//
+// Every kernel is an external C function
+//
+//	void kernel(void **args, int64_t tid, int64_t nthreads, void *scratch)
+//
+// where args[i] points at the i-th buffer of the call (Call.Args); buffers are
+// 64-byte aligned, row-major and contiguous, and a scalar is a one-element
+// buffer. Each of nthreads threads calls the kernel with its own tid (a call
+// with tid or nthreads out of range does nothing) and its own scratch area of
+// at least Lowering.ScratchBytes bytes; each does a disjoint share of the
+// output, so no barrier is needed inside a call.
+//
+// # Numerics
+//
+// Kernels compute in the value's dtype (f32 values in f32, so that every
+// node's result is rounded as the reference interpreter rounds it) with the
+// "contract" fast-math flag only: a·b + c may become one fma, nothing is
+// reassociated. Sums (reductions, softmax and cross-entropy denominators) are
+// accumulated in f64 in a fixed order that does not depend on the thread
+// count, so results are bit-identical from run to run and across thread
+// counts. exp on f32 is an inline Cody–Waite + polynomial evaluation (within
+// 2 ulp, vectorizable); log, pow and f64 exp are libm calls.
+package lower
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// Kind says how a group is emitted; it mirrors passes.GroupKind.
+type Kind uint8
+
+// Group kinds.
+const (
+	// Elementwise is one loop over Space computing every node per element;
+	// inputs with a smaller shape broadcast, Consts are immediates, and a
+	// final Reshape only relabels the shape of what is written.
+	Elementwise Kind = iota + 1
+	// Reduce is element-wise nodes over Space ending in one reduction (the
+	// last node), which consumes them as it goes.
+	Reduce
+	// Single is one node with a kernel of its own.
+	Single
+)
+
+// Operand is a buffer a group reads or writes.
+type Operand struct {
+	Name string
+	Type ir.Type
+}
+
+// Group is one kernel's worth of IR.
+type Group struct {
+	Kind  Kind
+	Space []int // iteration space of Elementwise and Reduce groups
+	// Nodes in topological order. Their inputs name either Inputs or
+	// outputs of earlier nodes of the group.
+	Nodes   []*ir.Node
+	Inputs  []Operand // values read from buffers, in argument order
+	Outputs []Operand // node outputs written to buffers, in argument order
+	// InPlace maps an output index to the input index whose buffer it
+	// overwrites (a state update written where the state lives). Only
+	// element-wise groups may write in place.
+	InPlace map[int]int
+}
+
+// ArgKind says which list an Arg indexes.
+type ArgKind uint8
+
+// Argument kinds.
+const (
+	ArgInput  ArgKind = iota + 1 // Group.Inputs[Index]
+	ArgOutput                    // Group.Outputs[Index]
+	ArgTemp                      // Lowering.Temps[Index]
+)
+
+// Arg is one buffer passed to a kernel call.
+type Arg struct {
+	Kind  ArgKind
+	Index int
+}
+
+// Call is one kernel invocation: every thread calls Kernel with Args.
+type Call struct {
+	Kernel string
+	Args   []Arg
+}
+
+// Lowering is how to run a group: Calls in order, with a barrier between
+// consecutive calls.
+type Lowering struct {
+	Calls []Call
+	// Temps are transient buffers live only during the group's calls.
+	Temps []ir.Type
+	// ScratchBytes is the per-thread scratch every call needs at most.
+	ScratchBytes int64
+	// Note explains a choice worth reporting (the SLTrain lowering), or "".
+	// It does not name the node: identical groups share one Lowering.
+	Note string
+}
+
+// Options tune the lowering.
+type Options struct {
+	// SLTrainLowering picks how LowRankSparseAdd runs: "merged" (build W,
+	// then one GEMM), "factored" (two thin GEMMs plus a sparse product) or
+	// "auto" / "" (per layer, by the cost model of ChooseSLTrain).
+	SLTrainLowering string
+}
+
+// Emitter adds kernels to one LLVM module for one target machine. Kernels
+// are deduplicated: a group with the same ops, attributes, shapes and
+// in-place pattern as an earlier one reuses its functions. An Emitter is not
+// safe for concurrent use.
+type Emitter struct {
+	ctx  llvm.Context
+	mod  llvm.Module
+	opt  Options
+	arch cpu.Arch
+	gen  *cpu.Generator
+
+	b  *llvm.Builder
+	ab *llvm.Builder // positioned in the current function's alloca block
+
+	void, i1, i8, i32, i64, f32, f64, ptr llvm.Type
+
+	done   map[string]*Lowering   // by group signature
+	gemms  map[string]cpu.Kernel  // by GEMM spec
+	loops  map[string]string      // small helper symbols by signature
+	tables map[string]*table      // constant tables by name
+	decls  map[string]llvm.Function
+	order  []string // table names in creation order
+	names  map[string]bool
+}
+
+// NewEmitter prepares an emitter for module m, which must be configured for
+// tm (llvm.Module.ConfigureFor).
+func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, error) {
+	switch opt.SLTrainLowering {
+	case "", "auto", "merged", "factored":
+	default:
+		return nil, fmt.Errorf("SLTrain lowering %q: want merged, factored or auto", opt.SLTrainLowering)
+	}
+	ctx := m.Context()
+	e := &Emitter{
+		ctx: ctx, mod: m, opt: opt,
+		gen:    cpu.NewGenerator(tm),
+		done:   map[string]*Lowering{},
+		gemms:  map[string]cpu.Kernel{},
+		loops:  map[string]string{},
+		tables: map[string]*table{},
+		decls:  map[string]llvm.Function{},
+		names:  map[string]bool{},
+	}
+	e.arch = e.gen.Arch
+	e.void, e.i1, e.i8 = ctx.VoidType(), ctx.Int1Type(), ctx.Int8Type()
+	e.i32, e.i64 = ctx.Int32Type(), ctx.Int64Type()
+	e.f32, e.f64, e.ptr = ctx.FloatType(), ctx.DoubleType(), ctx.PointerType(0)
+	e.b = ctx.NewBuilder()
+	e.ab = ctx.NewBuilder()
+	return e, nil
+}
+
+// Dispose frees the emitter's builders (not the module).
+func (e *Emitter) Dispose() {
+	e.b.Dispose()
+	e.ab.Dispose()
+}
+
+// Lower emits the kernels of g (or finds them from an identical earlier
+// group) and returns how to call them.
+func (e *Emitter) Lower(g *Group) (*Lowering, error) {
+	if err := check(g); err != nil {
+		return nil, err
+	}
+	sig := signature(g, e.opt)
+	if l := e.done[sig]; l != nil {
+		return l, nil
+	}
+	name := e.symbol(tag(g), sig)
+	var l *Lowering
+	var err error
+	switch g.Kind {
+	case Elementwise:
+		l, err = e.elementwise(name, g)
+	case Reduce:
+		l, err = e.reduce(name, g)
+	case Single:
+		l, err = e.single(name, g)
+	default:
+		err = fmt.Errorf("unknown group kind %d", g.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", describe(g), err)
+	}
+	e.done[sig] = l
+	return l, nil
+}
+
+// Kernels is the number of distinct groups lowered so far.
+func (e *Emitter) Kernels() int { return len(e.done) }
+
+// single dispatches a one-node group to its op's emitter.
+func (e *Emitter) single(name string, g *Group) (*Lowering, error) {
+	n := g.Nodes[0]
+	switch n.Op {
+	case "MatMul":
+		return e.matMul(name, g)
+	case "Linear":
+		return e.linear(name, g)
+	case "LowRankSparseAdd":
+		return e.lowRankSparseAdd(name, g)
+	case "Reshape", "Expand", "Transpose", "Slice", "Concat":
+		return e.movement(name, g)
+	case "Gather":
+		return e.gather(name, g)
+	case "ScatterAdd":
+		return e.scatterAdd(name, g)
+	case "Softmax":
+		return e.softmax(name, g)
+	case "SoftmaxCrossEntropy", "SoftmaxCrossEntropyGrad":
+		return e.crossEntropy(name, g)
+	case "RoPE":
+		return e.rope(name, g)
+	case "CausalMask":
+		return e.causalMask(name, g)
+	case "ReduceSum", "ReduceMean":
+		return e.reduce(name, &Group{Kind: Reduce, Space: g.Inputs[0].Type.Shape, Nodes: g.Nodes, Inputs: g.Inputs, Outputs: g.Outputs})
+	}
+	if d := ir.Lookup(n.Op); d != nil && (d.Category == ir.CatUnary || d.Category == ir.CatBinary) || n.Op == "Const" {
+		return e.elementwise(name, &Group{Kind: Elementwise, Space: n.Outputs[0].Type.Shape, Nodes: g.Nodes, Inputs: g.Inputs, Outputs: g.Outputs, InPlace: g.InPlace})
+	}
+	return nil, fmt.Errorf("no CPU kernel for op %q", n.Op)
+}
+
+// check validates the wiring of a group: every node input is a group input
+// or an earlier node's output, every output is defined, one output per node.
+func check(g *Group) error {
+	if len(g.Nodes) == 0 {
+		return fmt.Errorf("empty group")
+	}
+	known := map[string]ir.Type{}
+	for _, in := range g.Inputs {
+		known[in.Name] = in.Type
+	}
+	for _, n := range g.Nodes {
+		if len(n.Outputs) != 1 {
+			return fmt.Errorf("%s: %d outputs (kernels handle one)", n, len(n.Outputs))
+		}
+		for _, v := range n.Inputs {
+			if _, ok := known[v]; !ok {
+				return fmt.Errorf("%s reads %q, which is neither a group input nor computed before it", n, v)
+			}
+		}
+		known[n.Outputs[0].Name] = n.Outputs[0].Type
+	}
+	for _, o := range g.Outputs {
+		t, ok := known[o.Name]
+		if !ok {
+			return fmt.Errorf("output %q is not computed by the group", o.Name)
+		}
+		if !t.Equal(o.Type) {
+			return fmt.Errorf("output %q is %v, the group computes %v", o.Name, o.Type, t)
+		}
+	}
+	for o, i := range g.InPlace {
+		if o < 0 || o >= len(g.Outputs) || i < 0 || i >= len(g.Inputs) {
+			return fmt.Errorf("in-place pair %d→%d out of range", o, i)
+		}
+		if g.Outputs[o].Type.Bytes() != g.Inputs[i].Type.Bytes() {
+			return fmt.Errorf("output %q written in place of %q of another size", g.Outputs[o].Name, g.Inputs[i].Name)
+		}
+	}
+	return nil
+}
+
+// signature is a canonical text of everything the generated code depends
+// on: values are renamed by position, so two layers with the same shapes
+// share kernels.
+func signature(g *Group, opt Options) string {
+	var sb strings.Builder
+	local := map[string]string{}
+	fmt.Fprintf(&sb, "kind=%d space=%v sl=%s\n", g.Kind, g.Space, opt.SLTrainLowering)
+	for i, in := range g.Inputs {
+		local[in.Name] = fmt.Sprintf("i%d", i)
+		fmt.Fprintf(&sb, "in %v\n", in.Type)
+	}
+	for k, n := range g.Nodes {
+		local[n.Outputs[0].Name] = fmt.Sprintf("n%d", k)
+		fmt.Fprintf(&sb, "%s(", n.Op)
+		for j, v := range n.Inputs {
+			if j > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(local[v])
+		}
+		fmt.Fprintf(&sb, ") -> %v {", n.Outputs[0].Type)
+		for _, k := range n.Attrs.Keys() {
+			a := n.Attrs[k]
+			fmt.Fprintf(&sb, "%s:%d:%s;", k, a.Kind, a.String())
+			if a.Kind == ir.AttrFloat {
+				fmt.Fprintf(&sb, "%x;", a.Float) // exact bits, not a rounded print
+			}
+		}
+		sb.WriteString("}\n")
+	}
+	for i, o := range g.Outputs {
+		fmt.Fprintf(&sb, "out %s", local[o.Name])
+		if j, ok := g.InPlace[i]; ok {
+			fmt.Fprintf(&sb, " inplace=i%d", j)
+		}
+		sb.WriteByte('\n')
+	}
+	return sb.String()
+}
+
+// tag is a short readable part of a kernel's symbol.
+func tag(g *Group) string {
+	switch g.Kind {
+	case Elementwise:
+		return "ew"
+	case Reduce:
+		return "red"
+	}
+	return strings.ToLower(g.Nodes[0].Op)
+}
+
+// symbol returns a fresh C symbol "slc_<tag>_<hash>" for a signature.
+func (e *Emitter) symbol(tag, sig string) string {
+	h := sha256.Sum256([]byte(sig))
+	base := "slc_" + tag + "_" + hex.EncodeToString(h[:6])
+	name := base
+	for i := 2; e.names[name]; i++ {
+		name = fmt.Sprintf("%s_%d", base, i)
+	}
+	e.names[name] = true
+	return name
+}
+
+// describe names a group for error messages.
+func describe(g *Group) string {
+	ops := make([]string, 0, len(g.Nodes))
+	for _, n := range g.Nodes {
+		ops = append(ops, n.String())
+	}
+	if len(ops) > 4 {
+		ops = append(ops[:4], "…")
+	}
+	return "kernel {" + strings.Join(ops, "; ") + "}"
+}
+
+// inputsAndOutputs is the argument list of a one-call group: inputs, then
+// outputs.
+func inputsAndOutputs(g *Group) []Arg {
+	args := make([]Arg, 0, len(g.Inputs)+len(g.Outputs))
+	for i := range g.Inputs {
+		args = append(args, Arg{ArgInput, i})
+	}
+	for i := range g.Outputs {
+		args = append(args, Arg{ArgOutput, i})
+	}
+	return args
+}

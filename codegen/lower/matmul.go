@@ -1,0 +1,414 @@
+package lower
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+
+	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// Matrix products go through codegen/cpu's BLIS-style GEMM generator: each
+// distinct (shape, transposes, batch, alpha) GEMM is generated once and
+// called from the kernels that need it, with this kernel's (tid, nthreads)
+// and scratch, so the GEMM's own partition of C splits the work.
+
+// gemm returns the generated GEMM for spec (its Name is ignored), generating
+// it on first use.
+func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+	spec.Name = ""
+	key := fmt.Sprintf("%+v", spec)
+	if k, ok := e.gemms[key]; ok {
+		f, _ := e.mod.NamedFunction(k.Name)
+		return k, f, nil
+	}
+	h := sha256.Sum256([]byte(key))
+	spec.Name = fmt.Sprintf("slc_gemm_%dx%dx%d_%s", spec.M, spec.N, spec.K, hex.EncodeToString(h[:4]))
+	k, err := e.gen.Add(e.mod, spec)
+	if err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	e.gemms[key] = k
+	f, ok := e.mod.NamedFunction(k.Name)
+	if !ok {
+		return cpu.Kernel{}, llvm.Function{}, fmt.Errorf("internal error: GEMM %s not in the module", k.Name)
+	}
+	return k, f, nil
+}
+
+// callGEMM calls a generated GEMM on (c, a, b) with this thread's share.
+func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
+	k.b.Call(f, []llvm.Value{c, a, b, k.scr, k.tid, k.nth}, "")
+}
+
+// needF32 refuses products of other dtypes: the GEMM generator is f32 only.
+func needF32(op string, types ...ir.Type) error {
+	for _, t := range types {
+		if t.DType != ir.F32 {
+			return fmt.Errorf("%s of %v: the CPU matrix kernels are f32 only", op, t)
+		}
+	}
+	return nil
+}
+
+// zeroFill fills this thread's share of the n-element buffer p with zero
+// bits.
+func (k *kfn) zeroFill(p llvm.Value, n int64) {
+	if n == 0 {
+		return
+	}
+	s, e := k.share(n, 16)
+	k.loop(s, e, func(i llvm.Value) { k.storeAt(llvm.ConstInt(k.e.i32, 0), k.e.i32, p, i) })
+}
+
+// matMul: c[..., m, n] = Σ_k op(a)[..., m, k]·op(b)[..., k, n] with batch
+// axes broadcast. Shared-operand and equal batches become one batched GEMM
+// (a matrix b shared by a batch of untransposed a folds the batch into M);
+// other broadcasts loop over the batch items, one GEMM call each.
+func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
+	n := g.Nodes[0]
+	a, bt, y := g.Inputs[0].Type, g.Inputs[1].Type, g.Outputs[0].Type
+	if err := needF32("MatMul", a, bt); err != nil {
+		return nil, err
+	}
+	ta := n.Attrs.GetInt("transpose_a", 0) != 0
+	tb := n.Attrs.GetInt("transpose_b", 0) != 0
+	M, K := ir.MatDims(a.Shape, ta)
+	_, N := ir.MatDims(bt.Shape, tb)
+	batch := y.Shape[:y.Rank()-2]
+	pad := func(s []int) []int {
+		out := make([]int, len(batch))
+		for i := range out {
+			out[i] = 1
+		}
+		copy(out[len(batch)-len(s):], s)
+		return out
+	}
+	aB, bB := pad(a.Shape[:a.Rank()-2]), pad(bt.Shape[:bt.Rank()-2])
+	nb := numel(batch)
+	ones := func(s []int) bool { return numel(s) == 1 }
+	spec := cpu.GEMM{M: M, N: N, K: K, TransA: ta, TransB: tb, Alpha: 1}
+	loop := false
+	switch {
+	case nb == 1:
+	case !ta && ones(bB):
+		spec.M = M * int(nb)
+	case ir.ShapeEqual(aB, batch) && ir.ShapeEqual(bB, batch):
+		spec.Batch, spec.StrideA, spec.StrideB, spec.StrideC = int(nb), int64(M*K), int64(K*N), int64(M*N)
+	case ones(aB) && ir.ShapeEqual(bB, batch):
+		spec.Batch, spec.StrideB, spec.StrideC = int(nb), int64(K*N), int64(M*N)
+	case ones(bB) && ir.ShapeEqual(aB, batch):
+		spec.Batch, spec.StrideA, spec.StrideC = int(nb), int64(M*K), int64(M*N)
+	default:
+		loop = true
+	}
+	if nb*int64(M)*int64(N) == 0 {
+		return &Lowering{}, nil
+	}
+	if K == 0 {
+		return e.zeroLowering(name, g)
+	}
+	kern, f, err := e.gemm(spec)
+	if err != nil {
+		return nil, err
+	}
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		if !loop {
+			k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+			return nil
+		}
+		streams := []stream{
+			{strides: broadcastStrides(aB, batch)},
+			{strides: broadcastStrides(bB, batch)},
+			{strides: contiguous(batch)},
+		}
+		for i, per := range []int64{int64(M * K), int64(K * N), int64(M * N)} {
+			for j := range streams[i].strides {
+				streams[i].strides[j] *= per
+			}
+		}
+		dims := make([]int64, len(batch))
+		for i, d := range batch {
+			dims[i] = int64(d)
+		}
+		k.loopN(nb, func(bi llvm.Value) {
+			offs := k.offsets(bi, dims, streams)
+			k.callGEMM(f, k.at(e.f32, k.p[2], offs[2]), k.at(e.f32, k.p[0], offs[0]), k.at(e.f32, k.p[1], offs[1]))
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}, ScratchBytes: kern.ScratchBytes}, nil
+}
+
+// zeroLowering is a kernel that zeroes the group's single output (a product
+// with an empty inner dimension).
+func (e *Emitter) zeroLowering(name string, g *Group) (*Lowering, error) {
+	y := g.Outputs[0].Type
+	err := e.kernel(name, groupParams(g), func(k *kfn) error {
+		k.zeroFill(k.p[len(g.Inputs)], y.Bytes()/4)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// linear: y[..., o] = Σ_i x[..., i]·w[o, i], one GEMM with B transposed.
+func (e *Emitter) linear(name string, g *Group) (*Lowering, error) {
+	x, w, y := g.Inputs[0].Type, g.Inputs[1].Type, g.Outputs[0].Type
+	if err := needF32("Linear", x, w); err != nil {
+		return nil, err
+	}
+	rows := numel(x.Shape[:x.Rank()-1])
+	out, in := w.Shape[0], w.Shape[1]
+	if rows*int64(out) == 0 {
+		return &Lowering{}, nil
+	}
+	if in == 0 {
+		return e.zeroLowering(name, g)
+	}
+	kern, f, err := e.gemm(cpu.GEMM{M: int(rows), N: out, K: in, TransB: true, Alpha: 1})
+	if err != nil {
+		return nil, err
+	}
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	_ = y
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}, ScratchBytes: kern.ScratchBytes}, nil
+}
+
+// SLTrain cost-model weights, in GEMM flops: an indexed, unvectorized sparse
+// multiply-add costs sparseWeight flops per flop, and materialising W
+// (written by a GEMM, updated by the scatter, packed by the next GEMM) costs
+// denseWeight flops per element of W.
+const (
+	sparseWeight = 8
+	denseWeight  = 4
+)
+
+// SLTrainCosts estimates the work of the two lowerings of a LowRankSparseAdd
+// over rows tokens, W [out, in] of rank r with nnz sparse values, in GEMM
+// flop equivalents:
+//
+//	merged   = 2·r·out·in + 2·rows·in·out + sparseWeight·nnz + denseWeight·out·in
+//	factored = 2·rows·r·(in + out) + sparseWeight·2·rows·nnz
+//
+// merged builds W = B·(A·scale) + S (a GEMM and a scatter) then runs one
+// full GEMM; factored runs two thin GEMMs through the rank-r bottleneck and
+// a sparse product x·Sᵀ. Factored wins when rows is small against out·in/(in+out)
+// or the rank is low; merged when many tokens share one W.
+func SLTrainCosts(rows, in, out, r, nnz int64) (merged, factored float64) {
+	R, I, O, Rk, Z := float64(rows), float64(in), float64(out), float64(r), float64(nnz)
+	merged = 2*Rk*O*I + 2*R*I*O + sparseWeight*Z + denseWeight*O*I
+	factored = 2*R*Rk*(I+O) + sparseWeight*2*R*Z
+	return merged, factored
+}
+
+// ChooseSLTrain picks the lowering of a LowRankSparseAdd: mode "merged" or
+// "factored" forces one, "auto" (or "") takes the cheaper by SLTrainCosts.
+func ChooseSLTrain(mode string, rows, in, out, r, nnz int64) string {
+	switch mode {
+	case "merged", "factored":
+		return mode
+	}
+	m, f := SLTrainCosts(rows, in, out, r, nnz)
+	if f < m {
+		return "factored"
+	}
+	return "merged"
+}
+
+// lowRankSparseAdd lowers SLTrain's y = x·Wᵀ, W = B·(A·scale) + S.
+//
+// merged (three calls): W = scale·B·A into a temporary by a GEMM; S scattered
+// into W by a kernel whose threads split W's rows; y = x·Wᵀ by a GEMM.
+// factored (three calls): T = scale·x·Aᵀ into a temporary [rows, r]; y = T·Bᵀ;
+// y += x·Sᵀ by a sparse kernel whose threads split y's rows. Indices outside
+// W are skipped (the interpreter reports them as errors).
+func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
+	n := g.Nodes[0]
+	x, B, A, v, idx := g.Inputs[0].Type, g.Inputs[1].Type, g.Inputs[2].Type, g.Inputs[3].Type, g.Inputs[4].Type
+	if err := needF32("LowRankSparseAdd", x, B, A, v); err != nil {
+		return nil, err
+	}
+	if !idx.DType.IsInt() {
+		return nil, fmt.Errorf("sparse index %v is not an integer tensor", idx)
+	}
+	scale := n.Attrs.GetFloat("scale", 0)
+	rows := numel(x.Shape[:x.Rank()-1])
+	out, r, in := int64(B.Shape[0]), int64(B.Shape[1]), int64(A.Shape[1])
+	nnz := int64(v.Shape[0])
+	if rows*out == 0 {
+		return &Lowering{}, nil
+	}
+	alpha := float32(scale)
+	lowRank := r > 0 && in > 0 && alpha != 0 && !math.IsInf(float64(alpha), 0) && !math.IsNaN(float64(alpha))
+	mode := ChooseSLTrain(e.opt.SLTrainLowering, rows, in, out, r, nnz)
+	mc, fc := SLTrainCosts(rows, in, out, r, nnz)
+	l := &Lowering{Note: fmt.Sprintf("LowRankSparseAdd %s (cost merged %.3g, factored %.3g flop-eq; rows %d, in %d, out %d, r %d, nnz %d)",
+		mode, mc, fc, rows, in, out, r, nnz)}
+	in0, in1, in2, in3, in4 := Arg{ArgInput, 0}, Arg{ArgInput, 1}, Arg{ArgInput, 2}, Arg{ArgInput, 3}, Arg{ArgInput, 4}
+	yArg, t0 := Arg{ArgOutput, 0}, Arg{ArgTemp, 0}
+	f32 := e.f32
+	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
+	y := g.Outputs[0].Type
+
+	if mode == "merged" {
+		W := ir.T(ir.F32, int(out), int(in))
+		l.Temps = []ir.Type{W}
+		// 1. W = scale·B·A (or 0).
+		wName := name + "_w"
+		if lowRank {
+			kern, f, err := e.gemm(cpu.GEMM{M: int(out), N: int(in), K: int(r), Alpha: alpha})
+			if err != nil {
+				return nil, err
+			}
+			l.ScratchBytes = max(l.ScratchBytes, kern.ScratchBytes)
+			err = e.kernel(wName, []param{buf(B, true), buf(A, true), buf(W, false)}, func(k *kfn) error {
+				k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			l.Calls = append(l.Calls, Call{wName, []Arg{in1, in2, t0}})
+		} else {
+			err := e.kernel(wName, []param{buf(W, false)}, func(k *kfn) error {
+				k.zeroFill(k.p[0], out*in)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			l.Calls = append(l.Calls, Call{wName, []Arg{t0}})
+		}
+		// 2. W.flat[index[j]] += values[j], threads by rows of W.
+		sName := name + "_s"
+		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false)}, func(k *kfn) error {
+			r0, r1 := k.share(out, 1)
+			lo, hi := k.mulc(r0, in), k.mulc(r1, in)
+			var ferr error
+			k.loopN(nnz, func(j llvm.Value) {
+				p, err := k.loadIndex(idx.DType, k.p[1], j)
+				if err != nil {
+					ferr = err
+					return
+				}
+				k.when(k.inRange(p, lo, hi), func() {
+					w := k.at(f32, k.p[2], p)
+					k.store(k.b.FAdd(k.load(f32, w), k.loadAt(f32, k.p[0], j), ""), f32, w)
+				})
+			})
+			return ferr
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{sName, []Arg{in3, in4, t0}})
+		// 3. y = x·Wᵀ.
+		yName := name + "_y"
+		if in == 0 {
+			err = e.kernel(yName, []param{buf(x, true), buf(W, true), buf(y, false)}, func(k *kfn) error {
+				k.zeroFill(k.p[2], rows*out)
+				return nil
+			})
+		} else {
+			var kern cpu.Kernel
+			var f llvm.Function
+			if kern, f, err = e.gemm(cpu.GEMM{M: int(rows), N: int(out), K: int(in), TransB: true, Alpha: 1}); err != nil {
+				return nil, err
+			}
+			l.ScratchBytes = max(l.ScratchBytes, kern.ScratchBytes)
+			err = e.kernel(yName, []param{buf(x, true), buf(W, true), buf(y, false)}, func(k *kfn) error {
+				k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+				return nil
+			})
+		}
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{yName, []Arg{in0, t0, yArg}})
+		return l, nil
+	}
+
+	// factored
+	T := ir.T(ir.F32, int(rows), int(max(r, 1)))
+	l.Temps = []ir.Type{T}
+	tName, yName := name+"_t", name+"_y"
+	if lowRank {
+		kt, ft, err := e.gemm(cpu.GEMM{M: int(rows), N: int(r), K: int(in), TransB: true, Alpha: alpha})
+		if err != nil {
+			return nil, err
+		}
+		ky, fy, err := e.gemm(cpu.GEMM{M: int(rows), N: int(out), K: int(r), TransB: true, Alpha: 1})
+		if err != nil {
+			return nil, err
+		}
+		l.ScratchBytes = max(kt.ScratchBytes, ky.ScratchBytes)
+		err = e.kernel(tName, []param{buf(x, true), buf(A, true), buf(T, false)}, func(k *kfn) error {
+			k.callGEMM(ft, k.p[2], k.p[0], k.p[1])
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		err = e.kernel(yName, []param{buf(T, true), buf(B, true), buf(y, false)}, func(k *kfn) error {
+			k.callGEMM(fy, k.p[2], k.p[0], k.p[1])
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{tName, []Arg{in0, in2, t0}}, Call{yName, []Arg{t0, in1, yArg}})
+	} else {
+		err := e.kernel(yName, []param{buf(y, false)}, func(k *kfn) error {
+			k.zeroFill(k.p[0], rows*out)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{yName, []Arg{yArg}})
+	}
+	sName := name + "_s"
+	err := e.kernel(sName, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
+		r0, r1 := k.share(rows, 1)
+		var ferr error
+		k.loop(r0, r1, func(row llvm.Value) {
+			xr := k.at(f32, k.p[0], k.mulc(row, in))
+			yr := k.at(f32, k.p[3], k.mulc(row, out))
+			k.loopN(nnz, func(j llvm.Value) {
+				p, err := k.loadIndex(idx.DType, k.p[2], j)
+				if err != nil {
+					ferr = err
+					return
+				}
+				k.when(k.inRange(p, k.c64(0), k.c64(out*in)), func() {
+					o := k.divc(p, in)
+					i := k.sub(p, k.mulc(o, in))
+					yp := k.at(f32, yr, o)
+					prod := k.b.FMul(k.loadAt(f32, xr, i), k.loadAt(f32, k.p[1], j), "")
+					k.store(k.b.FAdd(k.load(f32, yp), prod, ""), f32, yp)
+				})
+			})
+		})
+		return ferr
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.Calls = append(l.Calls, Call{sName, []Arg{in0, in3, in4, yArg}})
+	return l, nil
+}

@@ -1,0 +1,205 @@
+package lower
+
+import (
+	"fmt"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// movement emits the data-movement ops as strided copies of the elements'
+// bits (so any dtype moves exactly): the destination is walked in order and
+// the source with the strides the op implies.
+func (e *Emitter) movement(name string, g *Group) (*Lowering, error) {
+	n := g.Nodes[0]
+	y := n.Outputs[0].Type
+	bt, err := e.bitsType(y.DType)
+	if err != nil {
+		return nil, err
+	}
+	type copyOp struct {
+		in     int   // input index
+		shape  []int // iteration space
+		src    stream
+		dst    stream
+		inType ir.Type
+	}
+	var copies []copyOp
+	x := g.Inputs[0].Type
+	switch n.Op {
+	case "Reshape":
+		copies = append(copies, copyOp{0, y.Shape, stream{strides: contiguous(y.Shape)}, stream{strides: contiguous(y.Shape)}, x})
+	case "Expand":
+		copies = append(copies, copyOp{0, y.Shape, stream{strides: broadcastStrides(x.Shape, y.Shape)}, stream{strides: contiguous(y.Shape)}, x})
+	case "Transpose":
+		perm := n.Attrs.GetInts("perm")
+		xs := contiguous(x.Shape)
+		s := make([]int64, len(perm))
+		for k, p := range perm {
+			s[k] = xs[p]
+		}
+		copies = append(copies, copyOp{0, y.Shape, stream{strides: s}, stream{strides: contiguous(y.Shape)}, x})
+	case "Slice":
+		ax, err := ir.NormAxis(n.Attrs.GetInt("axis", 0), x.Rank())
+		if err != nil {
+			return nil, err
+		}
+		xs := contiguous(x.Shape)
+		start := n.Attrs.GetInt("start", 0)
+		copies = append(copies, copyOp{0, y.Shape, stream{base: start * xs[ax], strides: xs}, stream{strides: contiguous(y.Shape)}, x})
+	case "Concat":
+		ax, err := ir.NormAxis(n.Attrs.GetInt("axis", 0), y.Rank())
+		if err != nil {
+			return nil, err
+		}
+		ys := contiguous(y.Shape)
+		at := int64(0)
+		for i, in := range g.Inputs {
+			copies = append(copies, copyOp{i, in.Type.Shape, stream{strides: contiguous(in.Type.Shape)}, stream{base: at * ys[ax], strides: ys}, in.Type})
+			at += int64(in.Type.Shape[ax])
+		}
+	default:
+		return nil, fmt.Errorf("no data-movement kernel for %s", n.Op)
+	}
+	out := len(g.Inputs)
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		for _, c := range copies {
+			if c.inType.DType.Size() != y.DType.Size() {
+				return fmt.Errorf("input %v and output %v differ in element size", c.inType, y)
+			}
+			src := k.p[c.in]
+			k.forEach(c.shape, []stream{c.src, c.dst}, func(offs []llvm.Value) {
+				k.storeAt(k.loadAt(bt, src, offs[0]), bt, k.p[out], offs[1])
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// loadIndex loads an integer index element (i32 or i64) as i64.
+func (k *kfn) loadIndex(d ir.DType, p, idx llvm.Value) (llvm.Value, error) {
+	t, err := k.e.scalarType(d)
+	if err != nil || !d.IsInt() {
+		return llvm.Value{}, fmt.Errorf("index dtype %v is not an integer type", d)
+	}
+	v := k.loadAt(t, p, idx)
+	if d != ir.I64 {
+		v = k.b.SExt(v, k.e.i64, "")
+	}
+	return v, nil
+}
+
+// inRange is lo ≤ v < hi for i64 values.
+func (k *kfn) inRange(v, lo, hi llvm.Value) llvm.Value {
+	b := k.b
+	return b.And(b.ICmp(llvm.IntSGE, v, lo, ""), b.ICmp(llvm.IntSLT, v, hi, ""), "")
+}
+
+// gather: y[j, :] = table[indices[j], :]. Threads split the output elements
+// like an element-wise loop; a row whose index is out of range (the
+// interpreter's error) comes out as zeros.
+func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
+	table, idx := g.Inputs[0].Type, g.Inputs[1].Type
+	y := g.Outputs[0].Type
+	bt, err := e.bitsType(table.DType)
+	if err != nil {
+		return nil, err
+	}
+	rows := int64(table.Shape[0])
+	rowLen := numel(table.Shape[1:])
+	J := numel(idx.Shape)
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		if J*rowLen == 0 {
+			return nil
+		}
+		var ferr error
+		s, en := k.share(J*rowLen, 16)
+		r0 := k.divc(s, rowLen)
+		r1 := k.divc(k.addc(en, rowLen-1), rowLen)
+		k.loop(r0, r1, func(j llvm.Value) {
+			r, err := k.loadIndex(idx.DType, k.p[1], j)
+			if err != nil {
+				ferr = err
+				return
+			}
+			ok := k.inRange(r, k.c64(0), k.c64(rows))
+			r = k.b.Select(ok, r, k.c64(0), "")
+			jb := k.mulc(j, rowLen)
+			lo := k.max(k.sub(s, jb), k.c64(0))
+			hi := k.min(k.sub(en, jb), k.c64(rowLen))
+			src := k.at(bt, k.p[0], k.mulc(r, rowLen))
+			dst := k.at(bt, k.p[2], jb)
+			k.loop(lo, hi, func(c llvm.Value) {
+				v := k.b.Select(ok, k.loadAt(bt, src, c), llvm.ConstInt(bt, 0), "")
+				k.storeAt(v, bt, dst, c)
+			})
+		})
+		_ = y
+		return ferr
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// scatterAdd: y = zeros[num_rows, …]; y[indices[j], :] += updates[j, :].
+// Threads split the output rows, and each scans all indices in increasing
+// j, adding the rows that fall in its part: no two threads write one row, and
+// repeated indices accumulate in the interpreter's order, so the result does
+// not depend on the thread count. Out-of-range indices are skipped.
+func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
+	u, idx := g.Inputs[0].Type, g.Inputs[1].Type
+	y := g.Outputs[0].Type
+	t, err := e.scalarType(y.DType)
+	if err != nil {
+		return nil, err
+	}
+	rows := int64(y.Shape[0])
+	rowLen := numel(y.Shape[1:])
+	J := numel(idx.Shape)
+	_ = u
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		var zero llvm.Value
+		if y.DType.IsFloat() {
+			zero = llvm.ConstFloat(t, 0)
+		} else {
+			zero = llvm.ConstInt(t, 0)
+		}
+		r0, r1 := k.share(rows, max(1, 16/max(rowLen, 1)))
+		k.loop(k.mulc(r0, rowLen), k.mulc(r1, rowLen), func(i llvm.Value) {
+			k.storeAt(zero, t, k.p[2], i)
+		})
+		var ferr error
+		k.loopN(J, func(j llvm.Value) {
+			r, err := k.loadIndex(idx.DType, k.p[1], j)
+			if err != nil {
+				ferr = err
+				return
+			}
+			k.when(k.inRange(r, r0, r1), func() {
+				src := k.at(t, k.p[0], k.mulc(j, rowLen))
+				dst := k.at(t, k.p[2], k.mulc(r, rowLen))
+				k.loopN(rowLen, func(c llvm.Value) {
+					p := k.at(t, dst, c)
+					var s llvm.Value
+					if y.DType.IsFloat() {
+						s = k.b.FAdd(k.load(t, p), k.loadAt(t, src, c), "")
+					} else {
+						s = k.b.Add(k.load(t, p), k.loadAt(t, src, c), "")
+					}
+					k.store(s, t, p)
+				})
+			})
+		})
+		return ferr
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}

@@ -1,0 +1,304 @@
+package lower
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// rowMax returns max over l in [0, n) of load(l) with NaN propagation (the
+// interpreter's math.Max), starting from -Inf.
+func (k *kfn) rowMax(t llvm.Type, n int64, load func(l llvm.Value) llvm.Value) (llvm.Value, error) {
+	m := k.variable(t, llvm.ConstFloat(t, math.Inf(-1)))
+	var ferr error
+	k.loopN(n, func(l llvm.Value) {
+		v, err := k.callIntrinsic("llvm.maximum", t, k.load(t, m), load(l))
+		if err != nil {
+			ferr = err
+			return
+		}
+		k.store(v, t, m)
+	})
+	return k.load(t, m), ferr
+}
+
+// softmax: y = exp(x − max x) / Σ exp(x − max x) along axis. The tensor is
+// viewed as [outer, L, inner]; threads split the outer·inner lines. Each
+// line takes three passes: the max, then the exponentials (stored) and their
+// f64 sum, then the division.
+func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
+	x := g.Inputs[0].Type
+	ax, err := ir.NormAxis(g.Nodes[0].Attrs.GetInt("axis", -1), x.Rank())
+	if err != nil {
+		return nil, err
+	}
+	t, err := e.scalarType(x.DType)
+	if err != nil || !x.DType.IsFloat() {
+		return nil, fmt.Errorf("Softmax of %v: want a float type", x)
+	}
+	outer, L, inner := numel(x.Shape[:ax]), int64(x.Shape[ax]), numel(x.Shape[ax+1:])
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		if outer*inner*L == 0 {
+			return nil
+		}
+		var ferr error
+		s, en := k.share(outer*inner, 1)
+		k.loop(s, en, func(line llvm.Value) {
+			base := k.add(k.mulc(k.divc(line, inner), L*inner), k.remc(line, inner))
+			xp := k.at(t, k.p[0], base)
+			yp := k.at(t, k.p[1], base)
+			at := func(p, l llvm.Value) llvm.Value { return k.at(t, p, k.mulc(l, inner)) }
+			m, err := k.rowMax(t, L, func(l llvm.Value) llvm.Value { return k.load(t, at(xp, l)) })
+			if err != nil {
+				ferr = err
+				return
+			}
+			sum := k.variable(e.f64, llvm.ConstFloat(e.f64, 0))
+			k.loopN(L, func(l llvm.Value) {
+				ex, err := k.exp(k.b.FSub(k.load(t, at(xp, l)), m, ""))
+				if err != nil {
+					ferr = err
+					return
+				}
+				k.store(ex, t, at(yp, l))
+				k.store(k.b.FAdd(k.load(e.f64, sum), k.widen(ex), ""), e.f64, sum)
+			})
+			total := k.load(e.f64, sum)
+			k.loopN(L, func(l llvm.Value) {
+				p := at(yp, l)
+				k.store(k.narrow(k.b.FDiv(k.widen(k.load(t, p)), total, ""), t), t, p)
+			})
+		})
+		return ferr
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// widen converts a float to f64; narrow converts an f64 to t.
+func (k *kfn) widen(v llvm.Value) llvm.Value {
+	if v.Type().Kind() == llvm.DoubleTypeKind {
+		return v
+	}
+	return k.b.FPExt(v, k.e.f64, "")
+}
+func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
+	if t.Kind() == llvm.DoubleTypeKind {
+		return v
+	}
+	return k.b.FPTrunc(v, t, "")
+}
+
+// crossEntropy emits SoftmaxCrossEntropy (loss[j] = logsumexp(row j) −
+// row_j[label j]) and its gradient (dlogits[j, v] = (softmax(row j)[v] −
+// [v = label j])·dloss[j]). Threads split the rows. The log-sum-exp is the
+// interpreter's: m + log Σ exp(x − m) with an f64 sum, and m itself when m is
+// infinite. A label out of range gives NaN (the interpreter's error).
+func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
+	logits, labels := g.Inputs[0].Type, g.Inputs[1].Type
+	grad := g.Nodes[0].Op == "SoftmaxCrossEntropyGrad"
+	t, err := e.scalarType(logits.DType)
+	if err != nil || !logits.DType.IsFloat() {
+		return nil, fmt.Errorf("%s of %v: want a float type", g.Nodes[0].Op, logits)
+	}
+	V := int64(logits.Shape[logits.Rank()-1])
+	J := numel(labels.Shape)
+	out := len(g.Inputs)
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		b, f64 := k.b, e.f64
+		var ferr error
+		fail := func(err error) {
+			if ferr == nil {
+				ferr = err
+			}
+		}
+		s, en := k.share(J, 1)
+		k.loop(s, en, func(j llvm.Value) {
+			xp := k.at(t, k.p[0], k.mulc(j, V))
+			m, err := k.rowMax(t, V, func(l llvm.Value) llvm.Value { return k.loadAt(t, xp, l) })
+			if err != nil {
+				fail(err)
+				return
+			}
+			var yp llvm.Value
+			if grad {
+				yp = k.at(t, k.p[out], k.mulc(j, V))
+			}
+			sum := k.variable(f64, llvm.ConstFloat(f64, 0))
+			k.loopN(V, func(l llvm.Value) {
+				ex, err := k.exp(b.FSub(k.loadAt(t, xp, l), m, ""))
+				if err != nil {
+					fail(err)
+					return
+				}
+				if grad {
+					k.storeAt(ex, t, yp, l)
+				}
+				k.store(b.FAdd(k.load(f64, sum), k.widen(ex), ""), f64, sum)
+			})
+			total := k.load(f64, sum)
+			mw := k.widen(m)
+			logS, err := k.callIntrinsic("llvm.log", f64, total)
+			if err != nil {
+				fail(err)
+				return
+			}
+			absM, err := k.callIntrinsic("llvm.fabs", f64, mw)
+			if err != nil {
+				fail(err)
+				return
+			}
+			lse := b.Select(b.FCmp(llvm.FloatOEQ, absM, llvm.ConstFloat(f64, math.Inf(1)), ""), mw, b.FAdd(mw, logS, ""), "")
+			label, err := k.loadIndex(labels.DType, k.p[1], j)
+			if err != nil {
+				fail(err)
+				return
+			}
+			ok := k.inRange(label, k.c64(0), k.c64(V))
+			nan := llvm.ConstFloat(f64, math.NaN())
+			if !grad {
+				xl := k.widen(k.loadAt(t, xp, b.Select(ok, label, k.c64(0), "")))
+				loss := b.Select(ok, b.FSub(lse, xl, ""), nan, "")
+				k.storeAt(k.narrow(loss, t), t, k.p[out], j)
+				return
+			}
+			dloss := k.widen(k.loadAt(t, k.p[2], j))
+			scale := b.Select(ok, dloss, nan, "")
+			one := llvm.ConstFloat(f64, 1)
+			zero := llvm.ConstFloat(f64, 0)
+			k.loopN(V, func(l llvm.Value) {
+				p := k.at(t, yp, l)
+				prob := b.FDiv(k.widen(k.load(t, p)), total, "")
+				hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
+				k.store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), t), t, p)
+			})
+		})
+		return ferr
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// rope applies HF's rotate_half rotary embedding. cos θ and sin θ come from
+// a table computed at compile time in float64 exactly as the interpreter
+// computes them (θ = p·base^(−2i/D)), and the rotation is evaluated in
+// float64 without contraction, so results match the interpreter bit for bit
+// (up to the final rounding to the value's type). Threads split the rows of
+// D features; a row's position is its index along seq_axis.
+func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
+	n := g.Nodes[0]
+	x := g.Inputs[0].Type
+	r := x.Rank()
+	ax, err := ir.NormAxis(n.Attrs.GetInt("seq_axis", -2), r)
+	if err != nil {
+		return nil, err
+	}
+	t, err := e.scalarType(x.DType)
+	if err != nil || !x.DType.IsFloat() {
+		return nil, fmt.Errorf("RoPE of %v: want a float type", x)
+	}
+	base := n.Attrs.GetFloat("base", 10000)
+	sign := 1.0
+	if n.Attrs.GetInt("inverse", 0) != 0 {
+		sign = -1
+	}
+	s := x.Shape
+	D, S := s[r-1], s[ax]
+	h := D / 2
+	within := numel(s[ax+1 : r-1])
+	rows := numel(s[:r-1])
+	tab := make([]float64, 2*S*h) // cos for all (p, i), then sin
+	for p := 0; p < S; p++ {
+		for i := 0; i < h; i++ {
+			theta := float64(p) * math.Pow(base, -2*float64(i)/float64(D))
+			tab[p*h+i], tab[S*h+p*h+i] = math.Cos(theta), math.Sin(theta)
+		}
+	}
+	get := e.table("rope_"+strconv.Itoa(S)+"_"+strconv.Itoa(D)+"_"+fmt.Sprintf("%x", math.Float64bits(base)), tab)
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		if rows*int64(D) == 0 {
+			return nil
+		}
+		b, f64 := k.b, e.f64
+		b.SetFastMath(llvm.FastMathNone)
+		cosTab := b.Call(get, nil, "")
+		sinTab := k.at(f64, cosTab, k.c64(int64(S*h)))
+		lo, hi := k.share(rows, 1)
+		k.loop(lo, hi, func(row llvm.Value) {
+			p := k.remc(k.divc(row, within), int64(S))
+			xr := k.at(t, k.p[0], k.mulc(row, int64(D)))
+			yr := k.at(t, k.p[1], k.mulc(row, int64(D)))
+			cr := k.at(f64, cosTab, k.mulc(p, int64(h)))
+			sr := k.at(f64, sinTab, k.mulc(p, int64(h)))
+			k.loopN(int64(h), func(i llvm.Value) {
+				ih := k.addc(i, int64(h))
+				x0 := k.widen(k.loadAt(t, xr, i))
+				x1 := k.widen(k.loadAt(t, xr, ih))
+				c := k.loadAt(f64, cr, i)
+				sn := k.loadAt(f64, sr, i)
+				if sign < 0 {
+					sn = b.FNeg(sn, "")
+				}
+				y0 := b.FSub(b.FMul(x0, c, ""), b.FMul(x1, sn, ""), "")
+				y1 := b.FAdd(b.FMul(x1, c, ""), b.FMul(x0, sn, ""), "")
+				k.storeAt(k.narrow(y0, t), t, yr, i)
+				k.storeAt(k.narrow(y1, t), t, yr, ih)
+			})
+		})
+		b.SetFastMath(llvm.FastMathAllowContract)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// causalMask: y[..., i, j] = x[..., i, j] if j ≤ i else fill (−Inf, or 0 for
+// the gradient). Threads split the rows.
+func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
+	n := g.Nodes[0]
+	x := g.Inputs[0].Type
+	t, err := e.scalarType(x.DType)
+	if err != nil || !x.DType.IsFloat() {
+		return nil, fmt.Errorf("CausalMask of %v: want a float type", x)
+	}
+	fill := math.Inf(-1)
+	switch f := n.Attrs.GetString("fill", "neg_inf"); f {
+	case "neg_inf":
+	case "zero":
+		fill = 0
+	default:
+		return nil, fmt.Errorf("unknown fill %q", f)
+	}
+	r := x.Rank()
+	R, C := int64(x.Shape[r-2]), int64(x.Shape[r-1])
+	rows := numel(x.Shape[:r-1])
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		if rows*C == 0 {
+			return nil
+		}
+		lo, hi := k.share(rows, 1)
+		k.loop(lo, hi, func(row llvm.Value) {
+			i := k.remc(row, R)
+			xr := k.at(t, k.p[0], k.mulc(row, C))
+			yr := k.at(t, k.p[1], k.mulc(row, C))
+			k.loopN(C, func(j llvm.Value) {
+				keep := k.b.ICmp(llvm.IntSLE, j, i, "")
+				k.storeAt(k.b.Select(keep, k.loadAt(t, xr, j), llvm.ConstFloat(t, fill), ""), t, yr, j)
+			})
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}

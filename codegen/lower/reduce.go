@@ -1,0 +1,257 @@
+package lower
+
+import (
+	"fmt"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// reduce emits a Reduce group: element-wise nodes over the space, then a
+// ReduceSum or ReduceMean of one of their values (or of an input) over some
+// axes. Threads split the output elements; each output element is the f64
+// sum of its inputs in row-major order (the interpreter's order), so the
+// result does not depend on the thread count. Element-wise values the group
+// also writes are stored on the way, each exactly once.
+//
+// Two loop shapes, chosen statically after merging axes:
+//
+//   - innermost axis reduced (RMSNorm's mean over features): per output
+//     element, nested loops over the reduced axes accumulate in a register;
+//   - innermost axis kept (a bias gradient summed over tokens): per row of
+//     outputs, the reduced axes are the outer loops and the kept axis the
+//     inner one, accumulating into an f64 row in scratch, so the inner loop
+//     is contiguous and vectorizes.
+func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
+	red := g.Nodes[len(g.Nodes)-1]
+	if red.Op != "ReduceSum" && red.Op != "ReduceMean" {
+		return nil, fmt.Errorf("a reduce group must end in ReduceSum or ReduceMean, not %s", red.Op)
+	}
+	space := g.Space
+	xName := red.Inputs[0]
+	var xType ir.Type
+	for _, in := range g.Inputs {
+		if in.Name == xName {
+			xType = in.Type
+		}
+	}
+	for _, n := range g.Nodes[:len(g.Nodes)-1] {
+		if n.Outputs[0].Name == xName {
+			xType = n.Outputs[0].Type
+		}
+	}
+	if !ir.ShapeEqual(xType.Shape, space) {
+		return nil, fmt.Errorf("%s reduces %v, not the group's space %v", red, xType, space)
+	}
+	if !xType.DType.IsFloat() {
+		return nil, fmt.Errorf("%s of %v: reductions need a float type", red.Op, xType)
+	}
+	if err := checkChain(g, space, len(g.Nodes)-1); err != nil {
+		return nil, err
+	}
+	axes, err := ir.ReduceAxes(red.Attrs.GetInts("axes"), len(space))
+	if err != nil {
+		return nil, err
+	}
+	yOut := -1
+	for j, o := range g.Outputs {
+		if o.Name == red.Outputs[0].Name {
+			yOut = j
+		} else if !ir.ShapeEqual(o.Type.Shape, space) {
+			return nil, fmt.Errorf("output %q is %v, not over the space %v", o.Name, o.Type, space)
+		}
+	}
+	if yOut < 0 {
+		return nil, fmt.Errorf("the reduction's result is not an output")
+	}
+	yType := g.Outputs[yOut].Type
+	kept := ir.ReducedShape(space, axes, true)
+	count := numel(space) / max(numel(kept), 1)
+
+	// Streams: inputs, outputs (y advances over kept axes only), in
+	// argument order.
+	var streams []stream
+	for _, in := range g.Inputs {
+		s, err := inputStream(in.Type, space)
+		if err != nil {
+			return nil, err
+		}
+		streams = append(streams, s)
+	}
+	for j := range g.Outputs {
+		if j == yOut {
+			streams = append(streams, stream{strides: broadcastStrides(kept, space)})
+		} else {
+			streams = append(streams, stream{strides: contiguous(space)})
+		}
+	}
+	yIdx := len(g.Inputs) + yOut
+	dims, ss := mergeDims(space, streams)
+	var keptAx, redAx []int
+	for a := range dims {
+		if ss[yIdx].strides[a] == 0 && dims[a] > 1 {
+			redAx = append(redAx, a)
+		} else {
+			keptAx = append(keptAx, a)
+		}
+	}
+	innerKept := len(redAx) > 0 && len(keptAx) > 0 && keptAx[len(keptAx)-1] == len(dims)-1
+	pick := func(axes []int) ([]int64, []stream) {
+		d := make([]int64, len(axes))
+		s := make([]stream, len(ss))
+		for i := range ss {
+			s[i].strides = make([]int64, len(axes))
+		}
+		for j, a := range axes {
+			d[j] = dims[a]
+			for i := range ss {
+				s[i].strides[j] = ss[i].strides[a]
+			}
+		}
+		return d, s
+	}
+	keptDims, keptStreams := pick(keptAx)
+	redDims, redStreams := pick(redAx)
+	outTotal := numel(yType.Shape)
+	var scratch int64
+	if innerKept {
+		scratch = 64 + 8*keptDims[len(keptDims)-1]
+	}
+	yt, err := e.scalarType(yType.DType)
+	if err != nil {
+		return nil, err
+	}
+
+	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+		acct := e.f64
+		var ferr error
+		// element computes the chain at offs and returns x widened to f64,
+		// storing the group's element-wise outputs.
+		element := func(offs []llvm.Value) llvm.Value {
+			c := &chain{k: k, g: g, vals: map[string]llvm.Value{}, dt: map[string]ir.DType{}}
+			if err := c.eval(g.Nodes[:len(g.Nodes)-1], offs); err != nil {
+				ferr = err
+				return llvm.ConstFloat(acct, 0)
+			}
+			if _, ok := c.vals[xName]; !ok { // x is an input no node reads
+				for i, in := range g.Inputs {
+					if in.Name == xName {
+						t, _ := e.scalarType(in.Type.DType)
+						c.vals[xName] = k.loadAt(t, k.p[i], offs[i])
+					}
+				}
+			}
+			for j, o := range g.Outputs {
+				if j != yOut {
+					t, _ := e.scalarType(o.Type.DType)
+					k.storeAt(c.vals[o.Name], t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j])
+				}
+			}
+			x := c.vals[xName]
+			if x.Type().Kind() != llvm.DoubleTypeKind {
+				x = k.b.FPExt(x, acct, "")
+			}
+			return x
+		}
+		finish := func(acc llvm.Value) llvm.Value {
+			if red.Op == "ReduceMean" {
+				acc = k.b.FDiv(acc, llvm.ConstFloat(acct, float64(count)), "")
+			}
+			if yt.Kind() != llvm.DoubleTypeKind {
+				acc = k.b.FPTrunc(acc, yt, "")
+			}
+			return acc
+		}
+		if !innerKept {
+			s, en := k.share(outTotal, 16)
+			k.loop(s, en, func(o llvm.Value) {
+				base := k.offsets(o, keptDims, keptStreams)
+				acc := k.variable(acct, llvm.ConstFloat(acct, 0))
+				k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
+					x := element(offs)
+					k.store(k.b.FAdd(k.load(acct, acc), x, ""), acct, acc)
+				})
+				k.storeAt(finish(k.load(acct, acc)), yt, k.p[yIdx], o)
+			})
+			return ferr
+		}
+		// Innermost axis kept: rows of kin outputs.
+		kin := keptDims[len(keptDims)-1]
+		outerDims, outerStreams := keptDims[:len(keptDims)-1], make([]stream, len(keptStreams))
+		for i, st := range keptStreams {
+			outerStreams[i] = stream{strides: st.strides[:len(st.strides)-1]}
+		}
+		acc := k.alignedScratch()
+		s, en := k.share(outTotal, 16)
+		r0 := k.divc(s, kin)
+		r1 := k.divc(k.addc(en, kin-1), kin)
+		k.loop(r0, r1, func(row llvm.Value) {
+			rb := k.mulc(row, kin)
+			lo := k.max(k.sub(s, rb), k.c64(0))
+			hi := k.min(k.sub(en, rb), k.c64(kin))
+			k.loop(lo, hi, func(j llvm.Value) {
+				k.storeAt(llvm.ConstFloat(acct, 0), acct, acc, j)
+			})
+			base := k.c64(0)
+			var rowOffs []llvm.Value
+			if len(outerDims) > 0 {
+				rowOffs = k.offsets(row, outerDims, outerStreams)
+			} else {
+				rowOffs = make([]llvm.Value, len(ss))
+				for i := range rowOffs {
+					rowOffs[i] = base
+				}
+			}
+			k.nest(redDims, redStreams, rowOffs, func(offs []llvm.Value) {
+				k.loop(lo, hi, func(j llvm.Value) {
+					eo := make([]llvm.Value, len(offs))
+					for i, st := range keptStreams {
+						eo[i] = k.add(offs[i], k.mulc(j, st.strides[len(st.strides)-1]))
+					}
+					x := element(eo)
+					p := k.at(acct, acc, j)
+					k.store(k.b.FAdd(k.load(acct, p), x, ""), acct, p)
+				})
+			})
+			k.loop(lo, hi, func(j llvm.Value) {
+				k.storeAt(finish(k.loadAt(acct, acc, j)), yt, k.p[yIdx], k.add(rb, j))
+			})
+		})
+		return ferr
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}, ScratchBytes: scratch}, nil
+}
+
+// nest emits nested loops over dims (outermost first), calling body with
+// every stream's offset base[i] + Σ idx[a]·strides[a].
+func (k *kfn) nest(dims []int64, streams []stream, base []llvm.Value, body func(offs []llvm.Value)) {
+	if len(dims) == 0 {
+		body(base)
+		return
+	}
+	k.loopN(dims[0], func(i llvm.Value) {
+		next := make([]llvm.Value, len(base))
+		for s, st := range streams {
+			next[s] = base[s]
+			if st.strides[0] != 0 {
+				next[s] = k.add(base[s], k.mulc(i, st.strides[0]))
+			}
+		}
+		rest := make([]stream, len(streams))
+		for s, st := range streams {
+			rest[s] = stream{strides: st.strides[1:]}
+		}
+		k.nest(dims[1:], rest, next, body)
+	})
+}
+
+// alignedScratch returns this thread's scratch pointer rounded up to 64
+// bytes (kernels that use scratch reserve 64 extra bytes for this).
+func (k *kfn) alignedScratch() llvm.Value {
+	b := k.b
+	off := b.And(b.Sub(k.c64(0), b.PtrToInt(k.scr, k.e.i64, ""), ""), k.c64(63), "")
+	return b.InBoundsGEP(k.e.i8, k.scr, []llvm.Value{off}, "")
+}

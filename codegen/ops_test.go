@@ -1,0 +1,360 @@
+package codegen
+
+import (
+	"hash/fnv"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/ir/interp"
+)
+
+// opCase is one small graph whose compiled outputs are checked against the
+// reference interpreter.
+type opCase struct {
+	name     string
+	build    func(b *ir.Builder)
+	gens     map[string]gen // input generators by name (default "any")
+	normwise bool           // norm-wise instead of element-wise relative error
+}
+
+// f32, i64 declare data inputs.
+func f32(b *ir.Builder, name string, shape ...int) string {
+	return b.AddInput(name, ir.T(ir.F32, shape...), ir.Data, nil)
+}
+func i64(b *ir.Builder, name string, shape ...int) string {
+	return b.AddInput(name, ir.T(ir.I64, shape...), ir.Data, nil)
+}
+
+// unaryCase applies op to an odd-shaped f32 input.
+func unaryCase(op, kind string) opCase {
+	return opCase{name: op + "_" + kind, gens: map[string]gen{"x": {kind: kind}}, build: func(b *ir.Builder) {
+		b.Output("y", b.Unary(op, f32(b, "x", 3, 5, 7)))
+	}}
+}
+
+// binaryCase applies op to two f32 inputs of the given (broadcasting) shapes.
+func binaryCase(op, suffix string, xs, ys []int, xg string) opCase {
+	return opCase{name: op + "_" + suffix, gens: map[string]gen{"x": {kind: xg}}, build: func(b *ir.Builder) {
+		b.Output("z", b.Op(op, nil, f32(b, "x", xs...), f32(b, "y", ys...)))
+	}}
+}
+
+// opCases covers every op of ir.OpNames() (TestOpCoverage checks that), with
+// broadcasting, odd shapes, every reduction loop shape and the batch forms
+// of MatMul.
+func opCases() []opCase {
+	var cs []opCase
+	for _, op := range []string{"Identity", "Neg", "Exp", "Recip", "Sigmoid", "Silu"} {
+		cs = append(cs, unaryCase(op, "any"))
+	}
+	for _, op := range []string{"Log", "Sqrt", "Rsqrt"} {
+		cs = append(cs, unaryCase(op, "pos"))
+	}
+	cs = append(cs, unaryCase("Exp", "wide"), unaryCase("Sigmoid", "wide"), unaryCase("Silu", "wide"))
+	for _, op := range []string{"Add", "Sub", "Mul", "Div", "Max", "Min", "Greater"} {
+		cs = append(cs,
+			binaryCase(op, "bcast", []int{4, 1, 5}, []int{3, 1}, "any"),
+			binaryCase(op, "scalar", nil, []int{2, 3}, "any"),
+			binaryCase(op, "same", []int{37}, []int{37}, "any"))
+	}
+	cs = append(cs, binaryCase("Pow", "bcast", []int{4, 1, 5}, []int{3, 1}, "pos"), binaryCase("Pow", "rows", []int{5, 7}, []int{7}, "pos"))
+	for _, op := range []string{"Add", "Sub", "Mul", "Div", "Max", "Min", "Greater"} {
+		cs = append(cs, opCase{name: op + "_i64", gens: map[string]gen{"x": {kind: "int", n: 1000}, "y": {kind: "nz"}}, build: func(b *ir.Builder) {
+			b.Output("z", b.Op(op, nil, i64(b, "x", 2, 9), i64(b, "y", 9)))
+		}})
+	}
+	cs = append(cs,
+		opCase{name: "Neg_i64", gens: map[string]gen{"x": {kind: "int", n: 100}}, build: func(b *ir.Builder) {
+			b.Output("y", b.Unary("Neg", i64(b, "x", 11)))
+		}},
+		opCase{name: "Const", build: func(b *ir.Builder) {
+			b.Output("c", b.Const(-1.5, ir.T(ir.F32, 3, 17)))
+			b.Output("k", b.Const(3.7, ir.T(ir.I64, 5)))
+			b.Output("s", b.Const(2, ir.T(ir.F32)))
+		}},
+		opCase{name: "Cast", gens: map[string]gen{"i": {kind: "int", n: 1 << 40}}, build: func(b *ir.Builder) {
+			x := f32(b, "x", 4, 6)
+			b.Output("toI64", b.Op("Cast", ir.Attrs{"to": ir.String("i64")}, b.Mul(x, b.Scalar(10, x))))
+			b.Output("toF64", b.Op("Cast", ir.Attrs{"to": ir.String("f64")}, x))
+			b.Output("roundTrip", b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, b.Op("Cast", ir.Attrs{"to": ir.String("f64")}, x)))
+			b.Output("fromI64", b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, i64(b, "i", 7)))
+			b.Output("toI32", b.Op("Cast", ir.Attrs{"to": ir.String("i32")}, i64(b, "j", 7)))
+		}},
+		// A fused chain: RMSNorm (x·x → mean → +ε → rsqrt → x·r·w) then SwiGLU.
+		opCase{name: "FusedRMSNormSwiGLU", normwise: true, build: func(b *ir.Builder) {
+			x, w := f32(b, "x", 3, 5, 16), f32(b, "w", 16)
+			ms := b.Reduce("ReduceMean", b.Mul(x, x), true, -1)
+			r := b.Unary("Rsqrt", b.Add(ms, b.Scalar(1e-6, ms)))
+			h := b.Mul(b.Mul(x, r), w)
+			b.Output("h", h)
+			b.Output("g", b.Mul(b.Unary("Silu", h), b.Unary("Sigmoid", x)))
+		}},
+		opCase{name: "FusedMultiOutput", build: func(b *ir.Builder) {
+			x, y := f32(b, "x", 6, 10), f32(b, "y", 10)
+			s := b.Add(x, y)
+			b.Output("s", s)
+			b.Output("p", b.Mul(s, b.Sub(x, b.Scalar(0.5, x))))
+			b.Output("n", b.Unary("Neg", s))
+		}},
+	)
+	// Reductions: innermost reduced (register accumulator), innermost kept
+	// (row accumulator), middle axes, everything, keepdims, and a fused
+	// producer whose intermediate value is also written.
+	for _, rc := range []struct {
+		name  string
+		op    string
+		shape []int
+		axes  []int
+		keep  bool
+	}{
+		{"Sum_inner", "ReduceSum", []int{5, 37}, []int{1}, false},
+		{"Sum_outer", "ReduceSum", []int{37, 5}, []int{0}, false},
+		{"Sum_middle", "ReduceSum", []int{3, 4, 5}, []int{1}, true},
+		{"Sum_outer2", "ReduceSum", []int{3, 4, 5}, []int{0, 2}, true},
+		{"Sum_mixed", "ReduceSum", []int{2, 3, 4, 5}, []int{0, 2}, false},
+		{"Mean_all", "ReduceMean", []int{3, 4, 5}, []int{0, 1, 2}, false},
+		{"Mean_last", "ReduceMean", []int{2, 3, 33}, []int{-1}, true},
+		{"Mean_first_long", "ReduceMean", []int{100, 3}, []int{0}, false},
+	} {
+		cs = append(cs, opCase{name: "Reduce" + rc.name, normwise: true, build: func(b *ir.Builder) {
+			b.Output("y", b.Reduce(rc.op, f32(b, "x", rc.shape...), rc.keep, rc.axes...))
+		}})
+	}
+	cs = append(cs, opCase{name: "ReduceFusedWithOutput", normwise: true, build: func(b *ir.Builder) {
+		x, y := f32(b, "x", 4, 9), f32(b, "y", 4, 9)
+		s := b.Add(x, y)
+		b.Output("s", s)
+		b.Output("m", b.Reduce("ReduceSum", b.Mul(s, s), false, 0))
+	}})
+	cs = append(cs,
+		opCase{name: "Reshape", build: func(b *ir.Builder) {
+			x := f32(b, "x", 4, 6)
+			b.Output("view", b.Reshape(x, 2, 12))
+			b.Output("chain", b.Reshape(b.Unary("Neg", x), 3, 8))
+			b.Output("ids", b.Reshape(i64(b, "i", 2, 3), 6))
+		}},
+		opCase{name: "ReshapeThenKernel", build: func(b *ir.Builder) {
+			x := f32(b, "x", 4, 6)
+			b.Output("y", b.Transpose(b.Reshape(b.Unary("Exp", x), 2, 2, 6), 2, 0, 1))
+		}},
+		opCase{name: "Expand", build: func(b *ir.Builder) {
+			b.Output("y", b.Op("Expand", ir.Attrs{"shape": ir.Ints(2, 3, 4)}, f32(b, "x", 3, 1)))
+		}},
+		opCase{name: "Transpose", build: func(b *ir.Builder) {
+			b.Output("y", b.Transpose(f32(b, "x", 3, 4, 5), 2, 0, 1))
+			b.Output("z", b.Transpose(f32(b, "w", 2, 3, 4, 5), 0, 2, 1, 3))
+		}},
+		opCase{name: "Slice", build: func(b *ir.Builder) {
+			b.Output("y", b.Slice(f32(b, "x", 3, 7, 2), 1, 2, 5))
+			b.Output("labels", b.Slice(i64(b, "ids", 2, 9), 1, 1, 9))
+		}},
+		opCase{name: "Concat", build: func(b *ir.Builder) {
+			b.Output("y", b.Op("Concat", ir.Attrs{"axis": ir.Int(1)}, f32(b, "x0", 2, 3), f32(b, "x1", 2, 1), f32(b, "x2", 2, 4)))
+			b.Output("ids", b.Op("Concat", ir.Attrs{"axis": ir.Int(0)}, i64(b, "i0", 2), i64(b, "i1", 3)))
+		}},
+		opCase{name: "Gather", gens: map[string]gen{"idx": {kind: "idx", n: 10}}, build: func(b *ir.Builder) {
+			b.Output("y", b.Op("Gather", nil, f32(b, "table", 10, 4), i64(b, "idx", 2, 3)))
+		}},
+		opCase{name: "GatherScalarRows", gens: map[string]gen{"idx": {kind: "idx", n: 50}}, build: func(b *ir.Builder) {
+			b.Output("y", b.Op("Gather", nil, f32(b, "table", 50, 1), i64(b, "idx", 33)))
+		}},
+		opCase{name: "ScatterAdd", normwise: true, gens: map[string]gen{"idx": {kind: "idx", n: 5}}, build: func(b *ir.Builder) {
+			b.Output("y", b.Op("ScatterAdd", ir.Attrs{"num_rows": ir.Int(5)}, f32(b, "u", 2, 3, 4), i64(b, "idx", 2, 3)))
+		}},
+		opCase{name: "ScatterAddFlat", gens: map[string]gen{"idx": {kind: "support", n: 300}}, build: func(b *ir.Builder) {
+			b.Output("y", b.Op("ScatterAdd", ir.Attrs{"num_rows": ir.Int(300)}, f32(b, "u", 40, 1), i64(b, "idx", 40)))
+		}},
+		opCase{name: "Softmax", normwise: true, build: func(b *ir.Builder) {
+			b.Output("y", b.Op("Softmax", nil, f32(b, "x", 3, 37)))
+			b.Output("z", b.Op("Softmax", ir.Attrs{"axis": ir.Int(1)}, f32(b, "w", 2, 5, 3)))
+		}},
+		opCase{name: "SoftmaxCrossEntropy", normwise: true, gens: map[string]gen{"labels": {kind: "idx", n: 11}}, build: func(b *ir.Builder) {
+			logits, labels := f32(b, "logits", 2, 3, 11), i64(b, "labels", 2, 3)
+			b.Output("loss", b.Op("SoftmaxCrossEntropy", nil, logits, labels))
+			b.Output("dlogits", b.Op("SoftmaxCrossEntropyGrad", nil, logits, labels, f32(b, "dloss", 2, 3)))
+		}},
+		opCase{name: "RoPE", normwise: true, build: func(b *ir.Builder) {
+			x := f32(b, "x", 2, 3, 8, 6)
+			b.Output("y", b.Op("RoPE", nil, x))
+			b.Output("inv", b.Op("RoPE", ir.Attrs{"inverse": ir.Int(1), "base": ir.Float(500)}, x))
+			b.Output("seq1", b.Op("RoPE", ir.Attrs{"seq_axis": ir.Int(1)}, f32(b, "w", 2, 5, 2, 8)))
+		}},
+		opCase{name: "CausalMask", build: func(b *ir.Builder) {
+			b.Output("y", b.Op("CausalMask", nil, f32(b, "x", 2, 5, 5)))
+			b.Output("z", b.Op("CausalMask", ir.Attrs{"fill": ir.String("zero")}, f32(b, "w", 4, 6)))
+		}},
+		opCase{name: "MatMul", normwise: true, build: func(b *ir.Builder) {
+			b.Output("nn", b.MatMul(f32(b, "a", 5, 7), f32(b, "b", 7, 3), false, false))
+			b.Output("tn", b.MatMul(f32(b, "at", 7, 5), f32(b, "b2", 7, 3), true, false))
+			b.Output("nt", b.MatMul(f32(b, "a3", 5, 7), f32(b, "bt", 3, 7), false, true))
+			b.Output("tt", b.MatMul(f32(b, "at4", 7, 5), f32(b, "bt4", 3, 7), true, true))
+		}},
+		opCase{name: "MatMulBatched", normwise: true, build: func(b *ir.Builder) {
+			b.Output("same", b.MatMul(f32(b, "a", 2, 3, 4, 5), f32(b, "b", 2, 3, 5, 6), false, false))
+			b.Output("sharedB", b.MatMul(f32(b, "a2", 2, 4, 5), f32(b, "b2", 5, 6), false, false))
+			b.Output("sharedBt", b.MatMul(f32(b, "a3", 2, 5, 4), f32(b, "b3", 5, 6), true, false))
+			b.Output("sharedA", b.MatMul(f32(b, "a4", 4, 5), f32(b, "b4", 2, 6, 5), false, true))
+			b.Output("bcast", b.MatMul(f32(b, "a5", 2, 1, 4, 5), f32(b, "b5", 3, 5, 6), false, false))
+			b.Output("self", b.MatMul(f32(b, "a6", 6, 6), "a6", false, true))
+		}},
+		opCase{name: "Linear", normwise: true, build: func(b *ir.Builder) {
+			b.Output("y", b.Op("Linear", nil, f32(b, "x", 2, 3, 5), f32(b, "w", 4, 5)))
+		}},
+		lowRankCase("LowRankSparseAdd"),
+	)
+	return cs
+}
+
+// lowRankCase is an SLTrain layer: x [3,5,16], W [12,16] = B[12,4]·A[4,16]·2 + S.
+func lowRankCase(name string) opCase {
+	return opCase{name: name, normwise: true, gens: map[string]gen{"index": {kind: "support", n: 12 * 16}}, build: func(b *ir.Builder) {
+		x := f32(b, "x", 3, 5, 16)
+		B, A := f32(b, "B", 12, 4), f32(b, "A", 4, 16)
+		v, idx := f32(b, "values", 20), i64(b, "index", 20)
+		b.Output("y", b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(2)}, x, B, A, v, idx))
+	}}
+}
+
+// buildCases builds one module holding a graph per case.
+func buildCases(t testing.TB, cases []opCase) *ir.Module {
+	t.Helper()
+	m := &ir.Module{}
+	for _, c := range cases {
+		b := ir.NewBuilder(c.name)
+		c.build(b)
+		if err := b.Err(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		m.Graphs = append(m.Graphs, b.G)
+	}
+	return m
+}
+
+var (
+	opsOnce sync.Once
+	opsArt  *artifact.Artifact
+	opsErr  error
+)
+
+// opsArtifact compiles all op cases into one artifact, once per test binary.
+func opsArtifact(t testing.TB) *artifact.Artifact {
+	t.Helper()
+	opsOnce.Do(func() {
+		opsArt, opsErr = Compile(buildCases(t, opCases()), Options{})
+	})
+	if opsErr != nil {
+		t.Fatal(opsErr)
+	}
+	return opsArt
+}
+
+// seedOf derives a stable seed from a name.
+func seedOf(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+// inputsFor draws random inputs for every input of g.
+func inputsFor(g *ir.Graph, gens map[string]gen) map[string]*interp.Tensor {
+	r := rand.New(rand.NewPCG(seedOf(g.Name), 1))
+	vals := map[string]*interp.Tensor{}
+	for _, in := range g.Inputs {
+		gg, ok := gens[in.Name]
+		if !ok {
+			gg = gen{kind: "any"}
+		}
+		if gg.kind == "nz" {
+			v := random(r, in.Type, gen{n: 7})
+			for i := range v.I {
+				if v.I[i] == 0 {
+					v.I[i] = 3
+				}
+			}
+			vals[in.Name] = v
+			continue
+		}
+		vals[in.Name] = random(r, in.Type, gg)
+	}
+	return vals
+}
+
+// checkCase runs case c's graph from art with 1, 2 and 3 threads against the
+// interpreter, and checks that the thread count does not change a bit.
+func checkCase(t *testing.T, m *machine, g *ir.Graph, c opCase) {
+	vals := inputsFor(g, c.gens)
+	want, err := interp.Run(g, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first map[string]*interp.Tensor
+	for _, nth := range []int{1, 2, 3} {
+		in := map[string]*interp.Tensor{}
+		for k, v := range vals {
+			in[k] = v.Clone()
+		}
+		got := m.run(t, g.Name, in, nth)
+		names := make([]string, 0, len(want))
+		for name := range want {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if err := compareTensors(got[name], want[name], 1e-5, c.normwise); err != nil {
+				t.Errorf("%d threads: output %q: %v", nth, name, err)
+			}
+			if first != nil {
+				if err := compareTensors(got[name], first[name], 0, false); err != nil {
+					t.Errorf("%d threads differ from 1 thread: output %q: %v", nth, name, err)
+				}
+			}
+		}
+		if first == nil {
+			first = got
+		}
+	}
+}
+
+func TestOps(t *testing.T) {
+	art := opsArtifact(t)
+	m := load(t, art)
+	cases := opCases()
+	mod := buildCases(t, cases)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) { checkCase(t, m, mod.Graphs[i], c) })
+	}
+}
+
+// TestOpCoverage checks that the op cases exercise every op of the IR.
+func TestOpCoverage(t *testing.T) {
+	seen := map[string]bool{}
+	for _, g := range buildCases(t, opCases()).Graphs {
+		for _, n := range g.Nodes {
+			seen[n.Op] = true
+		}
+	}
+	for _, op := range ir.OpNames() {
+		if !seen[op] {
+			t.Errorf("no test case uses op %s", op)
+		}
+	}
+}
+
+// TestSLTrainLowerings checks both lowerings of LowRankSparseAdd, forced.
+func TestSLTrainLowerings(t *testing.T) {
+	for _, mode := range []string{"merged", "factored"} {
+		t.Run(mode, func(t *testing.T) {
+			c := lowRankCase("lrsa_" + mode)
+			mod := buildCases(t, []opCase{c})
+			art, err := Compile(mod, Options{SLTrainLowering: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCase(t, load(t, art), mod.Graphs[0], c)
+		})
+	}
+}

@@ -1,0 +1,317 @@
+package codegen
+
+import (
+	"fmt"
+	"io"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/codegen/lower"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
+)
+
+// program builds one artifact.Program from a graph, its groups in schedule
+// order and its memory plan.
+//
+// Slots: graph inputs are state (by input name), data or scalars by role;
+// values the plan puts in the arena keep its offsets; a state update the plan
+// writes in place shares the state's slot; a view (a Reshape group) shares its
+// root's storage. The arena then grows by two regions the plan does not
+// know: transient buffers of multi-call lowerings (reused from group to
+// group, so the region is the largest group's need) and, live to the end,
+// copies of graph outputs that are views of non-arena storage and constants
+// the plan leaves to be filled after the run (Fill).
+type program struct {
+	g     *ir.Graph
+	plan  *passes.MemoryPlan
+	em    *lower.Emitter
+	p     *artifact.Program
+	types map[string]ir.Type
+
+	slotOf   map[string]int32 // value → slot
+	producer map[string]*ir.Node
+	outputs  map[string]bool // values returned by the graph
+
+	temps    []int32 // slots in the temps region (offsets relative to its start)
+	tempsMax int64
+	extras   []int32 // slots in the extras region (offsets relative to its start)
+	extraTop int64
+	notes    []string
+}
+
+// buildProgram runs the construction; see program.
+func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, em *lower.Emitter, w io.Writer) (*artifact.Program, error) {
+	b := &program{
+		g: g, plan: plan, em: em,
+		p:        &artifact.Program{Name: g.Name},
+		types:    g.Types(),
+		slotOf:   map[string]int32{},
+		producer: g.Producers(),
+		outputs:  map[string]bool{},
+	}
+	for _, o := range g.Outputs {
+		b.outputs[o.Value] = true
+	}
+	if err := b.inputSlots(); err != nil {
+		return nil, err
+	}
+	if err := b.valueSlots(groups); err != nil {
+		return nil, err
+	}
+	for _, gr := range groups {
+		if err := b.group(gr); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.finishOutputs(); err != nil {
+		return nil, err
+	}
+	// Place the two extra regions above the plan's arena.
+	tempBase := align(plan.ArenaBytes)
+	extraBase := align(tempBase + b.tempsMax)
+	for _, s := range b.temps {
+		b.p.Slots[s].Offset += tempBase
+	}
+	for _, s := range b.extras {
+		b.p.Slots[s].Offset += extraBase
+	}
+	b.p.ArenaBytes = align(extraBase + b.extraTop)
+	explain(w, "graph %s: %d nodes in %d groups, %d steps, %d slots; arena %d bytes (plan %d, temporaries %d, extra %d), scratch %d bytes/thread",
+		g.Name, len(g.Nodes), len(groups), len(b.p.Steps), len(b.p.Slots), b.p.ArenaBytes, plan.ArenaBytes, b.tempsMax, b.extraTop, b.p.ScratchBytes)
+	for _, n := range b.notes {
+		explain(w, "  %s", n)
+	}
+	return b.p, nil
+}
+
+func align(n int64) int64 { return (n + passes.Alignment - 1) / passes.Alignment * passes.Alignment }
+
+// addSlot appends a slot and returns its index.
+func (b *program) addSlot(s artifact.Slot) int32 {
+	b.p.Slots = append(b.p.Slots, s)
+	return int32(len(b.p.Slots) - 1)
+}
+
+// inputSlots gives every graph input its slot.
+func (b *program) inputSlots() error {
+	for _, in := range b.g.Inputs {
+		var kind artifact.SlotKind
+		switch {
+		case in.Role.IsState():
+			kind = artifact.SlotState
+		case in.Role == ir.Data:
+			kind = artifact.SlotData
+		case in.Role == ir.Scalar:
+			kind = artifact.SlotScalar
+		default:
+			return fmt.Errorf("input %q has role %v", in.Name, in.Role)
+		}
+		b.slotOf[in.Name] = b.addSlot(artifact.Slot{Name: in.Name, Type: in.Type, Kind: kind})
+	}
+	return nil
+}
+
+// valueSlots gives slots to the values the plan stores, in schedule order
+// (views after their roots). Fill values get theirs in finishOutputs.
+func (b *program) valueSlots(groups []*passes.Group) error {
+	for _, gr := range groups {
+		for _, v := range gr.Outputs {
+			buf, ok := b.plan.Buffers[v]
+			if !ok {
+				return fmt.Errorf("value %q has no buffer in the memory plan", v)
+			}
+			switch buf.Kind {
+			case passes.InArena:
+				b.slotOf[v] = b.addSlot(artifact.Slot{Name: v, Type: b.types[v], Kind: artifact.SlotArena, Offset: buf.Offset})
+			case passes.InPlace:
+				s, ok := b.slotOf[buf.Alias]
+				if !ok {
+					return fmt.Errorf("value %q is written in place of %q, which is not an input", v, buf.Alias)
+				}
+				b.slotOf[v] = s
+			case passes.View:
+				root, ok := b.slotOf[buf.Alias]
+				if !ok {
+					return fmt.Errorf("view %q of %q: the root has no slot yet", v, buf.Alias)
+				}
+				if rs := b.p.Slots[root]; rs.Kind == artifact.SlotArena {
+					b.slotOf[v] = b.addSlot(artifact.Slot{Name: v, Type: b.types[v], Kind: artifact.SlotArena, Offset: rs.Offset})
+				} else {
+					b.slotOf[v] = root // kernels know the shape; group() copies it when it is returned
+				}
+			case passes.Fill:
+			case passes.Persistent:
+				return fmt.Errorf("value %q is computed by a kernel but planned as a graph input", v)
+			default:
+				return fmt.Errorf("value %q: unknown buffer kind %v", v, buf.Kind)
+			}
+		}
+	}
+	return nil
+}
+
+// extraSlot adds an arena slot for v in the extras region.
+func (b *program) extraSlot(name string, t ir.Type) int32 {
+	s := b.addSlot(artifact.Slot{Name: name, Type: t, Kind: artifact.SlotArena, Offset: b.extraTop})
+	b.extraTop += align(t.Bytes())
+	b.extras = append(b.extras, s)
+	return s
+}
+
+// group lowers one group and appends its steps.
+func (b *program) group(gr *passes.Group) error {
+	if gr.Kind == passes.GroupView {
+		// No kernel, unless a returned view of storage outside the arena
+		// needs a slot of its own shape: then copy it.
+		for _, v := range gr.Outputs {
+			if !b.outputs[v] || b.p.Slots[b.slotOf[v]].Kind == artifact.SlotArena {
+				continue
+			}
+			n := b.producer[v]
+			in := n.Inputs[0]
+			s := b.extraSlot(v, b.types[v])
+			lg := &lower.Group{Kind: lower.Single, Nodes: []*ir.Node{n},
+				Inputs:  []lower.Operand{{Name: in, Type: b.types[in]}},
+				Outputs: []lower.Operand{{Name: v, Type: b.types[v]}}}
+			if err := b.emit(lg, []int32{b.slotOf[in]}, []int32{s}); err != nil {
+				return err
+			}
+			b.slotOf[v] = s
+		}
+		return nil
+	}
+	fillOnly := true
+	for _, v := range gr.Outputs {
+		fillOnly = fillOnly && b.plan.Buffers[v].Kind == passes.Fill
+	}
+	if fillOnly && len(gr.Outputs) > 0 {
+		return nil // filled after the run, see finishOutputs
+	}
+	lg := &lower.Group{Space: gr.Space, Nodes: gr.Nodes}
+	switch gr.Kind {
+	case passes.GroupElementwise:
+		lg.Kind = lower.Elementwise
+	case passes.GroupReduce:
+		lg.Kind = lower.Reduce
+	case passes.GroupKernel:
+		lg.Kind = lower.Single
+	default:
+		return fmt.Errorf("group %d: unknown kind %v", gr.ID, gr.Kind)
+	}
+	inputs := gr.Inputs
+	if lg.Kind == lower.Single {
+		inputs = gr.Nodes[0].Inputs // one operand per node input, repeats included
+	}
+	var inSlots, outSlots []int32
+	index := map[string]int{}
+	for i, v := range inputs {
+		s, ok := b.slotOf[v]
+		if !ok {
+			return fmt.Errorf("group %d reads %q, which has no storage", gr.ID, v)
+		}
+		lg.Inputs = append(lg.Inputs, lower.Operand{Name: v, Type: b.types[v]})
+		inSlots = append(inSlots, s)
+		index[v] = i
+	}
+	for j, v := range gr.Outputs {
+		buf := b.plan.Buffers[v]
+		if buf.Kind == passes.Fill {
+			return fmt.Errorf("group %d writes the constant %q together with other values", gr.ID, v)
+		}
+		lg.Outputs = append(lg.Outputs, lower.Operand{Name: v, Type: b.types[v]})
+		outSlots = append(outSlots, b.slotOf[v])
+		if buf.Kind == passes.InPlace {
+			if i, ok := index[buf.Alias]; ok {
+				if lg.InPlace == nil {
+					lg.InPlace = map[int]int{}
+				}
+				lg.InPlace[j] = i
+			}
+		}
+	}
+	return b.emit(lg, inSlots, outSlots)
+}
+
+// emit lowers lg and appends its calls as steps, with temporaries placed
+// in the temps region.
+func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32) error {
+	l, err := b.em.Lower(lg)
+	if err != nil {
+		return err
+	}
+	if l.Note != "" {
+		who := lg.Nodes[0].Name
+		if who == "" {
+			who = lg.Outputs[0].Name
+		}
+		b.notes = append(b.notes, who+": "+l.Note)
+	}
+	var tempSlots []int32
+	var top int64
+	for i, t := range l.Temps {
+		s := b.addSlot(artifact.Slot{Name: fmt.Sprintf("%s.tmp%d", lg.Outputs[0].Name, i), Type: t, Kind: artifact.SlotArena, Offset: top})
+		top += align(t.Bytes())
+		b.temps = append(b.temps, s)
+		tempSlots = append(tempSlots, s)
+	}
+	b.tempsMax = max(b.tempsMax, top)
+	b.p.ScratchBytes = max(b.p.ScratchBytes, l.ScratchBytes)
+	for _, c := range l.Calls {
+		st := artifact.Step{Kernel: c.Kernel}
+		for _, a := range c.Args {
+			switch a.Kind {
+			case lower.ArgInput:
+				st.Args = append(st.Args, inSlots[a.Index])
+			case lower.ArgOutput:
+				st.Args = append(st.Args, outSlots[a.Index])
+			case lower.ArgTemp:
+				st.Args = append(st.Args, tempSlots[a.Index])
+			}
+		}
+		b.p.Steps = append(b.p.Steps, st)
+	}
+	return nil
+}
+
+// finishOutputs fills the constants that only graph outputs read (after
+// every other step, into the updated state's own slot when that is safe)
+// and lists the program's outputs.
+func (b *program) finishOutputs() error {
+	returned := map[int32]int{} // slot → outputs returning it
+	for _, o := range b.g.Outputs {
+		if s, ok := b.slotOf[o.Value]; ok {
+			returned[s]++
+		}
+	}
+	for _, o := range b.g.Outputs {
+		buf, planned := b.plan.Buffers[o.Value]
+		if planned && buf.Kind == passes.Fill {
+			n := b.producer[o.Value]
+			t := b.types[o.Value]
+			var s int32
+			if st, ok := b.slotOf[o.Updates]; ok && o.Updates != "" && b.p.Slots[st].Kind == artifact.SlotState &&
+				b.p.Slots[st].Type.Equal(t) && returned[st] == 0 {
+				s = st
+				returned[st]++ // one fill per state
+			} else {
+				s = b.extraSlot(o.Name+".fill", t)
+			}
+			lg := &lower.Group{Kind: lower.Elementwise, Space: t.Shape, Nodes: []*ir.Node{n},
+				Outputs: []lower.Operand{{Name: o.Value, Type: t}}}
+			if err := b.emit(lg, nil, []int32{s}); err != nil {
+				return err
+			}
+			b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})
+			continue
+		}
+		s, ok := b.slotOf[o.Value]
+		if !ok {
+			return fmt.Errorf("output %q: value %q has no storage", o.Name, o.Value)
+		}
+		if st := b.p.Slots[s]; !st.Type.Equal(b.types[o.Value]) {
+			return fmt.Errorf("output %q: slot %q is %v, the value is %v", o.Name, st.Name, st.Type, b.types[o.Value])
+		}
+		b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})
+	}
+	return nil
+}
