@@ -163,6 +163,7 @@ func runBench(c *cli.Context, rt *runtime.Runtime, ids ir.Type, vocab int, seed 
 	rng := ir.NewRNG(seed)
 	tokens := make([]int64, ids.NumElements())
 	var times []float64
+	tty := isTerminal(c.App.ErrWriter)
 	for i := 0; i < warmup+steps; i++ {
 		for j := range tokens {
 			tokens[j] = int64(rng.Uint64n(uint64(vocab)))
@@ -178,9 +179,13 @@ func runBench(c *cli.Context, rt *runtime.Runtime, ids ir.Type, vocab int, seed 
 		if i >= warmup {
 			times = append(times, d)
 		}
-		fmt.Fprintf(c.App.ErrWriter, "\rstep %d/%d: %.3f s", i+1, warmup+steps, d)
+		if tty {
+			fmt.Fprintf(c.App.ErrWriter, "\rstep %d/%d: %.3f s", i+1, warmup+steps, d)
+		}
 	}
-	fmt.Fprintln(c.App.ErrWriter)
+	if tty {
+		fmt.Fprintln(c.App.ErrWriter)
+	}
 	sort.Float64s(times)
 	return &benchResult{stepSeconds: times[len(times)/2]}, nil
 }
@@ -250,4 +255,14 @@ func lastLine(b []byte) []byte {
 // defaultBuild reads the model-building flags shared with slc compile (f32).
 func defaultBuild(c *cli.Context) frontend.Options {
 	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: ir.F32}
+}
+
+// isTerminal reports whether w is a character device (progress with \r then).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

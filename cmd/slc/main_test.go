@@ -391,3 +391,28 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+// Native compilation: an artifact, the kernels' assembly (with FMAs in the
+// GEMM) and a short benchmark of the tiny model.
+func TestNativeCompileAndBench(t *testing.T) {
+	dir := t.TempDir()
+	art := filepath.Join(dir, "tiny.slc")
+	out := mustSlc(t, "compile", configTiny, "--rank", "4", "--batch-size", "2", "--max-length", "8", "-o", art)
+	if !strings.Contains(out, "Wrote "+art) || !strings.Contains(out, "4 programs") {
+		t.Errorf("compile -o .slc:\n%s", out)
+	}
+	asm := mustSlc(t, "compile", configTiny, "--rank", "4", "--batch-size", "2", "--max-length", "8", "--emit", "asm", "--cpu", "x86-64-v3")
+	if !strings.Contains(asm, "vfmadd") || !strings.Contains(asm, "ymm") {
+		t.Errorf("--emit asm for x86-64-v3 shows no AVX2 FMA")
+	}
+	for _, model := range []string{art, configTiny} {
+		args := []string{"bench", model, "--steps", "1", "--warmup", "0", "--threads", "2"}
+		if model == configTiny {
+			args = append(args, "--rank", "4", "--batch-size", "2", "--max-length", "8")
+		}
+		out = mustSlc(t, args...)
+		if !strings.Contains(out, "tokens/s") || !strings.Contains(out, "GFLOP/s") {
+			t.Errorf("slc %v:\n%s", args, out)
+		}
+	}
+}
