@@ -258,7 +258,7 @@ func TestErrors(t *testing.T) {
 		// Usage errors: exit 2, one line with a hint, no help dump.
 		{"unknown flag", []string{"compile", configTiny, "--frob"}, 2, []string{"unknown flag --frob", "slc compile --help"}},
 		{"unknown global flag", []string{"--frob"}, 2, []string{"unknown flag --frob", "slc --help"}},
-		{"bad --emit", []string{"compile", configTiny, "--emit", "llvm"}, 2, []string{`flag --emit: "llvm"`}},
+		{"bad --emit", []string{"compile", configTiny, "--emit", "frob"}, 2, []string{`flag --emit: "frob"`}},
 		{"bad -o extension", []string{"compile", configTiny, "-o", filepath.Join(dir, "out.txt")}, 2, []string{"flag -o", `".txt"`, ".json", ".slir"}},
 		{"-o without extension", []string{"compile", configTiny, "-o", filepath.Join(dir, "out")}, 2, []string{"flag -o", "no extension"}},
 		{"-o without value", []string{"compile", configTiny, "-o"}, 2, []string{"flag -o needs a value"}},
