@@ -146,6 +146,9 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	if art.Module, err = mod.MarshalBinary(); err != nil {
 		return nil, fmt.Errorf("codegen: encoding the module: %w", err)
 	}
+	if err := art.Validate(); err != nil {
+		return nil, fmt.Errorf("codegen: internal error: the artifact is inconsistent: %w", err)
+	}
 	return art, nil
 }
 
@@ -189,6 +192,9 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 // targetMachine creates the -O3, position-independent x86-64 machine that
 // opt asks for.
 func targetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
+	if err := checkTarget(opt.CPU, opt.Features); err != nil {
+		return llvm.TargetMachine{}, artifact.Target{}, err
+	}
 	triple := llvm.DefaultTargetTriple()
 	cpu, feats := opt.CPU, opt.Features
 	if cpu == "" {

@@ -38,17 +38,24 @@ func scalarValue(t ir.Type, v float64) *interp.Tensor {
 }
 
 // TestTinyLlama compiles the tiny LLaMA's programs (train_step, update,
-// eval, infer) from the pass pipeline's own groups and plans, runs a train
-// step, an AdamW update and an eval with 1 and 2 threads, and compares every
-// output with the reference interpreter.
+// eval, infer) from the pass pipeline's own groups and plans, runs each
+// with 1 and 2 threads, and compares every output with the reference
+// interpreter: with the cost model's SLTrain lowering (factored, at these
+// sizes) and with merged forced.
 func TestTinyLlama(t *testing.T) {
 	s := pipeline(t, "llama_tiny.json", 2, 8, 4)
+	for _, mode := range []string{"auto", "merged"} {
+		t.Run(mode, func(t *testing.T) { tinyLlama(t, s, mode) })
+	}
+}
+
+func tinyLlama(t *testing.T, s *passes.State, mode string) {
 	var explainBuf bytes.Buffer
-	art, err := Compile(s.Module, Options{Groups: s.Groups, Plans: s.Plans, Explain: &explainBuf})
+	art, err := Compile(s.Module, Options{Groups: s.Groups, Plans: s.Plans, Explain: &explainBuf, SLTrainLowering: mode})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"graph train_step:", "graph update:", "model.layers.1.self_attn.q_proj: LowRankSparseAdd", "kernels:"} {
+	for _, want := range []string{"graph train_step:", "graph update:", "model.layers.1.self_attn.q_proj: LowRankSparseAdd " + map[string]string{"auto": "factored", "merged": "merged"}[mode], "kernels:"} {
 		if !strings.Contains(explainBuf.String(), want) {
 			t.Errorf("--explain output lacks %q:\n%s", want, explainBuf.String())
 		}
@@ -122,7 +129,7 @@ func TestTinyLlama(t *testing.T) {
 			}
 			got := m.run(t, name, in, nth)
 			for _, o := range g.Outputs {
-				if err := compareTensors(got[o.Name], want[o.Name], 1e-4, true); err != nil {
+				if err := compareTensors(got[o.Name], want[o.Name], 1e-5, true); err != nil {
 					t.Errorf("%s, %d threads: output %q: %v", name, nth, o.Name, err)
 				}
 			}
@@ -135,6 +142,20 @@ func TestTinyLlama(t *testing.T) {
 // range and aligned, every step's kernel has its arguments, outputs exist.
 func checkArtifact(t *testing.T, art *artifact.Artifact) {
 	t.Helper()
+	if err := art.Validate(); err != nil {
+		t.Error(err)
+	}
+	data, err := art.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := artifact.Unmarshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Programs) != len(art.Programs) || !bytes.Equal(back.Code, art.Code) {
+		t.Errorf("artifact does not round-trip through its file form")
+	}
 	for _, p := range art.Programs {
 		for _, s := range p.Slots {
 			if s.Kind == artifact.SlotArena && (s.Offset%64 != 0 || s.Offset+s.Type.Bytes() > p.ArenaBytes) {

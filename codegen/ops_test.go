@@ -119,11 +119,19 @@ func opCases() []opCase {
 		{"Mean_all", "ReduceMean", []int{3, 4, 5}, []int{0, 1, 2}, false},
 		{"Mean_last", "ReduceMean", []int{2, 3, 33}, []int{-1}, true},
 		{"Mean_first_long", "ReduceMean", []int{100, 3}, []int{0}, false},
+		{"Sum_inner_outer", "ReduceSum", []int{3, 4, 5, 40}, []int{1, 3}, false},
+		{"Sum_inner_short", "ReduceSum", []int{6, 7}, []int{1}, true},
 	} {
 		cs = append(cs, opCase{name: "Reduce" + rc.name, normwise: true, build: func(b *ir.Builder) {
 			b.Output("y", b.Reduce(rc.op, f32(b, "x", rc.shape...), rc.keep, rc.axes...))
 		}})
 	}
+	cs = append(cs, opCase{name: "ReduceInnerFusedWithOutput", normwise: true, build: func(b *ir.Builder) {
+		x, y, z := f32(b, "x", 4, 37), f32(b, "y", 4, 1), f32(b, "z", 37)
+		s := b.Mul(b.Add(x, y), z)
+		b.Output("s", s)
+		b.Output("m", b.Reduce("ReduceMean", b.Unary("Exp", s), true, 1))
+	}})
 	cs = append(cs, opCase{name: "ReduceFusedWithOutput", normwise: true, build: func(b *ir.Builder) {
 		x, y := f32(b, "x", 4, 9), f32(b, "y", 4, 9)
 		s := b.Add(x, y)
@@ -177,6 +185,11 @@ func opCases() []opCase {
 			b.Output("loss", b.Op("SoftmaxCrossEntropy", nil, logits, labels))
 			b.Output("dlogits", b.Op("SoftmaxCrossEntropyGrad", nil, logits, labels, f32(b, "dloss", 2, 3)))
 		}},
+		opCase{name: "SoftmaxCrossEntropyLongRows", normwise: true, gens: map[string]gen{"labels": {kind: "idx", n: 37}}, build: func(b *ir.Builder) {
+			logits, labels := f32(b, "logits", 5, 37), i64(b, "labels", 5)
+			b.Output("loss", b.Op("SoftmaxCrossEntropy", nil, logits, labels))
+			b.Output("dlogits", b.Op("SoftmaxCrossEntropyGrad", nil, logits, labels, f32(b, "dloss", 5)))
+		}},
 		opCase{name: "RoPE", normwise: true, build: func(b *ir.Builder) {
 			x := f32(b, "x", 2, 3, 8, 6)
 			b.Output("y", b.Op("RoPE", nil, x))
@@ -205,6 +218,23 @@ func opCases() []opCase {
 			b.Output("y", b.Op("Linear", nil, f32(b, "x", 2, 3, 5), f32(b, "w", 4, 5)))
 		}},
 		lowRankCase("LowRankSparseAdd"),
+		opCase{name: "DeadCode", build: func(b *ir.Builder) {
+			x := f32(b, "x", 4, 4)
+			b.MatMul(x, x, false, false) // read by nothing: no kernel
+			b.Op("Softmax", nil, x)
+			b.Unary("Exp", x)
+			b.Output("y", b.Unary("Neg", x))
+		}},
+		opCase{name: "ZeroSized", build: func(b *ir.Builder) {
+			e := f32(b, "e", 3, 0)
+			b.Output("sum", b.Reduce("ReduceSum", e, false, 1))
+			b.Output("mean", b.Reduce("ReduceMean", e, true, 1))
+			b.Output("exp", b.Unary("Exp", f32(b, "z", 0, 4)))
+			b.Output("mm", b.MatMul(f32(b, "a", 0, 3), f32(b, "b", 3, 2), false, false))
+			b.Output("k0", b.MatMul(e, f32(b, "c", 0, 2), false, false))
+			b.Output("cat", b.Op("Concat", ir.Attrs{"axis": ir.Int(1)}, f32(b, "x", 3, 2), e))
+			b.Output("soft", b.Op("Softmax", nil, e))
+		}},
 	)
 	return cs
 }
@@ -292,7 +322,7 @@ func checkCase(t *testing.T, m *machine, g *ir.Graph, c opCase) {
 		t.Fatal(err)
 	}
 	var first map[string]*interp.Tensor
-	for _, nth := range []int{1, 2, 3} {
+	for _, nth := range []int{1, 2, 3, 8} {
 		in := map[string]*interp.Tensor{}
 		for k, v := range vals {
 			in[k] = v.Clone()

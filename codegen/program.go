@@ -180,11 +180,15 @@ func (b *program) group(gr *passes.Group) error {
 		}
 		return nil
 	}
+	if len(gr.Outputs) == 0 {
+		b.notes = append(b.notes, fmt.Sprintf("group %d (%s) computes nothing the program uses: skipped", gr.ID, gr.Nodes[0]))
+		return nil
+	}
 	fillOnly := true
 	for _, v := range gr.Outputs {
 		fillOnly = fillOnly && b.plan.Buffers[v].Kind == passes.Fill
 	}
-	if fillOnly && len(gr.Outputs) > 0 {
+	if fillOnly {
 		return nil // filled after the run, see finishOutputs
 	}
 	lg := &lower.Group{Space: gr.Space, Nodes: gr.Nodes}
@@ -200,6 +204,9 @@ func (b *program) group(gr *passes.Group) error {
 	}
 	inputs := gr.Inputs
 	if lg.Kind == lower.Single {
+		if len(gr.Nodes) != 1 {
+			return fmt.Errorf("group %d: a kernel group holds %d nodes, not 1", gr.ID, len(gr.Nodes))
+		}
 		inputs = gr.Nodes[0].Inputs // one operand per node input, repeats included
 	}
 	var inSlots, outSlots []int32

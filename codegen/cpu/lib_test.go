@@ -84,6 +84,9 @@ func buildLib(tb testing.TB, tm llvm.TargetMachine, jobs []job) ([]Kernel, []uns
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
+	if d := os.Getenv("EXP_SODIR"); d != "" {
+		dir = d
+	}
 	o, so := filepath.Join(dir, "gemm.o"), filepath.Join(dir, "gemm.so")
 	if err := os.WriteFile(o, obj, 0o644); err != nil {
 		tb.Fatal(err)

@@ -4,14 +4,20 @@ import (
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
+// Packing copies a block of A or B into the micro-kernel's panel layout.
+// Where the source runs along k (A as [M,K], B as [N,K]) the copy is a
+// transpose: W source vectors of W consecutive k each are transposed in
+// registers (transpose) and stored as W panel rows, so no gather or scatter
+// is needed; the last kc mod W steps are copied element by element.
+
 // emitPackA defines
 //
 //	void name.packA(const float *A, float *ap, i64 ic, i64 mc, i64 pc, i64 kc)
 //
 // which copies op(A)[ic:ic+mc, pc:pc+kc] into MR-row micro-panels:
 // panel q (rows ic+q·MR…) starts at ap[q·MR·kc] and holds element (r, k)
-// at [k·MR + r]. Rows past M in the last panel are left as they were: the
-// micro-kernel for that edge never reads them.
+// at [k·MR + r]. Rows past M in the last panel are zero or left as they
+// were: the micro-kernel for that edge never reads them.
 func (g *gemmGen) emitPackA() (llvm.Function, error) {
 	p, s := g.p, g.p.s
 	fn, err := g.newFunction(s.Name+".packA", []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
@@ -25,34 +31,55 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 	}
 	a, ap, ic, mc, pc, kc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
 	b := g.b
-	mr := int64(p.b.MR)
+	w, mr := g.w, p.b.MR
 	m, k := int64(s.M), int64(s.K)
-	g.forLoop("q", g.c64(0), mc, mr, func(q llvm.Value) {
+	g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
 		row0 := g.add(ic, q)
 		dst := g.at(ap, g.mul(q, kc))
 		panel := func(rows int) {
-			g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-				d := g.at(dst, g.mul(kk, g.c64(mr)))
-				var src llvm.Value
-				var stride int64
-				if s.TransA { // A[k][m] at k·M + m
-					src = g.at(a, g.add(g.mul(g.add(pc, kk), g.c64(m)), row0))
-					stride = 1
-				} else { // A[m][k] at m·K + k
-					src = g.at(a, g.add(g.mul(row0, g.c64(k)), g.add(pc, kk)))
-					stride = k
+			if s.TransA { // A[k][m] at k·M + m: each k is a contiguous run
+				rowT := llvm.VectorType(g.f32, rows)
+				g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
+					src := g.at(a, g.add(g.mul(g.add(pc, kk), g.c64(m)), row0))
+					g.store(g.load(rowT, src, 4), g.at(dst, g.mul(kk, g.c64(int64(mr)))), 4)
+				})
+				return
+			}
+			// A[m][k] at m·K + k: transpose W×W blocks of (row, k).
+			src := g.at(a, g.add(g.mul(row0, g.c64(k)), pc))
+			kMain := b.And(kc, g.c64(int64(-w)), "")
+			g.forLoop("k", g.c64(0), kMain, int64(w), func(k0 llvm.Value) {
+				s0 := g.at(src, k0)
+				d0 := g.at(dst, g.mul(k0, g.c64(int64(mr))))
+				for r0 := 0; r0 < rows; r0 += w {
+					vs := make([]llvm.Value, w)
+					for i := range vs {
+						if r0+i < rows {
+							vs[i] = g.load(g.vec, g.atc(s0, int64(r0+i)*k), 4)
+						} else {
+							vs[i] = llvm.ConstNull(g.vec)
+						}
+					}
+					n := min(w, mr-r0)
+					for kk, v := range g.transpose(vs) {
+						g.storePrefix(v, n, g.atc(d0, int64(kk*mr+r0)), 4)
+					}
 				}
+			})
+			g.forLoop("kt", kMain, kc, 1, func(kk llvm.Value) {
+				s0 := g.at(src, kk)
+				d0 := g.at(dst, g.mul(kk, g.c64(int64(mr))))
 				for r := 0; r < rows; r++ {
-					g.store(g.load(g.f32, g.atc(src, int64(r)*stride), 4), g.atc(d, int64(r)), 4)
+					g.store(g.load(g.f32, g.atc(s0, int64(r)*k), 4), g.atc(d0, int64(r)), 4)
 				}
 			})
 		}
 		if p.mEdge == 0 {
-			panel(p.b.MR)
+			panel(mr)
 			return
 		}
-		full := b.ICmp(llvm.IntSLE, g.add(row0, g.c64(mr)), g.c64(m), "")
-		g.ifElse("rows", full, func() { panel(p.b.MR) }, func() { panel(p.mEdge) })
+		full := b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(m), "")
+		g.ifElse("rows", full, func() { panel(mr) }, func() { panel(p.mEdge) })
 	})
 	b.RetVoid()
 	return fn, nil
@@ -87,9 +114,9 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 		col0 := g.add(jc, pp)
 		dst := g.at(bp, g.mul(pp, kc))
 		panel := func(cols int) {
-			g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-				d := g.at(dst, g.mul(kk, g.c64(nr)))
-				if !s.TransB { // B[k][n] at k·N + n: copy vectors
+			if !s.TransB { // B[k][n] at k·N + n: copy vectors
+				g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
+					d := g.at(dst, g.mul(kk, g.c64(nr)))
 					src := g.at(bm, g.add(g.mul(g.add(pc, kk), g.c64(n)), col0))
 					for j := 0; j*w < cols; j++ {
 						lanes := min(w, cols-j*w)
@@ -102,17 +129,38 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 						}
 						g.store(v, g.atc(d, int64(j*w)), bAlign)
 					}
-					return
-				}
-				// B[n][k] at n·K + k: gather one column of the panel.
-				src := g.at(bm, g.add(g.mul(col0, g.c64(k)), g.add(pc, kk)))
-				for j := 0; j*w < cols; j++ {
-					v := llvm.ConstNull(g.vec)
-					for l := 0; l < w && j*w+l < cols; l++ {
-						x := g.load(g.f32, g.atc(src, int64(j*w+l)*k), 4)
-						v = b.InsertElement(v, x, llvm.ConstInt(g.i32, int64(l)), "")
+				})
+				return
+			}
+			// B[n][k] at n·K + k: transpose W×W blocks of (column, k).
+			src := g.at(bm, g.add(g.mul(col0, g.c64(k)), pc))
+			kMain := b.And(kc, g.c64(int64(-w)), "")
+			g.forLoop("k", g.c64(0), kMain, int64(w), func(k0 llvm.Value) {
+				s0 := g.at(src, k0)
+				d0 := g.at(dst, g.mul(k0, g.c64(nr)))
+				for c0 := 0; c0 < cols; c0 += w {
+					vs := make([]llvm.Value, w)
+					for i := range vs {
+						if c0+i < cols {
+							vs[i] = g.load(g.vec, g.atc(s0, int64(c0+i)*k), 4)
+						} else {
+							vs[i] = llvm.ConstNull(g.vec)
+						}
 					}
-					g.store(v, g.atc(d, int64(j*w)), bAlign)
+					for kk, v := range g.transpose(vs) {
+						g.store(v, g.atc(d0, int64(kk)*nr+int64(c0)), bAlign)
+					}
+				}
+			})
+			g.forLoop("kt", kMain, kc, 1, func(kk llvm.Value) {
+				s0 := g.at(src, kk)
+				d0 := g.at(dst, g.mul(kk, g.c64(nr)))
+				for c := 0; c < roundUp(cols, w); c++ {
+					x := llvm.ConstFloat(g.f32, 0)
+					if c < cols {
+						x = g.load(g.f32, g.atc(s0, int64(c)*k), 4)
+					}
+					g.store(x, g.atc(d0, int64(c)), 4)
 				}
 			})
 		}
@@ -125,4 +173,48 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 	})
 	b.RetVoid()
 	return fn, ferr
+}
+
+// transpose returns the transpose of the W×W matrix whose rows are the W
+// vectors rows, built from log2(W) stages of two-input shuffles: stage b
+// swaps bit b of the row index with bit b of the column index, pairing row
+// i with row i|b.
+func (e *emitter) transpose(rows []llvm.Value) []llvm.Value {
+	w := e.w
+	cur := append([]llvm.Value(nil), rows...)
+	for bit := 1; bit < w; bit <<= 1 {
+		lo, hi := make([]llvm.Value, w), make([]llvm.Value, w)
+		for c := 0; c < w; c++ {
+			if c&bit == 0 {
+				lo[c], hi[c] = llvm.ConstInt(e.i32, int64(c)), llvm.ConstInt(e.i32, int64(c+bit))
+			} else {
+				lo[c], hi[c] = llvm.ConstInt(e.i32, int64(w+c-bit)), llvm.ConstInt(e.i32, int64(w+c))
+			}
+		}
+		loMask, hiMask := llvm.ConstVector(lo), llvm.ConstVector(hi)
+		next := make([]llvm.Value, w)
+		for i := 0; i < w; i++ {
+			if i&bit != 0 {
+				continue
+			}
+			j := i | bit
+			next[i] = e.b.ShuffleVector(cur[i], cur[j], loMask, "")
+			next[j] = e.b.ShuffleVector(cur[i], cur[j], hiMask, "")
+		}
+		cur = next
+	}
+	return cur
+}
+
+// storePrefix stores the first n lanes of the vector v at p as one
+// <n x float> store (n ≤ W), which the back end splits into legal pieces.
+func (e *emitter) storePrefix(v llvm.Value, n int, p llvm.Value, align int) {
+	if n < e.w {
+		idx := make([]llvm.Value, n)
+		for i := range idx {
+			idx[i] = llvm.ConstInt(e.i32, int64(i))
+		}
+		v = e.b.ShuffleVector(v, llvm.Poison(e.vec), llvm.ConstVector(idx), "")
+	}
+	e.store(v, p, align)
 }

@@ -16,6 +16,20 @@ type chain struct {
 	g    *Group
 	vals map[string]llvm.Value
 	dt   map[string]ir.DType
+	// lanes is 0 for scalar evaluation, or the width of the vectors every
+	// value is (then every value must be f32).
+	lanes int
+}
+
+// newChain starts the evaluation of g's nodes at one point (scalar) or at
+// lanes consecutive points (lanes > 0).
+func newChain(k *kfn, g *Group, lanes int) *chain {
+	return &chain{k: k, g: g, vals: map[string]llvm.Value{}, dt: map[string]ir.DType{}, lanes: lanes}
+}
+
+// at returns a loader reading input i at offset offs[i], for eval.
+func (c *chain) at(offs []llvm.Value) func(i int, t llvm.Type) llvm.Value {
+	return func(i int, t llvm.Type) llvm.Value { return c.k.loadAt(t, c.k.p[i], offs[i]) }
 }
 
 // checkChain verifies that the element-wise part of g (every node but the
@@ -53,9 +67,9 @@ func inputStream(t ir.Type, space []int) (stream, error) {
 	return stream{}, fmt.Errorf("input %v does not broadcast to the space %v", t, space)
 }
 
-// eval computes the first n nodes of the group at the point where input i
-// is at offset offs[i].
-func (c *chain) eval(nodes []*ir.Node, offs []llvm.Value) error {
+// eval computes nodes at the current point, reading input i (of scalar
+// type t) with load(i, t).
+func (c *chain) eval(nodes []*ir.Node, load func(i int, t llvm.Type) llvm.Value) error {
 	k := c.k
 	get := func(v string) (llvm.Value, error) {
 		if x, ok := c.vals[v]; ok {
@@ -72,7 +86,7 @@ func (c *chain) eval(nodes []*ir.Node, offs []llvm.Value) error {
 		if err != nil {
 			return err
 		}
-		c.vals[in.Name] = k.loadAt(t, k.p[i], offs[i])
+		c.vals[in.Name] = load(i, t)
 		c.dt[in.Name] = in.Type.DType
 	}
 	for _, n := range nodes {
@@ -82,6 +96,9 @@ func (c *chain) eval(nodes []*ir.Node, offs []llvm.Value) error {
 		switch n.Op {
 		case "Const":
 			y, err = k.constValue(n.Attrs.GetFloat("value", 0), out.Type.DType)
+			if err == nil && c.lanes > 0 {
+				y = llvm.ConstSplat(c.lanes, y)
+			}
 		case "Reshape", "Identity":
 			y, err = get(n.Inputs[0])
 		case "Cast":
@@ -181,8 +198,8 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 			if err != nil {
 				return
 			}
-			c := &chain{k: k, g: g, vals: map[string]llvm.Value{}, dt: map[string]ir.DType{}}
-			if err = c.eval(g.Nodes, offs); err != nil {
+			c := newChain(k, g, 0)
+			if err = c.eval(g.Nodes, c.at(offs)); err != nil {
 				return
 			}
 			for _, j := range mainOuts {

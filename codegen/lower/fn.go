@@ -78,7 +78,7 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 	if err := body.AddAttribute(llvm.FunctionIndex, "alwaysinline", 0); err != nil {
 		return err
 	}
-	for j, i := range first {
+	for j := range first {
 		ro, size := true, int64(0)
 		for a, p := range params {
 			if slot[a] == j {
@@ -103,7 +103,6 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 				return err
 			}
 		}
-		_ = i
 	}
 	k := &kfn{e: e, b: e.b, f: body}
 	k.p = make([]llvm.Value, len(params))
@@ -337,7 +336,7 @@ func (k *kfn) callIntrinsic(name string, t llvm.Type, args ...llvm.Value) (llvm.
 	return k.b.Call(f, args, ""), nil
 }
 
-// readonlyParams returns n read-only buffer parameters for the inputs of g
+// groupParams returns read-only buffer parameters for the inputs of g
 // followed by writable ones for its outputs, honouring g.InPlace.
 func groupParams(g *Group) []param {
 	ps := make([]param, 0, len(g.Inputs)+len(g.Outputs))

@@ -21,16 +21,32 @@
 // at least Lowering.ScratchBytes bytes; each does a disjoint share of the
 // output, so no barrier is needed inside a call.
 //
+// # What runs as one kernel
+//
+// The groups come from the passes package's fuse-groups analysis (the
+// driver converts them): an element-wise DAG over one iteration space with
+// its broadcast inputs and immediate constants is one loop (the innermost
+// merged axis is a plain counted loop that LLVM vectorizes); a reduction
+// consumes the element-wise chain producing its operand in the same loop
+// (RMSNorm's x·x → mean); a final Reshape only relabels what is written; a
+// Reshape of its own is a view and no kernel at all. Every other op is a
+// kernel of its own: data movement (Expand, Transpose, Slice, Concat,
+// Gather, ScatterAdd), Softmax, the cross-entropy and its gradient, RoPE,
+// CausalMask, and the products (MatMul, Linear, LowRankSparseAdd), which
+// call codegen/cpu's generated GEMMs.
+//
 // # Numerics
 //
 // Kernels compute in the value's dtype (f32 values in f32, so that every
 // node's result is rounded as the reference interpreter rounds it) with the
 // "contract" fast-math flag only: a·b + c may become one fma, nothing is
-// reassociated. Sums (reductions, softmax and cross-entropy denominators) are
-// accumulated in f64 in a fixed order that does not depend on the thread
-// count, so results are bit-identical from run to run and across thread
-// counts. exp on f32 is an inline Cody–Waite + polynomial evaluation (within
-// 2 ulp, vectorizable); log, pow and f64 exp are libm calls.
+// reassociated. The sums of reductions and of softmax and cross-entropy
+// denominators are accumulated in f64 (products accumulate in f32 in the
+// GEMMs, ScatterAdd in the output's type), always in an order fixed by the
+// shapes and the target's vector width and never by the thread count, so
+// results are bit-identical from run to run and across thread counts. exp on
+// f32 is an inline Cody–Waite + polynomial evaluation (within 2 ulp,
+// vectorizable); log, pow and f64 exp are libm calls.
 package lower
 
 import (
@@ -138,12 +154,11 @@ type Emitter struct {
 	b  *llvm.Builder
 	ab *llvm.Builder // positioned in the current function's alloca block
 
-	void, i1, i8, i32, i64, f32, f64, ptr llvm.Type
+	void, i8, i32, i64, f32, f64, ptr llvm.Type
 
-	done   map[string]*Lowering   // by group signature
-	gemms  map[string]cpu.Kernel  // by GEMM spec
-	loops  map[string]string      // small helper symbols by signature
-	tables map[string]*table      // constant tables by name
+	done   map[string]*Lowering  // by group signature
+	gemms  map[string]cpu.Kernel // by GEMM spec
+	tables map[string]*table     // constant tables by name
 	decls  map[string]llvm.Function
 	order  []string // table names in creation order
 	names  map[string]bool
@@ -163,13 +178,12 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 		gen:    cpu.NewGenerator(tm),
 		done:   map[string]*Lowering{},
 		gemms:  map[string]cpu.Kernel{},
-		loops:  map[string]string{},
 		tables: map[string]*table{},
 		decls:  map[string]llvm.Function{},
 		names:  map[string]bool{},
 	}
 	e.arch = e.gen.Arch
-	e.void, e.i1, e.i8 = ctx.VoidType(), ctx.Int1Type(), ctx.Int8Type()
+	e.void, e.i8 = ctx.VoidType(), ctx.Int8Type()
 	e.i32, e.i64 = ctx.Int32Type(), ctx.Int64Type()
 	e.f32, e.f64, e.ptr = ctx.FloatType(), ctx.DoubleType(), ctx.PointerType(0)
 	e.b = ctx.NewBuilder()
@@ -254,6 +268,12 @@ func (e *Emitter) single(name string, g *Group) (*Lowering, error) {
 func check(g *Group) error {
 	if len(g.Nodes) == 0 {
 		return fmt.Errorf("empty group")
+	}
+	if len(g.Outputs) == 0 {
+		return fmt.Errorf("the group writes nothing")
+	}
+	if g.Kind == Single && len(g.Nodes) != 1 {
+		return fmt.Errorf("a single-op group holds %d nodes", len(g.Nodes))
 	}
 	known := map[string]ir.Type{}
 	for _, in := range g.Inputs {

@@ -162,7 +162,7 @@ func (e *Emitter) zeroLowering(name string, g *Group) (*Lowering, error) {
 
 // linear: y[..., o] = Σ_i x[..., i]·w[o, i], one GEMM with B transposed.
 func (e *Emitter) linear(name string, g *Group) (*Lowering, error) {
-	x, w, y := g.Inputs[0].Type, g.Inputs[1].Type, g.Outputs[0].Type
+	x, w := g.Inputs[0].Type, g.Inputs[1].Type
 	if err := needF32("Linear", x, w); err != nil {
 		return nil, err
 	}
@@ -185,7 +185,6 @@ func (e *Emitter) linear(name string, g *Group) (*Lowering, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = y
 	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}, ScratchBytes: kern.ScratchBytes}, nil
 }
 
@@ -194,7 +193,7 @@ func (e *Emitter) linear(name string, g *Group) (*Lowering, error) {
 // (written by a GEMM, updated by the scatter, packed by the next GEMM) costs
 // denseWeight flops per element of W.
 const (
-	sparseWeight = 8
+	sparseWeight = 10
 	denseWeight  = 4
 )
 
@@ -382,13 +381,65 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		}
 		l.Calls = append(l.Calls, Call{yName, []Arg{yArg}})
 	}
+	if in*nnz == 0 {
+		return l, nil // no sparse term
+	}
 	sName := name + "_s"
-	err := e.kernel(sName, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
-		r0, r1 := k.share(rows, 1)
+	kern, err := e.sparseProduct(sName, x, v, idx, y, rows, in, out, nnz)
+	if err != nil {
+		return nil, err
+	}
+	l.ScratchBytes = max(l.ScratchBytes, kern)
+	l.Calls = append(l.Calls, Call{sName, []Arg{in0, in3, in4, yArg}})
+	return l, nil
+}
+
+// sparseProduct defines kernel name: y[rows, out] += x[rows, in]·Sᵀ with S
+// zero except S.flat[index[j]] = values[j] (out-of-range indices skipped),
+// and returns its scratch size.
+//
+// Threads split the rows into blocks of W (the vector width) rows. A block
+// of x is transposed into scratch (xT[i] is the W rows' column i, one
+// vector), so every sparse entry (o, i, v) is one vector multiply-add
+// acc += xT[i]·v into a register accumulator for column o, flushed into a
+// transposed block of y (yT[o]) whenever o changes — once per column for a
+// sorted index. The block of y is added back at the end. Each row's
+// arithmetic is the same whatever the block and the thread, so the result
+// does not depend on the thread count.
+func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out, nnz int64) (int64, error) {
+	W := int64(max(e.arch.VectorWidth, 4))
+	vt := llvm.VectorType(e.f32, int(W))
+	f32 := e.f32
+	scratch := 64 + 4*W*(in+out)
+	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
+	err := e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
+		b := k.b
+		xT := k.alignedScratch()
+		yT := k.at(f32, xT, k.c64(W*in))
+		b0, b1 := k.share((rows+W-1)/W, 1)
 		var ferr error
-		k.loop(r0, r1, func(row llvm.Value) {
-			xr := k.at(f32, k.p[0], k.mulc(row, in))
-			yr := k.at(f32, k.p[3], k.mulc(row, out))
+		k.loop(b0, b1, func(blk llvm.Value) {
+			lo := k.mulc(blk, W)
+			nr := k.sub(k.min(k.addc(lo, W), k.c64(rows)), lo)
+			// xT[i·W + r] = x[lo+r, i] for r < nr, else 0.
+			k.loopN(W, func(r llvm.Value) {
+				valid := b.ICmp(llvm.IntSLT, r, nr, "")
+				src := k.at(f32, k.p[0], k.mulc(k.min(k.add(lo, r), k.c64(rows-1)), in))
+				k.loopN(in, func(i llvm.Value) {
+					xv := b.Select(valid, k.loadAt(f32, src, i), llvm.ConstFloat(f32, 0), "")
+					k.storeAt(xv, f32, xT, k.add(k.mulc(i, W), r))
+				})
+			})
+			k.loopN(out*W, func(i llvm.Value) { k.storeAt(llvm.ConstFloat(f32, 0), f32, yT, i) })
+			acc := k.variable(vt, k.splat(vt, 0))
+			cur := k.variable(e.i64, k.c64(-1))
+			flush := func() {
+				c := k.load(e.i64, cur)
+				k.when(b.ICmp(llvm.IntSGE, c, k.c64(0), ""), func() {
+					p := k.at(f32, yT, k.mulc(c, W))
+					k.storeVec(b.FAdd(k.loadVec(vt, p), k.load(vt, acc), ""), p)
+				})
+			}
 			k.loopN(nnz, func(j llvm.Value) {
 				p, err := k.loadIndex(idx.DType, k.p[2], j)
 				if err != nil {
@@ -398,17 +449,27 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 				k.when(k.inRange(p, k.c64(0), k.c64(out*in)), func() {
 					o := k.divc(p, in)
 					i := k.sub(p, k.mulc(o, in))
-					yp := k.at(f32, yr, o)
-					prod := k.b.FMul(k.loadAt(f32, xr, i), k.loadAt(f32, k.p[1], j), "")
-					k.store(k.b.FAdd(k.load(f32, yp), prod, ""), f32, yp)
+					k.when(b.ICmp(llvm.IntNE, o, k.load(e.i64, cur), ""), func() {
+						flush()
+						k.store(k.splat(vt, 0), vt, acc)
+						k.store(o, e.i64, cur)
+					})
+					val := b.VectorSplat(int(W), k.loadAt(f32, k.p[1], j), "")
+					col := k.loadVec(vt, k.at(f32, xT, k.mulc(i, W)))
+					k.store(b.FAdd(k.load(vt, acc), b.FMul(col, val, ""), ""), vt, acc)
+				})
+			})
+			flush()
+			// y[lo+r, o] += yT[o·W + r].
+			k.loop(k.c64(0), nr, func(r llvm.Value) {
+				dst := k.at(f32, k.p[3], k.mulc(k.add(lo, r), out))
+				k.loopN(out, func(o llvm.Value) {
+					p := k.at(f32, dst, o)
+					k.store(b.FAdd(k.load(f32, p), k.loadAt(f32, yT, k.add(k.mulc(o, W), r)), ""), f32, p)
 				})
 			})
 		})
 		return ferr
 	})
-	if err != nil {
-		return nil, err
-	}
-	l.Calls = append(l.Calls, Call{sName, []Arg{in0, in3, in4, yArg}})
-	return l, nil
+	return scratch, err
 }

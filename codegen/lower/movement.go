@@ -104,7 +104,6 @@ func (k *kfn) inRange(v, lo, hi llvm.Value) llvm.Value {
 // interpreter's error) comes out as zeros.
 func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 	table, idx := g.Inputs[0].Type, g.Inputs[1].Type
-	y := g.Outputs[0].Type
 	bt, err := e.bitsType(table.DType)
 	if err != nil {
 		return nil, err
@@ -138,7 +137,6 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 				k.storeAt(v, bt, dst, c)
 			})
 		})
-		_ = y
 		return ferr
 	})
 	if err != nil {
@@ -153,7 +151,7 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 // repeated indices accumulate in the interpreter's order, so the result does
 // not depend on the thread count. Out-of-range indices are skipped.
 func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
-	u, idx := g.Inputs[0].Type, g.Inputs[1].Type
+	idx := g.Inputs[1].Type
 	y := g.Outputs[0].Type
 	t, err := e.scalarType(y.DType)
 	if err != nil {
@@ -162,7 +160,6 @@ func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
 	rows := int64(y.Shape[0])
 	rowLen := numel(y.Shape[1:])
 	J := numel(idx.Shape)
-	_ = u
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
 		var zero llvm.Value
 		if y.DType.IsFloat() {

@@ -9,22 +9,6 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 )
 
-// rowMax returns max over l in [0, n) of load(l) with NaN propagation (the
-// interpreter's math.Max), starting from -Inf.
-func (k *kfn) rowMax(t llvm.Type, n int64, load func(l llvm.Value) llvm.Value) (llvm.Value, error) {
-	m := k.variable(t, llvm.ConstFloat(t, math.Inf(-1)))
-	var ferr error
-	k.loopN(n, func(l llvm.Value) {
-		v, err := k.callIntrinsic("llvm.maximum", t, k.load(t, m), load(l))
-		if err != nil {
-			ferr = err
-			return
-		}
-		k.store(v, t, m)
-	})
-	return k.load(t, m), ferr
-}
-
 // softmax: y = exp(x − max x) / Σ exp(x − max x) along axis. The tensor is
 // viewed as [outer, L, inner]; threads split the outer·inner lines. Each
 // line takes three passes: the max, then the exponentials (stored) and their
@@ -51,22 +35,16 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 			xp := k.at(t, k.p[0], base)
 			yp := k.at(t, k.p[1], base)
 			at := func(p, l llvm.Value) llvm.Value { return k.at(t, p, k.mulc(l, inner)) }
-			m, err := k.rowMax(t, L, func(l llvm.Value) llvm.Value { return k.load(t, at(xp, l)) })
+			m, err := k.rowMax(t, L, xp, inner)
 			if err != nil {
 				ferr = err
 				return
 			}
-			sum := k.variable(e.f64, llvm.ConstFloat(e.f64, 0))
-			k.loopN(L, func(l llvm.Value) {
-				ex, err := k.exp(k.b.FSub(k.load(t, at(xp, l)), m, ""))
-				if err != nil {
-					ferr = err
-					return
-				}
-				k.store(ex, t, at(yp, l))
-				k.store(k.b.FAdd(k.load(e.f64, sum), k.widen(ex), ""), e.f64, sum)
-			})
-			total := k.load(e.f64, sum)
+			total, err := k.rowExpSum(t, L, xp, yp, inner, m)
+			if err != nil {
+				ferr = err
+				return
+			}
 			k.loopN(L, func(l llvm.Value) {
 				p := at(yp, l)
 				k.store(k.narrow(k.b.FDiv(k.widen(k.load(t, p)), total, ""), t), t, p)
@@ -120,7 +98,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 		s, en := k.share(J, 1)
 		k.loop(s, en, func(j llvm.Value) {
 			xp := k.at(t, k.p[0], k.mulc(j, V))
-			m, err := k.rowMax(t, V, func(l llvm.Value) llvm.Value { return k.loadAt(t, xp, l) })
+			m, err := k.rowMax(t, V, xp, 1)
 			if err != nil {
 				fail(err)
 				return
@@ -129,19 +107,11 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			if grad {
 				yp = k.at(t, k.p[out], k.mulc(j, V))
 			}
-			sum := k.variable(f64, llvm.ConstFloat(f64, 0))
-			k.loopN(V, func(l llvm.Value) {
-				ex, err := k.exp(b.FSub(k.loadAt(t, xp, l), m, ""))
-				if err != nil {
-					fail(err)
-					return
-				}
-				if grad {
-					k.storeAt(ex, t, yp, l)
-				}
-				k.store(b.FAdd(k.load(f64, sum), k.widen(ex), ""), f64, sum)
-			})
-			total := k.load(f64, sum)
+			total, err := k.rowExpSum(t, V, xp, yp, 1, m)
+			if err != nil {
+				fail(err)
+				return
+			}
 			mw := k.widen(m)
 			logS, err := k.callIntrinsic("llvm.log", f64, total)
 			if err != nil {

@@ -89,7 +89,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	dims, ss := mergeDims(space, streams)
 	var keptAx, redAx []int
 	for a := range dims {
-		if ss[yIdx].strides[a] == 0 && dims[a] > 1 {
+		if ss[yIdx].strides[a] == 0 && dims[a] != 1 { // a reduced axis (possibly empty)
 			redAx = append(redAx, a)
 		} else {
 			keptAx = append(keptAx, a)
@@ -121,15 +121,28 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	if err != nil {
 		return nil, err
 	}
+	lanes := vectorLanes(e, g, dims, ss, redAx)
 
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
 		acct := e.f64
 		var ferr error
-		// element computes the chain at offs and returns x widened to f64,
-		// storing the group's element-wise outputs.
-		element := func(offs []llvm.Value) llvm.Value {
-			c := &chain{k: k, g: g, vals: map[string]llvm.Value{}, dt: map[string]ir.DType{}}
-			if err := c.eval(g.Nodes[:len(g.Nodes)-1], offs); err != nil {
+		// element computes the chain at offs (lanes = 0) or at lanes
+		// consecutive points of the innermost axis starting there (every
+		// stream then steps 0 or 1 along it), stores the group's
+		// element-wise outputs and returns x widened to f64.
+		inner := len(dims) - 1
+		element := func(lanes int, offs []llvm.Value) llvm.Value {
+			c := newChain(k, g, lanes)
+			load := c.at(offs)
+			if lanes > 0 {
+				load = func(i int, t llvm.Type) llvm.Value {
+					if ss[i].strides[inner] == 0 {
+						return k.b.VectorSplat(lanes, k.loadAt(t, k.p[i], offs[i]), "")
+					}
+					return k.loadVec(llvm.VectorType(t, lanes), k.at(t, k.p[i], offs[i]))
+				}
+			}
+			if err := c.eval(g.Nodes[:len(g.Nodes)-1], load); err != nil {
 				ferr = err
 				return llvm.ConstFloat(acct, 0)
 			}
@@ -137,17 +150,26 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				for i, in := range g.Inputs {
 					if in.Name == xName {
 						t, _ := e.scalarType(in.Type.DType)
-						c.vals[xName] = k.loadAt(t, k.p[i], offs[i])
+						c.vals[xName] = load(i, t)
 					}
 				}
 			}
 			for j, o := range g.Outputs {
-				if j != yOut {
-					t, _ := e.scalarType(o.Type.DType)
-					k.storeAt(c.vals[o.Name], t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j])
+				if j == yOut {
+					continue
+				}
+				t, _ := e.scalarType(o.Type.DType)
+				p := k.at(t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j])
+				if lanes > 0 {
+					k.storeVec(c.vals[o.Name], p)
+				} else {
+					k.store(c.vals[o.Name], t, p)
 				}
 			}
 			x := c.vals[xName]
+			if lanes > 0 {
+				return k.b.FPExt(x, llvm.VectorType(acct, lanes), "")
+			}
 			if x.Type().Kind() != llvm.DoubleTypeKind {
 				x = k.b.FPExt(x, acct, "")
 			}
@@ -162,13 +184,55 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			}
 			return acc
 		}
+		if !innerKept && lanes > 0 {
+			// Innermost axis reduced and contiguous: W lanes accumulate
+			// elements l mod W of each run along it, the tail of each run
+			// goes to a scalar; lanes are added in order, then the tail.
+			L := dims[inner]
+			outerDims, outerStreams := redDims[:len(redDims)-1], make([]stream, len(redStreams))
+			for i, st := range redStreams {
+				outerStreams[i] = stream{strides: st.strides[:len(st.strides)-1]}
+			}
+			vt := llvm.VectorType(acct, lanes)
+			s, en := k.share(outTotal, 16)
+			k.loop(s, en, func(o llvm.Value) {
+				base := k.offsets(o, keptDims, keptStreams)
+				accV := k.variable(vt, k.splat(vt, 0))
+				accS := k.variable(acct, llvm.ConstFloat(acct, 0))
+				k.nest(outerDims, outerStreams, base, func(offs []llvm.Value) {
+					at := func(l llvm.Value) []llvm.Value {
+						o := make([]llvm.Value, len(offs))
+						for i := range offs {
+							o[i] = k.add(offs[i], k.mulc(l, ss[i].strides[inner]))
+						}
+						return o
+					}
+					k.loopN(L/int64(lanes), func(c llvm.Value) {
+						x := element(lanes, at(k.mulc(c, int64(lanes))))
+						k.store(k.b.FAdd(k.load(vt, accV), x, ""), vt, accV)
+					})
+					k.loop(k.c64(L/int64(lanes)*int64(lanes)), k.c64(L), func(l llvm.Value) {
+						x := element(0, at(l))
+						k.store(k.b.FAdd(k.load(acct, accS), x, ""), acct, accS)
+					})
+				})
+				v := k.load(vt, accV)
+				sum := k.lane(v, 0)
+				for i := 1; i < lanes; i++ {
+					sum = k.b.FAdd(sum, k.lane(v, i), "")
+				}
+				sum = k.b.FAdd(sum, k.load(acct, accS), "")
+				k.storeAt(finish(sum), yt, k.p[yIdx], o)
+			})
+			return ferr
+		}
 		if !innerKept {
 			s, en := k.share(outTotal, 16)
 			k.loop(s, en, func(o llvm.Value) {
 				base := k.offsets(o, keptDims, keptStreams)
 				acc := k.variable(acct, llvm.ConstFloat(acct, 0))
 				k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
-					x := element(offs)
+					x := element(0, offs)
 					k.store(k.b.FAdd(k.load(acct, acc), x, ""), acct, acc)
 				})
 				k.storeAt(finish(k.load(acct, acc)), yt, k.p[yIdx], o)
@@ -208,7 +272,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 					for i, st := range keptStreams {
 						eo[i] = k.add(offs[i], k.mulc(j, st.strides[len(st.strides)-1]))
 					}
-					x := element(eo)
+					x := element(0, eo)
 					p := k.at(acct, acc, j)
 					k.store(k.b.FAdd(k.load(acct, p), x, ""), acct, p)
 				})
@@ -254,4 +318,32 @@ func (k *kfn) alignedScratch() llvm.Value {
 	b := k.b
 	off := b.And(b.Sub(k.c64(0), b.PtrToInt(k.scr, k.e.i64, ""), ""), k.c64(63), "")
 	return b.InBoundsGEP(k.e.i8, k.scr, []llvm.Value{off}, "")
+}
+
+// vectorLanes returns the vector width for a reduction whose innermost
+// merged axis is reduced, long enough, and walked contiguously (or not at
+// all) by every operand, over f32 values only; 0 when the scalar loop must
+// be used.
+func vectorLanes(e *Emitter, g *Group, dims []int64, ss []stream, redAx []int) int {
+	w := e.arch.VectorWidth
+	last := len(dims) - 1
+	if w < 4 || len(redAx) == 0 || redAx[len(redAx)-1] != last || dims[last] < int64(w) {
+		return 0
+	}
+	for _, s := range ss {
+		if st := s.strides[last]; st != 0 && st != 1 {
+			return 0
+		}
+	}
+	for _, in := range g.Inputs {
+		if in.Type.DType != ir.F32 {
+			return 0
+		}
+	}
+	for _, n := range g.Nodes {
+		if n.Outputs[0].Type.DType != ir.F32 {
+			return 0
+		}
+	}
+	return w
 }

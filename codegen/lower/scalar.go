@@ -42,12 +42,12 @@ func (k *kfn) unaryOp(op string, d ir.DType, x llvm.Value) (llvm.Value, error) {
 	}
 	if d.IsInt() {
 		if op == "Neg" {
-			return b.Sub(llvm.ConstInt(x.Type(), 0), x, ""), nil
+			return b.Sub(k.splatInt(x.Type(), 0), x, ""), nil
 		}
 		return llvm.Value{}, fmt.Errorf("%s of an integer tensor is not supported by the CPU kernels (Cast to a float type first)", op)
 	}
 	t := x.Type()
-	one := k.cf(t, 1)
+	one := k.splat(t, 1)
 	switch op {
 	case "Neg":
 		return b.FNeg(x, ""), nil
@@ -89,10 +89,10 @@ func (k *kfn) sigmoid(x llvm.Value) (llvm.Value, error) {
 	if err != nil {
 		return e, err
 	}
-	den := b.FAdd(k.cf(t, 1), e, "")
-	pos := b.FDiv(k.cf(t, 1), den, "")
+	den := b.FAdd(k.splat(t, 1), e, "")
+	pos := b.FDiv(k.splat(t, 1), den, "")
 	neg := b.FDiv(e, den, "")
-	return b.Select(b.FCmp(llvm.FloatOGE, x, k.cf(t, 0), ""), pos, neg, ""), nil
+	return b.Select(b.FCmp(llvm.FloatOGE, x, k.splat(t, 0), ""), pos, neg, ""), nil
 }
 
 // exp is e^x: an inline evaluation for f32 (so loops vectorize), libm's for
@@ -162,7 +162,7 @@ func (k *kfn) splatInt(t llvm.Type, v int64) llvm.Value {
 func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, error) {
 	b, t := k.b, x.Type()
 	if d.IsInt() {
-		zero, one := llvm.ConstInt(t, 0), llvm.ConstInt(t, 1)
+		zero, one := k.splatInt(t, 0), k.splatInt(t, 1)
 		switch op {
 		case "Add":
 			return b.Add(x, y, ""), nil
@@ -174,7 +174,7 @@ func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, erro
 			// Truncated division; x/0 = 0 and x/-1 = -x (wrapping), the
 			// two cases where a hardware divide would trap.
 			isZero := b.ICmp(llvm.IntEQ, y, zero, "")
-			isM1 := b.ICmp(llvm.IntEQ, y, llvm.ConstInt(t, -1), "")
+			isM1 := b.ICmp(llvm.IntEQ, y, k.splatInt(t, -1), "")
 			safe := b.Select(b.Or(isZero, isM1, ""), one, y, "")
 			q := b.SDiv(x, safe, "")
 			q = b.Select(isM1, b.Sub(zero, x, ""), q, "")
@@ -205,7 +205,7 @@ func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, erro
 	case "Min":
 		return k.callIntrinsic("llvm.minimum", t, x, y)
 	case "Greater":
-		return b.Select(b.FCmp(llvm.FloatOGT, x, y, ""), k.cf(t, 1), k.cf(t, 0), ""), nil
+		return b.Select(b.FCmp(llvm.FloatOGT, x, y, ""), k.splat(t, 1), k.splat(t, 0), ""), nil
 	}
 	return llvm.Value{}, fmt.Errorf("no CPU kernel for element-wise op %q", op)
 }
