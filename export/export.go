@@ -1,0 +1,446 @@
+// Package export turns a training checkpoint into weights other tools load:
+//
+//   - HF: a Hugging Face LLaMA directory (config.json + model.safetensors)
+//     whose every SLTrain layer is merged back into its dense weight
+//     W = B·(A·scale) + S, under HF's names (model.layers.{i}.self_attn.q_proj.weight, …):
+//     the state dict of transformers' LlamaForCausalLM, less the rotary
+//     inv_freq buffers, which transformers recomputes;
+//   - SLTrain: the factored tensors as trained (lora_A, lora_B, sparse_value,
+//     sparse_index and the rest) with config.json and sltrain_config.json, the
+//     layout of the seed's SLTrain checkpoints.
+//
+// Both write the directory atomically (a temporary directory renamed into
+// place), and replace an existing one only when it holds nothing but export
+// files.
+package export
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	goruntime "runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/safetensors"
+)
+
+// File names of an export directory.
+const (
+	ConfigFile  = "config.json"
+	ModelFile   = "model.safetensors"
+	SLTrainFile = "sltrain_config.json"
+)
+
+// replaceable are the entries an existing export directory may hold.
+var replaceable = []string{ConfigFile, ModelFile, SLTrainFile}
+
+// The suffixes of an SLTrain layer's tensors (passes/sltrain_fuse.go).
+const (
+	suffixA     = ".lora_A"       // [r, in]
+	suffixB     = ".lora_B"       // [out, r]
+	suffixValue = ".sparse_value" // [nnz]
+	suffixIndex = ".sparse_index" // [nnz] int, flat row-major index into [out, in]
+)
+
+var suffixes = []string{suffixA, suffixB, suffixValue, suffixIndex}
+
+// layer is one SLTrain-factored linear layer of a checkpoint.
+type layer struct {
+	module       string
+	a, b, v, idx *safetensors.Tensor
+	out, in, r   int
+}
+
+// item is one tensor of an export: a checkpoint tensor converted to the
+// export dtype, or a merged layer.
+type item struct {
+	src   *safetensors.Tensor
+	layer *layer
+}
+
+// plan lists the tensors an export writes, in order, with their header
+// records (Data nil); every check happens here, before anything is written.
+type plan struct {
+	header *safetensors.File
+	items  []item
+	scale  float64
+	dt     ir.DType
+}
+
+// splitName returns a fused tensor's module and suffix, or "" when the name
+// is no SLTrain tensor.
+func splitName(name string) (module, suffix string) {
+	for _, s := range suffixes {
+		if strings.HasSuffix(name, s) && len(name) > len(s) {
+			return strings.TrimSuffix(name, s), s
+		}
+	}
+	return "", ""
+}
+
+// layers finds and checks every SLTrain layer of the checkpoint's model.
+func layers(c *checkpoint.Checkpoint) (map[string]*layer, error) {
+	byModule := map[string]*layer{}
+	for i := range c.Model.Tensors {
+		t := &c.Model.Tensors[i]
+		module, suffix := splitName(t.Name)
+		if module == "" {
+			continue
+		}
+		l := byModule[module]
+		if l == nil {
+			l = &layer{module: module}
+			byModule[module] = l
+		}
+		switch suffix {
+		case suffixA:
+			l.a = t
+		case suffixB:
+			l.b = t
+		case suffixValue:
+			l.v = t
+		case suffixIndex:
+			l.idx = t
+		}
+	}
+	if len(byModule) == 0 {
+		return byModule, nil
+	}
+	if c.SLTrain == nil {
+		return nil, errors.New("the checkpoint has SLTrain layers but no SLTrain config (sltrain_config.json), so their scale is unknown")
+	}
+	r, err := checkpoint.Rank(c.SLTrain)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Scale(); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(byModule))
+	for m := range byModule {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	for _, m := range names {
+		if err := byModule[m].check(r); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", m, err)
+		}
+	}
+	return byModule, nil
+}
+
+// check validates a layer's shapes, dtypes and sparse support against the
+// config's rank r.
+func (l *layer) check(r int) error {
+	for _, p := range []struct {
+		t      *safetensors.Tensor
+		suffix string
+	}{{l.a, suffixA}, {l.b, suffixB}, {l.v, suffixValue}, {l.idx, suffixIndex}} {
+		if p.t == nil {
+			return fmt.Errorf("has no %s (an SLTrain layer needs lora_A, lora_B, sparse_value and sparse_index)", l.module+p.suffix)
+		}
+	}
+	for _, t := range []*safetensors.Tensor{l.a, l.b, l.v} {
+		if !t.DType.IsFloat() {
+			return fmt.Errorf("%s is %v, not a float tensor", t.Name, t.Type())
+		}
+	}
+	if !l.idx.DType.IsInt() {
+		return fmt.Errorf("%s is %v, not an integer tensor", l.idx.Name, l.idx.Type())
+	}
+	if len(l.a.Shape) != 2 || len(l.b.Shape) != 2 || len(l.v.Shape) != 1 || len(l.idx.Shape) != 1 {
+		return fmt.Errorf("shapes lora_A %v, lora_B %v, sparse_value %v, sparse_index %v; want [r, in], [out, r], [nnz], [nnz]", l.a.Shape, l.b.Shape, l.v.Shape, l.idx.Shape)
+	}
+	l.r, l.in, l.out = l.a.Shape[0], l.a.Shape[1], l.b.Shape[0]
+	if l.b.Shape[1] != l.r {
+		return fmt.Errorf("lora_B %v and lora_A %v disagree on the rank", l.b.Shape, l.a.Shape)
+	}
+	if l.r != r {
+		return fmt.Errorf("rank %d, but the SLTrain config says r = %d (the scale lora_alpha/r would be wrong)", l.r, r)
+	}
+	if l.v.Shape[0] != l.idx.Shape[0] {
+		return fmt.Errorf("sparse_value %v and sparse_index %v differ in length", l.v.Shape, l.idx.Shape)
+	}
+	total := int64(l.out) * int64(l.in)
+	if int64(l.v.Shape[0]) > total {
+		return fmt.Errorf("%d sparse values for a [%d, %d] weight", l.v.Shape[0], l.out, l.in)
+	}
+	idx, err := l.idx.Int64s()
+	if err != nil {
+		return err
+	}
+	seen := make([]bool, total)
+	for k, j := range idx {
+		if j < 0 || j >= total {
+			return fmt.Errorf("sparse_index[%d] = %d is outside the [%d, %d] weight", k, j, l.out, l.in)
+		}
+		if seen[j] {
+			return fmt.Errorf("sparse_index[%d] = %d repeats an index", k, j)
+		}
+		seen[j] = true
+	}
+	return nil
+}
+
+// merge returns the dense weight W = B·(A·scale) + S of a layer, [out, in]
+// row-major, in float64: A·scale first, then each row of B·(A·scale) summed
+// over the rank in order, then the sparse values added at their indices.
+// Rows are computed in parallel; the result does not depend on the number
+// of threads.
+func (l *layer) merge(scale float64) ([]float64, error) {
+	a, err := l.a.Float64s()
+	if err != nil {
+		return nil, err
+	}
+	b, err := l.b.Float64s()
+	if err != nil {
+		return nil, err
+	}
+	v, err := l.v.Float64s()
+	if err != nil {
+		return nil, err
+	}
+	idx, err := l.idx.Int64s()
+	if err != nil {
+		return nil, err
+	}
+	for i := range a {
+		a[i] *= scale
+	}
+	out, in, r := l.out, l.in, l.r
+	w := make([]float64, out*in)
+	workers := min(goruntime.GOMAXPROCS(0), out)
+	var wg sync.WaitGroup
+	for t := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := t; o < out; o += workers {
+				row := w[o*in : (o+1)*in]
+				for k := range r {
+					bk := b[o*r+k]
+					ak := a[k*in : (k+1)*in]
+					for i := range row {
+						// The conversion forbids a fused multiply-add, so
+						// every architecture rounds the same way.
+						row[i] += float64(bk * ak[i])
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for k, j := range idx {
+		w[j] += v[k]
+	}
+	return w, nil
+}
+
+// checkDType accepts the float dtypes an export may be written in.
+func checkDType(dt ir.DType) error {
+	if !dt.IsFloat() {
+		return fmt.Errorf("export dtype must be f32, bf16, f16 or f64, got %v", dt)
+	}
+	return nil
+}
+
+// checkCheckpoint validates what both exports need.
+func checkCheckpoint(c *checkpoint.Checkpoint) error {
+	if c == nil || c.Model == nil {
+		return errors.New("no checkpoint to export")
+	}
+	if !json.Valid(c.Config) {
+		return errors.New("the checkpoint's model config is missing or not valid JSON")
+	}
+	return nil
+}
+
+// converted returns the header record of a copied tensor: floats in dt,
+// integers as they are.
+func converted(t *safetensors.Tensor, dt ir.DType) safetensors.Tensor {
+	h := safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	if t.DType.IsFloat() {
+		h.DType = dt
+	}
+	return h
+}
+
+// hfPlan lists the HF export: each SLTrain layer's tensors become one dense
+// weight "<module>.weight" at the place of the layer's first tensor, its
+// sparse_index dropped; every other tensor is copied.
+func hfPlan(c *checkpoint.Checkpoint, dt ir.DType) (*plan, error) {
+	ls, err := layers(c)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{header: &safetensors.File{Metadata: map[string]string{"format": "pt"}}, dt: dt}
+	if len(ls) > 0 {
+		if p.scale, err = c.Scale(); err != nil {
+			return nil, err
+		}
+	}
+	names := map[string]bool{}
+	add := func(h safetensors.Tensor, it item) error {
+		if names[h.Name] {
+			return fmt.Errorf("tensor %s would appear twice in the export (the checkpoint holds both a dense and a factored form)", h.Name)
+		}
+		names[h.Name] = true
+		p.header.Tensors = append(p.header.Tensors, h)
+		p.items = append(p.items, it)
+		return nil
+	}
+	done := map[string]bool{}
+	for i := range c.Model.Tensors {
+		t := &c.Model.Tensors[i]
+		module, _ := splitName(t.Name)
+		if l := ls[module]; l != nil {
+			if done[module] {
+				continue
+			}
+			done[module] = true
+			h := safetensors.Tensor{Name: module + ".weight", DType: dt, Shape: []int{l.out, l.in}}
+			if err := add(h, item{layer: l}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := add(converted(t, dt), item{src: t}); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// sltrainPlan lists the SLTrain export: every tensor as it is, floats in dt.
+func sltrainPlan(c *checkpoint.Checkpoint, dt ir.DType) (*plan, error) {
+	if c.SLTrain == nil {
+		return nil, errors.New("not an SLTrain checkpoint (no SLTrain config); export it as HF")
+	}
+	if _, err := layers(c); err != nil {
+		return nil, err
+	}
+	p := &plan{header: &safetensors.File{Metadata: map[string]string{"format": "pt", "peft": "sltrain"}}, dt: dt}
+	for i := range c.Model.Tensors {
+		t := &c.Model.Tensors[i]
+		p.header.Tensors = append(p.header.Tensors, converted(t, dt))
+		p.items = append(p.items, item{src: t})
+	}
+	return p, nil
+}
+
+// data produces item i's bytes.
+func (p *plan) data(i int) ([]byte, error) {
+	it := p.items[i]
+	if it.layer != nil {
+		w, err := it.layer.merge(p.scale)
+		if err != nil {
+			return nil, err
+		}
+		t := safetensors.FromFloat64s("", p.dt, []int{it.layer.out, it.layer.in}, w)
+		return t.Data, nil
+	}
+	if !it.src.DType.IsFloat() {
+		return it.src.Data, nil
+	}
+	t, err := it.src.Convert(p.dt)
+	if err != nil {
+		return nil, err
+	}
+	return t.Data, nil
+}
+
+// file returns the planned tensors with their data, in memory.
+func (p *plan) file() (*safetensors.File, error) {
+	f := &safetensors.File{Metadata: p.header.Metadata, Tensors: make([]safetensors.Tensor, len(p.items))}
+	for i := range p.items {
+		b, err := p.data(i)
+		if err != nil {
+			return nil, err
+		}
+		f.Tensors[i] = p.header.Tensors[i]
+		f.Tensors[i].Data = b
+	}
+	return f, nil
+}
+
+// write writes the plan as model.safetensors with the other files into dir.
+func (p *plan) write(dir string, files []checkpoint.DirFile) error {
+	files = append(files, checkpoint.DirFile{Name: ModelFile, Write: func(w io.Writer) error {
+		return safetensors.EncodeFunc(w, p.header, p.data)
+	}})
+	return checkpoint.ReplaceDir(dir, files, replaceable)
+}
+
+// HFTensors returns the dense HF tensors HF would write (see HF), in memory.
+func HFTensors(c *checkpoint.Checkpoint, dt ir.DType) (*safetensors.File, error) {
+	if err := checkCheckpoint(c); err != nil {
+		return nil, err
+	}
+	if err := checkDType(dt); err != nil {
+		return nil, err
+	}
+	p, err := hfPlan(c, dt)
+	if err != nil {
+		return nil, err
+	}
+	return p.file()
+}
+
+// HF writes dir as a Hugging Face LLaMA model: config.json (the checkpoint's
+// model config, byte for byte) and model.safetensors with dense weights
+// under HF's names. Every SLTrain layer is merged as W = B·(A·scale) + S
+// (S: the sparse values scattered at sparse_index into [out, in]),
+// accumulated in float64 and rounded once to dt; every other tensor is copied
+// (floats converted to dt); sparse_index is not exported. dt is f32 or bf16
+// (f16 and f64 work too). The safetensors metadata has "format": "pt", which
+// transformers requires.
+func HF(c *checkpoint.Checkpoint, dir string, dt ir.DType) error {
+	if err := checkCheckpoint(c); err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	if err := checkDType(dt); err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	p, err := hfPlan(c, dt)
+	if err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	if err := p.write(dir, []checkpoint.DirFile{{Name: ConfigFile, Write: checkpoint.WriteBytes(c.Config)}}); err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	return nil
+}
+
+// SLTrain writes dir as an SLTrain model: config.json, sltrain_config.json
+// and model.safetensors with the factored tensors as trained (lora_A, lora_B,
+// sparse_value in dt, sparse_index as stored, and every other tensor, floats
+// in dt).
+func SLTrain(c *checkpoint.Checkpoint, dir string, dt ir.DType) error {
+	if err := checkCheckpoint(c); err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	if err := checkDType(dt); err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	p, err := sltrainPlan(c, dt)
+	if err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	sl, err := json.MarshalIndent(c.SLTrain, "", "  ")
+	if err != nil {
+		return fmt.Errorf("exporting %s: %s: %w", dir, SLTrainFile, err)
+	}
+	files := []checkpoint.DirFile{
+		{Name: ConfigFile, Write: checkpoint.WriteBytes(c.Config)},
+		{Name: SLTrainFile, Write: checkpoint.WriteBytes(append(sl, '\n'))},
+	}
+	if err := p.write(dir, files); err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+package safetensors
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// Element conversions. The rounding rules are those of the runtime and the
+// reference interpreter (and of PyTorch): BF16 is the upper half of an F32
+// rounded to nearest even (from an F64 through its F32 rounding, as
+// torch.Tensor.to(torch.bfloat16) does), F16 is IEEE half rounded to nearest
+// even; NaN stays NaN.
+
+var le = binary.LittleEndian
+
+// Float32s returns the elements of a float tensor as float32: F32 as stored,
+// BF16 and F16 widened exactly, F64 rounded to nearest.
+func (t *Tensor) Float32s() ([]float32, error) {
+	if err := t.checkRead(true); err != nil {
+		return nil, err
+	}
+	out := make([]float32, len(t.Data)/t.DType.Size())
+	switch t.DType {
+	case ir.F32:
+		for i := range out {
+			out[i] = math.Float32frombits(le.Uint32(t.Data[4*i:]))
+		}
+	case ir.BF16:
+		for i := range out {
+			out[i] = BF16ToFloat32(le.Uint16(t.Data[2*i:]))
+		}
+	default:
+		for i := range out {
+			out[i] = float32(t.float(i))
+		}
+	}
+	return out, nil
+}
+
+// Float64s returns the elements of a float tensor as float64 (exact for every
+// float dtype).
+func (t *Tensor) Float64s() ([]float64, error) {
+	if err := t.checkRead(true); err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(t.Data)/t.DType.Size())
+	for i := range out {
+		out[i] = t.float(i)
+	}
+	return out, nil
+}
+
+// Int64s returns the elements of an integer tensor (I64 or I32).
+func (t *Tensor) Int64s() ([]int64, error) {
+	if err := t.checkRead(false); err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(t.Data)/t.DType.Size())
+	for i := range out {
+		if t.DType == ir.I64 {
+			out[i] = int64(le.Uint64(t.Data[8*i:]))
+		} else {
+			out[i] = int64(int32(le.Uint32(t.Data[4*i:])))
+		}
+	}
+	return out, nil
+}
+
+// checkRead reports a tensor of the wrong kind or whose Data does not match
+// its shape (one built by hand; Parse's are always consistent).
+func (t *Tensor) checkRead(float bool) error {
+	if float && !t.DType.IsFloat() {
+		return fmt.Errorf("tensor %q is %v, not a float type", t.Name, t.DType)
+	}
+	if !float && !t.DType.IsInt() {
+		return fmt.Errorf("tensor %q is %v, not an integer type", t.Name, t.DType)
+	}
+	if want := t.NumElements() * int64(t.DType.Size()); int64(len(t.Data)) != want {
+		return fmt.Errorf("tensor %q: %v%v needs %d bytes, has %d", t.Name, t.DType, shapeString(t.Shape), want, len(t.Data))
+	}
+	return nil
+}
+
+// float reads element i of a float tensor.
+func (t *Tensor) float(i int) float64 {
+	switch t.DType {
+	case ir.F32:
+		return float64(math.Float32frombits(le.Uint32(t.Data[4*i:])))
+	case ir.F64:
+		return math.Float64frombits(le.Uint64(t.Data[8*i:]))
+	case ir.BF16:
+		return float64(BF16ToFloat32(le.Uint16(t.Data[2*i:])))
+	case ir.F16:
+		return F16ToFloat64(le.Uint16(t.Data[2*i:]))
+	}
+	return math.NaN()
+}
+
+// FromFloat32s builds a tensor of float dtype dt (F32, BF16, F16 or F64) from
+// values in row-major order, rounding to nearest even. When dt is not a float
+// type or len(v) is not the shape's element count, the result has nil Data, so
+// that Write and Encode reject it (naming the tensor).
+func FromFloat32s(name string, dt ir.DType, shape []int, v []float32) Tensor {
+	t := Tensor{Name: name, DType: dt, Shape: cloneShape(shape)}
+	if !dt.IsFloat() || int64(len(v)) != t.NumElements() {
+		return t
+	}
+	t.Data = make([]byte, len(v)*dt.Size())
+	for i, x := range v {
+		switch dt {
+		case ir.F32:
+			le.PutUint32(t.Data[4*i:], math.Float32bits(x))
+		case ir.BF16:
+			le.PutUint16(t.Data[2*i:], BF16FromFloat32(x))
+		case ir.F16:
+			le.PutUint16(t.Data[2*i:], F16FromFloat64(float64(x)))
+		case ir.F64:
+			le.PutUint64(t.Data[8*i:], math.Float64bits(float64(x)))
+		}
+	}
+	return t
+}
+
+// FromFloat64s is FromFloat32s for float64 values: F64 exact, F32 and F16
+// rounded to nearest even directly, BF16 through the value's F32 rounding.
+func FromFloat64s(name string, dt ir.DType, shape []int, v []float64) Tensor {
+	t := Tensor{Name: name, DType: dt, Shape: cloneShape(shape)}
+	if !dt.IsFloat() || int64(len(v)) != t.NumElements() {
+		return t
+	}
+	t.Data = make([]byte, len(v)*dt.Size())
+	for i, x := range v {
+		switch dt {
+		case ir.F32:
+			le.PutUint32(t.Data[4*i:], math.Float32bits(float32(x)))
+		case ir.BF16:
+			le.PutUint16(t.Data[2*i:], BF16FromFloat32(float32(x)))
+		case ir.F16:
+			le.PutUint16(t.Data[2*i:], F16FromFloat64(x))
+		case ir.F64:
+			le.PutUint64(t.Data[8*i:], math.Float64bits(x))
+		}
+	}
+	return t
+}
+
+// FromInt64s builds an integer tensor (I64, or I32 when every value fits).
+// Like FromFloat32s, a wrong dtype, count or an out-of-range value gives nil
+// Data.
+func FromInt64s(name string, dt ir.DType, shape []int, v []int64) Tensor {
+	t := Tensor{Name: name, DType: dt, Shape: cloneShape(shape)}
+	if !dt.IsInt() || int64(len(v)) != t.NumElements() {
+		return t
+	}
+	data := make([]byte, len(v)*dt.Size())
+	for i, x := range v {
+		if dt == ir.I64 {
+			le.PutUint64(data[8*i:], uint64(x))
+			continue
+		}
+		if x != int64(int32(x)) {
+			return t
+		}
+		le.PutUint32(data[4*i:], uint32(int32(x)))
+	}
+	t.Data = data
+	return t
+}
+
+// Convert returns the tensor in float dtype dt: its own bytes (copied) when it
+// already is dt, else every element rounded as FromFloat64s does. Integer
+// tensors cannot be converted.
+func (t *Tensor) Convert(dt ir.DType) (Tensor, error) {
+	if t.DType == dt {
+		if err := t.checkRead(dt.IsFloat()); err != nil {
+			return Tensor{}, err
+		}
+		return Tensor{Name: t.Name, DType: dt, Shape: cloneShape(t.Shape), Data: append([]byte(nil), t.Data...)}, nil
+	}
+	if !dt.IsFloat() {
+		return Tensor{}, fmt.Errorf("tensor %q: cannot convert %v to %v", t.Name, t.DType, dt)
+	}
+	v, err := t.Float64s()
+	if err != nil {
+		return Tensor{}, err
+	}
+	return FromFloat64s(t.Name, dt, t.Shape, v), nil
+}
+
+func cloneShape(s []int) []int {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]int(nil), s...)
+}
+
+// BF16FromFloat32 rounds f to bfloat16 bits, ties to even; NaN stays a
+// (quiet) NaN, overflow goes to ±Inf.
+func BF16FromFloat32(f float32) uint16 {
+	b := math.Float32bits(f)
+	if f != f {
+		return uint16(b>>16) | 0x40
+	}
+	b += 0x7fff + ((b >> 16) & 1)
+	return uint16(b >> 16)
+}
+
+// BF16ToFloat32 widens bfloat16 bits to float32, exactly.
+func BF16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// F16FromFloat64 rounds x to IEEE half-precision bits, ties to even.
+func F16FromFloat64(x float64) uint16 {
+	var sign uint16
+	if math.Signbit(x) {
+		sign = 0x8000
+	}
+	a := math.Abs(x)
+	switch {
+	case math.IsNaN(x):
+		return 0x7e00
+	case a >= 65520: // halfway between 65504 (the largest half) and 2^16, and Inf
+		return sign | 0x7c00
+	case a < 0x1p-14: // subnormal or zero: quantum 2^-24 (1024 quanta make the smallest normal)
+		return sign | uint16(math.RoundToEven(a*0x1p24))
+	}
+	_, e := math.Frexp(a) // a = f·2^e, f in [0.5, 1)
+	exp := e - 1
+	mant := math.RoundToEven((math.Ldexp(a, -exp) - 1) * 1024)
+	if mant == 1024 {
+		exp, mant = exp+1, 0
+	}
+	return sign | uint16(exp+15)<<10 | uint16(mant)
+}
+
+// F16ToFloat64 widens IEEE half-precision bits to float64, exactly.
+func F16ToFloat64(h uint16) float64 {
+	sign := 1.0
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	exp, mant := int(h>>10&0x1f), float64(h&0x3ff)
+	switch exp {
+	case 0:
+		return sign * math.Ldexp(mant, -24)
+	case 31:
+		if mant != 0 {
+			return math.NaN()
+		}
+		return sign * math.Inf(1)
+	}
+	return sign * math.Ldexp(1+mant/1024, exp-15)
+}
