@@ -15,6 +15,7 @@ package runtime
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 // The kernel ABI of package artifact.
 typedef void (*slc_kernel)(void **args, int64_t tid, int64_t nthreads, void *scratch);
@@ -102,12 +103,23 @@ static void slc_barrier_wait(slc_barrier *b) {
 // barrier after each one (the last barrier tells the caller that all threads
 // are done). It is one cgo call per thread per program run, so the per-step
 // cost is a kernel call plus a barrier.
+// When ns is not NULL (profiling, thread 0 only), ns[i] accumulates the
+// wall time of step i, barrier included: the time the step holds up the run.
 static void slc_run(const slc_step *steps, int64_t nsteps, int64_t tid, int64_t nthreads,
-		void *scratch, slc_barrier *b) {
+		void *scratch, slc_barrier *b, int64_t *ns) {
+	struct timespec t0, t1;
+	if (ns != NULL) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+	}
 	for (int64_t i = 0; i < nsteps; i++) {
 		steps[i].fn(steps[i].args, tid, nthreads, scratch);
 		if (nthreads > 1) {
 			slc_barrier_wait(b);
+		}
+		if (ns != NULL) {
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			ns[i] += (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+			t0 = t1;
 		}
 	}
 }
@@ -217,7 +229,9 @@ func setStep(steps unsafe.Pointer, i int, fn, args unsafe.Pointer) {
 	s.args = (*unsafe.Pointer)(args)
 }
 
-// runSteps runs nsteps steps from a C step array as thread tid of nthreads.
-func runSteps(steps unsafe.Pointer, nsteps, tid, nthreads int, scratch unsafe.Pointer, b barrier) {
-	C.slc_run((*C.slc_step)(steps), C.int64_t(nsteps), C.int64_t(tid), C.int64_t(nthreads), scratch, b.b)
+// runSteps runs nsteps steps from a C step array as thread tid of nthreads;
+// ns, when not nil, is a C array of nsteps int64 that accumulates each step's
+// nanoseconds.
+func runSteps(steps unsafe.Pointer, nsteps, tid, nthreads int, scratch unsafe.Pointer, b barrier, ns unsafe.Pointer) {
+	C.slc_run((*C.slc_step)(steps), C.int64_t(nsteps), C.int64_t(tid), C.int64_t(nthreads), scratch, b.b, (*C.int64_t)(ns))
 }

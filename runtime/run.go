@@ -58,7 +58,12 @@ func (r *Runtime) exec(p *program) {
 	}
 	// The trampoline ends with a barrier, so when thread 0 returns every
 	// thread has finished the last step.
-	runSteps(p.steps, n, 0, r.threads, r.scratch, r.bar)
+	var ns unsafe.Pointer
+	if r.profiling {
+		ns = p.prof
+		p.runs++
+	}
+	runSteps(p.steps, n, 0, r.threads, r.scratch, r.bar, ns)
 }
 
 // bind checks the inputs against the program's slots and copies them into

@@ -60,6 +60,8 @@ type Runtime struct {
 	workers sync.WaitGroup
 
 	allocs []unsafe.Pointer // every C allocation, freed by Close
+
+	profiling bool
 }
 
 // buffer is one tensor in C memory.
@@ -79,6 +81,8 @@ type program struct {
 	p       *artifact.Program
 	bufs    []*buffer // per slot
 	steps   unsafe.Pointer
+	prof    unsafe.Pointer // C int64 per step: accumulated ns, when profiling
+	runs    int64          // runs since profiling started
 	data    map[string]int // data slot index by name
 	scalars map[string]int // scalar slot index by name
 }
@@ -296,7 +300,7 @@ func (r *Runtime) startWorkers() {
 			defer goruntime.UnlockOSThread()
 			scratch := unsafe.Add(r.scratch, int64(tid)*r.stride)
 			for j := range ch {
-				runSteps(j.steps, j.nsteps, tid, r.threads, scratch, r.bar)
+				runSteps(j.steps, j.nsteps, tid, r.threads, scratch, r.bar, nil)
 			}
 		}(i + 1)
 	}

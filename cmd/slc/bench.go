@@ -42,6 +42,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "steps", Value: 5, Usage: "`N` timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
 			&cli.StringFlag{Name: "baseline", Value: "none", Usage: "`WHAT` to compare against in the same run: none or torch"},
+			&cli.IntFlag{Name: "profile", Usage: "after the run, list the `N` kernels that took the most time over the timed steps"},
 		}, pipelineFlags()...), codegenFlags()...),
 		Action: func(c *cli.Context) error { return bench(c) },
 	}
@@ -139,6 +140,9 @@ func bench(c *cli.Context) error {
 	printf(c, "slc:     %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s (%.1f GFLOP per step), %d threads; compile+load %.1f s\n",
 		res.stepSeconds, steps, float64(tokens)/res.stepSeconds, float64(res.flopsPerStep)/res.stepSeconds/1e9,
 		float64(res.flopsPerStep)/1e9, threads, res.compileSecond)
+	if n := c.Int("profile"); n > 0 {
+		printProfile(c, rt, n, steps)
+	}
 	if baseline == "torch" {
 		meta := rt.Module().Meta
 		tps, err := torchBaseline(c, meta, ids.Type, po.PEFT, threads, steps, warmup)
@@ -165,6 +169,11 @@ func runBench(c *cli.Context, rt *runtime.Runtime, ids ir.Type, vocab int, seed 
 	var times []float64
 	tty := isTerminal(c.App.ErrWriter)
 	for i := 0; i < warmup+steps; i++ {
+		if i == warmup && c.Int("profile") > 0 {
+			if err := rt.Profile(true); err != nil {
+				return nil, err
+			}
+		}
 		for j := range tokens {
 			tokens[j] = int64(rng.Uint64n(uint64(vocab)))
 		}
@@ -179,6 +188,7 @@ func runBench(c *cli.Context, rt *runtime.Runtime, ids ir.Type, vocab int, seed 
 		if i >= warmup {
 			times = append(times, d)
 		}
+
 		if tty {
 			fmt.Fprintf(c.App.ErrWriter, "\rstep %d/%d: %.3f s", i+1, warmup+steps, d)
 		}
@@ -188,6 +198,22 @@ func runBench(c *cli.Context, rt *runtime.Runtime, ids ir.Type, vocab int, seed 
 	}
 	sort.Float64s(times)
 	return &benchResult{stepSeconds: times[len(times)/2]}, nil
+}
+
+// printProfile lists the n kernels that took the most time, per timed step.
+func printProfile(c *cli.Context, rt *runtime.Runtime, n, steps int) {
+	rep := rt.ProfileReport()
+	var total float64
+	for _, k := range rep {
+		total += k.Seconds
+	}
+	printf(c, "Kernels by time (per step, %d timed steps, %.3f s/step in kernels):\n", steps, total/float64(steps))
+	for i, k := range rep {
+		if i == n {
+			break
+		}
+		printf(c, "  %8.2f ms  %5.1f%%  %-10s %s (%d calls/step)\n", 1e3*k.Seconds/float64(steps), 100*k.Seconds/total, k.Program, k.Kernel, k.Calls/int64(steps))
+	}
 }
 
 // vocabSize reads the vocabulary from the embedding's shape.
