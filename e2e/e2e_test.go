@@ -200,7 +200,7 @@ func TestTrainStepsMatchInterpreter(t *testing.T) {
 				}
 				bind := map[string]*interp.Tensor{}
 				for k, v := range scalars {
-					bind[k] = scalar(v)
+					bind[k] = interp.FromFloats(m.Graph("update").Input(k).Type, []float64{v})
 				}
 				want := ref.run(t, "update", bind)
 				gn, wn := first(t, out["grad_norm"]), want["grad_norm"].F[0]

@@ -26,8 +26,12 @@ const clipEps = 1e-6
 // "P.grad" (GradAccum), "P.exp_avg" and "P.exp_avg_sq" (OptState, zeros); then
 // the Scalars "lr", "step" (1-based, as a float), "weight_decay" and
 // "max_grad_norm" (+Inf: no clipping). β1, β2 and ε are Consts from Options.
-// Scalars and the arithmetic are f32 (f64 when the parameters are f64); the
-// optimizer state has its parameter's dtype, as torch.zeros_like(p).
+// The Scalars are f64 and the per-step scalars (1 − lr·wd, lr/bc1, √bc2) are
+// computed in f64 and rounded once to the arithmetic's dtype, as PyTorch
+// computes them in Python floats: β2 rounded to f32 would put a 1e-5 relative
+// error into 1 − β2^step. Tensor arithmetic is f32 (f64 when the parameters
+// are f64); the optimizer state has its parameter's dtype, as
+// torch.zeros_like(p).
 func optimizer(s *State) error {
 	m := s.Module
 	ts := m.Graph("train_step")
@@ -80,9 +84,10 @@ func optimizer(s *State) error {
 		st[i].m = addState(p.Name+".exp_avg", p.Type, ir.OptState, p.Name)
 		st[i].v = addState(p.Name+".exp_avg_sq", p.Type, ir.OptState, p.Name)
 	}
-	scalar := func(name string) string { return b.AddInput(name, ir.Type{DType: ct}, ir.Scalar, nil) }
+	scalar := func(name string) string { return b.AddInput(name, ir.Type{DType: ir.F64}, ir.Scalar, nil) }
 	lr, step, wd, maxNorm := scalar("lr"), scalar("step"), scalar("weight_decay"), scalar("max_grad_norm")
 	c := func(v float64) string { return b.Const(v, ir.Type{DType: ct}) }
+	c64 := func(v float64) string { return b.Const(v, ir.Type{DType: ir.F64}) }
 	toCT := func(v string) string {
 		if b.Type(v).DType == ct {
 			return v
@@ -110,15 +115,16 @@ func optimizer(s *State) error {
 	}
 	norm := b.Unary("Sqrt", sumsq)
 	one := c(1)
-	coef := b.Op("Min", nil, one, b.Div(maxNorm, b.Add(norm, c(clipEps))))
+	coef := b.Op("Min", nil, one, b.Div(toCT(maxNorm), b.Add(norm, c(clipEps))))
 
-	// Per-step scalars, shared by every parameter.
-	decay := b.Sub(one, b.Mul(lr, wd))
+	// Per-step scalars, shared by every parameter, in f64 like Python's.
+	one64 := c64(1)
+	decay := toCT(b.Sub(one64, b.Mul(lr, wd)))
+	bc1 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta1), step))
+	bc2 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta2), step))
+	stepSize := toCT(b.Div(lr, bc1))
+	bc2Sqrt := toCT(b.Unary("Sqrt", bc2))
 	beta1, beta2 := c(o.Beta1), c(o.Beta2)
-	bc1 := b.Sub(one, b.Op("Pow", nil, beta1, step))
-	bc2 := b.Sub(one, b.Op("Pow", nil, beta2, step))
-	stepSize := b.Div(lr, bc1)
-	bc2Sqrt := b.Unary("Sqrt", bc2)
 	oneMinusB1, oneMinusB2, eps := c(1-o.Beta1), c(1-o.Beta2), c(o.Eps)
 
 	outs := []*ir.Output{{Name: "grad_norm", Value: norm}}

@@ -191,10 +191,10 @@ func TestUpdateGraphInterface(t *testing.T) {
 				t.Fatal(err)
 			}
 			up := m.Graph("update")
-			ct := computeDType(dt)
+			// The update's scalars are f64, like PyTorch's Python floats.
 			for _, name := range []string{"lr", "step", "weight_decay", "max_grad_norm"} {
 				in := up.Input(name)
-				if in == nil || in.Role != ir.Scalar || !in.Type.Equal(ir.T(ct)) {
+				if in == nil || in.Role != ir.Scalar || !in.Type.Equal(ir.T(ir.F64)) {
 					t.Errorf("scalar %s: %+v", name, in)
 				}
 			}
@@ -299,7 +299,7 @@ func TestLowPrecisionTraining(t *testing.T) {
 			t.Fatal(err)
 		}
 		applyUpdates(ts, st, out)
-		st["lr"], st["step"], st["weight_decay"], st["max_grad_norm"] = scalarT(ct, 0.1), scalarT(ct, 1), scalarT(ct, 0.1), scalarT(ct, 1)
+		st["lr"], st["step"], st["weight_decay"], st["max_grad_norm"] = scalarT(ir.F64, 0.1), scalarT(ir.F64, 1), scalarT(ir.F64, 0.1), scalarT(ir.F64, 1)
 		out, err = interp.Run(up, st)
 		if err != nil {
 			t.Fatal(err)
@@ -313,8 +313,8 @@ func TestLowPrecisionTraining(t *testing.T) {
 	if in := up.Input("w.exp_avg"); !in.Type.Equal(ir.T(ir.BF16, 3, 4)) {
 		t.Errorf("w.exp_avg is %v, want bf16[3,4]", in.Type)
 	}
-	if in := up.Input("lr"); !in.Type.Equal(ir.T(ir.F32)) {
-		t.Errorf("lr is %v, want f32[]", in.Type)
+	if in := up.Input("lr"); !in.Type.Equal(ir.T(ir.F64)) {
+		t.Errorf("lr is %v, want f64[]", in.Type)
 	}
 	if in := m.Graph("train_step").Input("grad_scale"); !in.Type.Equal(ir.T(ir.F32)) {
 		t.Errorf("grad_scale is %v, want f32[]", in.Type)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# make xcheck: trains the same tiny LLaMA from the same initial weights on the
+# same rows (--shuffle=false) with slc and with tools/torchref (an independent
+# PyTorch implementation of the seed's semantics), full-rank and SLTrain, with
+# gradient accumulation, clipping and weight decay on, and compares the loss of
+# every update and the final weights (scripts/xcheck_compare.py), judging the
+# weights by PyTorch's own float32 error against a float64 run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+py=/usr/bin/python3
+work=$(mktemp -d)
+[ -n "${XCHECK_KEEP:-}" ] && echo "keeping $work" || trap 'rm -rf "$work"' EXIT
+go build -o "$work/slc" ./cmd/slc
+cfg=testdata/configs/llama_tiny.json # vocab 32, d 16, 2 layers
+
+# The token stream: the first 8 KiB of Tiny Shakespeare, bytes folded into the
+# tiny vocabulary, as an int64 .npy that both trainers read as it is.
+"$py" -c '
+import sys, numpy as np
+b = np.frombuffer(open("testdata/tinyshakespeare.txt", "rb").read(8192), dtype=np.uint8)
+np.save(sys.argv[1], (b.astype(np.int64) % 32))
+' "$work/tokens.npy"
+
+common=(--batch-size 2 --total-batch-size 4 --max-length 16 --num-training-steps 8
+	--warmup-steps 2 --lr 0.01 --min-lr-ratio 0.1 --scheduler cosine
+	--weight-decay 0.1 --grad-clipping 0.5)
+status=0
+for peft in full sltrain; do
+	sl=(--peft "$peft")
+	[ "$peft" = sltrain ] && sl+=(--rank 4 --sp-ratio 0.1 --lora-alpha 32)
+	d="$work/$peft"
+	# Initial weights: slc's own seeded init, taken from a run with lr 0
+	# (AdamW then leaves every parameter exactly as initialised).
+	"$work/slc" train "$cfg" "${sl[@]}" --data "$work/tokens.npy" --shuffle=false --eval-fraction 0 \
+		--batch-size 2 --max-length 16 --num-training-steps 1 --lr 0 --seed 7 --threads 2 \
+		--save-dir "$d/init" >/dev/null
+	init=$(ls -d "$d"/init/checkpoint-* 2>/dev/null | tail -n 1)
+	[ -n "$init" ] || init="$d/init/latest"
+	"$work/slc" train "$cfg" "${sl[@]}" "${common[@]}" --init "$init/model.safetensors" \
+		--data "$work/tokens.npy" --shuffle=false --eval-fraction 0 --threads 2 \
+		--save-dir "$d/slc" --metrics "$d/slc.jsonl" >/dev/null
+	final=$(ls -d "$d"/slc/checkpoint-* 2>/dev/null | tail -n 1)
+	[ -n "$final" ] || final="$d/slc/latest"
+	"$py" tools/torchref/train.py --config "$cfg" "${sl[@]}" "${common[@]}" \
+		--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
+		--out "$d/torch.safetensors" --metrics "$d/torch.jsonl"
+	"$py" tools/torchref/train.py --config "$cfg" "${sl[@]}" "${common[@]}" --dtype float64 \
+		--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
+		--out "$d/torch64.safetensors" --metrics "$d/torch64.jsonl"
+	echo "xcheck $peft:"
+	"$py" scripts/xcheck_compare.py "$d/slc.jsonl" "$d/torch.jsonl" "$final/model.safetensors" "$d/torch.safetensors" "$d/torch64.safetensors" || status=1
+done
+exit $status
