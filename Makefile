@@ -2,12 +2,23 @@
 
 GO ?= go
 
-.PHONY: run test build setup
+.PHONY: run test build setup xcheck
 
-# Check/install the tools, then compile the bundled 60M LLaMA config and print
-# its summary (the default demo until training lands).
+# The bundled default: check/install the tools, then train a small SLTrain
+# LLaMA (d 128, 4 layers, r = d/4, δ 0.03) on Tiny Shakespeare for a few
+# minutes on the CPU, printing the falling loss and the eval perplexity; then
+# sample from it, export dense HF weights, and leave the loss curve in
+# runs/shakespeare/loss.png. A second run starts afresh (--overwrite).
+RUN_DIR ?= runs/shakespeare
+RUN_STEPS ?= 1000
+
 run: setup
-	$(GO) run ./cmd/slc compile testdata/configs/llama_60m.json
+	$(GO) build -o bin/slc ./cmd/slc
+	bin/slc train testdata/configs/llama_shakespeare.json --data testdata/tinyshakespeare.txt \
+		--batch-size 16 --max-length 128 --rank 32 --sp-ratio 0.03 --lora-alpha 32 --lr 3e-3 \
+		--num-training-steps $(RUN_STEPS) --eval-every 100 --save-every 250 --save-dir $(RUN_DIR) --overwrite
+	bin/slc generate $(RUN_DIR)/latest --prompt "ROMEO:" --max-new-tokens 300 --seed 1
+	bin/slc export $(RUN_DIR)/latest -o $(RUN_DIR)/hf
 
 # The test command of the README and of CI (.ci/run).
 test: setup
@@ -19,3 +30,8 @@ build:
 
 setup:
 	bash scripts/setup.sh
+
+# Cross-check against an independent PyTorch implementation of the seed's
+# semantics (tools/torchref): same init, same rows, full-rank and SLTrain.
+xcheck: setup
+	bash scripts/xcheck.sh

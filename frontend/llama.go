@@ -218,9 +218,15 @@ func (l *llama) forward() {
 	logits := l.linear("lm_head", x, l.lmHead)
 
 	// loss = mean over rows and positions of CE(logits[:, t], input_ids[:, t+1]).
+	// The loss takes the hidden states of positions 0..L−2 through lm_head
+	// itself, rather than slicing the logits: the same values, but the slice
+	// (and its gradient) moves [B, L, d] instead of [B, L, V], and lm_head
+	// does L−1 rows of work in training. The "logits" output keeps all L.
 	b.Scope = "loss"
 	n := bs * (seq - 1)
-	shifted := b.Reshape(b.Slice(logits, 1, 0, seq-1), n, v)
+	head := l.linear("lm_head", b.Slice(x, 1, 0, seq-1), l.lmHead)
+	b.Scope = "loss"
+	shifted := b.Reshape(head, n, v)
 	labels := b.Reshape(b.Slice(l.ids, 1, 1, seq), n)
 	ce := b.Op("SoftmaxCrossEntropy", nil, shifted, labels)
 	loss := b.Reduce("ReduceMean", ce, false, 0)

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/codegen"
+	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/version"
+)
+
+// modelSpec is a model to run: a LLaMA config with the settings to compile it
+// in-process (frontend → passes → codegen), or a compiled artifact.
+type modelSpec struct {
+	path    string // what the user named, for messages
+	kind    string // "LLaMA config", "artifact" or "checkpoint"
+	config  *frontend.LlamaConfig
+	art     *artifact.Artifact // set for an artifact
+	build   frontend.Options
+	passes  passes.Options
+	codegen codegen.Options
+}
+
+// isArtifact tells a .slc artifact by its extension or its FlatBuffers
+// identifier.
+func isArtifact(path string) bool {
+	if strings.EqualFold(filepath.Ext(path), ".slc") {
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 12)
+	n, _ := f.Read(head)
+	head = head[:n]
+	return (len(head) >= 12 && string(head[8:12]) == artifact.FileIdentifier) || (len(head) >= 8 && string(head[4:8]) == artifact.FileIdentifier)
+}
+
+// passOptions are the pipeline options of a run's SLTrain settings.
+func passOptions(peft string, rank int, spRatio, alpha float64, targets string, seed uint64) passes.Options {
+	o := passes.DefaultOptions()
+	o.PEFT, o.Rank, o.SpRatio, o.LoraAlpha, o.Seed = peft, rank, spRatio, alpha, seed
+	for _, t := range strings.Split(targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			o.TargetModules = append(o.TargetModules, t)
+		}
+	}
+	return o
+}
+
+// openModel reads slc train's MODEL: a config (checked, not compiled yet) or
+// an artifact, whose settings then replace the run's (a flag that says
+// otherwise is a usage error). The sequence length shrinks to the model's
+// max_sequence_length unless it was given.
+func openModel(c *cli.Context, path string, lengthSet bool, s *trainSettings) (*modelSpec, error) {
+	co, err := codegenOptions(c, "train", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if isArtifact(path) {
+		return openArtifact(c, path, s)
+	}
+	src, err := readSource(path)
+	if err != nil {
+		return nil, err
+	}
+	if src.kind != kindConfig {
+		return nil, fmt.Errorf("%s: slc train needs a LLaMA config or a .slc artifact, not %s", path, src.kind)
+	}
+	return configModel(path, kindConfig.String(), src.data, lengthSet, s, co)
+}
+
+// configModel is slc train's model from a LLaMA config's bytes.
+func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSettings, co codegen.Options) (*modelSpec, error) {
+	cfg, err := frontend.ParseLlamaConfig(cfgJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !lengthSet && cfg.MaxSequenceLength < s.MaxLength {
+		s.MaxLength = cfg.MaxSequenceLength
+	}
+	if s.MaxLength > cfg.MaxSequenceLength {
+		return nil, usagef("train", "flag --max-length: %d is longer than the model's max_sequence_length %d", s.MaxLength, cfg.MaxSequenceLength)
+	}
+	return &modelSpec{
+		path: path, kind: kind, config: cfg,
+		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: ir.F32},
+		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed),
+		codegen: co,
+	}, nil
+}
+
+// openArtifact reads a compiled artifact for slc train and takes its batch,
+// length and SLTrain settings.
+func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, error) {
+	art, err := artifact.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := ir.ParseBinary(art.Module)
+	if err != nil {
+		return nil, fmt.Errorf("%s: artifact module: %w", path, err)
+	}
+	meta := mod.Meta
+	cfg, err := frontend.ParseLlamaConfig([]byte(meta["model_config"]))
+	if err != nil {
+		return nil, fmt.Errorf("%s: the artifact's model config: %w", path, err)
+	}
+	g := mod.Graph("train_step")
+	if g == nil || g.Input("input_ids") == nil || mod.Graph("update") == nil || mod.Graph("eval") == nil {
+		return nil, fmt.Errorf("%s: the artifact has no train_step, update and eval programs (compile the model with the whole pipeline)", path)
+	}
+	shape := g.Input("input_ids").Type.Shape
+	if d := meta["dtype"]; d != "" && d != "f32" {
+		return nil, fmt.Errorf("%s: the artifact is compiled for %s; slc train runs f32 only for now", path, d)
+	}
+	have := map[string]any{"batch-size": shape[0], "max-length": shape[1], "peft": "full"}
+	if meta["peft"] == "sltrain" {
+		r, _ := strconv.Atoi(meta["rank"])
+		sp, _ := strconv.ParseFloat(meta["sp_ratio"], 64)
+		alpha, _ := strconv.ParseFloat(meta["lora_alpha"], 64)
+		have["peft"], have["rank"], have["sp-ratio"], have["lora-alpha"], have["target-modules"] = "sltrain", r, sp, alpha, meta["target_modules"]
+	}
+	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering"} {
+		if !c.IsSet(f) {
+			continue
+		}
+		v, ok := have[f]
+		if !ok || fmt.Sprint(v) != fmt.Sprint(c.Value(f)) {
+			return nil, usagef("train", "flag --%s: %s is a compiled artifact (batch %d × %d, %s); its settings are fixed (give the config to compile it anew)", f, path, shape[0], shape[1], have["peft"])
+		}
+	}
+	s.BatchSize, s.MaxLength = shape[0], shape[1]
+	s.PEFT = have["peft"].(string)
+	if s.PEFT == "sltrain" {
+		s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules = have["rank"].(int), have["sp-ratio"].(float64), have["lora-alpha"].(float64), have["target-modules"].(string)
+	}
+	s.Lowering, s.CPU = "", art.Target.CPU
+	return &modelSpec{path: path, kind: "artifact", config: cfg, art: art}, nil
+}
+
+// checkpointModel is the model of a checkpoint: its config and SLTrain
+// settings, compiled at batch × length (0: the length it was trained with).
+func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[string]any, batch, length int) (*modelSpec, error) {
+	cfg, err := frontend.ParseLlamaConfig(cfgJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the checkpoint's config.json: %w", path, err)
+	}
+	if length == 0 {
+		if v, ok := args["max_length"].(float64); ok && v >= 2 {
+			length = int(v)
+		} else {
+			length = min(defaultMaxLength, cfg.MaxSequenceLength)
+		}
+	}
+	if length > cfg.MaxSequenceLength {
+		return nil, fmt.Errorf("%s: a length of %d is longer than the model's max_sequence_length %d", path, length, cfg.MaxSequenceLength)
+	}
+	var seed uint64
+	if v, ok := args["seed"].(float64); ok && v >= 0 {
+		seed = uint64(v)
+	}
+	po := passOptions("full", 1, 0, 1, "", seed)
+	if sl != nil {
+		r, _ := sl["r"].(float64)
+		sp, _ := sl["sp_ratio"].(float64)
+		alpha, _ := sl["lora_alpha"].(float64)
+		var targets []string
+		if ts, ok := sl["target_modules"].([]any); ok {
+			for _, t := range ts {
+				if s, ok := t.(string); ok {
+					targets = append(targets, s)
+				}
+			}
+		}
+		po = passOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed)
+	}
+	return &modelSpec{
+		path: path, kind: "checkpoint", config: cfg,
+		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: ir.F32},
+		passes: po,
+	}, nil
+}
+
+// load compiles the model when it is a config and loads it into a runtime.
+func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) {
+	art := m.art
+	if art == nil {
+		mod, err := frontend.BuildLlama(m.config, m.build)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.path, err)
+		}
+		if err := mod.Verify(); err != nil {
+			return nil, &internalError{fmt.Errorf("the IR built from %s does not verify: %w", m.path, err)}
+		}
+		st := &passes.State{Module: mod, Options: m.passes}
+		if err := passes.Run(st, passes.Pipeline); err != nil {
+			return nil, fmt.Errorf("%s: %w", m.path, err)
+		}
+		co := m.codegen
+		co.Groups, co.Plans = st.Groups, st.Plans
+		if art, err = compileNative(m.path, mod, co); err != nil {
+			return nil, err
+		}
+	}
+	rt, err := runtime.Load(art, runtime.Options{Threads: threads, Version: version.Version})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.path, err)
+	}
+	return rt, nil
+}

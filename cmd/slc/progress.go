@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/summary"
+	"gitee.com/gidean/conv-linn/train"
+)
+
+// progress shows a training run: on a terminal one line redrawn in place
+// (a bar, step, loss, lr, tokens/s, ETA), elsewhere (a log file, a pipe) a
+// plain line every logEvery updates and at the first and last. Evals, saves
+// and messages print their own lines. It is safe for the signal goroutine.
+type progress struct {
+	mu       sync.Mutex
+	w        io.Writer
+	tty      bool
+	logEvery int
+	drawn    bool // a redrawn line is on screen
+}
+
+func newProgress(c *cli.Context, logEvery int) *progress {
+	return &progress{w: c.App.Writer, tty: isTerminal(c.App.Writer), logEvery: logEvery}
+}
+
+// Step implements train.Observer.
+func (p *progress) Step(r train.StepRecord, total int, eta time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	stats := fmt.Sprintf("loss %.4f  lr %.3g  grad_norm %.3g  %s tok/s  elapsed %s  ETA %s",
+		r.Loss, r.LR, r.GradNorm, summary.Grouped(int64(r.TokensPerS)), formatDuration(time.Duration(r.ElapsedS*float64(time.Second))), formatDuration(eta))
+	if p.tty {
+		const width = 20
+		done := width * r.Step / total
+		bar := strings.Repeat("█", done) + strings.Repeat("░", width-done)
+		fmt.Fprintf(p.w, "\r\033[K%s step %d/%d  %s", bar, r.Step, total, stats)
+		p.drawn = true
+		return
+	}
+	if r.Step == 1 || r.Step%p.logEvery == 0 || r.Step == total {
+		fmt.Fprintf(p.w, "step %d/%d  %s\n", r.Step, total, stats)
+	}
+}
+
+// Eval implements train.Observer.
+func (p *progress) Eval(e train.EvalRecord) {
+	p.line(fmt.Sprintf("eval at step %d: loss %.4f, perplexity %.2f", e.Step, e.EvalLoss, e.EvalPPL))
+}
+
+// Saved implements train.Observer.
+func (p *progress) Saved(dir string, step int) {
+	p.line(fmt.Sprintf("saved %s", dir))
+}
+
+// message prints a line of its own.
+func (p *progress) message(s string) { p.line(s) }
+
+func (p *progress) line(s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+	fmt.Fprintln(p.w, s)
+}
+
+// finish ends a redrawn line, so what follows starts on its own.
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}

@@ -1,0 +1,796 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/data"
+	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/summary"
+	"gitee.com/gidean/conv-linn/train"
+)
+
+// Defaults of slc train (the seed's recipe where it has one).
+const (
+	defaultLR          = 1e-3 // the seed's 60M recipe uses 0.003
+	defaultTrainSteps  = 10000
+	defaultMinLRRatio  = 0.1
+	defaultSaveEvery   = 1000
+	defaultEvalFrac    = 0.05
+	defaultMetricsName = "metrics.jsonl"
+	lossPlotName       = "loss.png"
+)
+
+// sltrainFlagNames are the pipeline flags slc train takes (the SLTrain
+// settings of slc compile; not --passes, --print-after, --explain, --memory).
+var sltrainFlagNames = []string{"peft", "rank", "sp-ratio", "lora-alpha", "target-modules"}
+
+// sltrainFlags returns the SLTrain flags of slc compile.
+func sltrainFlags() []cli.Flag {
+	var out []cli.Flag
+	for _, f := range pipelineFlags() {
+		for _, n := range sltrainFlagNames {
+			if f.Names()[0] == n {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+func trainCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "train",
+		Usage:     "pretrain a LLaMA (SLTrain or full-rank) on a corpus, with evaluation, checkpoints and metrics",
+		ArgsUsage: "MODEL|ARTIFACT",
+		Description: "MODEL is a LLaMA config, compiled first with the SLTrain flags of slc compile; ARTIFACT is a\n" +
+			".slc file from 'slc compile -o' (its batch, length and SLTrain settings are fixed). --data is a\n" +
+			".txt (byte-level), .json/.jsonl/.json.gz (C4 lines, field \"text\"), .npy or llm.c .bin file, a\n" +
+			"directory or a glob of them. The last --eval-fraction of the rows is held out for evaluation\n" +
+			"unless --eval-data is given. One update runs --total-batch-size / --batch-size micro-batches\n" +
+			"and one AdamW step; the learning rate is warmed up linearly for --warmup-steps updates, then\n" +
+			"follows a cosine (or linear) decay to --min-lr-ratio × --lr at --num-training-steps.\n" +
+			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
+			"--save-every updates and at the end; --continue-from resumes one exactly. SIGINT/SIGTERM\n" +
+			"finish the update in progress, save a checkpoint and exit 0. Training runs in f32.\n" +
+			"The seed's snake_case flags (--num_training_steps, --lora_r, …) are aliases.\n\n" +
+			"  slc train testdata/configs/llama_shakespeare.json --data testdata/tinyshakespeare.txt \\\n" +
+			"      --batch-size 16 --max-length 128 --rank 32 --lr 3e-3 --num-training-steps 600 --save-dir runs/shakespeare",
+		HideHelpCommand: true,
+		OnUsageError:    onUsageError("train"),
+		Flags: append(append([]cli.Flag{
+			&cli.StringFlag{Name: "model-config", Aliases: []string{"model_config"}, Usage: "read the model from `PATH` instead of the MODEL argument", TakesFile: true},
+			&cli.StringFlag{Name: "data", Usage: "training data: a `PATH` (.txt, .json, .jsonl, .json.gz, .npy, .bin), a directory or a glob", TakesFile: true},
+			&cli.StringFlag{Name: "eval-data", Aliases: []string{"eval_data"}, Usage: "held-out data `PATH`", DefaultText: "the last --eval-fraction of --data", TakesFile: true},
+			&cli.Float64Flag{Name: "eval-fraction", Aliases: []string{"eval_fraction"}, Value: defaultEvalFrac, Usage: "`F`: hold out the last F of the rows of --data for evaluation (0: no evaluation)"},
+			&cli.IntFlag{Name: "eval-batches", Aliases: []string{"eval_batches"}, Usage: "`N` eval micro-batches per evaluation", DefaultText: "every full batch of the held-out rows, up to 100"},
+			&cli.Float64Flag{Name: "lr", Value: defaultLR, Usage: "peak learning `RATE` (the seed's 60M recipe uses 0.003)"},
+			&cli.StringFlag{Name: "optimizer", Value: "adamw", Usage: "`NAME`: adamw (β 0.9/0.999, ε 1e-8, decoupled weight decay; the only one)"},
+			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`B` sequences per micro-batch"},
+			&cli.IntFlag{Name: "total-batch-size", Aliases: []string{"total_batch_size"}, Usage: "`N` sequences per update, a multiple of --batch-size: gradient accumulation over N/B micro-batches", DefaultText: "--batch-size"},
+			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence; by default 256 or the model's max_sequence_length if smaller"},
+			&cli.IntFlag{Name: "num-training-steps", Aliases: []string{"num_training_steps"}, Value: defaultTrainSteps, Usage: "`N` optimizer updates in the run"},
+			&cli.IntFlag{Name: "warmup-steps", Aliases: []string{"warmup_steps"}, Usage: "`W` updates of linear warmup", DefaultText: "10% of --num-training-steps, the seed's recipe"},
+			&cli.Float64Flag{Name: "min-lr-ratio", Aliases: []string{"min_lr_ratio"}, Value: defaultMinLRRatio, Usage: "`M`: the learning rate decays to M × --lr at the last update"},
+			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's) or linear"},
+			&cli.Float64Flag{Name: "weight-decay", Aliases: []string{"weight_decay"}, Value: 0, Usage: "AdamW's decoupled weight decay `WD`"},
+			&cli.Float64Flag{Name: "grad-clipping", Aliases: []string{"grad_clipping"}, Value: 0, Usage: "clip the global gradient norm to `MAX` (0: off)"},
+			&cli.IntFlag{Name: "eval-every", Aliases: []string{"eval_every"}, Usage: "evaluate every `N` updates (0: only at the end)", DefaultText: "10 times a run"},
+			&cli.IntFlag{Name: "save-every", Aliases: []string{"save_every"}, Value: defaultSaveEvery, Usage: "save a checkpoint every `N` updates (0: only at the end)"},
+			&cli.StringFlag{Name: "save-dir", Aliases: []string{"save_dir"}, Usage: "checkpoint `DIR`", DefaultText: "checkpoints/<model>-<date>-<time>; with --continue-from, the checkpoint's", TakesFile: true},
+			&cli.BoolFlag{Name: "overwrite", Usage: "start afresh in a --save-dir that holds checkpoints of another run, replacing them"},
+			&cli.StringFlag{Name: "continue-from", Aliases: []string{"continue_from"}, Usage: "resume from checkpoint `DIR` (a checkpoint-<step> directory, or a save dir: its latest)", TakesFile: true},
+			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights, the sparse supports and the data order"},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of training: f32 only for now (bf16 training is not built yet)"},
+			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
+			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order)"},
+			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
+			&cli.StringFlag{Name: "metrics", Usage: "write one JSON object per update and per eval to `FILE`", DefaultText: "SAVE_DIR/metrics.jsonl", TakesFile: true},
+			&cli.IntFlag{Name: "log-every", Usage: "print a progress line every `N` updates when stdout is not a terminal", DefaultText: "about 50 a run"},
+		}, sltrainFlags()...), codegenFlags()...),
+		Action: func(c *cli.Context) error { return trainMain(c) },
+	}
+}
+
+// trainSettings are a run's settings: the flags, resolved. They are stored in
+// every checkpoint (training_state.json's "args"), so that --continue-from
+// resumes with the same ones and refuses changes that would make it another
+// run.
+type trainSettings struct {
+	Model          string  `json:"model"`
+	Data           string  `json:"data"`
+	EvalData       string  `json:"eval_data"`
+	EvalFraction   float64 `json:"eval_fraction"`
+	EvalBatches    int     `json:"eval_batches"`
+	LR             float64 `json:"lr"`
+	Optimizer      string  `json:"optimizer"`
+	BatchSize      int     `json:"batch_size"`
+	TotalBatchSize int     `json:"total_batch_size"`
+	MaxLength      int     `json:"max_length"`
+	Steps          int     `json:"num_training_steps"`
+	Warmup         int     `json:"warmup_steps"`
+	MinLRRatio     float64 `json:"min_lr_ratio"`
+	Scheduler      string  `json:"scheduler"`
+	WeightDecay    float64 `json:"weight_decay"`
+	GradClipping   float64 `json:"grad_clipping"`
+	EvalEvery      int     `json:"eval_every"`
+	SaveEvery      int     `json:"save_every"`
+	Seed           uint64  `json:"seed"`
+	DType          string  `json:"dtype"`
+	Shuffle        bool    `json:"shuffle"`
+	PEFT           string  `json:"peft"`
+	Rank           int     `json:"rank"`
+	SpRatio        float64 `json:"sp_ratio"`
+	LoraAlpha      float64 `json:"lora_alpha"`
+	TargetModules  string  `json:"target_modules"`
+	Lowering       string  `json:"sltrain_lowering"`
+	CPU            string  `json:"cpu"`
+	Init           string  `json:"init,omitempty"`
+	Metrics        string  `json:"metrics,omitempty"`
+	Threads        int     `json:"threads"`
+}
+
+// settingFlags maps each setting (by JSON name) to its flag; a flag given on
+// the command line overrides the checkpoint's setting when resuming.
+var settingFlags = map[string]string{
+	"data": "data", "eval_data": "eval-data", "eval_fraction": "eval-fraction", "eval_batches": "eval-batches",
+	"lr": "lr", "optimizer": "optimizer", "batch_size": "batch-size", "total_batch_size": "total-batch-size",
+	"max_length": "max-length", "num_training_steps": "num-training-steps", "warmup_steps": "warmup-steps",
+	"min_lr_ratio": "min-lr-ratio", "scheduler": "scheduler", "weight_decay": "weight-decay",
+	"grad_clipping": "grad-clipping", "eval_every": "eval-every", "save_every": "save-every", "seed": "seed",
+	"dtype": "dtype", "shuffle": "shuffle", "peft": "peft", "rank": "rank", "sp_ratio": "sp-ratio",
+	"lora_alpha": "lora-alpha", "target_modules": "target-modules", "sltrain_lowering": "sltrain-lowering", "cpu": "cpu",
+	"metrics": "metrics", "threads": "threads",
+}
+
+// fixedOnResume are the settings a resumed run must keep: changing them would
+// change the model, the data order or what a step means.
+var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "dtype", "optimizer",
+	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction"}
+
+// args returns the settings as the checkpoint's args map.
+func (s *trainSettings) args() map[string]any {
+	b, _ := json.Marshal(s)
+	var m map[string]any
+	json.Unmarshal(b, &m)
+	return m
+}
+
+// settingsFromArgs reads a checkpoint's args back.
+func settingsFromArgs(args map[string]any) (*trainSettings, error) {
+	b, err := json.Marshal(args)
+	if err != nil {
+		return nil, err
+	}
+	s := &trainSettings{}
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// trainRun is everything slc train decided before training starts.
+type trainRun struct {
+	set       trainSettings
+	accum     int
+	threads   int
+	logEvery  int
+	saveDir   string
+	metrics   string
+	overwrite bool
+	resume    *checkpoint.Checkpoint
+	resumeDir string
+	lengthSet bool
+	// modelFromCkpt: no MODEL was given to a resumed run; its model is the
+	// checkpoint's.
+	modelFromCkpt bool
+}
+
+// trainFlags reads and checks the command line; with --continue-from, the
+// checkpoint's settings fill in every flag not given.
+func trainFlags(c *cli.Context) (*trainRun, error) {
+	const cmd = "train"
+	r := &trainRun{threads: c.Int("threads"), logEvery: c.Int("log-every"), overwrite: c.Bool("overwrite")}
+	s := &r.set
+	s.Data, s.EvalData, s.EvalFraction, s.EvalBatches = c.String("data"), c.String("eval-data"), c.Float64("eval-fraction"), c.Int("eval-batches")
+	s.LR, s.Optimizer = c.Float64("lr"), strings.ToLower(c.String("optimizer"))
+	s.BatchSize, s.TotalBatchSize, s.MaxLength = c.Int("batch-size"), c.Int("total-batch-size"), c.Int("max-length")
+	s.Steps, s.Warmup, s.MinLRRatio, s.Scheduler = c.Int("num-training-steps"), c.Int("warmup-steps"), c.Float64("min-lr-ratio"), c.String("scheduler")
+	s.WeightDecay, s.GradClipping = c.Float64("weight-decay"), c.Float64("grad-clipping")
+	s.EvalEvery, s.SaveEvery = c.Int("eval-every"), c.Int("save-every")
+	s.Seed, s.DType, s.Shuffle = c.Uint64("seed"), c.String("dtype"), c.Bool("shuffle")
+	s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha = c.String("peft"), c.Int("rank"), c.Float64("sp-ratio"), c.Float64("lora-alpha")
+	s.TargetModules, s.Lowering, s.CPU, s.Init = c.String("target-modules"), c.String("sltrain-lowering"), c.String("cpu"), c.String("init")
+	s.Metrics, s.Threads = c.String("metrics"), r.threads
+	r.lengthSet = c.IsSet("max-length")
+	switch strings.ToLower(s.DType) {
+	case "f32", "float32", "fp32":
+		s.DType = "f32"
+	default:
+		return nil, usagef(cmd, "flag --dtype: slc train runs in f32 only for now (bf16 and f16 training are not built yet), got %q", s.DType)
+	}
+
+	switch {
+	case c.NArg() == 0 && c.IsSet("model-config"):
+		s.Model = c.String("model-config")
+	case c.IsSet("model-config"):
+		return nil, usagef(cmd, "give the model either as MODEL or with --model-config, not both")
+	case c.NArg() == 1:
+		s.Model = c.Args().First()
+	case c.NArg() > 1:
+		return nil, usagef(cmd, "want one MODEL, got %d arguments: %q", c.NArg(), c.Args().Slice())
+	}
+
+	if dir := c.String("continue-from"); dir != "" {
+		if s.Init != "" {
+			return nil, usagef(cmd, "--init and --continue-from exclude each other (a checkpoint has its own weights)")
+		}
+		r.resumeDir = train.ResolveCheckpoint(dir)
+		ck, err := checkpoint.Load(r.resumeDir)
+		if err != nil {
+			return nil, fmt.Errorf("--continue-from %s: %w", dir, err)
+		}
+		saved, err := settingsFromArgs(ck.State.Args)
+		if err != nil || saved.BatchSize == 0 {
+			return nil, fmt.Errorf("--continue-from %s: the checkpoint has no slc train settings (not written by slc train?)", dir)
+		}
+		saved.Seed = ck.State.Seed // exact (JSON numbers in args are float64)
+		cur := reflect.ValueOf(s).Elem()
+		old := reflect.ValueOf(saved).Elem()
+		var changed []string
+		for i := 0; i < cur.NumField(); i++ {
+			name := strings.Split(cur.Type().Field(i).Tag.Get("json"), ",")[0]
+			flag, ok := settingFlags[name]
+			if !ok {
+				continue
+			}
+			if !c.IsSet(flag) {
+				cur.Field(i).Set(old.Field(i))
+			} else if !reflect.DeepEqual(cur.Field(i).Interface(), old.Field(i).Interface()) && contains(fixedOnResume, name) {
+				changed = append(changed, fmt.Sprintf("--%s %v (the checkpoint has %v)", flag, cur.Field(i).Interface(), old.Field(i).Interface()))
+			}
+		}
+		if len(changed) > 0 {
+			return nil, usagef(cmd, "--continue-from resumes the same run; these differ: %s", strings.Join(changed, ", "))
+		}
+		r.lengthSet = true // the checkpoint's length is the model's
+		if s.Model == "" {
+			s.Model, r.modelFromCkpt = saved.Model, true
+		}
+		s.Init = ""
+		r.resume = ck
+		if !c.IsSet("save-dir") {
+			r.saveDir = saveDirOf(r.resumeDir)
+		}
+	}
+	if s.Threads == 0 {
+		s.Threads = defaultThreads()
+	}
+	r.threads = s.Threads
+	if s.Model == "" {
+		return nil, usagef(cmd, "missing MODEL argument")
+	}
+	if s.Data == "" {
+		return nil, usagef(cmd, "missing --data PATH (the training corpus)")
+	}
+
+	switch {
+	case s.LR < 0 || math.IsNaN(s.LR) || math.IsInf(s.LR, 0):
+		return nil, usagef(cmd, "flag --lr: must be a finite number >= 0, got %v", s.LR)
+	case s.Optimizer != "adamw":
+		return nil, usagef(cmd, "flag --optimizer: %q is not supported (adamw is the only optimizer)", s.Optimizer)
+	case s.BatchSize < 1:
+		return nil, usagef(cmd, "flag --batch-size: must be >= 1, got %d", s.BatchSize)
+	case s.MaxLength < 2:
+		return nil, usagef(cmd, "flag --max-length: must be >= 2 (a row needs a next token to predict), got %d", s.MaxLength)
+	case s.Steps < 1:
+		return nil, usagef(cmd, "flag --num-training-steps: must be >= 1, got %d", s.Steps)
+	case !(s.MinLRRatio >= 0 && s.MinLRRatio <= 1):
+		return nil, usagef(cmd, "flag --min-lr-ratio: must be in [0, 1], got %v", s.MinLRRatio)
+	case s.Scheduler != train.Cosine && s.Scheduler != train.Linear:
+		return nil, usagef(cmd, "flag --scheduler: %q is not cosine or linear", s.Scheduler)
+	case !(s.WeightDecay >= 0) || math.IsInf(s.WeightDecay, 0):
+		return nil, usagef(cmd, "flag --weight-decay: must be a finite number >= 0, got %v", s.WeightDecay)
+	case !(s.GradClipping >= 0) || math.IsInf(s.GradClipping, 0):
+		return nil, usagef(cmd, "flag --grad-clipping: must be a finite number >= 0 (0: off), got %v", s.GradClipping)
+	case s.EvalEvery < 0 || s.SaveEvery < 0 || s.EvalBatches < 0 || r.logEvery < 0:
+		return nil, usagef(cmd, "flags --eval-every, --save-every, --eval-batches and --log-every: must be >= 0")
+	case !(s.EvalFraction >= 0 && s.EvalFraction < 1):
+		return nil, usagef(cmd, "flag --eval-fraction: must be in [0, 1), got %v", s.EvalFraction)
+	case r.threads < 1 || r.threads > runtime.MaxThreads:
+		return nil, usagef(cmd, "flag --threads: must be between 1 and %d, got %d", runtime.MaxThreads, r.threads)
+	}
+	if s.TotalBatchSize < 0 {
+		return nil, usagef(cmd, "flag --total-batch-size: must be >= 1, got %d", s.TotalBatchSize)
+	}
+	if s.TotalBatchSize > 0 && !isArtifact(s.Model) {
+		if err := r.setAccum(); err != nil {
+			return nil, err
+		}
+	}
+	if !c.IsSet("warmup-steps") && r.resume == nil {
+		s.Warmup = s.Steps / 10
+	}
+	if s.Warmup < 0 || s.Warmup > s.Steps {
+		return nil, usagef(cmd, "flag --warmup-steps: must be in [0, %d] (--num-training-steps), got %d", s.Steps, s.Warmup)
+	}
+	if !c.IsSet("eval-every") && r.resume == nil {
+		s.EvalEvery = (s.Steps + 9) / 10
+	}
+	if _, err := pipelineOptions(c, cmd); err != nil {
+		return nil, err
+	}
+	if _, err := codegenOptions(c, cmd, nil, nil); err != nil {
+		return nil, err
+	}
+	if r.logEvery == 0 {
+		r.logEvery = max(1, s.Steps/50)
+	}
+	if c.IsSet("save-dir") {
+		r.saveDir = c.String("save-dir")
+		if r.saveDir == "" {
+			return nil, usagef(cmd, "flag --save-dir: empty path")
+		}
+	}
+	if r.saveDir == "" {
+		base := strings.TrimSuffix(filepath.Base(s.Model), filepath.Ext(s.Model))
+		r.saveDir = filepath.Join("checkpoints", base+"-"+time.Now().Format("20060102-150405"))
+	}
+	r.metrics = s.Metrics
+	if r.metrics == "" {
+		r.metrics = filepath.Join(r.saveDir, defaultMetricsName)
+	}
+	return r, nil
+}
+
+// setAccum derives the gradient accumulation from the total batch size
+// (default: one micro-batch per update).
+func (r *trainRun) setAccum() error {
+	s := &r.set
+	if s.TotalBatchSize == 0 {
+		s.TotalBatchSize = s.BatchSize
+	}
+	if s.TotalBatchSize < s.BatchSize || s.TotalBatchSize%s.BatchSize != 0 {
+		return usagef("train", "flag --total-batch-size: %d is not a multiple of --batch-size %d", s.TotalBatchSize, s.BatchSize)
+	}
+	r.accum = s.TotalBatchSize / s.BatchSize
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// saveDirOf is the save directory a checkpoint directory belongs to: the
+// parent of checkpoint-<step> or latest.
+func saveDirOf(ckpt string) string {
+	ckpt = filepath.Clean(ckpt)
+	base := filepath.Base(ckpt)
+	if strings.HasPrefix(base, "checkpoint-") || base == train.LatestLink {
+		return filepath.Dir(ckpt)
+	}
+	return ckpt
+}
+
+// trainMain runs slc train.
+func trainMain(c *cli.Context) (err error) {
+	r, err := trainFlags(c)
+	if err != nil {
+		return err
+	}
+	if r.set.Lowering == "" {
+		r.set.Lowering = "auto" // resuming a run started from an artifact, with its config
+	}
+	s := &r.set
+
+	// The model first (cheap: reading a config), for the vocabulary the data
+	// is checked against; the costly compile comes after the data loaded.
+	var mod *modelSpec
+	if r.modelFromCkpt && !isArtifact(s.Model) {
+		// The checkpoint's own config: the run resumes wherever it is started.
+		co, err := codegenOptions(c, "train", nil, nil)
+		if err != nil {
+			return err
+		}
+		co.CPU, co.SLTrainLowering = s.CPU, s.Lowering
+		mod, err = configModel(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, true, s, co)
+		if err != nil {
+			return err
+		}
+	} else if mod, err = openModel(c, s.Model, r.lengthSet, s); err != nil {
+		return err
+	}
+	if err := r.setAccum(); err != nil { // an artifact fixes the batch size
+		return err
+	}
+	if r.resume != nil {
+		if err := sameConfig(mod.config, r.resume.Config); err != nil {
+			return fmt.Errorf("--continue-from %s: %w", r.resumeDir, err)
+		}
+	}
+	tr, ev, err := loadTrainData(s, mod.config.VocabSize)
+	if err != nil {
+		return err
+	}
+	created, err := prepareSaveDir(r)
+	if err != nil {
+		return err
+	}
+	if created {
+		// A run that fails before its first checkpoint leaves no empty
+		// directory behind (Remove leaves a non-empty one alone).
+		defer func() {
+			if err != nil {
+				if st, serr := os.Stat(r.metrics); serr == nil && st.Size() == 0 {
+					os.Remove(r.metrics)
+				}
+				os.Remove(r.saveDir)
+			}
+		}()
+	}
+
+	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, f32)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed)
+	rt, err := mod.load(c, r.threads)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	writeParamCounts(c, rt)
+
+	trainB, err := data.NewBatcher(tr, s.MaxLength, s.BatchSize, s.Shuffle, s.Seed)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Data, err)
+	}
+	var evalB *data.Batcher
+	if ev != nil {
+		if evalB, err = data.NewBatcher(ev, s.MaxLength, s.BatchSize, false, 0); err != nil {
+			return fmt.Errorf("eval data: %w", err)
+		}
+	}
+	from := 0
+	if r.resume != nil {
+		from = int(r.resume.State.Step)
+	}
+	tokensPerUpdate := int64(s.TotalBatchSize) * int64(s.MaxLength)
+	evalNote := "no evaluation (--eval-fraction 0)"
+	if evalB != nil {
+		src := fmt.Sprintf("the last %g of the rows", s.EvalFraction)
+		if s.EvalData != "" {
+			src = s.EvalData
+		}
+		evalNote = fmt.Sprintf("%s eval rows (%s), %d batches per eval", summary.Grouped(int64(evalB.Rows())), src, train.EvalBatchCount(s.EvalBatches, evalB.Rows(), s.BatchSize))
+	}
+	printf(c, "Data: %s: %s train rows of %d tokens; %s\n", s.Data, summary.Grouped(int64(trainB.Rows())), s.MaxLength, evalNote)
+	clip := "off"
+	if s.GradClipping > 0 {
+		clip = fmt.Sprintf("%g", s.GradClipping)
+	}
+	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d) = %s tokens per update, %.2f epochs; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %d threads\n",
+		s.Steps, s.TotalBatchSize, r.accum, plural(r.accum, "", "es"), s.BatchSize, summary.Grouped(tokensPerUpdate),
+		float64(int64(s.Steps)*int64(s.TotalBatchSize))/float64(trainB.Rows()), s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, r.threads)
+
+	if s.Init != "" {
+		rep, err := train.LoadInit(rt, s.Init)
+		if err != nil {
+			return fmt.Errorf("--init %w", err)
+		}
+		note := ""
+		if len(rep.Missing) > 0 {
+			note = fmt.Sprintf("; %d not in the file keep their seeded values (%s)", len(rep.Missing), firstNames(rep.Missing, 3))
+		}
+		printf(c, "Init: %d tensors from %s%s\n", rep.Loaded, s.Init, note)
+	}
+
+	obs := newProgress(c, r.logEvery)
+	tn, err := train.New(rt, trainB, evalB, train.Options{
+		Schedule:    train.Schedule{Kind: s.Scheduler, LR: s.LR, Warmup: s.Warmup, Total: s.Steps, MinLRRatio: s.MinLRRatio},
+		Accum:       r.accum,
+		WeightDecay: s.WeightDecay,
+		MaxGradNorm: s.GradClipping,
+		EvalEvery:   s.EvalEvery,
+		SaveEvery:   s.SaveEvery,
+		SaveDir:     r.saveDir,
+		EvalBatches: s.EvalBatches,
+		Seed:        s.Seed,
+		Args:        s.args(),
+		Observer:    obs,
+	})
+	if err != nil {
+		return err
+	}
+	if r.resume != nil {
+		if err := tn.Resume(r.resume); err != nil {
+			return fmt.Errorf("--continue-from %s: %w", r.resumeDir, err)
+		}
+		printf(c, "Resuming %s at update %d of %d (%s tokens seen)\n", r.resumeDir, from, s.Steps, summary.Grouped(r.resume.State.TokensSeen))
+	}
+	// Everything is checked: only now may old files be replaced.
+	if r.overwrite && r.resume == nil {
+		if err := removeOldRun(r.saveDir); err != nil {
+			return err
+		}
+	}
+	metrics, err := train.OpenMetrics(r.metrics, from)
+	if err != nil {
+		return err
+	}
+	defer metrics.Close()
+	tn.SetMetrics(metrics)
+	saveNote := "at the end"
+	if s.SaveEvery > 0 {
+		saveNote = fmt.Sprintf("every %d updates and at the end", s.SaveEvery)
+	}
+	printf(c, "Checkpoints: %s (%s); metrics: %s\n", r.saveDir, saveNote, r.metrics)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case sig := <-sigs:
+			obs.message(fmt.Sprintf("%v: stopping after this update and saving a checkpoint (again to quit now)", sig))
+			tn.Stop()
+		case <-done:
+			return
+		}
+		select {
+		case <-sigs:
+			obs.message("second signal: quitting without saving (the newest checkpoint is intact)")
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+
+	res, err := tn.Run()
+	obs.finish()
+	if err != nil {
+		var nf *train.NonFiniteError
+		if errors.As(err, &nf) {
+			last := "no checkpoint was saved"
+			if dir := latestCheckpoint(r.saveDir); dir != "" {
+				last = "the last good checkpoint is " + dir
+			}
+			return fmt.Errorf("%v; %s", err, last)
+		}
+		return err
+	}
+	plotNote := ""
+	if steps, evals, err := train.ReadMetrics(r.metrics); err == nil && len(steps) > 0 {
+		png := filepath.Join(r.saveDir, lossPlotName)
+		title := fmt.Sprintf("%s, %s", filepath.Base(s.Model), peftLabelAlpha(s))
+		if err := train.PlotLoss(png, title, steps, evals); err != nil {
+			plotNote = fmt.Sprintf("Loss curve: not written (%v)\n", err)
+		} else {
+			plotNote = fmt.Sprintf("Loss curve: %s\n", png)
+		}
+	}
+	if res.Interrupted {
+		printf(c, "Interrupted at update %d of %d: saved %s\n", res.Steps, s.Steps, res.Checkpoint)
+		printf(c, "%sResume with: slc train --continue-from %s\n", plotNote, res.Checkpoint)
+		return nil
+	}
+	evalText := ""
+	if res.Eval != nil {
+		evalText = fmt.Sprintf(", eval loss %.4f (perplexity %.2f)", res.Eval.EvalLoss, res.Eval.EvalPPL)
+	}
+	final := "no update ran in this session"
+	if res.LastStep.Step > 0 {
+		final = fmt.Sprintf("final loss %.4f", res.LastStep.Loss)
+	}
+	printf(c, "Done: %d updates in %s (%s tokens/s); %s%s\n", res.Steps, formatDuration(time.Duration(res.Elapsed*float64(time.Second))),
+		summary.Grouped(int64(res.TokensPerS)), final, evalText)
+	printf(c, "Checkpoint: %s (also %s)\n%s", res.Checkpoint, filepath.Join(r.saveDir, train.LatestLink), plotNote)
+	return nil
+}
+
+// latestCheckpoint is the directory SAVE_DIR/latest points at, or "".
+func latestCheckpoint(saveDir string) string {
+	link := filepath.Join(saveDir, train.LatestLink)
+	target, err := os.Readlink(link)
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(saveDir, target)
+}
+
+// loadTrainData loads the training corpus and the held-out split.
+func loadTrainData(s *trainSettings, vocab int) (trainTokens, evalTokens []int32, err error) {
+	opt := data.LoadOptions{VocabSize: vocab, Separator: separatorFor(vocab)}
+	tokens, err := data.Load(s.Data, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case s.EvalData != "":
+		if evalTokens, err = data.Load(s.EvalData, opt); err != nil {
+			return nil, nil, err
+		}
+		if len(evalTokens) < s.MaxLength {
+			return nil, nil, fmt.Errorf("%s: %d tokens make no full row of %d tokens", s.EvalData, len(evalTokens), s.MaxLength)
+		}
+		trainTokens = tokens
+	case s.EvalFraction > 0:
+		if len(tokens)/s.MaxLength < 2 {
+			return nil, nil, fmt.Errorf("%s: %d tokens make %d rows of %d tokens; training with a held-out split needs at least 2 (or --eval-fraction 0)", s.Data, len(tokens), len(tokens)/s.MaxLength, s.MaxLength)
+		}
+		if trainTokens, evalTokens, err = data.Split(tokens, s.MaxLength, s.EvalFraction); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", s.Data, err)
+		}
+	default:
+		trainTokens = tokens
+	}
+	if len(trainTokens) < s.MaxLength {
+		return nil, nil, fmt.Errorf("%s: %d tokens make no full row of %d tokens (--max-length)", s.Data, len(trainTokens), s.MaxLength)
+	}
+	return trainTokens, evalTokens, nil
+}
+
+// separatorFor is the document separator of byte-level text: 256, the first
+// id after the bytes, when the vocabulary has it, else '\n'.
+func separatorFor(vocab int) int {
+	if vocab > 256 {
+		return 256
+	}
+	return '\n'
+}
+
+// prepareSaveDir creates the save directory and checks that it is writable
+// before any compile, so that a run never trains for nothing. A fresh run
+// refuses a directory that holds checkpoints of another run unless
+// --overwrite, which removes them (and their metrics and plot).
+func prepareSaveDir(r *trainRun) (created bool, err error) {
+	dir := r.saveDir
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		created = true
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, fmt.Errorf("--save-dir %s: %w", dir, unwrapPathErr(err))
+	}
+	f, err := os.CreateTemp(dir, ".slc-write-test-*")
+	if err != nil {
+		return created, fmt.Errorf("--save-dir %s: cannot write there: %w", dir, unwrapPathErr(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	if mdir := filepath.Dir(r.metrics); mdir != dir {
+		if err := os.MkdirAll(mdir, 0o755); err != nil {
+			return created, fmt.Errorf("--metrics %s: %w", r.metrics, unwrapPathErr(err))
+		}
+	}
+	if r.resume != nil {
+		return created, nil
+	}
+	old := oldCheckpoints(dir)
+	if len(old) == 0 {
+		return created, nil
+	}
+	if !r.overwrite {
+		return false, fmt.Errorf("--save-dir %s already holds checkpoints (%s); resume them with --continue-from %s, or start afresh with --overwrite (which replaces them) or another --save-dir", dir, firstNames(old, 3), dir)
+	}
+	return false, nil
+}
+
+// removeOldRun removes the checkpoints, latest link and plot of an earlier
+// run from a save directory (--overwrite), once the new run is ready to
+// start.
+func removeOldRun(dir string) error {
+	for _, name := range append(oldCheckpoints(dir), train.LatestLink, lossPlotName) {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("--overwrite: %w", err)
+		}
+	}
+	return nil
+}
+
+// oldCheckpoints lists the checkpoint-<step> entries and the latest link of
+// a save directory.
+func oldCheckpoints(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "checkpoint-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func firstNames(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:n], ", ") + fmt.Sprintf(", and %d more", len(names)-n)
+}
+
+func unwrapPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// sameConfig checks that the model being resumed is the checkpoint's model.
+func sameConfig(cfg *frontend.LlamaConfig, ckptConfig []byte) error {
+	saved, err := frontend.ParseLlamaConfig(ckptConfig)
+	if err != nil {
+		return fmt.Errorf("the checkpoint's %s: %w", checkpoint.ConfigFile, err)
+	}
+	if !reflect.DeepEqual(cfg, saved) {
+		return fmt.Errorf("the model's config differs from the checkpoint's %s", checkpoint.ConfigFile)
+	}
+	return nil
+}
+
+func peftLabelAlpha(s *trainSettings) string {
+	if s.PEFT == "full" {
+		return "full-rank"
+	}
+	return fmt.Sprintf("SLTrain r %d, δ %g, α %g", s.Rank, s.SpRatio, s.LoraAlpha)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// writeParamCounts prints the parameter counts, as the seed's log does.
+func writeParamCounts(c *cli.Context, rt *runtime.Runtime) {
+	sm := summary.Of(rt.Module())
+	printf(c, "Total params: %s (%s in %d tensors)", summary.Millions(sm.Params.Elems), summary.Grouped(sm.Params.Elems), sm.Params.Tensors)
+	var parts []string
+	for _, k := range sm.Kinds {
+		if k.Tensors > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", k.Name, summary.Millions(k.Elems)))
+		}
+	}
+	printf(c, ": %s", strings.Join(parts, ", "))
+	if sm.BufferElems > 0 {
+		printf(c, "; buffers %s", summary.Millions(sm.BufferElems))
+	}
+	printf(c, "\n")
+	parts = parts[:0]
+	for _, g := range sm.Groups {
+		if g.Tensors > 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", g.Name, summary.Millions(g.Elems)))
+		}
+	}
+	printf(c, "  by group: %s\n", strings.Join(parts, ", "))
+}
+
+// formatDuration prints a duration as 1h02m, 3m05s or 12.3s.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}

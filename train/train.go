@@ -1,0 +1,527 @@
+// Package train runs SLTrain pretraining on a loaded runtime: the update loop
+// with gradient accumulation, the learning-rate schedule of DESIGN.md,
+// periodic evaluation on a held-out split, atomic checkpoints that resume
+// bit-identically, metrics.jsonl and the loss-curve plot.
+//
+// One update u (counted from 0) runs G micro-batches through the train_step
+// program, each with grad_scale = 1/G so that the accumulated gradient is the
+// mean over the update's rows, then the update program with lr = LR·λ(u) and
+// step = u+1 (AdamW's bias correction counts from 1). The update's reported
+// loss is the mean of its micro-batch losses.
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/data"
+	"gitee.com/gidean/conv-linn/runtime"
+)
+
+// Program, input and output names of a compiled training artifact.
+const (
+	progTrainStep = "train_step"
+	progUpdate    = "update"
+	progEval      = "eval"
+)
+
+// DefaultMaxEvalBatches caps the eval micro-batches when Options.EvalBatches
+// is 0, so that evaluating a big held-out split does not cost more than a few
+// dozen updates.
+const DefaultMaxEvalBatches = 100
+
+// Options configure a training run.
+type Options struct {
+	Schedule    Schedule
+	Accum       int     // G: micro-batches per update (>= 1)
+	WeightDecay float64 // AdamW's decoupled weight decay
+	MaxGradNorm float64 // global-norm clipping threshold; 0 = off
+	// EvalEvery evaluates after every EvalEvery updates (0: only at the end;
+	// the end of a run is always evaluated).
+	EvalEvery int
+	// SaveEvery saves a checkpoint after every SaveEvery updates (0: only at
+	// the end; the end of a run always saves).
+	SaveEvery int
+	// SaveDir holds the checkpoints: SaveDir/checkpoint-<step>, and
+	// SaveDir/latest, a symbolic link to the newest one.
+	SaveDir string
+	// EvalBatches is the number of eval micro-batches per evaluation; 0 takes
+	// every full micro-batch of the eval split (at least one), up to
+	// DefaultMaxEvalBatches.
+	EvalBatches int
+	// Seed is the run's seed, recorded in checkpoints.
+	Seed uint64
+	// Args are the run's settings (the command-line flags), recorded in every
+	// checkpoint so that a resumed run can check it continues the same run.
+	Args map[string]any
+	// Metrics, when not nil, receives one record per update and per eval.
+	Metrics *Metrics
+	// Observer, when not nil, is told about every update, eval and save.
+	Observer Observer
+}
+
+// Observer follows a run (the CLI's progress display).
+type Observer interface {
+	Step(r StepRecord, total int, eta time.Duration)
+	Eval(r EvalRecord)
+	Saved(dir string, step int)
+}
+
+// Trainer runs the update loop on one runtime.
+type Trainer struct {
+	rt    *runtime.Runtime
+	opt   Options
+	train *data.Batcher
+	eval  *data.Batcher
+
+	step       int // updates done
+	tokensSeen int64
+	lastLR     float64
+	elapsed0   float64   // training seconds before this session (resume)
+	started    time.Time // this session's start
+	busy       float64   // seconds spent in updates this session
+	updates    int       // updates done this session
+	lastSaved  int       // step of the newest checkpoint (-1: none)
+	lastDir    string
+	stop       atomic.Bool
+
+	tokensPerStep int64
+}
+
+// NonFiniteError reports a loss or gradient norm that is NaN or infinite: the
+// run stops without saving the broken state.
+type NonFiniteError struct {
+	Step  int    // the update (from 1) that produced it
+	What  string // "loss" or "gradient norm"
+	Value float64
+}
+
+func (e *NonFiniteError) Error() string {
+	return fmt.Sprintf("update %d: the %s is %v; training stopped without saving this state (try a lower --lr, more --warmup-steps or --grad-clipping)", e.Step, e.What, e.Value)
+}
+
+// New prepares a run on rt, which must hold the train_step, update and eval
+// programs of the same model, with micro-batches from train and held-out
+// batches from eval (nil: no evaluation). Both batchers must serve the
+// runtime's input_ids shape.
+func New(rt *runtime.Runtime, train, eval *data.Batcher, opt Options) (*Trainer, error) {
+	if err := opt.Schedule.Check(); err != nil {
+		return nil, err
+	}
+	switch {
+	case opt.Accum < 1:
+		return nil, fmt.Errorf("gradient accumulation must be >= 1, got %d", opt.Accum)
+	case !(opt.WeightDecay >= 0) || math.IsInf(opt.WeightDecay, 0):
+		return nil, fmt.Errorf("weight decay must be a finite number >= 0, got %v", opt.WeightDecay)
+	case !(opt.MaxGradNorm >= 0):
+		return nil, fmt.Errorf("gradient clipping must be >= 0 (0 = off), got %v", opt.MaxGradNorm)
+	case opt.EvalEvery < 0 || opt.SaveEvery < 0 || opt.EvalBatches < 0:
+		return nil, fmt.Errorf("eval-every, save-every and eval-batches must be >= 0")
+	case opt.SaveDir == "":
+		return nil, errors.New("no save directory")
+	case train == nil:
+		return nil, errors.New("no training data")
+	}
+	m := rt.Module()
+	for _, p := range []string{progTrainStep, progUpdate, progEval} {
+		if m.Graph(p) == nil {
+			return nil, fmt.Errorf("the model has no %s program (compile it with the whole pipeline)", p)
+		}
+	}
+	ids := m.Graph(progTrainStep).Input("input_ids")
+	if ids == nil || len(ids.Type.Shape) != 2 {
+		return nil, fmt.Errorf("the train_step program has no input_ids[B, L] input")
+	}
+	b, l := ids.Type.Shape[0], ids.Type.Shape[1]
+	for _, d := range []*data.Batcher{train, eval} {
+		if d != nil && (d.Batch() != b || d.RowLen() != l) {
+			return nil, fmt.Errorf("the data serves batches of %d × %d tokens, the model takes %d × %d", d.Batch(), d.RowLen(), b, l)
+		}
+	}
+	return &Trainer{rt: rt, opt: opt, train: train, eval: eval, lastSaved: -1, tokensPerStep: int64(b) * int64(l) * int64(opt.Accum)}, nil
+}
+
+// SetMetrics sets (or replaces) the metrics file of the run.
+func (t *Trainer) SetMetrics(m *Metrics) { t.opt.Metrics = m }
+
+// Step returns the number of updates done.
+func (t *Trainer) Step() int { return t.step }
+
+// TokensPerUpdate is B·L·G.
+func (t *Trainer) TokensPerUpdate() int64 { return t.tokensPerStep }
+
+// Stop asks the run to stop after the update in progress (and save a
+// checkpoint); it is safe to call from another goroutine, e.g. a signal
+// handler.
+func (t *Trainer) Stop() { t.stop.Store(true) }
+
+// Resume restores a checkpoint: the runtime's parameters, buffers and
+// optimizer state, the update step, the tokens seen and the data position, so
+// that the run continues exactly where the checkpoint was taken.
+func (t *Trainer) Resume(c *checkpoint.Checkpoint) error {
+	s := c.State
+	if s.Step > int64(t.opt.Schedule.Total) {
+		return fmt.Errorf("the checkpoint is at update %d, past the run's %d updates (--num-training-steps)", s.Step, t.opt.Schedule.Total)
+	}
+	if err := t.train.Seek(data.Position{Epoch: s.Epoch, Index: s.RowIndex}); err != nil {
+		return err
+	}
+	if err := checkpoint.ToRuntime(c, t.rt); err != nil {
+		return err
+	}
+	if err := CheckIndices(t.rt); err != nil {
+		return fmt.Errorf("corrupt checkpoint: %w", err)
+	}
+	t.step = int(s.Step)
+	t.tokensSeen = s.TokensSeen
+	t.lastLR = s.LR
+	t.elapsed0 = s.ElapsedSeconds
+	t.lastSaved = t.step
+	return nil
+}
+
+// elapsed is the training wall time so far, across resumes.
+func (t *Trainer) elapsed() float64 {
+	if t.started.IsZero() {
+		return t.elapsed0
+	}
+	return t.elapsed0 + time.Since(t.started).Seconds()
+}
+
+// Update runs one update: G micro-batches of train_step, then the optimizer.
+// A loss or gradient norm that is not finite is a *NonFiniteError; the state
+// is then not worth saving.
+func (t *Trainer) Update() (StepRecord, error) {
+	if t.started.IsZero() {
+		t.started = time.Now()
+	}
+	u := t.step
+	lr := t.opt.Schedule.At(u)
+	t0 := time.Now()
+	g := t.opt.Accum
+	scale := 1 / float64(g)
+	var sum float64
+	for i := 0; i < g; i++ {
+		ids := t.train.Next()
+		out, err := t.rt.Run(progTrainStep, runtime.Inputs{
+			Data:    map[string][]int64{"input_ids": ids},
+			Scalars: map[string]float64{"grad_scale": scale},
+		})
+		if err != nil {
+			return StepRecord{}, err
+		}
+		loss, err := scalarOut(out, "loss", progTrainStep)
+		if err != nil {
+			return StepRecord{}, err
+		}
+		if !isFinite(loss) {
+			return StepRecord{}, &NonFiniteError{Step: u + 1, What: "loss", Value: loss}
+		}
+		sum += loss
+	}
+	maxNorm := t.opt.MaxGradNorm
+	if maxNorm == 0 {
+		maxNorm = math.Inf(1)
+	}
+	out, err := t.rt.Run(progUpdate, runtime.Inputs{Scalars: map[string]float64{
+		"lr": lr, "step": float64(u + 1), "weight_decay": t.opt.WeightDecay, "max_grad_norm": maxNorm,
+	}})
+	if err != nil {
+		return StepRecord{}, err
+	}
+	norm, err := scalarOut(out, "grad_norm", progUpdate)
+	if err != nil {
+		return StepRecord{}, err
+	}
+	if !isFinite(norm) {
+		return StepRecord{}, &NonFiniteError{Step: u + 1, What: "gradient norm", Value: norm}
+	}
+	d := time.Since(t0).Seconds()
+	t.busy += d
+	t.updates++
+	t.step++
+	t.tokensSeen += t.tokensPerStep
+	t.lastLR = lr
+	r := StepRecord{
+		Step: t.step, Loss: sum / float64(g), LR: lr, GradNorm: norm,
+		TokensSeen: t.tokensSeen, TokensPerS: float64(t.tokensPerStep) / d, ElapsedS: t.elapsed(),
+	}
+	return r, nil
+}
+
+// scalarOut reads a one-element output of a program.
+func scalarOut(out map[string]runtime.Tensor, name, prog string) (float64, error) {
+	x, ok := out[name]
+	if !ok {
+		return 0, fmt.Errorf("the %s program has no %q output", prog, name)
+	}
+	return x.Scalar()
+}
+
+// EvalBatches is the number of eval micro-batches Evaluate runs.
+func (t *Trainer) EvalBatches() int {
+	if t.eval == nil {
+		return 0
+	}
+	return EvalBatchCount(t.opt.EvalBatches, t.eval.Rows(), t.eval.Batch())
+}
+
+// EvalBatchCount is the number of eval micro-batches for a requested count
+// (0: every full micro-batch of rows rows, at least one, up to
+// DefaultMaxEvalBatches).
+func EvalBatchCount(requested, rows, batch int) int {
+	if requested > 0 {
+		return requested
+	}
+	return min(max(1, rows/batch), DefaultMaxEvalBatches)
+}
+
+// Evaluate returns the mean loss of the eval program over the first
+// EvalBatches micro-batches of the held-out split (in order, the same rows
+// every time) and its perplexity. It does not change the training state.
+func (t *Trainer) Evaluate() (EvalRecord, error) {
+	if t.eval == nil {
+		return EvalRecord{}, errors.New("no eval data")
+	}
+	loss, err := Evaluate(t.rt, t.eval, t.EvalBatches())
+	if err != nil {
+		return EvalRecord{}, err
+	}
+	return EvalRecord{Step: t.step, EvalLoss: loss, EvalPPL: math.Exp(loss)}, nil
+}
+
+// Evaluate runs the eval program of rt on n micro-batches of b, from its
+// start, and returns the mean loss.
+func Evaluate(rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
+	if n < 1 {
+		return 0, fmt.Errorf("eval batches must be >= 1, got %d", n)
+	}
+	if err := b.Seek(data.Position{}); err != nil {
+		return 0, err
+	}
+	var sum float64
+	for i := 0; i < n; i++ {
+		out, err := rt.Run(progEval, runtime.Inputs{Data: map[string][]int64{"input_ids": b.Next()}})
+		if err != nil {
+			return 0, err
+		}
+		loss, err := scalarOut(out, "loss", progEval)
+		if err != nil {
+			return 0, err
+		}
+		sum += loss
+	}
+	return sum / float64(n), nil
+}
+
+// CheckpointDir is the directory of the checkpoint after update step.
+func CheckpointDir(saveDir string, step int) string {
+	return filepath.Join(saveDir, "checkpoint-"+strconv.Itoa(step))
+}
+
+// LatestLink is the name of the symbolic link to the newest checkpoint.
+const LatestLink = "latest"
+
+// Save writes a checkpoint of the current state to
+// SaveDir/checkpoint-<step> (atomically) and points SaveDir/latest at it. It
+// returns the checkpoint's directory.
+func (t *Trainer) Save() (string, error) {
+	if err := t.checkParams(); err != nil {
+		return "", err
+	}
+	pos := t.train.Position()
+	st := checkpoint.TrainingState{
+		Step: int64(t.step), GlobalStep: int64(t.step) * int64(t.opt.Accum), TokensSeen: t.tokensSeen,
+		Epoch: pos.Epoch, RowIndex: pos.Index, Seed: t.opt.Seed, LR: t.lastLR,
+		ElapsedSeconds: t.elapsed(), Args: t.opt.Args,
+	}
+	c, err := checkpoint.FromRuntime(t.rt, st)
+	if err != nil {
+		return "", err
+	}
+	dir := CheckpointDir(t.opt.SaveDir, t.step)
+	if err := checkpoint.Save(dir, c); err != nil {
+		return "", err
+	}
+	if err := setLatest(t.opt.SaveDir, filepath.Base(dir)); err != nil {
+		return "", err
+	}
+	if t.opt.Metrics != nil {
+		if err := t.opt.Metrics.Sync(); err != nil {
+			return "", err
+		}
+	}
+	t.lastSaved, t.lastDir = t.step, dir
+	if t.opt.Observer != nil {
+		t.opt.Observer.Saved(dir, t.step)
+	}
+	return dir, nil
+}
+
+// setLatest points saveDir/latest at target (a name inside saveDir),
+// replacing the link atomically.
+func setLatest(saveDir, target string) error {
+	link := filepath.Join(saveDir, LatestLink)
+	if st, err := os.Lstat(link); err == nil && st.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("%s: exists and is not a symbolic link; not replacing it", link)
+	}
+	tmp := filepath.Join(saveDir, "."+LatestLink+".tmp-"+strconv.Itoa(os.Getpid()))
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("%s: %w", link, unwrapPath(err))
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", link, unwrapPath(err))
+	}
+	if d, err := os.Open(saveDir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// ResolveCheckpoint returns the checkpoint directory dir names: dir itself
+// when it holds a checkpoint (or an interrupted save of one), else
+// dir/latest when dir is a save directory.
+func ResolveCheckpoint(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, checkpoint.StateFile)); err == nil {
+		return dir
+	}
+	latest := filepath.Join(dir, LatestLink)
+	if _, err := os.Stat(filepath.Join(latest, checkpoint.StateFile)); err == nil {
+		return latest
+	}
+	return dir
+}
+
+// Result is how a run ended.
+type Result struct {
+	Steps       int        // updates done (across resumes)
+	LastStep    StepRecord // the last update of this session (zero if none ran)
+	Eval        *EvalRecord
+	Interrupted bool    // Stop was called: the run saved and ended early
+	Checkpoint  string  // the newest checkpoint's directory
+	Elapsed     float64 // training wall time, across resumes
+	TokensPerS  float64 // mean training throughput of this session
+}
+
+// Run runs updates until Schedule.Total, evaluating every EvalEvery updates
+// and saving every SaveEvery, then evaluates and saves the final state. After
+// Stop it finishes the update in progress, saves, and returns with
+// Interrupted set. On a non-finite loss it returns a *NonFiniteError and
+// saves nothing, so the newest checkpoint stays the last good state.
+func (t *Trainer) Run() (*Result, error) {
+	res := &Result{}
+	n := t.opt.Schedule.Total
+	for t.step < n {
+		if t.stop.Load() {
+			break
+		}
+		r, err := t.Update()
+		if err != nil {
+			return nil, err
+		}
+		res.LastStep = r
+		if t.opt.Metrics != nil {
+			if err := t.opt.Metrics.Step(r); err != nil {
+				return nil, err
+			}
+		}
+		if t.opt.Observer != nil {
+			eta := time.Duration(t.busy / float64(t.updates) * float64(n-t.step) * float64(time.Second))
+			t.opt.Observer.Step(r, n, eta)
+		}
+		if t.step == n {
+			break
+		}
+		if t.opt.EvalEvery > 0 && t.step%t.opt.EvalEvery == 0 && t.eval != nil {
+			e, err := t.evalAndRecord()
+			if err != nil {
+				return nil, err
+			}
+			res.Eval = &e
+		}
+		if t.opt.SaveEvery > 0 && t.step%t.opt.SaveEvery == 0 {
+			if _, err := t.Save(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if t.step < n {
+		res.Interrupted = true
+	} else if t.eval != nil {
+		e, err := t.evalAndRecord()
+		if err != nil {
+			return nil, err
+		}
+		res.Eval = &e
+	}
+	if t.lastSaved != t.step {
+		if _, err := t.Save(); err != nil {
+			return nil, err
+		}
+	}
+	res.Steps = t.step
+	res.Checkpoint = t.lastDir
+	if res.Checkpoint == "" {
+		res.Checkpoint = CheckpointDir(t.opt.SaveDir, t.step)
+	}
+	res.Elapsed = t.elapsed()
+	if t.busy > 0 {
+		res.TokensPerS = float64(t.tokensPerStep) * float64(t.updates) / t.busy
+	}
+	return res, nil
+}
+
+// evalAndRecord evaluates and records the result; a loss that is not finite
+// stops the run like a training loss that is not, before the state is saved.
+func (t *Trainer) evalAndRecord() (EvalRecord, error) {
+	e, err := t.Evaluate()
+	if err != nil {
+		return e, err
+	}
+	if t.opt.Metrics != nil {
+		if err := t.opt.Metrics.Eval(e); err != nil {
+			return e, err
+		}
+	}
+	if t.opt.Observer != nil {
+		t.opt.Observer.Eval(e)
+	}
+	if !isFinite(e.EvalLoss) {
+		return e, &NonFiniteError{Step: t.step, What: "eval loss", Value: e.EvalLoss}
+	}
+	return e, nil
+}
+
+// checkParams reports a parameter that holds a NaN or an infinity, so that
+// such a state is never saved as a checkpoint.
+func (t *Trainer) checkParams() error {
+	for _, in := range modelInputs(t.rt) {
+		if !in.Type.DType.IsFloat() {
+			continue
+		}
+		x, err := t.rt.State(in.Name)
+		if err != nil {
+			return err
+		}
+		v, err := x.Float32s()
+		if err != nil {
+			return err
+		}
+		for _, f := range v {
+			if !isFinite(float64(f)) {
+				return &NonFiniteError{Step: t.step, What: "parameter " + in.Name, Value: float64(f)}
+			}
+		}
+	}
+	return nil
+}
