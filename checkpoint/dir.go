@@ -3,14 +3,13 @@ package checkpoint
 import (
 	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/atomicfile"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"gitee.com/gidean/conv-linn/safetensors"
 )
 
 // Atomic replacement of a whole directory. For a target dir "out/ckpt" the
@@ -167,7 +166,7 @@ func replaceDir(dir string, files []DirFile, replaceable []string, hook func(ste
 			if err := os.Rename(d, clean); err != nil {
 				return fmt.Errorf("recovering the checkpoint left at %s: %w", d, err)
 			}
-			if err := safetensors.SyncDir(parent); err != nil {
+			if err := atomicfile.SyncDir(parent); err != nil {
 				return err
 			}
 			exists = true
@@ -198,7 +197,7 @@ func replaceDir(dir string, files []DirFile, replaceable []string, hook func(ste
 		if err := step("write " + f.Name); err != nil {
 			return err
 		}
-		if err := safetensors.WriteFileAtomic(filepath.Join(tmp, f.Name), 0o644, f.Write); err != nil {
+		if err := atomicfile.Write(filepath.Join(tmp, f.Name), 0o644, f.Write); err != nil {
 			return fmt.Errorf("writing %s: %w", f.Name, err)
 		}
 	}
@@ -232,7 +231,7 @@ func replaceDir(dir string, files []DirFile, replaceable []string, hook func(ste
 	if err := step("sync"); err != nil {
 		return err
 	}
-	if err := safetensors.SyncDir(parent); err != nil {
+	if err := atomicfile.SyncDir(parent); err != nil {
 		return err
 	}
 	if err := step("cleanup"); err != nil {
@@ -243,7 +242,7 @@ func replaceDir(dir string, files []DirFile, replaceable []string, hook func(ste
 		os.RemoveAll(old)
 	}
 	removeLeftovers(parent, base)
-	safetensors.SyncDir(parent)
+	atomicfile.SyncDir(parent)
 	return nil
 }
 

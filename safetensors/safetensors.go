@@ -15,16 +15,15 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/atomicfile"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"unicode/utf8"
@@ -496,66 +495,9 @@ func Write(path string, f *File) (err error) {
 	if err := f.Check(); err != nil { // before touching the disk
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	err = WriteFileAtomic(path, 0o644, func(w io.Writer) error { return Encode(w, f) })
+	err = atomicfile.Write(path, 0o644, func(w io.Writer) error { return Encode(w, f) })
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
-}
-
-// WriteFileAtomic creates path with the contents fill writes, atomically: a
-// temporary file in path's directory is written, fsynced and renamed over
-// path, then the directory is fsynced. On any error the temporary file is
-// removed and path is untouched. Errors do not repeat the path.
-func WriteFileAtomic(path string, perm os.FileMode, fill func(io.Writer) error) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer func() {
-		if name != "" {
-			tmp.Close()
-			os.Remove(name)
-		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := fill(bw); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	name = ""
-	return SyncDir(dir)
-}
-
-// SyncDir fsyncs a directory, making the renames and creations inside it
-// durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/atomicfile"
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
+	"reflect"
 	"strconv"
 )
 
@@ -176,12 +177,17 @@ func ReadMetrics(path string) ([]StepRecord, []EvalRecord, error) {
 	var evals []EvalRecord
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
 		var r record
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field != "" {
+				return nil, nil, fmt.Errorf("%s:%d: field %q: want %s, got a JSON %s", path, n, te.Field, jsonKind(te.Type.Kind()), te.Value)
+			}
 			return nil, nil, fmt.Errorf("%s:%d: %w", path, n, err)
 		}
 		switch {
@@ -199,7 +205,18 @@ func ReadMetrics(path string) ([]StepRecord, []EvalRecord, error) {
 			evals = append(evals, EvalRecord{Step: r.Step, EvalLoss: *r.EvalLoss, EvalPPL: deref(r.EvalPPL)})
 		}
 	}
-	return steps, evals, sc.Err()
+	if err := sc.Err(); err != nil { // a line over 1 MiB
+		return nil, nil, fmt.Errorf("%s:%d: %w", path, n, err)
+	}
+	return steps, evals, nil
+}
+
+// jsonKind names what a record field holds, for errors.
+func jsonKind(k reflect.Kind) string {
+	if k == reflect.Pointer || k == reflect.Float64 || k == reflect.Int || k == reflect.Int64 {
+		return "a number"
+	}
+	return k.String()
 }
 
 func deref(p *float64) float64 {
@@ -212,36 +229,8 @@ func deref(p *float64) float64 {
 // writeAtomic replaces path with data: a temporary file in the same
 // directory, fsynced, renamed over path, then the directory synced.
 func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := atomicfile.WriteBytes(path, 0o644, data); err != nil {
 		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
