@@ -16,60 +16,6 @@ import (
 
 var le = binary.LittleEndian
 
-// bf16FromFloat32 rounds f to bfloat16 bits, ties to even; NaN stays NaN.
-func bf16FromFloat32(f float32) uint16 {
-	b := math.Float32bits(f)
-	if f != f {
-		return uint16(b>>16) | 0x40 // keep it a quiet NaN after truncation
-	}
-	b += 0x7fff + ((b >> 16) & 1)
-	return uint16(b >> 16)
-}
-
-func bf16ToFloat32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
-
-// f16FromFloat64 rounds x to IEEE half precision bits, ties to even.
-func f16FromFloat64(x float64) uint16 {
-	var sign uint16
-	if math.Signbit(x) {
-		sign = 0x8000
-	}
-	a := math.Abs(x)
-	switch {
-	case math.IsNaN(x):
-		return 0x7e00
-	case a >= 65520: // halfway between 65504 (the largest half) and 2^16, and Inf
-		return sign | 0x7c00
-	case a < 0x1p-14: // subnormal (or zero): fixed quantum 2^-24; 1024 quanta is the smallest normal
-		return sign | uint16(math.RoundToEven(a*0x1p24))
-	}
-	_, e := math.Frexp(a) // a = f·2^e, f in [0.5, 1)
-	exp := e - 1
-	mant := math.RoundToEven((math.Ldexp(a, -exp) - 1) * 1024)
-	if mant == 1024 {
-		exp, mant = exp+1, 0
-	}
-	return sign | uint16(exp+15)<<10 | uint16(mant)
-}
-
-func f16ToFloat64(h uint16) float64 {
-	sign := 1.0
-	if h&0x8000 != 0 {
-		sign = -1
-	}
-	exp, mant := int(h>>10&0x1f), float64(h&0x3ff)
-	switch exp {
-	case 0:
-		return sign * math.Ldexp(mant, -24)
-	case 31:
-		if mant != 0 {
-			return math.NaN()
-		}
-		return sign * math.Inf(1)
-	}
-	return sign * math.Ldexp(1+mant/1024, exp-15)
-}
-
 // putFloat writes x into element i of a buffer of dtype d (a float type).
 func putFloat(b []byte, d ir.DType, i int, x float64) {
 	switch d {
@@ -78,9 +24,9 @@ func putFloat(b []byte, d ir.DType, i int, x float64) {
 	case ir.F64:
 		le.PutUint64(b[8*i:], math.Float64bits(x))
 	case ir.BF16:
-		le.PutUint16(b[2*i:], bf16FromFloat32(float32(x)))
+		le.PutUint16(b[2*i:], ir.BF16FromFloat32(float32(x)))
 	case ir.F16:
-		le.PutUint16(b[2*i:], f16FromFloat64(x))
+		le.PutUint16(b[2*i:], ir.F16FromFloat64(x))
 	}
 }
 
@@ -92,9 +38,9 @@ func getFloat(b []byte, d ir.DType, i int) float64 {
 	case ir.F64:
 		return math.Float64frombits(le.Uint64(b[8*i:]))
 	case ir.BF16:
-		return float64(bf16ToFloat32(le.Uint16(b[2*i:])))
+		return float64(ir.BF16ToFloat32(le.Uint16(b[2*i:])))
 	case ir.F16:
-		return f16ToFloat64(le.Uint16(b[2*i:]))
+		return ir.F16ToFloat64(le.Uint16(b[2*i:]))
 	}
 	return 0
 }

@@ -66,11 +66,11 @@ func TestConvert(t *testing.T) {
 		{float32(math.Inf(1)), 0x7f80}, {math.MaxFloat32, 0x7f80}, {float32(math.Copysign(0, -1)), 0x8000},
 	}
 	for _, c := range bf16 {
-		if got := bf16FromFloat32(c.in); got != c.bits {
+		if got := ir.BF16FromFloat32(c.in); got != c.bits {
 			t.Errorf("bf16(%v) = %#04x, want %#04x", c.in, got, c.bits)
 		}
 	}
-	if nan := bf16FromFloat32(math.Float32frombits(0x7f800001)); !math.IsNaN(float64(bf16ToFloat32(nan))) {
+	if nan := ir.BF16FromFloat32(math.Float32frombits(0x7f800001)); !math.IsNaN(float64(ir.BF16ToFloat32(nan))) {
 		t.Errorf("bf16 of a NaN with low payload is %#04x, not a NaN", nan)
 	}
 	f16 := []struct {
@@ -82,7 +82,7 @@ func TestConvert(t *testing.T) {
 		{1 + 0x3p-11, 0x3c02}, {0x1.ffcp-15, 0x0400}, {math.Copysign(0, -1), 0x8000},
 	}
 	for _, c := range f16 {
-		if got := f16FromFloat64(c.in); got != c.bits {
+		if got := ir.F16FromFloat64(c.in); got != c.bits {
 			t.Errorf("f16(%v) = %#04x, want %#04x", c.in, got, c.bits)
 		}
 	}
@@ -91,11 +91,11 @@ func TestConvert(t *testing.T) {
 		if h&0x7c00 == 0x7c00 {
 			continue
 		}
-		if got := f16FromFloat64(f16ToFloat64(uint16(h))); got != uint16(h) {
-			t.Fatalf("f16 %#04x → %v → %#04x", h, f16ToFloat64(uint16(h)), got)
+		if got := ir.F16FromFloat64(ir.F16ToFloat64(uint16(h))); got != uint16(h) {
+			t.Fatalf("f16 %#04x → %v → %#04x", h, ir.F16ToFloat64(uint16(h)), got)
 		}
 	}
-	if !math.IsNaN(f16ToFloat64(f16FromFloat64(math.NaN()))) {
+	if !math.IsNaN(ir.F16ToFloat64(ir.F16FromFloat64(math.NaN()))) {
 		t.Error("f16 NaN is not a NaN")
 	}
 

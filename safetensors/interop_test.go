@@ -74,7 +74,7 @@ st.save(sys.argv[2], {
 		want  []float64
 	}{
 		{"w", ir.F32, []int{2, 3}, []float64{0, 0.25, 0.5, 0.75, 1, 1.25}},
-		{"b", ir.BF16, []int{3}, []float64{1, float64(BF16ToFloat32(BF16FromFloat32(0.1))), -3}},
+		{"b", ir.BF16, []int{3}, []float64{1, float64(ir.BF16ToFloat32(ir.BF16FromFloat32(0.1))), -3}},
 		{"h", ir.F16, []int{2}, []float64{0.5, -65504}},
 		{"d", ir.F64, []int{1, 1}, []float64{math.Pi}},
 		{"s", ir.F32, nil, []float64{2.5}},

@@ -255,11 +255,11 @@ func TestConversions(t *testing.T) {
 		{float32(math.Copysign(0, -1)), 0x8000},
 		{math.MaxFloat32, 0x7f80},
 	} {
-		if got := BF16FromFloat32(c.in); got != c.want {
-			t.Errorf("BF16FromFloat32(%v) = %#04x, want %#04x", c.in, got, c.want)
+		if got := ir.BF16FromFloat32(c.in); got != c.want {
+			t.Errorf("ir.BF16FromFloat32(%v) = %#04x, want %#04x", c.in, got, c.want)
 		}
 	}
-	if h := BF16FromFloat32(float32(math.NaN())); BF16ToFloat32(h) == BF16ToFloat32(h) {
+	if h := ir.BF16FromFloat32(float32(math.NaN())); ir.BF16ToFloat32(h) == ir.BF16ToFloat32(h) {
 		t.Errorf("NaN became %#04x", h)
 	}
 	// F16.
@@ -271,10 +271,10 @@ func TestConversions(t *testing.T) {
 		{0x1p-25, 0x0000}, {0x1.8p-24, 0x0002}, {1 + 0x1p-11, 0x3c00}, {1 + 3*0x1p-11, 0x3c02},
 		{math.Inf(-1), 0xfc00}, {0x1.ffcp-15, 0x0400}, {0x1.ff8p-15, 0x03ff},
 	} {
-		if got := F16FromFloat64(c.in); got != c.want {
-			t.Errorf("F16FromFloat64(%v) = %#04x, want %#04x", c.in, got, c.want)
+		if got := ir.F16FromFloat64(c.in); got != c.want {
+			t.Errorf("ir.F16FromFloat64(%v) = %#04x, want %#04x", c.in, got, c.want)
 		}
-		if c.want&0x7c00 != 0x7c00 && F16FromFloat64(F16ToFloat64(c.want)) != c.want {
+		if c.want&0x7c00 != 0x7c00 && ir.F16FromFloat64(ir.F16ToFloat64(c.want)) != c.want {
 			t.Errorf("F16 %#04x does not round-trip", c.want)
 		}
 	}
@@ -283,7 +283,7 @@ func TestConversions(t *testing.T) {
 		if h&0x7c00 == 0x7c00 {
 			continue
 		}
-		if got := F16FromFloat64(F16ToFloat64(uint16(h))); got != uint16(h) {
+		if got := ir.F16FromFloat64(ir.F16ToFloat64(uint16(h))); got != uint16(h) {
 			t.Fatalf("half %#04x round-trips to %#04x", h, got)
 		}
 	}
@@ -294,7 +294,7 @@ func TestConversions(t *testing.T) {
 		want []float32
 	}{
 		{"model.embed_tokens.weight", []float32{1, -2, 3.5, 0, float32(math.Inf(1)), 1e-30}},
-		{"b", []float32{1, BF16ToFloat32(BF16FromFloat32(0.1)), -3}},
+		{"b", []float32{1, ir.BF16ToFloat32(ir.BF16FromFloat32(0.1)), -3}},
 		{"h", []float32{65504, -0.5}},
 		{"d", []float32{float32(math.Pi)}},
 	} {

@@ -252,7 +252,7 @@ func TestTrainEvalGenerateExport(t *testing.T) {
 	}
 	got, want := floats(t, sx, "model.layers.0.self_attn.q_proj.lora_A"), floats(t, ck.Model, "model.layers.0.self_attn.q_proj.lora_A")
 	for i := range want {
-		if got[i] != safetensors.BF16ToFloat32(safetensors.BF16FromFloat32(want[i])) {
+		if got[i] != ir.BF16ToFloat32(ir.BF16FromFloat32(want[i])) {
 			t.Fatalf("lora_A[%d]: %v, want bf16(%v)", i, got[i], want[i])
 		}
 	}
