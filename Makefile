@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: run test build setup xcheck
+.PHONY: run test build setup xcheck ablation
 
 # The bundled default: check/install the tools, then train a small SLTrain
 # LLaMA (d 128, 4 layers, r = d/4, δ 0.03) on Tiny Shakespeare for a few
@@ -35,3 +35,12 @@ setup:
 # semantics (tools/torchref): same init, same rows, full-rank and SLTrain.
 xcheck: setup
 	bash scripts/xcheck.sh
+
+# The ablation of README.md's "Ablation": full-rank vs SLTrain (r = d/4,
+# δ 0.03) vs low-rank only on Tiny Shakespeare at equal updates, batch, lr and
+# seed; prints the table and draws docs/ablation.png (about 4-5 minutes on two
+# idle cores; make ablation SEEDS="0 1 2" for error bars, three times as long).
+SEEDS ?= 0
+
+ablation: setup
+	GO=$(GO) SEEDS="$(SEEDS)" bash scripts/ablation.sh
