@@ -13,13 +13,20 @@
 // element.
 //
 // The kernels follow the BLIS design: five loops around a micro-kernel. B is
-// packed into KC×NR panels and A into MR×KC panels in per-thread scratch;
-// the micro-kernel keeps an MR×NR block of C in vector registers and performs
-// KC rank-1 updates with llvm.fma on <W x float> vectors, W = 16 on AVX-512
-// and 8 on AVX2 (see Arch and Blocking). Floating-point instructions carry
-// only the "contract" fast-math flag, so results do not depend on
-// reassociation and are bit-identical from run to run for a fixed thread
-// count.
+// packed into KC×NR panels and A into MR×KC panels in per-thread scratch
+// (transposing copies go through in-register W×W transposes, never
+// gathers); the micro-kernel keeps an MR×NR block of C in vector registers
+// and performs KC rank-1 updates with llvm.fma on <W x float> vectors,
+// W = 16 on AVX-512 and 8 on AVX2 (see Arch and Blocking), prefetching its
+// C tile before the k loop. Floating-point instructions carry only the
+// "contract" fast-math flag, so nothing is reassociated; every element is
+// summed in the same order whatever the thread count, so results are
+// bit-identical from run to run and for any nthreads.
+//
+// Usage: NewGenerator for a llvm.TargetMachine, Generator.Add for each GEMM
+// into a module configured for that machine, then Optimize (default<O3>)
+// and emit the object. BenchmarkGEMM compares the kernels with OpenBLAS on
+// the GEMMs of a LLaMA training step.
 //
 // # ABI
 //

@@ -17,7 +17,7 @@ type emitter struct {
 	w    int // floats per vector
 
 	void, i1, i32, i64, f32, ptr, vec llvm.Type
-	fma                               llvm.Function
+	fma                               llvm.Function // llvm.fma or llvm.fmuladd on vec
 }
 
 // newEmitter prepares types and intrinsics for m; callers set fn before
@@ -28,7 +28,14 @@ func newEmitter(m llvm.Module, arch Arch) (*emitter, error) {
 	e.void, e.i1, e.i32, e.i64 = ctx.VoidType(), ctx.Int1Type(), ctx.Int32Type(), ctx.Int64Type()
 	e.f32, e.ptr = ctx.FloatType(), ctx.PointerType(0)
 	e.vec = llvm.VectorType(e.f32, e.w)
-	fma, err := m.Intrinsic("llvm.fma", e.vec)
+	// llvm.fma is one vfmadd on FMA hardware; elsewhere it would become a
+	// libm call per lane, so use llvm.fmuladd there (mul + add, fused only
+	// where that is fast).
+	name := "llvm.fma"
+	if !arch.FMA {
+		name = "llvm.fmuladd"
+	}
+	fma, err := m.Intrinsic(name, e.vec)
 	if err != nil {
 		e.close()
 		return nil, err

@@ -64,7 +64,7 @@ func (s GEMM) normalized() (GEMM, error) {
 			return s, fmt.Errorf("cpu: GEMM %s: StrideC %d < M·N = %d: batch items of C would overlap", s.Name, s.StrideC, m*n)
 		}
 		for _, st := range []int64{s.StrideA, s.StrideB, s.StrideC} {
-			if st > maxDim || int64(s.Batch-1)*st > maxDim {
+			if st > maxDim || (st > 0 && int64(s.Batch-1) > maxDim/st) {
 				return s, fmt.Errorf("cpu: GEMM %s: batch stride %d is too large", s.Name, st)
 			}
 		}
@@ -181,16 +181,15 @@ func Optimize(m llvm.Module, tm llvm.TargetMachine) error {
 
 // plan is the static schedule of one kernel.
 type plan struct {
-	s              GEMM
-	b              Blocking // effective: MC multiple of MR, NC of NR, KC fitted to K
-	kcLast         int      // depth of the last K block (≤ b.KC)
-	splitN         bool
-	apFloats       int // packed A block: MC×KC
-	bpFloats       int // packed B block: KC×NC
-	scratchBytes   int64
-	tiles          int // tiles along the split dimension per batch item
-	mEdge, nEdge   int // M mod MR, N mod NR
-	multiK, multiN bool
+	s            GEMM
+	b            Blocking // effective: MC multiple of MR, NC of NR, KC fitted to K
+	kcLast       int      // depth of the last K block (≤ b.KC)
+	splitN       bool
+	apFloats     int // packed A block: MC×KC
+	bpFloats     int // packed B block: KC×NC
+	scratchBytes int64
+	tiles        int // tiles along the split dimension per batch item
+	mEdge, nEdge int // M mod MR, N mod NR
 }
 
 // newPlan fits blocking b to s.
@@ -210,7 +209,6 @@ func newPlan(s GEMM, b Blocking) *plan {
 	p.b.KC = kc
 	nk = ceilDiv(s.K, kc)
 	p.kcLast = s.K - (nk-1)*kc
-	p.multiK = nk > 1
 	// Threads split the longer side of C: each thread packs all of the
 	// other operand, so that keeps the duplicated packing small.
 	p.splitN = s.N > s.M
@@ -323,10 +321,15 @@ func (g *gemmGen) emitDriver() error {
 	ap := b.InBoundsGEP(i8, scratch, []llvm.Value{off}, "ap")
 	bp := b.InBoundsGEP(i8, ap, []llvm.Value{g.c64(int64(roundUp(4*p.apFloats, 64)))}, "bp")
 
-	// This thread's part: units [u0, u1) of batch·tiles.
+	// This thread's part: units [u0, u1) of batch·tiles, where thread t
+	// starts at t·q + min(t, r) with q, r = total / nthreads, total mod
+	// nthreads (balanced, and free of overflow for any nthreads).
 	total := g.c64(int64(s.Batch) * int64(p.tiles))
-	u0 := b.UDiv(g.mul(tid, total), nthreads, "u0")
-	u1 := b.UDiv(g.mul(g.add(tid, g.c64(1)), total), nthreads, "u1")
+	q := b.UDiv(total, nthreads, "q")
+	r := b.URem(total, nthreads, "r")
+	start := func(t llvm.Value) llvm.Value { return g.add(g.mul(t, q), g.min(t, r)) }
+	u0 := start(tid)
+	u1 := start(g.add(tid, g.c64(1)))
 	tiles := g.c64(int64(p.tiles))
 
 	body := func(bi, lo, hi llvm.Value) {

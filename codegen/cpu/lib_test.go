@@ -38,6 +38,20 @@ func avx2Machine(tb testing.TB) llvm.TargetMachine {
 	return tm
 }
 
+// sseMachine returns an -O3 PIC machine for baseline x86-64 (SSE2, no AVX,
+// no FMA).
+func sseMachine(tb testing.TB) llvm.TargetMachine {
+	tb.Helper()
+	tm, err := llvm.NewTargetMachine(llvm.DefaultTargetTriple(), llvm.MachineOptions{
+		CPU: "x86-64", Features: "+sse2", OptLevel: llvm.CodeGenAggressive, Reloc: llvm.RelocPIC,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(tm.Dispose)
+	return tm
+}
+
 // hostRuns reports whether code for arch runs on this host.
 func hostRuns(arch Arch) bool {
 	feats := llvm.HostCPUFeatures()
@@ -84,9 +98,6 @@ func buildLib(tb testing.TB, tm llvm.TargetMachine, jobs []job) ([]Kernel, []uns
 		tb.Fatal(err)
 	}
 	dir := tb.TempDir()
-	if d := os.Getenv("EXP_SODIR"); d != "" {
-		dir = d
-	}
 	o, so := filepath.Join(dir, "gemm.o"), filepath.Join(dir, "gemm.so")
 	if err := os.WriteFile(o, obj, 0o644); err != nil {
 		tb.Fatal(err)

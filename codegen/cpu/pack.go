@@ -33,18 +33,37 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 	b := g.b
 	w, mr := g.w, p.b.MR
 	m, k := int64(s.M), int64(s.K)
+	// edgeRows emits body(MR) for full panels and body(M mod MR) for the
+	// last panel of A, whose first row is row0.
+	edgeRows := func(row0 llvm.Value, body func(rows int)) {
+		if p.mEdge == 0 {
+			body(mr)
+			return
+		}
+		full := b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(m), "")
+		g.ifElse("rows", full, func() { body(mr) }, func() { body(p.mEdge) })
+	}
+	if s.TransA {
+		// A[k][m] at k·M + m: for each k, one contiguous run of mc floats
+		// is dealt out to the panels (k outermost, so that a wide A is read
+		// row by row rather than with a stride of M floats).
+		g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
+			src := g.at(a, g.add(g.mul(g.add(pc, kk), g.c64(m)), ic))
+			dst := g.at(ap, g.mul(kk, g.c64(int64(mr))))
+			g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
+				edgeRows(g.add(ic, q), func(rows int) {
+					rowT := llvm.VectorType(g.f32, rows)
+					g.store(g.load(rowT, g.at(src, q), 4), g.at(dst, g.mul(q, kc)), 4)
+				})
+			})
+		})
+		b.RetVoid()
+		return fn, nil
+	}
 	g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
 		row0 := g.add(ic, q)
 		dst := g.at(ap, g.mul(q, kc))
-		panel := func(rows int) {
-			if s.TransA { // A[k][m] at k·M + m: each k is a contiguous run
-				rowT := llvm.VectorType(g.f32, rows)
-				g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-					src := g.at(a, g.add(g.mul(g.add(pc, kk), g.c64(m)), row0))
-					g.store(g.load(rowT, src, 4), g.at(dst, g.mul(kk, g.c64(int64(mr)))), 4)
-				})
-				return
-			}
+		edgeRows(row0, func(rows int) {
 			// A[m][k] at m·K + k: transpose W×W blocks of (row, k).
 			src := g.at(a, g.add(g.mul(row0, g.c64(k)), pc))
 			kMain := b.And(kc, g.c64(int64(-w)), "")
@@ -73,13 +92,7 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 					g.store(g.load(g.f32, g.atc(s0, int64(r)*k), 4), g.atc(d0, int64(r)), 4)
 				}
 			})
-		}
-		if p.mEdge == 0 {
-			panel(mr)
-			return
-		}
-		full := b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(m), "")
-		g.ifElse("rows", full, func() { panel(mr) }, func() { panel(p.mEdge) })
+		})
 	})
 	b.RetVoid()
 	return fn, nil
@@ -110,28 +123,47 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 	n, k := int64(s.N), int64(s.K)
 	bAlign := min(4*w, 64)
 	var ferr error
-	g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
-		col0 := g.add(jc, pp)
-		dst := g.at(bp, g.mul(pp, kc))
-		panel := func(cols int) {
-			if !s.TransB { // B[k][n] at k·N + n: copy vectors
-				g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-					d := g.at(dst, g.mul(kk, g.c64(nr)))
-					src := g.at(bm, g.add(g.mul(g.add(pc, kk), g.c64(n)), col0))
+	// edgeCols emits body(NR) for full panels and body(N mod NR) for the
+	// last panel of B, whose first column is col0.
+	edgeCols := func(col0 llvm.Value, body func(cols int)) {
+		if p.nEdge == 0 {
+			body(p.b.NR)
+			return
+		}
+		full := b.ICmp(llvm.IntSLE, g.add(col0, g.c64(nr)), g.c64(n), "")
+		g.ifElse("cols", full, func() { body(p.b.NR) }, func() { body(p.nEdge) })
+	}
+	if !s.TransB {
+		// B[k][n] at k·N + n: for each k, copy the run of nc floats into
+		// the panels as vectors (k outermost, so that a wide B is read row
+		// by row).
+		g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
+			src := g.at(bm, g.add(g.mul(g.add(pc, kk), g.c64(n)), jc))
+			dst := g.at(bp, g.mul(kk, g.c64(nr)))
+			g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
+				edgeCols(g.add(jc, pp), func(cols int) {
+					s0, d0 := g.at(src, pp), g.at(dst, g.mul(pp, kc))
 					for j := 0; j*w < cols; j++ {
 						lanes := min(w, cols-j*w)
 						var v llvm.Value
 						if lanes == w {
-							v = g.load(g.vec, g.atc(src, int64(j*w)), 4)
-						} else if v, err = g.maskedLoad(g.atc(src, int64(j*w)), lanes); err != nil {
+							v = g.load(g.vec, g.atc(s0, int64(j*w)), 4)
+						} else if v, err = g.maskedLoad(g.atc(s0, int64(j*w)), lanes); err != nil {
 							ferr = err
 							return
 						}
-						g.store(v, g.atc(d, int64(j*w)), bAlign)
+						g.store(v, g.atc(d0, int64(j*w)), bAlign)
 					}
 				})
-				return
-			}
+			})
+		})
+		b.RetVoid()
+		return fn, ferr
+	}
+	g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
+		col0 := g.add(jc, pp)
+		dst := g.at(bp, g.mul(pp, kc))
+		edgeCols(col0, func(cols int) {
 			// B[n][k] at n·K + k: transpose W×W blocks of (column, k).
 			src := g.at(bm, g.add(g.mul(col0, g.c64(k)), pc))
 			kMain := b.And(kc, g.c64(int64(-w)), "")
@@ -163,13 +195,7 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 					g.store(x, g.atc(d0, int64(c)), 4)
 				}
 			})
-		}
-		if p.nEdge == 0 {
-			panel(p.b.NR)
-			return
-		}
-		full := b.ICmp(llvm.IntSLE, g.add(col0, g.c64(nr)), g.c64(n), "")
-		g.ifElse("cols", full, func() { panel(p.b.NR) }, func() { panel(p.nEdge) })
+		})
 	})
 	b.RetVoid()
 	return fn, ferr

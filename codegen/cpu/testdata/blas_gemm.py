@@ -5,7 +5,8 @@ stdin, where A is stored as [M,K] ([K,M] when transA) and B as [K,N] ([N,K]
 when transB), both row-major, and C = op(A)·op(B) is written into a
 preallocated [M,N] array (numpy passes the transposes to sgemm without
 copying). Prints "blas PATH" for the BLAS library loaded into the process,
-then one "NAME GFLOPS" line per shape: the median over timed repetitions.
+then one "NAME GFLOPS" line per shape: over repetitions for at least one
+second, the same mean that go test -bench reports for our kernels.
 Thread count and core type come from the environment (OPENBLAS_NUM_THREADS,
 OPENBLAS_CORETYPE).
 """
@@ -41,14 +42,14 @@ def main():
         opb = b.T if s["transB"] else b
         c = np.empty((m, n), np.float32)
         np.matmul(opa, opb, out=c)  # warm up
-        times = []
+        # Mean time over at least one second, as go test -bench reports it.
+        reps = 0
         start = time.perf_counter()
-        while len(times) < 5 or (time.perf_counter() - start < 0.5 and len(times) < 200):
-            t = time.perf_counter()
+        while reps < 3 or time.perf_counter() - start < 1.0:
             np.matmul(opa, opb, out=c)
-            times.append(time.perf_counter() - t)
-        times.sort()
-        print(s["name"], 2.0 * m * n * k / times[len(times) // 2] / 1e9, flush=True)
+            reps += 1
+        elapsed = time.perf_counter() - start
+        print(s["name"], 2.0 * m * n * k * reps / elapsed / 1e9, flush=True)
 
 
 if __name__ == "__main__":

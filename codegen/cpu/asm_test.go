@@ -1,0 +1,110 @@
+package cpu
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// funcAsm returns the assembly of every function whose label starts with
+// prefix, keyed by label.
+func funcAsm(asm, prefix string) map[string]string {
+	out := map[string]string{}
+	lines := strings.Split(asm, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.Trim(lines[i], `"`)
+		if !strings.HasPrefix(l, prefix) || !strings.HasSuffix(lines[i], ":") {
+			continue
+		}
+		name := strings.Trim(strings.TrimSuffix(lines[i], ":"), `"`)
+		var body []string
+		for i++; i < len(lines) && !strings.HasPrefix(lines[i], ".Lfunc_end"); i++ {
+			body = append(body, lines[i])
+		}
+		out[name] = strings.Join(body, "\n")
+	}
+	return out
+}
+
+// TestMicroKernelAsm checks that the optimized micro-kernels are what the
+// design promises: vector FMAs on zmm (AVX-512) or ymm (AVX2) registers,
+// and no accumulator spilled to the stack. A control with a tile too large
+// for AVX2's 16 registers checks that spills are detected.
+func TestMicroKernelAsm(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		tm     llvm.TargetMachine
+		reg    string
+		tile   [2]int // MR, NR; zero for the default
+		spills bool   // a control: this tile cannot fit in the registers
+	}{
+		{"avx512", func() llvm.TargetMachine {
+			tm, err := llvm.NewTargetMachine(llvm.DefaultTargetTriple(), llvm.MachineOptions{
+				CPU: "znver4", Features: "+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx2,+fma,+avx", OptLevel: llvm.CodeGenAggressive, Reloc: llvm.RelocPIC,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(tm.Dispose)
+			return tm
+		}(), "zmm", [2]int{}, false},
+		{"avx2", avx2Machine(t), "ymm", [2]int{}, false},
+		{"host", hostMachine(t), "", [2]int{}, false},
+		{"avx2-too-big", avx2Machine(t), "ymm", [2]int{8, 32}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewGenerator(c.tm)
+			if c.tile[0] != 0 {
+				g.Blocking.MR, g.Blocking.NR = c.tile[0], c.tile[1]
+			}
+			reg := c.reg
+			if reg == "" {
+				reg = map[int]string{16: "zmm", 8: "ymm", 4: "xmm"}[g.Arch.VectorWidth]
+			}
+			ctx := llvm.NewContext()
+			defer ctx.Dispose()
+			m := ctx.NewModule("asm")
+			defer m.Dispose()
+			m.ConfigureFor(c.tm)
+			for _, s := range []GEMM{
+				{Name: "fwd", M: 2048, N: 512, K: 512, TransB: true, Alpha: 1},
+				{Name: "dw", M: 100, N: 37, K: 300, TransA: true, Alpha: 0.5, Accumulate: true},
+			} {
+				if _, err := g.Add(m, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := Optimize(m, c.tm); err != nil {
+				t.Fatal(err)
+			}
+			asm, err := c.tm.Emit(m, llvm.AssemblyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fma := regexp.MustCompile(`vfmadd\d+ps\s+%` + reg + `\d+, %` + reg + `\d+, %` + reg + `\d+`)
+			mks := 0
+			for _, prefix := range []string{"fwd.mk.", "dw.mk."} {
+				for name, body := range funcAsm(string(asm), prefix) {
+					mks++
+					if n := len(fma.FindAllString(body, -1)); n == 0 {
+						t.Errorf("%s has no vfmadd…ps on %s registers:\n%s", name, reg, body)
+					}
+					// A micro-kernel has no locals and makes no calls: any
+					// use of the stack is a register spill.
+					spills := strings.Contains(body, "%rsp")
+					if spills && !c.spills {
+						t.Errorf("%s spills registers:\n%s", name, body)
+					} else if !spills && c.spills && strings.HasSuffix(name, fmt.Sprintf(".m%d.n%d", c.tile[0], c.tile[1])) {
+						t.Errorf("%s: the spill detector found no spill in a 32-accumulator AVX2 kernel", name)
+					}
+				}
+			}
+			if mks < 3 {
+				t.Fatalf("found %d micro-kernels in the assembly, want ≥ 3", mks)
+			}
+		})
+	}
+}
