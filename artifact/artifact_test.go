@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"bytes"
+	irfbs "gitee.com/gidean/conv-linn/ir/fbs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -187,7 +188,7 @@ func TestCorrupt(t *testing.T) {
 			check(buf, "flip")
 		}
 	}
-	for n := headerSize; n < len(data); n++ {
+	for n := irfbs.HeaderSize; n < len(data); n++ {
 		buf := bytes.Clone(data[:n])
 		buf[0], buf[1], buf[2], buf[3] = byte(n-4), byte((n-4)>>8), 0, 0
 		check(buf, "truncated with patched size")

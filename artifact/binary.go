@@ -1,9 +1,8 @@
 package artifact
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
+	irfbs "gitee.com/gidean/conv-linn/ir/fbs"
 	"runtime"
 	"unicode/utf8"
 
@@ -20,7 +19,6 @@ const FormatVersion = 1
 // A .slc file is a size-prefixed FlatBuffer (schema artifact/fbs/slca.fbs): the
 // length of the rest of the file, the root table's offset, then the file
 // identifier.
-const headerSize = 12
 
 // Marshal writes the artifact in its FlatBuffers form. It validates the
 // artifact first (see Validate) and writes nothing for an invalid one, so every
@@ -148,20 +146,8 @@ func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuf
 // (see Validate). Malformed input gives an error starting "corrupt artifact",
 // never a panic. The artifact shares no memory with data.
 func Unmarshal(data []byte) (a *Artifact, err error) {
-	if len(data) < headerSize {
-		return nil, fmt.Errorf("not a .slc artifact: %d bytes is too short for the header", len(data))
-	}
-	if id := string(data[8:12]); id != fbs.FileIdentifier {
-		return nil, fmt.Errorf("not a .slc artifact: identifier %q, want %q", id, fbs.FileIdentifier)
-	}
-	if len(data) > math.MaxInt32 {
-		return nil, fmt.Errorf("corrupt artifact: %d bytes is over the 2 GiB FlatBuffers limit", len(data))
-	}
-	if size := int64(binary.LittleEndian.Uint32(data)) + 4; size != int64(len(data)) {
-		if size > int64(len(data)) {
-			return nil, fmt.Errorf("corrupt artifact: truncated: %d bytes, the header says %d", len(data), size)
-		}
-		return nil, fmt.Errorf("corrupt artifact: %d bytes of trailing data after the %d the header declares", int64(len(data))-size, size)
+	if err := irfbs.CheckHeader(data, fbs.FileIdentifier, "a .slc artifact", "corrupt artifact"); err != nil {
+		return nil, err
 	}
 	d := &decoder{buf: data, budget: len(data)}
 	defer func() {
@@ -208,34 +194,17 @@ func (d *decoder) fail(format string, args ...any) {
 // count checks a vector length read from the file before anything is
 // allocated for it, and charges it to the budget.
 func (d *decoder) count(n, elemSize int, what string) int {
-	if n < 0 || n > len(d.buf)/elemSize || n*elemSize > d.budget {
+	if err := irfbs.CheckCount(d.buf, n, elemSize); err != nil || n*elemSize > d.budget {
 		d.fail("%s has %d elements, more than the file can hold", what, n)
 	}
 	d.budget -= n * elemSize
 	return n
 }
 
-// table checks that a table and its vtable lie inside the buffer, so the
-// generated accessors of its fields read the vtable in range.
+// table checks that a table and its vtable lie inside the buffer.
 func (d *decoder) table(t flatbuffers.Table, what string) {
-	le := binary.LittleEndian
-	n := int64(len(d.buf))
-	pos := int64(t.Pos)
-	if pos < headerSize || pos+4 > n {
-		d.fail("%s table at offset %d is outside the %d-byte file", what, pos, n)
-	}
-	vt := pos - int64(int32(le.Uint32(d.buf[pos:])))
-	if vt < headerSize || vt+4 > n {
-		d.fail("%s table at offset %d has its vtable outside the file", what, pos)
-	}
-	vtLen, objLen := int64(le.Uint16(d.buf[vt:])), int64(le.Uint16(d.buf[vt+2:]))
-	if vtLen < 4 || vtLen%2 != 0 || vt+vtLen > n || objLen < 4 || pos+objLen > n {
-		d.fail("%s table at offset %d has a malformed vtable", what, pos)
-	}
-	for i := int64(4); i < vtLen; i += 2 {
-		if off := int64(le.Uint16(d.buf[vt+i:])); off != 0 && (off < 4 || off >= objLen) {
-			d.fail("%s table at offset %d: field %d lies outside the table", what, pos, i/2-2)
-		}
+	if err := irfbs.CheckTable(d.buf, t); err != nil {
+		d.fail("%s %v", what, err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package ir
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -20,7 +19,6 @@ const BinaryVersion = 1
 // A binary IR file is a size-prefixed FlatBuffer: the length of the rest of the
 // file (so truncation is caught before anything is read), the root table's
 // offset, then the file identifier.
-const binaryHeaderSize = 12
 
 // Vtable slots of the double fields (field index in ir/fbs/slcir.fbs). The
 // generated adders drop a value equal to the default 0.0, and -0.0 == 0.0, so they
@@ -277,20 +275,8 @@ func (w *writer) attr(name string, a Attr) flatbuffers.UOffsetT {
 // ParseText does. Call Verify for the graph rules. The module shares no memory
 // with data.
 func ParseBinary(data []byte) (m *Module, err error) {
-	if len(data) < binaryHeaderSize {
-		return nil, fmt.Errorf("not a binary slc IR file: %d bytes is too short for the header", len(data))
-	}
-	if id := string(data[8:12]); id != fbs.FileIdentifier {
-		return nil, fmt.Errorf("not a binary slc IR file: identifier %q, want %q", id, fbs.FileIdentifier)
-	}
-	if len(data) > math.MaxInt32 {
-		return nil, fmt.Errorf("corrupt IR file: %d bytes is over the 2 GiB FlatBuffers limit", len(data))
-	}
-	if size := int64(binary.LittleEndian.Uint32(data)) + 4; size != int64(len(data)) {
-		if size > int64(len(data)) {
-			return nil, fmt.Errorf("corrupt IR file: truncated: %d bytes, the header says %d", len(data), size)
-		}
-		return nil, fmt.Errorf("corrupt IR file: %d bytes of trailing data after the %d the header declares", int64(len(data))-size, size)
+	if err := fbs.CheckHeader(data, fbs.FileIdentifier, "a binary slc IR file", "corrupt IR file"); err != nil {
+		return nil, err
 	}
 	d := &decoder{buf: data, budget: len(data), strs: map[int]string{}, graph: -1}
 	defer func() {
@@ -367,34 +353,17 @@ func (d *decoder) spend(n int, what string) {
 // count checks a vector length read from the file before anything is allocated
 // for it.
 func (d *decoder) count(n, elemSize int, what string) int {
-	if n < 0 || n > len(d.buf)/elemSize {
-		d.fail("%s has %d elements, more than the file can hold", what, n)
+	if err := fbs.CheckCount(d.buf, n, elemSize); err != nil {
+		d.fail("%s %v", what, err)
 	}
 	d.spend(n*elemSize, what)
 	return n
 }
 
-// table checks that a table and its vtable lie inside the buffer, so the
-// generated accessors of its fields read the vtable in range.
+// table checks that a table and its vtable lie inside the buffer.
 func (d *decoder) table(t flatbuffers.Table, what string) {
-	le := binary.LittleEndian
-	n := int64(len(d.buf))
-	pos := int64(t.Pos)
-	if pos < binaryHeaderSize || pos+4 > n {
-		d.fail("%s table at offset %d is outside the %d-byte file", what, pos, n)
-	}
-	vt := pos - int64(int32(le.Uint32(d.buf[pos:])))
-	if vt < binaryHeaderSize || vt+4 > n {
-		d.fail("%s table at offset %d has its vtable outside the file", what, pos)
-	}
-	vtLen, objLen := int64(le.Uint16(d.buf[vt:])), int64(le.Uint16(d.buf[vt+2:]))
-	if vtLen < 4 || vtLen%2 != 0 || vt+vtLen > n || objLen < 4 || pos+objLen > n {
-		d.fail("%s table at offset %d has a malformed vtable", what, pos)
-	}
-	for i := int64(4); i < vtLen; i += 2 {
-		if off := int64(le.Uint16(d.buf[vt+i:])); off != 0 && (off < 4 || off >= objLen) {
-			d.fail("%s table at offset %d: field %d lies outside the table", what, pos, i/2-2)
-		}
+	if err := fbs.CheckTable(d.buf, t); err != nil {
+		d.fail("%s %v", what, err)
 	}
 }
 

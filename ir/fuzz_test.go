@@ -79,7 +79,7 @@ func FuzzParseBinary(f *testing.F) {
 		checkParseBinary(t, data)
 		// Almost every mutation breaks the size prefix, which ParseBinary checks
 		// first; repair the header so the fuzzer reaches the tables too.
-		if len(data) >= binaryHeaderSize {
+		if len(data) >= fbs.HeaderSize {
 			fixed := bytes.Clone(data)
 			binary.LittleEndian.PutUint32(fixed, uint32(len(fixed)-4))
 			copy(fixed[8:], fbs.FileIdentifier)
