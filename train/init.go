@@ -56,7 +56,7 @@ func loadInit(rt *runtime.Runtime, f *safetensors.File, path string) (*InitRepor
 			problems = append(problems, err.Error())
 			continue
 		}
-		if got := t.Type(); !sameShape(got.Shape, want.Shape) || got.DType.IsFloat() != want.DType.IsFloat() {
+		if got := t.Type(); !ir.ShapeEqual(got.Shape, want.Shape) || got.DType.IsFloat() != want.DType.IsFloat() {
 			problems = append(problems, fmt.Sprintf("%s is %v in the file, %v in the model", t.Name, got, want))
 			continue
 		}
@@ -108,17 +108,6 @@ func loadInit(rt *runtime.Runtime, f *safetensors.File, path string) (*InitRepor
 	return rep, nil
 }
 
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // modelInputs returns the parameters and buffers of the runtime's module, each
 // once, in module order.
