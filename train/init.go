@@ -108,7 +108,6 @@ func loadInit(rt *runtime.Runtime, f *safetensors.File, path string) (*InitRepor
 	return rep, nil
 }
 
-
 // modelInputs returns the parameters and buffers of the runtime's module, each
 // once, in module order.
 func modelInputs(rt *runtime.Runtime) []*ir.Input {
