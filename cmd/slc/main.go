@@ -1,5 +1,6 @@
-// Command slc is the SLTrain model compiler: it reads a LLaMA config or slc IR,
-// builds and verifies the IR, and prints or writes it.
+// Command slc is the SLTrain model compiler and trainer: compile turns a LLaMA
+// config or slc IR into training programs (IR, or a native .slc artifact),
+// bench times them, train/eval/generate/export/plot run and use them.
 //
 // Every failure ends as one line on stderr, "slc: <message>", and an exit
 // status: 1 for a bad model or file, 2 for a usage error (unknown flag, missing

@@ -1,7 +1,9 @@
 // Package fbs is the Go code flatc 2.0.8 generates from slcir.fbs, the FlatBuffers
 // schema of slc's binary IR form. Read and write that form through ir.ParseBinary
 // and (*ir.Module).MarshalBinary rather than with this package directly: the
-// generated accessors trust their input, and package ir validates it.
+// generated accessors trust their input, and package ir validates it. The one
+// hand-written part, safe.go, holds those validity checks (header, vector
+// lengths, vtables), shared with the .slc artifact reader.
 package fbs
 
 // The namespace in slcir.fbs is "fbs", so flatc writes into ../fbs, this
