@@ -14,10 +14,12 @@ import (
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:    "slc",
-		Usage:   "compile LLaMA models for SLTrain (sparse plus low-rank) pretraining",
+		Usage:   "compile and train LLaMA models with SLTrain (sparse plus low-rank) pretraining",
 		Version: version.String(),
-		Description: "slc builds a typed IR from a LLaMA config (the HF/SLTrain JSON) or reads slc IR,\n" +
-			"verifies it and prints a summary or writes the IR as text (.json) or binary (.slir).\n\n" +
+		Description: "slc compiles a LLaMA config (the HF/SLTrain JSON) through its pass pipeline and LLVM into\n" +
+			"native training kernels, and trains, evaluates, samples from and exports the model:\n\n" +
+			"  slc train testdata/configs/llama_shakespeare.json --data testdata/tinyshakespeare.txt --rank 32\n" +
+			"  slc generate checkpoints/<run>/latest --prompt \"ROMEO:\"\n\n" +
 			"Exit status: 0 success, 1 bad input or file, 2 usage error, 3 internal error.",
 		Writer:         stdout,
 		ErrWriter:      stderr,
@@ -42,7 +44,7 @@ const (
 func compileCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "compile",
-		Usage:     "build the IR of a model and print its summary or write it",
+		Usage:     "compile a model through the pass pipeline: print its summary, its IR, or write a native .slc artifact",
 		ArgsUsage: "MODEL",
 		Description: "MODEL is a LLaMA config JSON (with \"model_type\" and \"hidden_size\"), slc IR text\n" +
 			"(JSON with \"format\": \"slc-ir/1\") or binary slc IR (.slir); slc looks at the content,\n" +
