@@ -134,7 +134,11 @@ func resolveDir(dir, marker string) (string, error) {
 	if d, rerr := recoverable(parent, base, marker); rerr == nil && d != "" {
 		return d, nil
 	}
-	return "", err // the *PathError for dir
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // "no such file or directory", still fs.ErrNotExist
+	}
+	return "", fmt.Errorf("%s: no checkpoint there: %w", clean, err)
 }
 
 // replaceDir is ReplaceDir with a hook called before each step; a hook error
