@@ -76,7 +76,9 @@ func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
 // row_j[label j]) and its gradient (dlogits[j, v] = (softmax(row j)[v] −
 // [v = label j])·dloss[j]). Threads split the rows. The log-sum-exp is the
 // interpreter's: m + log Σ exp(x − m) with an f64 sum, and m itself when m is
-// infinite. A label out of range gives NaN (the interpreter's error).
+// infinite. A label out of range gives NaN (the interpreter's error). The
+// gradient's softmax is exp(x − m)·(1/Σ), within an f64 ulp of the
+// interpreter's exp(x − m)/Σ before rounding to the value's type.
 func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 	logits, labels := g.Inputs[0].Type, g.Inputs[1].Type
 	grad := g.Nodes[0].Op == "SoftmaxCrossEntropyGrad"
@@ -141,9 +143,13 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			scale := b.Select(ok, dloss, nan, "")
 			one := llvm.ConstFloat(f64, 1)
 			zero := llvm.ConstFloat(f64, 0)
+			// One division per row, not per element: a vector f64 divide
+			// costs several multiplies, and this loop runs over B·L·V
+			// elements. e·(1/Σ) differs from e/Σ by at most an ulp of f64.
+			inv := b.FDiv(one, total, "")
 			k.loopN(V, func(l llvm.Value) {
 				p := k.at(t, yp, l)
-				prob := b.FDiv(k.widen(k.load(t, p)), total, "")
+				prob := b.FMul(k.widen(k.load(t, p)), inv, "")
 				hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
 				k.store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), t), t, p)
 			})
