@@ -2,18 +2,17 @@ package runtime
 
 import (
 	"fmt"
-	"os"
 	goruntime "runtime"
 	"strings"
-	"sync"
 
 	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/hostcpu"
 )
 
 // checkTarget reports why a's native code cannot run on this machine: a
 // target that is not a CPU, another architecture or operating system, or an
-// instruction-set extension this CPU lacks (which would otherwise end in
-// SIGILL in the middle of a training run).
+// instruction-set extension this CPU lacks as CPUID and XGETBV tell (it would
+// otherwise end in SIGILL in the middle of a training run).
 func checkTarget(t artifact.Target) error {
 	if t.Kind != artifact.TargetCPU {
 		return fmt.Errorf("artifact targets %q; this runtime runs %q artifacts (recompile for the CPU)", t.Kind, artifact.TargetCPU)
@@ -29,9 +28,7 @@ func checkTarget(t artifact.Target) error {
 		return fmt.Errorf("artifact was compiled for %s (triple %q), this machine runs %s; recompile it here", goos, t.Triple, goruntime.GOOS)
 	}
 	if arch == "amd64" {
-		if flags := hostFlags(); flags != nil {
-			return checkFeatures(t.Features, flags)
-		}
+		return checkFeatures(t.CPU, t.Features, hostcpu.Supported)
 	}
 	return nil
 }
@@ -72,54 +69,39 @@ func parseTriple(triple string) (arch, goos string, err error) {
 	return arch, goos, nil
 }
 
-// llvmToCPUInfo maps LLVM's x86 feature names to the flags Linux prints in
-// /proc/cpuinfo, for the extensions generated code may use. Features not
-// listed here are not checked.
-var llvmToCPUInfo = map[string]string{
-	"sse3": "pni", "ssse3": "ssse3", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "popcnt": "popcnt",
-	"avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c", "bmi": "bmi1", "bmi2": "bmi2",
-	"lzcnt": "abm", "movbe": "movbe", "adx": "adx", "aes": "aes", "pclmul": "pclmulqdq",
-	"vaes": "vaes", "vpclmulqdq": "vpclmulqdq", "gfni": "gfni", "sha": "sha_ni",
-	"avx512f": "avx512f", "avx512cd": "avx512cd", "avx512bw": "avx512bw", "avx512dq": "avx512dq",
-	"avx512vl": "avx512vl", "avx512ifma": "avx512ifma", "avx512vbmi": "avx512vbmi",
-	"avx512vbmi2": "avx512_vbmi2", "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16",
-	"avx512fp16": "avx512_fp16", "avx512bitalg": "avx512_bitalg", "avx512vpopcntdq": "avx512_vpopcntdq",
-	"avxvnni": "avx_vnni", "amx-tile": "amx_tile", "amx-bf16": "amx_bf16", "amx-int8": "amx_int8",
-}
-
-// checkFeatures reports the first extension the LLVM feature string enables
-// ("+avx2,-avx512f,…") that host (a set of /proc/cpuinfo flags) lacks.
-func checkFeatures(features string, host map[string]bool) error {
+// checkFeatures reports the first extension the LLVM feature string of an
+// artifact compiled for cpu enables ("+avx2,-avx512f,…") that the host
+// (supported) cannot run. A feature this runtime cannot check (a newer
+// LLVM's) is refused as well: running it could end in SIGILL mid-run.
+func checkFeatures(cpu, features string, supported func(string) bool) error {
 	for _, f := range strings.Split(features, ",") {
 		f = strings.TrimSpace(f)
 		if !strings.HasPrefix(f, "+") {
 			continue
 		}
 		name := f[1:]
-		if flag, ok := llvmToCPUInfo[name]; ok && !host[flag] {
-			return fmt.Errorf("artifact needs the CPU feature %s, which this CPU lacks; recompile it on this machine", name)
+		if !hostcpu.Known(name) {
+			return fmt.Errorf("artifact (compiled for %s) needs the CPU feature %s, which this runtime cannot check; %s", cpuLabel(cpu), name, recompileHint())
+		}
+		if !supported(name) {
+			return fmt.Errorf("artifact (compiled for %s) needs the CPU feature %s, which this CPU lacks; %s", cpuLabel(cpu), name, recompileHint())
 		}
 	}
 	return nil
 }
 
-// hostFlags reads the CPU flags of the first processor in /proc/cpuinfo; nil
-// when they cannot be read (then features are not checked).
-var hostFlags = sync.OnceValue(func() map[string]bool {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return nil
+func cpuLabel(cpu string) string {
+	if cpu == "" {
+		return "an unnamed CPU"
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		key, val, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(key) != "flags" {
-			continue
-		}
-		flags := map[string]bool{}
-		for _, f := range strings.Fields(val) {
-			flags[f] = true
-		}
-		return flags
+	return cpu
+}
+
+// recompileHint says how to compile for this host: without --cpu (this
+// CPU), or for the highest portable psABI level it runs.
+func recompileHint() string {
+	if l := hostcpu.LevelCPU(hostcpu.Level()); l != "" {
+		return fmt.Sprintf("recompile it without --cpu (this CPU) or with --cpu %s", l)
 	}
-	return nil
-})
+	return "recompile it without --cpu (this CPU)"
+}
