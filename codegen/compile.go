@@ -212,7 +212,10 @@ func targetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
 	if err != nil {
 		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: %w", err)
 	}
-	return tm, artifact.Target{Kind: "cpu", Triple: triple, CPU: cpu, Features: feats}, nil
+	// The artifact records every extension the code may use, those the CPU
+	// name implies included, so that the runtime can refuse a host without
+	// them (a named CPU comes with no feature string of its own).
+	return tm, artifact.Target{Kind: "cpu", Triple: triple, CPU: cpu, Features: isaFeatures(tm)}, nil
 }
 
 // link turns the kernels' object (plus the C source of their constant

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+
+	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
 // x86CPUs are the CPU names LLVM 19 accepts for 64-bit x86 code (from
@@ -46,4 +49,43 @@ func checkTarget(cpu, features string) error {
 		}
 	}
 	return nil
+}
+
+// x86ISAFeatures are LLVM's x86 instruction-set extensions: every name its
+// host detection reports, enabled or not (the same names on every x86 host).
+// The subtarget's other features are tuning flags that need nothing of the
+// CPU.
+var x86ISAFeatures = sync.OnceValue(func() map[string]bool {
+	set := map[string]bool{}
+	for _, f := range strings.Split(llvm.HostCPUFeatures(), ",") {
+		if len(f) > 1 {
+			set[f[1:]] = true
+		}
+	}
+	return set
+})
+
+// isaFeatures is the "+a,+b,…" list of the extensions tm's code may use.
+func isaFeatures(tm llvm.TargetMachine) string {
+	var on []string
+	for _, f := range strings.Split(tm.EnabledFeatures(), ",") {
+		if len(f) > 1 && f[0] == '+' && x86ISAFeatures()[f[1:]] {
+			on = append(on, f)
+		}
+	}
+	return strings.Join(on, ",")
+}
+
+// X86CPUs returns the CPU names --cpu accepts.
+func X86CPUs() []string { return slices.Clone(x86CPUs) }
+
+// TargetFeatures returns the extensions code compiled for cpu ("" for this
+// host) may use, as an artifact records them in its target.
+func TargetFeatures(cpu string) (string, error) {
+	tm, t, err := targetMachine(Options{CPU: cpu})
+	if err != nil {
+		return "", err
+	}
+	tm.Dispose()
+	return t.Features, nil
 }

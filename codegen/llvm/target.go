@@ -1,6 +1,7 @@
 package llvm
 
 /*
+#cgo CXXFLAGS: -I/usr/lib/llvm-19/include -std=c++17 -fno-exceptions -fno-rtti -D__STDC_CONSTANT_MACROS -D__STDC_FORMAT_MACROS -D__STDC_LIMIT_MACROS
 #include <stdlib.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
@@ -19,6 +20,9 @@ static void slcInitTargets(void) {
 	LLVMInitializeNVPTXTargetMC();
 	LLVMInitializeNVPTXAsmPrinter();
 }
+
+// slcTargetMachineEnabledFeatures is in subtarget.cpp.
+char *slcTargetMachineEnabledFeatures(LLVMTargetMachineRef tm);
 */
 import "C"
 
@@ -177,6 +181,15 @@ func (tm TargetMachine) CPU() string { return takeMessage(C.LLVMGetTargetMachine
 // Features returns the machine's feature string.
 func (tm TargetMachine) Features() string {
 	return takeMessage(C.LLVMGetTargetMachineFeatureString(tm.c))
+}
+
+// EnabledFeatures returns every feature the machine's subtarget enables,
+// "+name,+name,…" in LLVM's table order: those its CPU name implies as well
+// as those given by hand (Features returns only the latter). Tuning flags
+// ("fast-gather", "slow-3ops-lea") are subtarget features too and are
+// included; callers that want instruction-set extensions filter them.
+func (tm TargetMachine) EnabledFeatures() string {
+	return takeMessage(C.slcTargetMachineEnabledFeatures(tm.c))
 }
 
 // DataLayout returns the data layout string modules for this machine use.
