@@ -2,9 +2,12 @@
 # make xcheck: trains the same tiny LLaMA from the same initial weights on the
 # same rows (--shuffle=false) with slc and with tools/torchref (an independent
 # PyTorch implementation of the seed's semantics), full-rank and SLTrain, with
-# gradient accumulation, clipping and weight decay on, and compares the loss of
-# every update and the final weights (scripts/xcheck_compare.py), judging the
-# weights by PyTorch's own float32 error against a float64 run.
+# gradient accumulation, clipping and weight decay on, and compares the loss and
+# learning rate of every update and the final weights
+# (scripts/xcheck_compare.py), judging the weights by PyTorch's own float32
+# error against a float64 run. Cases: full and sltrain with the seed's cosine
+# schedule, and sltrain with the seed's linear one (decays to 0, ignoring
+# --min-lr-ratio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,32 +26,39 @@ np.save(sys.argv[1], (b.astype(np.int64) % 32))
 ' "$work/tokens.npy"
 
 common=(--batch-size 2 --total-batch-size 4 --max-length 16 --num-training-steps 8
-	--warmup-steps 2 --lr 0.01 --min-lr-ratio 0.1 --scheduler cosine
+	--warmup-steps 2 --lr 0.01 --min-lr-ratio 0.1
 	--weight-decay 0.1 --grad-clipping 0.5)
 status=0
-for peft in full sltrain; do
+for c in full:cosine sltrain:cosine sltrain:linear; do
+	peft=${c%%:*} sched=${c#*:}
 	sl=(--peft "$peft")
 	[ "$peft" = sltrain ] && sl+=(--rank 4 --sp-ratio 0.1 --lora-alpha 32)
+	run=("${sl[@]}" "${common[@]}" --scheduler "$sched")
 	d="$work/$peft"
-	# Initial weights: slc's own seeded init, taken from a run with lr 0
-	# (AdamW then leaves every parameter exactly as initialised).
-	"$work/slc" train "$cfg" "${sl[@]}" --data "$work/tokens.npy" --shuffle=false --eval-fraction 0 \
-		--batch-size 2 --max-length 16 --num-training-steps 1 --lr 0 --seed 7 --threads 2 \
-		--save-dir "$d/init" >/dev/null
-	init=$(ls -d "$d"/init/checkpoint-* 2>/dev/null | tail -n 1)
+	init=$(ls -d "$d"/init/checkpoint-* 2>/dev/null | tail -n 1 || true)
+	if [ -z "$init" ] && [ ! -e "$d/init/latest" ]; then
+		# Initial weights: slc's own seeded init, taken from a run with lr 0
+		# (AdamW then leaves every parameter exactly as initialised); one per
+		# --peft, shared by its schedulers.
+		"$work/slc" train "$cfg" "${sl[@]}" --data "$work/tokens.npy" --shuffle=false --eval-fraction 0 \
+			--batch-size 2 --max-length 16 --num-training-steps 1 --lr 0 --seed 7 --threads 2 \
+			--save-dir "$d/init" >/dev/null
+		init=$(ls -d "$d"/init/checkpoint-* 2>/dev/null | tail -n 1)
+	fi
 	[ -n "$init" ] || init="$d/init/latest"
-	"$work/slc" train "$cfg" "${sl[@]}" "${common[@]}" --init "$init/model.safetensors" \
+	d="$work/$peft-$sched"
+	"$work/slc" train "$cfg" "${run[@]}" --init "$init/model.safetensors" \
 		--data "$work/tokens.npy" --shuffle=false --eval-fraction 0 --threads 2 \
 		--save-dir "$d/slc" --metrics "$d/slc.jsonl" >/dev/null
 	final=$(ls -d "$d"/slc/checkpoint-* 2>/dev/null | tail -n 1)
 	[ -n "$final" ] || final="$d/slc/latest"
-	"$py" tools/torchref/train.py --config "$cfg" "${sl[@]}" "${common[@]}" \
+	"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" \
 		--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
 		--out "$d/torch.safetensors" --metrics "$d/torch.jsonl"
-	"$py" tools/torchref/train.py --config "$cfg" "${sl[@]}" "${common[@]}" --dtype float64 \
+	"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" --dtype float64 \
 		--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
 		--out "$d/torch64.safetensors" --metrics "$d/torch64.jsonl"
-	echo "xcheck $peft:"
+	echo "xcheck $peft --scheduler $sched:"
 	"$py" scripts/xcheck_compare.py "$d/slc.jsonl" "$d/torch.jsonl" "$final/model.safetensors" "$d/torch.safetensors" "$d/torch64.safetensors" || status=1
 done
 exit $status

@@ -7,25 +7,26 @@ import (
 
 // Scheduler kinds.
 const (
-	Cosine = "cosine" // the seed's cosine with min-lr (the default)
-	Linear = "linear" // warmup, then a straight line from 1 down to MinLRRatio
+	Cosine    = "cosine"     // the seed's cosine with min-lr (the default)
+	Linear    = "linear"     // the seed's linear: transformers' get_linear_schedule_with_warmup, decays to 0
+	LinearMin = "linear-min" // not in the seed: warmup, then a straight line from 1 down to MinLRRatio
 )
 
 // Schedule is the learning-rate schedule of DESIGN.md, indexed by the update u
 // counted from 0: the first update uses LR·Lambda(0).
 type Schedule struct {
-	Kind       string  // Cosine or Linear
+	Kind       string  // Cosine, Linear or LinearMin
 	LR         float64 // the peak learning rate
-	Warmup     int     // w: updates of linear warmup (λ = u/w)
+	Warmup     int     // w: updates of linear warmup (λ = u/max(1, w))
 	Total      int     // n: total updates of the run
-	MinLRRatio float64 // m: λ at u = n
+	MinLRRatio float64 // m: λ at u = n for Cosine and LinearMin; Linear ignores it
 }
 
 // Check reports a schedule that cannot be used.
 func (s Schedule) Check() error {
 	switch {
-	case s.Kind != Cosine && s.Kind != Linear:
-		return fmt.Errorf("scheduler %q is not %s or %s", s.Kind, Cosine, Linear)
+	case s.Kind != Cosine && s.Kind != Linear && s.Kind != LinearMin:
+		return fmt.Errorf("scheduler %q is not %s, %s or %s", s.Kind, Cosine, Linear, LinearMin)
 	case !(s.LR >= 0) || math.IsInf(s.LR, 0):
 		return fmt.Errorf("learning rate must be a finite number >= 0, got %v", s.LR)
 	case s.Total < 1:
@@ -38,26 +39,37 @@ func (s Schedule) Check() error {
 	return nil
 }
 
-// Lambda is the multiplier of the peak learning rate at update u (from 0).
+// Lambda is the multiplier of the peak learning rate at update u (from 0),
+// computed as tools/torchref/train.py's lr_lambda does (the same float64
+// operations in the same order). Every kind warms up with λ(u) = u/max(1, w)
+// for u < w; after that:
 //
-// Cosine (the seed's): λ(u) = u/w for u < w, else
-// m + (1−m)·½(1 + cos(π·(u−w)/(n−w))).
-// Linear: λ(u) = u/w for u < w, else 1 − (1−m)·(u−w)/(n−w).
-// Past n (it is never reached in a run of n updates) λ stays at m.
+// Cosine (the seed's get_cyclical_cosine_schedule_with_min_lr, one cycle):
+// m + (1−m)·½(1 + cos(π·(u−w)/max(1, n−w))); past n (never reached in a run
+// of n updates) λ stays at m.
+//
+// Linear (the seed's --scheduler linear, transformers'
+// get_linear_schedule_with_warmup): max(0, (n−u)/max(1, n−w)), reaching 0 at
+// n; MinLRRatio is ignored, as in the seed.
+//
+// LinearMin: m + (1−m)·max(0, (n−u)/max(1, n−w)), reaching m at n.
 func (s Schedule) Lambda(u int) float64 {
-	if u < s.Warmup {
-		return float64(u) / float64(s.Warmup)
+	w, n, m := s.Warmup, s.Total, s.MinLRRatio
+	if u < w {
+		return float64(u) / float64(max(1, w))
 	}
-	if s.Total <= s.Warmup {
+	switch s.Kind {
+	case Linear:
+		return math.Max(0, float64(n-u)/float64(max(1, n-w)))
+	case LinearMin:
+		return m + (1-m)*math.Max(0, float64(n-u)/float64(max(1, n-w)))
+	}
+	if n <= w {
 		return 1
 	}
-	p := float64(u-s.Warmup) / float64(s.Total-s.Warmup)
+	p := float64(u-w) / float64(n-w)
 	if p > 1 {
 		p = 1
-	}
-	m := s.MinLRRatio
-	if s.Kind == Linear {
-		return 1 - (1-m)*p
 	}
 	return m + (1-m)*0.5*(1+math.Cos(math.Pi*p))
 }

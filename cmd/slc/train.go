@@ -63,7 +63,8 @@ func trainCommand() *cli.Command {
 			"directory or a glob of them. The last --eval-fraction of the rows is held out for evaluation\n" +
 			"unless --eval-data is given. One update runs --total-batch-size / --batch-size micro-batches\n" +
 			"and one AdamW step; the learning rate is warmed up linearly for --warmup-steps updates, then\n" +
-			"follows a cosine (or linear) decay to --min-lr-ratio × --lr at --num-training-steps.\n" +
+			"decays to --min-lr-ratio × --lr at --num-training-steps along the seed's cosine (the default)\n" +
+			"or a line (--scheduler linear-min); --scheduler linear is the seed's linear decay to 0.\n" +
 			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
 			"--save-every updates and at the end; --continue-from resumes one exactly. SIGINT/SIGTERM\n" +
 			"finish the update in progress, save a checkpoint and exit 0. Training runs in f32.\n" +
@@ -86,7 +87,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "num-training-steps", Aliases: []string{"num_training_steps"}, Value: defaultTrainSteps, Usage: "`N` optimizer updates in the run"},
 			&cli.IntFlag{Name: "warmup-steps", Aliases: []string{"warmup_steps"}, Usage: "`W` updates of linear warmup", DefaultText: "10% of --num-training-steps, the seed's recipe"},
 			&cli.Float64Flag{Name: "min-lr-ratio", Aliases: []string{"min_lr_ratio"}, Value: defaultMinLRRatio, Usage: "`M`: the learning rate decays to M × --lr at the last update"},
-			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's) or linear"},
+			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's, to --min-lr-ratio), linear (the seed's, to 0, ignoring --min-lr-ratio) or linear-min (a line to --min-lr-ratio)"},
 			&cli.Float64Flag{Name: "weight-decay", Aliases: []string{"weight_decay"}, Value: 0, Usage: "AdamW's decoupled weight decay `WD`"},
 			&cli.Float64Flag{Name: "grad-clipping", Aliases: []string{"grad_clipping"}, Value: 0, Usage: "clip the global gradient norm to `MAX` (0: off)"},
 			&cli.IntFlag{Name: "eval-every", Aliases: []string{"eval_every"}, Usage: "evaluate every `N` updates (0: only at the end)", DefaultText: "10 times a run"},
@@ -301,8 +302,8 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 		return nil, usagef(cmd, "flag --num-training-steps: must be >= 1, got %d", s.Steps)
 	case !(s.MinLRRatio >= 0 && s.MinLRRatio <= 1):
 		return nil, usagef(cmd, "flag --min-lr-ratio: must be in [0, 1], got %v", s.MinLRRatio)
-	case s.Scheduler != train.Cosine && s.Scheduler != train.Linear:
-		return nil, usagef(cmd, "flag --scheduler: %q is not cosine or linear", s.Scheduler)
+	case s.Scheduler != train.Cosine && s.Scheduler != train.Linear && s.Scheduler != train.LinearMin:
+		return nil, usagef(cmd, "flag --scheduler: %q is not cosine, linear or linear-min", s.Scheduler)
 	case !(s.WeightDecay >= 0) || math.IsInf(s.WeightDecay, 0):
 		return nil, usagef(cmd, "flag --weight-decay: must be a finite number >= 0, got %v", s.WeightDecay)
 	case !(s.GradClipping >= 0) || math.IsInf(s.GradClipping, 0):
