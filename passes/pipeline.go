@@ -36,6 +36,16 @@ var Pipeline = []Pass{
 	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena, best-fit reuse of freed space; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan},
 }
 
+// OptionError is an option that does not fit the model, such as a rank
+// larger than a layer: the caller's to fix (a usage error for the CLI), not
+// a fault of the model.
+type OptionError struct {
+	Option string // the Options field, by its flag-like name: "rank"
+	Msg    string
+}
+
+func (e *OptionError) Error() string { return e.Msg }
+
 // Options are the settings passes read. Zero values are not defaults: use
 // DefaultOptions.
 type Options struct {

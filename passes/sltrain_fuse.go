@@ -84,7 +84,7 @@ func fuseGraph(g *ir.Graph, o Options, targets []string) (int, error) {
 		}
 		out, in := w.Type.Shape[0], w.Type.Shape[1]
 		if o.Rank < 1 || o.Rank > min(in, out) {
-			return 0, fmt.Errorf("rank must be in [1, %d] for %s [%d, %d], got %d", min(in, out), module, out, in, o.Rank)
+			return 0, &OptionError{Option: "rank", Msg: fmt.Sprintf("rank must be in [1, %d] for %s [%d, %d], got %d", min(in, out), module, out, in, o.Rank)}
 		}
 		nnz := int(math.Floor(o.SpRatio * float64(in) * float64(out)))
 		bound := 1 / math.Sqrt(float64(in))

@@ -76,6 +76,9 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	if o.passes, err = pipelineOptions(c, cmd); err != nil {
 		return nil, err
 	}
+	if _, err := codegenOptions(c, cmd, nil, nil); err != nil { // checked even when no code is emitted
+		return nil, err
+	}
 	return o, nil
 }
 

@@ -21,18 +21,20 @@ func evalCommand() *cli.Command {
 		Description: "CKPT is a checkpoint directory of slc train (checkpoint-<step>, latest, or a save dir: its\n" +
 			"latest). The model is compiled from the checkpoint's config and SLTrain settings and its\n" +
 			"weights loaded; --data is cut into rows of --max-length tokens as in training and the\n" +
-			"loss is the mean over --eval-batches micro-batches of the rows, in order.\n\n" +
+			"loss is the mean over --eval-batches micro-batches of the rows, in order.\n" +
+			"The kernels are compiled for this machine's CPU (or --cpu), whatever CPU the checkpoint\n" +
+			"was trained on.\n\n" +
 			"  slc eval runs/shakespeare/latest --data testdata/tinyshakespeare.txt --eval-fraction 0.05",
 		HideHelpCommand: true,
 		OnUsageError:    onUsageError("eval"),
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "the corpus `PATH` (.txt, .json, .jsonl, .json.gz, .npy, .bin, a directory or a glob)", TakesFile: true},
 			&cli.Float64Flag{Name: "eval-fraction", Aliases: []string{"eval_fraction"}, Usage: "`F`: evaluate only the last F of the rows (the split slc train holds out; 0: all rows)"},
 			&cli.IntFlag{Name: "eval-batches", Aliases: []string{"eval_batches"}, Usage: "`N` micro-batches", DefaultText: "every full batch of the rows, at least one"},
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Usage: "`B` rows per micro-batch", DefaultText: "the checkpoint's"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Usage: "`L` tokens per row", DefaultText: "the checkpoint's"},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
-		},
+		}, codegenFlags()...),
 		Action: func(c *cli.Context) error { return evalMain(c) },
 	}
 }
@@ -53,8 +55,17 @@ func openCheckpoint(c *cli.Context, cmd string) (string, *checkpoint.Checkpoint,
 }
 
 // checkpointRuntime compiles a checkpoint's model at batch × length (0: the
-// checkpoint's) and loads its weights.
-func checkpointRuntime(c *cli.Context, dir string, ck *checkpoint.Checkpoint, batch, length, threads int) (*runtime.Runtime, *modelSpec, error) {
+// checkpoint's) for the CPU of --cpu (default: this machine's, never the one
+// recorded in the checkpoint) and loads its weights. The LowRankSparseAdd
+// lowering is --sltrain-lowering's, else the one the run trained with.
+func checkpointRuntime(c *cli.Context, cmd, dir string, ck *checkpoint.Checkpoint, batch, length, threads int) (*runtime.Runtime, *modelSpec, error) {
+	co, err := codegenOptions(c, cmd, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if l, ok := ck.State.Args["sltrain_lowering"].(string); ok && l != "" && !c.IsSet("sltrain-lowering") {
+		co.SLTrainLowering = l
+	}
 	if batch == 0 {
 		batch = defaultBatchSize
 		if v, ok := ck.State.Args["batch_size"].(float64); ok && v >= 1 {
@@ -65,6 +76,7 @@ func checkpointRuntime(c *cli.Context, dir string, ck *checkpoint.Checkpoint, ba
 	if err != nil {
 		return nil, nil, err
 	}
+	m.codegen = co
 	rt, err := m.load(c, threads)
 	if err != nil {
 		return nil, nil, err
@@ -96,6 +108,9 @@ func evalMain(c *cli.Context) error {
 	case threads < 1 || threads > runtime.MaxThreads:
 		return usagef(cmd, "flag --threads: must be between 1 and %d, got %d", runtime.MaxThreads, threads)
 	}
+	if _, err := codegenOptions(c, cmd, nil, nil); err != nil {
+		return err
+	}
 	dir, ck, err := openCheckpoint(c, cmd)
 	if err != nil {
 		return err
@@ -114,7 +129,7 @@ func evalMain(c *cli.Context) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	rt, m, err := checkpointRuntime(c, dir, ck, c.Int("batch-size"), length, threads)
+	rt, m, err := checkpointRuntime(c, cmd, dir, ck, c.Int("batch-size"), length, threads)
 	if err != nil {
 		return err
 	}

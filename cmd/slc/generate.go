@@ -23,11 +23,12 @@ func generateCommand() *cli.Command {
 			"the model's next-token distribution at temperature T among the K most likely (0: all),\n" +
 			"with a seeded generator, so the same seed gives the same text. The model sees the last\n" +
 			"--max-length tokens. Generation stops after --max-new-tokens or at the document\n" +
-			"separator (id 256). An empty prompt starts a new document.\n\n" +
+			"separator (id 256). An empty prompt starts a new document. The kernels are compiled for\n" +
+			"this machine's CPU (or --cpu), whatever CPU the checkpoint was trained on.\n\n" +
 			"  slc generate runs/shakespeare/latest --prompt 'ROMEO:' --max-new-tokens 300",
 		HideHelpCommand: true,
 		OnUsageError:    onUsageError("generate"),
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "prompt", Usage: "the `TEXT` to continue"},
 			&cli.IntFlag{Name: "max-new-tokens", Aliases: []string{"max_new_tokens"}, Value: 200, Usage: "generate at most `N` tokens"},
 			&cli.Float64Flag{Name: "temperature", Value: 0.8, Usage: "sampling temperature `T` (0: always the most likely token)"},
@@ -35,7 +36,7 @@ func generateCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the sampling"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Usage: "`L`: the context window", DefaultText: "the checkpoint's training length"},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
-		},
+		}, codegenFlags()...),
 		Action: func(c *cli.Context) error { return generateMain(c) },
 	}
 }
@@ -101,11 +102,14 @@ func generateMain(c *cli.Context) error {
 	case threads < 1 || threads > runtime.MaxThreads:
 		return usagef(cmd, "flag --threads: must be between 1 and %d, got %d", runtime.MaxThreads, threads)
 	}
+	if _, err := codegenOptions(c, cmd, nil, nil); err != nil {
+		return err
+	}
 	dir, ck, err := openCheckpoint(c, cmd)
 	if err != nil {
 		return err
 	}
-	rt, m, err := checkpointRuntime(c, dir, ck, 1, c.Int("max-length"), threads)
+	rt, m, err := checkpointRuntime(c, cmd, dir, ck, 1, c.Int("max-length"), threads)
 	if err != nil {
 		return err
 	}

@@ -206,7 +206,7 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 		}
 		st := &passes.State{Module: mod, Options: m.passes}
 		if err := passes.Run(st, passes.Pipeline); err != nil {
-			return nil, fmt.Errorf("%s: %w", m.path, err)
+			return nil, passError(c.Command.Name, m.path, err)
 		}
 		co := m.codegen
 		co.Groups, co.Plans = st.Groups, st.Plans

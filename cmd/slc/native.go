@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	goruntime "runtime"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -27,6 +28,9 @@ func codegenOptions(c *cli.Context, cmd string, st *passes.State, explain io.Wri
 	case "merged", "factored", "auto":
 	default:
 		return o, usagef(cmd, "flag --sltrain-lowering: %q is not merged, factored or auto", o.SLTrainLowering)
+	}
+	if o.CPU != "" && !slices.Contains(codegen.X86CPUs(), o.CPU) {
+		return o, usagef(cmd, "flag --cpu: %q is not an x86-64 CPU LLVM knows (for example x86-64-v3, x86-64-v4, znver4; leave it out for this machine's)", o.CPU)
 	}
 	if st != nil && st.Groups != nil && st.Plans != nil {
 		o.Groups, o.Plans = st.Groups, st.Plans

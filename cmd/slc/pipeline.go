@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -95,7 +96,7 @@ func runPipeline(c *cli.Context, path string, m *ir.Module, fromConfig bool, o p
 		return nil, usagef("compile", "flag --passes: %v", err)
 	}
 	if err := passes.Run(s, list); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, passError(c.Command.Name, path, err)
 	}
 	if err := m.Verify(); err != nil {
 		return nil, &internalError{fmt.Errorf("%s: the compiled IR does not verify: %w", path, err)}
@@ -121,4 +122,14 @@ func memoryColumns(forward *ir.Module, o passes.Options) ([]passes.NamedUsage, e
 		cols = append(cols, passes.NamedUsage{Name: name, Usage: s.Memory})
 	}
 	return cols, nil
+}
+
+// passError is a failed pass as the CLI reports it: an option that does not
+// fit the model (--rank larger than a layer) is a usage error of cmd.
+func passError(cmd, path string, err error) error {
+	var oe *passes.OptionError
+	if errors.As(err, &oe) {
+		return usagef(cmd, "flag --%s: %s: %s", oe.Option, path, oe.Msg)
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }

@@ -86,7 +86,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence; by default 256 or the model's max_sequence_length if smaller"},
 			&cli.IntFlag{Name: "num-training-steps", Aliases: []string{"num_training_steps"}, Value: defaultTrainSteps, Usage: "`N` optimizer updates in the run"},
 			&cli.IntFlag{Name: "warmup-steps", Aliases: []string{"warmup_steps"}, Usage: "`W` updates of linear warmup", DefaultText: "10% of --num-training-steps, the seed's recipe"},
-			&cli.Float64Flag{Name: "min-lr-ratio", Aliases: []string{"min_lr_ratio"}, Value: defaultMinLRRatio, Usage: "`M`: the learning rate decays to M × --lr at the last update"},
+			&cli.Float64Flag{Name: "min-lr-ratio", Aliases: []string{"min_lr_ratio"}, Value: defaultMinLRRatio, Usage: "`M`: cosine and linear-min decay towards M × --lr (reached at --num-training-steps); the seed's linear ignores it"},
 			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's, to --min-lr-ratio), linear (the seed's, to 0, ignoring --min-lr-ratio) or linear-min (a line to --min-lr-ratio)"},
 			&cli.Float64Flag{Name: "weight-decay", Aliases: []string{"weight_decay"}, Value: 0, Usage: "AdamW's decoupled weight decay `WD`"},
 			&cli.Float64Flag{Name: "grad-clipping", Aliases: []string{"grad_clipping"}, Value: 0, Usage: "clip the global gradient norm to `MAX` (0: off)"},
@@ -162,6 +162,12 @@ var settingFlags = map[string]string{
 // change the model, the data order or what a step means.
 var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "dtype", "optimizer",
 	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction"}
+
+// machineLocal are settings a resumed run does not take from its checkpoint:
+// they describe the machine the run was on, not the run. The kernels are
+// compiled for the CPU slc runs on unless --cpu says otherwise; the
+// checkpoint's cpu stays a record.
+var machineLocal = []string{"cpu"}
 
 // args returns the settings as the checkpoint's args map.
 func (s *trainSettings) args() map[string]any {
@@ -260,6 +266,9 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 				continue
 			}
 			if !c.IsSet(flag) {
+				if contains(machineLocal, name) {
+					continue // this machine's, not the one the checkpoint was written on
+				}
 				cur.Field(i).Set(old.Field(i))
 			} else if !reflect.DeepEqual(cur.Field(i).Interface(), old.Field(i).Interface()) && contains(fixedOnResume, name) {
 				changed = append(changed, fmt.Sprintf("--%s %v (the checkpoint has %v)", flag, cur.Field(i).Interface(), old.Field(i).Interface()))
