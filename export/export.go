@@ -4,10 +4,14 @@
 //     whose every SLTrain layer is merged back into its dense weight
 //     W = B·(A·scale) + S, under HF's names (model.layers.{i}.self_attn.q_proj.weight, …):
 //     the state dict of transformers' LlamaForCausalLM, less the rotary
-//     inv_freq buffers, which transformers recomputes;
+//     inv_freq buffers, which transformers recomputes, with the config.json
+//     today's transformers reads (see HFConfig);
 //   - SLTrain: the factored tensors as trained (lora_A, lora_B, sparse_value,
 //     sparse_index and the rest) with config.json and sltrain_config.json, the
-//     layout of the seed's SLTrain checkpoints.
+//     layout of the seed's SLTrain checkpoints: its config.json is the
+//     checkpoint's, byte for byte (the seed's transformers-4.28 config, which
+//     the seed's code and slc read; transformers could not load the factored
+//     tensors into LlamaForCausalLM anyway).
 //
 // Both write the directory atomically (a temporary directory renamed into
 // place), and replace an existing one only when it holds nothing but export
@@ -391,14 +395,17 @@ func HFTensors(c *checkpoint.Checkpoint, dt ir.DType) (*safetensors.File, error)
 	return p.file()
 }
 
-// HF writes dir as a Hugging Face LLaMA model: config.json (the checkpoint's
-// model config, byte for byte) and model.safetensors with dense weights
-// under HF's names. Every SLTrain layer is merged as W = B·(A·scale) + S
-// (S: the sparse values scattered at sparse_index into [out, in]),
-// accumulated in float64 and rounded once to dt; every other tensor is copied
-// (floats converted to dt); sparse_index is not exported. dt is f32 or bf16
-// (f16 and f64 work too). The safetensors metadata has "format": "pt", which
-// transformers requires.
+// HF writes dir as a Hugging Face LLaMA model: config.json (HFConfig of the
+// checkpoint's model config: transformers' LlamaConfig fields, torch_dtype
+// dt) and model.safetensors with dense weights under HF's names. Every
+// SLTrain layer is merged as W = B·(A·scale) + S (S: the sparse values
+// scattered at sparse_index into [out, in]), accumulated in float64 and
+// rounded once to dt; every other tensor is copied (floats converted to dt);
+// sparse_index is not exported. The tensors must be exactly the state dict
+// of LlamaForCausalLM for the config. dt is f32 or bf16 (f16 and f64 work
+// too). The safetensors metadata has "format": "pt", which transformers
+// requires. slc reads the config.json back (frontend reads
+// max_position_embeddings where max_sequence_length is absent).
 func HF(c *checkpoint.Checkpoint, dir string, dt ir.DType) error {
 	if err := checkCheckpoint(c); err != nil {
 		return fmt.Errorf("exporting %s: %w", dir, err)
@@ -406,11 +413,18 @@ func HF(c *checkpoint.Checkpoint, dir string, dt ir.DType) error {
 	if err := checkDType(dt); err != nil {
 		return fmt.Errorf("exporting %s: %w", dir, err)
 	}
+	cfg, err := HFConfig(c.Config, dt)
+	if err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
 	p, err := hfPlan(c, dt)
 	if err != nil {
 		return fmt.Errorf("exporting %s: %w", dir, err)
 	}
-	if err := p.write(dir, []checkpoint.DirFile{{Name: ConfigFile, Write: checkpoint.WriteBytes(c.Config)}}); err != nil {
+	if err := checkHFTensors(c.Config, p.header); err != nil {
+		return fmt.Errorf("exporting %s: %w", dir, err)
+	}
+	if err := p.write(dir, []checkpoint.DirFile{{Name: ConfigFile, Write: checkpoint.WriteBytes(cfg)}}); err != nil {
 		return fmt.Errorf("exporting %s: %w", dir, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,12 +14,18 @@ import (
 	"testing"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
 	"gitee.com/gidean/conv-linn/safetensors"
 )
 
-const config = `{"hidden_size": 6, "intermediate_size": 10, "num_hidden_layers": 1, "vocab_size": 5}`
+// config is a source config in the seed's form (transformers 4.28 keys,
+// max_sequence_length, pad_token_id -1).
+const config = `{"architectures": ["LLaMAForCausalLM"], "bos_token_id": 0, "eos_token_id": 1, "hidden_act": "silu",
+ "hidden_size": 6, "intermediate_size": 10, "initializer_range": 0.02, "max_sequence_length": 16, "model_type": "llama",
+ "num_attention_heads": 3, "num_hidden_layers": 1, "pad_token_id": -1, "rms_norm_eps": 1e-06,
+ "transformers_version": "4.28.1", "use_cache": true, "vocab_size": 5}`
 
 // fused is one hand-made SLTrain layer.
 type fused struct {
@@ -75,24 +82,34 @@ func (f fused) tensors() []safetensors.Tensor {
 	}
 }
 
-// handMade builds a checkpoint with two fused layers (q_proj [6,6] and
-// down_proj [6,10], r = 3, scale 32/3) between dense tensors.
+// handMade builds the checkpoint of a one-layer LLaMA of config with two
+// fused layers (q_proj [6,6] and down_proj [6,10], r = 3, scale 32/3) between
+// dense tensors.
 func handMade() (*checkpoint.Checkpoint, []fused) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	q := newFused(rng, "model.layers.0.self_attn.q_proj", 6, 6, 3, 5)
 	down := newFused(rng, "model.layers.0.mlp.down_proj", 6, 10, 3, 9)
-	embed := make([]float32, 5*6)
-	for i := range embed {
-		embed[i] = float32(rng.NormFloat64())
+	dense := func(name string, shape ...int) safetensors.Tensor {
+		v := make([]float32, shape[0]*shape[1])
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return safetensors.FromFloat32s(name, ir.F32, shape, v)
 	}
-	var ts []safetensors.Tensor
-	ts = append(ts, safetensors.FromFloat32s("model.embed_tokens.weight", ir.F32, []int{5, 6}, embed))
+	embed := dense("model.embed_tokens.weight", 5, 6)
+	ts := []safetensors.Tensor{embed}
 	ts = append(ts, q.tensors()...)
+	const p = "model.layers.0."
+	ts = append(ts, dense(p+"self_attn.k_proj.weight", 6, 6), dense(p+"self_attn.v_proj.weight", 6, 6),
+		dense(p+"self_attn.o_proj.weight", 6, 6), dense(p+"mlp.gate_proj.weight", 10, 6), dense(p+"mlp.up_proj.weight", 10, 6))
 	ts = append(ts, down.tensors()...)
+	lmHead := embed
+	lmHead.Name = "lm_head.weight"
 	ts = append(ts,
-		safetensors.FromFloat32s("model.layers.0.input_layernorm.weight", ir.F32, []int{6}, []float32{1, 1.5, 0.1, 1, 1, 2}),
+		safetensors.FromFloat32s(p+"input_layernorm.weight", ir.F32, []int{6}, []float32{1, 1.5, 0.1, 1, 1, 2}),
+		safetensors.FromFloat32s(p+"post_attention_layernorm.weight", ir.F32, []int{6}, []float32{1, 1, 0.5, 1, 1, 1}),
 		safetensors.FromFloat32s("model.norm.weight", ir.F32, []int{6}, []float32{1, 1, 1, 1, 1, 3}),
-		safetensors.FromFloat32s("lm_head.weight", ir.F32, []int{5, 6}, embed))
+		lmHead)
 	c := &checkpoint.Checkpoint{
 		Model:   &safetensors.File{Tensors: ts},
 		Config:  []byte(config),
@@ -101,9 +118,12 @@ func handMade() (*checkpoint.Checkpoint, []fused) {
 	return c, []fused{q, down}
 }
 
+// wantHFNames is LlamaForCausalLM's state dict for config, in its order.
 var wantHFNames = []string{
-	"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight",
-	"model.layers.0.input_layernorm.weight", "model.norm.weight", "lm_head.weight",
+	"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+	"model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+	"model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight",
+	"model.layers.0.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight",
 }
 
 func TestHF(t *testing.T) {
@@ -115,9 +135,18 @@ func TestHF(t *testing.T) {
 			if err := HF(c, dir, dt); err != nil {
 				t.Fatal(err)
 			}
-			if cfg, _ := os.ReadFile(filepath.Join(dir, ConfigFile)); string(cfg) != config {
-				t.Errorf("config.json %q, want the checkpoint's bytes", cfg)
+			cfg, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+			if err != nil {
+				t.Fatal(err)
 			}
+			want, _ := HFConfig([]byte(config), dt)
+			if !bytes.Equal(cfg, want) {
+				t.Errorf("config.json %s, want HFConfig's %s", cfg, want)
+			}
+			checkHFConfig(t, cfg, map[string]any{"torch_dtype": map[ir.DType]string{ir.F32: "float32", ir.BF16: "bfloat16"}[dt],
+				"hidden_size": 6, "intermediate_size": 10, "num_attention_heads": 3, "num_key_value_heads": 3, "head_dim": 2,
+				"num_hidden_layers": 1, "vocab_size": 5, "max_position_embeddings": 16, "bos_token_id": 0, "eos_token_id": 1,
+				"pad_token_id": nil, "rms_norm_eps": 1e-6, "initializer_range": 0.02})
 			if _, err := os.Stat(filepath.Join(dir, SLTrainFile)); err == nil {
 				t.Error("an HF export has sltrain_config.json")
 			}
@@ -316,6 +345,18 @@ func TestErrors(t *testing.T) {
 		{"dense and factored", mod(func(c *checkpoint.Checkpoint) {
 			c.Model.Tensors = append(c.Model.Tensors, safetensors.FromFloat32s(q+".weight", ir.F32, []int{1}, []float32{1}))
 		}), ir.F32, "twice"},
+		{"config field", mod(func(c *checkpoint.Checkpoint) { c.Config = []byte(strings.Replace(config, `"llama"`, `"gpt2"`, 1)) }), ir.F32,
+			`the checkpoint's config.json: field "model_type"`},
+		{"vocab mismatch", mod(func(c *checkpoint.Checkpoint) {
+			c.Config = []byte(strings.Replace(config, `"vocab_size": 5`, `"vocab_size": 7`, 1))
+		}), ir.F32,
+			"tensor model.embed_tokens.weight is [5 6], but the checkpoint's config.json (vocab_size 7,"},
+		{"missing tensor", mod(func(c *checkpoint.Checkpoint) {
+			c.Model.Tensors = slices.DeleteFunc(c.Model.Tensors, func(x safetensors.Tensor) bool { return x.Name == "lm_head.weight" })
+		}), ir.F32, "no lm_head.weight, a weight of LlamaForCausalLM with the checkpoint's config.json"},
+		{"unexpected tensor", mod(func(c *checkpoint.Checkpoint) {
+			c.Model.Tensors = append(c.Model.Tensors, safetensors.FromFloat32s("model.layers.1.input_layernorm.weight", ir.F32, []int{6}, make([]float32, 6)))
+		}), ir.F32, "tensor model.layers.1.input_layernorm.weight is not a weight of LlamaForCausalLM with the checkpoint's config.json (vocab_size 5, hidden_size 6, intermediate_size 10, num_hidden_layers 1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(parent, strings.ReplaceAll(c.name, " ", "_"))
@@ -366,5 +407,322 @@ func TestMergeDeterministic(t *testing.T) {
 	}
 	if want := l.want(7.0 / 5); !reflect.DeepEqual(got, want) {
 		t.Error("parallel merge differs from the definition's sum order")
+	}
+}
+
+// hfLlamaConfigFields are the keys of the config.json transformers 4.55's
+// LlamaConfig.save_pretrained writes for a LLaMA, with their JSON types and
+// HF's defaults, from the LlamaConfig documentation (configuration_llama.py's
+// Args: vocab_size … head_dim) and PretrainedConfig (architectures,
+// model_type, torch_dtype, transformers_version; the token ids and
+// tie_word_embeddings are LlamaConfig arguments passed on to it). A default
+// "=heads" or "=d/H" is computed from the other fields when the key is
+// absent or null.
+var hfLlamaConfigFields = []struct {
+	name      string
+	kinds     string // JSON types Python's json must read: int, float, bool, str, list[str], list[int], null, object
+	hfDefault any
+}{
+	{"vocab_size", "int", 32000},
+	{"hidden_size", "int", 4096},
+	{"intermediate_size", "int", 11008},
+	{"num_hidden_layers", "int", 32},
+	{"num_attention_heads", "int", 32},
+	{"num_key_value_heads", "int", "=heads"},
+	{"hidden_act", "str", "silu"},
+	{"max_position_embeddings", "int", 2048},
+	{"initializer_range", "float", 0.02},
+	{"rms_norm_eps", "float", 1e-6},
+	{"use_cache", "bool", true},
+	{"pad_token_id", "int null", nil},
+	{"bos_token_id", "int null", 1},
+	{"eos_token_id", "int list[int] null", 2},
+	{"pretraining_tp", "int", 1},
+	{"tie_word_embeddings", "bool", false},
+	{"rope_theta", "float", 10000.0},
+	{"rope_scaling", "object null", nil},
+	{"attention_bias", "bool", false},
+	{"attention_dropout", "float", 0.0},
+	{"mlp_bias", "bool", false},
+	{"head_dim", "int", "=d/H"},
+	{"architectures", "list[str]", nil},
+	{"model_type", "str", "llama"},
+	{"torch_dtype", "str", nil},
+	{"transformers_version", "str", nil},
+}
+
+// jsonKind is the type Python's json gives a decoded value (numbers kept as
+// json.Number).
+func jsonKind(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "bool"
+	case string:
+		return "str"
+	case json.Number:
+		if strings.ContainsAny(string(v), ".eE") {
+			return "float"
+		}
+		return "int"
+	case map[string]any:
+		return "object"
+	case []any:
+		k := "list[]"
+		for _, x := range v {
+			k = "list[" + jsonKind(x) + "]"
+		}
+		return k
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// checkHFConfig checks an HF config.json against hfLlamaConfigFields (every
+// key, nothing else, each of its type), the values fixed for slc's LLaMA and
+// want (numbers compared as float64).
+func checkHFConfig(t *testing.T, data []byte, want map[string]any) {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var got map[string]any
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("config.json: %v\n%s", err, data)
+	}
+	if !bytes.HasSuffix(data, []byte("}\n")) || !bytes.HasPrefix(data, []byte("{\n  \"architectures\": [")) {
+		t.Errorf("config.json is not laid out as save_pretrained writes it (sorted keys, indent 2, final newline):\n%s", data)
+	}
+	known := map[string]bool{}
+	for _, f := range hfLlamaConfigFields {
+		known[f.name] = true
+		v, ok := got[f.name]
+		if !ok {
+			t.Errorf("config.json lacks %q (HF default %v)", f.name, f.hfDefault)
+			continue
+		}
+		if k := jsonKind(v); !slices.Contains(strings.Fields(f.kinds), k) {
+			t.Errorf("config.json %q = %v is %s, want %s", f.name, v, k, f.kinds)
+		}
+	}
+	for k := range got {
+		if !known[k] {
+			t.Errorf("config.json has %q, which transformers' LlamaConfig does not document", k)
+		}
+	}
+	fixed := map[string]any{
+		"architectures": []any{"LlamaForCausalLM"}, "model_type": "llama", "transformers_version": TransformersVersion,
+		"hidden_act": "silu", "rope_theta": 10000.0, "rope_scaling": nil, "attention_bias": false, "mlp_bias": false,
+		"attention_dropout": 0.0, "pretraining_tp": 1, "tie_word_embeddings": false, "use_cache": true,
+	}
+	for _, m := range []map[string]any{fixed, want} {
+		for k, w := range m {
+			g := got[k]
+			if n, ok := g.(json.Number); ok {
+				f, _ := n.Float64()
+				g = f
+			}
+			switch x := w.(type) {
+			case int:
+				w = float64(x)
+			case []int:
+				l := []any{}
+				for _, i := range x {
+					l = append(l, json.Number(fmt.Sprint(i)))
+				}
+				w = l
+			}
+			if !reflect.DeepEqual(g, w) {
+				t.Errorf("config.json %q = %v (%T), want %v", k, got[k], got[k], w)
+			}
+		}
+	}
+}
+
+// TestHFConfigSeedConfigs exports the seed's configs: each becomes the HF
+// config of the same model, which slc reads back as the same model and which
+// re-exports to itself.
+func TestHFConfigSeedConfigs(t *testing.T) {
+	paths, _ := filepath.Glob("../testdata/configs/*.json")
+	if len(paths) == 0 {
+		t.Fatal("no ../testdata/configs")
+	}
+	for _, path := range paths {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var src map[string]any
+			if err := json.Unmarshal(raw, &src); err != nil {
+				t.Fatal(err)
+			}
+			out, err := HFConfig(raw, ir.BF16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]any{"torch_dtype": "bfloat16", "max_position_embeddings": src["max_sequence_length"],
+				"num_key_value_heads": src["num_attention_heads"], "pad_token_id": nil}
+			for _, k := range []string{"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+				"vocab_size", "rms_norm_eps", "initializer_range", "bos_token_id", "eos_token_id"} {
+				want[k] = src[k]
+			}
+			want["head_dim"] = src["hidden_size"].(float64) / src["num_attention_heads"].(float64)
+			checkHFConfig(t, out, want)
+
+			a, err := frontend.ParseLlamaConfig(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := frontend.ParseLlamaConfig(out)
+			if err != nil {
+				t.Fatalf("slc does not read its HF config back: %v", err)
+			}
+			a.Raw, b.Raw = nil, nil
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("slc reads the HF config as %+v, the source as %+v", b, a)
+			}
+			again, err := HFConfig(out, ir.BF16)
+			if err != nil || !bytes.Equal(again, out) {
+				t.Errorf("the HF config re-exports to %s (%v), want itself", again, err)
+			}
+		})
+	}
+}
+
+// editConfig returns config with fields set (nil value: deleted).
+func editConfig(t *testing.T, fields map[string]any) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(config), &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range fields {
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+type rawJSON string
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return []byte(r), nil }
+
+func TestHFConfigVariants(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		edit  map[string]any
+		dt    ir.DType
+		check map[string]any
+	}{
+		{"seed form", nil, ir.F32, map[string]any{"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": nil, "max_position_embeddings": 16}},
+		{"HF form", map[string]any{"max_sequence_length": nil, "max_position_embeddings": 16, "architectures": []string{"LlamaForCausalLM"},
+			"num_key_value_heads": 3, "head_dim": 2, "rope_theta": 10000.0, "rope_scaling": rawJSON("null"), "attention_bias": false,
+			"mlp_bias": false, "attention_dropout": 0.0, "torch_dtype": "float16", "_name_or_path": "x", "pad_token_id": 4},
+			ir.F16, map[string]any{"torch_dtype": "float16", "max_position_embeddings": 16, "pad_token_id": 4}},
+		{"both lengths", map[string]any{"max_position_embeddings": 16}, ir.F64, map[string]any{"torch_dtype": "float64"}},
+		{"no token ids", map[string]any{"bos_token_id": nil, "eos_token_id": rawJSON("null"), "pad_token_id": nil}, ir.BF16,
+			map[string]any{"bos_token_id": nil, "eos_token_id": nil, "pad_token_id": nil}},
+		{"eos list", map[string]any{"eos_token_id": []int{1, 2}}, ir.F32, map[string]any{"eos_token_id": []int{1, 2}}},
+		{"negative bos", map[string]any{"bos_token_id": -1}, ir.F32, map[string]any{"bos_token_id": nil}},
+		{"pretraining_tp 2", map[string]any{"pretraining_tp": 2}, ir.F32, nil},
+		{"defaults", map[string]any{"rms_norm_eps": nil, "initializer_range": nil, "hidden_act": nil, "max_sequence_length": nil, "architectures": nil, "use_cache": nil},
+			ir.F32, map[string]any{"rms_norm_eps": 1e-6, "initializer_range": 0.02, "max_position_embeddings": 2048}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := HFConfig(editConfig(t, c.edit), c.dt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkHFConfig(t, out, c.check)
+		})
+	}
+	// use_cache false and tied embeddings are carried over.
+	out, err := HFConfig(editConfig(t, map[string]any{"use_cache": false, "tie_word_embeddings": true}), ir.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	json.Unmarshal(out, &m)
+	if m["use_cache"] != false || m["tie_word_embeddings"] != true {
+		t.Errorf("use_cache %v, tie_word_embeddings %v", m["use_cache"], m["tie_word_embeddings"])
+	}
+	// Floats are written as Python floats.
+	for v, want := range map[float64]string{1e-6: "1e-06", 1e-5: "1e-05", 0.02: "0.02", 10000: "10000.0", 0: "0.0", 1e21: "1e+21"} {
+		if got, _ := json.Marshal(pyFloat(v)); string(got) != want {
+			t.Errorf("pyFloat(%v) = %s, want %s", v, got, want)
+		}
+	}
+	if _, err := HFConfig([]byte(config), ir.I64); err == nil {
+		t.Error("HFConfig accepts an integer dtype")
+	}
+}
+
+func TestHFConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		value any
+		want  string
+	}{
+		{"model_type", "gpt2", `must be "llama"`},
+		{"architectures", []string{"GPT2LMHeadModel"}, "not a LLaMA causal LM"},
+		{"architectures", "LlamaForCausalLM", "must be a list"},
+		{"max_position_embeddings", 32, "disagrees with max_sequence_length 16"},
+		{"num_key_value_heads", 1, "grouped-query attention"},
+		{"head_dim", 4, "hidden_size/num_attention_heads"},
+		{"rope_theta", 500000.0, "rotary base"},
+		{"rope_scaling", map[string]any{"type": "linear", "factor": 2.0}, "rotary scaling"},
+		{"attention_bias", true, "biases"},
+		{"hidden_act", "gelu", "silu"},
+		{"bos_token_id", 5, "not a token of the vocabulary (vocab_size 5)"},
+		{"eos_token_id", "x", "must be an integer"},
+		{"eos_token_id", []any{1, 9}, "9 is not a token"},
+		{"eos_token_id", []any{1, -1}, "-1 in the list"},
+		{"pad_token_id", 1.5, "must be an integer"},
+		{"use_cache", "yes", "true or false"},
+		{"pretraining_tp", 0, "must be >= 1"},
+		{"initializer_range", 2.0, "<= 1"},
+		{"vocab_size", nil, "missing"},
+		{"lora_r", 8, "not a LLaMA config field"},
+	} {
+		t.Run(c.field, func(t *testing.T) {
+			_, err := HFConfig(editConfig(t, map[string]any{c.field: c.value}), ir.F32)
+			if err == nil || !strings.Contains(err.Error(), `config.json: field "`+c.field+`"`) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("HFConfig with %s = %v: %v, want an error naming config.json, the field and %q", c.field, c.value, err, c.want)
+			}
+		})
+	}
+	if _, err := HFConfig([]byte(`{"model_type": "llama",`), ir.F32); err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Errorf("malformed config: %v", err)
+	}
+}
+
+// TestHFTied exports a model with tied embeddings: no lm_head.weight, and
+// tie_word_embeddings true so that transformers ties it to the embedding.
+func TestHFTied(t *testing.T) {
+	c, _ := handMade()
+	c.Model.Tensors = slices.DeleteFunc(c.Model.Tensors, func(x safetensors.Tensor) bool { return x.Name == "lm_head.weight" })
+	c.Config = editConfig(t, map[string]any{"tie_word_embeddings": true})
+	dir := filepath.Join(t.TempDir(), "hf")
+	if err := HF(c, dir, ir.F32); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil || m["tie_word_embeddings"] != true {
+		t.Errorf("config.json %s (%v): want tie_word_embeddings true", data, err)
+	}
+	f, err := safetensors.Read(filepath.Join(dir, ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.Names(), wantHFNames[:len(wantHFNames)-1]; !reflect.DeepEqual(got, want) {
+		t.Errorf("tensors %v, want %v", got, want)
 	}
 }

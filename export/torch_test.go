@@ -1,6 +1,7 @@
 package export
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -87,15 +88,19 @@ func torchPython(t *testing.T) string {
 	return py
 }
 
-// crossCheck runs in Python. It builds the HF LlamaForCausalLM state-dict
+// crossCheck runs in Python. It checks the HF config.json as Python's json
+// reads it against the table of transformers' LlamaConfig fields (every key,
+// each of its Python type); builds the HF LlamaForCausalLM state-dict
 // names and shapes from config.json alone and compares them with the HF
 // export; loads the export strictly into tools/torchref's full-rank model;
 // loads the SLTrain export strictly into torchref's SLTrain model (the seed's
 // SpLoRaLinear names), and compares each layer's dense_weight() in float64
-// with the merged weight of the HF export.
+// with the merged weight of the HF export. Where transformers is installed,
+// LlamaForCausalLM.from_pretrained loads the HF export with no missing,
+// unexpected or mismatched weight and gives torchref's logits.
 const crossCheck = `
 import json, os, sys
-helper, hf, sl = sys.argv[1:4]
+helper, hf, sl, table, src = sys.argv[1:6]
 sys.path.insert(0, helper)
 import numpy as np
 import torch
@@ -103,6 +108,22 @@ import safetensors_io as st
 import model as tm
 
 cfg = json.load(open(os.path.join(hf, "config.json")))
+src = json.load(open(src))
+kinds = {"int": lambda v: type(v) is int, "float": lambda v: type(v) is float, "bool": lambda v: type(v) is bool,
+         "str": lambda v: type(v) is str, "null": lambda v: v is None, "object": lambda v: type(v) is dict,
+         "list[str]": lambda v: type(v) is list and all(type(x) is str for x in v),
+         "list[int]": lambda v: type(v) is list and all(type(x) is int for x in v)}
+table = json.loads(table)
+assert sorted(cfg) == sorted(table), f"config.json keys {sorted(cfg)}, want {sorted(table)}"
+for k, ks in table.items():
+    assert any(kinds[t](cfg[k]) for t in ks.split()), f"config.json {k} = {cfg[k]!r}: want {ks}"
+assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["model_type"] == "llama", cfg
+assert cfg["max_position_embeddings"] == src["max_sequence_length"], cfg
+assert cfg["torch_dtype"] == "float32" and cfg["rope_theta"] == 10000.0, cfg
+assert cfg["num_key_value_heads"] == cfg["num_attention_heads"] == src["num_attention_heads"], cfg
+assert cfg["pad_token_id"] is None and cfg["bos_token_id"] == src["bos_token_id"] and cfg["eos_token_id"] == src["eos_token_id"], cfg
+for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size", "rms_norm_eps", "initializer_range"):
+    assert cfg[k] == src[k], (k, cfg[k], src[k])
 d, ff, L, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]
 want = {"model.embed_tokens.weight": (V, d)}
 for i in range(L):
@@ -143,6 +164,22 @@ for name, mod in factored.named_modules():
         assert torch.allclose(got, w, rtol=2e-7, atol=1e-9), f"{name}: max error {err}"
         n += 1
 assert n == 7 * L, n
+
+try:
+    import transformers
+except ImportError:
+    transformers = None
+if transformers is not None:
+    hfm, info = transformers.LlamaForCausalLM.from_pretrained(hf, output_loading_info=True)
+    assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")), info
+    hfm.eval()
+    full.eval()
+    ids = torch.arange(8).reshape(1, 8) % V
+    with torch.no_grad():
+        a = hfm(input_ids=ids).logits.double()
+        b = full.logits(ids).double()
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max().item()
+    print("transformers", transformers.__version__, "loads the export")
 print("ok", n, "merged layers")
 `
 
@@ -166,7 +203,15 @@ func TestTorchCrossCheck(t *testing.T) {
 	if err := SLTrain(c, sl, ir.F32); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, "-c", crossCheck, helper, hf, sl)
+	table := map[string]string{}
+	for _, f := range hfLlamaConfigFields {
+		table[f.name] = f.kinds
+	}
+	tableJSON, err := json.Marshal(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "-c", crossCheck, helper, hf, sl, string(tableJSON), "../testdata/configs/llama_tiny.json")
 	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "ok 14 merged layers") {
