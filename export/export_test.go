@@ -664,6 +664,22 @@ func TestHFConfigVariants(t *testing.T) {
 	}
 }
 
+// A key the HF config does not know is carried over as it is (slc train
+// accepted the file; transformers keeps such keys as config attributes).
+func TestHFConfigKeepsExtraKeys(t *testing.T) {
+	out, err := HFConfig(editConfig(t, map[string]any{"comment": "lab run 7", "lora_r": 8}), ir.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["comment"] != "lab run 7" || m["lora_r"] != 8.0 || m["architectures"].([]any)[0] != "LlamaForCausalLM" {
+		t.Errorf("extra keys not carried over: %s", out)
+	}
+}
+
 func TestHFConfigErrors(t *testing.T) {
 	for _, c := range []struct {
 		field string
@@ -689,7 +705,6 @@ func TestHFConfigErrors(t *testing.T) {
 		{"pretraining_tp", 0, "must be >= 1"},
 		{"initializer_range", 2.0, "<= 1"},
 		{"vocab_size", nil, "missing"},
-		{"lora_r", 8, "not a LLaMA config field"},
 	} {
 		t.Run(c.field, func(t *testing.T) {
 			_, err := HFConfig(editConfig(t, map[string]any{c.field: c.value}), ir.F32)

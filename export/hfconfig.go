@@ -98,10 +98,12 @@ func hfConfigError(field, format string, args ...any) error {
 // padding_idx the last row, which slc trains like any other.
 //
 // The source config must describe a LLaMA slc builds (frontend's checks:
-// silu, no GQA, no biases, rotary base 10000, …), and every key of it must be
-// one the HF config writes or replaces (max_sequence_length, torch_dtype,
-// dtype, transformers_version, _name_or_path): an unknown key has no known
-// meaning to carry over. Errors name the file and the field.
+// silu, no GQA, no biases, rotary base 10000, …). Keys the HF config does
+// not write or replace (max_sequence_length, torch_dtype, dtype,
+// transformers_version, _name_or_path) are carried over as they are, as
+// transformers keeps unknown config keys: slc train accepted the file, so its
+// export must not fail on it after the run. Errors name the file and the
+// field.
 func HFConfig(raw []byte, dt ir.DType) ([]byte, error) {
 	cfg, m, err := parseSource(raw)
 	if err != nil {
@@ -152,9 +154,9 @@ func HFConfig(raw []byte, dt ir.DType) ([]byte, error) {
 		}
 		out[k] = v
 	}
-	for k := range m {
+	for k, v := range m {
 		if _, ok := out[k]; !ok && !slices.Contains(sourceOnly, k) {
-			return nil, hfConfigError(k, "not a LLaMA config field the HF export knows; remove it from the file to export")
+			out[k] = v // as transformers does: an extra key stays an attribute of the config
 		}
 	}
 	data, err := json.MarshalIndent(out, "", "  ")
