@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -15,6 +19,8 @@ import (
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/peak"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/version"
@@ -25,12 +31,26 @@ func benchCommand() *cli.Command {
 		Name:      "bench",
 		Usage:     "time full training steps (train_step + AdamW update) of a model on random tokens",
 		ArgsUsage: "MODEL",
-		Description: "MODEL is a LLaMA config (compiled first, with the flags of slc compile) or a .slc artifact.\n" +
-			"Each timed step runs train_step then update on fresh random token ids; the figures are\n" +
-			"the median of --steps steps after --warmup untimed ones. GFLOP/s counts the products\n" +
-			"(MatMul, Linear, LowRankSparseAdd at its factored cost) of train_step. --baseline torch runs\n" +
-			"the seed's semantics in PyTorch (tools/torchref/bench.py, Debian's /usr/bin/python3) on the\n" +
-			"same model, batch and threads in the same run and prints the ratio.\n\n" +
+		Description: "MODEL is a LLaMA config (compiled first, with the flags of slc compile) or a .slc artifact,\n" +
+			"whose batch, length and SLTrain settings are fixed (a compile flag that says otherwise is a\n" +
+			"usage error). Each timed step runs train_step then update on fresh random token ids; the\n" +
+			"figures are the median of --steps steps after --warmup untimed ones. GFLOP/s counts the\n" +
+			"products of train_step (MatMul, Linear, LowRankSparseAdd at its factored cost, whichever way\n" +
+			"it is lowered), the same count for every lowering and for PyTorch. Before timing, bench\n" +
+			"measures this machine's fp32 FMA peak on the same threads (package peak: 12 chains of\n" +
+			"vfmadd231ps on zmm with AVX-512F, ymm with FMA, else SSE mulps+addps; about 0.3 s) and\n" +
+			"prints each GFLOP/s as a fraction of it.\n\n" +
+			"Lowerings (SLTrain config): bench compiles and times --sltrain-lowering auto (what a user\n" +
+			"gets) and merged (W = B·A·scale + S dense, one GEMM: PyTorch's algorithm), and prints a\n" +
+			"ratio for each against one PyTorch run; when auto picks merged for every layer, the programs\n" +
+			"are the same and are timed once. An explicit --sltrain-lowering merged times merged only;\n" +
+			"factored or auto times that one plus merged. A full-rank model or an artifact (its lowering\n" +
+			"was fixed when it was compiled) is timed once.\n\n" +
+			"--baseline torch runs the seed's semantics in PyTorch (tools/torchref/bench.py, Debian's\n" +
+			"/usr/bin/python3, run from the repository root) on the model the compiled module describes:\n" +
+			"its config, peft, rank, δ, α, target modules, dtype, batch and length come from the module's\n" +
+			"metadata and input shape, never from the flags, and its parameter count must match slc's.\n" +
+			"A model bench.py cannot express is a usage error.\n\n" +
 			"  slc bench testdata/configs/llama_20m.json --rank 64 --baseline torch",
 		HideHelpCommand: true,
 		OnUsageError:    onUsageError("bench"),
@@ -38,11 +58,11 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights and the random tokens"},
-			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads (default: all cores)"},
+			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads, >= 1 (the default is the number of cores)"},
 			&cli.IntFlag{Name: "steps", Value: 5, Usage: "`N` timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
 			&cli.StringFlag{Name: "baseline", Value: "none", Usage: "`WHAT` to compare against in the same run: none or torch"},
-			&cli.IntFlag{Name: "profile", Usage: "after the run, list the `N` kernels that took the most time over the timed steps"},
+			&cli.IntFlag{Name: "profile", Usage: "after each run, list the `N` kernels that took the most time over the timed steps"},
 		}, pipelineFlags()...), codegenFlags()...),
 		Action: func(c *cli.Context) error { return bench(c) },
 	}
@@ -54,6 +74,15 @@ type benchResult struct {
 	tokensPerSec  float64
 	flopsPerStep  int64
 	compileSecond float64
+}
+
+// benchProgram is one compiled program bench times: a lowering of the
+// model, or the artifact as it is.
+type benchProgram struct {
+	lowering string // "merged", "auto", "factored", or "" (full-rank, artifact)
+	art      *artifact.Artifact
+	compile  float64 // seconds to compile it (or read the artifact)
+	sameAs   string  // set when this lowering compiled to another's program: not timed again
 }
 
 func bench(c *cli.Context) error {
@@ -81,85 +110,332 @@ func bench(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := codegenOptions(c, cmd, nil, nil); err != nil {
+		return err
+	}
 
-	var art *artifact.Artifact
-	start := time.Now()
-	if filepath.Ext(model) == ".slc" {
-		if art, err = artifact.ReadFile(model); err != nil {
+	var mod *ir.Module   // the compiled module: metadata and graphs
+	var st *passes.State // its pass state, for a config
+	var progs []*benchProgram
+	if isArtifact(model) {
+		start := time.Now()
+		art, err := artifact.ReadFile(model)
+		if err != nil {
 			return err
 		}
+		if mod, err = ir.ParseBinary(art.Module); err != nil {
+			return fmt.Errorf("%s: artifact module: %w", model, err)
+		}
+		if err := checkArtifactFlags(c, model, mod, art); err != nil {
+			return err
+		}
+		progs = []*benchProgram{{art: art, compile: time.Since(start).Seconds()}}
 	} else {
-		src, err := readSource(model)
-		if err != nil {
-			return err
-		}
-		if src.kind != kindConfig {
-			return fmt.Errorf("%s: slc bench needs a LLaMA config or a .slc artifact, not %s", model, src.kind)
-		}
-		opt := defaultBuild(c)
-		m, err := buildLlama(src.path, &opt, c.IsSet("max-length"))
-		if err != nil {
-			return err
-		}
-		st, err := runPipeline(c, src.path, m, true, po)
-		if err != nil {
-			return err
-		}
-		co, err := codegenOptions(c, cmd, st, nil)
-		if err != nil {
-			return err
-		}
-		printf(c, "Compiling %s (%s, batch %d × %d tokens)…\n", model, peftLabel(po.PEFT, po.Rank, po.SpRatio), opt.BatchSize, opt.SeqLen)
-		if art, err = compileNative(src.path, m, co); err != nil {
+		if mod, st, progs, err = compileBench(c, model, po); err != nil {
 			return err
 		}
 	}
-	compileTime := time.Since(start).Seconds()
-
-	rt, err := runtime.Load(art, runtime.Options{Threads: threads, Version: version.Version})
-	if err != nil {
-		return fmt.Errorf("%s: %w", model, err)
-	}
-	defer rt.Close()
-	g := rt.Module().Graph("train_step")
-	if g == nil || rt.Module().Graph("update") == nil {
+	g := mod.Graph("train_step")
+	if g == nil || mod.Graph("update") == nil {
 		return fmt.Errorf("%s: the artifact has no train_step and update programs", model)
 	}
 	ids := g.Input("input_ids")
-	if ids == nil {
-		return fmt.Errorf("%s: train_step has no input_ids", model)
+	if ids == nil || ids.Type.Rank() != 2 {
+		return fmt.Errorf("%s: train_step has no input_ids [batch, length]", model)
 	}
-	vocab := vocabSize(rt.Module())
-	res, err := runBench(c, rt, ids.Type, vocab, c.Uint64("seed"), steps, warmup)
+	// The baseline's arguments come from the module; settings it cannot
+	// express stop here, before anything is timed.
+	var torchArgv []string
+	if baseline == "torch" {
+		if torchArgv, err = torchArgs(mod, threads, steps, warmup); err != nil {
+			return err
+		}
+	}
+	if !isArtifact(model) {
+		lowerings := make([]string, len(progs))
+		for i, p := range progs {
+			lowerings[i] = p.lowering
+		}
+		how := ""
+		if isSLTrain(mod) {
+			how = ", --sltrain-lowering " + strings.Join(lowerings, " and ")
+		}
+		printf(c, "Compiling %s (%s, batch %d × %d tokens)%s…\n", model, metaLabel(mod.Meta), ids.Type.Shape[0], ids.Type.Shape[1], how)
+	}
+	if err := compilePrograms(c, model, mod, st, progs); err != nil {
+		return err
+	}
+	if isArtifact(model) {
+		printf(c, "%s: a compiled artifact (%s, batch %d × %d tokens); its SLTrain lowering was fixed when it was compiled, so one program is timed (bench the config for the merged and auto ratios)\n",
+			model, metaLabel(mod.Meta), ids.Type.Shape[0], ids.Type.Shape[1])
+	} else if po.PEFT == "full" {
+		printf(c, "full-rank: no SLTrain layers, so the lowering does not apply; one program is timed\n")
+	}
+
+	pk, err := peak.Measure(threads, 300*time.Millisecond)
 	if err != nil {
 		return err
 	}
-	res.flopsPerStep = summary.FLOPs(g)
-	res.compileSecond = compileTime
+	printf(c, "peak:       %.1f GFLOP/s fp32 (%v, %d chains, %d threads, measured in %.2f s)\n", pk.GFLOPS, pk.Path, peak.Chains, threads, pk.Elapsed.Seconds())
+
+	flops := summary.FLOPs(g)
 	tokens := ids.Type.NumElements()
-	printf(c, "slc:     %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s (%.1f GFLOP per step), %d threads; compile+load %.1f s\n",
-		res.stepSeconds, steps, float64(tokens)/res.stepSeconds, float64(res.flopsPerStep)/res.stepSeconds/1e9,
-		float64(res.flopsPerStep)/1e9, threads, res.compileSecond)
-	if n := c.Int("profile"); n > 0 {
-		printProfile(c, rt, n, steps)
-	}
-	if baseline == "torch" {
-		meta := rt.Module().Meta
-		tps, err := torchBaseline(c, meta, ids.Type, po.PEFT, threads, steps, warmup)
+	vocab := vocabSize(mod)
+	results := map[string]*benchResult{}
+	for _, p := range progs {
+		name := "slc"
+		if p.lowering != "" {
+			name = "slc " + p.lowering
+		}
+		if p.sameAs != "" {
+			results[p.lowering] = results[p.sameAs]
+			printf(c, "%-11s the same program as %s (the cost model chose merged for every layer)\n", name+":", p.sameAs)
+			continue
+		}
+		res, err := timeProgram(c, model, p, vocab, steps, warmup, threads)
 		if err != nil {
 			return err
 		}
-		printf(c, "PyTorch: %.0f tokens/s (tools/torchref/bench.py, %d threads, OPENBLAS_CORETYPE=SkylakeX)\n", tps, threads)
-		printf(c, "ratio:   %.2f× PyTorch\n", float64(tokens)/res.stepSeconds/tps)
+		res.flopsPerStep, res.compileSecond = flops, p.compile
+		res.tokensPerSec = float64(tokens) / res.stepSeconds
+		results[p.lowering] = res
+		gf := float64(flops) / res.stepSeconds / 1e9
+		printf(c, "%-11s %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (%.1f GFLOP per step), %d threads; compile+load %.1f s\n",
+			name+":", res.stepSeconds, steps, res.tokensPerSec, gf, 100*gf/pk.GFLOPS, float64(flops)/1e9, threads, res.compileSecond)
+	}
+	if baseline != "torch" {
+		return nil
+	}
+
+	tr, err := torchBaseline(c, mod, torchArgv)
+	if err != nil {
+		return err
+	}
+	tgf := tr.TokensPerS * float64(flops) / float64(tokens) / 1e9
+	layer := "the same dense Linear layers"
+	if isSLTrain(mod) {
+		layer = "the seed's merged layer, W = B·A·scale + S dense, one GEMM"
+	}
+	printf(c, "PyTorch:    %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (tools/torchref/bench.py: %s; %d threads, OPENBLAS_CORETYPE=SkylakeX)\n",
+		tr.TokensPerS, tgf, 100*tgf/pk.GFLOPS, layer, threads)
+	for _, p := range progs {
+		r := results[p.lowering]
+		ratio := r.tokensPerSec / tr.TokensPerS
+		switch p.lowering {
+		case "":
+			printf(c, "ratio:      %.2f× PyTorch\n", ratio)
+		case "merged":
+			printf(c, "ratio merged:   %.2f× PyTorch (the same algorithm: slc's implementation speed-up)\n", ratio)
+		case "auto":
+			printf(c, "ratio auto:     %.2f× PyTorch (what a user gets: slc's cost model picks each layer's lowering)\n", ratio)
+		default:
+			printf(c, "ratio %s: %.2f× PyTorch (--sltrain-lowering %s)\n", p.lowering, ratio, p.lowering)
+		}
 	}
 	return nil
 }
 
-func peftLabel(peft string, r int, sp float64) string {
-	if peft == "full" {
+// compileBench builds a config's module through the pipeline and lists the
+// programs to time: one for a full-rank model, else the lowering a user
+// gets (auto, or the one given) plus merged, PyTorch's algorithm.
+func compileBench(c *cli.Context, model string, po passes.Options) (*ir.Module, *passes.State, []*benchProgram, error) {
+	src, err := readSource(model)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if src.kind != kindConfig {
+		return nil, nil, nil, fmt.Errorf("%s: slc bench needs a LLaMA config or a .slc artifact, not %s", model, src.kind)
+	}
+	opt := defaultBuild(c)
+	m, err := buildLlama(src.path, &opt, c.IsSet("max-length"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := runPipeline(c, src.path, m, true, po)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var progs []*benchProgram
+	for _, l := range benchLowerings(isSLTrain(m), c.String("sltrain-lowering"), c.IsSet("sltrain-lowering")) {
+		progs = append(progs, &benchProgram{lowering: l})
+	}
+	return m, st, progs, nil
+}
+
+// benchLowerings are the SLTrain lowerings bench times: the one a user
+// gets first (auto, or the flag's), then merged when that is another.
+// A full-rank model has one program ("").
+func benchLowerings(sltrain bool, flag string, set bool) []string {
+	if !sltrain {
+		return []string{""}
+	}
+	if !set {
+		flag = "auto"
+	}
+	if flag == "merged" {
+		return []string{"merged"}
+	}
+	return []string{flag, "merged"}
+}
+
+// compilePrograms compiles each lowering of a config module (st: its kernel
+// groups and memory plans); when auto chose merged for every layer of
+// train_step, merged is not compiled again.
+func compilePrograms(c *cli.Context, model string, mod *ir.Module, st *passes.State, progs []*benchProgram) error {
+	autoAllMerged := false
+	for _, p := range progs {
+		if p.art != nil {
+			continue
+		}
+		if p.lowering == "merged" && autoAllMerged {
+			p.sameAs = "auto"
+			continue
+		}
+		start := time.Now()
+		var explain bytes.Buffer
+		var w io.Writer = &explain
+		if c.Bool("explain") {
+			w = io.MultiWriter(&explain, c.App.Writer)
+		}
+		co, err := codegenOptions(c, "bench", st, w)
+		if err != nil {
+			return err
+		}
+		if p.lowering != "" {
+			co.SLTrainLowering = p.lowering
+		}
+		if p.art, err = compileNative(model, mod, co); err != nil {
+			return err
+		}
+		p.compile = time.Since(start).Seconds()
+		if p.lowering == "auto" {
+			merged, factored := lowRankChoices(explain.String(), "train_step")
+			printf(c, "  auto: %d of train_step's %d LowRankSparseAdd layers factored, %d merged\n", factored, merged+factored, merged)
+			autoAllMerged = factored == 0 && merged > 0
+		}
+	}
+	return nil
+}
+
+// lowRankChoice matches codegen's note on a LowRankSparseAdd's lowering.
+var lowRankChoice = regexp.MustCompile(`: LowRankSparseAdd (merged|factored) \(`)
+
+// lowRankChoices counts the merged and factored LowRankSparseAdd layers of
+// a graph in codegen's explain output.
+func lowRankChoices(explain, graph string) (merged, factored int) {
+	in := false
+	for _, line := range strings.Split(explain, "\n") {
+		if strings.HasPrefix(line, "graph ") {
+			in = strings.HasPrefix(line, "graph "+graph+":")
+			continue
+		}
+		if !in {
+			continue
+		}
+		if m := lowRankChoice.FindStringSubmatch(line); m != nil {
+			if m[1] == "merged" {
+				merged++
+			} else {
+				factored++
+			}
+		}
+	}
+	return merged, factored
+}
+
+// timeProgram loads a program and times it.
+func timeProgram(c *cli.Context, model string, p *benchProgram, vocab, steps, warmup, threads int) (*benchResult, error) {
+	start := time.Now()
+	rt, err := runtime.Load(p.art, runtime.Options{Threads: threads, Version: version.Version})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", model, err)
+	}
+	defer rt.Close()
+	p.compile += time.Since(start).Seconds()
+	ids := rt.Module().Graph("train_step").Input("input_ids")
+	res, err := runBench(c, rt, ids.Type, vocab, c.Uint64("seed"), steps, warmup)
+	if err != nil {
+		return nil, err
+	}
+	if n := c.Int("profile"); n > 0 {
+		printProfile(c, rt, n, steps)
+	}
+	return res, nil
+}
+
+// artifactSettings are an artifact's settings under the names of the flags
+// that would contradict them.
+func artifactSettings(mod *ir.Module, art *artifact.Artifact) map[string]string {
+	have := map[string]string{"peft": "full", "cpu": art.Target.CPU}
+	if g := mod.Graph("train_step"); g != nil {
+		if ids := g.Input("input_ids"); ids != nil && ids.Type.Rank() == 2 {
+			have["batch-size"], have["max-length"] = strconv.Itoa(ids.Type.Shape[0]), strconv.Itoa(ids.Type.Shape[1])
+		}
+	}
+	if isSLTrain(mod) {
+		for flag, key := range map[string]string{"peft": "peft", "rank": "rank", "sp-ratio": "sp_ratio", "lora-alpha": "lora_alpha", "target-modules": "target_modules"} {
+			have[flag] = mod.Meta[key]
+		}
+	}
+	return have
+}
+
+// checkArtifactFlags refuses compile flags that say otherwise than the
+// artifact (a model setting it fixed, or a compile step it had already).
+func checkArtifactFlags(c *cli.Context, path string, mod *ir.Module, art *artifact.Artifact) error {
+	have := artifactSettings(mod, art)
+	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "passes", "print-after", "explain", "memory"} {
+		if !c.IsSet(f) {
+			continue
+		}
+		v, ok := have[f]
+		if ok && sameSetting(f, v, c.Value(f)) {
+			continue
+		}
+		return usagef("bench", "flag --%s: %s is a compiled artifact (%s, batch %s × %s); its settings are fixed (give the config to compile it anew)",
+			f, path, metaLabel(mod.Meta), have["batch-size"], have["max-length"])
+	}
+	return nil
+}
+
+// sameSetting compares a flag's value with an artifact's recorded one.
+func sameSetting(flag, have string, v any) bool {
+	switch x := v.(type) {
+	case float64:
+		h, err := strconv.ParseFloat(have, 64)
+		return err == nil && h == x
+	case int:
+		return have == strconv.Itoa(x)
+	}
+	s := fmt.Sprint(v)
+	if flag == "target-modules" { // a set: the order does not matter
+		x, y := splitList(s), splitList(have)
+		sort.Strings(x)
+		sort.Strings(y)
+		return strings.Join(x, ",") == strings.Join(y, ",")
+	}
+	return s == have
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// isSLTrain reports whether the module was fused by sltrain-fuse.
+func isSLTrain(m *ir.Module) bool { return m.Meta["peft"] == "sltrain" }
+
+// metaLabel describes a module's SLTrain settings from its metadata.
+func metaLabel(meta map[string]string) string {
+	if meta["peft"] != "sltrain" {
 		return "full-rank"
 	}
-	return fmt.Sprintf("SLTrain r %d, δ %g", r, sp)
+	return fmt.Sprintf("SLTrain r %s, δ %s, α %s", meta["rank"], meta["sp_ratio"], meta["lora_alpha"])
 }
 
 // runBench times steps of train_step + update after warm-up steps.
@@ -226,26 +502,131 @@ func vocabSize(m *ir.Module) int {
 	return 2
 }
 
-// torchBaseline runs tools/torchref/bench.py on the same model and returns its tokens/s.
-func torchBaseline(c *cli.Context, meta map[string]string, ids ir.Type, peft string, threads, steps, warmup int) (float64, error) {
-	script := filepath.Join("tools", "torchref", "bench.py")
-	if _, err := os.Stat(script); err != nil {
-		return 0, fmt.Errorf("--baseline torch: %s not found (run slc bench from the repository root)", script)
+// torchScript is the PyTorch baseline, relative to the repository root.
+var torchScript = filepath.Join("tools", "torchref", "bench.py")
+
+// torchConfigArg stands for the model config file in torchArgs' argv;
+// torchBaseline writes the module's config to a temporary file there.
+const torchConfigArg = "{config}"
+
+// torchDTypes maps slc's element types to bench.py's --dtype.
+var torchDTypes = map[string]string{"": "float32", "f32": "float32", "f64": "float64"}
+
+// projection matches the module names bench.py's model can make SLTrain
+// layers of: the attention and MLP projections.
+var projection = regexp.MustCompile(`^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$`)
+
+// torchArgs is bench.py's argv (after the interpreter) for the model a
+// compiled module describes: every model setting from its metadata and
+// train_step's input_ids shape, none from the command line. A model bench.py
+// cannot build the same is a usage error.
+func torchArgs(mod *ir.Module, threads, steps, warmup int) ([]string, error) {
+	meta := mod.Meta
+	g := mod.Graph("train_step")
+	if g == nil || g.Input("input_ids") == nil || g.Input("input_ids").Type.Rank() != 2 {
+		return nil, fmt.Errorf("--baseline torch: the module has no train_step with input_ids [batch, length]")
+	}
+	if meta["model_config"] == "" {
+		return nil, usagef("bench", "--baseline torch: the module records no model config (was it built from a LLaMA config?)")
+	}
+	dtype, ok := torchDTypes[meta["dtype"]]
+	if !ok {
+		return nil, usagef("bench", "--baseline torch: the model is %s; tools/torchref/bench.py runs float32 or float64 only", meta["dtype"])
+	}
+	shape := g.Input("input_ids").Type.Shape
+	args := []string{torchScript, "--config", torchConfigArg, "--dtype", dtype,
+		"--batch-size", strconv.Itoa(shape[0]), "--max-length", strconv.Itoa(shape[1]),
+		"--threads", strconv.Itoa(threads), "--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup)}
+	if s := meta["seed"]; s != "" {
+		args = append(args, "--seed", s)
+	}
+	switch meta["peft"] {
+	case "", "full":
+		if len(fusedModules(g)) > 0 {
+			return nil, fmt.Errorf("--baseline torch: the module has SLTrain layers but its metadata says full-rank")
+		}
+		return append(args, "--peft", "full"), nil
+	case "sltrain":
+	default:
+		return nil, usagef("bench", "--baseline torch: peft %q has no PyTorch baseline (bench.py runs sltrain or full)", meta["peft"])
+	}
+	for _, k := range []string{"rank", "sp_ratio", "lora_alpha"} {
+		if _, err := strconv.ParseFloat(meta[k], 64); err != nil {
+			return nil, fmt.Errorf("--baseline torch: the module's SLTrain metadata has no valid %s (%q)", k, meta[k])
+		}
+	}
+	targets := splitList(meta["target_modules"])
+	if len(targets) == 0 {
+		targets = passes.DefaultTargetModules
+	}
+	// bench.py fuses exactly the projections whose names contain a target;
+	// slc must have fused the same layers.
+	fused := fusedModules(g)
+	for _, m := range fused {
+		if !projection.MatchString(m) {
+			return nil, usagef("bench", "--baseline torch: the model has an SLTrain layer %s (target modules %s); tools/torchref/bench.py makes SLTrain layers of the attention and MLP projections only", m, strings.Join(targets, ","))
+		}
+	}
+	for _, in := range g.InputsWithRole(ir.Param) {
+		if m, ok := strings.CutSuffix(in.Name, ".weight"); ok && projection.MatchString(m) && passes.IsTarget(m, targets) {
+			return nil, usagef("bench", "--baseline torch: target modules %s name %s, which slc kept dense; tools/torchref/bench.py would fuse it", strings.Join(targets, ","), m)
+		}
+	}
+	return append(args, "--peft", "sltrain", "--rank", meta["rank"], "--sp-ratio", meta["sp_ratio"],
+		"--lora-alpha", meta["lora_alpha"], "--target-modules", strings.Join(targets, ",")), nil
+}
+
+// fusedModules are the modules of g's SLTrain layers (those with a lora_A).
+func fusedModules(g *ir.Graph) []string {
+	var out []string
+	for _, in := range g.InputsWithRole(ir.Param) {
+		if m, ok := strings.CutSuffix(in.Name, ".lora_A"); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// paramCount is the number of parameter elements of g (buffers excluded),
+// bench.py's "params".
+func paramCount(g *ir.Graph) int64 {
+	var n int64
+	for _, in := range g.InputsWithRole(ir.Param) {
+		n += int64(in.Type.NumElements())
+	}
+	return n
+}
+
+// torchResult is what bench.py reports.
+type torchResult struct {
+	TokensPerS    float64 `json:"tokens_per_s"`
+	Params        int64   `json:"params"`
+	SLTrainLayers *int    `json:"sltrain_layers"`
+}
+
+// torchBaseline runs tools/torchref/bench.py with argv and checks it built
+// the module's model (the same parameter count and SLTrain layers).
+func torchBaseline(c *cli.Context, mod *ir.Module, argv []string) (*torchResult, error) {
+	if _, err := os.Stat(torchScript); err != nil {
+		return nil, fmt.Errorf("--baseline torch: %s not found (run slc bench from the repository root)", torchScript)
 	}
 	cfg, err := os.CreateTemp("", "slc-bench-*.json")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer os.Remove(cfg.Name())
-	if _, err := cfg.WriteString(meta["model_config"]); err != nil {
-		return 0, err
+	if _, err := cfg.WriteString(mod.Meta["model_config"]); err != nil {
+		cfg.Close()
+		return nil, err
 	}
-	cfg.Close()
-	args := []string{script, "--config", cfg.Name(), "--peft", peft,
-		"--batch-size", strconv.Itoa(ids.Shape[0]), "--max-length", strconv.Itoa(ids.Shape[1]),
-		"--threads", strconv.Itoa(threads), "--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup)}
-	if peft == "sltrain" {
-		args = append(args, "--rank", meta["rank"], "--sp-ratio", meta["sp_ratio"], "--lora-alpha", meta["lora_alpha"])
+	if err := cfg.Close(); err != nil {
+		return nil, err
+	}
+	args := append([]string(nil), argv...)
+	for i, a := range args {
+		if a == torchConfigArg {
+			args[i] = cfg.Name()
+		}
 	}
 	printf(c, "Running the PyTorch baseline…\n")
 	out, err := exec.Command("/usr/bin/python3", args...).Output()
@@ -254,15 +635,24 @@ func torchBaseline(c *cli.Context, meta map[string]string, ids ir.Type, peft str
 		if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
 			msg = oneLine(string(ee.Stderr))
 		}
-		return 0, fmt.Errorf("--baseline torch: %s failed: %s", script, msg)
+		return nil, fmt.Errorf("--baseline torch: %s failed: %s", torchScript, msg)
 	}
-	var r struct {
-		TokensPerS float64 `json:"tokens_per_s"`
-	}
+	var r torchResult
 	if err := json.Unmarshal(lastLine(out), &r); err != nil || r.TokensPerS <= 0 {
-		return 0, fmt.Errorf("--baseline torch: cannot read tokens_per_s from %s's output %q", script, string(out))
+		return nil, fmt.Errorf("--baseline torch: cannot read tokens_per_s from %s's output %q", torchScript, string(out))
 	}
-	return r.TokensPerS, nil
+	g := mod.Graph("train_step")
+	if want := paramCount(g); r.Params != want {
+		return nil, fmt.Errorf("--baseline torch: %s built a model of %d parameters, slc's has %d: not the same model", torchScript, r.Params, want)
+	}
+	if want := len(fusedModules(g)); r.SLTrainLayers == nil || *r.SLTrainLayers != want {
+		got := "no count of"
+		if r.SLTrainLayers != nil {
+			got = strconv.Itoa(*r.SLTrainLayers)
+		}
+		return nil, fmt.Errorf("--baseline torch: %s built %s SLTrain layers, slc's model has %d: not the same model", torchScript, got, want)
+	}
+	return &r, nil
 }
 
 func lastLine(b []byte) []byte {

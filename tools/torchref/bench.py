@@ -6,12 +6,20 @@
       --sp-ratio 0.03 --lora-alpha 32 --batch-size 8 --max-length 256 \
       --threads 2 --steps 3 --warmup 2
 
+`slc bench --baseline torch` passes every model setting from the compiled
+module's metadata. --target-modules (default attn,attention,mlp, the seed's)
+makes SLTrain layers of the attention and MLP projections whose module names
+contain one of them; --dtype float64 runs the model in double precision (the
+default float32 is slc's training dtype).
+
 One step = forward (mean next-token loss) + backward + AdamW step + zero_grad,
 on random token ids (a fresh batch per step, fixed seed). --warmup steps run
 untimed first; the JSON line on stdout reports the median of the --steps timed
 steps: tokens_per_s = B·L / step_s_median (and tokens_per_s_best from the fastest
 step, the steadier figure on a shared machine; step_cpu_s_median is the process's
-CPU time per step, all threads together).
+CPU time per step, all threads together), params (parameter elements, buffers
+excluded) and sltrain_layers (SpLoRaLinear modules), which slc bench checks
+against its own model.
 
 Threads: torch.set_num_threads(threads) sets the OpenMP pool; Debian's torch does
 its matrix products in OpenBLAS (libblas.so.3 -> openblas-pthread), whose pool is
@@ -66,6 +74,9 @@ def main(argv=None):
     a("--rank", type=int, default=128)
     a("--sp-ratio", "--sp_ratio", type=float, default=0.03)
     a("--lora-alpha", "--lora_alpha", type=float, default=32.0)
+    a("--target-modules", "--target_modules", default=None,
+      help="comma-separated names: SLTrain layers for the projections whose module name contains one (default attn,attention,mlp)")
+    a("--dtype", choices=("float32", "float64"), default="float32", help="the model's dtype")
     a("--batch-size", "--batch_size", type=int, default=8)
     a("--max-length", "--max_length", type=int, default=256)
     a("--threads", type=int, default=2)
@@ -78,8 +89,12 @@ def main(argv=None):
     a("--verbose", action="store_true", help="print each step's time on stderr")
     args = p.parse_args(argv)
     if args.threads < 1 or args.steps < 1 or args.warmup < 0 or args.batch_size < 1 or args.max_length < 2:
-        print(f"{PROG}: --threads, --steps, --batch-size must be >= 1, --warmup >= 0, --max-length >= 2", file=sys.stderr)
-        return 1
+        p.error("--threads, --steps, --batch-size must be >= 1, --warmup >= 0, --max-length >= 2")
+    targets = None
+    if args.target_modules is not None:
+        targets = tuple(t.strip() for t in args.target_modules.split(",") if t.strip())
+        if not targets:
+            p.error("--target-modules: no module names")
 
     if args.openblas_coretype != "env":
         os.environ["OPENBLAS_CORETYPE"] = args.openblas_coretype
@@ -88,13 +103,18 @@ def main(argv=None):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch
 
-    from model import ConfigError, LlamaConfig, LlamaForCausalLM, SLTrainOptions, count_params, init_weights
+    import model as torchref
+    from model import ConfigError, LlamaConfig, LlamaForCausalLM, SLTrainOptions, SpLoRaLinear, count_params, init_weights
 
+    if targets is not None:
+        # model.py's projections consult this module-level rule as they are built.
+        torchref.TARGET_KEYS = targets
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     torch.set_num_threads(args.threads)
     try:
         cfg = LlamaConfig.from_json(args.config)
         sl = SLTrainOptions(args.rank, args.sp_ratio, args.lora_alpha) if args.peft == "sltrain" else None
-        model = LlamaForCausalLM(cfg, sl, torch.float32)
+        model = LlamaForCausalLM(cfg, sl, dtype)
     except ConfigError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
@@ -125,10 +145,12 @@ def main(argv=None):
         "tokens_per_s": tokens / med,
         "step_s_median": med,
         "params": count_params(model),
+        "sltrain_layers": sum(isinstance(m, SpLoRaLinear) for m in model.modules()),
         "step_s": times,
         "tokens_per_s_best": tokens / min(times),
         "step_cpu_s_median": statistics.median(cpu),
         "peft": args.peft,
+        "dtype": args.dtype,
         "config": args.config,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
@@ -138,7 +160,8 @@ def main(argv=None):
         "blas": blas_info(),
     }
     if sl is not None:
-        out.update(rank=args.rank, sp_ratio=args.sp_ratio, lora_alpha=args.lora_alpha)
+        out.update(rank=args.rank, sp_ratio=args.sp_ratio, lora_alpha=args.lora_alpha,
+                   target_modules=list(torchref.TARGET_KEYS))
     print(json.dumps(out))
     return 0
 
