@@ -56,7 +56,7 @@ func compileCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "model-config", Aliases: []string{"model_config"}, Usage: "read the model from `PATH` instead of the MODEL argument", TakesFile: true},
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch (B of input_ids[B,L])"},
-			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L]); by default 256 or the model's max_sequence_length if smaller"},
+			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L])", DefaultText: "256, or the model's max_sequence_length if smaller"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the parameter initialisers"},
 			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32, or f64 for exact references (bf16 is not built yet)"},
 			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary, ir (the IR text), llvm (the kernels' optimized LLVM IR) or asm (their assembly)"},

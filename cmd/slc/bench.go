@@ -58,7 +58,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights and the random tokens"},
-			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads, >= 1 (the default is the number of cores)"},
+			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads, >= 1", DefaultText: "all cores"},
 			&cli.IntFlag{Name: "steps", Value: 5, Usage: "`N` timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
 			&cli.StringFlag{Name: "baseline", Value: "none", Usage: "`WHAT` to compare against in the same run: none or torch"},

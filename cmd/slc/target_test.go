@@ -115,3 +115,16 @@ func TestTrainRankTooBig(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
+
+// Every flag's help states its default once (a Usage that says "default"
+// itself next to urfave/cli's "(default: …)" read twice).
+func TestHelpStatesOneDefault(t *testing.T) {
+	for _, cmd := range []string{"compile", "inspect", "bench", "train", "eval", "generate", "export", "plot"} {
+		out := mustSlc(t, cmd, "--help")
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Count(strings.ToLower(line), "default") > 1 {
+				t.Errorf("slc %s --help: %q states a default twice", cmd, strings.TrimSpace(line))
+			}
+		}
+	}
+}

@@ -83,7 +83,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "optimizer", Value: "adamw", Usage: "`NAME`: adamw (β 0.9/0.999, ε 1e-8, decoupled weight decay; the only one)"},
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`B` sequences per micro-batch"},
 			&cli.IntFlag{Name: "total-batch-size", Aliases: []string{"total_batch_size"}, Usage: "`N` sequences per update, a multiple of --batch-size: gradient accumulation over N/B micro-batches", DefaultText: "--batch-size"},
-			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence; by default 256 or the model's max_sequence_length if smaller"},
+			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence", DefaultText: "256, or the model's max_sequence_length if smaller"},
 			&cli.IntFlag{Name: "num-training-steps", Aliases: []string{"num_training_steps"}, Value: defaultTrainSteps, Usage: "`N` optimizer updates in the run"},
 			&cli.IntFlag{Name: "warmup-steps", Aliases: []string{"warmup_steps"}, Usage: "`W` updates of linear warmup", DefaultText: "10% of --num-training-steps, the seed's recipe"},
 			&cli.Float64Flag{Name: "min-lr-ratio", Aliases: []string{"min_lr_ratio"}, Value: defaultMinLRRatio, Usage: "`M`: cosine and linear-min decay towards M × --lr (reached at --num-training-steps); the seed's linear ignores it"},
