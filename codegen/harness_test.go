@@ -174,6 +174,8 @@ func tensorBytes(v *interp.Tensor) []byte {
 			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(v.F[i])))
 		case ir.F64:
 			binary.LittleEndian.PutUint64(b[8*i:], math.Float64bits(v.F[i]))
+		case ir.BF16:
+			binary.LittleEndian.PutUint16(b[2*i:], ir.BF16FromFloat32(float32(v.F[i])))
 		case ir.I32:
 			binary.LittleEndian.PutUint32(b[4*i:], uint32(int32(v.I[i])))
 		case ir.I64:
@@ -195,6 +197,8 @@ func tensorFrom(t ir.Type, b []byte) *interp.Tensor {
 			v.F[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])))
 		case ir.F64:
 			v.F[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+		case ir.BF16:
+			v.F[i] = float64(ir.BF16ToFloat32(binary.LittleEndian.Uint16(b[2*i:])))
 		case ir.I32:
 			v.I[i] = int64(int32(binary.LittleEndian.Uint32(b[4*i:])))
 		case ir.I64:

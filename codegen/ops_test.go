@@ -3,7 +3,9 @@ package codegen
 import (
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -21,9 +23,13 @@ type opCase struct {
 	normwise bool           // norm-wise instead of element-wise relative error
 }
 
-// f32, i64 declare data inputs.
+// caseFloat is the dtype of the cases' float inputs: f32, or bf16 while
+// opCasesOf(ir.BF16) builds them.
+var caseFloat = ir.F32
+
+// f32, i64 declare data inputs (f32 is caseFloat).
 func f32(b *ir.Builder, name string, shape ...int) string {
-	return b.AddInput(name, ir.T(ir.F32, shape...), ir.Data, nil)
+	return b.AddInput(name, ir.T(caseFloat, shape...), ir.Data, nil)
 }
 func i64(b *ir.Builder, name string, shape ...int) string {
 	return b.AddInput(name, ir.T(ir.I64, shape...), ir.Data, nil)
@@ -316,7 +322,19 @@ func inputsFor(g *ir.Graph, gens map[string]gen) map[string]*interp.Tensor {
 // checkCase runs case c's graph from art with 1, 2 and 3 threads against the
 // interpreter, and checks that the thread count does not change a bit.
 func checkCase(t *testing.T, m *machine, g *ir.Graph, c opCase) {
+	checkCaseTol(t, m, g, c, 1e-5)
+}
+
+// checkCaseTol is checkCase with relative tolerance tol. Inputs are rounded
+// to their dtype first, so that the kernel and the interpreter read the same
+// values.
+func checkCaseTol(t *testing.T, m *machine, g *ir.Graph, c opCase, tol float64) {
 	vals := inputsFor(g, c.gens)
+	for _, v := range vals {
+		for i := range v.F {
+			v.F[i] = interp.RoundTo(v.Type.DType, v.F[i])
+		}
+	}
 	want, err := interp.Run(g, vals)
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +352,7 @@ func checkCase(t *testing.T, m *machine, g *ir.Graph, c opCase) {
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			if err := compareTensors(got[name], want[name], 1e-5, c.normwise); err != nil {
+			if err := compareTensors(got[name], want[name], tol, c.normwise); err != nil {
 				t.Errorf("%d threads: output %q: %v", nth, name, err)
 			}
 			if first != nil {
@@ -385,6 +403,57 @@ func TestSLTrainLowerings(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkCase(t, load(t, art), mod.Graphs[0], c)
+		})
+	}
+}
+
+// bf16Cases are the op cases with bf16 float inputs, but for the matrix
+// products (the GEMMs' bf16 forms are tested in codegen/cpu).
+func bf16Cases() []opCase {
+	caseFloat = ir.BF16
+	defer func() { caseFloat = ir.F32 }()
+	var cs []opCase
+	for _, c := range opCases() {
+		// Build now, while caseFloat is bf16.
+		b := ir.NewBuilder(c.name)
+		c.build(b)
+		g := b.G
+		if slices.ContainsFunc(g.Nodes, func(n *ir.Node) bool {
+			return n.Op == "MatMul" || n.Op == "Linear" || n.Op == "LowRankSparseAdd"
+		}) {
+			continue
+		}
+		c.build = func(b *ir.Builder) { *b.G = *g.Clone() }
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// TestOpsBF16 runs the element-wise, reduction, movement and nn kernels on
+// bf16 values (loaded into f32, computed in f32, rounded to bf16 at every
+// node) against the interpreter, which rounds at the same points, on this
+// host and for a target without AVX-512: bit for bit, but for softmax and
+// cross-entropy (see below).
+func TestOpsBF16(t *testing.T) {
+	cases := bf16Cases()
+	mod := buildCases(t, cases)
+	for _, cpu := range []string{"", "x86-64-v3"} {
+		t.Run("cpu="+cpu, func(t *testing.T) {
+			art, err := Compile(mod, Options{CPU: cpu})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := load(t, art)
+			for i, c := range cases {
+				tol := 1e-9 // bit for bit: same f32 math, same rounding points
+				if strings.HasPrefix(c.name, "Softmax") {
+					// The kernels keep exp(x − m) in the bf16 output between
+					// their passes, a second rounding the interpreter does not
+					// make: one bf16 ulp (2⁻⁸ relative).
+					tol = 1.0 / 128
+				}
+				t.Run(c.name, func(t *testing.T) { checkCaseTol(t, m, mod.Graphs[i], c, tol) })
+			}
 		})
 	}
 }

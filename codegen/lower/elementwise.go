@@ -82,7 +82,7 @@ func (c *chain) eval(nodes []*ir.Node, load func(i int, t llvm.Type) llvm.Value)
 		if !reads(nodes, in.Name) {
 			continue
 		}
-		t, err := k.e.scalarType(in.Type.DType)
+		t, err := k.e.storageType(in.Type.DType)
 		if err != nil {
 			return err
 		}
@@ -126,6 +126,9 @@ func (c *chain) eval(nodes []*ir.Node, load func(i int, t llvm.Type) llvm.Value)
 		}
 		if err != nil {
 			return err
+		}
+		if out.Type.DType == ir.BF16 && n.Op != "Reshape" && n.Op != "Identity" {
+			y = k.roundBF16(y) // as if stored: PyTorch rounds every bf16 op's result
 		}
 		c.vals[out.Name], c.dt[out.Name] = y, out.Type.DType
 	}
@@ -184,7 +187,7 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 			if err != nil {
 				return err
 			}
-			t, _ := e.scalarType(o.Type.DType)
+			t, _ := e.storageType(o.Type.DType)
 			p := k.p[len(g.Inputs)+j]
 			k.forEach(o.Type.Shape, []stream{{strides: contiguous(o.Type.Shape)}}, func(offs []llvm.Value) {
 				k.storeAt(v, t, p, offs[0])
@@ -204,7 +207,7 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 			}
 			for _, j := range mainOuts {
 				o := g.Outputs[j]
-				t, _ := e.scalarType(o.Type.DType)
+				t, _ := e.storageType(o.Type.DType)
 				k.storeAt(c.vals[o.Name], t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j])
 			}
 		})

@@ -160,16 +160,89 @@ func (k *kfn) at(t llvm.Type, p, idx llvm.Value) llvm.Value {
 	return k.b.InBoundsGEP(t, p, []llvm.Value{idx}, "")
 }
 
-// load reads a t from p, aligned to t's natural size.
+// load reads a t from p, aligned to t's natural size. A bf16 t (storage;
+// scalar or vector) reads the bits and returns them widened to f32.
 func (k *kfn) load(t llvm.Type, p llvm.Value) llvm.Value {
+	if k.e.isBF16(t) {
+		bits := k.b.Load(k.e.withElem(t, k.e.i16), p, "")
+		bits.SetAlignment(2)
+		return k.widenBF16(bits)
+	}
 	v := k.b.Load(t, p, "")
 	v.SetAlignment(k.e.sizeOf(t))
 	return v
 }
 
-// store writes v (of type t) to p.
+// store writes v (of type t) to p. For a bf16 t, v is f32 and is rounded to
+// bf16, ties to even.
 func (k *kfn) store(v llvm.Value, t llvm.Type, p llvm.Value) {
+	if k.e.isBF16(t) {
+		k.b.Store(k.bf16Bits(v), p).SetAlignment(2)
+		return
+	}
 	k.b.Store(v, p).SetAlignment(k.e.sizeOf(t))
+}
+
+// isBF16 reports whether t is the bf16 storage type or a vector of it.
+func (e *Emitter) isBF16(t llvm.Type) bool {
+	if t.Kind() == llvm.VectorTypeKind {
+		t = t.ElementType()
+	}
+	return t.Kind() == llvm.BFloatTypeKind
+}
+
+// computeOf is the type values of storage type t compute in: f32 (vectors
+// of f32) for bf16, t itself otherwise.
+func (e *Emitter) computeOf(t llvm.Type) llvm.Type {
+	if e.isBF16(t) {
+		return e.withElem(t, e.f32)
+	}
+	return t
+}
+
+// withElem is t (a scalar or a vector) with elem as its element type.
+func (e *Emitter) withElem(t, elem llvm.Type) llvm.Type {
+	if t.Kind() == llvm.VectorTypeKind {
+		return llvm.VectorType(elem, t.VectorSize())
+	}
+	return elem
+}
+
+// widenBF16 turns bf16 bits (i16 or a vector of i16) into f32, exactly.
+func (k *kfn) widenBF16(bits llvm.Value) llvm.Value {
+	b, e := k.b, k.e
+	t := bits.Type()
+	wide := b.ZExt(bits, e.withElem(t, e.i32), "")
+	return b.BitCast(b.Shl(wide, k.intSplat(wide.Type(), 16), ""), e.withElem(t, e.f32), "")
+}
+
+// bf16Bits rounds f32 values to bf16 bits (ties to even, as ir.BF16FromFloat32:
+// a NaN stays a quiet NaN, overflow goes to ±Inf) in integer arithmetic, so
+// that every target vectorizes it without a libcall.
+func (k *kfn) bf16Bits(v llvm.Value) llvm.Value {
+	b, e := k.b, k.e
+	it := e.withElem(v.Type(), e.i32)
+	x := b.BitCast(v, it, "")
+	hi := b.LShr(x, k.intSplat(it, 16), "")
+	odd := b.And(hi, k.intSplat(it, 1), "")
+	r := b.LShr(b.Add(b.Add(x, k.intSplat(it, 0x7fff), ""), odd, ""), k.intSplat(it, 16), "")
+	nan := b.FCmp(llvm.FloatUNO, v, v, "")
+	r = b.Select(nan, b.Or(hi, k.intSplat(it, 0x40), ""), r, "")
+	return b.Trunc(r, e.withElem(v.Type(), e.i16), "")
+}
+
+// roundBF16 rounds f32 values to the nearest bf16, kept in f32: a bf16
+// node's result inside a fused chain, rounded as if stored.
+func (k *kfn) roundBF16(v llvm.Value) llvm.Value {
+	return k.widenBF16(k.bf16Bits(v))
+}
+
+// intSplat is the integer constant c of type t (a scalar or a vector).
+func (k *kfn) intSplat(t llvm.Type, c int64) llvm.Value {
+	if t.Kind() == llvm.VectorTypeKind {
+		return llvm.ConstSplat(t.VectorSize(), llvm.ConstInt(t.ElementType(), c))
+	}
+	return llvm.ConstInt(t, c)
 }
 
 // loadAt and storeAt access element idx of buffer p.
@@ -294,10 +367,11 @@ func (e *Emitter) sizeOf(t llvm.Type) int {
 	return 1
 }
 
-// scalarType is the LLVM type values of dtype d are computed in.
+// scalarType is the LLVM type values of dtype d are computed in: bf16
+// values compute in f32.
 func (e *Emitter) scalarType(d ir.DType) (llvm.Type, error) {
 	switch d {
-	case ir.F32:
+	case ir.F32, ir.BF16:
 		return e.f32, nil
 	case ir.F64:
 		return e.f64, nil
@@ -306,7 +380,16 @@ func (e *Emitter) scalarType(d ir.DType) (llvm.Type, error) {
 	case ir.I32:
 		return e.i32, nil
 	}
-	return llvm.Type{}, fmt.Errorf("dtype %v is not supported by the CPU kernels (f32, f64, i32 and i64 are)", d)
+	return llvm.Type{}, fmt.Errorf("dtype %v is not supported by the CPU kernels (f32, f64, bf16, i32 and i64 are)", d)
+}
+
+// storageType is the LLVM element type of a buffer of dtype d: LLVM's
+// bfloat for bf16 (load and store convert, see load), else scalarType.
+func (e *Emitter) storageType(d ir.DType) (llvm.Type, error) {
+	if d == ir.BF16 {
+		return e.bf16, nil
+	}
+	return e.scalarType(d)
 }
 
 // bitsType is an integer type of d's size, for copies that move bits.

@@ -38,7 +38,9 @@
 // # Numerics
 //
 // Kernels compute in the value's dtype (f32 values in f32, so that every
-// node's result is rounded as the reference interpreter rounds it) with the
+// node's result is rounded as the reference interpreter rounds it; bf16
+// values are loaded into f32, computed in f32 and rounded to bf16, ties to
+// even, at every node, as PyTorch's bf16 kernels and the interpreter do) with the
 // "contract" fast-math flag only: a·b + c may become one fma, nothing is
 // reassociated. The sums of reductions and of softmax and cross-entropy
 // denominators are accumulated in f64 (products accumulate in f32 in the
@@ -155,6 +157,9 @@ type Emitter struct {
 	ab *llvm.Builder // positioned in the current function's alloca block
 
 	void, i8, i32, i64, f32, f64, ptr llvm.Type
+	// bf16 marks bf16 storage: buffers of LLVM bfloat hold the bits,
+	// values compute in f32 (see storageType).
+	i16, bf16 llvm.Type
 
 	done   map[string]*Lowering  // by group signature
 	gemms  map[string]cpu.Kernel // by GEMM spec
@@ -186,6 +191,7 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	e.void, e.i8 = ctx.VoidType(), ctx.Int8Type()
 	e.i32, e.i64 = ctx.Int32Type(), ctx.Int64Type()
 	e.f32, e.f64, e.ptr = ctx.FloatType(), ctx.DoubleType(), ctx.PointerType(0)
+	e.i16, e.bf16 = ctx.Int16Type(), ctx.BFloatType()
 	e.b = ctx.NewBuilder()
 	e.ab = ctx.NewBuilder()
 	return e, nil

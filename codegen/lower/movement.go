@@ -153,10 +153,11 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
 	idx := g.Inputs[1].Type
 	y := g.Outputs[0].Type
-	t, err := e.scalarType(y.DType)
+	t, err := e.scalarType(y.DType) // computed in
 	if err != nil {
 		return nil, err
 	}
+	st, _ := e.storageType(y.DType) // stored as: a bf16 row sum is rounded at every add
 	rows := int64(y.Shape[0])
 	rowLen := numel(y.Shape[1:])
 	J := numel(idx.Shape)
@@ -169,7 +170,7 @@ func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
 		}
 		r0, r1 := k.share(rows, max(1, 16/max(rowLen, 1)))
 		k.loop(k.mulc(r0, rowLen), k.mulc(r1, rowLen), func(i llvm.Value) {
-			k.storeAt(zero, t, k.p[2], i)
+			k.storeAt(zero, st, k.p[2], i)
 		})
 		var ferr error
 		k.loopN(J, func(j llvm.Value) {
@@ -179,17 +180,17 @@ func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
 				return
 			}
 			k.when(k.inRange(r, r0, r1), func() {
-				src := k.at(t, k.p[0], k.mulc(j, rowLen))
-				dst := k.at(t, k.p[2], k.mulc(r, rowLen))
+				src := k.at(st, k.p[0], k.mulc(j, rowLen))
+				dst := k.at(st, k.p[2], k.mulc(r, rowLen))
 				k.loopN(rowLen, func(c llvm.Value) {
-					p := k.at(t, dst, c)
+					p := k.at(st, dst, c)
 					var s llvm.Value
 					if y.DType.IsFloat() {
-						s = k.b.FAdd(k.load(t, p), k.loadAt(t, src, c), "")
+						s = k.b.FAdd(k.load(st, p), k.loadAt(st, src, c), "")
 					} else {
-						s = k.b.Add(k.load(t, p), k.loadAt(t, src, c), "")
+						s = k.b.Add(k.load(st, p), k.loadAt(st, src, c), "")
 					}
-					k.store(s, t, p)
+					k.store(s, st, p)
 				})
 			})
 		})

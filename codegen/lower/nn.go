@@ -19,7 +19,7 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := e.scalarType(x.DType)
+	t, err := e.storageType(x.DType)
 	if err != nil || !x.DType.IsFloat() {
 		return nil, fmt.Errorf("Softmax of %v: want a float type", x)
 	}
@@ -65,7 +65,10 @@ func (k *kfn) widen(v llvm.Value) llvm.Value {
 	}
 	return k.b.FPExt(v, k.e.f64, "")
 }
+
+// A bf16 storage t narrows to f32: the store rounds it on to bf16.
 func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
+	t = k.e.computeOf(t)
 	if t.Kind() == llvm.DoubleTypeKind {
 		return v
 	}
@@ -82,7 +85,7 @@ func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
 func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 	logits, labels := g.Inputs[0].Type, g.Inputs[1].Type
 	grad := g.Nodes[0].Op == "SoftmaxCrossEntropyGrad"
-	t, err := e.scalarType(logits.DType)
+	t, err := e.storageType(logits.DType)
 	if err != nil || !logits.DType.IsFloat() {
 		return nil, fmt.Errorf("%s of %v: want a float type", g.Nodes[0].Op, logits)
 	}
@@ -176,7 +179,7 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := e.scalarType(x.DType)
+	t, err := e.storageType(x.DType)
 	if err != nil || !x.DType.IsFloat() {
 		return nil, fmt.Errorf("RoPE of %v: want a float type", x)
 	}
@@ -242,7 +245,7 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 	n := g.Nodes[0]
 	x := g.Inputs[0].Type
-	t, err := e.scalarType(x.DType)
+	t, err := e.storageType(x.DType)
 	if err != nil || !x.DType.IsFloat() {
 		return nil, fmt.Errorf("CausalMask of %v: want a float type", x)
 	}
@@ -268,7 +271,7 @@ func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 			yr := k.at(t, k.p[1], k.mulc(row, C))
 			k.loopN(C, func(j llvm.Value) {
 				keep := k.b.ICmp(llvm.IntSLE, j, i, "")
-				k.storeAt(k.b.Select(keep, k.loadAt(t, xr, j), llvm.ConstFloat(t, fill), ""), t, yr, j)
+				k.storeAt(k.b.Select(keep, k.loadAt(t, xr, j), llvm.ConstFloat(e.computeOf(t), fill), ""), t, yr, j)
 			})
 		})
 		return nil

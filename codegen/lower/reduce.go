@@ -117,10 +117,11 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	if innerKept {
 		scratch = 64 + 8*keptDims[len(keptDims)-1]
 	}
-	yt, err := e.scalarType(yType.DType)
+	yc, err := e.scalarType(yType.DType) // computed in
 	if err != nil {
 		return nil, err
 	}
+	yt, _ := e.storageType(yType.DType) // stored as
 	lanes := vectorLanes(e, g, dims, ss, redAx)
 
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
@@ -149,7 +150,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			if _, ok := c.vals[xName]; !ok { // x is an input no node reads
 				for i, in := range g.Inputs {
 					if in.Name == xName {
-						t, _ := e.scalarType(in.Type.DType)
+						t, _ := e.storageType(in.Type.DType)
 						c.vals[xName] = load(i, t)
 					}
 				}
@@ -158,7 +159,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				if j == yOut {
 					continue
 				}
-				t, _ := e.scalarType(o.Type.DType)
+				t, _ := e.storageType(o.Type.DType)
 				p := k.at(t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j])
 				if lanes > 0 {
 					k.storeVec(c.vals[o.Name], p)
@@ -179,8 +180,8 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			if red.Op == "ReduceMean" {
 				acc = k.b.FDiv(acc, llvm.ConstFloat(acct, float64(count)), "")
 			}
-			if yt.Kind() != llvm.DoubleTypeKind {
-				acc = k.b.FPTrunc(acc, yt, "")
+			if yc.Kind() != llvm.DoubleTypeKind {
+				acc = k.b.FPTrunc(acc, yc, "") // a bf16 y is rounded once more by the store
 			}
 			return acc
 		}

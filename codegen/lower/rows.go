@@ -48,9 +48,10 @@ func (k *kfn) rowMax(t llvm.Type, n int64, row llvm.Value, stride int64) (llvm.V
 		return k.callIntrinsic("llvm.maximum", ty, a, b)
 	}
 	var ferr error
+	st, t := t, k.e.computeOf(t) // st: the row's storage type (bf16 rows compute in f32)
 	m := k.variable(t, llvm.ConstFloat(t, math.Inf(-1)))
 	from := int64(0)
-	if vt, w, ok := k.vectorRow(t, n, stride); ok {
+	if vt, w, ok := k.vectorRow(st, n, stride); ok {
 		acc := k.variable(vt, k.splat(vt, math.Inf(-1)))
 		k.loopN(n/w, func(c llvm.Value) {
 			v, err := maxOf(vt, k.load(vt, acc), k.loadVec(vt, k.at(t, row, k.mulc(c, w))))
@@ -72,7 +73,7 @@ func (k *kfn) rowMax(t llvm.Type, n int64, row llvm.Value, stride int64) (llvm.V
 		from = n / w * w
 	}
 	k.loop(k.c64(from), k.c64(n), func(l llvm.Value) {
-		v, err := maxOf(t, k.load(t, m), k.loadAt(t, row, k.mulc(l, stride)))
+		v, err := maxOf(t, k.load(t, m), k.loadAt(st, row, k.mulc(l, stride)))
 		if err != nil {
 			ferr = err
 			return

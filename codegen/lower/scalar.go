@@ -226,6 +226,10 @@ func (k *kfn) castOp(from, to ir.DType, x llvm.Value) (llvm.Value, error) {
 	switch {
 	case from == to:
 		return x, nil
+	case from.IsFloat() && to.IsFloat() && x.Type().Kind() == t.Kind():
+		return x, nil // bf16 ↔ f32 compute in f32; a bf16 result is rounded by the chain
+	case from.IsFloat() && to.IsFloat() && x.Type().Kind() == llvm.VectorTypeKind && x.Type().ElementType().Kind() == t.Kind():
+		return x, nil
 	case from.IsFloat() && to.IsFloat():
 		if ts > fs {
 			return b.FPExt(x, t, ""), nil

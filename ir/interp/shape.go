@@ -121,7 +121,12 @@ func scatterAddKernel(_ *ir.Node, in []*Tensor, t ir.Type) (*Tensor, error) {
 		}
 		dst, src := int(r)*row, j*row
 		for k := 0; k < row; k++ {
-			if y.F != nil {
+			if y.F != nil && t.DType == ir.BF16 {
+				// bf16 accumulates in place, each add rounded, as PyTorch's
+				// CPU index_add_ does (and the kernel, whose output is the
+				// accumulator).
+				y.F[dst+k] = RoundTo(ir.BF16, y.F[dst+k]+u.F[src+k])
+			} else if y.F != nil {
 				y.F[dst+k] += u.F[src+k]
 			} else {
 				y.I[dst+k] += u.I[src+k]
