@@ -88,9 +88,9 @@ func (opt Options) check(cfg *LlamaConfig) (ir.DType, error) {
 	switch dt {
 	case ir.InvalidDType:
 		dt = ir.F32
-	case ir.F32, ir.F64:
+	case ir.F32, ir.F64, ir.BF16:
 	default:
-		return 0, fmt.Errorf("dtype %v is not supported by the LLaMA frontend (want f32 or f64)", dt)
+		return 0, fmt.Errorf("dtype %v is not supported by the LLaMA frontend (want f32, bf16 or f64)", dt)
 	}
 	b, seq := opt.BatchSize, opt.SeqLen
 	for _, s := range []struct {
@@ -248,13 +248,32 @@ func (l *llama) decoderLayer(i int, x string) string {
 	return b.Add(h, m)
 }
 
-// rmsNorm is LlamaRMSNorm: w · (x · rsqrt(mean(x², last axis) + ε)).
+// rmsNorm is LlamaRMSNorm: w · (x · rsqrt(mean(x², last axis) + ε)). In
+// bf16 it is HF 4.28's: x goes to f32 for the variance and the product with
+// rsqrt, which is cast back to bf16 before the weight multiplies it.
 func (l *llama) rmsNorm(scope, x, w string) string {
 	b := l.b
 	b.Scope = scope
-	variance := b.Reduce("ReduceMean", b.Mul(x, x), true, -1)
-	inv := b.Unary("Rsqrt", b.Add(variance, b.Scalar(l.cfg.RMSNormEps, x)))
-	return b.Mul(w, b.Mul(x, inv))
+	xf := l.toF32(x)
+	variance := b.Reduce("ReduceMean", b.Mul(xf, xf), true, -1)
+	inv := b.Unary("Rsqrt", b.Add(variance, b.Scalar(l.cfg.RMSNormEps, xf)))
+	return b.Mul(w, l.fromF32(b.Mul(xf, inv)))
+}
+
+// toF32 and fromF32 are the casts of HF 4.28's half-precision paths: for a
+// bf16 model, to f32 and back to bf16; for f32 and f64 models, nothing.
+func (l *llama) toF32(x string) string {
+	if l.dt != ir.BF16 {
+		return x
+	}
+	return l.b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, x)
+}
+
+func (l *llama) fromF32(x string) string {
+	if l.dt != ir.BF16 {
+		return x
+	}
+	return l.b.Op("Cast", ir.Attrs{"to": ir.String(l.dt.String())}, x)
 }
 
 // linear applies a bias-free nn.Linear; the node carries the module's name so
@@ -269,7 +288,7 @@ func (l *llama) linear(scope, x, w string) string {
 func (l *llama) attention(scope, x string, w layerWeights) string {
 	b := l.b
 	bs, seq := l.opt.BatchSize, l.opt.SeqLen
-	d, nh, hd := l.cfg.HiddenSize, l.cfg.NumAttentionHeads, l.cfg.HeadDim()
+	nh, hd := l.cfg.NumAttentionHeads, l.cfg.HeadDim()
 
 	q := l.linear(scope+".q_proj", x, w.q)
 	k := l.linear(scope+".k_proj", x, w.k)
@@ -283,8 +302,24 @@ func (l *llama) attention(scope, x string, w layerWeights) string {
 	}
 	q, k, v = rope(heads(q)), rope(heads(k)), heads(v)
 	scores := b.MatMul(q, k, false, true)
+	if l.dt == ir.BF16 {
+		// HF 4.28 in bf16: scores / √hd with the divisor a float (PyTorch
+		// computes bf16 ops in f32 and rounds once), then the softmax
+		// upcast to f32 and its result cast back.
+		sf := l.toF32(scores)
+		scores = l.fromF32(b.Div(sf, b.Scalar(math.Sqrt(float64(hd)), sf)))
+		probs := l.fromF32(b.Op("Softmax", ir.Attrs{"axis": ir.Int(-1)}, l.toF32(b.Op("CausalMask", nil, scores))))
+		return l.attentionOut(scope, probs, v, w)
+	}
 	scores = b.Mul(scores, b.Scalar(1/math.Sqrt(float64(hd)), scores))
 	probs := b.Op("Softmax", ir.Attrs{"axis": ir.Int(-1)}, b.Op("CausalMask", nil, scores))
+	return l.attentionOut(scope, probs, v, w)
+}
+
+// attentionOut is the attention's probs·v, heads merged, and o_proj.
+func (l *llama) attentionOut(scope, probs, v string, w layerWeights) string {
+	b := l.b
+	bs, seq, d := l.opt.BatchSize, l.opt.SeqLen, l.cfg.HiddenSize
 	out := b.MatMul(probs, v, false, false)
 	out = b.Reshape(b.Transpose(out, 0, 2, 1, 3), bs, seq, d)
 	return l.linear(scope+".o_proj", out, w.o)

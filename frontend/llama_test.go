@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/ir/interp"
 )
 
 const configDir = "../testdata/configs"
@@ -352,7 +353,7 @@ func TestBuildErrors(t *testing.T) {
 		{"batch -3", cfg, Options{BatchSize: -3, SeqLen: 8}, []string{"batch_size", "got -3"}},
 		{"seq 1", cfg, Options{BatchSize: 1, SeqLen: 1}, []string{"max_length", ">= 2"}},
 		{"seq too long", cfg, Options{BatchSize: 1, SeqLen: 65}, []string{"max_length 65", `"max_sequence_length" (64)`}},
-		{"bf16", cfg, Options{BatchSize: 1, SeqLen: 8, DType: ir.BF16}, []string{"dtype bf16"}},
+		{"f16", cfg, Options{BatchSize: 1, SeqLen: 8, DType: ir.F16}, []string{"dtype f16", "want f32, bf16 or f64"}},
 		{"int dtype", cfg, Options{BatchSize: 1, SeqLen: 8, DType: ir.I64}, []string{"dtype i64"}},
 		{"huge batch", cfg, Options{BatchSize: math.MaxInt / 2, SeqLen: 64}, []string{"batch_size", "too large"}},
 	} {
@@ -379,5 +380,67 @@ func BenchmarkBuildLlama7B(b *testing.B) {
 		if _, err := BuildLlama(cfg, Options{BatchSize: 1, SeqLen: 2048}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestBF16 builds the seed's bf16 model (HF 4.28 in bf16): bf16 parameters,
+// RMSNorm's variance and the attention softmax in f32; its loss through the
+// interpreter is the f32 model's within bf16 precision.
+func TestBF16(t *testing.T) {
+	cfg, err := ReadLlamaConfig("../testdata/configs/llama_tiny.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := map[ir.DType]float64{}
+	for _, dt := range []ir.DType{ir.F32, ir.BF16} {
+		m, err := BuildLlama(cfg, Options{BatchSize: 2, SeqLen: 8, Seed: 3, DType: dt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		g := m.Graph("forward")
+		casts := map[string]int{}
+		for _, n := range g.Nodes {
+			if n.Op == "Cast" {
+				casts[n.Attrs.GetString("to", "")]++
+			}
+			if n.Op == "Softmax" && n.Outputs[0].Type.DType != ir.F32 {
+				t.Errorf("%v: the attention softmax runs in %v, want f32", dt, n.Outputs[0].Type.DType)
+			}
+		}
+		for _, in := range g.InputsWithRole(ir.Param) {
+			if in.Type.DType != dt {
+				t.Errorf("%v: parameter %s is %v", dt, in.Name, in.Type.DType)
+			}
+		}
+		// Per layer: two norms and the attention's scores and softmax, each
+		// to f32 and back; the final norm.
+		if want := 4*cfg.NumHiddenLayers + 1; dt == ir.BF16 && (casts["f32"] != want || casts["bf16"] != want) {
+			t.Errorf("bf16: casts %v", casts)
+		} else if dt == ir.F32 && len(casts) != 0 {
+			t.Errorf("f32: casts %v, want none", casts)
+		}
+		vals, err := interp.InitState(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := interp.NewTensor(g.Input("input_ids").Type)
+		for i := range ids.I {
+			ids.I[i] = int64(i*7) % int64(cfg.VocabSize)
+		}
+		vals["input_ids"] = ids
+		out, err := interp.Run(g, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out["loss"].Type.DType != dt {
+			t.Errorf("loss is %v, want %v", out["loss"].Type.DType, dt)
+		}
+		loss[dt] = out["loss"].F[0]
+	}
+	if d := math.Abs(loss[ir.BF16] - loss[ir.F32]); !(d < 0.02*loss[ir.F32]) || loss[ir.BF16] == loss[ir.F32] {
+		t.Errorf("bf16 loss %v vs f32 %v", loss[ir.BF16], loss[ir.F32])
 	}
 }
