@@ -95,7 +95,7 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 	}
 	return &modelSpec{
 		path: path, kind: kind, config: cfg,
-		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: ir.F32},
+		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: mustDType(s.DType)},
 		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed),
 		codegen: co,
 	}, nil
@@ -122,8 +122,17 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 		return nil, fmt.Errorf("%s: the artifact has no train_step, update and eval programs (compile the model with the whole pipeline)", path)
 	}
 	shape := g.Input("input_ids").Type.Shape
-	if d := meta["dtype"]; d != "" && d != "f32" {
-		return nil, fmt.Errorf("%s: the artifact is compiled for %s; slc train runs f32 only for now", path, d)
+	artDType := meta["dtype"]
+	if artDType == "" {
+		artDType = "f32"
+	}
+	if _, ok := trainDType(artDType); !ok {
+		return nil, fmt.Errorf("%s: the artifact is compiled for %s; slc train trains f32 and bf16 models", path, artDType)
+	}
+	if c.IsSet("dtype") {
+		if d, _ := trainDType(c.String("dtype")); d != artDType {
+			return nil, usagef("train", "flag --dtype: %s is a compiled %s artifact; its dtype is fixed (give the config to compile it anew)", path, artDType)
+		}
 	}
 	have := map[string]any{"batch-size": shape[0], "max-length": shape[1], "peft": "full"}
 	if meta["peft"] == "sltrain" {
@@ -146,7 +155,7 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 	if s.PEFT == "sltrain" {
 		s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules = have["rank"].(int), have["sp-ratio"].(float64), have["lora-alpha"].(float64), have["target-modules"].(string)
 	}
-	s.Lowering, s.CPU = "", art.Target.CPU
+	s.Lowering, s.CPU, s.DType = "", art.Target.CPU, artDType
 	return &modelSpec{path: path, kind: "artifact", config: cfg, art: art}, nil
 }
 
@@ -186,9 +195,17 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 		}
 		po = passOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed)
 	}
+	dt := ir.F32
+	if v, ok := args["dtype"].(string); ok {
+		d, ok := trainDType(v)
+		if !ok {
+			return nil, fmt.Errorf("%s: the checkpoint's dtype %q is not one slc trains (float32 or bfloat16)", path, v)
+		}
+		dt = mustDType(d)
+	}
 	return &modelSpec{
 		path: path, kind: "checkpoint", config: cfg,
-		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: ir.F32},
+		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: dt},
 		passes: po,
 	}, nil
 }
@@ -219,4 +236,13 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 		return nil, fmt.Errorf("%s: %w", m.path, err)
 	}
 	return rt, nil
+}
+
+// mustDType is the IR dtype of a dtype name trainDType returned.
+func mustDType(name string) ir.DType {
+	d, err := ir.ParseDType(name)
+	if err != nil {
+		panic(err)
+	}
+	return d
 }

@@ -96,7 +96,7 @@ func trainCommand() *cli.Command {
 			&cli.BoolFlag{Name: "overwrite", Usage: "start afresh in a --save-dir that holds checkpoints of another run, replacing them"},
 			&cli.StringFlag{Name: "continue-from", Aliases: []string{"continue_from"}, Usage: "resume from checkpoint `DIR` (a checkpoint-<step> directory, or a save dir: its latest)", TakesFile: true},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights, the sparse supports and the data order"},
-			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of training: f32 only for now (bf16 training is not built yet)"},
+			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "`DTYPE` of training: float32, or bfloat16 (bf16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16)"},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
 			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order)"},
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
@@ -169,6 +169,17 @@ var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "se
 // checkpoint's cpu stays a record.
 var machineLocal = []string{"cpu"}
 
+// trainDType reads a training --dtype: the seed's spellings and slc's.
+func trainDType(s string) (string, bool) {
+	switch strings.ToLower(s) {
+	case "f32", "float32", "fp32", "float":
+		return "f32", true
+	case "bf16", "bfloat16":
+		return "bf16", true
+	}
+	return "", false
+}
+
 // args returns the settings as the checkpoint's args map.
 func (s *trainSettings) args() map[string]any {
 	b, _ := json.Marshal(s)
@@ -224,12 +235,11 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	s.TargetModules, s.Lowering, s.CPU, s.Init = c.String("target-modules"), c.String("sltrain-lowering"), c.String("cpu"), c.String("init")
 	s.Metrics, s.Threads = c.String("metrics"), r.threads
 	r.lengthSet = c.IsSet("max-length")
-	switch strings.ToLower(s.DType) {
-	case "f32", "float32", "fp32":
-		s.DType = "f32"
-	default:
-		return nil, usagef(cmd, "flag --dtype: slc train runs in f32 only for now (bf16 and f16 training are not built yet), got %q", s.DType)
+	dt, ok := trainDType(s.DType)
+	if !ok {
+		return nil, usagef(cmd, "flag --dtype: %q is not float32 or bfloat16 (f16, f64 and a bf16 mixed mode are not built for training)", s.DType)
 	}
+	s.DType = dt
 
 	switch {
 	case c.NArg() == 0 && c.IsSet("model-config"):
@@ -275,7 +285,12 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 			}
 		}
 		if len(changed) > 0 {
-			return nil, usagef(cmd, "--continue-from resumes the same run; these differ: %s", strings.Join(changed, ", "))
+			hint := ""
+			if c.IsSet("dtype") && s.DType != saved.DType {
+				hint = fmt.Sprintf("; to train on in %s, export the weights (slc export %s -o DIR --format sltrain --dtype %s) and start a new run with --init DIR/model.safetensors (AdamW's moments start afresh)",
+					s.DType, dir, map[string]string{"f32": "float32", "bf16": "bfloat16"}[s.DType])
+			}
+			return nil, usagef(cmd, "--continue-from resumes the same run; these differ: %s%s", strings.Join(changed, ", "), hint)
 		}
 		r.lengthSet = true // the checkpoint's length is the model's
 		if s.Model == "" {
@@ -458,7 +473,7 @@ func trainMain(c *cli.Context) (err error) {
 		}()
 	}
 
-	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, f32)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed)
+	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, %s)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed, s.DType)
 	rt, err := mod.load(c, r.threads)
 	if err != nil {
 		return err

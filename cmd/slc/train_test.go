@@ -425,7 +425,8 @@ func TestTrainBadInput(t *testing.T) {
 		{"token id out of range", append(trainArgs(art, good, "--data", outOfRange), "--overwrite"), 1, []string{outOfRange, "300"}},
 		{"no --data", []string{"train", art, "--save-dir", good}, 2, []string{"missing --data"}},
 		{"total batch not a multiple", append(trainArgs(art, good, "--total-batch-size", "6"), "--overwrite"), 2, []string{"--total-batch-size: 6 is not a multiple of --batch-size 4"}},
-		{"bf16 training", append(trainArgs(art, good, "--dtype", "bfloat16"), "--overwrite"), 2, []string{"f32 only"}},
+		{"bf16 flag on an f32 artifact", append(trainArgs(art, good, "--dtype", "bfloat16"), "--overwrite"), 2, []string{"--dtype", "compiled f32 artifact"}},
+		{"f16 training", append(trainArgs(art, good, "--dtype", "float16"), "--overwrite"), 2, []string{`"float16" is not float32 or bfloat16`}},
 		{"another optimizer", append(trainArgs(art, good, "--optimizer", "sgd"), "--overwrite"), 2, []string{`"sgd"`, "adamw"}},
 		{"artifact flags", append(trainArgs(art, good, "--rank", "8"), "--overwrite"), 2, []string{"--rank", "compiled artifact"}},
 		{"save dir of another run", trainArgs(art, good), 1, []string{"already holds checkpoints", "--continue-from", "--overwrite"}},
@@ -465,7 +466,7 @@ func TestTrainCommandsHelp(t *testing.T) {
 		want []string
 	}{
 		{"train", []string{"--num-training-steps N, --num_training_steps N", "--total-batch-size N, --total_batch_size N", "--continue-from DIR, --continue_from DIR",
-			"--rank r, --lora_r r", "--sp-ratio δ, --sp_ratio δ", "--sltrain-lowering HOW", "--shuffle", "--init FILE", "--metrics FILE", "0.003", "f32 only"}},
+			"--rank r, --lora_r r", "--sp-ratio δ, --sp_ratio δ", "--sltrain-lowering HOW", "--shuffle", "--init FILE", "--metrics FILE", "0.003", "bfloat16"}},
 		{"eval", []string{"--data PATH", "--eval-fraction F", "--eval-batches N"}},
 		{"generate", []string{"--prompt TEXT", "--max-new-tokens N", "--temperature T", "--top-k K", "--seed S"}},
 		{"export", []string{"--output DIR, -o DIR", "--format FORMAT", "--dtype DTYPE"}},
