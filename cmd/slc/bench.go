@@ -58,6 +58,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights and the random tokens"},
+			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "`DTYPE` of the model: float32, or bfloat16 (bf16: the seed's pure bf16, as slc train --dtype bfloat16)"},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads, >= 1", DefaultText: "all cores"},
 			&cli.IntFlag{Name: "steps", Value: 5, Usage: "`N` timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
@@ -101,6 +102,9 @@ func bench(c *cli.Context) error {
 		return usagef(cmd, "flag --warmup: must be >= 0, got %d", warmup)
 	case c.Int("batch-size") < 1 || c.Int("max-length") < 2:
 		return usagef(cmd, "flags --batch-size and --max-length: must be >= 1 and >= 2")
+	}
+	if _, ok := trainDType(c.String("dtype")); !ok {
+		return usagef(cmd, "flag --dtype: %q is not float32 or bfloat16", c.String("dtype"))
 	}
 	baseline := c.String("baseline")
 	if baseline != "none" && baseline != "torch" {
@@ -366,7 +370,11 @@ func timeProgram(c *cli.Context, model string, p *benchProgram, vocab, steps, wa
 // artifactSettings are an artifact's settings under the names of the flags
 // that would contradict them.
 func artifactSettings(mod *ir.Module, art *artifact.Artifact) map[string]string {
-	have := map[string]string{"peft": "full", "cpu": art.Target.CPU}
+	dt := mod.Meta["dtype"]
+	if dt == "" {
+		dt = "f32"
+	}
+	have := map[string]string{"peft": "full", "cpu": art.Target.CPU, "dtype": dt}
 	if g := mod.Graph("train_step"); g != nil {
 		if ids := g.Input("input_ids"); ids != nil && ids.Type.Rank() == 2 {
 			have["batch-size"], have["max-length"] = strconv.Itoa(ids.Type.Shape[0]), strconv.Itoa(ids.Type.Shape[1])
@@ -384,7 +392,7 @@ func artifactSettings(mod *ir.Module, art *artifact.Artifact) map[string]string 
 // artifact (a model setting it fixed, or a compile step it had already).
 func checkArtifactFlags(c *cli.Context, path string, mod *ir.Module, art *artifact.Artifact) error {
 	have := artifactSettings(mod, art)
-	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "passes", "print-after", "explain", "memory"} {
+	for _, f := range []string{"batch-size", "max-length", "dtype", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "passes", "print-after", "explain", "memory"} {
 		if !c.IsSet(f) {
 			continue
 		}
@@ -408,6 +416,10 @@ func sameSetting(flag, have string, v any) bool {
 		return have == strconv.Itoa(x)
 	}
 	s := fmt.Sprint(v)
+	if flag == "dtype" {
+		d, _ := trainDType(s)
+		return d == have
+	}
 	if flag == "target-modules" { // a set: the order does not matter
 		x, y := splitList(s), splitList(have)
 		sort.Strings(x)
@@ -668,9 +680,11 @@ func lastLine(b []byte) []byte {
 	return []byte(s)
 }
 
-// defaultBuild reads the model-building flags shared with slc compile (f32).
+// defaultBuild reads the model-building flags of slc bench (its --dtype
+// already checked).
 func defaultBuild(c *cli.Context) frontend.Options {
-	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: ir.F32}
+	d, _ := trainDType(c.String("dtype"))
+	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: mustDType(d)}
 }
 
 // isTerminal reports whether w is a character device (progress with \r then).
