@@ -1,7 +1,9 @@
 // Package peak measures this machine's fp32 multiply-add peak: the GFLOP/s a
 // loop of nothing but independent fused multiply-adds reaches on a given
 // number of threads. slc bench divides its achieved GFLOP/s by that figure to
-// say how much of the machine a training step uses.
+// say how much of the machine a training step uses. On CPUs with AVX512-BF16
+// it also measures the bf16 dot-product peak (PathAVX512BF16), the ceiling of
+// bf16 GEMMs; Best and Measure stay on the fp32 paths.
 //
 // The loop keeps Chains (12) independent accumulator chains in vector
 // registers, enough to cover the FMA latency of every current x86-64 core
@@ -12,7 +14,13 @@
 //   - FMA with AVX: vfmadd231ps on ymm, 8 lanes;
 //   - otherwise SSE: mulps then addps on xmm, 4 lanes (two instructions for the
 //     same 8 flop);
-//   - on other architectures, a scalar pure-Go loop (a lower bound only).
+//   - on other architectures, a scalar pure-Go loop (a lower bound only);
+//   - AVX512-BF16 (only when asked for): vdpbf16ps on zmm, 16 lanes, each
+//     acc += x0·y0 + x1·y1 over bf16 pairs (64 flop per instruction). Its
+//     latency is longer (about 6.5 cycles on Zen 5, two pipes: 12 chains
+//     in flight measured 8% short of its throughput), so every chain is
+//     split over two registers, 24 instructions in flight, and the two
+//     halves are added at the end.
 //
 // The path is chosen by asking the CPU and the operating system through
 // package hostcpu (CPUID and XGETBV), never /proc/cpuinfo. Each measuring
@@ -25,10 +33,16 @@
 // lane holds what the scalar loop acc = acc + x·y computes in float32, exactly
 // when x·y is representable (the FMA's single rounding then equals the
 // multiply's exact product plus one rounded addition), so tests can check it.
+// The bf16 loop multiplies the pairs (x, x) and (y, y) with x and y rounded
+// to bf16: after n iterations chain j holds (acc + n times x·y + x·y) +
+// (0 + n times x·y + x·y), its two registers, exactly so when every partial
+// sum is representable (vdpbf16ps's internal order and rounding, and its
+// flushing of denormals, then do not show).
 package peak
 
 import (
 	"fmt"
+	"math"
 	goruntime "runtime"
 	"sync"
 	"sync/atomic"
@@ -54,6 +68,10 @@ const (
 	PathSSE                // mulps + addps on xmm (4 lanes)
 	PathFMA                // vfmadd231ps on ymm (8 lanes), needs FMA and AVX
 	PathAVX512             // vfmadd231ps on zmm (16 lanes), needs AVX-512F
+	// PathAVX512BF16 is vdpbf16ps on zmm (16 lanes of two bf16 products
+	// each), needs AVX512-BF16. Best never picks it: it is the bf16 peak,
+	// measured with MeasurePath.
+	PathAVX512BF16
 )
 
 // String names the path as slc bench prints it.
@@ -65,6 +83,8 @@ func (p Path) String() string {
 		return "FMA vfmadd231ps ymm"
 	case PathAVX512:
 		return "AVX-512F vfmadd231ps zmm"
+	case PathAVX512BF16:
+		return "AVX512-BF16 vdpbf16ps zmm"
 	}
 	return "scalar Go mul+add"
 }
@@ -76,15 +96,21 @@ func (p Path) Lanes() int {
 		return 4
 	case PathFMA:
 		return 8
-	case PathAVX512:
+	case PathAVX512, PathAVX512BF16:
 		return 16
 	}
 	return 1
 }
 
-// FlopsPerIter is the floating-point operations of one loop iteration (a
-// multiply and an add per lane per chain).
-func (p Path) FlopsPerIter() int64 { return int64(2 * Chains * p.Lanes()) }
+// FlopsPerIter is the floating-point operations of one loop iteration: a
+// multiply and an add per lane per chain; for the bf16 dot product two
+// multiplies and two adds per lane in each of a chain's two registers.
+func (p Path) FlopsPerIter() int64 {
+	if p == PathAVX512BF16 {
+		return int64(8 * Chains * p.Lanes())
+	}
+	return int64(2 * Chains * p.Lanes())
+}
 
 // Best is the widest path this CPU and operating system support.
 func Best() Path { return best() }
@@ -92,8 +118,10 @@ func Best() Path { return best() }
 // Supported reports whether this machine can run p.
 func (p Path) Supported() bool { return supported(p) }
 
-// Run runs n iterations of p's loop on acc with multiplier x·y. It panics
-// when the machine cannot run p.
+// Run runs n iterations of p's loop on acc with multiplier x·y (for
+// PathAVX512BF16, x and y are rounded to bf16 and each iteration adds x·y
+// four times, over two registers per chain, see the package doc). It
+// panics when the machine cannot run p.
 func Run(p Path, n int, acc *Accumulators, x, y float32) {
 	if n <= 0 {
 		return
@@ -213,4 +241,14 @@ func seedAccumulators(acc *Accumulators) {
 			acc[j][l] = 1 + float32(j*MaxLanes+l)/256
 		}
 	}
+}
+
+// bf16 rounds x to bfloat16 (round to nearest even, NaN kept quiet) and
+// returns its bits.
+func bf16(x float32) uint16 {
+	u := math.Float32bits(x)
+	if x != x {
+		return uint16(u>>16) | 0x40
+	}
+	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
 }

@@ -14,6 +14,13 @@ func loopFMA(n int, acc *Accumulators, xy *[2]float32)
 //go:noescape
 func loopAVX512(n int, acc *Accumulators, xy *[2]float32)
 
+// loopAVX512BF16 is n ≥ 1 iterations of r[j] += x0·y0 + x1·y1 and
+// s[j] += x0·y0 + x1·y1 (vdpbf16ps) from r = acc, s = 0, then acc = r + s,
+// with xy holding the bf16 pairs x1:x0 and y1:y0.
+//
+//go:noescape
+func loopAVX512BF16(n int, acc *Accumulators, xy *[2]uint32)
+
 func supported(p Path) bool {
 	switch p {
 	case PathGo, PathSSE: // SSE2 is part of x86-64
@@ -22,6 +29,8 @@ func supported(p Path) bool {
 		return hostcpu.Supported("fma") && hostcpu.Supported("avx")
 	case PathAVX512:
 		return hostcpu.Supported("avx512f")
+	case PathAVX512BF16:
+		return hostcpu.Supported("avx512f") && hostcpu.Supported("avx512bf16")
 	}
 	return false
 }
@@ -44,5 +53,9 @@ func runAsm(p Path, n int, acc *Accumulators, x, y float32) {
 		loopFMA(n, acc, &xy)
 	case PathAVX512:
 		loopAVX512(n, acc, &xy)
+	case PathAVX512BF16:
+		bx, by := uint32(bf16(x)), uint32(bf16(y))
+		pairs := [2]uint32{bx | bx<<16, by | by<<16}
+		loopAVX512BF16(n, acc, &pairs)
 	}
 }
