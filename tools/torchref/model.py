@@ -10,6 +10,10 @@ autograd function. Module names follow HF, so state_dict() names are the seed's.
 Allocation and initialisation are separate: building a model allocates
 uninitialised tensors (cheap, used to count parameters), init_weights() fills
 them from a torch.Generator per DESIGN.md.
+
+Precision: a model computes in its dtype (float32 or float64: "native", every op as
+PyTorch does it) unless LlamaForCausalLM.to_bf16() (the seed's pure bf16) or
+set_precision("mixed") (slc's bf16-mixed) switched it; precision.py defines both.
 """
 
 import json
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import precision as P
 
 __all__ = [
     "ConfigError",
@@ -31,7 +37,12 @@ __all__ = [
     "sparse_nnz",
     "count_params",
     "TARGET_KEYS",
+    "PRECISIONS",
 ]
+
+# "native": every op in the model's dtype as PyTorch computes it (float32, float64);
+# "bf16": the seed's pure bf16; "mixed": slc's bf16-mixed (see precision.py).
+PRECISIONS = ("native", "bf16", "mixed")
 
 ROPE_BASE = 10000.0
 
@@ -218,7 +229,14 @@ class SpLoRaLinear(nn.Module):
             self.sparse_index.copy_(torch.sort(perm).values)
             self.sparse_value.uniform_(-bound, bound, generator=gen)
 
+    precision = "native"
+
     def forward(self, x):
+        if self.precision == "bf16":  # the seed: lora_A * scale outside the custom function
+            a_s = P.Bf16Scale.apply(self.lora_A, self.scale)
+            return P.Bf16SpLoRaFunction.apply(x, self.lora_B, a_s, self.sparse_value, self.sparse_index)
+        if self.precision == "mixed":
+            return P.MixedSpLoRaFunction.apply(x, self.lora_B, self.lora_A, self.sparse_value, self.sparse_index, self.scale)
         return SpLoRaFunction.apply(x, self.lora_B, self.lora_A, self.sparse_value, self.sparse_index, self.scale)
 
     def dense_weight(self):
@@ -231,7 +249,13 @@ class SpLoRaLinear(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    """HF 4.28 LlamaRMSNorm: weight · (x · rsqrt(mean(x²) + eps)), in the model dtype."""
+    """HF 4.28 LlamaRMSNorm: weight · (x · rsqrt(mean(x²) + eps)), in the model dtype.
+
+    In bf16 it is HF's code with a bf16 weight: the variance of x.to(float32) in fp32,
+    x · rsqrt in fp32 (type promotion), cast to bf16, then times the weight in bf16.
+    """
+
+    precision = "native"
 
     def __init__(self, size, eps, dtype):
         super().__init__()
@@ -239,6 +263,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.empty(size, dtype=dtype))
 
     def forward(self, x):
+        if self.precision == "bf16":
+            var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+            return self.weight * (x * torch.rsqrt(var + self.eps)).to(self.weight.dtype)
         var = x.pow(2).mean(-1, keepdim=True)
         return self.weight * (x * torch.rsqrt(var + self.eps))
 
@@ -262,16 +289,36 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def _linear(in_f, out_f, name, sl, dtype):
-    """A projection: SpLoRaLinear when SLTrain is on and the name is a target, else a bias-free Linear."""
-    if sl is not None and any(k in name for k in TARGET_KEYS):
-        return SpLoRaLinear(in_f, out_f, sl, dtype)
-    lin = nn.Linear(in_f, out_f, bias=False, device="meta")
+class Linear(nn.Linear):
+    """A bias-free nn.Linear whose product follows the model's precision."""
+
+    precision = "native"
+
+    def forward(self, x):
+        if self.precision == "bf16":
+            return P.Bf16Linear.apply(x, self.weight)
+        if self.precision == "mixed":
+            return P.MixedLinear.apply(x, self.weight)
+        return F.linear(x, self.weight)
+
+
+def _dense(in_f, out_f, dtype):
+    lin = Linear(in_f, out_f, bias=False, device="meta")
     lin.weight = nn.Parameter(torch.empty(out_f, in_f, dtype=dtype))
     return lin
 
 
+def _linear(in_f, out_f, name, sl, dtype):
+    """A projection: SpLoRaLinear when SLTrain is on and the name is a target, else a bias-free Linear."""
+    if sl is not None and any(k in name for k in TARGET_KEYS):
+        return SpLoRaLinear(in_f, out_f, sl, dtype)
+    return _dense(in_f, out_f, dtype)
+
+
 class Attention(nn.Module):
+    precision = "native"
+    sdpa_fp32 = False  # bf16 only: torch ≥ 2.5's math SDPA, which computes in fp32 (precision.bf16_sdpa)
+
     def __init__(self, cfg, prefix, sl, dtype):
         super().__init__()
         d = cfg.hidden_size
@@ -290,16 +337,21 @@ class Attention(nn.Module):
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
+        if self.precision == "bf16":  # the seed's SDPA(is_causal=True), math path
+            return self.o_proj(P.bf16_sdpa(q, k, v, self.sdpa_fp32).transpose(1, 2).reshape(b, l, d))
+        matmul = P.MixedMatMul.apply if self.precision == "mixed" else torch.matmul
+        scores = matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
         causal = torch.ones(l, l, dtype=torch.bool, device=x.device).triu(1)
         scores = scores.masked_fill(causal, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
-        out = torch.matmul(probs, v).transpose(1, 2).reshape(b, l, d)
+        out = matmul(probs, v).transpose(1, 2).reshape(b, l, d)
         return self.o_proj(out)
 
 
 class MLP(nn.Module):
     """SwiGLU: down(silu(gate(x)) · up(x)). Registration order gate, down, up is the seed's."""
+
+    precision = "native"
 
     def __init__(self, cfg, prefix, sl, dtype):
         super().__init__()
@@ -309,7 +361,8 @@ class MLP(nn.Module):
         self.up_proj = _linear(d, ff, prefix + "up_proj", sl, dtype)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        silu = P.Bf16Silu.apply if self.precision == "bf16" else F.silu
+        return self.down_proj(silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -351,9 +404,37 @@ class LlamaForCausalLM(nn.Module):
             sltrain.check()
         self.config, self.sltrain, self.dtype = cfg, sltrain, dtype
         self.model = LlamaModel(cfg, sltrain, dtype, cfg.vocab_size - 1 if seed_padding_idx else None)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, device="meta")
-        self.lm_head.weight = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden_size, dtype=dtype))
+        self.lm_head = _dense(cfg.hidden_size, cfg.vocab_size, dtype)
         self._rope = {}
+        self.precision = "native"
+
+    def set_precision(self, precision):
+        """Switch every module to "native", "bf16" or "mixed" (see precision.py).
+
+        "bf16" wants bf16 parameters (use to_bf16()); "mixed" wants float32 ones.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        want = {"bf16": torch.bfloat16, "mixed": torch.float32}.get(precision)
+        if want is not None and self.dtype != want:
+            raise ValueError(f"precision {precision!r} wants {want} parameters, the model has {self.dtype}")
+        for m in self.modules():
+            if isinstance(m, (SpLoRaLinear, RMSNorm, Linear, Attention, MLP, LlamaForCausalLM)):
+                m.precision = precision
+        return self
+
+    def to_bf16(self, sdpa_fp32=False):
+        """The seed's --dtype bfloat16: model.to(dtype=torch.bfloat16) after the SLTrain
+        wrapping (every float parameter rounded to bf16, nearest even; sparse_index stays
+        int64), then bf16 computation throughout. sdpa_fp32: the attention as torch ≥ 2.5's
+        math SDPA computes it (in fp32, see precision.bf16_sdpa); default torch 2.0–2.4's."""
+        self.to(dtype=torch.bfloat16)
+        self.dtype = torch.bfloat16
+        self._rope = {}
+        for m in self.modules():
+            if isinstance(m, Attention):
+                m.sdpa_fp32 = bool(sdpa_fp32)
+        return self.set_precision("bf16")
 
     def rope(self, seq_len):
         if seq_len not in self._rope:
@@ -362,15 +443,30 @@ class LlamaForCausalLM(nn.Module):
 
     def logits(self, ids):
         cos, sin = self.rope(ids.shape[1])
-        h = self.model.embed_tokens(ids)
+        emb = self.model.embed_tokens
+        if self.precision == "bf16":
+            h = P.Bf16Embedding.apply(emb.weight, ids, emb.padding_idx)
+        else:
+            h = emb(ids)
         for layer in self.model.layers:
             h = layer(h, cos, sin)
         return self.lm_head(self.model.norm(h))
 
     def forward(self, ids):
+        if self.precision == "mixed":
+            with P.mixed_saved_tensors():
+                return self._loss(ids)
+        return self._loss(ids)
+
+    def _loss(self, ids):
         logits = self.logits(ids)
         v = logits.shape[-1]
-        return F.cross_entropy(logits[:, :-1, :].reshape(-1, v), ids[:, 1:].reshape(-1))
+        z, t = logits[:, :-1, :].reshape(-1, v), ids[:, 1:].reshape(-1)
+        if self.precision == "bf16":
+            return P.Bf16CrossEntropy.apply(z.contiguous(), t.contiguous())
+        if self.precision == "mixed":
+            return P.MixedCrossEntropy.apply(z, t)
+        return F.cross_entropy(z, t)
 
 
 def init_weights(model, gen):

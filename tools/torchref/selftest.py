@@ -5,7 +5,14 @@ Checks the SLTrain custom autograd function against autograd through the dense
 weight (torch.autograd.gradcheck and a direct comparison, float64), the seed's
 parameter counts for llama_60m, the safetensors reader/writer, the schedules,
 the batching contract, --init loading errors, and that train.py is bit-for-bit
-deterministic on testdata/configs/llama_tiny.json. Runs in a few seconds.
+deterministic on testdata/configs/llama_tiny.json. The low-precision modes
+(precision.py): the CPU bf16 kernels relied on equal fp32 math rounded once; every
+custom bf16 and mixed function against its formula; bf16 and bf16-mixed runs of the
+tiny config train (finite, falling losses), with bf16 parameters, gradients and AdamW
+state in bf16 and fp32 masters in mixed; the same start as a float64 --round-init bf16
+run; the error against float64 of the xcheck setup in range; and
+scripts/xcheck_compare.py's bf16 check accepting a torchref variant that rounds at
+other points while rejecting a broken one. Runs in about 15 s.
 """
 
 import json
@@ -24,6 +31,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import precision as prec  # noqa: E402
 import safetensors_io as st  # noqa: E402
 import train as tr  # noqa: E402
 from model import (  # noqa: E402
@@ -361,6 +369,440 @@ class TrainTest(unittest.TestCase):
             self.assertFalse(os.path.exists(out) or os.path.exists(met))
             r = self.run_train(*self.common(cfg, init, tokens), "--peft", "full", "--out", out, "--metrics", met)
             self.assertEqual(r.returncode, 0, r.stderr)
+
+
+BF = torch.bfloat16
+
+
+def rnd_bf16(gen, *shape, scale=1.0):
+    return (torch.randn(*shape, generator=gen) * scale).to(BF)
+
+
+def rounded(x):
+    """b(x) of a float32 tensor, as bf16."""
+    return x.to(BF)
+
+
+class CpuBf16KernelTest(unittest.TestCase):
+    """The PyTorch 1.13 CPU bf16 kernels that precision.py uses as they are compute fp32 math rounded once."""
+
+    def test_elementwise_and_reductions(self):
+        g = torch.Generator().manual_seed(0)
+        a, b = rnd_bf16(g, 64, 200), rnd_bf16(g, 64, 200)
+        pos = (a.abs() + 0.5).to(BF)
+        f = lambda t: t.float()  # noqa: E731
+        cases = {
+            "add": (lambda: a + b, lambda: f(a) + f(b)),
+            "sub": (lambda: a - b, lambda: f(a) - f(b)),
+            "mul": (lambda: a * b, lambda: f(a) * f(b)),
+            "div": (lambda: a / pos, lambda: f(a) / f(pos)),
+            "rsqrt": (lambda: pos.rsqrt(), lambda: f(pos).rsqrt()),
+            "sqrt": (lambda: pos.sqrt(), lambda: f(pos).sqrt()),
+            "clamp at 1": (lambda: a.clamp(max=1.0), lambda: f(a).clamp(max=1.0)),
+            "sum dim 0": (lambda: a.sum(0), lambda: f(a).sum(0)),
+            "sum dims 0,1": (lambda: a.view(8, 8, 200).sum((0, 1)), lambda: f(a).view(8, 8, 200).sum((0, 1))),
+            "norm": (lambda: torch.norm(a), lambda: torch.norm(f(a))),
+            "bf16 * fp32": (lambda: (a * f(b)).to(BF), lambda: f(a) * f(b)),
+        }
+        for name, (native, fp32) in cases.items():
+            got, want = native(), fp32().to(BF)
+            self.assertEqual(got.dtype, BF, name)
+            self.assertTrue(torch.equal(got, want), name)
+
+    def test_scalars_and_clipping(self):
+        # A Python scalar meets bf16 in fp32 (CUDA's opmath): b(x·s); x/d is b(x·fp32(1/d)).
+        g = torch.Generator().manual_seed(1)
+        x = rnd_bf16(g, 300).requires_grad_()
+        c = math.sqrt(1 / math.sqrt(8))  # SDPA's scale for head_dim 8
+        y = prec.Bf16Scale.apply(x, c)
+        self.assertTrue(torch.equal(y, (x.float() * c).to(BF)))
+        self.assertFalse(torch.equal(y, x.detach() * c))  # the CPU kernel multiplies by b(c) = 0.59375
+        dy = rnd_bf16(g, 300)
+        y.backward(dy)
+        self.assertTrue(torch.equal(x.grad, (dy.float() * c).to(BF)))
+        inv3 = float(torch.tensor(1.0) / torch.tensor(3.0))
+        self.assertTrue(torch.equal(prec.bf16_div_scalar(x.detach(), 3), (x.detach().float() * inv3).to(BF)))
+        # clip_grad_norm_ on bf16 grads: norms, their norm, coef = b(b(1/b(t + 1e-6))·C), clamp, g·coef.
+        ps = [torch.nn.Parameter(torch.zeros(n, dtype=BF)) for n in (40, 7, 300)]
+        for p in ps:
+            p.grad = rnd_bf16(g, p.numel())
+        grads = [p.grad.clone() for p in ps]
+        total = prec.clip_grad_norm_bf16(ps, 0.3)
+        norms = torch.stack([torch.norm(x) for x in grads])  # the CPU's bf16 norm: fp32 math, one rounding
+        t = torch.norm(norms)
+        self.assertTrue(torch.equal(total, t))
+        qs = [torch.nn.Parameter(torch.zeros_like(x)) for x in grads]
+        for q, x in zip(qs, grads):
+            q.grad = x.clone()
+        self.assertEqual(tr.global_grad_norm(qs), float(total))  # the metric is the same norm
+        coef = ((1 / (t.float() + 1e-6).to(BF).float()).to(BF).float() * 0.3).to(BF).clamp(max=1.0)
+        self.assertLess(float(coef), 1.0)
+        for p, x in zip(ps, grads):
+            self.assertTrue(torch.equal(p.grad, (x.float() * coef.float()).to(BF)))
+
+
+class Bf16FunctionTest(unittest.TestCase):
+    """The seed-bf16 custom functions against their formulas (precision.py)."""
+
+    def test_linear_and_matmul(self):
+        g = torch.Generator().manual_seed(2)
+        x, w, dy = rnd_bf16(g, 3, 5, 24), rnd_bf16(g, 16, 24), rnd_bf16(g, 3, 5, 16)
+        x.requires_grad_(), w.requires_grad_()
+        y = prec.Bf16Linear.apply(x, w)
+        self.assertTrue(torch.equal(y, rounded(x.float() @ w.float().t())))
+        y.backward(dy)
+        self.assertTrue(torch.equal(x.grad, rounded(dy.float() @ w.float())))
+        self.assertTrue(torch.equal(w.grad, rounded(dy.float().reshape(-1, 16).t() @ x.float().reshape(-1, 24))))
+        a, b, dc = rnd_bf16(g, 2, 3, 6, 8), rnd_bf16(g, 2, 3, 8, 6), rnd_bf16(g, 2, 3, 6, 6)
+        a.requires_grad_(), b.requires_grad_()
+        c = prec.Bf16MatMul.apply(a, b)
+        self.assertTrue(torch.equal(c, rounded(a.float() @ b.float())))
+        c.backward(dc)
+        self.assertTrue(torch.equal(a.grad, rounded(dc.float() @ b.float().transpose(-1, -2))))
+        self.assertTrue(torch.equal(b.grad, rounded(a.float().transpose(-1, -2) @ dc.float())))
+
+    def test_splora(self):
+        g = torch.Generator().manual_seed(3)
+        out_f, in_f, r = 12, 10, 3
+        x, bb, a_s, v = rnd_bf16(g, 2, 4, in_f), rnd_bf16(g, out_f, r), rnd_bf16(g, r, in_f), rnd_bf16(g, 20)
+        idx = torch.sort(torch.randperm(out_f * in_f, generator=g)[:20]).values
+        for t in (x, bb, a_s, v):
+            t.requires_grad_()
+        y = prec.Bf16SpLoRaFunction.apply(x, bb, a_s, v, idx)
+        w = rounded(bb.float() @ a_s.float()).float().reshape(-1)
+        w[idx] = rounded(w[idx] + v.float()).float()
+        w = w.view(out_f, in_f)
+        self.assertTrue(torch.equal(y, rounded(x.float() @ w.t())))
+        dy = rnd_bf16(g, 2, 4, out_f)
+        y.backward(dy)
+        dw = rounded(dy.float().reshape(-1, out_f).t() @ x.float().reshape(-1, in_f)).float()
+        self.assertTrue(torch.equal(x.grad, rounded(dy.float() @ w)))
+        self.assertTrue(torch.equal(bb.grad, rounded(dw @ a_s.float().t())))
+        self.assertTrue(torch.equal(a_s.grad, rounded(bb.float().t() @ dw)))
+        self.assertTrue(torch.equal(v.grad, rounded(dw.reshape(-1)[idx])))
+
+    def test_softmax_silu_embedding_loss(self):
+        g = torch.Generator().manual_seed(4)
+        x = rnd_bf16(g, 6, 9).requires_grad_()
+        p = prec.Bf16Softmax.apply(x)
+        self.assertTrue(torch.equal(p, rounded(torch.softmax(x.float(), -1))))
+        dp = rnd_bf16(g, 6, 9)
+        p.backward(dp)
+        pf, gf = p.float(), dp.float()
+        self.assertTrue(torch.equal(x.grad, rounded(pf * (gf - (gf * pf).sum(-1, keepdim=True)))))
+        x = rnd_bf16(g, 6, 9, scale=3).requires_grad_()
+        y = prec.Bf16Silu.apply(x)
+        self.assertTrue(torch.equal(y, rounded(torch.nn.functional.silu(x.float()))))
+        y.backward(dp)
+        want = torch.ops.aten.silu_backward(dp.float(), x.float())
+        self.assertLessEqual(float((x.grad.float() - want).abs().max()), float(want.abs().max()) * 2**-8)
+        e = rnd_bf16(g, 5, 4).requires_grad_()
+        ids = torch.tensor([[0, 1, 1], [1, 4, 1]])
+        h = prec.Bf16Embedding.apply(e, ids, 4)
+        self.assertTrue(torch.equal(h, e.detach()[ids]))
+        dh = rnd_bf16(g, 2, 3, 4)
+        h.backward(dh)
+        d1 = rounded(dh.float()[0, 1] + dh.float()[0, 2] + dh.float()[1, 0] + dh.float()[1, 2])
+        self.assertTrue(torch.equal(e.grad[1], d1))
+        self.assertTrue(torch.equal(e.grad[4], torch.zeros(4, dtype=BF)))  # padding_idx
+        self.assertTrue(torch.equal(e.grad[2], torch.zeros(4, dtype=BF)))
+        z = rnd_bf16(g, 7, 11, scale=2).requires_grad_()
+        t = torch.tensor([0, 3, 10, 3, 5, 1, 2])
+        loss = prec.Bf16CrossEntropy.apply(z, t)
+        lp = rounded(torch.log_softmax(z.float(), -1)).float()
+        self.assertEqual(loss.dtype, BF)
+        self.assertTrue(torch.equal(loss, rounded(-lp[torch.arange(7), t].sum() / 7)))
+        (loss / 2).backward()
+        c = rounded(torch.tensor(0.5) / 7).float()
+        want = c * lp.exp()
+        want[torch.arange(7), t] -= c
+        self.assertTrue(torch.equal(z.grad, rounded(want)))
+
+    def test_sdpa(self):
+        g = torch.Generator().manual_seed(8)
+        q, k, v = (rnd_bf16(g, 2, 2, 5, 8) for _ in range(3))
+        c = math.sqrt(1 / math.sqrt(8))
+        mask = torch.ones(5, 5, dtype=torch.bool).triu(1)
+        qs, ks = rounded(q.float() * c), rounded(k.float() * c)
+        s = rounded(qs.float() @ ks.float().transpose(-1, -2)).float().masked_fill(mask, float("-inf"))
+        p = rounded(torch.softmax(s, -1))
+        self.assertTrue(torch.equal(prec.bf16_sdpa(q, k, v), rounded(p.float() @ v.float())))
+        s32 = ((q.float() * c) @ (k.float().transpose(-1, -2) * c)).masked_fill(mask, float("-inf"))
+        self.assertTrue(torch.equal(prec.bf16_sdpa(q, k, v, fp32=True), rounded(torch.softmax(s32, -1) @ v.float())))
+
+    def test_adamw_algorithm(self):
+        # On float32 parameters Bf16AdamW is torch.optim.AdamW up to fp32 rounding (lerp vs mul+add).
+        g = torch.Generator().manual_seed(5)
+        p0 = torch.randn(50, generator=g)
+        grads = [torch.randn(50, generator=g) for _ in range(4)]
+        runs = []
+        for cls in (torch.optim.AdamW, prec.Bf16AdamW):
+            p = torch.nn.Parameter(p0.clone())
+            opt = cls([p], lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+            for gr in grads:
+                p.grad = gr.clone()
+                opt.step()
+            runs.append(p.detach().clone())
+        self.assertTrue(torch.allclose(runs[0], runs[1], rtol=1e-6, atol=1e-8))
+        # on bf16 parameters the state is bf16 and every op rounds once
+        p = torch.nn.Parameter(p0.to(BF))
+        opt = prec.Bf16AdamW([p], lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+        p.grad = grads[0].to(BF)
+        opt.step()
+        st_ = opt.state[p]
+        self.assertEqual((st_["exp_avg"].dtype, st_["exp_avg_sq"].dtype), (BF, BF))
+        gf = grads[0].to(BF).float()
+        m = rounded(0.1 * gf).float()  # fp32 tensor ⊗ Python float: the scalar in fp32
+        v = rounded(0.001 * (gf * gf)).float()
+        d = rounded(rounded(rounded(v.sqrt()).float() / math.sqrt(0.001)).float() + 1e-8).float()
+        pw = rounded(p0.to(BF).float() * (1 - 0.01 * 0.1)).float()
+        self.assertTrue(torch.equal(st_["exp_avg"], rounded(m)))
+        self.assertTrue(torch.equal(st_["exp_avg_sq"], rounded(v)))
+        self.assertTrue(torch.equal(p.detach(), rounded(pw + (-(0.01 / 0.1)) * (m / d))))
+
+
+class MixedFunctionTest(unittest.TestCase):
+    """bf16-mixed: GEMMs on rounded operands with fp32 results, activations saved as bf16."""
+
+    def test_gemms(self):
+        g = torch.Generator().manual_seed(6)
+        b = lambda t: t.to(BF).float()  # noqa: E731
+        x, w, dy = torch.randn(3, 5, 24, generator=g), torch.randn(16, 24, generator=g), torch.randn(3, 5, 16, generator=g)
+        x.requires_grad_(), w.requires_grad_()
+        y = prec.MixedLinear.apply(x, w)
+        self.assertEqual(y.dtype, torch.float32)
+        self.assertTrue(torch.equal(y, b(x) @ b(w).t()))
+        y.backward(dy)
+        self.assertTrue(torch.equal(x.grad, b(dy) @ b(w)))
+        self.assertTrue(torch.equal(w.grad, b(dy).reshape(-1, 16).t() @ b(x).reshape(-1, 24)))
+        out_f, in_f, r, scale = 12, 10, 3, 2.5
+        x = torch.randn(2, 4, in_f, generator=g, requires_grad=True)
+        bb, a, v = (torch.randn(*s, generator=g, requires_grad=True) for s in ((out_f, r), (r, in_f), (20,)))
+        idx = torch.sort(torch.randperm(out_f * in_f, generator=g)[:20]).values
+        y = prec.MixedSpLoRaFunction.apply(x, bb, a, v, idx, scale)
+        wd = (b(bb) @ b(a * scale)).reshape(-1)
+        wd = wd.index_add(0, idx, v.detach()).view(out_f, in_f)
+        self.assertTrue(torch.equal(y, b(x) @ b(wd).t()))
+        dy = torch.randn(2, 4, out_f, generator=g)
+        y.backward(dy)
+        dw = b(dy).reshape(-1, out_f).t() @ b(x).reshape(-1, in_f)
+        self.assertTrue(torch.equal(x.grad, b(dy) @ b(wd)))
+        self.assertTrue(torch.equal(bb.grad, b(dw) @ b(a * scale).t()))
+        self.assertTrue(torch.equal(a.grad, (b(bb).t() @ b(dw)) * scale))
+        self.assertTrue(torch.equal(v.grad, dw.reshape(-1)[idx]))
+
+    def test_saved_activations_are_bf16(self):
+        g = torch.Generator().manual_seed(7)
+        w = torch.randn(8, generator=g, requires_grad=True)  # a leaf: read in fp32
+        z = torch.randn(4, 8, generator=g, requires_grad=True)
+        with prec.mixed_saved_tensors():
+            x = z * 1.0  # an activation
+            y = (w * (x * x)).sum()
+        y.backward()
+        xb = x.detach().to(BF).float()
+        nb = (x.detach() * x.detach()).to(BF).float()
+        self.assertTrue(torch.equal(w.grad, nb.sum(0)))  # w·n reads b(n), n = x·x
+        self.assertTrue(torch.equal(z.grad, w.detach() * xb + w.detach() * xb))  # x·x reads b(x) twice
+        zl = torch.randn(5, 7, generator=g, requires_grad=True)
+        t = torch.tensor([0, 6, 2, 2, 5])
+        loss = prec.MixedCrossEntropy.apply(zl, t)
+        self.assertTrue(torch.equal(loss, torch.nn.functional.cross_entropy(zl, t)))
+        loss.backward()
+        p = torch.softmax(zl.detach().to(BF).float(), -1)
+        p[torch.arange(5), t] -= 1
+        self.assertTrue(torch.equal(zl.grad, p * (torch.tensor(1.0) / 5)))
+
+
+def xcheck_like_init(d, peft, seed=7):
+    """An init like scripts/xcheck.sh's (slc's seeded init: lora_B = 0), lora_alpha 32, rank 4."""
+    cfg = LlamaConfig.from_json(os.path.join(CONFIGS, "llama_tiny.json"))
+    sl = SLTrainOptions(rank=4, sp_ratio=0.1, lora_alpha=32) if peft == "sltrain" else None
+    m = LlamaForCausalLM(cfg, sl)
+    init_weights(m, torch.Generator().manual_seed(seed))
+    path = os.path.join(d, f"xinit_{peft}_{seed}.safetensors")
+    st.save(path, tr.state_arrays(m))
+    return cfg, sl, path
+
+
+def shakespeare_tokens(n=8192, offset=0):
+    with open(os.path.join(ROOT, "testdata", "tinyshakespeare.txt"), "rb") as f:
+        b = np.frombuffer(f.read(offset + n), dtype=np.uint8)[offset:]
+    return b.astype(np.int64) % 32
+
+
+def run_mode(cfg, sl, init, tokens, mode, round_init=False, steps=8, lr=0.01, warmup=2, wd=0.1, clip=0.5):
+    """train.train() in-process the way train.py runs --dtype mode; returns (model, records)."""
+    m = LlamaForCausalLM(cfg, sl, torch.float64 if mode == "float64" else torch.float32)
+    tr.load_init(m, init)
+    if round_init:
+        tr.round_init_bf16(m)
+    if mode == "bfloat16":
+        m.to_bf16()
+    elif mode == "bf16-mixed":
+        m.set_precision("mixed")
+    recs = tr.train(m, tr.Batches(tokens, 2, 16), grad_accum=2, steps=steps, lr=lr, warmup=warmup, min_lr_ratio=0.1,
+                    scheduler="cosine", weight_decay=wd, grad_clipping=clip)  # fmt: skip
+    return m, recs
+
+
+def weights(m):
+    return {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in tr.state_arrays(m).items()}
+
+
+def metrics(recs):
+    return {r["step"]: (r["loss"], r["lr"]) for r in recs}
+
+
+class LowPrecisionTrainTest(unittest.TestCase):
+    def test_bf16_and_mixed_learn(self):
+        cfg = LlamaConfig.from_json(os.path.join(CONFIGS, "llama_tiny.json"))
+        tokens = shakespeare_tokens(64)  # 4 rows: the loss must fall
+        with tempfile.TemporaryDirectory() as d:
+            for peft in ("sltrain", "full"):
+                _, sl, init = xcheck_like_init(d, peft)
+                for mode in ("bfloat16", "bf16-mixed"):
+                    m, recs = run_mode(cfg, sl, init, tokens, mode, steps=6, lr=0.02, warmup=0, wd=0.0, clip=1.0)
+                    losses = [r["loss"] for r in recs]
+                    self.assertTrue(all(math.isfinite(x) for x in losses), (peft, mode, losses))
+                    self.assertLess(losses[-1], losses[0] - 0.3, (peft, mode, losses))
+                    self.assertTrue(all(b < a for a, b in zip(losses[1:], losses[2:])), (peft, mode, losses))
+                    want = BF if mode == "bfloat16" else torch.float32
+                    for n, t in m.state_dict().items():
+                        self.assertEqual(t.dtype, torch.int64 if n.endswith("sparse_index") else want, (mode, n))
+                    # gradients and AdamW state: one more micro-batch and update
+                    loss = m(tr.Batches(tokens, 2, 16).take())
+                    self.assertEqual(loss.dtype, want)
+                    loss.backward()
+                    params = [p for p in m.parameters()]
+                    self.assertTrue(all(p.grad is not None and p.grad.dtype == want for p in params), mode)
+                    opt = (prec.Bf16AdamW if mode == "bfloat16" else torch.optim.AdamW)(params, lr=0.01)
+                    opt.step()
+                    for p in params:
+                        s = opt.state[p]
+                        self.assertEqual((s["exp_avg"].dtype, s["exp_avg_sq"].dtype), (want, want), mode)
+
+    def test_same_start_as_rounded_float64(self):
+        cfg = LlamaConfig.from_json(os.path.join(CONFIGS, "llama_tiny.json"))
+        with tempfile.TemporaryDirectory() as d:
+            _, sl, init = xcheck_like_init(d, "sltrain")
+            a = LlamaForCausalLM(cfg, sl)
+            tr.load_init(a, init)
+            a.to_bf16()
+            b = LlamaForCausalLM(cfg, sl, torch.float64)
+            tr.load_init(b, init)
+            tr.round_init_bf16(b)
+            c = LlamaForCausalLM(cfg, sl, torch.float64)
+            tr.load_init(c, init)
+            changed = 0
+            for n, t in a.state_dict().items():
+                u = b.state_dict()[n]
+                self.assertTrue(torch.equal(t.double() if t.is_floating_point() else t, u), n)
+                changed += not torch.equal(u, c.state_dict()[n])
+            self.assertGreater(changed, 10)  # the rounding did something
+
+    def test_error_against_float64(self):
+        # The xcheck setup (B = 0 init, accumulation, clipping, weight decay, 8 updates):
+        # PyTorch-bf16 against float64 of the rounded init, mixed against plain float64.
+        cfg = LlamaConfig.from_json(os.path.join(CONFIGS, "llama_tiny.json"))
+        tokens = shakespeare_tokens()
+        with tempfile.TemporaryDirectory() as d:
+            for peft in ("sltrain", "full"):
+                _, sl, init = xcheck_like_init(d, peft)
+                m64, r64 = run_mode(cfg, sl, init, tokens, "float64", round_init=True)
+                mf, rf = run_mode(cfg, sl, init, tokens, "float64")
+                mb, rb = run_mode(cfg, sl, init, tokens, "bfloat16")
+                mm, rm = run_mode(cfg, sl, init, tokens, "bf16-mixed")
+                w64, wf, wb, wm = weights(m64), weights(mf), weights(mb), weights(mm)
+                lb = max(abs(x["loss"] - y["loss"]) for x, y in zip(rb, r64))
+                lm = max(abs(x["loss"] - y["loss"]) for x, y in zip(rm, rf))
+                self.assertLess(lb, 0.02, peft)  # a few bf16 quanta (2^-6 near 3.4)
+                self.assertLess(lm, 2e-3, peft)
+                pb = [np.percentile(np.abs(wb[n] - w64[n]), 90) for n in w64 if w64[n].dtype.kind == "f"]
+                pm = [np.percentile(np.abs(wm[n] - wf[n]), 90) for n in wf if wf[n].dtype.kind == "f"]
+                travel = sum(r["lr"] for r in rb)  # ≈ 0.0425: how far AdamW moves an element
+                self.assertLess(float(np.median(pb)), 0.1 * travel, peft)
+                self.assertLess(float(np.median(pm)), float(np.median(pb)), peft)  # mixed is the more accurate
+                self.assertGreater(float(np.median(pb)), 1e-5, peft)  # and bf16 really is bf16
+
+    def test_compare_accepts_a_variant_and_rejects_a_bug(self):
+        # scripts/xcheck_compare.py's bf16 check, end to end on real runs: torchref with
+        # RMSNorm rounded once (fused) and the attention scale applied in fp32 before
+        # rounding — a correct bf16 implementation that rounds at other points — passes;
+        # with lora_B's gradient dropped, it fails.
+        sys.path.insert(0, os.path.join(ROOT, "scripts"))
+        import xcheck_compare as xc
+
+        cfg = LlamaConfig.from_json(os.path.join(CONFIGS, "llama_tiny.json"))
+        tokens = shakespeare_tokens()
+        with tempfile.TemporaryDirectory() as d:
+            _, sl, init = xcheck_like_init(d, "sltrain")
+            m64, r64 = run_mode(cfg, sl, init, tokens, "float64", round_init=True)
+            mb, rb = run_mode(cfg, sl, init, tokens, "bfloat16")
+            import model as model_mod
+
+            rms, sdpa, bwd = model_mod.RMSNorm.forward, prec.bf16_sdpa, prec.Bf16SpLoRaFunction.backward
+
+            def rms_fused(self, x):
+                x32 = x.float()
+                return (self.weight.float() * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps))).to(BF)
+
+            def sdpa_scaled(q, k, v, fp32=False):
+                s = prec._mm(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+                s = s.masked_fill(torch.ones(s.shape[-1], s.shape[-1], dtype=torch.bool).triu(1), float("-inf")).to(BF)
+                return prec.Bf16MatMul.apply(prec.Bf16Softmax.apply(s), v)
+
+            def no_db(ctx, dy):
+                out = list(bwd(ctx, dy))
+                out[1] = torch.zeros_like(out[1])
+                return tuple(out)
+
+            try:
+                model_mod.RMSNorm.forward, prec.bf16_sdpa = rms_fused, sdpa_scaled
+                mv, rv = run_mode(cfg, sl, init, tokens, "bfloat16")
+                prec.Bf16SpLoRaFunction.backward = staticmethod(no_db)
+                mx, rx = run_mode(cfg, sl, init, tokens, "bfloat16")
+            finally:
+                model_mod.RMSNorm.forward, prec.bf16_sdpa = rms, sdpa
+                prec.Bf16SpLoRaFunction.backward = staticmethod(bwd)
+            quiet = lambda line: None  # noqa: E731
+            ref = (metrics(rb), metrics(r64), weights(mb), weights(m64))
+
+            def check(m, recs):
+                return xc.compare_low("bfloat16", metrics(recs), ref[0], ref[1], weights(m), ref[2], ref[3], weight_decay=0.1, out=quiet)
+
+            self.assertTrue(check(mb, rb))  # PyTorch against itself
+            self.assertTrue(check(mv, rv))
+            self.assertFalse(check(mx, rx))
+
+    def test_cli(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg, init, tokens, _ = tiny_files(d)
+            base = TrainTest.common(None, cfg, init, tokens)
+            outs = {}
+            runs = (("bf16", []), ("bfloat16", []), ("sdpa32", ["--sdpa-precision", "fp32"]), ("bf16-mixed", []), ("float64", ["--round-init", "bf16"]))
+            for name, extra in runs:
+                dt = "bfloat16" if name == "sdpa32" else name
+                out, met = os.path.join(d, f"{name}.safetensors"), os.path.join(d, f"{name}.jsonl")
+                r = TrainTest.run_train(None, *base, "--dtype", dt, *extra, "--out", out, "--metrics", met)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                t, dts, meta = st.load_with_dtypes(out)
+                with open(out, "rb") as f, open(met, "rb") as g:
+                    outs[name] = (f.read(), g.read())
+                want = {"bf16": "BF16", "bfloat16": "BF16", "bf16-mixed": "F32", "float64": "F64"}[dt]
+                self.assertTrue(all(v == ("I64" if n.endswith("sparse_index") else want) for n, v in dts.items()), (dt, dts))
+                self.assertEqual(meta["dtype"], "bfloat16" if dt == "bf16" else dt)
+                recs = [json.loads(line) for line in outs[name][1].decode().splitlines()]
+                self.assertEqual(len(recs), 6)
+                self.assertTrue(all(math.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in recs), dt)
+            self.assertEqual(outs["bf16"], outs["bfloat16"])  # the alias, and bit-for-bit deterministic
+            self.assertNotEqual(outs["sdpa32"][0], outs["bfloat16"][0])
+            self.assertEqual(st.load_with_dtypes(os.path.join(d, "sdpa32.safetensors"))[2].get("sdpa_precision"), "fp32")
+            self.assertEqual(st.load_with_dtypes(os.path.join(d, "float64.safetensors"))[2].get("round_init"), "bf16")
+
+    def test_xcheck_compare_selftest(self):
+        r = subprocess.run([sys.executable, "-B", os.path.join(ROOT, "scripts", "xcheck_compare.py"), "--selftest"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Usage (see README.md):
       --tokens TOKENS.npy --batch-size B --total-batch-size T --max-length L
       --num-training-steps N --warmup-steps W --lr LR [--min-lr-ratio M]
       [--scheduler cosine|linear|linear-min] [--weight-decay WD]
-      [--grad-clipping C] [--dtype float32|float64] [--threads K]
+      [--grad-clipping C] [--dtype float32|float64|bfloat16|bf16-mixed]
+      [--round-init bf16] [--sdpa-precision bf16|fp32] [--threads K]
       --out OUT.safetensors --metrics OUT.jsonl
 
 Batching contract (shuffle off): the token stream is cut into rows of L tokens,
@@ -16,6 +17,20 @@ rows (m·B + j) mod R, j = 0..B−1 (R rows in all, wrapping at the end); update
 takes micro-batches u·G .. u·G+G−1, G = T/B. Each micro-batch's loss is divided
 by G before backward; the reported step loss is the mean of the unscaled
 micro-batch losses.
+
+Dtypes (precision.py defines the low-precision ones op by op):
+  float32, float64  every op in that dtype (float64: no fp32 upcasts at all);
+  bfloat16 (bf16)   the seed's pure bf16: the model is built, loaded, then
+                    model.to(bfloat16); bf16 parameters, gradients and AdamW state,
+                    no master copy; outputs BF16;
+  bf16-mixed        slc's mixed mode: fp32 master weights, gradients and AdamW state,
+                    bf16 GEMM operands with fp32 accumulation, bf16 saved activations;
+                    outputs F32.
+--sdpa-precision fp32 (bfloat16 only) computes the seed's attention as torch >= 2.5's
+math SDPA does (in fp32; the default is torch 2.0-2.4's op-by-op bf16).
+--round-init bf16 rounds every float tensor of the init to bf16 (nearest even) before
+training, whatever --dtype: a float64 run with it starts from exactly the values a
+bfloat16 run starts from (the error reference of `make xcheck`'s bf16 cases).
 """
 
 import argparse
@@ -120,6 +135,19 @@ class Batches:
 IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 
 
+def round_init_bf16(model):
+    """Round every float parameter and buffer to bf16 (nearest even), in place, keeping the dtype.
+
+    float64 values are rounded through float32 (exact for an F32, BF16 or F16 init).
+    """
+    import torch
+
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.to(torch.float32).to(torch.bfloat16).to(t.dtype))
+
+
 def load_init(model, path):
     """Load every parameter and buffer of model by name from a safetensors file.
 
@@ -169,8 +197,21 @@ def load_init(model, path):
 
 
 def state_arrays(model):
-    """The model's state_dict as numpy arrays, in state_dict order."""
-    return {n: t.detach().cpu().contiguous().numpy() for n, t in model.state_dict().items()}
+    """The model's state_dict as numpy arrays, in state_dict order (bf16 widened to float32, exactly)."""
+    import torch
+
+    def arr(t):
+        t = t.detach().cpu().contiguous()
+        return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+    return {n: arr(t) for n, t in model.state_dict().items()}
+
+
+def state_dtypes(model):
+    """safetensors dtype names for the tensors state_arrays() widened: {name: "BF16"}."""
+    import torch
+
+    return {n: "BF16" for n, t in model.state_dict().items() if t.dtype == torch.bfloat16}
 
 
 def write_text_atomic(path, text):
@@ -200,6 +241,9 @@ def global_grad_norm(params):
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
+    if grads[0].dtype == torch.bfloat16:  # as clip_grad_norm_bf16: b(‖(b(‖g_i‖))_i‖)
+        norms = torch.stack([torch.linalg.vector_norm(g.detach().float()).to(torch.bfloat16) for g in grads])
+        return float(torch.linalg.vector_norm(norms.float()).to(torch.bfloat16))
     return float(torch.norm(torch.stack([torch.norm(g.detach(), 2.0) for g in grads]), 2.0))
 
 
@@ -208,12 +252,19 @@ def train(model, batches, *, grad_accum, steps, lr, warmup, min_lr_ratio, schedu
 
     Each update: G micro-batches, loss/G backward each; the global gradient norm
     (before clipping); optional clip_grad_norm_; AdamW step at lr·λ(u); LambdaLR
-    step; zero_grad. "lr" in the metrics is the rate the update used.
+    step; zero_grad. "lr" in the metrics is the rate the update used. With bf16
+    parameters (the seed's pure bf16) the optimizer is precision.Bf16AdamW and every
+    step above runs on bf16 tensors (the loss, its /G, the grads, the norms).
     """
     import torch
 
+    from precision import Bf16AdamW, bf16_div_scalar, clip_grad_norm_bf16
+
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    bf16 = any(p.dtype == torch.bfloat16 for p in params)
+    adamw = Bf16AdamW if bf16 else torch.optim.AdamW
+    clip = clip_grad_norm_bf16 if bf16 else torch.nn.utils.clip_grad_norm_
+    opt = adamw(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(scheduler, warmup, steps, min_lr_ratio))
     model.train()
     out = []
@@ -221,11 +272,11 @@ def train(model, batches, *, grad_accum, steps, lr, warmup, min_lr_ratio, schedu
         losses = []
         for _ in range(grad_accum):
             loss = model(batches.take())
-            (loss / grad_accum).backward()
+            (bf16_div_scalar(loss, grad_accum) if loss.dtype == torch.bfloat16 else loss / grad_accum).backward()
             losses.append(loss.item())
         norm = global_grad_norm(params)
         if grad_clipping > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clipping)
+            clip(params, grad_clipping)
         used_lr = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
@@ -235,6 +286,9 @@ def train(model, batches, *, grad_accum, steps, lr, warmup, min_lr_ratio, schedu
         if on_step is not None:
             on_step(rec)
     return out
+
+
+DTYPES = ("float32", "float64", "bfloat16", "bf16", "bf16-mixed")
 
 
 def build_parser():
@@ -258,7 +312,10 @@ def build_parser():
     a("--scheduler", choices=SCHEDULERS, default="cosine")
     a("--weight-decay", "--weight_decay", type=float, default=0.0)
     a("--grad-clipping", "--grad_clipping", type=float, default=0.0, help="max global grad norm; 0 = off")
-    a("--dtype", choices=("float32", "float64"), default="float32")
+    a("--dtype", choices=DTYPES, default="float32", help="float32, float64, bfloat16 (alias bf16: the seed's pure bf16), bf16-mixed (slc's mixed mode)")
+    a("--round-init", choices=("none", "bf16"), default="none", help="bf16: round the init to bf16 first (the float64 reference of a bf16 run)")
+    a("--sdpa-precision", choices=("bf16", "fp32"), default="bf16",
+      help="--dtype bfloat16 only: the seed's math SDPA op by op in bf16 (torch 2.0-2.4, default) or in fp32 (torch >= 2.5)")
     a("--threads", type=int, help="torch intra-op threads (and OPENBLAS_NUM_THREADS); default: torch's")
     a("--seed-padding-idx", action="store_true", help="the seed's embedding padding_idx = V−1 (row V−1 gets no gradient)")
     a("--out", required=True, help="final parameters and buffers, safetensors")
@@ -267,6 +324,10 @@ def build_parser():
 
 
 def check_args(args):
+    if args.dtype == "bf16":
+        args.dtype = "bfloat16"
+    if args.sdpa_precision != "bf16" and args.dtype != "bfloat16":
+        raise UsageError("--sdpa-precision applies to --dtype bfloat16 only")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.total_batch_size is None:
@@ -319,6 +380,12 @@ def run(args):
     else:
         gen = torch.Generator().manual_seed(args.seed)
         init_weights(model, gen)
+    if args.round_init == "bf16":
+        round_init_bf16(model)
+    if args.dtype == "bfloat16":
+        model.to_bf16(sdpa_fp32=args.sdpa_precision == "fp32")  # the seed: model.to(dtype=torch.bfloat16) after the SLTrain wrapping
+    elif args.dtype == "bf16-mixed":
+        model.set_precision("mixed")
     tokens = load_tokens(args.tokens, cfg.vocab_size)
     batches = Batches(tokens, args.batch_size, args.max_length)
 
@@ -337,7 +404,11 @@ def run(args):
         on_step=lambda rec: lines.append(json.dumps(rec)),
     )
     meta = {"producer": "tools/torchref/train.py", "peft": args.peft, "dtype": args.dtype}
-    save(args.out, state_arrays(model), metadata=meta)
+    if args.round_init != "none":
+        meta["round_init"] = args.round_init
+    if args.dtype == "bfloat16":
+        meta["sdpa_precision"] = args.sdpa_precision
+    save(args.out, state_arrays(model), dtypes=state_dtypes(model), metadata=meta)
     write_text_atomic(args.metrics, "".join(line + "\n" for line in lines))
 
 
