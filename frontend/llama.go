@@ -301,16 +301,19 @@ func (l *llama) attention(scope, x string, w layerWeights) string {
 		return b.Op("RoPE", ir.Attrs{"base": ir.Float(ropeBase), "seq_axis": ir.Int(-2)}, t)
 	}
 	q, k, v = rope(heads(q)), rope(heads(k)), heads(v)
-	scores := b.MatMul(q, k, false, true)
 	if l.dt == ir.BF16 {
-		// HF 4.28 in bf16: scores / √hd with the divisor a float (PyTorch
-		// computes bf16 ops in f32 and rounds once), then the softmax
-		// upcast to f32 and its result cast back.
-		sf := l.toF32(scores)
-		scores = l.fromF32(b.Div(sf, b.Scalar(math.Sqrt(float64(hd)), sf)))
+		// The seed's attention in bf16: F.scaled_dot_product_attention on
+		// its math path (the seed turns the fused kernels off; torch
+		// 2.1–2.4): q and k each times c = √(1/√hd) (f32 math, rounded),
+		// a bf16 product, the causal mask, the softmax computed in f32 and
+		// rounded, a bf16 product with v.
+		c := math.Sqrt(1 / math.Sqrt(float64(hd)))
+		scaled := func(t string) string { tf := l.toF32(t); return l.fromF32(b.Mul(tf, b.Scalar(c, tf))) }
+		scores := b.MatMul(scaled(q), scaled(k), false, true)
 		probs := l.fromF32(b.Op("Softmax", ir.Attrs{"axis": ir.Int(-1)}, l.toF32(b.Op("CausalMask", nil, scores))))
 		return l.attentionOut(scope, probs, v, w)
 	}
+	scores := b.MatMul(q, k, false, true)
 	scores = b.Mul(scores, b.Scalar(1/math.Sqrt(float64(hd)), scores))
 	probs := b.Op("Softmax", ir.Attrs{"axis": ir.Int(-1)}, b.Op("CausalMask", nil, scores))
 	return l.attentionOut(scope, probs, v, w)

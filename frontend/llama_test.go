@@ -383,9 +383,9 @@ func BenchmarkBuildLlama7B(b *testing.B) {
 	}
 }
 
-// TestBF16 builds the seed's bf16 model (HF 4.28 in bf16): bf16 parameters,
-// RMSNorm's variance and the attention softmax in f32; its loss through the
-// interpreter is the f32 model's within bf16 precision.
+// TestBF16 builds the seed's bf16 model: bf16 parameters, RMSNorm's
+// variance (HF 4.28) and the attention softmax (SDPA's math path) in f32;
+// its loss through the interpreter is the f32 model's within bf16 precision.
 func TestBF16(t *testing.T) {
 	cfg, err := ReadLlamaConfig("../testdata/configs/llama_tiny.json")
 	if err != nil {
@@ -415,9 +415,9 @@ func TestBF16(t *testing.T) {
 				t.Errorf("%v: parameter %s is %v", dt, in.Name, in.Type.DType)
 			}
 		}
-		// Per layer: two norms and the attention's scores and softmax, each
-		// to f32 and back; the final norm.
-		if want := 4*cfg.NumHiddenLayers + 1; dt == ir.BF16 && (casts["f32"] != want || casts["bf16"] != want) {
+		// Per layer: two norms, the scaling of q and of k and the softmax,
+		// each to f32 and back; the final norm.
+		if want := 5*cfg.NumHiddenLayers + 1; dt == ir.BF16 && (casts["f32"] != want || casts["bf16"] != want) {
 			t.Errorf("bf16: casts %v", casts)
 		} else if dt == ir.F32 && len(casts) != 0 {
 			t.Errorf("f32: casts %v, want none", casts)

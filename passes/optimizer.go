@@ -191,23 +191,26 @@ func allBF16(params []*ir.Input) bool {
 	return len(params) > 0
 }
 
-// bf16Update builds the update of bf16 parameters as PyTorch 1.13 computes
-// it on bf16 tensors: each op computes in f32 and rounds its result to bf16
-// once (R), and a Python-float scalar enters as the tensor's dtype, bf16 (B),
-// except the value of addcmul_ and addcdiv_, which stays f32 (measured
-// against torch on 10⁴ random elements each):
+// bf16Update builds the update of bf16 parameters as the seed's GPU
+// computes it: torch.nn.utils.clip_grad_norm_ and torch ≥ 2.1's AdamW
+// (foreach, the CUDA default) on bf16 tensors, each op computing in f32 on
+// the widened values with Python scalars in f32, and rounding its result to
+// bf16 once (R):
 //
-//	n_P  = R(√Σ g_P²)                    torch.norm, per parameter
-//	norm = R(√Σ_P n_P²)                  torch.norm of the stacked norms ("grad_norm")
-//	coef = min(1, R(R(1/R(norm + B(1e-6)))·B(max)))   max / (norm + 1e-6) is reciprocal()·max
+//	n_P  = R(√Σ g_P²)                    per-tensor vector_norm
+//	norm = R(√Σ_P n_P²)                  vector_norm of the stacked norms ("grad_norm")
+//	coef = min(1, R(R(1/R(norm + 1e-6))·max))   max / t is t.reciprocal()·max
 //	g = R(g·coef)
-//	p = R(p·B(1 − lr·wd))                param.mul_
-//	m = R(R(m·B(β1)) + B(1−β1)·g)        exp_avg.mul_(β1).add_(g, alpha=1−β1)
-//	v = R(R(v·B(β2)) + (1−β2)·g·g)       exp_avg_sq.mul_(β2).addcmul_(g, g, value=1−β2)
-//	d = R(R(R(√v) / B(√bc2)) + B(ε))     (exp_avg_sq.sqrt() / √bc2).add_(ε)
-//	p = R(p − (lr/bc1)·m/d)              param.addcdiv_(exp_avg, d, value=−lr/bc1)
+//	p = R(p·(1 − lr·wd))                 _foreach_mul_
+//	m = R(m + (1−β1)·(g − m))            _foreach_lerp_ (weight 1−β1 < ½)
+//	v = R(R(v·β2) + (1−β2)·g·g)          _foreach_mul_, _foreach_addcmul_
+//	d = R(R(R(√v) / √bc2) + ε)           _foreach_sqrt, _foreach_div_, _foreach_add_
+//	p = R(p − (lr/bc1)·m/d)              _foreach_addcdiv_
 //
-// The exp_avg and exp_avg_sq states are bf16, as torch.zeros_like(p).
+// This is tools/torchref's Bf16AdamW. (PyTorch 1.13's CPU kernels differ:
+// they round every Python scalar to bf16 first, so that v·0.999 becomes
+// v·0.99609375.) The exp_avg and exp_avg_sq states are bf16, as
+// torch.zeros_like(p).
 func bf16Update(s *State, b *ir.Builder, params []*ir.Input, st []adamState, lr, step, wd, maxNorm string) error {
 	o := s.Options
 	F := func(v string) string {
@@ -217,7 +220,6 @@ func bf16Update(s *State, b *ir.Builder, params []*ir.Input, st []adamState, lr,
 		return b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, v)
 	}
 	R := func(v string) string { return b.Op("Cast", ir.Attrs{"to": ir.String("bf16")}, v) }
-	B := func(v string) string { return F(R(F(v))) } // a scalar as a bf16 operand
 	c := func(v float64) string { return b.Const(v, ir.Type{DType: ir.F32}) }
 	c64 := func(v float64) string { return b.Const(v, ir.Type{DType: ir.F64}) }
 
@@ -232,16 +234,19 @@ func bf16Update(s *State, b *ir.Builder, params []*ir.Input, st []adamState, lr,
 		}
 	}
 	norm := R(b.Unary("Sqrt", sumsq))
-	recip := F(R(b.Div(c(1), F(R(b.Add(F(norm), B(c(clipEps))))))))
-	coef := b.Op("Min", nil, c(1), F(R(b.Mul(recip, B(maxNorm)))))
+	recip := F(R(b.Div(c(1), F(R(b.Add(F(norm), c(clipEps)))))))
+	coef := b.Op("Min", nil, c(1), F(R(b.Mul(recip, F(maxNorm)))))
 
 	one64 := c64(1)
-	decay := B(b.Sub(one64, b.Mul(lr, wd)))
+	decay := F(b.Sub(one64, b.Mul(lr, wd)))
 	bc1 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta1), step))
 	bc2 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta2), step))
 	negStepSize := F(b.Unary("Neg", b.Div(lr, bc1)))
-	bc2Sqrt := B(b.Unary("Sqrt", bc2))
-	beta1, beta2, oneMinusB1, oneMinusB2, eps := B(c(o.Beta1)), B(c(o.Beta2)), B(c(1-o.Beta1)), c(1-o.Beta2), B(c(o.Eps))
+	bc2Sqrt := F(b.Unary("Sqrt", bc2))
+	beta2, oneMinusB1, oneMinusB2, eps := c(o.Beta2), c(1-o.Beta1), c(1-o.Beta2), c(o.Eps)
+	if 1-o.Beta1 >= 0.5 {
+		return fmt.Errorf("bf16 AdamW: β1 %v < 0.5 takes lerp's other branch, not built", o.Beta1)
+	}
 
 	outs := []*ir.Output{{Name: "grad_norm", Value: norm}}
 	for i, p := range params {
@@ -249,10 +254,11 @@ func bf16Update(s *State, b *ir.Builder, params []*ir.Input, st []adamState, lr,
 		b.Scope = p.Name
 		g := F(R(b.Mul(F(ps.g), coef)))
 		pw := F(R(b.Mul(F(ps.p), decay)))
-		m1 := R(b.Add(F(R(b.Mul(F(ps.m), beta1))), b.Mul(oneMinusB1, g)))
-		v1 := R(b.Add(F(R(b.Mul(F(ps.v), beta2))), b.Mul(b.Mul(oneMinusB2, g), g)))
+		m := F(ps.m)
+		m1 := R(b.Add(m, b.Mul(oneMinusB1, b.Sub(g, m))))
+		v1 := R(b.Add(F(R(b.Mul(F(ps.v), beta2))), b.Mul(oneMinusB2, b.Mul(g, g))))
 		denom := F(R(b.Add(F(R(b.Div(F(R(b.Unary("Sqrt", F(v1)))), bc2Sqrt))), eps)))
-		p1 := R(b.Add(pw, b.Div(b.Mul(negStepSize, F(m1)), denom)))
+		p1 := R(b.Add(pw, b.Mul(negStepSize, b.Div(F(m1), denom))))
 		outs = append(outs,
 			&ir.Output{Name: p.Name, Value: p1, Updates: ps.p},
 			&ir.Output{Name: ps.m, Value: m1, Updates: ps.m},
