@@ -17,19 +17,29 @@ type Arch struct {
 	// the micro-kernel then uses llvm.fma, else llvm.fmuladd (a multiply
 	// and an add).
 	FMA bool
+	// BF16 reports AVX512-BF16 (with VectorWidth 16): GEMMs of bf16 A and
+	// B then multiply bf16 pairs with vdpbf16ps instead of converting them
+	// to float32 while packing.
+	BF16 bool
 }
 
-// ArchOf reads the CPU, features and vector width of tm.
+// ArchOf reads the CPU, features and vector width of tm. The vector unit is
+// judged from every feature tm enables, those its CPU name implies
+// included (CPU "x86-64-v4" alone is AVX-512), while Features keeps the
+// string given to tm, which is what functions are stamped with next to the
+// CPU name.
 func ArchOf(tm llvm.TargetMachine) Arch {
 	cpu, feats := tm.CPU(), tm.Features()
 	a := Arch{CPU: cpu, Features: feats, VectorWidth: 4}
+	on := feats + "," + tm.EnabledFeatures()
 	switch {
-	case llvm.HasFeature(feats, "avx512f"):
+	case llvm.HasFeature(on, "avx512f"):
 		a.VectorWidth = 16
-	case llvm.HasFeature(feats, "avx"):
+	case llvm.HasFeature(on, "avx"):
 		a.VectorWidth = 8
 	}
-	a.FMA = llvm.HasFeature(feats, "fma") || llvm.HasFeature(feats, "avx512f")
+	a.FMA = llvm.HasFeature(on, "fma") || llvm.HasFeature(on, "avx512f")
+	a.BF16 = a.VectorWidth == 16 && llvm.HasFeature(on, "avx512bf16")
 	return a
 }
 
@@ -68,6 +78,12 @@ func DefaultBlocking(w int) Blocking {
 	default: // SSE: 16 registers
 		return Blocking{MR: 6, NR: 8, MC: 144, KC: 256, NC: 4096, Unroll: 4}
 	}
+}
+
+// DefaultBlockingBF16 returns the blocking of the vdpbf16ps kernels
+// (AVX-512, bf16 pairs along k) tuned on a Zen 5 core; see BenchmarkGEMMBF16.
+func DefaultBlockingBF16() Blocking {
+	return Blocking{MR: 8, NR: 32, MC: 144, KC: 512, NC: 4096, Unroll: 2}
 }
 
 // check reports the first problem that makes b unusable with width w.

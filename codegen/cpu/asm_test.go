@@ -108,3 +108,89 @@ func TestMicroKernelAsm(t *testing.T) {
 		})
 	}
 }
+
+// TestMicroKernelAsmBF16 checks that bf16 GEMMs for an AVX512-BF16 target
+// multiply with vdpbf16ps on zmm registers in every micro-kernel, without
+// spilling accumulators, while the same GEMMs for AVX-512 without it
+// (x86-64-v4) take the converting fallback: vfmadd…ps only, no vdpbf16ps.
+func TestMicroKernelAsmBF16(t *testing.T) {
+	dot := regexp.MustCompile(`vdpbf16ps\s+(%zmm\d+|[^,]*\(%\w+[^)]*\)\{1to16\}), %zmm\d+, %zmm\d+`)
+	fma := regexp.MustCompile(`vfmadd\d+ps\s+[^\n]*%zmm\d+, %zmm\d+`)
+	for _, c := range []struct {
+		name string
+		tm   llvm.TargetMachine
+		dot  bool
+	}{
+		{"znver4", func() llvm.TargetMachine {
+			tm, err := llvm.NewTargetMachine(llvm.DefaultTargetTriple(), llvm.MachineOptions{
+				CPU: "znver4", Features: "+avx512f,+avx512bf16,+avx512bw,+avx512vl", OptLevel: llvm.CodeGenAggressive, Reloc: llvm.RelocPIC,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(tm.Dispose)
+			return tm
+		}(), true},
+		{"x86-64-v4", cpuMachine(t, "x86-64-v4"), false},
+		{"host", hostMachine(t), hostHasBF16()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewGenerator(c.tm)
+			if g.Arch.BF16 != c.dot {
+				t.Fatalf("arch %+v: BF16 = %v, want %v", g.Arch, g.Arch.BF16, c.dot)
+			}
+			ctx := llvm.NewContext()
+			defer ctx.Dispose()
+			m := ctx.NewModule("asm")
+			defer m.Dispose()
+			m.ConfigureFor(c.tm)
+			for _, s := range []GEMM{
+				{Name: "fwd", M: 2048, N: 512, K: 512, TransB: true, Alpha: 1, ElemA: BF16, ElemB: BF16, ElemC: BF16},
+				{Name: "dw", M: 100, N: 37, K: 3001, TransA: true, Alpha: 0.5, Accumulate: true, ElemA: BF16, ElemB: BF16, ElemC: BF16},
+				{Name: "mixed", M: 64, N: 64, K: 1000, Alpha: 1, ElemA: BF16, ElemB: BF16},
+			} {
+				k, err := g.Add(m, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if k.DotBF16 != c.dot {
+					t.Errorf("%s: DotBF16 = %v, want %v", s.Name, k.DotBF16, c.dot)
+				}
+			}
+			if err := Optimize(m, c.tm); err != nil {
+				t.Fatal(err)
+			}
+			asm, err := c.tm.Emit(m, llvm.AssemblyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mks := 0
+			for _, prefix := range []string{"fwd.mk.", "dw.mk.", "mixed.mk."} {
+				for name, body := range funcAsm(string(asm), prefix) {
+					mks++
+					nd, nf := len(dot.FindAllString(body, -1)), len(fma.FindAllString(body, -1))
+					var rows, cols int
+					if _, err := fmt.Sscanf(name[strings.LastIndex(name, ".m"):], ".m%d.n%d", &rows, &cols); err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					// alpha·acc + C may become one vfmadd per C vector.
+					switch epilogue := rows * ceilDiv(cols, 16); {
+					case c.dot && (nd < rows*ceilDiv(cols, 16) || nf > epilogue):
+						t.Errorf("%s: %d vdpbf16ps on zmm and %d vfmadd…ps, want only vdpbf16ps in the k loop:\n%s", name, nd, nf, body)
+					case !c.dot && (nf == 0 || strings.Contains(body, "vdpbf16ps")):
+						t.Errorf("%s: %d vfmadd…ps on zmm, vdpbf16ps %v, want only vfmadd:\n%s", name, nf, strings.Contains(body, "vdpbf16ps"), body)
+					}
+					if strings.Contains(body, "%rsp") {
+						t.Errorf("%s spills registers:\n%s", name, body)
+					}
+				}
+			}
+			if mks < 6 {
+				t.Fatalf("found %d micro-kernels in the assembly, want ≥ 6", mks)
+			}
+			if !c.dot && !strings.Contains(string(asm), "vpmovzxwd") {
+				t.Error("fallback: no vpmovzxwd widening bf16 while packing")
+			}
+		})
+	}
+}

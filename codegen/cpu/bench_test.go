@@ -9,10 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
+
+	"gitee.com/gidean/conv-linn/peak"
 )
 
 // benchThreads is the number of threads of both our kernels and OpenBLAS.
@@ -198,4 +202,143 @@ func (bl *baseline) run(s benchShape) (float64, error) {
 		return 0, fmt.Errorf("%s printed no result:\n%s", bl.script, out)
 	}
 	return gf, nil
+}
+
+// BenchmarkGEMMBF16 measures bf16 kernels with benchThreads threads on the
+// shapes of BenchmarkGEMM: "bf16" is bf16 A, B and C (the seed's
+// --dtype bfloat16), "mixed" bf16 A and B with a float32 C. GFLOP/s is the
+// usual b.N loop. The ratios come from the b.N = 1 run that starts every
+// -count repetition: three alternating rounds of this kernel, slc's float32
+// kernel of the same shape (fp32_GFLOP/s) and the machine's bf16
+// dot-product peak (package peak's 12-chain vdpbf16ps loop on benchThreads
+// threads, peak_GFLOP/s), the best round of each, so that all three see the
+// same load on the machine; bf16/fp32 and of_peak divide this kernel's
+// best round by the others'. Without AVX512-BF16 the kernels take the
+// converting fallback and no peak is reported.
+//
+//	go test -run '^$' -bench GEMMBF16 -count 3 ./codegen/cpu
+func BenchmarkGEMMBF16(b *testing.B) {
+	shapes := append(stepShapes("60m", 512, 1376, 128), stepShapes("20m", 256, 688, 64)...)
+	tm := hostMachine(b)
+	g := NewGenerator(tm)
+	if !hostRuns(g.Arch) {
+		b.Skip("host cannot run kernels for its own features")
+	}
+	modes := []struct {
+		name string
+		c    Elem
+	}{{"bf16", BF16}, {"mixed", F32}}
+	var jobs []job
+	for i, s := range shapes {
+		base := GEMM{M: s.m, N: s.n, K: s.k, TransA: s.transA, TransB: s.transB, Alpha: 1}
+		f := base
+		f.Name = fmt.Sprintf("bench_f32_%d", i)
+		jobs = append(jobs, job{g, f})
+		for _, m := range modes {
+			h := base
+			h.Name = fmt.Sprintf("bench_%s_%d", m.name, i)
+			h.ElemA, h.ElemB, h.ElemC = BF16, BF16, m.c
+			jobs = append(jobs, job{g, h})
+		}
+	}
+	kernels, fns := buildLibParallel(b, jobs, runtime.NumCPU())
+	hasPeak := peak.PathAVX512BF16.Supported()
+	if !hasPeak {
+		b.Log("no AVX512-BF16: the bf16 kernels convert to float32, no bf16 peak")
+	}
+	for i, s := range shapes {
+		fp32 := newTimer(kernels[3*i], fns[3*i])
+		for mi, m := range modes {
+			k, fn := kernels[3*i+1+mi], fns[3*i+1+mi]
+			var best, f32, pk float64
+			b.Run(s.name+"/"+m.name, func(b *testing.B) {
+				if b.N == 1 {
+					this := newTimer(k, fn)
+					best, f32, pk = 0, 0, 0
+					for range 3 {
+						f32 = max(f32, fp32.gflops(100*time.Millisecond))
+						best = max(best, this.gflops(100*time.Millisecond))
+						if hasPeak {
+							r, err := peak.MeasurePath(peak.PathAVX512BF16, benchThreads, 100*time.Millisecond)
+							if err != nil {
+								b.Fatal(err)
+							}
+							pk = max(pk, r.GFLOPS)
+						}
+					}
+				}
+				gf := benchKernelTyped(b, fn, k)
+				b.ReportMetric(gf, "GFLOP/s")
+				b.ReportMetric(f32, "fp32_GFLOP/s")
+				b.ReportMetric(best/f32, "bf16/fp32")
+				if pk > 0 {
+					b.ReportMetric(pk, "peak_GFLOP/s")
+					b.ReportMetric(best/pk, "of_peak")
+				}
+			})
+		}
+	}
+}
+
+// benchOperands returns random A, B and C buffers for k.
+func benchOperands(k Kernel) (a, b, c *operand) {
+	r := rand.New(rand.NewPCG(1, 2))
+	la, lb, lc := k.Lens()
+	a, b, c = newOperand(k.ElemA, la), newOperand(k.ElemB, lb), newOperand(k.ElemC, lc)
+	for _, o := range []*operand{a, b} {
+		for i := int64(0); i < o.len(); i++ {
+			v := 0.25 + r.Float32()
+			if r.IntN(2) == 0 {
+				v = -v
+			}
+			o.set(i, v)
+		}
+	}
+	return a, b, c
+}
+
+// benchKernelTyped is benchKernel for kernels of any element types, after
+// one untimed call (which pages C in).
+func benchKernelTyped(b *testing.B, fn unsafe.Pointer, k Kernel) float64 {
+	x, y, c := benchOperands(k)
+	scratch := newScratch(k, benchThreads)
+	runThreads(fn, k, c.view(), x.view(), y.view(), scratch)
+	b.ResetTimer()
+	for range b.N {
+		runThreads(fn, k, c.view(), x.view(), y.view(), scratch)
+	}
+	b.StopTimer()
+	return float64(k.FLOPs()) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+}
+
+// timer runs one kernel with benchThreads threads on buffers of its own.
+type timer struct {
+	k        Kernel
+	fn       unsafe.Pointer
+	a, b, c  *operand
+	scratch  [][]float32
+	warmedUp bool
+}
+
+func newTimer(k Kernel, fn unsafe.Pointer) *timer {
+	t := &timer{k: k, fn: fn, scratch: newScratch(k, benchThreads)}
+	t.a, t.b, t.c = benchOperands(k)
+	return t
+}
+
+func (t *timer) run() { runThreads(t.fn, t.k, t.c.view(), t.a.view(), t.b.view(), t.scratch) }
+
+// gflops runs the kernel for about d (at least once, after one untimed
+// call the first time) and returns its GFLOP/s.
+func (t *timer) gflops(d time.Duration) float64 {
+	if !t.warmedUp {
+		t.run()
+		t.warmedUp = true
+	}
+	n, t0 := 0, time.Now()
+	for n < 1 || time.Since(t0) < d {
+		t.run()
+		n++
+	}
+	return float64(t.k.FLOPs()) * float64(n) / time.Since(t0).Seconds() / 1e9
 }

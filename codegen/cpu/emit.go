@@ -16,8 +16,8 @@ type emitter struct {
 	arch Arch
 	w    int // floats per vector
 
-	void, i1, i32, i64, f32, ptr, vec llvm.Type
-	fma                               llvm.Function // llvm.fma or llvm.fmuladd on vec
+	void, i1, i16, i32, i64, f32, ptr, vec llvm.Type
+	fma                                    llvm.Function // llvm.fma or llvm.fmuladd on vec
 }
 
 // newEmitter prepares types and intrinsics for m; callers set fn before
@@ -26,6 +26,7 @@ func newEmitter(m llvm.Module, arch Arch) (*emitter, error) {
 	ctx := m.Context()
 	e := &emitter{m: m, ctx: ctx, b: ctx.NewBuilder(), arch: arch, w: arch.VectorWidth}
 	e.void, e.i1, e.i32, e.i64 = ctx.VoidType(), ctx.Int1Type(), ctx.Int32Type(), ctx.Int64Type()
+	e.i16 = ctx.Int16Type()
 	e.f32, e.ptr = ctx.FloatType(), ctx.PointerType(0)
 	e.vec = llvm.VectorType(e.f32, e.w)
 	// llvm.fma is one vfmadd on FMA hardware; elsewhere it would become a
@@ -104,6 +105,87 @@ func (e *emitter) atc(p llvm.Value, idx int64) llvm.Value {
 	return e.at(p, e.c64(idx))
 }
 
+// elemType is the LLVM type memory of element type el holds: float, or
+// i16 for bf16 bit patterns.
+func (e *emitter) elemType(el Elem) llvm.Type {
+	if el == BF16 {
+		return e.i16
+	}
+	return e.f32
+}
+
+// elemAt is the address of element idx of p, an array of el.
+func (e *emitter) elemAt(el Elem, p, idx llvm.Value) llvm.Value {
+	return e.b.InBoundsGEP(e.elemType(el), p, []llvm.Value{idx}, "")
+}
+
+// elemAtc is elemAt with a constant index.
+func (e *emitter) elemAtc(el Elem, p llvm.Value, idx int64) llvm.Value {
+	if idx == 0 {
+		return p
+	}
+	return e.elemAt(el, p, e.c64(idx))
+}
+
+// loadF32 reads n consecutive elements of type el at p (exactly those) as
+// <n x float>, or as one float when n is 0.
+func (e *emitter) loadF32(el Elem, p llvm.Value, n int) llvm.Value {
+	t := e.elemType(el)
+	if n > 0 {
+		t = llvm.VectorType(t, n)
+	}
+	v := e.load(t, p, el.Size())
+	if el == BF16 {
+		v = e.widenBF16(v, n)
+	}
+	return v
+}
+
+// loadF32Masked reads the first lanes elements of type el at p as a
+// W-lane float vector whose other lanes are zero, touching no memory past
+// them.
+func (e *emitter) loadF32Masked(el Elem, p llvm.Value, lanes int) (llvm.Value, error) {
+	if el == F32 {
+		return e.maskedLoad(p, lanes)
+	}
+	v, err := e.maskedLoadOf(llvm.VectorType(e.i16, e.w), p, lanes, 2)
+	if err != nil {
+		return v, err
+	}
+	return e.widenBF16(v, e.w), nil
+}
+
+// widenBF16 converts bf16 bit patterns (i16, or <n x i16> when n > 0) to
+// float exactly: the 16 bits become the top half of the float's.
+func (e *emitter) widenBF16(v llvm.Value, n int) llvm.Value {
+	i32t, ft := e.i32, e.f32
+	sh := llvm.ConstInt(e.i32, 16)
+	if n > 0 {
+		i32t, ft = llvm.VectorType(e.i32, n), llvm.VectorType(e.f32, n)
+		sh = llvm.ConstSplat(n, sh)
+	}
+	return e.b.BitCast(e.b.Shl(e.b.ZExt(v, i32t, ""), sh, ""), ft, "")
+}
+
+// roundBF16 rounds the float vector v (n lanes) to bf16 bit patterns,
+// <n x i16>: round to nearest, ties to even, as PyTorch's
+// round_to_nearest_even; overflow gives ±inf and a NaN stays a NaN (its
+// top bits with the quiet bit set). Denormals are rounded, not flushed.
+// It is plain integer arithmetic, so every target gives the same bits.
+func (e *emitter) roundBF16(v llvm.Value, n int) llvm.Value {
+	b := e.b
+	it := llvm.VectorType(e.i32, n)
+	c := func(x int64) llvm.Value { return llvm.ConstSplat(n, llvm.ConstInt(e.i32, x)) }
+	u := b.BitCast(v, it, "")
+	hi := b.LShr(u, c(16), "")
+	// u + 0x7fff + lsb(hi) cannot wrap: only NaN bit patterns are that
+	// large, and those take the other arm of the select.
+	r := b.LShr(b.Add(u, b.Add(c(0x7fff), b.And(hi, c(1), ""), ""), ""), c(16), "")
+	nan := b.FCmp(llvm.FloatUNO, v, v, "")
+	r = b.Select(nan, b.Or(hi, c(0x40), ""), r, "")
+	return b.Trunc(r, llvm.VectorType(e.i16, n), "")
+}
+
 // load reads a value of type t from p with the given alignment.
 func (e *emitter) load(t llvm.Type, p llvm.Value, align int) llvm.Value {
 	v := e.b.Load(t, p, "")
@@ -179,23 +261,30 @@ func (e *emitter) laneMask(n int) llvm.Value {
 	return llvm.ConstVector(lanes)
 }
 
-// maskedLoad reads the first n lanes of a vector at p (the others are 0)
-// without touching memory past them.
+// maskedLoad reads the first n lanes of a float vector at p (the others
+// are 0) without touching memory past them.
 func (e *emitter) maskedLoad(p llvm.Value, n int) (llvm.Value, error) {
-	f, err := e.m.Intrinsic("llvm.masked.load", e.vec, e.ptr)
+	return e.maskedLoadOf(e.vec, p, n, 4)
+}
+
+// maskedLoadOf is maskedLoad for a W-lane vector type t with element
+// alignment align.
+func (e *emitter) maskedLoadOf(t llvm.Type, p llvm.Value, n, align int) (llvm.Value, error) {
+	f, err := e.m.Intrinsic("llvm.masked.load", t, e.ptr)
 	if err != nil {
 		return llvm.Value{}, err
 	}
-	return e.b.Call(f, []llvm.Value{p, llvm.ConstInt(e.i32, 4), e.laneMask(n), llvm.ConstNull(e.vec)}, ""), nil
+	return e.b.Call(f, []llvm.Value{p, llvm.ConstInt(e.i32, int64(align)), e.laneMask(n), llvm.ConstNull(t)}, ""), nil
 }
 
-// maskedStore writes the first n lanes of v to p and nothing past them.
-func (e *emitter) maskedStore(v, p llvm.Value, n int) error {
-	f, err := e.m.Intrinsic("llvm.masked.store", e.vec, e.ptr)
+// maskedStore writes the first n lanes of the W-lane vector v to p and
+// nothing past them; align is the alignment of one element.
+func (e *emitter) maskedStore(v, p llvm.Value, n, align int) error {
+	f, err := e.m.Intrinsic("llvm.masked.store", v.Type(), e.ptr)
 	if err != nil {
 		return err
 	}
-	e.b.Call(f, []llvm.Value{v, p, llvm.ConstInt(e.i32, 4), e.laneMask(n)}, "")
+	e.b.Call(f, []llvm.Value{v, p, llvm.ConstInt(e.i32, int64(align)), e.laneMask(n)}, "")
 	return nil
 }
 

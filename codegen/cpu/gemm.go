@@ -9,6 +9,36 @@ import (
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
+// Elem is the element type of a GEMM operand in memory.
+type Elem uint8
+
+const (
+	// F32 is float32, the zero value.
+	F32 Elem = iota
+	// BF16 is bfloat16, stored as its 16-bit pattern (the top half of the
+	// float32 it stands for; a uint16 in Go).
+	BF16
+)
+
+// String names the type as PyTorch does: "float32" or "bfloat16".
+func (e Elem) String() string {
+	switch e {
+	case F32:
+		return "float32"
+	case BF16:
+		return "bfloat16"
+	}
+	return "Elem(" + strconv.Itoa(int(e)) + ")"
+}
+
+// Size is the element's size in bytes.
+func (e Elem) Size() int {
+	if e == BF16 {
+		return 2
+	}
+	return 4
+}
+
 // GEMM specifies one matrix multiply with static shapes; see the package
 // doc for the computation and the ABI of the generated function.
 type GEMM struct {
@@ -18,8 +48,9 @@ type GEMM struct {
 	TransB  bool   // B is stored as [N,K] rather than [K,N]
 	// Batch is the number of independent products (0 means 1).
 	Batch int
-	// StrideA, StrideB and StrideC are the distances in floats between
-	// consecutive batch items; they matter only when Batch > 1. A zero
+	// StrideA, StrideB and StrideC are the distances in elements (of each
+	// operand's type) between consecutive batch items; they matter only
+	// when Batch > 1. A zero
 	// StrideA or StrideB shares that operand among all items; StrideC must
 	// be at least M·N so that items do not overlap.
 	StrideA, StrideB, StrideC int64
@@ -29,6 +60,15 @@ type GEMM struct {
 	// Accumulate adds the scaled product to C (beta = 1) instead of
 	// overwriting C (beta = 0).
 	Accumulate bool
+	// ElemA, ElemB and ElemC are the element types of A, B and C; the zero
+	// value F32 is float32 throughout. Products always accumulate in
+	// float32. With ElemC BF16 the final value — alpha·op(A)·op(B), plus
+	// the old C widened to float32 when Accumulate — is rounded once to
+	// bf16 (nearest, ties to even; NaN stays NaN; see the package doc).
+	// BF16 A and B with an F32 C is the mixed-precision mode. Any mix is
+	// allowed: a bf16 operand multiplied with a float32 one is widened
+	// exactly, never the float32 one narrowed.
+	ElemA, ElemB, ElemC Elem
 }
 
 // maxDim bounds every dimension and element count so that the kernel's i64
@@ -48,6 +88,11 @@ func (s GEMM) normalized() (GEMM, error) {
 	}
 	if s.Batch == 0 {
 		s.Batch = 1
+	}
+	for _, e := range []Elem{s.ElemA, s.ElemB, s.ElemC} {
+		if e != F32 && e != BF16 {
+			return s, fmt.Errorf("cpu: GEMM %s: unknown element type %v", s.Name, e)
+		}
 	}
 	if a := float64(s.Alpha); a == 0 || math.IsNaN(a) || math.IsInf(a, 0) {
 		return s, fmt.Errorf("cpu: GEMM %s: alpha %v must be finite and non-zero", s.Name, s.Alpha)
@@ -90,8 +135,9 @@ func validSymbol(name string) bool {
 	return true
 }
 
-// Lens returns how many floats the kernel reads from A and B and writes to
-// C, counting every batch item: the lengths the caller's buffers need.
+// Lens returns how many elements (of each operand's type) the kernel reads
+// from A and B and writes to C, counting every batch item: the lengths the
+// caller's buffers need.
 func (s GEMM) Lens() (a, b, c int64) {
 	batch := int64(max(s.Batch, 1))
 	m, n, k := int64(s.M), int64(s.N), int64(s.K)
@@ -116,6 +162,10 @@ type Kernel struct {
 	// Blocking is the blocking actually used: MC, KC and NC fitted to the
 	// shape.
 	Blocking Blocking
+	// DotBF16 says that the kernel multiplies with vdpbf16ps on bf16 pairs
+	// (AVX512-BF16, BF16 A and B); otherwise it converts bf16 operands to
+	// float32 while packing and uses vfmadd.
+	DotBF16 bool
 	// SplitN says that threads split C into ranges of NR-column tiles;
 	// otherwise into ranges of MR-row tiles. Batch items are part of the
 	// range: thread parts run over (batch item, tile) in order.
@@ -125,16 +175,28 @@ type Kernel struct {
 }
 
 // Generator adds GEMM kernels for one target to LLVM modules. Set Blocking
-// before calling Add to override the default tuning.
+// (and BlockingBF16) before calling Add to override the default tuning.
 type Generator struct {
 	Arch     Arch
-	Blocking Blocking
+	Blocking Blocking // kernels with the float32 micro-kernel
+	// BlockingBF16 is used by kernels that multiply bf16 pairs with
+	// vdpbf16ps (Arch.BF16, BF16 A and B); its KC counts k, not pairs, and
+	// should be even. The zero value means DefaultBlockingBF16.
+	BlockingBF16 Blocking
+	// wBudget overrides defaultWBudget when positive (tests).
+	wBudget int
 }
 
-// NewGenerator returns a generator for tm's CPU with DefaultBlocking.
+// NewGenerator returns a generator for tm's CPU with DefaultBlocking and
+// DefaultBlockingBF16.
 func NewGenerator(tm llvm.TargetMachine) *Generator {
 	a := ArchOf(tm)
-	return &Generator{Arch: a, Blocking: DefaultBlocking(a.VectorWidth)}
+	return &Generator{Arch: a, Blocking: DefaultBlocking(a.VectorWidth), BlockingBF16: DefaultBlockingBF16()}
+}
+
+// dotBF16 reports whether g multiplies s with vdpbf16ps.
+func (g *Generator) dotBF16(s GEMM) bool {
+	return g.Arch.BF16 && g.Arch.VectorWidth == 16 && s.ElemA == BF16 && s.ElemB == BF16
 }
 
 // Add defines the kernel s.Name in m, plus internal helpers named
@@ -148,13 +210,25 @@ func (g *Generator) Add(m llvm.Module, s GEMM) (Kernel, error) {
 	if g.Arch.VectorWidth != 4 && g.Arch.VectorWidth != 8 && g.Arch.VectorWidth != 16 {
 		return Kernel{}, fmt.Errorf("cpu: vector width %d is not 4, 8 or 16", g.Arch.VectorWidth)
 	}
-	if err := g.Blocking.check(g.Arch.VectorWidth); err != nil {
+	dot, blk := g.dotBF16(s), g.Blocking
+	if dot {
+		if blk = g.BlockingBF16; blk == (Blocking{}) {
+			blk = DefaultBlockingBF16()
+		}
+		if blk.KC < 2 {
+			return Kernel{}, fmt.Errorf("cpu: bf16 blocking KC=%d: must be ≥ 2 (k pairs)", blk.KC)
+		}
+	}
+	if err := blk.check(g.Arch.VectorWidth); err != nil {
 		return Kernel{}, err
 	}
 	if _, ok := m.NamedFunction(s.Name); ok {
 		return Kernel{}, fmt.Errorf("cpu: module already defines %q", s.Name)
 	}
-	p := newPlan(s, g.Blocking)
+	p := newPlan(s, blk, dot)
+	if g.wBudget > 0 {
+		p = newPlanW(s, blk, dot, g.wBudget)
+	}
 	e, err := newEmitter(m, g.Arch)
 	if err != nil {
 		return Kernel{}, err
@@ -181,34 +255,59 @@ func Optimize(m llvm.Module, tm llvm.TargetMachine) error {
 
 // plan is the static schedule of one kernel.
 type plan struct {
-	s            GEMM
-	b            Blocking // effective: MC multiple of MR, NC of NR, KC fitted to K
-	kcLast       int      // depth of the last K block (≤ b.KC)
+	s GEMM
+	b Blocking // effective: MC multiple of MR, NC of NR, KC fitted to K
+	// dot: panels hold bf16 pairs along k (zero-padded to an even depth)
+	// and the micro-kernel uses vdpbf16ps; otherwise panels hold floats.
+	dot    bool
+	kcLast int // depth of the last K block (≤ b.KC)
+	// viaW: C is bf16 and K has several blocks, so the partial sums of an
+	// MW×NC block live in a float32 workspace in scratch until the last K
+	// block rounds them once into C (loops jc, iw, pc, ic rather than jc,
+	// pc, ic; MW is a multiple of MC).
+	viaW         bool
+	mw           int
 	splitN       bool
-	apFloats     int // packed A block: MC×KC
-	bpFloats     int // packed B block: KC×NC
+	apBytes      int // packed A block: MC×KC elements
+	bpBytes      int // packed B block: KC×NC elements
+	wBytes       int // workspace: MW×NC floats when viaW
 	scratchBytes int64
 	tiles        int // tiles along the split dimension per batch item
 	mEdge, nEdge int // M mod MR, N mod NR
 }
 
-// newPlan fits blocking b to s.
-func newPlan(s GEMM, b Blocking) *plan {
-	p := &plan{s: s, b: b}
+// defaultWBudget bounds the workspace of kernels with a bf16 C and several
+// K blocks (it lives in L2/L3: about 2 MB).
+const defaultWBudget = 2 << 20
+
+// newPlan fits blocking b to s; dot selects the bf16-pair layout (KC
+// even, so that only the last K block can have an odd depth).
+func newPlan(s GEMM, b Blocking, dot bool) *plan { return newPlanW(s, b, dot, defaultWBudget) }
+
+// newPlanW is newPlan with a workspace of at most wBudget bytes (but at
+// least one MC×NC block).
+func newPlanW(s GEMM, b Blocking, dot bool, wBudget int) *plan {
+	p := &plan{s: s, b: b, dot: dot}
 	p.b.MC = min(roundUp(b.MC, b.MR), roundUp(s.M, b.MR))
 	p.b.NC = min(roundUp(b.NC, b.NR), roundUp(s.N, b.NR))
+	kcMax, step := b.KC, 1
+	if dot {
+		kcMax, step = b.KC&^1, 2
+	}
 	// Split K into equal blocks, rounded to the unroll factor when that
 	// still leaves a non-empty last block.
-	nk := ceilDiv(s.K, b.KC)
+	nk := ceilDiv(s.K, kcMax)
 	kc := ceilDiv(s.K, nk)
 	if nk > 1 {
-		if r := roundUp(kc, b.Unroll); r <= b.KC && (nk-1)*r < s.K {
+		kc = roundUp(kc, step)
+		if r := roundUp(kc, b.Unroll*step); r <= kcMax && (nk-1)*r < s.K {
 			kc = r
 		}
 	}
 	p.b.KC = kc
 	nk = ceilDiv(s.K, kc)
 	p.kcLast = s.K - (nk-1)*kc
+	p.viaW = s.ElemC == BF16 && nk > 1
 	// Threads split the longer side of C: each thread packs all of the
 	// other operand, so that keeps the duplicated packing small.
 	p.splitN = s.N > s.M
@@ -218,14 +317,33 @@ func newPlan(s GEMM, b Blocking) *plan {
 		p.tiles = ceilDiv(s.M, b.MR)
 	}
 	p.mEdge, p.nEdge = s.M%b.MR, s.N%b.NR
-	p.apFloats = p.b.MC * kc
-	p.bpFloats = kc * p.b.NC
-	p.scratchBytes = 64 + int64(roundUp(4*p.apFloats, 64)) + int64(roundUp(4*p.bpFloats, 64))
+	size := 4
+	if dot {
+		size = 2
+	}
+	kcp := roundUp(kc, step)
+	p.apBytes = size * p.b.MC * kcp
+	p.bpBytes = size * kcp * p.b.NC
+	if p.viaW {
+		// As many MC blocks as fit in wBudget, at least one: B is packed
+		// once per MW rows.
+		p.mw = p.b.MC * max(1, min(wBudget/(4*p.b.NC*p.b.MC), ceilDiv(s.M, p.b.MC)))
+		p.wBytes = 4 * p.mw * p.b.NC
+	}
+	p.scratchBytes = 64 + int64(roundUp(p.apBytes, 64)) + int64(roundUp(p.bpBytes, 64)) + int64(roundUp(p.wBytes, 64))
 	return p
 }
 
 func (p *plan) kernel() Kernel {
-	return Kernel{GEMM: p.s, Blocking: p.b, SplitN: p.splitN, ScratchBytes: p.scratchBytes}
+	return Kernel{GEMM: p.s, Blocking: p.b, DotBF16: p.dot, SplitN: p.splitN, ScratchBytes: p.scratchBytes}
+}
+
+// packElem is the element type of the packed panels.
+func (p *plan) packElem() Elem {
+	if p.dot {
+		return BF16
+	}
+	return F32
 }
 
 // mkKey names one micro-kernel variant: depth kc, valid rows and columns.
@@ -275,10 +393,20 @@ func (g *gemmGen) emit() error {
 		}
 	}
 	var err error
-	if g.packA, err = g.emitPackA(); err != nil {
+	if g.p.dot {
+		g.packA, err = g.emitPackADot()
+	} else {
+		g.packA, err = g.emitPackA()
+	}
+	if err != nil {
 		return err
 	}
-	if g.packB, err = g.emitPackB(); err != nil {
+	if g.p.dot {
+		g.packB, err = g.emitPackBDot()
+	} else {
+		g.packB, err = g.emitPackB()
+	}
+	if err != nil {
 		return err
 	}
 	return g.emitDriver()
@@ -315,11 +443,13 @@ func (g *gemmGen) emitDriver() error {
 	b.RetVoid()
 	b.SetInsertPointAtEnd(run)
 
-	// Align scratch to 64 bytes; the A block comes first, then the B block.
+	// Align scratch to 64 bytes; the A block comes first, then the B block,
+	// then the workspace.
 	i8 := g.ctx.Int8Type()
 	off := b.And(b.Sub(zero, b.PtrToInt(scratch, g.i64, ""), ""), g.c64(63), "")
 	ap := b.InBoundsGEP(i8, scratch, []llvm.Value{off}, "ap")
-	bp := b.InBoundsGEP(i8, ap, []llvm.Value{g.c64(int64(roundUp(4*p.apFloats, 64)))}, "bp")
+	bp := b.InBoundsGEP(i8, ap, []llvm.Value{g.c64(int64(roundUp(p.apBytes, 64)))}, "bp")
+	ws := b.InBoundsGEP(i8, bp, []llvm.Value{g.c64(int64(roundUp(p.bpBytes, 64)))}, "w")
 
 	// This thread's part: units [u0, u1) of batch·tiles, where thread t
 	// starts at t·q + min(t, r) with q, r = total / nthreads, total mod
@@ -335,9 +465,9 @@ func (g *gemmGen) emitDriver() error {
 	body := func(bi, lo, hi llvm.Value) {
 		ab, bb, cb := aArg, bArg, cArg
 		if s.Batch > 1 {
-			ab = g.at(aArg, g.mul(bi, g.c64(s.StrideA)))
-			bb = g.at(bArg, g.mul(bi, g.c64(s.StrideB)))
-			cb = g.at(cArg, g.mul(bi, g.c64(s.StrideC)))
+			ab = g.elemAt(s.ElemA, aArg, g.mul(bi, g.c64(s.StrideA)))
+			bb = g.elemAt(s.ElemB, bArg, g.mul(bi, g.c64(s.StrideB)))
+			cb = g.elemAt(s.ElemC, cArg, g.mul(bi, g.c64(s.StrideC)))
 		}
 		m0, m1, n0, n1 := zero, g.c64(int64(s.M)), zero, g.c64(int64(s.N))
 		if p.splitN {
@@ -348,7 +478,7 @@ func (g *gemmGen) emitDriver() error {
 			m1 = g.min(g.mul(hi, g.c64(int64(p.b.MR))), m1)
 		}
 		g.ifElse("part", b.ICmp(llvm.IntSLT, lo, hi, ""), func() {
-			g.emitBlocks(ab, bb, cb, ap, bp, m0, m1, n0, n1)
+			g.emitBlocks(ab, bb, cb, ap, bp, ws, m0, m1, n0, n1)
 		}, nil)
 	}
 	if s.Batch == 1 {
@@ -367,13 +497,67 @@ func (g *gemmGen) emitDriver() error {
 	return g.err
 }
 
-// emitBlocks emits the five loops over C[m0:m1, n0:n1] of one batch item.
-func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, m0, m1, n0, n1 llvm.Value) {
+// emitBlocks emits the five loops over C[m0:m1, n0:n1] of one batch item:
+// jc, pc, ic, jr, ir, or jc, iw, pc, ic, jr, ir when the partial sums go
+// through the workspace ws (plan.viaW), so that they only need an MW×NC
+// block of it.
+func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, ws, m0, m1, n0, n1 llvm.Value) {
 	p, s, b := g.p, g.p.s, g.b
 	mr, nr := int64(p.b.MR), int64(p.b.NR)
 	bigK, bigM, bigN := g.c64(int64(s.K)), g.c64(int64(s.M)), g.c64(int64(s.N))
+	pe := p.packElem()
+	// The panels of a block are kcp deep: kc rounded up to even for pairs.
+	depth := func(kc llvm.Value) llvm.Value {
+		if p.dot {
+			return b.And(g.add(kc, g.c64(1)), g.c64(-2), "kcp")
+		}
+		return kc
+	}
+	// tiles runs the micro-kernels over the packed blocks at (ic, jc);
+	// iw is the first row of the workspace block.
+	tiles := func(iw, ic, mc, jc, nc, kc, first, last llvm.Value) {
+		kcp := depth(kc)
+		g.forLoop("jr", g.c64(0), nc, nr, func(jr llvm.Value) {
+			col := g.add(jc, jr)
+			bpan := g.elemAt(pe, bp, g.mul(jr, kcp))
+			colFull := b.ICmp(llvm.IntSLE, g.add(col, g.c64(nr)), bigN, "")
+			g.forLoop("ir", g.c64(0), mc, mr, func(ir llvm.Value) {
+				row := g.add(ic, ir)
+				apan := g.elemAt(pe, ap, g.mul(ir, kcp))
+				ct := g.elemAt(s.ElemC, c, g.add(g.mul(row, bigN), col))
+				rowFull := b.ICmp(llvm.IntSLE, g.add(row, g.c64(mr)), bigM, "")
+				kFull := b.ICmp(llvm.IntEQ, kc, g.c64(int64(p.b.KC)), "")
+				args := []llvm.Value{apan, bpan, ct, first}
+				if p.viaW {
+					// The tile of the workspace: MR×NR floats, contiguous,
+					// MW/MR of them per NR-column panel.
+					wrow := g.add(g.sub(ic, iw), ir)
+					wt := g.at(ws, g.add(g.mul(jr, g.c64(int64(p.mw))), g.mul(wrow, g.c64(nr))))
+					args = append(args, wt, last)
+				}
+				g.dispatch(mkKey{}, 0, [3]llvm.Value{kFull, rowFull, colFull}, args)
+			})
+		})
+	}
 	g.forLoop("jc", n0, n1, int64(p.b.NC), func(jc llvm.Value) {
 		nc := g.min(g.c64(int64(p.b.NC)), g.sub(n1, jc))
+		if p.viaW {
+			g.forLoop("iw", m0, m1, int64(p.mw), func(iw llvm.Value) {
+				mwEnd := g.min(g.add(iw, g.c64(int64(p.mw))), m1)
+				g.forLoop("pc", g.c64(0), bigK, int64(p.b.KC), func(pc llvm.Value) {
+					kc := g.min(g.c64(int64(p.b.KC)), g.sub(bigK, pc))
+					first := b.ICmp(llvm.IntEQ, pc, g.c64(0), "first")
+					last := b.ICmp(llvm.IntEQ, g.add(pc, kc), bigK, "last")
+					b.Call(g.packB, []llvm.Value{bm, bp, pc, kc, jc, nc}, "")
+					g.forLoop("ic", iw, mwEnd, int64(p.b.MC), func(ic llvm.Value) {
+						mc := g.min(g.c64(int64(p.b.MC)), g.sub(mwEnd, ic))
+						b.Call(g.packA, []llvm.Value{a, ap, ic, mc, pc, kc}, "")
+						tiles(iw, ic, mc, jc, nc, kc, first, last)
+					})
+				})
+			})
+			return
+		}
 		g.forLoop("pc", g.c64(0), bigK, int64(p.b.KC), func(pc llvm.Value) {
 			kc := g.min(g.c64(int64(p.b.KC)), g.sub(bigK, pc))
 			first := b.ICmp(llvm.IntEQ, pc, g.c64(0), "first")
@@ -381,19 +565,7 @@ func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, m0, m1, n0, n1 llvm.Value) {
 			g.forLoop("ic", m0, m1, int64(p.b.MC), func(ic llvm.Value) {
 				mc := g.min(g.c64(int64(p.b.MC)), g.sub(m1, ic))
 				b.Call(g.packA, []llvm.Value{a, ap, ic, mc, pc, kc}, "")
-				g.forLoop("jr", g.c64(0), nc, nr, func(jr llvm.Value) {
-					col := g.add(jc, jr)
-					bpan := g.at(bp, g.mul(jr, kc))
-					colFull := b.ICmp(llvm.IntSLE, g.add(col, g.c64(nr)), bigN, "")
-					g.forLoop("ir", g.c64(0), mc, mr, func(ir llvm.Value) {
-						row := g.add(ic, ir)
-						apan := g.at(ap, g.mul(ir, kc))
-						ct := g.at(c, g.add(g.mul(row, bigN), col))
-						rowFull := b.ICmp(llvm.IntSLE, g.add(row, g.c64(mr)), bigM, "")
-						kFull := b.ICmp(llvm.IntEQ, kc, g.c64(int64(p.b.KC)), "")
-						g.dispatch(mkKey{}, 0, [3]llvm.Value{kFull, rowFull, colFull}, []llvm.Value{apan, bpan, ct, first})
-					})
-				})
+				tiles(ic, ic, mc, jc, nc, kc, first, llvm.Value{})
 			})
 		})
 	})

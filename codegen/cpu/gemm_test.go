@@ -277,7 +277,7 @@ func TestPlan(t *testing.T) {
 		{2048, 512, 1376, 144, 232, 216, 512, false, 1},
 		{7, 13, 5, 8, 5, 5, 32, true, 0.01},
 	} {
-		p := newPlan(GEMM{M: c.m, N: c.n, K: c.k, Batch: 1, Alpha: 1}, b)
+		p := newPlan(GEMM{M: c.m, N: c.n, K: c.k, Batch: 1, Alpha: 1}, b, false)
 		if p.b.MC != c.mc || p.b.KC != c.kc || p.kcLast != c.kcLast || p.b.NC != c.nc || p.splitN != c.splitN {
 			t.Errorf("%dx%dx%d: MC %d KC %d last %d NC %d splitN %v, want %d %d %d %d %v",
 				c.m, c.n, c.k, p.b.MC, p.b.KC, p.kcLast, p.b.NC, p.splitN, c.mc, c.kc, c.kcLast, c.nc, c.splitN)

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,10 +76,52 @@ type job struct {
 // their entry points, in the order of jobs.
 func buildLib(tb testing.TB, tm llvm.TargetMachine, jobs []job) ([]Kernel, []unsafe.Pointer) {
 	tb.Helper()
-	cc, err := exec.LookPath("cc")
+	kernels, obj, err := compileObj(tm, jobs)
 	if err != nil {
-		tb.Skip("no system C compiler to link a shared object")
+		tb.Fatal(err)
 	}
+	return kernels, linkLib(tb, [][]byte{obj}, kernels)
+}
+
+// buildLibParallel is buildLib for the host with the jobs split into parts
+// modules compiled concurrently, each with its own host target machine
+// (LLVM contexts and machines are not shared between threads), and linked
+// into one shared object.
+func buildLibParallel(tb testing.TB, jobs []job, parts int) ([]Kernel, []unsafe.Pointer) {
+	tb.Helper()
+	parts = max(1, min(parts, len(jobs)))
+	kernels := make([]Kernel, len(jobs))
+	objs := make([][]byte, parts)
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(jobs)/parts, (p+1)*len(jobs)/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tm, err := llvm.NewHostTargetMachine(llvm.CodeGenAggressive)
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			defer tm.Dispose()
+			var ks []Kernel
+			ks, objs[p], errs[p] = compileObj(tm, jobs[lo:hi])
+			copy(kernels[lo:hi], ks)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return kernels, linkLib(tb, objs, kernels)
+}
+
+// compileObj adds the jobs' kernels to one module for tm, optimizes it and
+// emits an object file.
+func compileObj(tm llvm.TargetMachine, jobs []job) ([]Kernel, []byte, error) {
 	ctx := llvm.NewContext()
 	defer ctx.Dispose()
 	m := ctx.NewModule("gemm_test")
@@ -86,23 +129,37 @@ func buildLib(tb testing.TB, tm llvm.TargetMachine, jobs []job) ([]Kernel, []uns
 	m.ConfigureFor(tm)
 	kernels := make([]Kernel, len(jobs))
 	for i, j := range jobs {
+		var err error
 		if kernels[i], err = j.gen.Add(m, j.spec); err != nil {
-			tb.Fatalf("%s: %v", j.spec.Name, err)
+			return nil, nil, fmt.Errorf("%s: %v", j.spec.Name, err)
 		}
 	}
 	if err := Optimize(m, tm); err != nil {
-		tb.Fatal(err)
+		return nil, nil, err
 	}
 	obj, err := tm.Emit(m, llvm.ObjectFile)
+	return kernels, obj, err
+}
+
+// linkLib links the objects into a shared object with cc, loads it and
+// returns the kernels' entry points.
+func linkLib(tb testing.TB, objs [][]byte, kernels []Kernel) []unsafe.Pointer {
+	tb.Helper()
+	cc, err := exec.LookPath("cc")
 	if err != nil {
-		tb.Fatal(err)
+		tb.Skip("no system C compiler to link a shared object")
 	}
 	dir := tb.TempDir()
-	o, so := filepath.Join(dir, "gemm.o"), filepath.Join(dir, "gemm.so")
-	if err := os.WriteFile(o, obj, 0o644); err != nil {
-		tb.Fatal(err)
+	so := filepath.Join(dir, "gemm.so")
+	args := []string{"-shared", "-o", so}
+	for i, obj := range objs {
+		o := filepath.Join(dir, fmt.Sprintf("gemm%d.o", i))
+		if err := os.WriteFile(o, obj, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		args = append(args, o)
 	}
-	if out, err := exec.Command(cc, "-shared", "-o", so, o).CombinedOutput(); err != nil {
+	if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		tb.Fatalf("cc -shared: %v\n%s", err, out)
 	}
 	lib, err := dl.Open(so)
@@ -110,13 +167,13 @@ func buildLib(tb testing.TB, tm llvm.TargetMachine, jobs []job) ([]Kernel, []uns
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { lib.Close() })
-	fns := make([]unsafe.Pointer, len(jobs))
+	fns := make([]unsafe.Pointer, len(kernels))
 	for i, k := range kernels {
 		if fns[i], err = lib.Sym(k.Name); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	return kernels, fns
+	return fns
 }
 
 // runThreads calls fn once per thread index, concurrently, each thread with

@@ -8,11 +8,13 @@ import (
 // Where the source runs along k (A as [M,K], B as [N,K]) the copy is a
 // transpose: W source vectors of W consecutive k each are transposed in
 // registers (transpose) and stored as W panel rows, so no gather or scatter
-// is needed; the last kc mod W steps are copied element by element.
+// is needed; the last kc mod W steps are copied element by element. A bf16
+// source is widened to float32 as it is loaded (exactly), so the float32
+// micro-kernel serves it; the dot path's packing is in pack_bf16.go.
 
 // emitPackA defines
 //
-//	void name.packA(const float *A, float *ap, i64 ic, i64 mc, i64 pc, i64 kc)
+//	void name.packA(const A *A, float *ap, i64 ic, i64 mc, i64 pc, i64 kc)
 //
 // which copies op(A)[ic:ic+mc, pc:pc+kc] into MR-row micro-panels:
 // panel q (rows ic+q·MR…) starts at ap[q·MR·kc] and holds element (r, k)
@@ -31,6 +33,7 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 	}
 	a, ap, ic, mc, pc, kc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
 	b := g.b
+	el := s.ElemA
 	w, mr := g.w, p.b.MR
 	m, k := int64(s.M), int64(s.K)
 	// edgeRows emits body(MR) for full panels and body(M mod MR) for the
@@ -48,12 +51,11 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 		// is dealt out to the panels (k outermost, so that a wide A is read
 		// row by row rather than with a stride of M floats).
 		g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-			src := g.at(a, g.add(g.mul(g.add(pc, kk), g.c64(m)), ic))
+			src := g.elemAt(el, a, g.add(g.mul(g.add(pc, kk), g.c64(m)), ic))
 			dst := g.at(ap, g.mul(kk, g.c64(int64(mr))))
 			g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
 				edgeRows(g.add(ic, q), func(rows int) {
-					rowT := llvm.VectorType(g.f32, rows)
-					g.store(g.load(rowT, g.at(src, q), 4), g.at(dst, g.mul(q, kc)), 4)
+					g.store(g.loadF32(el, g.elemAt(el, src, q), rows), g.at(dst, g.mul(q, kc)), 4)
 				})
 			})
 		})
@@ -65,16 +67,16 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 		dst := g.at(ap, g.mul(q, kc))
 		edgeRows(row0, func(rows int) {
 			// A[m][k] at m·K + k: transpose W×W blocks of (row, k).
-			src := g.at(a, g.add(g.mul(row0, g.c64(k)), pc))
+			src := g.elemAt(el, a, g.add(g.mul(row0, g.c64(k)), pc))
 			kMain := b.And(kc, g.c64(int64(-w)), "")
 			g.forLoop("k", g.c64(0), kMain, int64(w), func(k0 llvm.Value) {
-				s0 := g.at(src, k0)
+				s0 := g.elemAt(el, src, k0)
 				d0 := g.at(dst, g.mul(k0, g.c64(int64(mr))))
 				for r0 := 0; r0 < rows; r0 += w {
 					vs := make([]llvm.Value, w)
 					for i := range vs {
 						if r0+i < rows {
-							vs[i] = g.load(g.vec, g.atc(s0, int64(r0+i)*k), 4)
+							vs[i] = g.loadF32(el, g.elemAtc(el, s0, int64(r0+i)*k), w)
 						} else {
 							vs[i] = llvm.ConstNull(g.vec)
 						}
@@ -86,10 +88,10 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 				}
 			})
 			g.forLoop("kt", kMain, kc, 1, func(kk llvm.Value) {
-				s0 := g.at(src, kk)
+				s0 := g.elemAt(el, src, kk)
 				d0 := g.at(dst, g.mul(kk, g.c64(int64(mr))))
 				for r := 0; r < rows; r++ {
-					g.store(g.load(g.f32, g.atc(s0, int64(r)*k), 4), g.atc(d0, int64(r)), 4)
+					g.store(g.loadF32(el, g.elemAtc(el, s0, int64(r)*k), 0), g.atc(d0, int64(r)), 4)
 				}
 			})
 		})
@@ -100,7 +102,7 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 
 // emitPackB defines
 //
-//	void name.packB(const float *B, float *bp, i64 pc, i64 kc, i64 jc, i64 nc)
+//	void name.packB(const B *B, float *bp, i64 pc, i64 kc, i64 jc, i64 nc)
 //
 // which copies op(B)[pc:pc+kc, jc:jc+nc] into NR-column micro-panels:
 // panel p (columns jc+p·NR…) starts at bp[p·NR·kc] and holds element
@@ -119,6 +121,7 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 	}
 	bm, bp, pc, kc, jc, nc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
 	b := g.b
+	el := s.ElemB
 	w, nr := g.w, int64(p.b.NR)
 	n, k := int64(s.N), int64(s.K)
 	bAlign := min(4*w, 64)
@@ -138,17 +141,17 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 		// the panels as vectors (k outermost, so that a wide B is read row
 		// by row).
 		g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-			src := g.at(bm, g.add(g.mul(g.add(pc, kk), g.c64(n)), jc))
+			src := g.elemAt(el, bm, g.add(g.mul(g.add(pc, kk), g.c64(n)), jc))
 			dst := g.at(bp, g.mul(kk, g.c64(nr)))
 			g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
 				edgeCols(g.add(jc, pp), func(cols int) {
-					s0, d0 := g.at(src, pp), g.at(dst, g.mul(pp, kc))
+					s0, d0 := g.elemAt(el, src, pp), g.at(dst, g.mul(pp, kc))
 					for j := 0; j*w < cols; j++ {
 						lanes := min(w, cols-j*w)
 						var v llvm.Value
 						if lanes == w {
-							v = g.load(g.vec, g.atc(s0, int64(j*w)), 4)
-						} else if v, err = g.maskedLoad(g.atc(s0, int64(j*w)), lanes); err != nil {
+							v = g.loadF32(el, g.elemAtc(el, s0, int64(j*w)), w)
+						} else if v, err = g.loadF32Masked(el, g.elemAtc(el, s0, int64(j*w)), lanes); err != nil {
 							ferr = err
 							return
 						}
@@ -165,16 +168,16 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 		dst := g.at(bp, g.mul(pp, kc))
 		edgeCols(col0, func(cols int) {
 			// B[n][k] at n·K + k: transpose W×W blocks of (column, k).
-			src := g.at(bm, g.add(g.mul(col0, g.c64(k)), pc))
+			src := g.elemAt(el, bm, g.add(g.mul(col0, g.c64(k)), pc))
 			kMain := b.And(kc, g.c64(int64(-w)), "")
 			g.forLoop("k", g.c64(0), kMain, int64(w), func(k0 llvm.Value) {
-				s0 := g.at(src, k0)
+				s0 := g.elemAt(el, src, k0)
 				d0 := g.at(dst, g.mul(k0, g.c64(nr)))
 				for c0 := 0; c0 < cols; c0 += w {
 					vs := make([]llvm.Value, w)
 					for i := range vs {
 						if c0+i < cols {
-							vs[i] = g.load(g.vec, g.atc(s0, int64(c0+i)*k), 4)
+							vs[i] = g.loadF32(el, g.elemAtc(el, s0, int64(c0+i)*k), w)
 						} else {
 							vs[i] = llvm.ConstNull(g.vec)
 						}
@@ -185,12 +188,12 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 				}
 			})
 			g.forLoop("kt", kMain, kc, 1, func(kk llvm.Value) {
-				s0 := g.at(src, kk)
+				s0 := g.elemAt(el, src, kk)
 				d0 := g.at(dst, g.mul(kk, g.c64(nr)))
 				for c := 0; c < roundUp(cols, w); c++ {
 					x := llvm.ConstFloat(g.f32, 0)
 					if c < cols {
-						x = g.load(g.f32, g.atc(s0, int64(c)*k), 4)
+						x = g.loadF32(el, g.elemAtc(el, s0, int64(c)*k), 0)
 					}
 					g.store(x, g.atc(d0, int64(c)), 4)
 				}
@@ -232,15 +235,15 @@ func (e *emitter) transpose(rows []llvm.Value) []llvm.Value {
 	return cur
 }
 
-// storePrefix stores the first n lanes of the vector v at p as one
-// <n x float> store (n ≤ W), which the back end splits into legal pieces.
+// storePrefix stores the first n lanes of the W-lane vector v at p as one
+// <n x T> store (n ≤ W), which the back end splits into legal pieces.
 func (e *emitter) storePrefix(v llvm.Value, n int, p llvm.Value, align int) {
 	if n < e.w {
 		idx := make([]llvm.Value, n)
 		for i := range idx {
 			idx[i] = llvm.ConstInt(e.i32, int64(i))
 		}
-		v = e.b.ShuffleVector(v, llvm.Poison(e.vec), llvm.ConstVector(idx), "")
+		v = e.b.ShuffleVector(v, llvm.Poison(v.Type()), llvm.ConstVector(idx), "")
 	}
 	e.store(v, p, align)
 }

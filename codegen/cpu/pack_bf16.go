@@ -1,0 +1,249 @@
+package cpu
+
+import (
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// Packing for the dot path (plan.dot: bf16 A and B, vdpbf16ps). Panels
+// hold bf16 pairs along k, kcp = kc rounded up to even deep: element (r, k)
+// of an A panel is at [(k/2)·2MR + 2r + k%2] and element (k, j) of a B
+// panel at [(k/2)·2NR + 2j + k%2], so one 32-bit word is the pair (k, k+1)
+// of a row or column. When kc is odd (only the last K block can be), the
+// second half of the last pair is zero in both panels, so it adds 0·0.
+//
+// Where the source runs along k (A as [M,K], B as [N,K]) a pair is already
+// one (possibly 2-byte-aligned) 32-bit word of the source, and packing is
+// the float path's W×W transpose applied to words. Where it runs across k
+// (A as [K,M], B as [K,N]) two source rows k, k+1 are interleaved with one
+// shuffle.
+
+// kcPairs returns the number of full pairs of kc, whether kc is odd, and
+// the panel depth kcp.
+func (g *gemmGen) kcPairs(kc llvm.Value) (full, odd, kcp llvm.Value) {
+	b := g.b
+	full = b.LShr(kc, g.c64(1), "pairs")
+	odd = b.ICmp(llvm.IntNE, b.And(kc, g.c64(1), ""), g.c64(0), "odd")
+	kcp = b.And(g.add(kc, g.c64(1)), g.c64(-2), "kcp")
+	return full, odd, kcp
+}
+
+// interleave returns <x0, y0, x1, y1, …> of the n-lane vectors x and y.
+func (e *emitter) interleave(x, y llvm.Value, n int) llvm.Value {
+	idx := make([]llvm.Value, 2*n)
+	for i := 0; i < n; i++ {
+		idx[2*i] = llvm.ConstInt(e.i32, int64(i))
+		idx[2*i+1] = llvm.ConstInt(e.i32, int64(n+i))
+	}
+	return e.b.ShuffleVector(x, y, llvm.ConstVector(idx), "")
+}
+
+// packWords copies, for the n rows (of A) or columns (of B) starting at
+// src, whose k runs contiguously with stride ld between them, the kc
+// values from k = 0 into pair words: word (p, i) goes to dst32[p·width +
+// i]. Lanes [n, fill) of each pair, and the pad of an odd kc, are zero.
+func (g *gemmGen) packWords(src, dst, kc llvm.Value, n, fill, width int, ld int64, align int) {
+	b := g.b
+	w := g.w
+	full, odd, _ := g.kcPairs(kc)
+	word := func(i int, pair llvm.Value) llvm.Value {
+		return g.elemAt(BF16, g.elemAtc(BF16, src, int64(i)*ld), g.mul(pair, g.c64(2)))
+	}
+	out := func(pair llvm.Value, i int) llvm.Value {
+		return g.b.InBoundsGEP(g.i32, dst, []llvm.Value{g.add(g.mul(pair, g.c64(int64(width))), g.c64(int64(i)))}, "")
+	}
+	vec32 := llvm.VectorType(g.i32, w)
+	pMain := b.And(full, g.c64(int64(-w)), "")
+	g.forLoop("kp", g.c64(0), pMain, int64(w), func(p0 llvm.Value) {
+		for i0 := 0; i0 < max(n, fill); i0 += w {
+			vs := make([]llvm.Value, w)
+			for i := range vs {
+				if i0+i < n {
+					vs[i] = g.load(vec32, word(i0+i, p0), 2)
+				} else {
+					vs[i] = llvm.ConstNull(vec32)
+				}
+			}
+			lanes := min(w, max(n, fill)-i0)
+			for kk, v := range g.transpose(vs) {
+				g.storePrefix(v, lanes, out(g.add(p0, g.c64(int64(kk))), i0), align)
+			}
+		}
+	})
+	g.forLoop("kpt", pMain, full, 1, func(pp llvm.Value) {
+		for i := 0; i < max(n, fill); i++ {
+			x := llvm.ConstInt(g.i32, 0)
+			if i < n {
+				x = g.load(g.i32, word(i, pp), 2)
+			}
+			g.store(x, out(pp, i), 4)
+		}
+	})
+	g.ifElse("odd", odd, func() {
+		for i := 0; i < max(n, fill); i++ {
+			x := llvm.ConstInt(g.i32, 0)
+			if i < n {
+				x = b.ZExt(g.load(g.i16, word(i, full), 2), g.i32, "")
+			}
+			g.store(x, out(full, i), 4)
+		}
+	}, nil)
+}
+
+// emitPackADot defines
+//
+//	void name.packA(const bf16 *A, bf16 *ap, i64 ic, i64 mc, i64 pc, i64 kc)
+//
+// which copies op(A)[ic:ic+mc, pc:pc+kc] into MR-row micro-panels of bf16
+// pairs: panel q (rows ic+q·MR…) starts at ap[q·kcp], in the layout
+// above. Rows past M in the last panel are not written: the micro-kernel
+// for that edge never reads them.
+func (g *gemmGen) emitPackADot() (llvm.Function, error) {
+	p, s := g.p, g.p.s
+	fn, err := g.newFunction(s.Name+".packA", []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	if err != nil {
+		return fn, err
+	}
+	for i, ro := range []bool{true, false} {
+		if err := g.markPointer(fn, i, ro); err != nil {
+			return fn, err
+		}
+	}
+	a, ap, ic, mc, pc, kc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
+	b := g.b
+	mr := p.b.MR
+	m, k := int64(s.M), int64(s.K)
+	_, _, kcp := g.kcPairs(kc)
+	edgeRows := func(row0 llvm.Value, body func(rows int)) {
+		if p.mEdge == 0 {
+			body(mr)
+			return
+		}
+		full := b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(m), "")
+		g.ifElse("rows", full, func() { body(mr) }, func() { body(p.mEdge) })
+	}
+	if s.TransA {
+		// A[k][m] at k·M + m: rows k and k+1 of A, mc values each, are
+		// interleaved into the panels (pairs outermost, so that a wide A is
+		// read row by row).
+		src := g.elemAt(BF16, a, g.add(g.mul(pc, g.c64(m)), ic))
+		full, odd, _ := g.kcPairs(kc)
+		pair := func(pp llvm.Value, second bool) {
+			r0 := g.elemAt(BF16, src, g.mul(pp, g.c64(2*m)))
+			r1 := g.elemAtc(BF16, r0, m)
+			dst := g.elemAt(BF16, ap, g.mul(pp, g.c64(int64(2*mr))))
+			g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
+				edgeRows(g.add(ic, q), func(rows int) {
+					rowT := llvm.VectorType(g.i16, rows)
+					x := g.load(rowT, g.elemAt(BF16, r0, q), 2)
+					y := llvm.ConstNull(rowT)
+					if second {
+						y = g.load(rowT, g.elemAt(BF16, r1, q), 2)
+					}
+					g.store(g.interleave(x, y, rows), g.elemAt(BF16, dst, g.mul(q, kcp)), 4)
+				})
+			})
+		}
+		g.forLoop("kp", g.c64(0), full, 1, func(pp llvm.Value) { pair(pp, true) })
+		g.ifElse("odd", odd, func() { pair(full, false) }, nil)
+		b.RetVoid()
+		return fn, nil
+	}
+	// A[m][k] at m·K + k: a pair is one word of a row; transpose words.
+	g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
+		row0 := g.add(ic, q)
+		dst := g.elemAt(BF16, ap, g.mul(q, kcp))
+		edgeRows(row0, func(rows int) {
+			src := g.elemAt(BF16, a, g.add(g.mul(row0, g.c64(k)), pc))
+			g.packWords(src, dst, kc, rows, rows, mr, k, 4)
+		})
+	})
+	b.RetVoid()
+	return fn, nil
+}
+
+// emitPackBDot defines
+//
+//	void name.packB(const bf16 *B, bf16 *bp, i64 pc, i64 kc, i64 jc, i64 nc)
+//
+// which copies op(B)[pc:pc+kc, jc:jc+nc] into NR-column micro-panels of
+// bf16 pairs: panel p (columns jc+p·NR…) starts at bp[p·kcp]. In the last
+// panel, the lanes past N of the last vector the micro-kernel reads are
+// zero; later vectors are not written.
+func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
+	p, s := g.p, g.p.s
+	fn, err := g.newFunction(s.Name+".packB", []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	if err != nil {
+		return fn, err
+	}
+	for i, ro := range []bool{true, false} {
+		if err := g.markPointer(fn, i, ro); err != nil {
+			return fn, err
+		}
+	}
+	bm, bp, pc, kc, jc, nc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
+	b := g.b
+	w, nr := g.w, int64(p.b.NR)
+	n, k := int64(s.N), int64(s.K)
+	_, _, kcp := g.kcPairs(kc)
+	var ferr error
+	edgeCols := func(col0 llvm.Value, body func(cols int)) {
+		if p.nEdge == 0 {
+			body(p.b.NR)
+			return
+		}
+		full := b.ICmp(llvm.IntSLE, g.add(col0, g.c64(nr)), g.c64(n), "")
+		g.ifElse("cols", full, func() { body(p.b.NR) }, func() { body(p.nEdge) })
+	}
+	if !s.TransB {
+		// B[k][n] at k·N + n: rows k and k+1 of B, nc values each, are
+		// interleaved W columns at a time (pairs outermost, so that a wide
+		// B is read row by row).
+		src := g.elemAt(BF16, bm, g.add(g.mul(pc, g.c64(n)), jc))
+		full, odd, _ := g.kcPairs(kc)
+		vec16 := llvm.VectorType(g.i16, w)
+		pair := func(pp llvm.Value, second bool) {
+			r0 := g.elemAt(BF16, src, g.mul(pp, g.c64(2*n)))
+			r1 := g.elemAtc(BF16, r0, n)
+			dst := g.elemAt(BF16, bp, g.mul(pp, g.c64(2*nr)))
+			g.forLoop("p", g.c64(0), nc, nr, func(q llvm.Value) {
+				edgeCols(g.add(jc, q), func(cols int) {
+					d0 := g.elemAt(BF16, dst, g.mul(q, kcp))
+					for j := 0; j*w < cols; j++ {
+						lanes := min(w, cols-j*w)
+						row := func(r llvm.Value) llvm.Value {
+							at := g.elemAt(BF16, r, g.add(q, g.c64(int64(j*w))))
+							if lanes == w {
+								return g.load(vec16, at, 2)
+							}
+							v, err := g.maskedLoadOf(vec16, at, lanes, 2)
+							if err != nil {
+								ferr = err
+							}
+							return v
+						}
+						x, y := row(r0), llvm.ConstNull(vec16)
+						if second {
+							y = row(r1)
+						}
+						g.store(g.interleave(x, y, w), g.elemAtc(BF16, d0, int64(2*j*w)), 64)
+					}
+				})
+			})
+		}
+		g.forLoop("kp", g.c64(0), full, 1, func(pp llvm.Value) { pair(pp, true) })
+		g.ifElse("odd", odd, func() { pair(full, false) }, nil)
+		b.RetVoid()
+		return fn, ferr
+	}
+	// B[n][k] at n·K + k: a pair is one word of a column; transpose words.
+	g.forLoop("p", g.c64(0), nc, nr, func(q llvm.Value) {
+		col0 := g.add(jc, q)
+		dst := g.elemAt(BF16, bp, g.mul(q, kcp))
+		edgeCols(col0, func(cols int) {
+			src := g.elemAt(BF16, bm, g.add(g.mul(col0, g.c64(k)), pc))
+			g.packWords(src, dst, kc, cols, roundUp(cols, w), p.b.NR, k, 64)
+		})
+	})
+	b.RetVoid()
+	return fn, ferr
+}
