@@ -20,6 +20,12 @@ import (
 // compileTiny runs the whole pipeline on the tiny LLaMA and compiles it.
 func compileTiny(t *testing.T, peft, lowering string) (*ir.Module, *runtime.Runtime) {
 	t.Helper()
+	return compileTinyDType(t, peft, lowering, ir.F32)
+}
+
+// compileTinyDType is compileTiny for a model of dtype dt.
+func compileTinyDType(t *testing.T, peft, lowering string, dt ir.DType) (*ir.Module, *runtime.Runtime) {
+	t.Helper()
 	if _, err := exec.LookPath("cc"); err != nil {
 		t.Skip("no C compiler to link kernels")
 	}
@@ -27,7 +33,7 @@ func compileTiny(t *testing.T, peft, lowering string) (*ir.Module, *runtime.Runt
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := frontend.BuildLlama(cfg, frontend.Options{BatchSize: 2, SeqLen: 8, Seed: 3})
+	m, err := frontend.BuildLlama(cfg, frontend.Options{BatchSize: 2, SeqLen: 8, Seed: 3, DType: dt})
 	if err != nil {
 		t.Fatal(err)
 	}

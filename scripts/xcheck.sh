@@ -29,8 +29,14 @@ common=(--batch-size 2 --total-batch-size 4 --max-length 16 --num-training-steps
 	--warmup-steps 2 --lr 0.01 --min-lr-ratio 0.1
 	--weight-decay 0.1 --grad-clipping 0.5)
 status=0
-for c in full:cosine sltrain:cosine sltrain:linear; do
-	peft=${c%%:*} sched=${c#*:}
+# Each case is PEFT:SCHEDULER:DTYPE. The bf16 cases are the seed's pure bf16
+# (--dtype bfloat16): slc and torchref's bf16 mode both start from the init
+# rounded to bf16 and are judged against a float64 run of that rounded init
+# (scripts/xcheck_compare.py --dtype bfloat16: slc's error within 4× PyTorch
+# bf16's own).
+for c in full:cosine:float32 sltrain:cosine:float32 sltrain:linear:float32 full:cosine:bfloat16 sltrain:cosine:bfloat16; do
+	peft=${c%%:*} rest=${c#*:}
+	sched=${rest%%:*} dtype=${rest#*:}
 	sl=(--peft "$peft")
 	[ "$peft" = sltrain ] && sl+=(--rank 4 --sp-ratio 0.1 --lora-alpha 32)
 	run=("${sl[@]}" "${common[@]}" --scheduler "$sched")
@@ -46,12 +52,24 @@ for c in full:cosine sltrain:cosine sltrain:linear; do
 		init=$(ls -d "$d"/init/checkpoint-* 2>/dev/null | tail -n 1)
 	fi
 	[ -n "$init" ] || init="$d/init/latest"
-	d="$work/$peft-$sched"
-	"$work/slc" train "$cfg" "${run[@]}" --init "$init/model.safetensors" \
+	d="$work/$peft-$sched-$dtype"
+	"$work/slc" train "$cfg" "${run[@]}" --dtype "$dtype" --init "$init/model.safetensors" \
 		--data "$work/tokens.npy" --shuffle=false --eval-fraction 0 --threads 2 \
 		--save-dir "$d/slc" --metrics "$d/slc.jsonl" >/dev/null
 	final=$(ls -d "$d"/slc/checkpoint-* 2>/dev/null | tail -n 1)
 	[ -n "$final" ] || final="$d/slc/latest"
+	if [ "$dtype" = bfloat16 ]; then
+		"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" --dtype bfloat16 \
+			--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
+			--out "$d/torch.safetensors" --metrics "$d/torch.jsonl"
+		"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" --dtype float64 --round-init bf16 \
+			--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
+			--out "$d/torch64.safetensors" --metrics "$d/torch64.jsonl"
+		echo "xcheck $peft --scheduler $sched --dtype bfloat16:"
+		"$py" scripts/xcheck_compare.py --dtype bfloat16 --weight-decay 0.1 "$d/slc.jsonl" "$d/torch.jsonl" \
+			"$final/model.safetensors" "$d/torch.safetensors" "$d/torch64.safetensors" "$d/torch64.jsonl" || status=1
+		continue
+	fi
 	"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" \
 		--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
 		--out "$d/torch.safetensors" --metrics "$d/torch.jsonl"

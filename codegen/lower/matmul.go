@@ -44,24 +44,43 @@ func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
 	k.b.Call(f, []llvm.Value{c, a, b, k.scr, k.tid, k.nth}, "")
 }
 
-// needF32 refuses products of other dtypes: the GEMM generator is f32 only.
-func needF32(op string, types ...ir.Type) error {
+// needGEMMTypes refuses products of dtypes the GEMM generator lacks: it
+// takes f32 and bf16 operands (accumulating in f32).
+func needGEMMTypes(op string, types ...ir.Type) error {
 	for _, t := range types {
-		if t.DType != ir.F32 {
-			return fmt.Errorf("%s of %v: the CPU matrix kernels are f32 only", op, t)
+		if t.DType != ir.F32 && t.DType != ir.BF16 {
+			return fmt.Errorf("%s of %v: the CPU matrix kernels are f32 and bf16 only", op, t)
 		}
 	}
 	return nil
 }
 
-// zeroFill fills this thread's share of the n-element buffer p with zero
-// bits.
-func (k *kfn) zeroFill(p llvm.Value, n int64) {
+// elem is the GEMM element type of an f32 or bf16 dtype.
+func elem(d ir.DType) cpu.Elem {
+	if d == ir.BF16 {
+		return cpu.BF16
+	}
+	return cpu.F32
+}
+
+// zeroFill fills this thread's share of the n-element f32 buffer p with
+// zero bits.
+func (k *kfn) zeroFill(p llvm.Value, n int64) { k.zeroBytes(p, 4*n) }
+
+// zeroBytes fills this thread's share of the n bytes (a multiple of 2) at p
+// with zero bits: 4-byte words, and a 2-byte tail (an odd bf16 count).
+func (k *kfn) zeroBytes(p llvm.Value, n int64) {
 	if n == 0 {
 		return
 	}
-	s, e := k.share(n, 16)
+	words := n / 4
+	s, e := k.share(words, 16)
 	k.loop(s, e, func(i llvm.Value) { k.storeAt(llvm.ConstInt(k.e.i32, 0), k.e.i32, p, i) })
+	if n%4 != 0 {
+		k.when(k.b.ICmp(llvm.IntEQ, k.tid, k.c64(0), ""), func() {
+			k.storeAt(llvm.ConstInt(k.e.i16, 0), k.e.i16, p, k.c64(n/2-1))
+		})
+	}
 }
 
 // matMul: c[..., m, n] = Σ_k op(a)[..., m, k]·op(b)[..., k, n] with batch
@@ -71,7 +90,7 @@ func (k *kfn) zeroFill(p llvm.Value, n int64) {
 func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 	n := g.Nodes[0]
 	a, bt, y := g.Inputs[0].Type, g.Inputs[1].Type, g.Outputs[0].Type
-	if err := needF32("MatMul", a, bt); err != nil {
+	if err := needGEMMTypes("MatMul", a, bt, g.Outputs[0].Type); err != nil {
 		return nil, err
 	}
 	ta := n.Attrs.GetInt("transpose_a", 0) != 0
@@ -90,7 +109,7 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 	aB, bB := pad(a.Shape[:a.Rank()-2]), pad(bt.Shape[:bt.Rank()-2])
 	nb := numel(batch)
 	ones := func(s []int) bool { return numel(s) == 1 }
-	spec := cpu.GEMM{M: M, N: N, K: K, TransA: ta, TransB: tb, Alpha: 1}
+	spec := cpu.GEMM{M: M, N: N, K: K, TransA: ta, TransB: tb, Alpha: 1, ElemA: elem(a.DType), ElemB: elem(bt.DType), ElemC: elem(y.DType)}
 	loop := false
 	switch {
 	case nb == 1:
@@ -136,7 +155,8 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 		}
 		k.loopN(nb, func(bi llvm.Value) {
 			offs := k.offsets(bi, dims, streams)
-			k.callGEMM(f, k.at(e.f32, k.p[2], offs[2]), k.at(e.f32, k.p[0], offs[0]), k.at(e.f32, k.p[1], offs[1]))
+			st := func(t ir.Type) llvm.Type { lt, _ := e.storageType(t.DType); return lt }
+			k.callGEMM(f, k.at(st(y), k.p[2], offs[2]), k.at(st(a), k.p[0], offs[0]), k.at(st(bt), k.p[1], offs[1]))
 		})
 		return nil
 	})
@@ -151,7 +171,7 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 func (e *Emitter) zeroLowering(name string, g *Group) (*Lowering, error) {
 	y := g.Outputs[0].Type
 	err := e.kernel(name, groupParams(g), func(k *kfn) error {
-		k.zeroFill(k.p[len(g.Inputs)], y.Bytes()/4)
+		k.zeroBytes(k.p[len(g.Inputs)], y.Bytes())
 		return nil
 	})
 	if err != nil {
@@ -162,8 +182,8 @@ func (e *Emitter) zeroLowering(name string, g *Group) (*Lowering, error) {
 
 // linear: y[..., o] = Σ_i x[..., i]·w[o, i], one GEMM with B transposed.
 func (e *Emitter) linear(name string, g *Group) (*Lowering, error) {
-	x, w := g.Inputs[0].Type, g.Inputs[1].Type
-	if err := needF32("Linear", x, w); err != nil {
+	x, w, y := g.Inputs[0].Type, g.Inputs[1].Type, g.Outputs[0].Type
+	if err := needGEMMTypes("Linear", x, w, y); err != nil {
 		return nil, err
 	}
 	rows := numel(x.Shape[:x.Rank()-1])
@@ -174,7 +194,7 @@ func (e *Emitter) linear(name string, g *Group) (*Lowering, error) {
 	if in == 0 {
 		return e.zeroLowering(name, g)
 	}
-	kern, f, err := e.gemm(cpu.GEMM{M: int(rows), N: out, K: in, TransB: true, Alpha: 1})
+	kern, f, err := e.gemm(cpu.GEMM{M: int(rows), N: out, K: in, TransB: true, Alpha: 1, ElemA: elem(x.DType), ElemB: elem(w.DType), ElemC: elem(y.DType)})
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +259,7 @@ func ChooseSLTrain(mode string, rows, in, out, r, nnz int64) string {
 func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 	n := g.Nodes[0]
 	x, B, A, v, idx := g.Inputs[0].Type, g.Inputs[1].Type, g.Inputs[2].Type, g.Inputs[3].Type, g.Inputs[4].Type
-	if err := needF32("LowRankSparseAdd", x, B, A, v); err != nil {
+	if err := needGEMMTypes("LowRankSparseAdd", x, B, A, v, g.Outputs[0].Type); err != nil {
 		return nil, err
 	}
 	if !idx.DType.IsInt() {
@@ -261,16 +281,19 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 	in0, in1, in2, in3, in4 := Arg{ArgInput, 0}, Arg{ArgInput, 1}, Arg{ArgInput, 2}, Arg{ArgInput, 3}, Arg{ArgInput, 4}
 	yArg, t0 := Arg{ArgOutput, 0}, Arg{ArgTemp, 0}
 	f32 := e.f32
+	vt, _ := e.storageType(v.DType)
 	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
 	y := g.Outputs[0].Type
 
+	// W and the rank-r bottleneck stay f32 (the GEMMs accumulate in f32), so
+	// a bf16 y is rounded once, as the interpreter rounds the op's result.
 	if mode == "merged" {
 		W := ir.T(ir.F32, int(out), int(in))
 		l.Temps = []ir.Type{W}
 		// 1. W = scale·B·A (or 0).
 		wName := name + "_w"
 		if lowRank {
-			kern, f, err := e.gemm(cpu.GEMM{M: int(out), N: int(in), K: int(r), Alpha: alpha})
+			kern, f, err := e.gemm(cpu.GEMM{M: int(out), N: int(in), K: int(r), Alpha: alpha, ElemA: elem(B.DType), ElemB: elem(A.DType)})
 			if err != nil {
 				return nil, err
 			}
@@ -307,7 +330,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 				}
 				k.when(k.inRange(p, lo, hi), func() {
 					w := k.at(f32, k.p[2], p)
-					k.store(k.b.FAdd(k.load(f32, w), k.loadAt(f32, k.p[0], j), ""), f32, w)
+					k.store(k.b.FAdd(k.load(f32, w), k.loadAt(vt, k.p[0], j), ""), f32, w)
 				})
 			})
 			return ferr
@@ -320,13 +343,13 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		yName := name + "_y"
 		if in == 0 {
 			err = e.kernel(yName, []param{buf(x, true), buf(W, true), buf(y, false)}, func(k *kfn) error {
-				k.zeroFill(k.p[2], rows*out)
+				k.zeroBytes(k.p[2], y.Bytes())
 				return nil
 			})
 		} else {
 			var kern cpu.Kernel
 			var f llvm.Function
-			if kern, f, err = e.gemm(cpu.GEMM{M: int(rows), N: int(out), K: int(in), TransB: true, Alpha: 1}); err != nil {
+			if kern, f, err = e.gemm(cpu.GEMM{M: int(rows), N: int(out), K: int(in), TransB: true, Alpha: 1, ElemA: elem(x.DType), ElemC: elem(y.DType)}); err != nil {
 				return nil, err
 			}
 			l.ScratchBytes = max(l.ScratchBytes, kern.ScratchBytes)
@@ -346,12 +369,21 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 	T := ir.T(ir.F32, int(rows), int(max(r, 1)))
 	l.Temps = []ir.Type{T}
 	tName, yName := name+"_t", name+"_y"
+	sparse := in*nnz != 0
+	// acc is where the low-rank and the sparse terms add up: y itself, or
+	// for a bf16 y with a sparse term an f32 temp rounded into y at the end.
+	acc, accArg := y, yArg
+	if y.DType == ir.BF16 && sparse {
+		acc = ir.T(ir.F32, y.Shape...)
+		l.Temps = append(l.Temps, acc)
+		accArg = Arg{ArgTemp, 1}
+	}
 	if lowRank {
-		kt, ft, err := e.gemm(cpu.GEMM{M: int(rows), N: int(r), K: int(in), TransB: true, Alpha: alpha})
+		kt, ft, err := e.gemm(cpu.GEMM{M: int(rows), N: int(r), K: int(in), TransB: true, Alpha: alpha, ElemA: elem(x.DType), ElemB: elem(A.DType)})
 		if err != nil {
 			return nil, err
 		}
-		ky, fy, err := e.gemm(cpu.GEMM{M: int(rows), N: int(out), K: int(r), TransB: true, Alpha: 1})
+		ky, fy, err := e.gemm(cpu.GEMM{M: int(rows), N: int(out), K: int(r), TransB: true, Alpha: 1, ElemB: elem(B.DType), ElemC: elem(acc.DType)})
 		if err != nil {
 			return nil, err
 		}
@@ -363,38 +395,51 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = e.kernel(yName, []param{buf(T, true), buf(B, true), buf(y, false)}, func(k *kfn) error {
+		err = e.kernel(yName, []param{buf(T, true), buf(B, true), buf(acc, false)}, func(k *kfn) error {
 			k.callGEMM(fy, k.p[2], k.p[0], k.p[1])
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		l.Calls = append(l.Calls, Call{tName, []Arg{in0, in2, t0}}, Call{yName, []Arg{t0, in1, yArg}})
+		l.Calls = append(l.Calls, Call{tName, []Arg{in0, in2, t0}}, Call{yName, []Arg{t0, in1, accArg}})
 	} else {
-		err := e.kernel(yName, []param{buf(y, false)}, func(k *kfn) error {
-			k.zeroFill(k.p[0], rows*out)
+		err := e.kernel(yName, []param{buf(acc, false)}, func(k *kfn) error {
+			k.zeroBytes(k.p[0], acc.Bytes())
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		l.Calls = append(l.Calls, Call{yName, []Arg{yArg}})
+		l.Calls = append(l.Calls, Call{yName, []Arg{accArg}})
 	}
-	if in*nnz == 0 {
+	if !sparse {
 		return l, nil // no sparse term
 	}
 	sName := name + "_s"
-	kern, err := e.sparseProduct(sName, x, v, idx, y, rows, in, out, nnz)
+	kern, err := e.sparseProduct(sName, x, v, idx, acc, rows, in, out, nnz)
 	if err != nil {
 		return nil, err
 	}
 	l.ScratchBytes = max(l.ScratchBytes, kern)
-	l.Calls = append(l.Calls, Call{sName, []Arg{in0, in3, in4, yArg}})
+	l.Calls = append(l.Calls, Call{sName, []Arg{in0, in3, in4, accArg}})
+	if acc.DType != y.DType {
+		rName := name + "_r"
+		err := e.kernel(rName, []param{buf(acc, true), buf(y, false)}, func(k *kfn) error {
+			s, en := k.share(rows*out, 16)
+			k.loop(s, en, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[0], i), e.bf16, k.p[1], i) })
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{rName, []Arg{accArg, yArg}})
+	}
 	return l, nil
 }
 
-// sparseProduct defines kernel name: y[rows, out] += x[rows, in]·Sᵀ with S
+// sparseProduct defines kernel name: y[rows, out] += x[rows, in]·Sᵀ (y f32;
+// x and the values f32 or bf16) with S
 // zero except S.flat[index[j]] = values[j] (out-of-range indices skipped),
 // and returns its scratch size.
 //
@@ -412,6 +457,8 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 	f32 := e.f32
 	scratch := 64 + 4*W*(in+out)
 	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
+	xs, _ := e.storageType(x.DType)
+	vs, _ := e.storageType(v.DType)
 	err := e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
 		b := k.b
 		xT := k.alignedScratch()
@@ -424,9 +471,9 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 			// xT[i·W + r] = x[lo+r, i] for r < nr, else 0.
 			k.loopN(W, func(r llvm.Value) {
 				valid := b.ICmp(llvm.IntSLT, r, nr, "")
-				src := k.at(f32, k.p[0], k.mulc(k.min(k.add(lo, r), k.c64(rows-1)), in))
+				src := k.at(xs, k.p[0], k.mulc(k.min(k.add(lo, r), k.c64(rows-1)), in))
 				k.loopN(in, func(i llvm.Value) {
-					xv := b.Select(valid, k.loadAt(f32, src, i), llvm.ConstFloat(f32, 0), "")
+					xv := b.Select(valid, k.loadAt(xs, src, i), llvm.ConstFloat(f32, 0), "")
 					k.storeAt(xv, f32, xT, k.add(k.mulc(i, W), r))
 				})
 			})
@@ -454,7 +501,7 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 						k.store(k.splat(vt, 0), vt, acc)
 						k.store(o, e.i64, cur)
 					})
-					val := b.VectorSplat(int(W), k.loadAt(f32, k.p[1], j), "")
+					val := b.VectorSplat(int(W), k.loadAt(vs, k.p[1], j), "")
 					col := k.loadVec(vt, k.at(f32, xT, k.mulc(i, W)))
 					k.store(b.FAdd(k.load(vt, acc), b.FMul(col, val, ""), ""), vt, acc)
 				})

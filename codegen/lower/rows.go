@@ -18,14 +18,18 @@ import (
 // stride takes the vector path, and the vector type.
 func (k *kfn) vectorRow(t llvm.Type, n, stride int64) (llvm.Type, int64, bool) {
 	w := int64(k.e.arch.VectorWidth)
-	if stride != 1 || t.Kind() != llvm.FloatTypeKind || w < 2 || n < w {
+	if stride != 1 || (t.Kind() != llvm.FloatTypeKind && t.Kind() != llvm.BFloatTypeKind) || w < 2 || n < w {
 		return llvm.Type{}, 0, false
 	}
 	return llvm.VectorType(t, int(w)), w, true
 }
 
-// loadVec loads a vector of type vt from p (element alignment).
+// loadVec loads a vector of type vt from p (element alignment); a vector
+// of bf16 (storage) arrives widened to f32.
 func (k *kfn) loadVec(vt llvm.Type, p llvm.Value) llvm.Value {
+	if k.e.isBF16(vt) {
+		return k.load(vt, p)
+	}
 	v := k.b.Load(vt, p, "")
 	v.SetAlignment(k.e.sizeOf(vt.ElementType()))
 	return v
@@ -51,10 +55,11 @@ func (k *kfn) rowMax(t llvm.Type, n int64, row llvm.Value, stride int64) (llvm.V
 	st, t := t, k.e.computeOf(t) // st: the row's storage type (bf16 rows compute in f32)
 	m := k.variable(t, llvm.ConstFloat(t, math.Inf(-1)))
 	from := int64(0)
-	if vt, w, ok := k.vectorRow(st, n, stride); ok {
+	if svt, w, ok := k.vectorRow(st, n, stride); ok {
+		vt := k.e.computeOf(svt)
 		acc := k.variable(vt, k.splat(vt, math.Inf(-1)))
 		k.loopN(n/w, func(c llvm.Value) {
-			v, err := maxOf(vt, k.load(vt, acc), k.loadVec(vt, k.at(t, row, k.mulc(c, w))))
+			v, err := maxOf(vt, k.load(vt, acc), k.loadVec(svt, k.at(st, row, k.mulc(c, w))))
 			if err != nil {
 				ferr = err
 				return
@@ -98,7 +103,7 @@ func (k *kfn) rowExpSum(t llvm.Type, n int64, row, out llvm.Value, stride int64,
 			l := k.mulc(c, w)
 			e := k.expf(k.b.FSub(k.loadVec(vt, k.at(t, row, l)), mv, ""))
 			if !out.IsNil() {
-				k.storeVec(e, k.at(t, out, l))
+				k.store(e, vt, k.at(t, out, l)) // vt: a bf16 row rounds here
 			}
 			k.store(k.b.FAdd(k.load(dt, acc), k.b.FPExt(e, dt, ""), ""), dt, acc)
 		})
