@@ -522,7 +522,7 @@ var torchScript = filepath.Join("tools", "torchref", "bench.py")
 const torchConfigArg = "{config}"
 
 // torchDTypes maps slc's element types to bench.py's --dtype.
-var torchDTypes = map[string]string{"": "float32", "f32": "float32", "f64": "float64"}
+var torchDTypes = map[string]string{"": "float32", "f32": "float32", "f64": "float64", "bf16": "bfloat16"}
 
 // projection matches the module names bench.py's model can make SLTrain
 // layers of: the attention and MLP projections.
@@ -543,7 +543,7 @@ func torchArgs(mod *ir.Module, threads, steps, warmup int) ([]string, error) {
 	}
 	dtype, ok := torchDTypes[meta["dtype"]]
 	if !ok {
-		return nil, usagef("bench", "--baseline torch: the model is %s; tools/torchref/bench.py runs float32 or float64 only", meta["dtype"])
+		return nil, usagef("bench", "--baseline torch: the model is %s; tools/torchref/bench.py runs float32, float64 or bfloat16 only", meta["dtype"])
 	}
 	shape := g.Input("input_ids").Type.Shape
 	args := []string{torchScript, "--config", torchConfigArg, "--dtype", dtype,

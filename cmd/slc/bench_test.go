@@ -90,7 +90,7 @@ func TestTorchArgsRefusesWhatBenchPyCannotExpress(t *testing.T) {
 		name, msg string
 		edit      func(m *ir.Module)
 	}{
-		{"bf16", "the model is bf16", func(m *ir.Module) { m.Meta["dtype"] = "bf16" }},
+		{"f16", "the model is f16", func(m *ir.Module) { m.Meta["dtype"] = "f16" }},
 		{"peft", `peft "lora"`, func(m *ir.Module) { m.Meta["peft"] = "lora" }},
 		{"no config", "no model config", func(m *ir.Module) { delete(m.Meta, "model_config") }},
 		{"lm_head fused", "an SLTrain layer lm_head", func(m *ir.Module) { // not a projection

@@ -76,7 +76,7 @@ def main(argv=None):
     a("--lora-alpha", "--lora_alpha", type=float, default=32.0)
     a("--target-modules", "--target_modules", default=None,
       help="comma-separated names: SLTrain layers for the projections whose module name contains one (default attn,attention,mlp)")
-    a("--dtype", choices=("float32", "float64"), default="float32", help="the model's dtype")
+    a("--dtype", choices=("float32", "float64", "bfloat16"), default="float32", help="the model's dtype (bfloat16: built in float32 and initialised, then model.to(torch.bfloat16), as the seed's --dtype bfloat16; PyTorch's own bf16 CPU kernels and AdamW)")
     a("--batch-size", "--batch_size", type=int, default=8)
     a("--max-length", "--max_length", type=int, default=256)
     a("--threads", type=int, default=2)
@@ -109,7 +109,7 @@ def main(argv=None):
     if targets is not None:
         # model.py's projections consult this module-level rule as they are built.
         torchref.TARGET_KEYS = targets
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.float32}[args.dtype]
     torch.set_num_threads(args.threads)
     try:
         cfg = LlamaConfig.from_json(args.config)
@@ -120,6 +120,9 @@ def main(argv=None):
         return 1
     gen = torch.Generator().manual_seed(args.seed)
     init_weights(model, gen)
+    if args.dtype == "bfloat16":
+        model.to(dtype=torch.bfloat16)  # the seed: after the SLTrain wrapping; sparse_index stays int64
+        model.dtype, model._rope = torch.bfloat16, {}  # cos/sin cast to bf16, as the seed's buffers are
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     model.train()
