@@ -8,6 +8,8 @@
 #   lowrank       --rank 32 --sp-ratio 0                   low-rank only, SLTrain's init (B = 0)
 #   lowrank-init  --rank 32 --sp-ratio 0 --init B.safetensors
 #                                                          low-rank only, B drawn non-zero
+#   sltrain-bf16  sltrain's flags --dtype bfloat16         SLTrain in the seed's pure bf16
+#   full-bf16     --peft full --dtype bfloat16             full-rank in the seed's pure bf16
 #
 # The fourth run exists because the third cannot learn: with B = 0 and no
 # sparse part every fused layer starts at W = 0, which is a saddle point where
@@ -20,7 +22,8 @@
 #   bash scripts/ablation.sh                    # one seed: 4 runs of about 50 s each on 2 idle cores
 #   SEEDS="0 1 2" bash scripts/ablation.sh      # three seeds (3 times as long): a mean ± sd table too
 #
-# STEPS, BATCH, LEN, LR, EVAL_EVERY, OUT, PLOT and YMAX override the defaults.
+# STEPS, BATCH, LEN, LR, EVAL_EVERY, OUT, PLOT and YMAX override the defaults;
+# NAMES="sltrain sltrain-bf16" runs only those variants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +41,7 @@ RANK=32
 ALPHA=32
 CONFIG=testdata/configs/llama_shakespeare.json
 DATA=testdata/tinyshakespeare.txt
-NAMES=(full sltrain lowrank lowrank-init)
+read -r -a NAMES <<<"${NAMES:-full sltrain lowrank lowrank-init sltrain-bf16 full-bf16}"
 
 $GO build -o bin/slc ./cmd/slc
 mkdir -p "$OUT" "$(dirname "$PLOT")"
@@ -50,6 +53,21 @@ flags() {
 	sltrain) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA" ;;
 	lowrank) echo "--rank $RANK --sp-ratio 0 --lora-alpha $ALPHA" ;;
 	lowrank-init) echo "--rank $RANK --sp-ratio 0 --lora-alpha $ALPHA --init $OUT/lowrank-init-B-seed$2.safetensors" ;;
+	sltrain-bf16) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA --dtype bfloat16" ;;
+	full-bf16) echo "--peft full --dtype bfloat16" ;;
+	*) echo "ablation: unknown variant $1" >&2; exit 2 ;;
+	esac
+}
+
+# label NAME: the variant in the plot's legend.
+label() {
+	case $1 in
+	full) echo "full-rank" ;;
+	sltrain) echo "SLTrain r $RANK, δ 0.03" ;;
+	lowrank) echo "low-rank r $RANK (B = 0 init)" ;;
+	lowrank-init) echo "low-rank r $RANK (B ≠ 0 init)" ;;
+	sltrain-bf16) echo "SLTrain r $RANK, δ 0.03, bf16" ;;
+	full-bf16) echo "full-rank, bf16" ;;
 	esac
 }
 
@@ -134,8 +152,11 @@ if [ "$(wc -w <<<"$SEEDS")" -gt 1 ]; then
 fi
 
 echo
-labels=(--label "full-rank" --label "SLTrain r $RANK, δ 0.03" --label "low-rank r $RANK (B = 0 init)" --label "low-rank r $RANK (B ≠ 0 init)")
+labels=()
 metrics=()
-for name in "${NAMES[@]}"; do metrics+=("$(dir "$name" "$first_seed")/metrics.jsonl"); done
+for name in "${NAMES[@]}"; do
+	metrics+=("$(dir "$name" "$first_seed")/metrics.jsonl")
+	labels+=(--label "$(label "$name")")
+done
 bin/slc plot "${metrics[@]}" "${labels[@]}" ${YMAX:+--ymax "$YMAX"} -o "$PLOT" \
 	--title "llama_shakespeare (d 128, 4 layers), $STEPS updates of $BATCH × $LEN tokens, lr $LR, seed $first_seed"
