@@ -23,21 +23,51 @@
 // summed in the same order whatever the thread count, so results are
 // bit-identical from run to run and for any nthreads.
 //
+// # bf16
+//
+// GEMM.ElemA, ElemB and ElemC choose float32 (F32, the zero value) or bf16
+// (BF16) per operand, as PyTorch computes them: products accumulate in
+// float32, and a bf16 C receives the final value — alpha·op(A)·op(B), plus
+// the old C widened to float32 when Accumulate — rounded once to bf16,
+// round to nearest, ties to even (PyTorch's round_to_nearest_even, by
+// integer arithmetic, so every target gives the same bits), ±inf on
+// overflow, NaN stays NaN, denormals kept. bf16 A and B with a float32 C
+// is the mixed-precision mode; a bf16 operand multiplied with a float32
+// one is widened exactly, never the float32 one narrowed.
+//
+// With AVX512-BF16 (Arch.BF16) and bf16 A and B, the packing interleaves
+// panels into bf16 pairs along k (zero-padded when the depth is odd) and
+// the micro-kernel broadcasts a 32-bit A pair against B panels with
+// vdpbf16ps (llvm.x86.avx512bf16.dpbf16ps.512), two products per lane into
+// float32 accumulators (Kernel.DotBF16; tuned on Zen 5 with BlockingBF16).
+// vdpbf16ps flushes denormal inputs and results to zero and rounds after
+// each of its two additions (as Intel documents it; measured so on Zen 5).
+// Otherwise (AVX-512 without it, AVX2, SSE, or one float32 operand) the
+// packing widens bf16 to float32 and the float32 micro-kernel runs. When C is bf16 and K spans several blocks, the
+// partial sums stay in a float32 workspace in scratch until the last
+// block, so the rounding happens once. Results are bit-identical for any
+// nthreads on each path, not between the two paths (their summation
+// orders differ).
+//
 // Usage: NewGenerator for a llvm.TargetMachine, Generator.Add for each GEMM
 // into a module configured for that machine, then Optimize (default<O3>)
 // and emit the object. BenchmarkGEMM compares the kernels with OpenBLAS on
-// the GEMMs of a LLaMA training step.
+// the GEMMs of a LLaMA training step; BenchmarkGEMMBF16 compares the bf16
+// kernels with the float32 ones and with the machine's bf16 peak.
 //
 // # ABI
 //
 // Every kernel is an external C function
 //
-//	void name(float *C, const float *A, const float *B, float *scratch,
+//	void name(C *C, const A *A, const B *B, float *scratch,
 //	          int64_t tid, int64_t nthreads);
 //
-// C, A and B point at the first element of batch item 0; item b starts
-// StrideC, StrideA and StrideB floats further on (a stride of 0 for A or B
-// shares one operand among all items). C must not overlap A or B.
+// where each of A, B and C is float (F32) or uint16_t holding bf16 bits
+// (BF16), per the GEMM's element types. C, A and B point at the first
+// element of batch item 0; item b starts StrideC, StrideA and StrideB
+// elements further on (a stride of 0 for A or B shares one operand among
+// all items). C must not overlap A or B. bf16 arrays need only 2-byte
+// alignment.
 //
 // The work is split into nthreads disjoint parts of C (ranges of MR-row or
 // NR-column tiles over all batch items, see Kernel.SplitN); the call with
