@@ -62,6 +62,9 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	if err != nil {
 		return nil, usagef(cmd, "flag --dtype: %v", err)
 	}
+	if dt != ir.F32 && dt != ir.BF16 && dt != ir.F64 {
+		return nil, usagef(cmd, "flag --dtype: %v is not built (want f32, bf16 or f64)", dt)
+	}
 	o.build.DType = dt
 	switch o.emit {
 	case "summary", "ir", "llvm", "asm":
