@@ -44,7 +44,7 @@ func TestWriteDump(t *testing.T) {
 		fmt.Fprintf(&sb, "%#x %#x %#08x %#08x %#08x %#08x\n", k[0], k[1], r[0], r[1], r[2], r[3])
 	}
 	fmt.Fprintf(&sb, "xcr0 %#x\n", rawXCR0())
-	if err := os.WriteFile("testdata/host.cpuid (rename it after the CPU)", []byte(sb.String()), 0o644); err != nil {
+	if err := os.WriteFile("testdata/host.cpuid.new", []byte(sb.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "write this machine's CPUID answers to testdata/host.cpuid (rename it after the CPU) (add its LLVM feature line by hand)")
+var update = flag.Bool("update", false, "write this machine's CPUID answers to testdata/host.cpuid.new (add its LLVM feature line, then rename it CPU.cpuid)")
 
 // dump is a recorded CPU: its CPUID answers, XCR0, and the feature string
 // LLVM 19's LLVMGetHostCPUFeatures printed on it.
