@@ -22,30 +22,15 @@ import (
 // were: the micro-kernel for that edge never reads them.
 func (g *gemmGen) emitPackA() (llvm.Function, error) {
 	p, s := g.p, g.p.s
-	fn, err := g.newFunction(s.Name+".packA", []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	fn, err := g.newPackFunction("packA")
 	if err != nil {
 		return fn, err
-	}
-	for i, ro := range []bool{true, false} {
-		if err := g.markPointer(fn, i, ro); err != nil {
-			return fn, err
-		}
 	}
 	a, ap, ic, mc, pc, kc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
 	b := g.b
 	el := s.ElemA
 	w, mr := g.w, p.b.MR
 	m, k := int64(s.M), int64(s.K)
-	// edgeRows emits body(MR) for full panels and body(M mod MR) for the
-	// last panel of A, whose first row is row0.
-	edgeRows := func(row0 llvm.Value, body func(rows int)) {
-		if p.mEdge == 0 {
-			body(mr)
-			return
-		}
-		full := b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(m), "")
-		g.ifElse("rows", full, func() { body(mr) }, func() { body(p.mEdge) })
-	}
 	if s.TransA {
 		// A[k][m] at k·M + m: for each k, one contiguous run of mc floats
 		// is dealt out to the panels (k outermost, so that a wide A is read
@@ -54,7 +39,7 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 			src := g.elemAt(el, a, g.add(g.mul(g.add(pc, kk), g.c64(m)), ic))
 			dst := g.at(ap, g.mul(kk, g.c64(int64(mr))))
 			g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
-				edgeRows(g.add(ic, q), func(rows int) {
+				g.edgeRows(g.add(ic, q), func(rows int) {
 					g.store(g.loadF32(el, g.elemAt(el, src, q), rows), g.at(dst, g.mul(q, kc)), 4)
 				})
 			})
@@ -65,7 +50,7 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 	g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
 		row0 := g.add(ic, q)
 		dst := g.at(ap, g.mul(q, kc))
-		edgeRows(row0, func(rows int) {
+		g.edgeRows(row0, func(rows int) {
 			// A[m][k] at m·K + k: transpose W×W blocks of (row, k).
 			src := g.elemAt(el, a, g.add(g.mul(row0, g.c64(k)), pc))
 			kMain := b.And(kc, g.c64(int64(-w)), "")
@@ -110,14 +95,9 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 // vector the micro-kernel reads are zero; later vectors are not written.
 func (g *gemmGen) emitPackB() (llvm.Function, error) {
 	p, s := g.p, g.p.s
-	fn, err := g.newFunction(s.Name+".packB", []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	fn, err := g.newPackFunction("packB")
 	if err != nil {
 		return fn, err
-	}
-	for i, ro := range []bool{true, false} {
-		if err := g.markPointer(fn, i, ro); err != nil {
-			return fn, err
-		}
 	}
 	bm, bp, pc, kc, jc, nc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
 	b := g.b
@@ -126,16 +106,6 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 	n, k := int64(s.N), int64(s.K)
 	bAlign := min(4*w, 64)
 	var ferr error
-	// edgeCols emits body(NR) for full panels and body(N mod NR) for the
-	// last panel of B, whose first column is col0.
-	edgeCols := func(col0 llvm.Value, body func(cols int)) {
-		if p.nEdge == 0 {
-			body(p.b.NR)
-			return
-		}
-		full := b.ICmp(llvm.IntSLE, g.add(col0, g.c64(nr)), g.c64(n), "")
-		g.ifElse("cols", full, func() { body(p.b.NR) }, func() { body(p.nEdge) })
-	}
 	if !s.TransB {
 		// B[k][n] at k·N + n: for each k, copy the run of nc floats into
 		// the panels as vectors (k outermost, so that a wide B is read row
@@ -144,7 +114,7 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 			src := g.elemAt(el, bm, g.add(g.mul(g.add(pc, kk), g.c64(n)), jc))
 			dst := g.at(bp, g.mul(kk, g.c64(nr)))
 			g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
-				edgeCols(g.add(jc, pp), func(cols int) {
+				g.edgeCols(g.add(jc, pp), func(cols int) {
 					s0, d0 := g.elemAt(el, src, pp), g.at(dst, g.mul(pp, kc))
 					for j := 0; j*w < cols; j++ {
 						lanes := min(w, cols-j*w)
@@ -166,7 +136,7 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 	g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
 		col0 := g.add(jc, pp)
 		dst := g.at(bp, g.mul(pp, kc))
-		edgeCols(col0, func(cols int) {
+		g.edgeCols(col0, func(cols int) {
 			// B[n][k] at n·K + k: transpose W×W blocks of (column, k).
 			src := g.elemAt(el, bm, g.add(g.mul(col0, g.c64(k)), pc))
 			kMain := b.And(kc, g.c64(int64(-w)), "")
@@ -246,4 +216,44 @@ func (e *emitter) storePrefix(v llvm.Value, n int, p llvm.Value, align int) {
 		v = e.b.ShuffleVector(v, llvm.Poison(v.Type()), llvm.ConstVector(idx), "")
 	}
 	e.store(v, p, align)
+}
+
+// newPackFunction defines name.packA or name.packB (suffix), whose six
+// parameters are the source (read-only), the panel buffer and four i64
+// offsets and extents.
+func (g *gemmGen) newPackFunction(suffix string) (llvm.Function, error) {
+	fn, err := g.newFunction(g.p.s.Name+"."+suffix, []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	if err != nil {
+		return fn, err
+	}
+	for i, ro := range []bool{true, false} {
+		if err := g.markPointer(fn, i, ro); err != nil {
+			return fn, err
+		}
+	}
+	return fn, nil
+}
+
+// edgeRows emits body(MR) for full panels and body(M mod MR) for the last
+// panel of A, whose first row is row0.
+func (g *gemmGen) edgeRows(row0 llvm.Value, body func(rows int)) {
+	p, mr := g.p, g.p.b.MR
+	if p.mEdge == 0 {
+		body(mr)
+		return
+	}
+	full := g.b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(int64(p.s.M)), "")
+	g.ifElse("rows", full, func() { body(mr) }, func() { body(p.mEdge) })
+}
+
+// edgeCols emits body(NR) for full panels and body(N mod NR) for the last
+// panel of B, whose first column is col0.
+func (g *gemmGen) edgeCols(col0 llvm.Value, body func(cols int)) {
+	p, nr := g.p, g.p.b.NR
+	if p.nEdge == 0 {
+		body(nr)
+		return
+	}
+	full := g.b.ICmp(llvm.IntSLE, g.add(col0, g.c64(int64(nr))), g.c64(int64(p.s.N)), "")
+	g.ifElse("cols", full, func() { body(nr) }, func() { body(p.nEdge) })
 }

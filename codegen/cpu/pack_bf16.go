@@ -99,28 +99,15 @@ func (g *gemmGen) packWords(src, dst, kc llvm.Value, n, fill, width int, ld int6
 // for that edge never reads them.
 func (g *gemmGen) emitPackADot() (llvm.Function, error) {
 	p, s := g.p, g.p.s
-	fn, err := g.newFunction(s.Name+".packA", []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	fn, err := g.newPackFunction("packA")
 	if err != nil {
 		return fn, err
-	}
-	for i, ro := range []bool{true, false} {
-		if err := g.markPointer(fn, i, ro); err != nil {
-			return fn, err
-		}
 	}
 	a, ap, ic, mc, pc, kc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
 	b := g.b
 	mr := p.b.MR
 	m, k := int64(s.M), int64(s.K)
 	_, _, kcp := g.kcPairs(kc)
-	edgeRows := func(row0 llvm.Value, body func(rows int)) {
-		if p.mEdge == 0 {
-			body(mr)
-			return
-		}
-		full := b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(m), "")
-		g.ifElse("rows", full, func() { body(mr) }, func() { body(p.mEdge) })
-	}
 	if s.TransA {
 		// A[k][m] at k·M + m: rows k and k+1 of A, mc values each, are
 		// interleaved into the panels (pairs outermost, so that a wide A is
@@ -132,7 +119,7 @@ func (g *gemmGen) emitPackADot() (llvm.Function, error) {
 			r1 := g.elemAtc(BF16, r0, m)
 			dst := g.elemAt(BF16, ap, g.mul(pp, g.c64(int64(2*mr))))
 			g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
-				edgeRows(g.add(ic, q), func(rows int) {
+				g.edgeRows(g.add(ic, q), func(rows int) {
 					rowT := llvm.VectorType(g.i16, rows)
 					x := g.load(rowT, g.elemAt(BF16, r0, q), 2)
 					y := llvm.ConstNull(rowT)
@@ -152,7 +139,7 @@ func (g *gemmGen) emitPackADot() (llvm.Function, error) {
 	g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
 		row0 := g.add(ic, q)
 		dst := g.elemAt(BF16, ap, g.mul(q, kcp))
-		edgeRows(row0, func(rows int) {
+		g.edgeRows(row0, func(rows int) {
 			src := g.elemAt(BF16, a, g.add(g.mul(row0, g.c64(k)), pc))
 			g.packWords(src, dst, kc, rows, rows, mr, k, 4)
 		})
@@ -171,14 +158,9 @@ func (g *gemmGen) emitPackADot() (llvm.Function, error) {
 // zero; later vectors are not written.
 func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 	p, s := g.p, g.p.s
-	fn, err := g.newFunction(s.Name+".packB", []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	fn, err := g.newPackFunction("packB")
 	if err != nil {
 		return fn, err
-	}
-	for i, ro := range []bool{true, false} {
-		if err := g.markPointer(fn, i, ro); err != nil {
-			return fn, err
-		}
 	}
 	bm, bp, pc, kc, jc, nc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
 	b := g.b
@@ -186,14 +168,6 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 	n, k := int64(s.N), int64(s.K)
 	_, _, kcp := g.kcPairs(kc)
 	var ferr error
-	edgeCols := func(col0 llvm.Value, body func(cols int)) {
-		if p.nEdge == 0 {
-			body(p.b.NR)
-			return
-		}
-		full := b.ICmp(llvm.IntSLE, g.add(col0, g.c64(nr)), g.c64(n), "")
-		g.ifElse("cols", full, func() { body(p.b.NR) }, func() { body(p.nEdge) })
-	}
 	if !s.TransB {
 		// B[k][n] at k·N + n: rows k and k+1 of B, nc values each, are
 		// interleaved W columns at a time (pairs outermost, so that a wide
@@ -206,7 +180,7 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 			r1 := g.elemAtc(BF16, r0, n)
 			dst := g.elemAt(BF16, bp, g.mul(pp, g.c64(2*nr)))
 			g.forLoop("p", g.c64(0), nc, nr, func(q llvm.Value) {
-				edgeCols(g.add(jc, q), func(cols int) {
+				g.edgeCols(g.add(jc, q), func(cols int) {
 					d0 := g.elemAt(BF16, dst, g.mul(q, kcp))
 					for j := 0; j*w < cols; j++ {
 						lanes := min(w, cols-j*w)
@@ -239,7 +213,7 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 	g.forLoop("p", g.c64(0), nc, nr, func(q llvm.Value) {
 		col0 := g.add(jc, q)
 		dst := g.elemAt(BF16, bp, g.mul(q, kcp))
-		edgeCols(col0, func(cols int) {
+		g.edgeCols(col0, func(cols int) {
 			src := g.elemAt(BF16, bm, g.add(g.mul(col0, g.c64(k)), pc))
 			g.packWords(src, dst, kc, cols, roundUp(cols, w), p.b.NR, k, 64)
 		})
