@@ -418,7 +418,7 @@ func sameSetting(flag, have string, v any) bool {
 	s := fmt.Sprint(v)
 	if flag == "dtype" {
 		d, _ := trainDType(s)
-		return d == have
+		return d.String() == have
 	}
 	if flag == "target-modules" { // a set: the order does not matter
 		x, y := splitList(s), splitList(have)
@@ -684,7 +684,7 @@ func lastLine(b []byte) []byte {
 // already checked).
 func defaultBuild(c *cli.Context) frontend.Options {
 	d, _ := trainDType(c.String("dtype"))
-	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: mustDType(d)}
+	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: d}
 }
 
 // isTerminal reports whether w is a character device (progress with \r then).

@@ -95,7 +95,7 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 	}
 	return &modelSpec{
 		path: path, kind: kind, config: cfg,
-		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: mustDType(s.DType)},
+		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: settingsDType(s)},
 		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed),
 		codegen: co,
 	}, nil
@@ -130,7 +130,7 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 		return nil, fmt.Errorf("%s: the artifact is compiled for %s; slc train trains f32 and bf16 models", path, artDType)
 	}
 	if c.IsSet("dtype") {
-		if d, _ := trainDType(c.String("dtype")); d != artDType {
+		if d, _ := trainDType(c.String("dtype")); d.String() != artDType {
 			return nil, usagef("train", "flag --dtype: %s is a compiled %s artifact; its dtype is fixed (give the config to compile it anew)", path, artDType)
 		}
 	}
@@ -197,11 +197,10 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 	}
 	dt := ir.F32
 	if v, ok := args["dtype"].(string); ok {
-		d, ok := trainDType(v)
-		if !ok {
+		var ok bool
+		if dt, ok = trainDType(v); !ok {
 			return nil, fmt.Errorf("%s: the checkpoint's dtype %q is not one slc trains (float32 or bfloat16)", path, v)
 		}
-		dt = mustDType(d)
 	}
 	return &modelSpec{
 		path: path, kind: "checkpoint", config: cfg,
@@ -238,11 +237,9 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 	return rt, nil
 }
 
-// mustDType is the IR dtype of a dtype name trainDType returned.
-func mustDType(name string) ir.DType {
-	d, err := ir.ParseDType(name)
-	if err != nil {
-		panic(err)
-	}
+// settingsDType is the model dtype of checked settings (trainFlags or an
+// artifact set it to f32 or bf16).
+func settingsDType(s *trainSettings) ir.DType {
+	d, _ := trainDType(s.DType)
 	return d
 }

@@ -19,6 +19,7 @@ import (
 	"gitee.com/gidean/conv-linn/checkpoint"
 	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/train"
@@ -169,15 +170,16 @@ var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "se
 // checkpoint's cpu stays a record.
 var machineLocal = []string{"cpu"}
 
-// trainDType reads a training --dtype: the seed's spellings and slc's.
-func trainDType(s string) (string, bool) {
+// trainDType reads a training --dtype (the seed's spellings and slc's): f32
+// or bf16.
+func trainDType(s string) (ir.DType, bool) {
 	switch strings.ToLower(s) {
 	case "f32", "float32", "fp32", "float":
-		return "f32", true
+		return ir.F32, true
 	case "bf16", "bfloat16":
-		return "bf16", true
+		return ir.BF16, true
 	}
-	return "", false
+	return ir.InvalidDType, false
 }
 
 // args returns the settings as the checkpoint's args map.
@@ -239,7 +241,7 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	if !ok {
 		return nil, usagef(cmd, "flag --dtype: %q is not float32 or bfloat16 (f16, f64 and a bf16 mixed mode are not built for training)", s.DType)
 	}
-	s.DType = dt
+	s.DType = dt.String()
 
 	switch {
 	case c.NArg() == 0 && c.IsSet("model-config"):
