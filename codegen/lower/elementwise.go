@@ -16,6 +16,9 @@ type chain struct {
 	g    *Group
 	vals map[string]llvm.Value
 	dt   map[string]ir.DType
+	// bits holds the bf16 bits of each bf16 node result, already rounded,
+	// so that storing it is a plain 16-bit store (see store).
+	bits map[string]llvm.Value
 	// lanes is 0 for scalar evaluation, or the width of the vectors every
 	// value is (then every value must be f32).
 	lanes int
@@ -24,7 +27,7 @@ type chain struct {
 // newChain starts the evaluation of g's nodes at one point (scalar) or at
 // lanes consecutive points (lanes > 0).
 func newChain(k *kfn, g *Group, lanes int) *chain {
-	return &chain{k: k, g: g, vals: map[string]llvm.Value{}, dt: map[string]ir.DType{}, lanes: lanes}
+	return &chain{k: k, g: g, vals: map[string]llvm.Value{}, dt: map[string]ir.DType{}, bits: map[string]llvm.Value{}, lanes: lanes}
 }
 
 // at returns a loader reading input i at offset offs[i], for eval.
@@ -128,11 +131,23 @@ func (c *chain) eval(nodes []*ir.Node, load func(i int, t llvm.Type) llvm.Value)
 			return err
 		}
 		if out.Type.DType == ir.BF16 && n.Op != "Reshape" && n.Op != "Identity" {
-			y = k.roundBF16(y) // as if stored: PyTorch rounds every bf16 op's result
+			// As if stored: PyTorch rounds every bf16 op's result.
+			c.bits[out.Name] = k.bf16Bits(y)
+			y = k.widenBF16(c.bits[out.Name])
 		}
 		c.vals[out.Name], c.dt[out.Name] = y, out.Type.DType
 	}
 	return nil
+}
+
+// store writes value v of the chain, of storage type t, to p: a bf16 result
+// the chain rounded goes as its bits, not rounded a second time.
+func (c *chain) store(v string, t llvm.Type, p llvm.Value) {
+	if bits, ok := c.bits[v]; ok && c.k.e.isBF16(t) {
+		c.k.b.Store(bits, p).SetAlignment(2)
+		return
+	}
+	c.k.store(c.vals[v], t, p)
 }
 
 // reads reports whether any of nodes reads v.
@@ -208,7 +223,7 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 			for _, j := range mainOuts {
 				o := g.Outputs[j]
 				t, _ := e.storageType(o.Type.DType)
-				k.storeAt(c.vals[o.Name], t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j])
+				c.store(o.Name, t, k.at(t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j]))
 			}
 		})
 		return err

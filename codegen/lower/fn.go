@@ -231,12 +231,6 @@ func (k *kfn) bf16Bits(v llvm.Value) llvm.Value {
 	return b.Trunc(r, e.withElem(v.Type(), e.i16), "")
 }
 
-// roundBF16 rounds f32 values to the nearest bf16, kept in f32: a bf16
-// node's result inside a fused chain, rounded as if stored.
-func (k *kfn) roundBF16(v llvm.Value) llvm.Value {
-	return k.widenBF16(k.bf16Bits(v))
-}
-
 // intSplat is the integer constant c of type t (a scalar or a vector).
 func (k *kfn) intSplat(t llvm.Type, c int64) llvm.Value {
 	if t.Kind() == llvm.VectorTypeKind {

@@ -164,7 +164,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				if lanes > 0 {
 					k.storeVec(c.vals[o.Name], p)
 				} else {
-					k.store(c.vals[o.Name], t, p)
+					c.store(o.Name, t, p)
 				}
 			}
 			x := c.vals[xName]
