@@ -418,6 +418,58 @@ func TestSLTrainLowerings(t *testing.T) {
 	}
 }
 
+// TestMixedProducts runs bf16-mixed's matrix products against the
+// interpreter: MatMul and Linear of bf16 operands with an f32 out_dtype, and
+// LowRankSparseAdd's mixed form (bf16 x, f32 factors) in both lowerings, on
+// this host and for a target without AVX-512 (the fallback widens bf16 to f32).
+// The products are exact in f32 and only the summation order differs, but
+// merged and factored round different things (see lowRankSparseAddMixed):
+// factored is checked to one bf16 ulp against the interpreter's merged
+// rounding.
+func TestMixedProducts(t *testing.T) {
+	bf := func(b *ir.Builder, name string, shape ...int) string {
+		return b.AddInput(name, ir.T(ir.BF16, shape...), ir.Data, nil)
+	}
+	outF32 := ir.Attrs{"out_dtype": ir.String("f32")}
+	mm := func(b *ir.Builder, x, y string, ta, tb int64) string {
+		return b.Op("MatMul", ir.Attrs{"transpose_a": ir.Int(ta), "transpose_b": ir.Int(tb), "out_dtype": ir.String("f32")}, x, y)
+	}
+	products := opCase{name: "mixed_products", normwise: true, build: func(b *ir.Builder) {
+		b.Output("nn", mm(b, bf(b, "a", 5, 37), bf(b, "b", 37, 19), 0, 0))
+		b.Output("tn", mm(b, bf(b, "at", 37, 5), bf(b, "b2", 37, 3), 1, 0))
+		b.Output("nt", mm(b, bf(b, "a3", 5, 37), bf(b, "bt", 3, 37), 0, 1))
+		b.Output("batched", mm(b, bf(b, "a4", 2, 3, 4, 33), bf(b, "b4", 2, 3, 33, 6), 0, 0))
+		b.Output("linear", b.Op("Linear", outF32, bf(b, "x", 2, 3, 35), bf(b, "w", 17, 35)))
+	}}
+	lrsa := func(mode string) opCase {
+		return opCase{name: "mixed_lrsa_" + mode, normwise: true, gens: map[string]gen{"index": {kind: "support", n: 12 * 36}}, build: func(b *ir.Builder) {
+			x := bf(b, "x", 3, 5, 36)
+			B, A := f32(b, "B", 12, 4), f32(b, "A", 4, 36)
+			v, idx := f32(b, "values", 40), i64(b, "index", 40)
+			b.Output("y", b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(2), "out_dtype": ir.String("f32")}, x, B, A, v, idx))
+		}}
+	}
+	for _, mode := range []string{"merged", "factored"} {
+		for _, cpu := range []string{"", "x86-64-v3"} {
+			t.Run(mode+"/cpu="+cpu, func(t *testing.T) {
+				cases := []opCase{products, lrsa(mode)}
+				mod := buildCases(t, cases)
+				art, err := Compile(mod, Options{SLTrainLowering: mode, CPU: cpu})
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := load(t, art)
+				checkCaseTol(t, m, mod.Graphs[0], cases[0], 1e-6) // exact products, f32 sums
+				tol := 1e-6
+				if mode == "factored" {
+					tol = 1.0 / 128
+				}
+				checkCaseTol(t, m, mod.Graphs[1], cases[1], tol)
+			})
+		}
+	}
+}
+
 // bf16Cases are the op cases with bf16 float inputs.
 func bf16Cases() []opCase {
 	caseFloat = ir.BF16

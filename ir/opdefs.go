@@ -35,6 +35,26 @@ var binaryOps = []struct{ name, doc string }{
 // UnaryOps and BinaryOps list the element-wise op names, for passes and codegen.
 var UnaryOps, BinaryOps []string
 
+// outDTypeDoc says what a matrix product's out_dtype attribute means.
+const outDTypeDoc = "the f32 sums rounded once to it; bf16 operands with an f32 out_dtype is bf16-mixed's product"
+
+// productDType is a matrix product's result dtype: its out_dtype attribute
+// (a float dtype) when given, else its first operand's.
+func productDType(operand DType, a Attrs) (DType, error) {
+	s := a.GetString("out_dtype", "")
+	if s == "" {
+		return operand, nil
+	}
+	dt, err := ParseDType(s)
+	if err != nil {
+		return InvalidDType, fmt.Errorf("out_dtype: %w", err)
+	}
+	if !dt.IsFloat() {
+		return InvalidDType, fmt.Errorf("out_dtype %v is not floating point", dt)
+	}
+	return dt, nil
+}
+
 func init() {
 	for _, u := range unaryOps {
 		UnaryOps = append(UnaryOps, u.name)
@@ -83,9 +103,10 @@ func init() {
 		}})
 
 	Register(&OpDef{Name: "MatMul",
-		Doc:      "c[..., m, n] = Σ_k a[..., m, k]·b[..., k, n]; transpose_a/transpose_b swap the last two axes of a/b first; batch axes broadcast",
+		Doc: "c[..., m, n] = Σ_k a[..., m, k]·b[..., k, n]; transpose_a/transpose_b swap the last two axes of a/b first; batch axes broadcast; " +
+			"out_dtype, when given, is c's dtype (" + outDTypeDoc + ")",
 		Category: CatOther, MinInputs: 2, MaxInputs: 2, NumOutputs: 1,
-		Attrs: []AttrSpec{{"transpose_a", AttrInt, false}, {"transpose_b", AttrInt, false}},
+		Attrs: []AttrSpec{{"transpose_a", AttrInt, false}, {"transpose_b", AttrInt, false}, {"out_dtype", AttrString, false}},
 		Infer: func(in []Type, a Attrs) ([]Type, error) {
 			if err := sameDType("", in); err != nil {
 				return nil, err
@@ -107,12 +128,17 @@ func init() {
 			if err != nil {
 				return nil, fmt.Errorf("batch axes: %w", err)
 			}
-			return one(Type{in[0].DType, append(batch, m, n)}), nil
+			dt, err := productDType(in[0].DType, a)
+			if err != nil {
+				return nil, err
+			}
+			return one(Type{dt, append(batch, m, n)}), nil
 		}})
 
-	Register(&OpDef{Name: "Linear", Doc: "y[..., o] = Σ_i x[..., i]·w[o, i]  (y = x·wᵀ, no bias)",
+	Register(&OpDef{Name: "Linear", Doc: "y[..., o] = Σ_i x[..., i]·w[o, i]  (y = x·wᵀ, no bias); out_dtype, when given, is y's dtype (" + outDTypeDoc + ")",
 		Category: CatOther, MinInputs: 2, MaxInputs: 2, NumOutputs: 1,
-		Infer: func(in []Type, _ Attrs) ([]Type, error) {
+		Attrs: []AttrSpec{{"out_dtype", AttrString, false}},
+		Infer: func(in []Type, a Attrs) ([]Type, error) {
 			if err := sameDType("", in); err != nil {
 				return nil, err
 			}
@@ -126,18 +152,27 @@ func init() {
 			if x.Shape[x.Rank()-1] != w.Shape[1] {
 				return nil, fmt.Errorf("x has %d features but w is %v (w[out, in])", x.Shape[x.Rank()-1], w)
 			}
-			return one(Type{x.DType, append(append([]int(nil), x.Shape[:x.Rank()-1]...), w.Shape[0])}), nil
+			dt, err := productDType(x.DType, a)
+			if err != nil {
+				return nil, err
+			}
+			return one(Type{dt, append(append([]int(nil), x.Shape[:x.Rank()-1]...), w.Shape[0])}), nil
 		}})
 
 	Register(&OpDef{Name: "LowRankSparseAdd",
 		Doc: "SLTrain's linear layer: y = x·Wᵀ with W[out, in] = B[out, r]·(A[r, in]·scale) + S, " +
-			"S zero except S.flat[index[j]] = values[j]",
+			"S zero except S.flat[index[j]] = values[j]; out_dtype, when given, is y's dtype (" + outDTypeDoc + "). " +
+			"Mixed form (bf16-mixed): x bf16 with B, A, values f32: B and A·scale are rounded to bf16 for their product, " +
+			"W = that f32 product + S is rounded to bf16 for x·Wᵀ",
 		Category: CatOther, MinInputs: 5, MaxInputs: 5, NumOutputs: 1,
-		Attrs: []AttrSpec{{"scale", AttrFloat, true}},
-		Infer: func(in []Type, _ Attrs) ([]Type, error) {
+		Attrs: []AttrSpec{{"scale", AttrFloat, true}, {"out_dtype", AttrString, false}},
+		Infer: func(in []Type, attrs Attrs) ([]Type, error) {
 			x, b, a, v, idx := in[0], in[1], in[2], in[3], in[4]
-			if err := sameDType("", in[:4]); err != nil {
+			if err := sameDType("", in[1:4]); err != nil {
 				return nil, err
+			}
+			if x.DType != b.DType && !(x.DType == BF16 && b.DType == F32) {
+				return nil, fmt.Errorf("x is %v but B is %v (no implicit casts; only bf16 x with f32 factors, the mixed form)", x.DType, b.DType)
 			}
 			if err := needFloat(0, x); err != nil {
 				return nil, err
@@ -161,7 +196,11 @@ func init() {
 			if int64(v.Shape[0]) > int64(out)*int64(in2) {
 				return nil, fmt.Errorf("%d sparse values do not fit in a %dx%d weight", v.Shape[0], out, in2)
 			}
-			return one(Type{x.DType, append(append([]int(nil), x.Shape[:x.Rank()-1]...), out)}), nil
+			dt, err := productDType(x.DType, attrs)
+			if err != nil {
+				return nil, err
+			}
+			return one(Type{dt, append(append([]int(nil), x.Shape[:x.Rank()-1]...), out)}), nil
 		}})
 
 	for _, r := range []struct{ name, doc string }{

@@ -21,6 +21,18 @@ import (
 // Backward nodes carry the Name of the forward node they differentiate, so
 // kernels and --explain output stay attributable to a module.
 func Gradients(b *ir.Builder, loss string, wrt []string, seed string) (map[string]string, error) {
+	return GradientsSaving(b, loss, wrt, seed, ir.InvalidDType)
+}
+
+// GradientsSaving is Gradients where the backward pass reads every saved
+// activation in the narrower dtype saveAs (bf16-mixed's activations saved for
+// backward in bf16): a forward value that a gradient rule reads — an input or
+// the output of the node it differentiates — is, when it depends on some wrt
+// value, is not one itself and is wider than saveAs, read as
+// Cast(Cast(v, saveAs), v's dtype), one copy per value. The forward pass
+// itself goes on with v; the memory plan keeps only the narrow copy alive
+// into the backward pass. saveAs InvalidDType reads every value as it is.
+func GradientsSaving(b *ir.Builder, loss string, wrt []string, seed string, saveAs ir.DType) (map[string]string, error) {
 	if err := b.Err(); err != nil {
 		return nil, err
 	}
@@ -97,6 +109,25 @@ func Gradients(b *ir.Builder, loss string, wrt []string, seed string) (map[strin
 		grads[loss] = d
 	}
 
+	// read is how a rule reads forward value v: v itself, or its saved copy.
+	isWrt := map[string]bool{}
+	for _, w := range wrt {
+		isWrt[w] = true
+	}
+	saved := map[string]string{}
+	read := func(v string) string {
+		t := b.Type(v)
+		if saveAs == ir.InvalidDType || !fromWrt[v] || isWrt[v] || !t.DType.IsFloat() || t.DType.Size() <= saveAs.Size() {
+			return v
+		}
+		if s, ok := saved[v]; ok {
+			return s
+		}
+		s := b.Op("Cast", ir.Attrs{"to": ir.String(t.DType.String())}, b.Op("Cast", ir.Attrs{"to": ir.String(saveAs.String())}, v))
+		saved[v] = s
+		return s
+	}
+
 	scope := b.Scope
 	defer func() { b.Scope = scope }()
 	for i := len(nodes) - 1; i >= 0; i-- {
@@ -129,7 +160,7 @@ func Gradients(b *ir.Builder, loss string, wrt []string, seed string) (map[strin
 			return nil, fmt.Errorf("graph %q: node %s: op %s has no gradient rule", g.Name, n, n.Op)
 		}
 		b.Scope = n.Name
-		c := &gradCtx{b: b, n: n, need: need}
+		c := &gradCtx{b: b, n: n, need: need, read: read}
 		dx, err := rule(c, dy)
 		if err != nil {
 			return nil, fmt.Errorf("graph %q: gradient of node %s: %w", g.Name, n, err)
@@ -144,6 +175,9 @@ func Gradients(b *ir.Builder, loss string, wrt []string, seed string) (map[strin
 		}
 	}
 	b.Scope = scope
+	if len(saved) > 0 {
+		placeSavedCopies(g, saved)
+	}
 
 	out := make(map[string]string, len(wrt))
 	for _, w := range wrt {
@@ -157,6 +191,45 @@ func Gradients(b *ir.Builder, loss string, wrt []string, seed string) (map[strin
 		return nil, err
 	}
 	return out, nil
+}
+
+// placeSavedCopies moves the narrowing Cast of each saved value (saved maps a
+// forward value to its widened copy) from the backward part, where the rule
+// that read it appended it, to just after the value's producer, so that the
+// wide value can die with its last forward use while the narrow copy lives on.
+// (Saved values are never graph inputs: those are wrt values or constants.)
+func placeSavedCopies(g *ir.Graph, saved map[string]string) {
+	narrow := map[*ir.Node]bool{}
+	after := map[string][]*ir.Node{} // forward value → its narrowing Cast
+	producerOf := map[string]*ir.Node{}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			producerOf[o.Name] = n
+		}
+	}
+	for v, wide := range saved {
+		w := producerOf[wide] // Cast(narrow → wide)
+		if w == nil || len(w.Inputs) != 1 {
+			continue
+		}
+		c := producerOf[w.Inputs[0]] // Cast(v → narrow)
+		if c == nil || len(c.Inputs) != 1 || c.Inputs[0] != v {
+			continue
+		}
+		narrow[c] = true
+		after[v] = append(after[v], c)
+	}
+	nodes := make([]*ir.Node, 0, len(g.Nodes))
+	for _, n := range g.Nodes {
+		if narrow[n] {
+			continue
+		}
+		nodes = append(nodes, n)
+		for _, o := range n.Outputs {
+			nodes = append(nodes, after[o.Name]...)
+		}
+	}
+	g.Nodes = nodes
 }
 
 // seedGradient returns the value used as d(loss): seed itself, seed broadcast to
@@ -183,12 +256,14 @@ type gradCtx struct {
 	b    *ir.Builder
 	n    *ir.Node
 	need []bool
+	read func(v string) string // a forward value as the backward pass reads it (GradientsSaving)
 }
 
-// in returns the name of input i; typ its type; out the node's output.
-func (c *gradCtx) in(i int) string         { return c.n.Inputs[i] }
+// in returns input i as the backward pass reads it; typ a value's type; out
+// the node's output as the backward pass reads it.
+func (c *gradCtx) in(i int) string         { return c.read(c.n.Inputs[i]) }
 func (c *gradCtx) typ(v string) ir.Type    { return c.b.Type(v) }
-func (c *gradCtx) out() string             { return c.n.Outputs[0].Name }
+func (c *gradCtx) out() string             { return c.read(c.n.Outputs[0].Name) }
 func (c *gradCtx) dtype() ir.DType         { return c.n.Outputs[0].Type.DType }
 func (c *gradCtx) scalar(v float64) string { return c.b.Const(v, ir.Type{DType: c.dtype()}) }
 
@@ -260,7 +335,11 @@ func autodiff(s *State) error {
 	for i, p := range params {
 		wrt[i] = p.Name
 	}
-	grads, err := Gradients(b, lossOut.Value, wrt, seed)
+	saveAs := ir.InvalidDType
+	if s.Options.BF16Mixed {
+		saveAs = ir.BF16
+	}
+	grads, err := GradientsSaving(b, lossOut.Value, wrt, seed, saveAs)
 	if err != nil {
 		return err
 	}

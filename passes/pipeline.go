@@ -26,6 +26,7 @@ type Pass struct {
 var Pipeline = []Pass{
 	{Name: "sltrain-fuse", Doc: "rewrite targeted Linear ops into LowRankSparseAdd (W = B·A·scale + S)", Run: sltrainFuse},
 	{Name: "autodiff", Doc: "derive train_step: forward + reverse-mode backward seeded by grad_scale, gradients added to P.grad accumulators", Run: autodiff},
+	{Name: "mixed-precision", Doc: "bf16-mixed only: every matrix product takes bf16-rounded operands and returns f32 (saved activations read from their bf16 copies)", Run: mixedPrecision},
 	{Name: "optimizer", Doc: "build update: global-norm clipping + AdamW (PyTorch 1.13) over the accumulated gradients, accumulators reset", Run: optimizer},
 	{Name: "programs", Doc: "derive eval (loss) and infer (logits) from forward, drop forward, order the graphs", Run: programs},
 	{Name: "fold", Doc: "constant folding: element-wise ops, casts and data movement of uniform Consts become Consts", Run: fold},
@@ -58,6 +59,10 @@ type Options struct {
 	Beta1         float64  // AdamW β1 (exp_avg decay)
 	Beta2         float64  // AdamW β2 (exp_avg_sq decay)
 	Eps           float64  // AdamW ε added to the bias-corrected √v
+	// BF16Mixed is slc's bf16-mixed precision for an f32 model: matrix
+	// products on bf16-rounded operands with f32 results, activations saved
+	// for backward in bf16; parameters, gradients and AdamW stay f32.
+	BF16Mixed bool
 }
 
 // DefaultTargetModules is the seed's rule: every Linear whose module name

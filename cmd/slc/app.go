@@ -58,7 +58,7 @@ func compileCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch (B of input_ids[B,L])"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L])", DefaultText: "256, or the model's max_sequence_length if smaller"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the parameter initialisers"},
-			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32; bf16 (bfloat16) for the seed's pure bf16; f64 for exact references"},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32; bf16 (bfloat16) for the seed's pure bf16; bf16-mixed (f32 model, bf16 matrix-product operands and saved activations); f64 for exact references"},
 			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary, ir (the IR text), llvm (the kernels' optimized LLVM IR) or asm (their assembly)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write `FILE`: .json for IR text, .slir for binary IR, .slc for the compiled artifact (native code + programs)", TakesFile: true},
 		}, append(pipelineFlags(), codegenFlags()...)...),

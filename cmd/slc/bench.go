@@ -58,7 +58,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights and the random tokens"},
-			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "`DTYPE` of the model: float32, or bfloat16 (bf16: the seed's pure bf16, as slc train --dtype bfloat16)"},
+			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "`DTYPE` of the model: float32, bfloat16 (bf16: the seed's pure bf16) or bf16-mixed, as slc train --dtype"},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads, >= 1", DefaultText: "all cores"},
 			&cli.IntFlag{Name: "steps", Value: 5, Usage: "`N` timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
@@ -103,8 +103,9 @@ func bench(c *cli.Context) error {
 	case c.Int("batch-size") < 1 || c.Int("max-length") < 2:
 		return usagef(cmd, "flags --batch-size and --max-length: must be >= 1 and >= 2")
 	}
-	if _, ok := trainDType(c.String("dtype")); !ok {
-		return usagef(cmd, "flag --dtype: %q is not float32 or bfloat16", c.String("dtype"))
+	prec, ok := parsePrecision(c.String("dtype"))
+	if !ok {
+		return usagef(cmd, "flag --dtype: %q is not float32, bfloat16 or bf16-mixed", c.String("dtype"))
 	}
 	baseline := c.String("baseline")
 	if baseline != "none" && baseline != "torch" {
@@ -113,6 +114,9 @@ func bench(c *cli.Context) error {
 	po, err := pipelineOptions(c, cmd)
 	if err != nil {
 		return err
+	}
+	if c.IsSet("dtype") || !isArtifact(model) {
+		po.BF16Mixed = prec.Mixed
 	}
 	if _, err := codegenOptions(c, cmd, nil, nil); err != nil {
 		return err
@@ -370,11 +374,8 @@ func timeProgram(c *cli.Context, model string, p *benchProgram, vocab, steps, wa
 // artifactSettings are an artifact's settings under the names of the flags
 // that would contradict them.
 func artifactSettings(mod *ir.Module, art *artifact.Artifact) map[string]string {
-	dt := mod.Meta["dtype"]
-	if dt == "" {
-		dt = "f32"
-	}
-	have := map[string]string{"peft": "full", "cpu": art.Target.CPU, "dtype": dt}
+	prec, _ := modulePrecision(mod.Meta)
+	have := map[string]string{"peft": "full", "cpu": art.Target.CPU, "dtype": prec.String()}
 	if g := mod.Graph("train_step"); g != nil {
 		if ids := g.Input("input_ids"); ids != nil && ids.Type.Rank() == 2 {
 			have["batch-size"], have["max-length"] = strconv.Itoa(ids.Type.Shape[0]), strconv.Itoa(ids.Type.Shape[1])
@@ -417,7 +418,7 @@ func sameSetting(flag, have string, v any) bool {
 	}
 	s := fmt.Sprint(v)
 	if flag == "dtype" {
-		d, _ := trainDType(s)
+		d, _ := parsePrecision(s)
 		return d.String() == have
 	}
 	if flag == "target-modules" { // a set: the order does not matter
@@ -521,9 +522,6 @@ var torchScript = filepath.Join("tools", "torchref", "bench.py")
 // torchBaseline writes the module's config to a temporary file there.
 const torchConfigArg = "{config}"
 
-// torchDTypes maps slc's element types to bench.py's --dtype.
-var torchDTypes = map[string]string{"": "float32", "f32": "float32", "f64": "float64", "bf16": "bfloat16"}
-
 // projection matches the module names bench.py's model can make SLTrain
 // layers of: the attention and MLP projections.
 var projection = regexp.MustCompile(`^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)$`)
@@ -541,10 +539,14 @@ func torchArgs(mod *ir.Module, threads, steps, warmup int) ([]string, error) {
 	if meta["model_config"] == "" {
 		return nil, usagef("bench", "--baseline torch: the module records no model config (was it built from a LLaMA config?)")
 	}
-	dtype, ok := torchDTypes[meta["dtype"]]
-	if !ok {
-		return nil, usagef("bench", "--baseline torch: the model is %s; tools/torchref/bench.py runs float32, float64 or bfloat16 only", meta["dtype"])
+	prec, ok := modulePrecision(meta)
+	if !ok && meta["dtype"] == "f64" {
+		prec, ok = precision{DType: ir.F64}, true
 	}
+	if !ok {
+		return nil, usagef("bench", "--baseline torch: the model is %s; tools/torchref/bench.py runs float32, float64, bfloat16 or bf16-mixed only", meta["dtype"])
+	}
+	dtype := prec.torchName()
 	shape := g.Input("input_ids").Type.Shape
 	args := []string{torchScript, "--config", torchConfigArg, "--dtype", dtype,
 		"--batch-size", strconv.Itoa(shape[0]), "--max-length", strconv.Itoa(shape[1]),
@@ -683,8 +685,8 @@ func lastLine(b []byte) []byte {
 // defaultBuild reads the model-building flags of slc bench (its --dtype
 // already checked).
 func defaultBuild(c *cli.Context) frontend.Options {
-	d, _ := trainDType(c.String("dtype"))
-	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: d}
+	p, _ := parsePrecision(c.String("dtype"))
+	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: p.DType}
 }
 
 // isTerminal reports whether w is a character device (progress with \r then).

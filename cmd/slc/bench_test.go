@@ -45,7 +45,7 @@ func argValue(argv []string, flag string) string {
 // bench.py's argv comes from the module (metadata and input_ids shape):
 // nothing in it is a flag of slc bench.
 func TestTorchArgsFromModule(t *testing.T) {
-	sl := passOptions("sltrain", 4, 0.125, 12, "q_proj, mlp", 7)
+	sl := passOptions("sltrain", 4, 0.125, 12, "q_proj, mlp", 7, false)
 	argv, err := torchArgs(benchModule(t, 3, 8, sl), 2, 4, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestTorchArgsFromModule(t *testing.T) {
 
 	// Full-rank: no SLTrain settings at all (the flags' defaults of rank etc.
 	// are not the model's).
-	argv, err = torchArgs(benchModule(t, 2, 4, passOptions("full", 128, 0.03, 32, "", 0)), 1, 1, 0)
+	argv, err = torchArgs(benchModule(t, 2, 4, passOptions("full", 128, 0.03, 32, "", 0, false)), 1, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestTorchArgsFromModule(t *testing.T) {
 // A model bench.py cannot build the same is a usage error, not a silent
 // mismatch.
 func TestTorchArgsRefusesWhatBenchPyCannotExpress(t *testing.T) {
-	base := benchModule(t, 2, 4, passOptions("sltrain", 4, 0.03, 32, "", 0))
+	base := benchModule(t, 2, 4, passOptions("sltrain", 4, 0.03, 32, "", 0, false))
 	isUsage := func(err error) bool {
 		var ue *usageError
 		return errors.As(err, &ue)

@@ -58,12 +58,17 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	if o.build.SeqLen <= 0 {
 		return nil, usagef(cmd, "flag --max-length: must be > 0, got %d", o.build.SeqLen)
 	}
-	dt, err := ir.ParseDType(c.String("dtype"))
-	if err != nil {
-		return nil, usagef(cmd, "flag --dtype: %v", err)
-	}
-	if dt != ir.F32 && dt != ir.BF16 && dt != ir.F64 {
-		return nil, usagef(cmd, "flag --dtype: %v is not built (want f32, bf16 or f64)", dt)
+	prec, mixed := parsePrecision(c.String("dtype"))
+	mixed = mixed && prec.Mixed
+	dt := prec.DType
+	if !mixed {
+		var err error
+		if dt, err = ir.ParseDType(c.String("dtype")); err != nil {
+			return nil, usagef(cmd, "flag --dtype: %v (or bf16-mixed)", err)
+		}
+		if dt != ir.F32 && dt != ir.BF16 && dt != ir.F64 {
+			return nil, usagef(cmd, "flag --dtype: %v is not built (want f32, bf16, bf16-mixed or f64)", dt)
+		}
 	}
 	o.build.DType = dt
 	switch o.emit {
@@ -76,9 +81,11 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 			return nil, usagef(cmd, "flag -o %s: %v", o.output, err)
 		}
 	}
+	var err error
 	if o.passes, err = pipelineOptions(c, cmd); err != nil {
 		return nil, err
 	}
+	o.passes.BF16Mixed = mixed
 	if _, err := codegenOptions(c, cmd, nil, nil); err != nil { // checked even when no code is emitted
 		return nil, err
 	}

@@ -47,10 +47,11 @@ func isArtifact(path string) bool {
 	return (len(head) >= 12 && string(head[8:12]) == artifact.FileIdentifier) || (len(head) >= 8 && string(head[4:8]) == artifact.FileIdentifier)
 }
 
-// passOptions are the pipeline options of a run's SLTrain settings.
-func passOptions(peft string, rank int, spRatio, alpha float64, targets string, seed uint64) passes.Options {
+// passOptions are the pipeline options of a run's SLTrain settings and
+// precision.
+func passOptions(peft string, rank int, spRatio, alpha float64, targets string, seed uint64, mixed bool) passes.Options {
 	o := passes.DefaultOptions()
-	o.PEFT, o.Rank, o.SpRatio, o.LoraAlpha, o.Seed = peft, rank, spRatio, alpha, seed
+	o.PEFT, o.Rank, o.SpRatio, o.LoraAlpha, o.Seed, o.BF16Mixed = peft, rank, spRatio, alpha, seed, mixed
 	for _, t := range strings.Split(targets, ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			o.TargetModules = append(o.TargetModules, t)
@@ -95,8 +96,8 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 	}
 	return &modelSpec{
 		path: path, kind: kind, config: cfg,
-		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: settingsDType(s)},
-		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed),
+		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: settingsPrecision(s).DType},
+		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, settingsPrecision(s).Mixed),
 		codegen: co,
 	}, nil
 }
@@ -122,15 +123,13 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 		return nil, fmt.Errorf("%s: the artifact has no train_step, update and eval programs (compile the model with the whole pipeline)", path)
 	}
 	shape := g.Input("input_ids").Type.Shape
-	artDType := meta["dtype"]
-	if artDType == "" {
-		artDType = "f32"
+	prec, ok := modulePrecision(meta)
+	if !ok {
+		return nil, fmt.Errorf("%s: the artifact is compiled for %s; slc train trains f32, bf16 and bf16-mixed models", path, meta["dtype"])
 	}
-	if _, ok := trainDType(artDType); !ok {
-		return nil, fmt.Errorf("%s: the artifact is compiled for %s; slc train trains f32 and bf16 models", path, artDType)
-	}
+	artDType := prec.String()
 	if c.IsSet("dtype") {
-		if d, _ := trainDType(c.String("dtype")); d.String() != artDType {
+		if d, _ := parsePrecision(c.String("dtype")); d != prec {
 			return nil, usagef("train", "flag --dtype: %s is a compiled %s artifact; its dtype is fixed (give the config to compile it anew)", path, artDType)
 		}
 	}
@@ -180,7 +179,13 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 	if v, ok := args["seed"].(float64); ok && v >= 0 {
 		seed = uint64(v)
 	}
-	po := passOptions("full", 1, 0, 1, "", seed)
+	prec := precision{DType: ir.F32}
+	if v, ok := args["dtype"].(string); ok {
+		if prec, ok = parsePrecision(v); !ok {
+			return nil, fmt.Errorf("%s: the checkpoint's dtype %q is not one slc trains (float32, bfloat16 or bf16-mixed)", path, v)
+		}
+	}
+	po := passOptions("full", 1, 0, 1, "", seed, prec.Mixed)
 	if sl != nil {
 		r, _ := sl["r"].(float64)
 		sp, _ := sl["sp_ratio"].(float64)
@@ -193,18 +198,11 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 				}
 			}
 		}
-		po = passOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed)
-	}
-	dt := ir.F32
-	if v, ok := args["dtype"].(string); ok {
-		var ok bool
-		if dt, ok = trainDType(v); !ok {
-			return nil, fmt.Errorf("%s: the checkpoint's dtype %q is not one slc trains (float32 or bfloat16)", path, v)
-		}
+		po = passOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed, prec.Mixed)
 	}
 	return &modelSpec{
 		path: path, kind: "checkpoint", config: cfg,
-		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: dt},
+		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: prec.DType},
 		passes: po,
 	}, nil
 }
@@ -237,9 +235,9 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 	return rt, nil
 }
 
-// settingsDType is the model dtype of checked settings (trainFlags or an
-// artifact set it to f32 or bf16).
-func settingsDType(s *trainSettings) ir.DType {
-	d, _ := trainDType(s.DType)
-	return d
+// settingsPrecision is the precision of checked settings (trainFlags or an
+// artifact set it to f32, bf16 or bf16-mixed).
+func settingsPrecision(s *trainSettings) precision {
+	p, _ := parsePrecision(s.DType)
+	return p
 }

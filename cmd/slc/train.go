@@ -97,7 +97,7 @@ func trainCommand() *cli.Command {
 			&cli.BoolFlag{Name: "overwrite", Usage: "start afresh in a --save-dir that holds checkpoints of another run, replacing them"},
 			&cli.StringFlag{Name: "continue-from", Aliases: []string{"continue_from"}, Usage: "resume from checkpoint `DIR` (a checkpoint-<step> directory, or a save dir: its latest)", TakesFile: true},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights, the sparse supports and the data order"},
-			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "`DTYPE` of training: float32, or bfloat16 (bf16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16)"},
+			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: dtypeHelp},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
 			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order)"},
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
@@ -170,17 +170,69 @@ var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "se
 // checkpoint's cpu stays a record.
 var machineLocal = []string{"cpu"}
 
-// trainDType reads a training --dtype (the seed's spellings and slc's): f32
-// or bf16.
-func trainDType(s string) (ir.DType, bool) {
+// precision is how a model trains: its dtype (parameters, gradients,
+// AdamW's moments, activations) and whether it is bf16-mixed (an f32 model
+// whose matrix products take bf16 operands and whose saved activations are
+// bf16; passes.Options.BF16Mixed).
+type precision struct {
+	DType ir.DType
+	Mixed bool
+}
+
+// String is the precision's name in checkpoints and messages: f32, bf16 or
+// bf16-mixed.
+func (p precision) String() string {
+	if p.Mixed {
+		return "bf16-mixed"
+	}
+	return p.DType.String()
+}
+
+// torchName is the precision's --dtype spelling in the seed's and
+// torchref's command lines.
+func (p precision) torchName() string {
+	switch {
+	case p.Mixed:
+		return "bf16-mixed"
+	case p.DType == ir.BF16:
+		return "bfloat16"
+	case p.DType == ir.F64:
+		return "float64"
+	}
+	return "float32"
+}
+
+// parsePrecision reads a training --dtype (the seed's spellings and
+// slc's): f32, bf16, or bf16-mixed (PyTorch Lightning's name for the same
+// idea).
+func parsePrecision(s string) (precision, bool) {
 	switch strings.ToLower(s) {
 	case "f32", "float32", "fp32", "float":
-		return ir.F32, true
+		return precision{DType: ir.F32}, true
 	case "bf16", "bfloat16":
-		return ir.BF16, true
+		return precision{DType: ir.BF16}, true
+	case "bf16-mixed", "mixed":
+		return precision{DType: ir.F32, Mixed: true}, true
 	}
-	return ir.InvalidDType, false
+	return precision{}, false
 }
+
+// modulePrecision is the precision a compiled module records in its
+// metadata ("dtype" from the frontend, "precision" from mixed-precision).
+func modulePrecision(meta map[string]string) (precision, bool) {
+	if meta["precision"] == "bf16-mixed" {
+		return precision{DType: ir.F32, Mixed: true}, meta["dtype"] == "f32"
+	}
+	dt := meta["dtype"]
+	if dt == "" {
+		dt = "f32"
+	}
+	return parsePrecision(dt)
+}
+
+// dtypeHelp is the --dtype help of train and bench.
+const dtypeHelp = "`DTYPE` of training: float32; bfloat16 (bf16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16); " +
+	"or bf16-mixed: f32 parameters, gradients and AdamW, matrix products on bf16 operands (f32 sums and results), activations saved for backward in bf16"
 
 // args returns the settings as the checkpoint's args map.
 func (s *trainSettings) args() map[string]any {
@@ -237,11 +289,11 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	s.TargetModules, s.Lowering, s.CPU, s.Init = c.String("target-modules"), c.String("sltrain-lowering"), c.String("cpu"), c.String("init")
 	s.Metrics, s.Threads = c.String("metrics"), r.threads
 	r.lengthSet = c.IsSet("max-length")
-	dt, ok := trainDType(s.DType)
+	prec, ok := parsePrecision(s.DType)
 	if !ok {
-		return nil, usagef(cmd, "flag --dtype: %q is not float32 or bfloat16 (f16, f64 and a bf16 mixed mode are not built for training)", s.DType)
+		return nil, usagef(cmd, "flag --dtype: %q is not float32, bfloat16 or bf16-mixed (f16 and f64 are not built for training)", s.DType)
 	}
-	s.DType = dt.String()
+	s.DType = prec.String()
 
 	switch {
 	case c.NArg() == 0 && c.IsSet("model-config"):
@@ -289,8 +341,9 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 		if len(changed) > 0 {
 			hint := ""
 			if c.IsSet("dtype") && s.DType != saved.DType {
+				want, _ := parsePrecision(s.DType)
 				hint = fmt.Sprintf("; to train on in %s, export the weights (slc export %s -o DIR --format sltrain --dtype %s) and start a new run with --init DIR/model.safetensors (AdamW's moments start afresh)",
-					s.DType, dir, map[string]string{"f32": "float32", "bf16": "bfloat16"}[s.DType])
+					s.DType, dir, map[bool]string{false: want.torchName(), true: "float32"}[want.Mixed])
 			}
 			return nil, usagef(cmd, "--continue-from resumes the same run; these differ: %s%s", strings.Join(changed, ", "), hint)
 		}

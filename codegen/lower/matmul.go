@@ -285,6 +285,9 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
 	y := g.Outputs[0].Type
 
+	if x.DType == ir.BF16 && B.DType == ir.F32 {
+		return e.lowRankSparseAddMixed(name, g, l, mode, lowRank)
+	}
 	// W and the rank-r bottleneck stay f32 (the GEMMs accumulate in f32), so
 	// a bf16 y is rounded once, as the interpreter rounds the op's result.
 	if mode == "merged" {
@@ -435,6 +438,174 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		}
 		l.Calls = append(l.Calls, Call{rName, []Arg{accArg, yArg}})
 	}
+	return l, nil
+}
+
+// lowRankSparseAddMixed lowers the op's mixed form (bf16 x, f32 factors,
+// bf16-mixed), every GEMM on vdpbf16ps where the target has it:
+//
+// merged (four calls): Bb = b(B), Ab = b(A·scale) into bf16 temps; W = Bb·Ab
+// in f32; W.flat[index] += values, then each thread rounds its rows of W into
+// a bf16 Wb; y = x·Wbᵀ. This is the op's definition to the rounding.
+//
+// factored (three or four calls): Ab = b(A·scale); T = x·Abᵀ in f32;
+// y = T·Bᵀ with T and B in f32; y += x·Sᵀ. It rounds x and A·scale only —
+// T, B and S enter in f32 — so it is the more accurate of the two, as the
+// f32 factored lowering differs from merged in its summation order.
+func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode string, lowRank bool) (*Lowering, error) {
+	n := g.Nodes[0]
+	x, B, A, v, idx, y := g.Inputs[0].Type, g.Inputs[1].Type, g.Inputs[2].Type, g.Inputs[3].Type, g.Inputs[4].Type, g.Outputs[0].Type
+	scale := float32(n.Attrs.GetFloat("scale", 0))
+	rows := numel(x.Shape[:x.Rank()-1])
+	out, r, in := int64(B.Shape[0]), int64(B.Shape[1]), int64(A.Shape[1])
+	nnz := int64(v.Shape[0])
+	in0, in1, in2, in3, in4, yArg := Arg{ArgInput, 0}, Arg{ArgInput, 1}, Arg{ArgInput, 2}, Arg{ArgInput, 3}, Arg{ArgInput, 4}, Arg{ArgOutput, 0}
+	temp := func(i int) Arg { return Arg{ArgTemp, i} }
+	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
+	f32, bf16 := e.f32, e.bf16
+	if y.DType != ir.F32 {
+		return nil, fmt.Errorf("LowRankSparseAdd's mixed form returns f32 here, not %v", y)
+	}
+	gemmCall := func(kname string, spec cpu.GEMM, a, b, c ir.Type, args []Arg) error {
+		kern, f, err := e.gemm(spec)
+		if err != nil {
+			return err
+		}
+		l.ScratchBytes = max(l.ScratchBytes, kern.ScratchBytes)
+		err = e.kernel(kname, []param{buf(a, true), buf(b, true), buf(c, false)}, func(k *kfn) error {
+			k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+			return nil
+		})
+		if err == nil {
+			l.Calls = append(l.Calls, Call{kname, args})
+		}
+		return err
+	}
+	// roundFactors defines the kernel writing b(A·scale) (and b(B) when bb
+	// is set) into bf16 temps; its call's args are A, ab (and B, bb).
+	roundFactors := func(ab Arg, bb *Arg) error {
+		cname := name + "_c"
+		Ab, Bb := ir.T(ir.BF16, int(r), int(in)), ir.T(ir.BF16, int(out), int(r))
+		params := []param{buf(A, true), buf(Ab, false)}
+		args := []Arg{in2, ab}
+		if bb != nil {
+			params = append(params, buf(B, true), buf(Bb, false))
+			args = append(args, in1, *bb)
+		}
+		err := e.kernel(cname, params, func(k *kfn) error {
+			s, en := k.share(r*in, 16)
+			sc := llvm.ConstFloat(f32, float64(scale))
+			k.loop(s, en, func(i llvm.Value) { k.storeAt(k.b.FMul(k.loadAt(f32, k.p[0], i), sc, ""), bf16, k.p[1], i) })
+			if bb != nil {
+				s, en := k.share(out*r, 16)
+				k.loop(s, en, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[2], i), bf16, k.p[3], i) })
+			}
+			return nil
+		})
+		if err == nil {
+			l.Calls = append(l.Calls, Call{cname, args})
+		}
+		return err
+	}
+
+	if mode == "merged" {
+		W, Wb := ir.T(ir.F32, int(out), int(in)), ir.T(ir.BF16, int(out), int(in))
+		Ab, Bb := ir.T(ir.BF16, int(r), int(in)), ir.T(ir.BF16, int(out), int(r))
+		l.Temps = []ir.Type{W, Wb, Ab, Bb}
+		// 1. W = b(B)·b(A·scale), or 0.
+		if lowRank {
+			bb := temp(3)
+			if err := roundFactors(temp(2), &bb); err != nil {
+				return nil, err
+			}
+			spec := cpu.GEMM{M: int(out), N: int(in), K: int(r), Alpha: 1, ElemA: cpu.BF16, ElemB: cpu.BF16}
+			if err := gemmCall(name+"_w", spec, Bb, Ab, W, []Arg{temp(3), temp(2), temp(0)}); err != nil {
+				return nil, err
+			}
+		} else {
+			err := e.kernel(name+"_w", []param{buf(W, false)}, func(k *kfn) error {
+				k.zeroFill(k.p[0], out*in)
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			l.Calls = append(l.Calls, Call{name + "_w", []Arg{temp(0)}})
+		}
+		// 2. W.flat[index[j]] += values[j] and Wb = b(W), threads by rows of W.
+		sName := name + "_s"
+		vt, _ := e.storageType(v.DType)
+		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false), buf(Wb, false)}, func(k *kfn) error {
+			r0, r1 := k.share(out, 1)
+			lo, hi := k.mulc(r0, in), k.mulc(r1, in)
+			var ferr error
+			k.loopN(nnz, func(j llvm.Value) {
+				p, err := k.loadIndex(idx.DType, k.p[1], j)
+				if err != nil {
+					ferr = err
+					return
+				}
+				k.when(k.inRange(p, lo, hi), func() {
+					w := k.at(f32, k.p[2], p)
+					k.store(k.b.FAdd(k.load(f32, w), k.loadAt(vt, k.p[0], j), ""), f32, w)
+				})
+			})
+			k.loop(lo, hi, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[2], i), bf16, k.p[3], i) })
+			return ferr
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{sName, []Arg{in3, in4, temp(0), temp(1)}})
+		// 3. y = x·Wbᵀ.
+		if in == 0 {
+			err = e.kernel(name+"_y", []param{buf(y, false)}, func(k *kfn) error {
+				k.zeroBytes(k.p[0], y.Bytes())
+				return nil
+			})
+			if err == nil {
+				l.Calls = append(l.Calls, Call{name + "_y", []Arg{yArg}})
+			}
+			return l, err
+		}
+		spec := cpu.GEMM{M: int(rows), N: int(out), K: int(in), TransB: true, Alpha: 1, ElemA: cpu.BF16, ElemB: cpu.BF16}
+		return l, gemmCall(name+"_y", spec, x, Wb, y, []Arg{in0, temp(1), yArg})
+	}
+
+	// factored
+	T, Ab := ir.T(ir.F32, int(rows), int(max(r, 1))), ir.T(ir.BF16, int(max(r, 1)), int(in))
+	l.Temps = []ir.Type{T, Ab}
+	if lowRank {
+		if err := roundFactors(temp(1), nil); err != nil {
+			return nil, err
+		}
+		spec := cpu.GEMM{M: int(rows), N: int(r), K: int(in), TransB: true, Alpha: 1, ElemA: cpu.BF16, ElemB: cpu.BF16}
+		if err := gemmCall(name+"_t", spec, x, Ab, T, []Arg{in0, temp(1), temp(0)}); err != nil {
+			return nil, err
+		}
+		spec = cpu.GEMM{M: int(rows), N: int(out), K: int(r), TransB: true, Alpha: 1}
+		if err := gemmCall(name+"_y", spec, T, B, y, []Arg{temp(0), in1, yArg}); err != nil {
+			return nil, err
+		}
+	} else {
+		err := e.kernel(name+"_y", []param{buf(y, false)}, func(k *kfn) error {
+			k.zeroBytes(k.p[0], y.Bytes())
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{name + "_y", []Arg{yArg}})
+	}
+	if in*nnz == 0 {
+		return l, nil
+	}
+	kern, err := e.sparseProduct(name+"_s", x, v, idx, y, rows, in, out, nnz)
+	if err != nil {
+		return nil, err
+	}
+	l.ScratchBytes = max(l.ScratchBytes, kern)
+	l.Calls = append(l.Calls, Call{name + "_s", []Arg{in0, in3, in4, yArg}})
 	return l, nil
 }
 

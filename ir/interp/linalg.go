@@ -88,26 +88,52 @@ func linear(x *Tensor, wf []float64, out int, t ir.Type) *Tensor {
 // S.flat[index[j]] += values[j] (the support is distinct, so this is the Doc's
 // assignment; accumulating keeps the backward dS = dW[index] exact even for a
 // repeated index), then y = x·Wᵀ. An index outside [0, out·in) is an error.
+//
+// The mixed form (bf16 x, f32 factors) rounds where the op's Doc says: B
+// and A·scale (an f32 product) to bf16, the W they make and W + S to f32
+// (the kernels keep W in f32), then W to bf16 for x·Wᵀ.
 func lowRankSparseAddKernel(n *ir.Node, in []*Tensor, t ir.Type) (*Tensor, error) {
 	x, B, A, vals, idx := in[0], in[1], in[2], in[3], in[4]
 	scale := n.Attrs.GetFloat("scale", 0)
 	out, r := B.Type.Shape[0], B.Type.Shape[1]
 	nIn := A.Type.Shape[1]
+	mixed := x.Type.DType == ir.BF16 && B.Type.DType != ir.BF16
+	b, as := B.F, make([]float64, len(A.F))
+	for i, v := range A.F {
+		as[i] = v * scale
+	}
+	if mixed {
+		b = make([]float64, len(B.F))
+		for i, v := range B.F {
+			b[i] = roundBF16(v)
+		}
+		for i, v := range as {
+			as[i] = roundBF16(RoundTo(ir.F32, v))
+		}
+	}
 	w := make([]float64, out*nIn)
 	for o := 0; o < out; o++ {
 		for i := 0; i < nIn; i++ {
 			var s float64
 			for k := 0; k < r; k++ {
-				s += B.F[o*r+k] * (A.F[k*nIn+i] * scale)
+				s += b[o*r+k] * as[k*nIn+i]
 			}
 			w[o*nIn+i] = s
 		}
+	}
+	if mixed {
+		roundSlice(ir.F32, w)
 	}
 	for j, p := range idx.I {
 		if p < 0 || p >= int64(len(w)) {
 			return nil, fmt.Errorf("sparse index[%d] = %d is outside the %dx%d weight", j, p, out, nIn)
 		}
 		w[p] += vals.F[j]
+	}
+	if mixed {
+		for i, v := range w {
+			w[i] = roundBF16(RoundTo(ir.F32, v))
+		}
 	}
 	return linear(x, w, out, t), nil
 }

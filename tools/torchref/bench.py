@@ -76,7 +76,7 @@ def main(argv=None):
     a("--lora-alpha", "--lora_alpha", type=float, default=32.0)
     a("--target-modules", "--target_modules", default=None,
       help="comma-separated names: SLTrain layers for the projections whose module name contains one (default attn,attention,mlp)")
-    a("--dtype", choices=("float32", "float64", "bfloat16"), default="float32", help="the model's dtype (bfloat16: built in float32 and initialised, then model.to(torch.bfloat16), as the seed's --dtype bfloat16; PyTorch's own bf16 CPU kernels and AdamW)")
+    a("--dtype", choices=("float32", "float64", "bfloat16", "bf16-mixed"), default="float32", help="the model's dtype (bfloat16: built in float32 and initialised, then model.to(torch.bfloat16), as the seed's --dtype bfloat16; PyTorch's own bf16 CPU kernels and AdamW; bf16-mixed: a float32 model whose forward pass runs under torch.autocast('cpu', dtype=torch.bfloat16), PyTorch's own mixed precision, the baseline of slc's bf16-mixed)")
     a("--batch-size", "--batch_size", type=int, default=8)
     a("--max-length", "--max_length", type=int, default=256)
     a("--threads", type=int, default=2)
@@ -109,7 +109,7 @@ def main(argv=None):
     if targets is not None:
         # model.py's projections consult this module-level rule as they are built.
         torchref.TARGET_KEYS = targets
-    dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.float32}[args.dtype]
+    dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.float32, "bf16-mixed": torch.float32}[args.dtype]
     torch.set_num_threads(args.threads)
     try:
         cfg = LlamaConfig.from_json(args.config)
@@ -131,7 +131,11 @@ def main(argv=None):
     for i in range(args.warmup + args.steps):
         ids = torch.randint(0, cfg.vocab_size, (args.batch_size, args.max_length), generator=gen)
         c0, t0 = time.process_time(), time.perf_counter()
-        loss = model(ids)
+        if args.dtype == "bf16-mixed":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(ids)
+        else:
+            loss = model(ids)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
