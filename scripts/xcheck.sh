@@ -33,8 +33,11 @@ status=0
 # (--dtype bfloat16): slc and torchref's bf16 mode both start from the init
 # rounded to bf16 and are judged against a float64 run of that rounded init
 # (scripts/xcheck_compare.py --dtype bfloat16: slc's error within 4× PyTorch
-# bf16's own).
-for c in full:cosine:float32 sltrain:cosine:float32 sltrain:linear:float32 full:cosine:bfloat16 sltrain:cosine:bfloat16; do
+# bf16's own). The bf16-mixed cases are slc's mixed precision against
+# torchref's (tools/torchref/precision.py), both judged against the plain
+# float64 run. XCHECK_CASES="…" runs only the cases listed.
+cases=${XCHECK_CASES:-full:cosine:float32 sltrain:cosine:float32 sltrain:linear:float32 full:cosine:bfloat16 sltrain:cosine:bfloat16 full:cosine:bf16-mixed sltrain:cosine:bf16-mixed}
+for c in $cases; do
 	peft=${c%%:*} rest=${c#*:}
 	sched=${rest%%:*} dtype=${rest#*:}
 	sl=(--peft "$peft")
@@ -58,15 +61,17 @@ for c in full:cosine:float32 sltrain:cosine:float32 sltrain:linear:float32 full:
 		--save-dir "$d/slc" --metrics "$d/slc.jsonl" >/dev/null
 	final=$(ls -d "$d"/slc/checkpoint-* 2>/dev/null | tail -n 1)
 	[ -n "$final" ] || final="$d/slc/latest"
-	if [ "$dtype" = bfloat16 ]; then
-		"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" --dtype bfloat16 \
+	if [ "$dtype" != float32 ]; then
+		round=()
+		[ "$dtype" = bfloat16 ] && round=(--round-init bf16)
+		"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" --dtype "$dtype" \
 			--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
 			--out "$d/torch.safetensors" --metrics "$d/torch.jsonl"
-		"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" --dtype float64 --round-init bf16 \
+		"$py" tools/torchref/train.py --config "$cfg" "${run[@]}" --dtype float64 "${round[@]}" \
 			--init "$init/model.safetensors" --tokens "$work/tokens.npy" --threads 2 \
 			--out "$d/torch64.safetensors" --metrics "$d/torch64.jsonl"
-		echo "xcheck $peft --scheduler $sched --dtype bfloat16:"
-		"$py" scripts/xcheck_compare.py --dtype bfloat16 --weight-decay 0.1 "$d/slc.jsonl" "$d/torch.jsonl" \
+		echo "xcheck $peft --scheduler $sched --dtype $dtype:"
+		"$py" scripts/xcheck_compare.py --dtype "$dtype" --weight-decay 0.1 "$d/slc.jsonl" "$d/torch.jsonl" \
 			"$final/model.safetensors" "$d/torch.safetensors" "$d/torch64.safetensors" "$d/torch64.jsonl" || status=1
 		continue
 	fi
