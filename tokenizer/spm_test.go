@@ -62,10 +62,11 @@ func needSentencePiece(t testing.TB) {
 }
 
 // runReference runs spm_reference.py on a model and a text file.
-func runReference(t testing.TB, model, text string) *reference {
+// decodes is the number of random id sequences to decode.
+func runReference(t testing.TB, model, text, decodes string) *reference {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "ref.json")
-	cmd := exec.Command(refPython, "testdata/spm_reference.py", model, text, out)
+	cmd := exec.Command(refPython, "testdata/spm_reference.py", model, text, out, decodes)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("spm_reference.py %s: %v\n%s", model, err, b)
 	}
@@ -182,7 +183,7 @@ var invalidUTF8 = []string{
 }
 
 // testText is the text every trained model is checked on: the Unicode sample,
-// the invalid lines and the whole Shakespeare corpus.
+// the invalid lines, the whole Shakespeare corpus and ten long lines made of it.
 func testText(t testing.TB) []byte {
 	t.Helper()
 	uni, err := os.ReadFile("testdata/unicode.txt")
@@ -198,6 +199,12 @@ func testText(t testing.TB) []byte {
 	b.WriteString(strings.Join(invalidUTF8, "\n"))
 	b.WriteByte('\n')
 	b.Write(shake)
+	// Long lines: a few hundred Shakespeare lines joined into one.
+	sl := bytes.Split(shake, []byte("\n"))
+	for i := 0; i+300 <= len(sl) && i < 3000; i += 300 {
+		b.WriteByte('\n')
+		b.Write(bytes.Join(sl[i:i+300], []byte("  ")))
+	}
 	return b.Bytes()
 }
 
@@ -232,6 +239,8 @@ var spmCases = []spmCase{
 	{name: "unigram_suffix_bytes", flags: []string{"--model_type=unigram", "--vocab_size=500", "--treat_whitespace_as_suffix=true", "--byte_fallback=true"}},
 	{name: "bpe_unused", flags: []string{"--model_type=bpe", "--vocab_size=600"},
 		unused: func(p string, id int) bool { return id%5 == 0 && len([]rune(p)) > 1 }},
+	{name: "bpe_rules", flags: []string{"--model_type=bpe", "--vocab_size=400", "--byte_fallback=true",
+		"--normalization_rule_tsv=testdata/norm_rules.tsv", "--denormalization_rule_tsv=testdata/denorm_rules.tsv"}},
 	{name: "unigram_unused", flags: []string{"--model_type=unigram", "--vocab_size=600"},
 		unused: func(p string, id int) bool { return id%5 == 0 && len([]rune(p)) > 1 }},
 }
@@ -264,7 +273,7 @@ func TestMatchesSentencePiece(t *testing.T) {
 			if c.unused != nil {
 				markUnused(t, model, c.unused)
 			}
-			ref := runReference(t, model, text)
+			ref := runReference(t, model, text, "2000")
 			m, err := Load(model)
 			if err != nil {
 				t.Fatal(err)
@@ -329,5 +338,78 @@ func markUnused(t testing.TB, path string, pick func(piece string, id int) bool)
 	}
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// committed are the models kept in testdata, with reference output from
+// python3-sentencepiece in testdata/NAME.ref.json, so that parsing, the
+// charsmap, both encoders and decoding are checked without SentencePiece.
+var committed = []spmCase{
+	{name: "bpe_rules", flags: []string{"--model_type=bpe", "--vocab_size=400", "--byte_fallback=true",
+		"--normalization_rule_tsv=testdata/norm_rules.tsv", "--denormalization_rule_tsv=testdata/denorm_rules.tsv"}},
+	{name: "unigram_identity", unicode: true, flags: []string{"--model_type=unigram", "--vocab_size=400",
+		"--normalization_rule_name=identity", "--user_defined_symbols=<sep>,ing", "--control_symbols=<ctl>"}},
+}
+
+// goldenText is testText cut to its first 400 lines (the Unicode sample and 347 lines of Shakespeare), to keep
+// the committed reference files small.
+func goldenText(t testing.TB) []byte {
+	b := testText(t)
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	return bytes.Join(lines[:min(len(lines), 400)], nil)
+}
+
+func TestCommittedModels(t *testing.T) {
+	text := goldenText(t)
+	if *update {
+		needSentencePiece(t)
+		dir := t.TempDir()
+		textFile := filepath.Join(dir, "text.txt")
+		if err := os.WriteFile(textFile, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		uni, err := os.ReadFile("testdata/unicode.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		trainUni := filepath.Join(dir, "train_unicode.txt")
+		if err := os.WriteFile(trainUni, bytes.Repeat(uni, 20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range committed {
+			path := "testdata/" + c.name + ".model"
+			if _, err := os.Stat(path); err != nil {
+				// Only a missing model is trained anew: the example outputs
+				// depend on the committed ones.
+				input := "../testdata/tinyshakespeare.txt"
+				if c.unicode {
+					input += "," + trainUni
+				}
+				b, err := os.ReadFile(trainModel(t, c.flags, input))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ref := runReference(t, path, textFile, "500")
+			j, err := json.Marshal(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile("testdata/"+c.name+".ref.json", append(j, '\n'), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, c := range committed {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := Load("testdata/" + c.name + ".model")
+			if err != nil {
+				t.Fatal(err)
+			}
+			compare(t, m, readReference(t, "testdata/"+c.name+".ref.json"), text)
+		})
 	}
 }

@@ -2,7 +2,7 @@
 tests to compare against: the vocabulary, the special ids, the ids and
 decoded text of every line, and the decoded text of random id sequences.
 
-usage: /usr/bin/python3 spm_reference.py MODEL TEXT OUT.json
+usage: /usr/bin/python3 spm_reference.py MODEL TEXT OUT.json NUM_DECODES
 
 Lines are split on b"\\n" only and passed to SentencePiece as bytes, so a line
 with invalid UTF-8 is encoded as SentencePiece encodes it.
@@ -15,7 +15,7 @@ import sentencepiece as spm
 
 
 def main():
-    model, text, out = sys.argv[1:4]
+    model, text, out, num_decodes = sys.argv[1:5]
     sp = spm.SentencePieceProcessor(model_file=model)
     n = sp.get_piece_size()
     ref = {
@@ -42,7 +42,7 @@ def main():
     special += [i for i in range(n) if ref["pieces"][i].startswith("\u2581")][:50]
     rng = random.Random(1)
     seqs = []
-    for _ in range(2000):
+    for _ in range(int(num_decodes)):
         k = rng.randint(0, 8)
         seqs.append([rng.choice(special) if rng.random() < 0.6 else rng.randrange(n)
                      for _ in range(k)])
