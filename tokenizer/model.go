@@ -8,6 +8,7 @@
 package tokenizer
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -62,7 +63,7 @@ func Parse(b []byte) (*Model, error) {
 		return nil, fmt.Errorf("malformed model: %w", err)
 	}
 	if len(p.pieces) == 0 {
-		return nil, errEmpty
+		return nil, errors.New("no pieces (not a SentencePiece model?)")
 	}
 	if len(p.pieces) > math.MaxInt32 {
 		return nil, fmt.Errorf("too many pieces: %d", len(p.pieces))
@@ -79,8 +80,10 @@ func Parse(b []byte) (*Model, error) {
 	case modelUnigram:
 	case modelBPE:
 		m.bpe = true
-	case modelWord, modelChar:
-		return nil, fmt.Errorf("model_type %s is not supported (only unigram and bpe)", map[int32]string{modelWord: "WORD", modelChar: "CHAR"}[p.trainer.modelType])
+	case modelWord:
+		return nil, errors.New("model_type WORD is not supported (only UNIGRAM and BPE)")
+	case modelChar:
+		return nil, errors.New("model_type CHAR is not supported (only UNIGRAM and BPE)")
 	default:
 		return nil, fmt.Errorf("unknown model_type %d", p.trainer.modelType)
 	}

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"errors"
 	"fmt"
 	"math"
 
@@ -60,12 +59,12 @@ type modelProto struct {
 	denorm  *normalizerProto // nil when the model has no denormalizer_spec
 }
 
-// fieldFunc is called for each field of a message; it returns the number of
-// bytes of b it consumed, or a negative protowire error code.
+// fieldFunc is called for each field of a message with the bytes after the
+// tag; it returns how many of them the field's value took, or 0 to have the
+// field skipped (an unknown field, or a known one of an unexpected wire type).
 type fieldFunc func(num protowire.Number, typ protowire.Type, b []byte) (int, error)
 
-// walk calls f for every field of the message b. Fields f does not consume
-// (it returns 0) are skipped like unknown fields.
+// walk calls f for every field of the message b.
 func walk(b []byte, f fieldFunc) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -278,5 +277,3 @@ func (s *normalizerProto) field(num protowire.Number, typ protowire.Type, b []by
 	}
 	return 0, nil
 }
-
-var errEmpty = errors.New("no pieces (not a SentencePiece model?)")

@@ -241,6 +241,8 @@ var spmCases = []spmCase{
 		unused: func(p string, id int) bool { return id%5 == 0 && len([]rune(p)) > 1 }},
 	{name: "bpe_rules", flags: []string{"--model_type=bpe", "--vocab_size=400", "--byte_fallback=true",
 		"--normalization_rule_tsv=testdata/norm_rules.tsv", "--denormalization_rule_tsv=testdata/denorm_rules.tsv"}},
+	{name: "unigram_8k", flags: []string{"--model_type=unigram", "--vocab_size=8000"}},
+	{name: "bpe_8k_unicode", unicode: true, flags: []string{"--model_type=bpe", "--vocab_size=8000", "--character_coverage=1.0"}},
 	{name: "unigram_unused", flags: []string{"--model_type=unigram", "--vocab_size=600"},
 		unused: func(p string, id int) bool { return id%5 == 0 && len([]rune(p)) > 1 }},
 }
