@@ -420,7 +420,8 @@ func TestSLTrainLowerings(t *testing.T) {
 
 // TestMixedProducts runs bf16-mixed's matrix products against the
 // interpreter: MatMul and Linear of bf16 operands with an f32 out_dtype, and
-// LowRankSparseAdd's mixed form (bf16 x, f32 factors) in both lowerings, on
+// LowRankSparseAdd's mixed form (bf16 x, f32 factors) in both lowerings, and
+// the loss gradient of bf16 logits with an f32 dloss, on
 // this host and for a target without AVX-512 (the fallback widens bf16 to f32).
 // The products are exact in f32 and only the summation order differs, but
 // merged and factored round different things (see lowRankSparseAddMixed):
@@ -441,6 +442,11 @@ func TestMixedProducts(t *testing.T) {
 		b.Output("batched", mm(b, bf(b, "a4", 2, 3, 4, 33), bf(b, "b4", 2, 3, 33, 6), 0, 0))
 		b.Output("linear", b.Op("Linear", outF32, bf(b, "x", 2, 3, 35), bf(b, "w", 17, 35)))
 	}}
+	// The loss gradient from saved bf16 logits, f32 dloss and result (rows
+	// long enough for the vector loop and a tail).
+	ceGrad := opCase{name: "mixed_ce_grad", normwise: true, gens: map[string]gen{"labels": {kind: "idx", n: 37}}, build: func(b *ir.Builder) {
+		b.Output("dlogits", b.Op("SoftmaxCrossEntropyGrad", nil, bf(b, "logits", 5, 37), i64(b, "labels", 5), f32(b, "dloss", 5)))
+	}}
 	lrsa := func(mode string) opCase {
 		return opCase{name: "mixed_lrsa_" + mode, normwise: true, gens: map[string]gen{"index": {kind: "support", n: 12 * 36}}, build: func(b *ir.Builder) {
 			x := bf(b, "x", 3, 5, 36)
@@ -452,7 +458,7 @@ func TestMixedProducts(t *testing.T) {
 	for _, mode := range []string{"merged", "factored"} {
 		for _, cpu := range []string{"", "x86-64-v3"} {
 			t.Run(mode+"/cpu="+cpu, func(t *testing.T) {
-				cases := []opCase{products, lrsa(mode)}
+				cases := []opCase{products, lrsa(mode), ceGrad}
 				mod := buildCases(t, cases)
 				art, err := Compile(mod, Options{SLTrainLowering: mode, CPU: cpu})
 				if err != nil {
@@ -465,6 +471,7 @@ func TestMixedProducts(t *testing.T) {
 					tol = 1.0 / 128
 				}
 				checkCaseTol(t, m, mod.Graphs[1], cases[1], tol)
+				checkCaseTol(t, m, mod.Graphs[2], cases[2], 1e-6)
 			})
 		}
 	}

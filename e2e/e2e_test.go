@@ -26,6 +26,12 @@ func compileTiny(t *testing.T, peft, lowering string) (*ir.Module, *runtime.Runt
 // compileTinyDType is compileTiny for a model of dtype dt.
 func compileTinyDType(t *testing.T, peft, lowering string, dt ir.DType) (*ir.Module, *runtime.Runtime) {
 	t.Helper()
+	return compileTinyOptions(t, peft, lowering, dt, false)
+}
+
+// compileTinyOptions is compileTinyDType, bf16-mixed when mixed is set.
+func compileTinyOptions(t *testing.T, peft, lowering string, dt ir.DType, mixed bool) (*ir.Module, *runtime.Runtime) {
+	t.Helper()
 	if _, err := exec.LookPath("cc"); err != nil {
 		t.Skip("no C compiler to link kernels")
 	}
@@ -38,7 +44,7 @@ func compileTinyDType(t *testing.T, peft, lowering string, dt ir.DType) (*ir.Mod
 		t.Fatal(err)
 	}
 	o := passes.DefaultOptions()
-	o.PEFT, o.Rank, o.SpRatio, o.Seed = peft, 4, 0.1, 3
+	o.PEFT, o.Rank, o.SpRatio, o.Seed, o.BF16Mixed = peft, 4, 0.1, 3, mixed
 	s := &passes.State{Module: m, Options: o, Verify: true}
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)

@@ -360,16 +360,21 @@ func init() {
 		}})
 
 	Register(&OpDef{Name: "SoftmaxCrossEntropyGrad",
-		Doc:      "dlogits[j..., v] = (softmax(logits[j..., :])[v] - [v = labels[j...]])·dloss[j...]",
+		Doc: "dlogits[j..., v] = (softmax(logits[j..., :])[v] - [v = labels[j...]])·dloss[j...]; dlogits has dloss's dtype, " +
+			"which is logits' or, for bf16 logits, f32 (bf16-mixed reads its saved bf16 logits)",
 		Category: CatOther, MinInputs: 3, MaxInputs: 3, NumOutputs: 1,
 		Infer: func(in []Type, _ Attrs) ([]Type, error) {
 			if err := checkCE(in[0], in[1]); err != nil {
 				return nil, err
 			}
-			if !in[2].Equal(Type{in[0].DType, nilIfEmpty(in[1].Shape)}) {
+			dt := in[2].DType
+			if dt != in[0].DType && !(in[0].DType == BF16 && dt == F32) {
+				dt = in[0].DType
+			}
+			if !in[2].Equal(Type{dt, nilIfEmpty(in[1].Shape)}) {
 				return nil, fmt.Errorf("dloss is %v, want %v", in[2], Type{in[0].DType, in[1].Shape})
 			}
-			return one(in[0]), nil
+			return one(Type{dt, in[0].Shape}), nil
 		}})
 
 	Register(&OpDef{Name: "RoPE",

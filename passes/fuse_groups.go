@@ -63,7 +63,8 @@ type Group struct {
 // ir.CatBinary) joins the open element-wise groups of its producers that
 // iterate over its output shape (merging them when it has several), unless that
 // would make a cycle between groups (a producer group reachable from another
-// group the node reads); otherwise it starts a new group. A reduction closes the
+// group the node reads); otherwise it starts a new group. A Cast to a wider
+// float always starts a new group, which its readers then join. A reduction closes the
 // element-wise group that produced its input when that group iterates over the
 // reduction's input shape (RMSNorm's x·x → ReduceMean), else it is a group of
 // its own. A Reshape is a view: it closes its producer's open element-wise group
@@ -245,6 +246,13 @@ func (p *partitioner) place(n *ir.Node, i int) {
 	case d != nil && (d.Category == ir.CatUnary || d.Category == ir.CatBinary) && len(n.Outputs) == 1:
 		space := n.Outputs[0].Type.Shape
 		var members []*pgroup
+		if p.widens(n) {
+			// The narrow value is the one to keep (bf16-mixed's saved
+			// activations); widening it belongs with its readers, not with
+			// the group that made it, which would store the wide copy.
+			p.newGroup(GroupElementwise, space, true, n, i)
+			return
+		}
 		for _, v := range n.Inputs {
 			q := p.groupOfValue(v)
 			if q == nil || p.producer[v].Op == "Const" || !q.open || q.kind != GroupElementwise || !ir.ShapeEqual(q.space, space) || contains(members, q) {
@@ -283,6 +291,15 @@ func (p *partitioner) place(n *ir.Node, i int) {
 	default:
 		p.newGroup(GroupKernel, nil, false, n, i)
 	}
+}
+
+// widens reports whether n is a Cast from a float dtype to a wider one.
+func (p *partitioner) widens(n *ir.Node) bool {
+	if n.Op != "Cast" {
+		return false
+	}
+	from, to := p.types[n.Inputs[0]].DType, n.Outputs[0].Type.DType
+	return from.IsFloat() && to.IsFloat() && to.Size() > from.Size()
 }
 
 // acyclic reports whether the groups in members and node n can form one group

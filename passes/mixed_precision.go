@@ -12,7 +12,8 @@ import (
 // activations the backward pass reads through bf16 copies (GradientsSaving);
 // an operand that is the f32 widening of such a copy, possibly reshaped or
 // transposed, reads the copy itself, so the saved bf16 tensor is what the
-// backward GEMM packs.
+// backward GEMM packs; SoftmaxCrossEntropyGrad reads its saved bf16 logits
+// the same way.
 //
 // The semantics are tools/torchref/precision.py's "--dtype bf16-mixed":
 // C = GEMM(b(A), b(B)) in f32 for every product, forward and backward.
@@ -68,6 +69,14 @@ func mixedGraph(g *ir.Graph) (int, error) {
 	}
 	count := 0
 	for _, n := range old {
+		if n.Op == "SoftmaxCrossEntropyGrad" {
+			// Its logits are the saved bf16 copy's widening: read the copy
+			// (the op takes bf16 logits with an f32 dloss), so that the f32
+			// logits are never stored twice.
+			if p := prod[n.Inputs[0]]; p != nil && p.Op == "Cast" && b.Type(p.Inputs[0]).DType == ir.BF16 && b.Type(n.Inputs[2]).DType == ir.F32 {
+				n.Inputs[0] = p.Inputs[0]
+			}
+		}
 		operands := mixedOperands(n, b)
 		if len(operands) > 0 {
 			for _, i := range operands {

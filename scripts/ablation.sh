@@ -10,6 +10,7 @@
 #                                                          low-rank only, B drawn non-zero
 #   sltrain-bf16  sltrain's flags --dtype bfloat16         SLTrain in the seed's pure bf16
 #   full-bf16     --peft full --dtype bfloat16             full-rank in the seed's pure bf16
+#   sltrain-mixed sltrain's flags --dtype bf16-mixed       SLTrain in slc's bf16-mixed
 #
 # The fourth run exists because the third cannot learn: with B = 0 and no
 # sparse part every fused layer starts at W = 0, which is a saddle point where
@@ -41,7 +42,7 @@ RANK=32
 ALPHA=32
 CONFIG=testdata/configs/llama_shakespeare.json
 DATA=testdata/tinyshakespeare.txt
-read -r -a NAMES <<<"${NAMES:-full sltrain lowrank lowrank-init sltrain-bf16 full-bf16}"
+read -r -a NAMES <<<"${NAMES:-full sltrain lowrank lowrank-init sltrain-bf16 full-bf16 sltrain-mixed}"
 
 $GO build -o bin/slc ./cmd/slc
 mkdir -p "$OUT" "$(dirname "$PLOT")"
@@ -55,6 +56,7 @@ flags() {
 	lowrank-init) echo "--rank $RANK --sp-ratio 0 --lora-alpha $ALPHA --init $OUT/lowrank-init-B-seed$2.safetensors" ;;
 	sltrain-bf16) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA --dtype bfloat16" ;;
 	full-bf16) echo "--peft full --dtype bfloat16" ;;
+	sltrain-mixed) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA --dtype bf16-mixed" ;;
 	*) echo "ablation: unknown variant $1" >&2; exit 2 ;;
 	esac
 }
@@ -68,6 +70,7 @@ label() {
 	lowrank-init) echo "low-rank r $RANK (B ≠ 0 init)" ;;
 	sltrain-bf16) echo "SLTrain r $RANK, δ 0.03, bf16" ;;
 	full-bf16) echo "full-rank, bf16" ;;
+	sltrain-mixed) echo "SLTrain r $RANK, δ 0.03, bf16-mixed" ;;
 	esac
 }
 

@@ -272,7 +272,7 @@ func TestErrors(t *testing.T) {
 		{"rank too big for the model", []string{"compile", configTiny}, 2, []string{"flag --rank: " + configTiny + ": rank must be in [1, 16]", "got 128"}},
 		{"unknown lowering without -o", []string{"compile", configTiny, "--rank", "4", "--sltrain-lowering", "fused"}, 2, []string{`flag --sltrain-lowering: "fused" is not merged, factored or auto`}},
 		{"unknown cpu", []string{"compile", configTiny, "--rank", "4", "--cpu", "pentium9"}, 2, []string{`flag --cpu: "pentium9" is not an x86-64 CPU`}},
-		{"f16 model", []string{"compile", configTiny, "--rank", "4", "--dtype", "float16"}, 2, []string{"flag --dtype: f16 is not built (want f32, bf16 or f64)"}},
+		{"f16 model", []string{"compile", configTiny, "--rank", "4", "--dtype", "float16"}, 2, []string{"flag --dtype: f16 is not built (want f32, bf16, bf16-mixed or f64)"}},
 		{"unknown cpu, eval", []string{"eval", configTiny, "--data", configTiny, "--cpu", "pentium9"}, 2, []string{`flag --cpu: "pentium9"`, "slc eval --help"}},
 		{"threads 0, eval", []string{"eval", configTiny, "--data", configTiny, "--threads", "0"}, 2, []string{"flag --threads: must be between 1 and"}},
 		{"threads negative, generate", []string{"generate", configTiny, "--threads", "-1"}, 2, []string{"flag --threads: must be between 1 and"}},

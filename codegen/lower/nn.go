@@ -40,7 +40,7 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 				ferr = err
 				return
 			}
-			total, err := k.rowExpSum(t, L, xp, yp, inner, m)
+			total, err := k.rowExpSum(t, t, L, xp, yp, inner, m)
 			if err != nil {
 				ferr = err
 				return
@@ -89,6 +89,14 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 	if err != nil || !logits.DType.IsFloat() {
 		return nil, fmt.Errorf("%s of %v: want a float type", g.Nodes[0].Op, logits)
 	}
+	// ot: the result's storage — the gradient's may be wider than the
+	// logits' (bf16 logits, f32 dloss and gradient: bf16-mixed).
+	ot := t
+	if grad {
+		if ot, err = e.storageType(g.Outputs[0].Type.DType); err != nil {
+			return nil, err
+		}
+	}
 	V := int64(logits.Shape[logits.Rank()-1])
 	J := numel(labels.Shape)
 	out := len(g.Inputs)
@@ -110,9 +118,9 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			}
 			var yp llvm.Value
 			if grad {
-				yp = k.at(t, k.p[out], k.mulc(j, V))
+				yp = k.at(ot, k.p[out], k.mulc(j, V))
 			}
-			total, err := k.rowExpSum(t, V, xp, yp, 1, m)
+			total, err := k.rowExpSum(t, ot, V, xp, yp, 1, m)
 			if err != nil {
 				fail(err)
 				return
@@ -142,7 +150,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 				k.storeAt(k.narrow(loss, t), t, k.p[out], j)
 				return
 			}
-			dloss := k.widen(k.loadAt(t, k.p[2], j))
+			dloss := k.widen(k.loadAt(ot, k.p[2], j))
 			scale := b.Select(ok, dloss, nan, "")
 			one := llvm.ConstFloat(f64, 1)
 			zero := llvm.ConstFloat(f64, 0)
@@ -151,10 +159,10 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			// elements. e·(1/Σ) differs from e/Σ by at most an ulp of f64.
 			inv := b.FDiv(one, total, "")
 			k.loopN(V, func(l llvm.Value) {
-				p := k.at(t, yp, l)
-				prob := b.FMul(k.widen(k.load(t, p)), inv, "")
+				p := k.at(ot, yp, l)
+				prob := b.FMul(k.widen(k.load(ot, p)), inv, "")
 				hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
-				k.store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), t), t, p)
+				k.store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), ot), ot, p)
 			})
 		})
 		return ferr

@@ -90,20 +90,21 @@ func (k *kfn) rowMax(t llvm.Type, n int64, row llvm.Value, stride int64) (llvm.V
 
 // rowExpSum computes e_l = exp(row[l·stride] − m) for l < n, stores e_l to
 // out[l·stride] unless out is the zero Value, and returns Σ e_l in f64.
-func (k *kfn) rowExpSum(t llvm.Type, n int64, row, out llvm.Value, stride int64, m llvm.Value) (llvm.Value, error) {
+func (k *kfn) rowExpSum(t, ot llvm.Type, n int64, row, out llvm.Value, stride int64, m llvm.Value) (llvm.Value, error) {
 	f64 := k.e.f64
 	var ferr error
 	sum := k.variable(f64, llvm.ConstFloat(f64, 0))
 	from := int64(0)
 	if vt, w, ok := k.vectorRow(t, n, stride); ok {
 		dt := llvm.VectorType(f64, int(w))
+		ovt := llvm.VectorType(ot, int(w))
 		acc := k.variable(dt, k.splat(dt, 0))
 		mv := k.b.VectorSplat(int(w), m, "")
 		k.loopN(n/w, func(c llvm.Value) {
 			l := k.mulc(c, w)
 			e := k.expf(k.b.FSub(k.loadVec(vt, k.at(t, row, l)), mv, ""))
 			if !out.IsNil() {
-				k.store(e, vt, k.at(t, out, l)) // vt: a bf16 row rounds here
+				k.store(e, ovt, k.at(ot, out, l)) // a bf16 out rounds here
 			}
 			k.store(k.b.FAdd(k.load(dt, acc), k.b.FPExt(e, dt, ""), ""), dt, acc)
 		})
@@ -123,7 +124,7 @@ func (k *kfn) rowExpSum(t llvm.Type, n int64, row, out llvm.Value, stride int64,
 			return
 		}
 		if !out.IsNil() {
-			k.storeAt(e, t, out, off)
+			k.storeAt(e, ot, out, off)
 		}
 		k.store(k.b.FAdd(k.load(f64, sum), k.widen(e), ""), f64, sum)
 	})

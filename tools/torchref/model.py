@@ -237,6 +237,15 @@ class SpLoRaLinear(nn.Module):
             return P.Bf16SpLoRaFunction.apply(x, self.lora_B, a_s, self.sparse_value, self.sparse_index)
         if self.precision == "mixed":
             return P.MixedSpLoRaFunction.apply(x, self.lora_B, self.lora_A, self.sparse_value, self.sparse_index, self.scale)
+        if torch.is_autocast_cpu_enabled():
+            # Under torch.autocast (bench.py --dtype bf16-mixed, PyTorch's own mixed
+            # precision): what torch.cuda.amp.custom_fwd(cast_inputs=dtype) does on a
+            # GPU — every float input cast to the autocast dtype by autograd-tracked
+            # casts, the function run with autocast off.
+            d = torch.get_autocast_cpu_dtype()
+            with torch.autocast("cpu", enabled=False):
+                args = (t.to(d) for t in (x, self.lora_B, self.lora_A, self.sparse_value))
+                return SpLoRaFunction.apply(*args, self.sparse_index, self.scale)
         return SpLoRaFunction.apply(x, self.lora_B, self.lora_A, self.sparse_value, self.sparse_index, self.scale)
 
     def dense_weight(self):
