@@ -21,6 +21,13 @@ type Batcher struct {
 	pos       Position
 	perm      []int // the row order of epoch permEpoch (shuffle only)
 	permEpoch int64
+
+	// Document rows (NewDocumentBatcher): the documents, the pad id, and the
+	// last batch's loss mask and non-pad count.
+	docs       [][]int32
+	pad        int32
+	mask       []float32
+	tokensLast int64
 }
 
 // Position is where a Batcher stands: the epoch and the rows consumed in it,
@@ -75,15 +82,22 @@ func (b *Batcher) Seek(p Position) error {
 }
 
 // Next returns the next micro-batch, batch·rowLen ids, row-major, and advances
-// the position.
+// the position (for document rows, also LossMask and Tokens).
 func (b *Batcher) Next() []int64 {
 	out := make([]int64, b.batch*b.rowLen)
+	b.tokensLast = int64(len(out))
+	if b.docs != nil {
+		b.mask, b.tokensLast = make([]float32, b.batch*(b.rowLen-1)), 0
+	}
 	for i := range b.batch {
 		r := b.row(b.pos.Epoch, int(b.pos.Index))
-		src := b.tokens[r*b.rowLen : (r+1)*b.rowLen]
 		dst := out[i*b.rowLen : (i+1)*b.rowLen]
-		for j, v := range src {
-			dst[j] = int64(v)
+		if b.docs != nil {
+			b.tokensLast += b.fillDocument(r, dst, b.mask[i*(b.rowLen-1):(i+1)*(b.rowLen-1)])
+		} else {
+			for j, v := range b.tokens[r*b.rowLen : (r+1)*b.rowLen] {
+				dst[j] = int64(v)
+			}
 		}
 		if b.pos.Index++; b.pos.Index == int64(b.rows) {
 			b.pos = Position{Epoch: b.pos.Epoch + 1}

@@ -21,8 +21,17 @@ type LoadOptions struct {
 	VocabSize int
 	// Separator is the token id appended after each text document (see the
 	// package doc), or -1 for none. The trainer passes 256 when the vocabulary
-	// has more than 256 ids, else '\n'.
+	// has more than 256 ids, else '\n'; with a Tokenizer, its end-of-text id.
 	Separator int
+	// Tokenizer, when set, turns each text document into ids instead of its
+	// bytes (a SentencePiece model: slc train --tokenizer). Token files are
+	// read as they are either way.
+	Tokenizer Encoder
+}
+
+// Encoder turns a text into token ids (tokenizer.Model does).
+type Encoder interface {
+	Encode(text string) []int32
 }
 
 // format is a data file format, chosen by the file name's extension.

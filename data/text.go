@@ -34,6 +34,22 @@ func appendBytes[S string | []byte](out []int32, text S, limit uint64) ([]int32,
 // loadText appends a .txt file, one document, byte by byte and then the
 // separator (nothing for an empty file).
 func loadText(out []int32, r io.Reader, path string, opt LoadOptions) ([]int32, error) {
+	if opt.Tokenizer != nil {
+		text, err := io.ReadAll(r)
+		if err != nil {
+			return out, fileError(path, err)
+		}
+		if len(text) == 0 {
+			return out, nil
+		}
+		if out, err = appendEncoded(out, string(text), path, opt); err != nil {
+			return out, err
+		}
+		if opt.Separator >= 0 {
+			out = append(out, int32(opt.Separator))
+		}
+		return out, nil
+	}
 	buf := make([]byte, chunkBytes)
 	limit := idLimit(opt)
 	var pos int64
@@ -107,9 +123,16 @@ func loadJSONL(out []int32, r io.Reader, path string, gz bool, opt LoadOptions) 
 			return out, fmt.Errorf("%s:%d: no \"text\" field", path, line)
 		}
 		text := *doc.Text
-		var bad int
-		if out, bad = appendBytes(out, text, limit); bad >= 0 {
-			return out, fmt.Errorf("%s:%d: byte %d of \"text\": id %d is not below the vocabulary size %d", path, line, bad, text[bad], opt.VocabSize)
+		if opt.Tokenizer != nil {
+			var err error
+			if out, err = appendEncoded(out, text, fmt.Sprintf("%s:%d", path, line), opt); err != nil {
+				return out, err
+			}
+		} else {
+			var bad int
+			if out, bad = appendBytes(out, text, limit); bad >= 0 {
+				return out, fmt.Errorf("%s:%d: byte %d of \"text\": id %d is not below the vocabulary size %d", path, line, bad, text[bad], opt.VocabSize)
+			}
 		}
 		if opt.Separator >= 0 {
 			out = append(out, int32(opt.Separator))
@@ -129,6 +152,20 @@ func loadJSONL(out []int32, r io.Reader, path string, gz bool, opt LoadOptions) 
 		return out, fileError(path, err)
 	}
 	return out, nil
+}
+
+// appendEncoded appends opt.Tokenizer's ids of text; an id the model's
+// vocabulary lacks (a tokenizer larger than the model) is an error naming
+// where (file or file:line).
+func appendEncoded(out []int32, text, where string, opt LoadOptions) ([]int32, error) {
+	ids := opt.Tokenizer.Encode(text)
+	limit := idLimit(opt)
+	for _, id := range ids {
+		if id < 0 || uint64(id) >= limit {
+			return out, fmt.Errorf("%s: the tokenizer gives id %d, not below the model's vocabulary size %d", where, id, opt.VocabSize)
+		}
+	}
+	return append(out, ids...), nil
 }
 
 // errReader remembers the first error other than io.EOF its reader returned.

@@ -17,6 +17,11 @@ type Options struct {
 	SeqLen    int      // tokens per row (>= 2, <= MaxSequenceLength)
 	Seed      uint64   // init seed; per-tensor seeds via ir.SeedFor(Seed, name)
 	DType     ir.DType // F32 by default (zero value means F32); F64 is used by finite-difference tests
+	// LossMask adds the data input "loss_mask" (f32[B, L−1]): the loss is
+	// then the mean CE over the positions whose mask is 1 (HF's labels of −100
+	// for the rest, as the seed sets them for pad tokens): Σ mask·CE / Σ mask
+	// over the micro-batch, in f32, rounded once to the model's dtype.
+	LossMask bool
 }
 
 // maxElements bounds every activation's element count so that its size in bytes
@@ -25,8 +30,11 @@ const maxElements = math.MaxInt64 / 8
 
 // BuildLlama returns a module holding one graph named "forward" with data input
 // "input_ids" (i64[B, L]) and outputs "loss" (scalar, mean CE of the L−1 next-token
-// predictions of each row, labels = input ids shifted by one) and "logits" ([B, L, V]).
-// Module.Meta records "model_config" (the raw JSON), "batch_size", "max_length", "seed", "dtype".
+// predictions of each row, labels = input ids shifted by one; with
+// Options.LossMask, of the positions the data input "loss_mask" keeps) and
+// "logits" ([B, L, V]).
+// Module.Meta records "model_config" (the raw JSON), "batch_size", "max_length", "seed", "dtype",
+// and "rows": "documents" with LossMask.
 //
 // The graph is transformers 4.28's LlamaForCausalLM: parameters carry HF's names
 // and appear in HF's state-dict order; every projection is a Linear node whose
@@ -69,6 +77,9 @@ func BuildLlama(cfg *LlamaConfig, opt Options) (*ir.Module, error) {
 		"max_length":   strconv.Itoa(opt.SeqLen),
 		"seed":         strconv.FormatUint(opt.Seed, 10),
 		"dtype":        dt.String(),
+	}
+	if opt.LossMask {
+		meta["rows"] = "documents" // the loss reads loss_mask: slc train's --rows documents
 	}
 	return &ir.Module{Meta: meta, Graphs: []*ir.Graph{l.b.G}}, nil
 }
@@ -229,7 +240,23 @@ func (l *llama) forward() {
 	shifted := b.Reshape(head, n, v)
 	labels := b.Reshape(b.Slice(l.ids, 1, 1, seq), n)
 	ce := b.Op("SoftmaxCrossEntropy", nil, shifted, labels)
-	loss := b.Reduce("ReduceMean", ce, false, 0)
+	var loss string
+	if l.opt.LossMask {
+		// HF's CrossEntropyLoss(ignore_index=-100) on the micro-batch: the sum
+		// over the kept positions divided by their count (nll_loss sums and
+		// divides in f32 and rounds once).
+		mask := b.Reshape(b.AddInput("loss_mask", ir.T(ir.F32, bs, seq-1), ir.Data, nil), n)
+		cef := ce
+		if l.dt != ir.F32 {
+			cef = b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, ce)
+		}
+		loss = b.Div(b.Reduce("ReduceSum", b.Mul(cef, mask), false, 0), b.Reduce("ReduceSum", mask, false, 0))
+		if l.dt != ir.F32 {
+			loss = b.Op("Cast", ir.Attrs{"to": ir.String(l.dt.String())}, loss)
+		}
+	} else {
+		loss = b.Reduce("ReduceMean", ce, false, 0)
+	}
 	b.Scope = ""
 	b.Output("loss", loss)
 	b.Output("logits", logits)

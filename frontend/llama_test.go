@@ -444,3 +444,76 @@ func TestBF16(t *testing.T) {
 		t.Errorf("bf16 loss %v vs f32 %v", loss[ir.BF16], loss[ir.F32])
 	}
 }
+
+// TestLossMask checks Options.LossMask against the logits: the loss is the
+// mean cross-entropy, computed here in float64 from the "logits" output, over
+// exactly the positions whose loss_mask is 1 (HF's loss with the other labels
+// set to −100), and it adds only the loss_mask input.
+func TestLossMask(t *testing.T) {
+	cfg := readConfig(t, "llama_tiny.json")
+	const bs, seq = 3, 6
+	for _, dt := range []ir.DType{ir.F32, ir.BF16} {
+		m, err := BuildLlama(cfg, Options{BatchSize: bs, SeqLen: seq, Seed: 2, DType: dt, LossMask: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := m.Graph("forward")
+		if in := g.Input("loss_mask"); in == nil || !in.Type.Equal(ir.T(ir.F32, bs, seq-1)) || in.Role != ir.Data {
+			t.Fatalf("%v: loss_mask input %v", dt, in)
+		}
+		if m.Meta["rows"] != "documents" {
+			t.Errorf("%v: meta rows %q", dt, m.Meta["rows"])
+		}
+		vals, err := interp.InitState(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := ir.NewRNG(4)
+		ids := interp.NewTensor(g.Input("input_ids").Type)
+		for i := range ids.I {
+			ids.I[i] = int64(rng.Uint64n(uint64(cfg.VocabSize)))
+		}
+		// Rows of different lengths: row r keeps its first r+2 predictions.
+		mask := interp.NewTensor(g.Input("loss_mask").Type)
+		for r := 0; r < bs; r++ {
+			for p := 0; p < seq-1; p++ {
+				if p < r+2 {
+					mask.F[r*(seq-1)+p] = 1
+				}
+			}
+		}
+		vals["input_ids"], vals["loss_mask"] = ids, mask
+		out, err := interp.Run(g, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		V := cfg.VocabSize
+		var sum, count float64
+		for r := 0; r < bs; r++ {
+			for p := 0; p < seq-1; p++ {
+				if mask.F[r*(seq-1)+p] == 0 {
+					continue
+				}
+				z := out["logits"].F[(r*seq+p)*V : (r*seq+p+1)*V]
+				mx := math.Inf(-1)
+				for _, v := range z {
+					mx = math.Max(mx, v)
+				}
+				var s float64
+				for _, v := range z {
+					s += math.Exp(v - mx)
+				}
+				sum += mx + math.Log(s) - z[ids.I[r*seq+p+1]]
+				count++
+			}
+		}
+		want, got := sum/count, out["loss"].F[0]
+		tol := 1e-5
+		if dt == ir.BF16 {
+			tol = 2e-2 // the bf16 logits and per-position CE round; the mean is f32
+		}
+		if math.Abs(got-want) > tol*want {
+			t.Errorf("%v: masked loss %v, want %v (from the logits)", dt, got, want)
+		}
+	}
+}

@@ -47,6 +47,7 @@ func programs(s *State) error {
 			g.Outputs = append(g.Outputs, &cp)
 		}
 		deadCodeElim(g)
+		dropUnusedData(g)
 		return g
 	}
 	derived := map[string]*ir.Graph{"eval": derive("eval", evalOuts), "infer": derive("infer", inferOuts)}
@@ -76,4 +77,26 @@ func programs(s *State) error {
 	}
 	s.Note("programs: %v; forward dropped (eval and infer cover it)", names)
 	return nil
+}
+
+// dropUnusedData removes the Data inputs no node or output of g reads (the
+// loss mask of infer, which has no loss), so that a caller need not bind
+// them. State inputs stay: programs share the runtime's state by name.
+func dropUnusedData(g *ir.Graph) {
+	used := map[string]bool{}
+	for _, n := range g.Nodes {
+		for _, in := range n.Inputs {
+			used[in] = true
+		}
+	}
+	for _, o := range g.Outputs {
+		used[o.Value] = true
+	}
+	var keep []*ir.Input
+	for _, in := range g.Inputs {
+		if in.Role != ir.Data || used[in.Name] {
+			keep = append(keep, in)
+		}
+	}
+	g.Inputs = keep
 }

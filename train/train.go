@@ -93,6 +93,7 @@ type Trainer struct {
 	stop       atomic.Bool
 
 	tokensPerStep int64
+	sessionTokens int64 // tokens (not pad) trained on this session
 }
 
 // NonFiniteError reports a loss or gradient norm that is NaN or infinite: the
@@ -140,12 +141,24 @@ func New(rt *runtime.Runtime, train, eval *data.Batcher, opt Options) (*Trainer,
 		return nil, fmt.Errorf("the train_step program has no input_ids[B, L] input")
 	}
 	b, l := ids.Type.Shape[0], ids.Type.Shape[1]
+	masked := m.Graph(progTrainStep).Input("loss_mask") != nil
 	for _, d := range []*data.Batcher{train, eval} {
 		if d != nil && (d.Batch() != b || d.RowLen() != l) {
 			return nil, fmt.Errorf("the data serves batches of %d × %d tokens, the model takes %d × %d", d.Batch(), d.RowLen(), b, l)
 		}
+		if d != nil && d.Documents() != masked {
+			return nil, fmt.Errorf("the data serves %s rows, the model is compiled for %s rows (--rows)", rowsName(d.Documents()), rowsName(masked))
+		}
 	}
 	return &Trainer{rt: rt, opt: opt, train: train, eval: eval, lastSaved: -1, tokensPerStep: int64(b) * int64(l) * int64(opt.Accum)}, nil
+}
+
+// rowsName names a row mode as --rows does.
+func rowsName(documents bool) string {
+	if documents {
+		return "documents"
+	}
+	return "packed"
 }
 
 // SetMetrics sets (or replaces) the metrics file of the run.
@@ -208,12 +221,12 @@ func (t *Trainer) Update() (StepRecord, error) {
 	g := t.opt.Accum
 	scale := 1 / float64(g)
 	var sum float64
+	var tokens int64
 	for i := 0; i < g; i++ {
-		ids := t.train.Next()
-		out, err := t.rt.Run(progTrainStep, runtime.Inputs{
-			Data:    map[string][]int64{"input_ids": ids},
-			Scalars: map[string]float64{"grad_scale": scale},
-		})
+		in := batchInputs(t.train)
+		in.Scalars = map[string]float64{"grad_scale": scale}
+		tokens += t.train.Tokens()
+		out, err := t.rt.Run(progTrainStep, in)
 		if err != nil {
 			return StepRecord{}, err
 		}
@@ -247,13 +260,24 @@ func (t *Trainer) Update() (StepRecord, error) {
 	t.busy += d
 	t.updates++
 	t.step++
-	t.tokensSeen += t.tokensPerStep
+	t.tokensSeen += tokens
+	t.sessionTokens += tokens
 	t.lastLR = lr
 	r := StepRecord{
 		Step: t.step, Loss: sum / float64(g), LR: lr, GradNorm: norm,
-		TokensSeen: t.tokensSeen, TokensPerS: float64(t.tokensPerStep) / d, ElapsedS: t.elapsed(),
+		TokensSeen: t.tokensSeen, TokensPerS: float64(tokens) / d, ElapsedS: t.elapsed(),
 	}
 	return r, nil
+}
+
+// batchInputs binds the next micro-batch of b: input_ids, and for document
+// rows the loss mask.
+func batchInputs(b *data.Batcher) runtime.Inputs {
+	in := runtime.Inputs{Data: map[string][]int64{"input_ids": b.Next()}}
+	if b.Documents() {
+		in.Floats = map[string][]float32{"loss_mask": b.LossMask()}
+	}
+	return in
 }
 
 // scalarOut reads a one-element output of a program.
@@ -308,7 +332,7 @@ func Evaluate(rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
 	}
 	var sum float64
 	for i := 0; i < n; i++ {
-		out, err := rt.Run(progEval, runtime.Inputs{Data: map[string][]int64{"input_ids": b.Next()}})
+		out, err := rt.Run(progEval, batchInputs(b))
 		if err != nil {
 			return 0, err
 		}
@@ -476,7 +500,7 @@ func (t *Trainer) Run() (*Result, error) {
 	}
 	res.Elapsed = t.elapsed()
 	if t.busy > 0 {
-		res.TokensPerS = float64(t.tokensPerStep) * float64(t.updates) / t.busy
+		res.TokensPerS = float64(t.sessionTokens) / t.busy
 	}
 	return res, nil
 }

@@ -23,7 +23,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"Exit status: 0 success, 1 bad input or file, 2 usage error, 3 internal error.",
 		Writer:         stdout,
 		ErrWriter:      stderr,
-		Commands:       []*cli.Command{compileCommand(), inspectCommand(), benchCommand(), trainCommand(), evalCommand(), generateCommand(), exportCommand(), plotCommand()},
+		Commands:       []*cli.Command{compileCommand(), inspectCommand(), benchCommand(), trainCommand(), evalCommand(), generateCommand(), exportCommand(), plotCommand(), tokenizeCommand()},
 		OnUsageError:   onUsageError(""),
 		ExitErrHandler: func(*cli.Context, error) {}, // runMain reports errors and exits
 		Action: func(c *cli.Context) error {
@@ -59,6 +59,7 @@ func compileCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L])", DefaultText: "256, or the model's max_sequence_length if smaller"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the parameter initialisers"},
 			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32; bf16 (bfloat16) for the seed's pure bf16; bf16-mixed (f32 model, bf16 matrix-product operands and saved activations); f64 for exact references"},
+			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of the training rows the model is built for: packed, or documents (a loss_mask input leaves pad labels out of the loss, as slc train --rows documents)"},
 			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary, ir (the IR text), llvm (the kernels' optimized LLVM IR) or asm (their assembly)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write `FILE`: .json for IR text, .slir for binary IR, .slc for the compiled artifact (native code + programs)", TakesFile: true},
 		}, append(pipelineFlags(), codegenFlags()...)...),

@@ -27,7 +27,7 @@ type compileOptions struct {
 }
 
 // flags that only mean something when the model is built from a config.
-var buildFlags = []string{"batch-size", "max-length", "seed", "dtype"}
+var buildFlags = []string{"batch-size", "max-length", "seed", "dtype", "rows"}
 
 // compileFlags checks the command line before any file is touched, so that a
 // usage error never costs a model build.
@@ -71,6 +71,12 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 		}
 	}
 	o.build.DType = dt
+	switch r := strings.ToLower(c.String("rows")); r {
+	case "packed", "documents":
+		o.build.LossMask = r == "documents"
+	default:
+		return nil, usagef(cmd, "flag --rows: %q is not packed or documents", r)
+	}
 	switch o.emit {
 	case "summary", "ir", "llvm", "asm":
 	default:

@@ -34,6 +34,7 @@ func evalCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Usage: "`B` rows per micro-batch", DefaultText: "the checkpoint's"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Usage: "`L` tokens per row", DefaultText: "the checkpoint's"},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "SentencePiece `FILE`.model for text data", DefaultText: "the one the checkpoint trained with, else byte-level", TakesFile: true},
 		}, codegenFlags()...),
 		Action: func(c *cli.Context) error { return evalMain(c) },
 	}
@@ -120,11 +121,27 @@ func evalMain(c *cli.Context) error {
 		return err
 	}
 	length := m.build.SeqLen
-	tokens, err := data.Load(path, data.LoadOptions{VocabSize: m.config.VocabSize, Separator: separatorFor(m.config.VocabSize)})
+	tok, err := checkpointTokenizer(c, ck, m.config.VocabSize)
 	if err != nil {
 		return err
 	}
-	if frac > 0 {
+	opt := data.LoadOptions{VocabSize: m.config.VocabSize, Separator: separatorFor(m.config.VocabSize)}
+	if tok != nil {
+		opt.Tokenizer, opt.Separator = tok, int(tok.EOSID())
+	}
+	tokens, err := data.Load(path, opt)
+	if err != nil {
+		return err
+	}
+	var docs [][]int32
+	if m.build.LossMask { // the run trained on document rows
+		docs = data.Documents(tokens, tok.EOSID())
+		if frac > 0 {
+			if _, docs, err = data.SplitDocuments(docs, frac); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	} else if frac > 0 {
 		if _, tokens, err = data.Split(tokens, length, frac); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
@@ -134,7 +151,12 @@ func evalMain(c *cli.Context) error {
 		return err
 	}
 	defer rt.Close()
-	b, err := data.NewBatcher(tokens, length, m.build.BatchSize, false, 0)
+	var b *data.Batcher
+	if docs != nil {
+		b, err = data.NewDocumentBatcher(docs, length, m.build.BatchSize, tok.PadID(), false, 0)
+	} else {
+		b, err = data.NewBatcher(tokens, length, m.build.BatchSize, false, 0)
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

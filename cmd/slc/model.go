@@ -96,7 +96,7 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 	}
 	return &modelSpec{
 		path: path, kind: kind, config: cfg,
-		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: settingsPrecision(s).DType},
+		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: settingsPrecision(s).DType, LossMask: s.Rows == "documents"},
 		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, settingsPrecision(s).Mixed),
 		codegen: co,
 	}, nil
@@ -133,14 +133,18 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 			return nil, usagef("train", "flag --dtype: %s is a compiled %s artifact; its dtype is fixed (give the config to compile it anew)", path, artDType)
 		}
 	}
-	have := map[string]any{"batch-size": shape[0], "max-length": shape[1], "peft": "full"}
+	rows := "packed"
+	if meta["rows"] == "documents" {
+		rows = "documents"
+	}
+	have := map[string]any{"batch-size": shape[0], "max-length": shape[1], "peft": "full", "rows": rows}
 	if meta["peft"] == "sltrain" {
 		r, _ := strconv.Atoi(meta["rank"])
 		sp, _ := strconv.ParseFloat(meta["sp_ratio"], 64)
 		alpha, _ := strconv.ParseFloat(meta["lora_alpha"], 64)
 		have["peft"], have["rank"], have["sp-ratio"], have["lora-alpha"], have["target-modules"] = "sltrain", r, sp, alpha, meta["target_modules"]
 	}
-	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering"} {
+	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "rows"} {
 		if !c.IsSet(f) {
 			continue
 		}
@@ -154,7 +158,7 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 	if s.PEFT == "sltrain" {
 		s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules = have["rank"].(int), have["sp-ratio"].(float64), have["lora-alpha"].(float64), have["target-modules"].(string)
 	}
-	s.Lowering, s.CPU, s.DType = "", art.Target.CPU, artDType
+	s.Lowering, s.CPU, s.DType, s.Rows = "", art.Target.CPU, artDType, rows
 	return &modelSpec{path: path, kind: "artifact", config: cfg, art: art}, nil
 }
 
@@ -202,7 +206,7 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 	}
 	return &modelSpec{
 		path: path, kind: "checkpoint", config: cfg,
-		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: prec.DType},
+		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: prec.DType, LossMask: args["rows"] == "documents"},
 		passes: po,
 	}, nil
 }

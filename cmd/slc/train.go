@@ -22,6 +22,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
+	"gitee.com/gidean/conv-linn/tokenizer"
 	"gitee.com/gidean/conv-linn/train"
 )
 
@@ -100,6 +101,8 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: dtypeHelp},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
 			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order)"},
+			&cli.StringFlag{Name: "tokenizer", Usage: "tokenize text with the SentencePiece model `FILE`.model (unigram or BPE; its end-of-text id ends each document)", DefaultText: "byte-level: byte b is id b", TakesFile: true},
+			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of training rows: packed (the token stream cut into rows of --max-length) or documents (the seed's: one document per row, truncated, padded with the tokenizer's pad id, pad labels left out of the loss; needs --tokenizer)"},
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
 			&cli.StringFlag{Name: "metrics", Usage: "write one JSON object per update and per eval to `FILE`", DefaultText: "SAVE_DIR/metrics.jsonl", TakesFile: true},
 			&cli.IntFlag{Name: "log-every", Usage: "print a progress line every `N` updates when stdout is not a terminal", DefaultText: "about 50 a run"},
@@ -134,6 +137,8 @@ type trainSettings struct {
 	Seed           uint64  `json:"seed"`
 	DType          string  `json:"dtype"`
 	Shuffle        bool    `json:"shuffle"`
+	Rows           string  `json:"rows"`
+	Tokenizer      string  `json:"tokenizer,omitempty"`
 	PEFT           string  `json:"peft"`
 	Rank           int     `json:"rank"`
 	SpRatio        float64 `json:"sp_ratio"`
@@ -156,12 +161,12 @@ var settingFlags = map[string]string{
 	"grad_clipping": "grad-clipping", "eval_every": "eval-every", "save_every": "save-every", "seed": "seed",
 	"dtype": "dtype", "shuffle": "shuffle", "peft": "peft", "rank": "rank", "sp_ratio": "sp-ratio",
 	"lora_alpha": "lora-alpha", "target_modules": "target-modules", "sltrain_lowering": "sltrain-lowering", "cpu": "cpu",
-	"metrics": "metrics", "threads": "threads",
+	"metrics": "metrics", "threads": "threads", "rows": "rows", "tokenizer": "tokenizer",
 }
 
 // fixedOnResume are the settings a resumed run must keep: changing them would
 // change the model, the data order or what a step means.
-var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "dtype", "optimizer",
+var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "rows", "dtype", "optimizer",
 	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction"}
 
 // machineLocal are settings a resumed run does not take from its checkpoint:
@@ -285,6 +290,15 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	s.WeightDecay, s.GradClipping = c.Float64("weight-decay"), c.Float64("grad-clipping")
 	s.EvalEvery, s.SaveEvery = c.Int("eval-every"), c.Int("save-every")
 	s.Seed, s.DType, s.Shuffle = c.Uint64("seed"), c.String("dtype"), c.Bool("shuffle")
+	s.Rows, s.Tokenizer = strings.ToLower(c.String("rows")), c.String("tokenizer")
+	if s.Tokenizer != "" {
+		if abs, err := filepath.Abs(s.Tokenizer); err == nil {
+			s.Tokenizer = abs // eval and generate find it from anywhere
+		}
+	}
+	if s.Rows != "packed" && s.Rows != "documents" {
+		return nil, usagef(cmd, "flag --rows: %q is not packed or documents", s.Rows)
+	}
 	s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha = c.String("peft"), c.Int("rank"), c.Float64("sp-ratio"), c.Float64("lora-alpha")
 	s.TargetModules, s.Lowering, s.CPU, s.Init = c.String("target-modules"), c.String("sltrain-lowering"), c.String("cpu"), c.String("init")
 	s.Metrics, s.Threads = c.String("metrics"), r.threads
@@ -507,7 +521,14 @@ func trainMain(c *cli.Context) (err error) {
 			return fmt.Errorf("--continue-from %s: %w", r.resumeDir, err)
 		}
 	}
-	tr, ev, err := loadTrainData(s, mod.config.VocabSize)
+	if s.Rows == "documents" && s.Tokenizer == "" {
+		return usagef("train", "flag --rows documents: needs --tokenizer (the pad id of document rows is the tokenizer's; T5's is 0)")
+	}
+	tok, err := loadTokenizer(s.Tokenizer, mod.config.VocabSize, s.Rows == "documents")
+	if err != nil {
+		return err
+	}
+	trainB, evalB, err := loadTrainData(s, mod.config.VocabSize, tok)
 	if err != nil {
 		return err
 	}
@@ -536,16 +557,6 @@ func trainMain(c *cli.Context) (err error) {
 	defer rt.Close()
 	writeParamCounts(c, rt)
 
-	trainB, err := data.NewBatcher(tr, s.MaxLength, s.BatchSize, s.Shuffle, s.Seed)
-	if err != nil {
-		return fmt.Errorf("%s: %w", s.Data, err)
-	}
-	var evalB *data.Batcher
-	if ev != nil {
-		if evalB, err = data.NewBatcher(ev, s.MaxLength, s.BatchSize, false, 0); err != nil {
-			return fmt.Errorf("eval data: %w", err)
-		}
-	}
 	from := 0
 	if r.resume != nil {
 		from = int(r.resume.State.Step)
@@ -559,7 +570,13 @@ func trainMain(c *cli.Context) (err error) {
 		}
 		evalNote = fmt.Sprintf("%s eval rows (%s), %d batches per eval", summary.Grouped(int64(evalB.Rows())), src, train.EvalBatchCount(s.EvalBatches, evalB.Rows(), s.BatchSize))
 	}
-	printf(c, "Data: %s: %s train rows of %d tokens; %s\n", s.Data, summary.Grouped(int64(trainB.Rows())), s.MaxLength, evalNote)
+	rowsNote := fmt.Sprintf("%s train rows of %d tokens", summary.Grouped(int64(trainB.Rows())), s.MaxLength)
+	if trainB.Documents() {
+		rowsNote = fmt.Sprintf("%s train documents, one per row of %d tokens (truncated, padded with id %d; tokenizer %s)", summary.Grouped(int64(trainB.Rows())), s.MaxLength, tok.PadID(), s.Tokenizer)
+	} else if tok != nil {
+		rowsNote += " (tokenizer " + s.Tokenizer + ")"
+	}
+	printf(c, "Data: %s: %s; %s\n", s.Data, rowsNote, evalNote)
 	clip := "off"
 	if s.GradClipping > 0 {
 		clip = fmt.Sprintf("%g", s.GradClipping)
@@ -694,18 +711,30 @@ func latestCheckpoint(saveDir string) string {
 	return filepath.Join(saveDir, target)
 }
 
-// loadTrainData loads the training corpus and the held-out split.
-func loadTrainData(s *trainSettings, vocab int) (trainTokens, evalTokens []int32, err error) {
+// loadTrainData loads the training corpus and the held-out split and makes
+// their batchers: packed rows, or document rows (--rows documents, split by
+// documents).
+func loadTrainData(s *trainSettings, vocab int, tok *tokenizer.Model) (trainB, evalB *data.Batcher, err error) {
 	opt := data.LoadOptions{VocabSize: vocab, Separator: separatorFor(vocab)}
+	if tok != nil {
+		opt.Tokenizer, opt.Separator = tok, int(tok.EOSID())
+	}
 	tokens, err := data.Load(s.Data, opt)
 	if err != nil {
 		return nil, nil, err
 	}
-	switch {
-	case s.EvalData != "":
+	var evalTokens []int32
+	if s.EvalData != "" {
 		if evalTokens, err = data.Load(s.EvalData, opt); err != nil {
 			return nil, nil, err
 		}
+	}
+	if s.Rows == "documents" {
+		return documentBatchers(s, tokens, evalTokens, tok)
+	}
+	var trainTokens []int32
+	switch {
+	case s.EvalData != "":
 		if len(evalTokens) < s.MaxLength {
 			return nil, nil, fmt.Errorf("%s: %d tokens make no full row of %d tokens", s.EvalData, len(evalTokens), s.MaxLength)
 		}
@@ -723,7 +752,62 @@ func loadTrainData(s *trainSettings, vocab int) (trainTokens, evalTokens []int32
 	if len(trainTokens) < s.MaxLength {
 		return nil, nil, fmt.Errorf("%s: %d tokens make no full row of %d tokens (--max-length)", s.Data, len(trainTokens), s.MaxLength)
 	}
-	return trainTokens, evalTokens, nil
+	if trainB, err = data.NewBatcher(trainTokens, s.MaxLength, s.BatchSize, s.Shuffle, s.Seed); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", s.Data, err)
+	}
+	if evalTokens != nil {
+		if evalB, err = data.NewBatcher(evalTokens, s.MaxLength, s.BatchSize, false, 0); err != nil {
+			return nil, nil, fmt.Errorf("eval data: %w", err)
+		}
+	}
+	return trainB, evalB, nil
+}
+
+// documentBatchers makes the batchers of --rows documents: the streams cut
+// into documents at the tokenizer's end-of-text id, the held-out split the
+// last --eval-fraction of the documents.
+func documentBatchers(s *trainSettings, tokens, evalTokens []int32, tok *tokenizer.Model) (trainB, evalB *data.Batcher, err error) {
+	eos, pad := tok.EOSID(), tok.PadID()
+	docs := data.Documents(tokens, eos)
+	var evalDocs [][]int32
+	switch {
+	case s.EvalData != "":
+		evalDocs = data.Documents(evalTokens, eos)
+	case s.EvalFraction > 0:
+		if docs, evalDocs, err = data.SplitDocuments(docs, s.EvalFraction); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", s.Data, err)
+		}
+	}
+	if trainB, err = data.NewDocumentBatcher(docs, s.MaxLength, s.BatchSize, pad, s.Shuffle, s.Seed); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", s.Data, err)
+	}
+	if evalDocs != nil {
+		if evalB, err = data.NewDocumentBatcher(evalDocs, s.MaxLength, s.BatchSize, pad, false, 0); err != nil {
+			return nil, nil, fmt.Errorf("eval data: %w", err)
+		}
+	}
+	return trainB, evalB, nil
+}
+
+// loadTokenizer reads --tokenizer (nil for ""): its vocabulary must fit the
+// model's, it must have an end-of-text id, and for document rows a pad id.
+func loadTokenizer(path string, vocab int, documents bool) (*tokenizer.Model, error) {
+	if path == "" {
+		return nil, nil
+	}
+	tok, err := tokenizer.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case tok.VocabSize() > vocab:
+		return nil, fmt.Errorf("--tokenizer %s: its vocabulary has %d ids, more than the model's vocab_size %d", path, tok.VocabSize(), vocab)
+	case tok.EOSID() < 0:
+		return nil, fmt.Errorf("--tokenizer %s: the model has no end-of-text id (eos_id), which ends each document", path)
+	case documents && tok.PadID() < 0:
+		return nil, fmt.Errorf("--tokenizer %s: the model has no pad id (pad_id), which --rows documents pads with (train it with --pad_id, as T5's: 0)", path)
+	}
+	return tok, nil
 }
 
 // separatorFor is the document separator of byte-level text: 256, the first

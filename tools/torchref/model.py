@@ -461,15 +461,21 @@ class LlamaForCausalLM(nn.Module):
             h = layer(h, cos, sin)
         return self.lm_head(self.model.norm(h))
 
-    def forward(self, ids):
+    def forward(self, ids, labels=None):
+        """The mean next-token cross-entropy; labels (default: ids) of -100 are left
+        out of the mean, as HF's LlamaForCausalLM does (float32/float64 only)."""
+        if labels is not None and self.precision != "native":
+            raise NotImplementedError("labels with -100 are built for the native precisions")
         if self.precision == "mixed":
             with P.mixed_saved_tensors():
                 return self._loss(ids)
-        return self._loss(ids)
+        return self._loss(ids, labels)
 
-    def _loss(self, ids):
+    def _loss(self, ids, labels=None):
         logits = self.logits(ids)
         v = logits.shape[-1]
+        if labels is not None:
+            return F.cross_entropy(logits[:, :-1, :].reshape(-1, v), labels[:, 1:].reshape(-1), ignore_index=-100)
         z, t = logits[:, :-1, :].reshape(-1, v), ids[:, 1:].reshape(-1)
         if self.precision == "bf16":
             return P.Bf16CrossEntropy.apply(z.contiguous(), t.contiguous())

@@ -11,6 +11,14 @@ Usage (see README.md):
       [--round-init bf16] [--sdpa-precision bf16|fp32] [--threads K]
       --out OUT.safetensors --metrics OUT.jsonl
 
+Document rows (--rows documents --pad-id P --eos-id E): the seed's
+tokenizer(max_length=L, truncation=True, padding="max_length") rows: the stream is
+cut into documents, each ending with E (a tail without E is the last one); row k
+is document k truncated to L tokens and right-padded with P; labels are the ids
+with P → -100 (the seed's training loop), and the loss is HF's cross-entropy with
+ignore_index -100: the mean over the micro-batch's kept next-token positions.
+Rows are taken B at a time, wrapping, as below.
+
 Batching contract (shuffle off): the token stream is cut into rows of L tokens,
 row k = T[k·L:(k+1)·L] (a tail shorter than L is dropped); micro-batch m takes
 rows (m·B + j) mod R, j = 0..B−1 (R rows in all, wrapping at the end); update u
@@ -126,6 +134,37 @@ class Batches:
         idx = torch.arange(self.next * self.batch_size, (self.next + 1) * self.batch_size) % n
         self.next += 1
         return self.rows.index_select(0, idx)
+
+
+class DocumentBatches(Batches):
+    """Document rows (see the module docstring): take() returns (ids, labels)."""
+
+    def __init__(self, tokens, batch_size, max_length, pad_id, eos_id):
+        import torch
+
+        docs, start = [], 0
+        for i, t in enumerate(tokens.tolist()):
+            if t == eos_id:
+                docs.append(tokens[start : i + 1])
+                start = i + 1
+        if start < len(tokens):
+            docs.append(tokens[start:])
+        if not docs:
+            raise UsageError("the token stream has no documents")
+        rows = torch.full((len(docs), max_length), pad_id, dtype=torch.int64)
+        for k, d in enumerate(docs):
+            d = torch.from_numpy(d[:max_length].astype("int64"))
+            rows[k, : len(d)] = d
+        self.rows = rows
+        self.pad_id = pad_id
+        self.batch_size = batch_size
+        self.next = 0
+
+    def take(self):
+        ids = super().take()
+        labels = ids.clone()
+        labels[labels == self.pad_id] = -100  # the seed: pad tokens out of the loss
+        return ids, labels
 
 
 # ---- parameters ------------------------------------------------------------
@@ -271,7 +310,8 @@ def train(model, batches, *, grad_accum, steps, lr, warmup, min_lr_ratio, schedu
     for u in range(steps):
         losses = []
         for _ in range(grad_accum):
-            loss = model(batches.take())
+            batch = batches.take()
+            loss = model(*batch) if isinstance(batch, tuple) else model(batch)
             (bf16_div_scalar(loss, grad_accum) if loss.dtype == torch.bfloat16 else loss / grad_accum).backward()
             losses.append(loss.item())
         norm = global_grad_norm(params)
@@ -318,6 +358,9 @@ def build_parser():
       help="--dtype bfloat16 only: the seed's math SDPA op by op in bf16 (torch 2.0-2.4, default) or in fp32 (torch >= 2.5)")
     a("--threads", type=int, help="torch intra-op threads (and OPENBLAS_NUM_THREADS); default: torch's")
     a("--seed-padding-idx", action="store_true", help="the seed's embedding padding_idx = V−1 (row V−1 gets no gradient)")
+    a("--rows", choices=("packed", "documents"), default="packed", help="documents: the seed's padded document rows with pad labels ignored (needs --pad-id and --eos-id)")
+    a("--pad-id", type=int, help="--rows documents: the tokenizer's pad id")
+    a("--eos-id", type=int, help="--rows documents: the tokenizer's end-of-text id, which ends each document")
     a("--out", required=True, help="final parameters and buffers, safetensors")
     a("--metrics", required=True, help="one JSON line per update: step, loss, lr, grad_norm")
     return p
@@ -346,6 +389,10 @@ def check_args(args):
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if not (args.grad_clipping >= 0 and math.isfinite(args.grad_clipping)):
         raise UsageError(f"--grad-clipping must be >= 0, got {args.grad_clipping}")
+    if args.rows == "documents" and (args.pad_id is None or args.eos_id is None):
+        raise UsageError("--rows documents needs --pad-id and --eos-id")
+    if args.rows == "documents" and args.dtype not in ("float32", "float64"):
+        raise UsageError("--rows documents is built for --dtype float32 and float64")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     for flag, path in (("--out", args.out), ("--metrics", args.metrics)):
@@ -387,7 +434,10 @@ def run(args):
     elif args.dtype == "bf16-mixed":
         model.set_precision("mixed")
     tokens = load_tokens(args.tokens, cfg.vocab_size)
-    batches = Batches(tokens, args.batch_size, args.max_length)
+    if args.rows == "documents":
+        batches = DocumentBatches(tokens, args.batch_size, args.max_length, args.pad_id, args.eos_id)
+    else:
+        batches = Batches(tokens, args.batch_size, args.max_length)
 
     lines = []
     train(
