@@ -30,6 +30,12 @@ type EvalRecord struct {
 	Step     int     `json:"step"`
 	EvalLoss float64 `json:"eval_loss"` // mean loss over the eval batches
 	EvalPPL  float64 `json:"eval_ppl"`  // exp(eval_loss)
+	// The seed's figure (Options.EvalTokens): the sum of the batch losses
+	// over batches + 1, its perplexity, and the non-pad tokens evaluated.
+	// Zero when the seed's procedure was not asked for.
+	SeedLoss   float64 `json:"eval_loss_seed,omitempty"`
+	SeedPPL    float64 `json:"eval_ppl_seed,omitempty"`
+	EvalTokens int64   `json:"eval_tokens,omitempty"`
 }
 
 // record is what a line of metrics.jsonl can hold; numbers that are not
@@ -67,11 +73,16 @@ func (r StepRecord) line() []byte {
 }
 
 func (r EvalRecord) line() []byte {
-	return jsonLine([]kv{
+	fields := []kv{
 		{"step", json.RawMessage(strconv.Itoa(r.Step))},
 		{"eval_loss", finite(r.EvalLoss)},
 		{"eval_ppl", finite(r.EvalPPL)},
-	})
+	}
+	if r.EvalTokens > 0 {
+		fields = append(fields, kv{"eval_loss_seed", finite(r.SeedLoss)}, kv{"eval_ppl_seed", finite(r.SeedPPL)},
+			kv{"eval_tokens", json.RawMessage(strconv.FormatInt(r.EvalTokens, 10))})
+	}
+	return jsonLine(fields)
 }
 
 type kv struct {

@@ -56,6 +56,9 @@ type Options struct {
 	// every full micro-batch of the eval split (at least one), up to
 	// DefaultMaxEvalBatches.
 	EvalBatches int
+	// EvalTokens > 0 evaluates the seed's way instead (EvaluateSeed): the
+	// eval batcher should be shuffled with the seed's 42.
+	EvalTokens int64
 	// Seed is the run's seed, recorded in checkpoints.
 	Seed uint64
 	// Args are the run's settings (the command-line flags), recorded in every
@@ -314,6 +317,11 @@ func (t *Trainer) Evaluate() (EvalRecord, error) {
 	if t.eval == nil {
 		return EvalRecord{}, errors.New("no eval data")
 	}
+	if t.opt.EvalTokens > 0 {
+		r, err := EvaluateSeed(t.rt, t.eval, t.opt.EvalTokens)
+		r.Step = t.step
+		return r, err
+	}
 	loss, err := Evaluate(t.rt, t.eval, t.EvalBatches())
 	if err != nil {
 		return EvalRecord{}, err
@@ -343,6 +351,38 @@ func Evaluate(rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
 		sum += loss
 	}
 	return sum / float64(n), nil
+}
+
+// EvaluateSeed is the seed's evaluate_model: from the start of b, micro-batches
+// until more than maxTokens non-pad tokens have been evaluated (checked
+// before each batch) or b's epoch ends; the seed reports the sum of the
+// batch losses divided by batches + 1 (its total_batches starts at 1), in
+// SeedLoss; EvalLoss is the plain mean.
+func EvaluateSeed(rt *runtime.Runtime, b *data.Batcher, maxTokens int64) (EvalRecord, error) {
+	if err := b.Seek(data.Position{}); err != nil {
+		return EvalRecord{}, err
+	}
+	var sum float64
+	var tokens int64
+	batches := 0
+	for tokens <= maxTokens && (batches+1)*b.Batch() <= b.Rows() {
+		out, err := rt.Run(progEval, batchInputs(b))
+		if err != nil {
+			return EvalRecord{}, err
+		}
+		loss, err := scalarOut(out, "loss", progEval)
+		if err != nil {
+			return EvalRecord{}, err
+		}
+		sum += loss
+		tokens += b.Tokens()
+		batches++
+	}
+	if batches == 0 {
+		return EvalRecord{}, fmt.Errorf("the eval split has %d rows, fewer than one batch of %d", b.Rows(), b.Batch())
+	}
+	mean, seed := sum/float64(batches), sum/float64(batches+1)
+	return EvalRecord{EvalLoss: mean, EvalPPL: math.Exp(mean), SeedLoss: seed, SeedPPL: math.Exp(seed), EvalTokens: tokens}, nil
 }
 
 // CheckpointDir is the directory of the checkpoint after update step.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,6 +114,37 @@ func TestTrainDocumentRows(t *testing.T) {
 	out = mustSlc(t, "generate", filepath.Join(whole, "latest"), "--prompt", "ROMEO:", "--max-new-tokens", "5", "--threads", "2")
 	if !strings.HasPrefix(out, "ROMEO:") {
 		t.Errorf("generate printed %q, want the prompt's text first", out)
+	}
+}
+
+// --eval-tokens evaluates the seed's way: batches until more than N non-pad
+// tokens, the seed's figure the loss sum over batches + 1 beside the mean.
+func TestSeedEval(t *testing.T) {
+	tinyArtifact(t)
+	dir := t.TempDir()
+	docs := filepath.Join(dir, "docs.jsonl")
+	writeDocs(t, docs, 200)
+	mustSlc(t, "train", "../../testdata/configs/llama_shakespeare.json", "--data", docs, "--tokenizer", t5Model, "--rows", "documents",
+		"--batch-size", "2", "--max-length", "32", "--rank", "4", "--threads", "2", "--num-training-steps", "2", "--eval-fraction", "0.2",
+		"--eval-tokens", "300", "--save-dir", filepath.Join(dir, "run"))
+	raw, err := os.ReadFile(filepath.Join(dir, "run", "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		EvalLoss   *float64 `json:"eval_loss"`
+		SeedLoss   float64  `json:"eval_loss_seed"`
+		EvalTokens int64    `json:"eval_tokens"`
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		json.Unmarshal([]byte(line), &rec)
+	}
+	if rec.EvalLoss == nil || rec.EvalTokens <= 300 || rec.EvalTokens > 300+2*32 {
+		t.Fatalf("last eval: %+v; want more than 300 tokens, by less than one batch", rec)
+	}
+	k := rec.SeedLoss / (*rec.EvalLoss - rec.SeedLoss) // seed = mean·k/(k+1)
+	if math.Abs(k-math.Round(k)) > 1e-6 || k < 1 {
+		t.Errorf("eval_loss_seed %v and eval_loss %v are not sum/(k+1) and sum/k (k = %v)", rec.SeedLoss, *rec.EvalLoss, k)
 	}
 }
 

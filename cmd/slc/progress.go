@@ -50,7 +50,15 @@ func (p *progress) Step(r train.StepRecord, total int, eta time.Duration) {
 
 // Eval implements train.Observer.
 func (p *progress) Eval(e train.EvalRecord) {
-	p.line(fmt.Sprintf("eval at step %d: loss %.4f, perplexity %.2f", e.Step, e.EvalLoss, e.EvalPPL))
+	p.line(fmt.Sprintf("eval at step %d: loss %.4f, perplexity %.2f%s", e.Step, e.EvalLoss, e.EvalPPL, seedEval(e)))
+}
+
+// seedEval describes the seed's eval figure of e, when it was asked for.
+func seedEval(e train.EvalRecord) string {
+	if e.EvalTokens == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; the seed's figure (loss sum / (batches + 1)) %.4f, perplexity %.2f, over %s tokens", e.SeedLoss, e.SeedPPL, summary.Grouped(e.EvalTokens))
 }
 
 // Saved implements train.Observer.

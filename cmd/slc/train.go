@@ -81,6 +81,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "eval-data", Aliases: []string{"eval_data"}, Usage: "held-out data `PATH`", DefaultText: "the last --eval-fraction of --data", TakesFile: true},
 			&cli.Float64Flag{Name: "eval-fraction", Aliases: []string{"eval_fraction"}, Value: defaultEvalFrac, Usage: "`F`: hold out the last F of the rows of --data for evaluation (0: no evaluation)"},
 			&cli.IntFlag{Name: "eval-batches", Aliases: []string{"eval_batches"}, Usage: "`N` eval micro-batches per evaluation", DefaultText: "every full batch of the held-out rows, up to 100"},
+			&cli.Int64Flag{Name: "eval-tokens", Aliases: []string{"eval_tokens"}, Usage: "evaluate the seed's way: the held-out rows shuffled (seed 42), batches until more than `N` non-pad tokens (the seed's 10,000,000) or the rows end; reports the seed's sum / (batches + 1) beside the mean"},
 			&cli.Float64Flag{Name: "lr", Value: defaultLR, Usage: "peak learning `RATE` (the seed's 60M recipe uses 0.003)"},
 			&cli.StringFlag{Name: "optimizer", Value: "adamw", Usage: "`NAME`: adamw (β 0.9/0.999, ε 1e-8, decoupled weight decay; the only one)"},
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`B` sequences per micro-batch"},
@@ -121,6 +122,7 @@ type trainSettings struct {
 	EvalData       string  `json:"eval_data"`
 	EvalFraction   float64 `json:"eval_fraction"`
 	EvalBatches    int     `json:"eval_batches"`
+	EvalTokens     int64   `json:"eval_tokens,omitempty"`
 	LR             float64 `json:"lr"`
 	Optimizer      string  `json:"optimizer"`
 	BatchSize      int     `json:"batch_size"`
@@ -154,7 +156,7 @@ type trainSettings struct {
 // settingFlags maps each setting (by JSON name) to its flag; a flag given on
 // the command line overrides the checkpoint's setting when resuming.
 var settingFlags = map[string]string{
-	"data": "data", "eval_data": "eval-data", "eval_fraction": "eval-fraction", "eval_batches": "eval-batches",
+	"data": "data", "eval_data": "eval-data", "eval_fraction": "eval-fraction", "eval_batches": "eval-batches", "eval_tokens": "eval-tokens",
 	"lr": "lr", "optimizer": "optimizer", "batch_size": "batch-size", "total_batch_size": "total-batch-size",
 	"max_length": "max-length", "num_training_steps": "num-training-steps", "warmup_steps": "warmup-steps",
 	"min_lr_ratio": "min-lr-ratio", "scheduler": "scheduler", "weight_decay": "weight-decay",
@@ -284,6 +286,9 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	r := &trainRun{threads: c.Int("threads"), logEvery: c.Int("log-every"), overwrite: c.Bool("overwrite")}
 	s := &r.set
 	s.Data, s.EvalData, s.EvalFraction, s.EvalBatches = c.String("data"), c.String("eval-data"), c.Float64("eval-fraction"), c.Int("eval-batches")
+	if s.EvalTokens = c.Int64("eval-tokens"); s.EvalTokens < 0 {
+		return nil, usagef(cmd, "flag --eval-tokens: must be >= 0, got %d", s.EvalTokens)
+	}
 	s.LR, s.Optimizer = c.Float64("lr"), strings.ToLower(c.String("optimizer"))
 	s.BatchSize, s.TotalBatchSize, s.MaxLength = c.Int("batch-size"), c.Int("total-batch-size"), c.Int("max-length")
 	s.Steps, s.Warmup, s.MinLRRatio, s.Scheduler = c.Int("num-training-steps"), c.Int("warmup-steps"), c.Float64("min-lr-ratio"), c.String("scheduler")
@@ -569,6 +574,9 @@ func trainMain(c *cli.Context) (err error) {
 			src = s.EvalData
 		}
 		evalNote = fmt.Sprintf("%s eval rows (%s), %d batches per eval", summary.Grouped(int64(evalB.Rows())), src, train.EvalBatchCount(s.EvalBatches, evalB.Rows(), s.BatchSize))
+		if s.EvalTokens > 0 {
+			evalNote = fmt.Sprintf("%s eval rows (%s), evaluated the seed's way: shuffled (seed %d), batches until more than %s non-pad tokens", summary.Grouped(int64(evalB.Rows())), src, seedEvalShuffle, summary.Grouped(s.EvalTokens))
+		}
 	}
 	rowsNote := fmt.Sprintf("%s train rows of %d tokens", summary.Grouped(int64(trainB.Rows())), s.MaxLength)
 	if trainB.Documents() {
@@ -607,6 +615,7 @@ func trainMain(c *cli.Context) (err error) {
 		SaveEvery:   s.SaveEvery,
 		SaveDir:     r.saveDir,
 		EvalBatches: s.EvalBatches,
+		EvalTokens:  s.EvalTokens,
 		Seed:        s.Seed,
 		Args:        s.args(),
 		Observer:    obs,
@@ -689,7 +698,7 @@ func trainMain(c *cli.Context) (err error) {
 	}
 	evalText := ""
 	if res.Eval != nil {
-		evalText = fmt.Sprintf(", eval loss %.4f (perplexity %.2f)", res.Eval.EvalLoss, res.Eval.EvalPPL)
+		evalText = fmt.Sprintf(", eval loss %.4f (perplexity %.2f)%s", res.Eval.EvalLoss, res.Eval.EvalPPL, seedEval(*res.Eval))
 	}
 	final := "no update ran in this session"
 	if res.LastStep.Step > 0 {
@@ -756,12 +765,17 @@ func loadTrainData(s *trainSettings, vocab int, tok *tokenizer.Model) (trainB, e
 		return nil, nil, fmt.Errorf("%s: %w", s.Data, err)
 	}
 	if evalTokens != nil {
-		if evalB, err = data.NewBatcher(evalTokens, s.MaxLength, s.BatchSize, false, 0); err != nil {
+		if evalB, err = data.NewBatcher(evalTokens, s.MaxLength, s.BatchSize, s.EvalTokens > 0, seedEvalShuffle); err != nil {
 			return nil, nil, fmt.Errorf("eval data: %w", err)
 		}
 	}
 	return trainB, evalB, nil
 }
+
+// seedEvalShuffle is the seed's shuffle seed of the validation set
+// (--eval-tokens): slc's own permutation of the eval rows with that seed,
+// not HF datasets' order.
+const seedEvalShuffle = 42
 
 // documentBatchers makes the batchers of --rows documents: the streams cut
 // into documents at the tokenizer's end-of-text id, the held-out split the
@@ -782,7 +796,7 @@ func documentBatchers(s *trainSettings, tokens, evalTokens []int32, tok *tokeniz
 		return nil, nil, fmt.Errorf("%s: %w", s.Data, err)
 	}
 	if evalDocs != nil {
-		if evalB, err = data.NewDocumentBatcher(evalDocs, s.MaxLength, s.BatchSize, pad, false, 0); err != nil {
+		if evalB, err = data.NewDocumentBatcher(evalDocs, s.MaxLength, s.BatchSize, pad, s.EvalTokens > 0, seedEvalShuffle); err != nil {
 			return nil, nil, fmt.Errorf("eval data: %w", err)
 		}
 	}
