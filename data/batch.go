@@ -1,6 +1,8 @@
 package data
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -81,6 +83,31 @@ func (b *Batcher) Seek(p Position) error {
 	return nil
 }
 
+// A Mark is a batcher's position as a checkpoint stores it (the position
+// methods of train.Batches): for rows in memory (Batcher), the epoch and the
+// rows consumed in it, training_state.json's data_epoch and data_index; for a
+// stream (StreamBatcher), the stream's c4.Position as JSON in Stream
+// (data_position), Epoch being the stream's epoch and Index 0.
+type Mark struct {
+	Epoch, Index int64
+	Stream       json.RawMessage
+}
+
+// Mark returns the position as a checkpoint stores it.
+func (b *Batcher) Mark() Mark { return Mark{Epoch: b.pos.Epoch, Index: b.pos.Index} }
+
+// SeekMark moves to a position Mark returned (see Seek). A stream's Mark is
+// an error: the run that saved it streamed its data.
+func (b *Batcher) SeekMark(m Mark) error {
+	if m.Stream != nil {
+		return errors.New("data: the checkpoint holds a stream position (data_position): the run streamed its data, and this one holds it in memory")
+	}
+	return b.Seek(Position{Epoch: m.Epoch, Index: m.Index})
+}
+
+// Err is nil: rows in memory cannot fail to come (a StreamBatcher's can).
+func (b *Batcher) Err() error { return nil }
+
 // Next returns the next micro-batch, batch·rowLen ids, row-major, and advances
 // the position (for document rows, also LossMask and Tokens).
 func (b *Batcher) Next() []int64 {
@@ -93,7 +120,7 @@ func (b *Batcher) Next() []int64 {
 		r := b.row(b.pos.Epoch, int(b.pos.Index))
 		dst := out[i*b.rowLen : (i+1)*b.rowLen]
 		if b.docs != nil {
-			b.tokensLast += b.fillDocument(r, dst, b.mask[i*(b.rowLen-1):(i+1)*(b.rowLen-1)])
+			b.tokensLast += fillDocument(b.docs[r], b.pad, dst, b.mask[i*(b.rowLen-1):(i+1)*(b.rowLen-1)])
 		} else {
 			for j, v := range b.tokens[r*b.rowLen : (r+1)*b.rowLen] {
 				dst[j] = int64(v)

@@ -48,4 +48,13 @@
 //
 // [Split] holds out the last rows of the stream for evaluation before batching, so
 // evaluation rows are never trained on.
+//
+// # Streaming
+//
+// Load holds the whole corpus in memory. For C4 at its real size, a
+// [StreamBatcher] serves the same document rows straight from a c4.Stream
+// (package data/c4: shards read document by document, a reproducible shuffle),
+// tokenizing each document as its batch is taken; its order is the stream's and
+// its position the stream's position, which [StreamBatcher.Mark] hands a
+// checkpoint as JSON.
 package data

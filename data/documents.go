@@ -85,24 +85,25 @@ func (b *Batcher) LossMask() []float32 { return b.mask }
 // (the seed's tokens_seen); batch·rowLen for packed rows.
 func (b *Batcher) Tokens() int64 { return b.tokensLast }
 
-// fillDocument writes document row r into dst (rowLen ids) and its mask into
-// m (rowLen−1 values) and returns its non-pad count.
-func (b *Batcher) fillDocument(r int, dst []int64, m []float32) int64 {
-	doc := b.docs[r]
+// fillDocument writes the row of one document into dst (rowLen ids: doc
+// truncated or padded with pad) and its mask into m (rowLen−1 values) and
+// returns its non-pad count. Both document batchers (NewDocumentBatcher,
+// NewStreamBatcher) fill their rows with it.
+func fillDocument(doc []int32, pad int32, dst []int64, m []float32) int64 {
 	var n int64
 	for j := range dst {
-		v := b.pad
+		v := pad
 		if j < len(doc) {
 			v = doc[j]
 		}
 		dst[j] = int64(v)
-		if v != b.pad {
+		if v != pad {
 			n++
 		}
 	}
 	for j := range m {
 		m[j] = 0
-		if dst[j+1] != int64(b.pad) {
+		if dst[j+1] != int64(pad) {
 			m[j] = 1
 		}
 	}
