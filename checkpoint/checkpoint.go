@@ -37,8 +37,20 @@ const (
 	SLTrainFile   = "sltrain_config.json"
 )
 
-// FormatVersion is the layout version Save writes; Load refuses newer ones.
-const FormatVersion = 1
+// FormatVersion is the newest layout version Save writes; Load refuses newer
+// ones. Version 2 adds data_position (TrainingState.DataPosition). Save writes
+// 2 only for a state that has one and 1 otherwise, so that an slc older than
+// streaming refuses to resume a streamed run, rather than resuming it at the
+// wrong data, and still reads every other checkpoint.
+const FormatVersion = 2
+
+// formatOf is the layout version Save writes for a state.
+func formatOf(s *TrainingState) int {
+	if len(s.DataPosition) > 0 {
+		return 2
+	}
+	return 1
+}
 
 // TrainingState is where training stands: enough to resume it exactly (the
 // update step, the data position, the seed) and to check that a resumed run
@@ -55,6 +67,11 @@ type TrainingState struct {
 	// is row RowIndex of pass Epoch over the data.
 	Epoch    int64 `json:"data_epoch"`
 	RowIndex int64 `json:"data_index"`
+	// DataPosition is a streamed run's data position, a JSON object that the
+	// data stream reads back (package data's StreamBatcher: the c4 stream's
+	// epoch, shard, file and document); absent for data held in memory, whose
+	// position is Epoch and RowIndex.
+	DataPosition json.RawMessage `json:"data_position,omitempty"`
 	// Seed is the run's seed (init, sparse support, data order).
 	Seed uint64 `json:"seed"`
 	// LR is the learning rate of the last update done.
@@ -67,7 +84,8 @@ type TrainingState struct {
 	// Version is the slc version that wrote the checkpoint (Save fills it in
 	// when empty).
 	Version string `json:"slc_version"`
-	// Format is the checkpoint layout version (Save sets FormatVersion).
+	// Format is the checkpoint layout version (Save sets it: 1, or 2 with a
+	// DataPosition).
 	Format int `json:"format_version"`
 }
 
@@ -127,6 +145,9 @@ func (c *Checkpoint) check() error {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			return fmt.Errorf("training state field %q is %v; JSON has no such number", f.name, f.v)
 		}
+	}
+	if err := checkDataPosition(s.DataPosition); err != nil {
+		return fmt.Errorf("training state %w", err)
 	}
 	if c.SLTrain != nil {
 		if _, err := Scale(c.SLTrain); err != nil {
@@ -212,7 +233,7 @@ func save(dir string, c *Checkpoint, hook func(step string) error) error {
 	if state.Version == "" {
 		state.Version = version.Version
 	}
-	state.Format = FormatVersion
+	state.Format = formatOf(&state)
 	stateJSON, err := json.MarshalIndent(&state, "", "  ")
 	if err != nil {
 		return fmt.Errorf("saving checkpoint %s: %s: %v", dir, StateFile, err)
@@ -363,6 +384,19 @@ func checkState(s *TrainingState) error {
 	}
 	if s.LR < 0 {
 		return fmt.Errorf("field \"lr\": must be >= 0, got %v", s.LR)
+	}
+	return checkDataPosition(s.DataPosition)
+}
+
+// checkDataPosition checks that a data position, when there is one, is a
+// JSON object.
+func checkDataPosition(p json.RawMessage) error {
+	if len(p) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(p, &m); err != nil || m == nil {
+		return fmt.Errorf("field \"data_position\": want a JSON object, got %.40s", p)
 	}
 	return nil
 }

@@ -61,7 +61,7 @@ func sameCheckpoint(t *testing.T, got, want *Checkpoint) {
 	if ws.Version == "" {
 		ws.Version = version.Version
 	}
-	ws.Format = FormatVersion
+	ws.Format = formatOf(&ws)
 	if !reflect.DeepEqual(got.State, ws) {
 		t.Errorf("state %+v, want %+v", got.State, ws)
 	}
