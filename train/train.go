@@ -1,7 +1,8 @@
 // Package train runs SLTrain pretraining on a loaded runtime: the update loop
-// with gradient accumulation, the learning-rate schedule of DESIGN.md,
-// periodic evaluation on a held-out split, atomic checkpoints that resume
-// bit-identically, metrics.jsonl and the loss-curve plot.
+// with gradient accumulation over micro-batches held in memory or streamed
+// (Batches), the learning-rate schedule of DESIGN.md, periodic evaluation on
+// a held-out split, atomic checkpoints that resume bit-identically,
+// metrics.jsonl and the loss-curve plot.
 //
 // One update u (counted from 0) runs G micro-batches through the train_step
 // program, each with grad_scale = 1/G so that the accumulated gradient is the
@@ -77,11 +78,35 @@ type Observer interface {
 	Saved(dir string, step int)
 }
 
+// Batches is where a run's training micro-batches come from: rows held in
+// memory (*data.Batcher, packed or document rows) or document rows streamed
+// from C4 shards (*data.StreamBatcher).
+type Batches interface {
+	Batch() int      // rows per micro-batch
+	RowLen() int     // tokens per row
+	Documents() bool // document rows: Next's batches come with a loss mask
+	// Next returns the next micro-batch, Batch()·RowLen() ids, row-major;
+	// nil when the batches failed to come, and Err says why.
+	Next() []int64
+	Err() error
+	LossMask() []float32 // of the last batch, [Batch(), RowLen()−1]; nil for packed rows
+	Tokens() int64       // the ids of the last batch that are not pad
+	// Mark returns the position of the next batch, which a checkpoint
+	// stores; SeekMark moves back to one.
+	Mark() data.Mark
+	SeekMark(data.Mark) error
+}
+
+var (
+	_ Batches = (*data.Batcher)(nil)
+	_ Batches = (*data.StreamBatcher)(nil)
+)
+
 // Trainer runs the update loop on one runtime.
 type Trainer struct {
 	rt    *runtime.Runtime
 	opt   Options
-	train *data.Batcher
+	train Batches
 	eval  *data.Batcher
 
 	step       int // updates done
@@ -111,11 +136,25 @@ func (e *NonFiniteError) Error() string {
 	return fmt.Sprintf("update %d: the %s is %v; training stopped without saving this state (try a lower --lr, more --warmup-steps or --grad-clipping)", e.Step, e.What, e.Value)
 }
 
+// DataError reports training data that failed to come mid-run (a bad line
+// or a corrupt file of a streamed shard): the run stops without saving, so
+// that the newest checkpoint stays the last good state.
+type DataError struct {
+	Step int // the update (from 1) that needed the data
+	Err  error
+}
+
+func (e *DataError) Error() string {
+	return fmt.Sprintf("update %d: %v; training stopped without saving this state", e.Step, e.Err)
+}
+
+func (e *DataError) Unwrap() error { return e.Err }
+
 // New prepares a run on rt, which must hold the train_step, update and eval
 // programs of the same model, with micro-batches from train and held-out
-// batches from eval (nil: no evaluation). Both batchers must serve the
-// runtime's input_ids shape.
-func New(rt *runtime.Runtime, train, eval *data.Batcher, opt Options) (*Trainer, error) {
+// batches from eval (nil: no evaluation). Both must serve the runtime's
+// input_ids shape.
+func New(rt *runtime.Runtime, train Batches, eval *data.Batcher, opt Options) (*Trainer, error) {
 	if err := opt.Schedule.Check(); err != nil {
 		return nil, err
 	}
@@ -145,11 +184,15 @@ func New(rt *runtime.Runtime, train, eval *data.Batcher, opt Options) (*Trainer,
 	}
 	b, l := ids.Type.Shape[0], ids.Type.Shape[1]
 	masked := m.Graph(progTrainStep).Input("loss_mask") != nil
-	for _, d := range []*data.Batcher{train, eval} {
-		if d != nil && (d.Batch() != b || d.RowLen() != l) {
+	sources := []Batches{train}
+	if eval != nil {
+		sources = append(sources, eval)
+	}
+	for _, d := range sources {
+		if d.Batch() != b || d.RowLen() != l {
 			return nil, fmt.Errorf("the data serves batches of %d × %d tokens, the model takes %d × %d", d.Batch(), d.RowLen(), b, l)
 		}
-		if d != nil && d.Documents() != masked {
+		if d.Documents() != masked {
 			return nil, fmt.Errorf("the data serves %s rows, the model is compiled for %s rows (--rows)", rowsName(d.Documents()), rowsName(masked))
 		}
 	}
@@ -186,7 +229,7 @@ func (t *Trainer) Resume(c *checkpoint.Checkpoint) error {
 	if s.Step > int64(t.opt.Schedule.Total) {
 		return fmt.Errorf("the checkpoint is at update %d, past the run's %d updates (--num-training-steps)", s.Step, t.opt.Schedule.Total)
 	}
-	if err := t.train.Seek(data.Position{Epoch: s.Epoch, Index: s.RowIndex}); err != nil {
+	if err := t.train.SeekMark(data.Mark{Epoch: s.Epoch, Index: s.RowIndex, Stream: s.DataPosition}); err != nil {
 		return err
 	}
 	if err := checkpoint.ToRuntime(c, t.rt); err != nil {
@@ -212,8 +255,9 @@ func (t *Trainer) elapsed() float64 {
 }
 
 // Update runs one update: G micro-batches of train_step, then the optimizer.
-// A loss or gradient norm that is not finite is a *NonFiniteError; the state
-// is then not worth saving.
+// A loss or gradient norm that is not finite is a *NonFiniteError, data that
+// fail to come a *DataError (before the optimizer step); the state is then
+// not worth saving.
 func (t *Trainer) Update() (StepRecord, error) {
 	if t.started.IsZero() {
 		t.started = time.Now()
@@ -226,7 +270,10 @@ func (t *Trainer) Update() (StepRecord, error) {
 	var sum float64
 	var tokens int64
 	for i := 0; i < g; i++ {
-		in := batchInputs(t.train)
+		in, err := batchInputs(t.train)
+		if err != nil {
+			return StepRecord{}, &DataError{Step: u + 1, Err: err}
+		}
 		in.Scalars = map[string]float64{"grad_scale": scale}
 		tokens += t.train.Tokens()
 		out, err := t.rt.Run(progTrainStep, in)
@@ -275,12 +322,20 @@ func (t *Trainer) Update() (StepRecord, error) {
 
 // batchInputs binds the next micro-batch of b: input_ids, and for document
 // rows the loss mask.
-func batchInputs(b *data.Batcher) runtime.Inputs {
-	in := runtime.Inputs{Data: map[string][]int64{"input_ids": b.Next()}}
+func batchInputs(b Batches) (runtime.Inputs, error) {
+	ids := b.Next()
+	if ids == nil {
+		err := b.Err()
+		if err == nil {
+			err = errors.New("the data served no batch")
+		}
+		return runtime.Inputs{}, err
+	}
+	in := runtime.Inputs{Data: map[string][]int64{"input_ids": ids}}
 	if b.Documents() {
 		in.Floats = map[string][]float32{"loss_mask": b.LossMask()}
 	}
-	return in
+	return in, nil
 }
 
 // scalarOut reads a one-element output of a program.
@@ -340,7 +395,11 @@ func Evaluate(rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
 	}
 	var sum float64
 	for i := 0; i < n; i++ {
-		out, err := rt.Run(progEval, batchInputs(b))
+		in, err := batchInputs(b)
+		if err != nil {
+			return 0, err
+		}
+		out, err := rt.Run(progEval, in)
 		if err != nil {
 			return 0, err
 		}
@@ -366,7 +425,11 @@ func EvaluateSeed(rt *runtime.Runtime, b *data.Batcher, maxTokens int64) (EvalRe
 	var tokens int64
 	batches := 0
 	for tokens <= maxTokens && (batches+1)*b.Batch() <= b.Rows() {
-		out, err := rt.Run(progEval, batchInputs(b))
+		in, err := batchInputs(b)
+		if err != nil {
+			return EvalRecord{}, err
+		}
+		out, err := rt.Run(progEval, in)
 		if err != nil {
 			return EvalRecord{}, err
 		}
@@ -400,10 +463,13 @@ func (t *Trainer) Save() (string, error) {
 	if err := t.checkParams(); err != nil {
 		return "", err
 	}
-	pos := t.train.Position()
+	if err := t.train.Err(); err != nil {
+		return "", fmt.Errorf("not saving after a data error: %w", err)
+	}
+	pos := t.train.Mark()
 	st := checkpoint.TrainingState{
 		Step: int64(t.step), GlobalStep: int64(t.step) * int64(t.opt.Accum), TokensSeen: t.tokensSeen,
-		Epoch: pos.Epoch, RowIndex: pos.Index, Seed: t.opt.Seed, LR: t.lastLR,
+		Epoch: pos.Epoch, RowIndex: pos.Index, DataPosition: pos.Stream, Seed: t.opt.Seed, LR: t.lastLR,
 		ElapsedSeconds: t.elapsed(), Args: t.opt.Args,
 	}
 	c, err := checkpoint.FromRuntime(t.rt, st)
@@ -480,8 +546,9 @@ type Result struct {
 // Run runs updates until Schedule.Total, evaluating every EvalEvery updates
 // and saving every SaveEvery, then evaluates and saves the final state. After
 // Stop it finishes the update in progress, saves, and returns with
-// Interrupted set. On a non-finite loss it returns a *NonFiniteError and
-// saves nothing, so the newest checkpoint stays the last good state.
+// Interrupted set. On a non-finite loss it returns a *NonFiniteError, on a
+// data error a *DataError, and saves nothing, so the newest checkpoint stays
+// the last good state.
 func (t *Trainer) Run() (*Result, error) {
 	res := &Result{}
 	n := t.opt.Schedule.Total
