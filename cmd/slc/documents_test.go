@@ -53,7 +53,7 @@ func TestTrainDocumentRows(t *testing.T) {
 	docs := filepath.Join(dir, "c4-train.00000-of-00001.json")
 	writeDocs(t, docs, 120)
 	args := func(save string) []string {
-		return []string{"train", "../../testdata/configs/llama_shakespeare.json", "--data", docs, "--tokenizer", t5Model, "--rows", "documents",
+		return []string{"train", "../../testdata/configs/llama_shakespeare.json", "--data", docs, "--tokenizer", t5Model, "--rows", "documents", "--stream=false",
 			"--batch-size", "4", "--max-length", "32", "--rank", "8", "--threads", "2", "--num-training-steps", "4", "--save-every", "2", "--save-dir", save}
 	}
 	whole, part := filepath.Join(dir, "whole"), filepath.Join(dir, "part")
@@ -124,7 +124,7 @@ func TestSeedEval(t *testing.T) {
 	dir := t.TempDir()
 	docs := filepath.Join(dir, "docs.jsonl")
 	writeDocs(t, docs, 200)
-	mustSlc(t, "train", "../../testdata/configs/llama_shakespeare.json", "--data", docs, "--tokenizer", t5Model, "--rows", "documents",
+	mustSlc(t, "train", "../../testdata/configs/llama_shakespeare.json", "--data", docs, "--tokenizer", t5Model, "--rows", "documents", "--stream=false",
 		"--batch-size", "2", "--max-length", "32", "--rank", "4", "--threads", "2", "--num-training-steps", "2", "--eval-fraction", "0.2",
 		"--eval-tokens", "300", "--save-dir", filepath.Join(dir, "run"))
 	raw, err := os.ReadFile(filepath.Join(dir, "run", "metrics.jsonl"))

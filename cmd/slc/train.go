@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/checkpoint"
 	"gitee.com/gidean/conv-linn/data"
+	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/runtime"
@@ -63,7 +65,9 @@ func trainCommand() *cli.Command {
 			".slc file from 'slc compile -o' (its batch, length and SLTrain settings are fixed). --data is a\n" +
 			".txt (byte-level), .json/.jsonl/.json.gz (C4 lines, field \"text\"), .npy or llm.c .bin file, a\n" +
 			"directory or a glob of them. The last --eval-fraction of the rows is held out for evaluation\n" +
-			"unless --eval-data is given. One update runs --total-batch-size / --batch-size micro-batches\n" +
+			"unless --eval-data is given. With --rows documents and --tokenizer, JSON shards are streamed\n" +
+			"document by document in bounded memory (--stream), so C4 at its real size trains; a stream\n" +
+			"cannot be split: give it --eval-data (or --eval-fraction 0). One update runs --total-batch-size / --batch-size micro-batches\n" +
 			"and one AdamW step; the learning rate is warmed up linearly for --warmup-steps updates, then\n" +
 			"decays to --min-lr-ratio × --lr at --num-training-steps along the seed's cosine (the default)\n" +
 			"or a line (--scheduler linear-min); --scheduler linear is the seed's linear decay to 0.\n" +
@@ -101,7 +105,9 @@ func trainCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights, the sparse supports and the data order"},
 			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: dtypeHelp},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
-			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order)"},
+			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order); a stream shuffles its shard order per epoch and its documents through a buffer"},
+			&cli.BoolFlag{Name: "stream", Value: true, Usage: "stream --data's JSON shards (.json, .jsonl, .json.gz, .jsonl.gz) document by document in bounded memory with --rows documents and --tokenizer (--stream=false: load them whole, as packed rows and token files always are)"},
+			&cli.IntFlag{Name: "shuffle-buffer", Aliases: []string{"shuffle_buffer"}, Value: c4.DefaultBuffer, Usage: "`N` documents in a stream's shuffle buffer (HF datasets' and the seed's 1000; 1: shuffle the shard order only)"},
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenize text with the SentencePiece model `FILE`.model (unigram or BPE; its end-of-text id ends each document)", DefaultText: "byte-level: byte b is id b", TakesFile: true},
 			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of training rows: packed (the token stream cut into rows of --max-length) or documents (the seed's: one document per row, truncated, padded with the tokenizer's pad id, pad labels left out of the loss; needs --tokenizer)"},
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
@@ -139,6 +145,8 @@ type trainSettings struct {
 	Seed           uint64  `json:"seed"`
 	DType          string  `json:"dtype"`
 	Shuffle        bool    `json:"shuffle"`
+	Stream         bool    `json:"stream"` // --data is streamed (not the flag: whether the run streams)
+	ShuffleBuffer  int     `json:"shuffle_buffer"`
 	Rows           string  `json:"rows"`
 	Tokenizer      string  `json:"tokenizer,omitempty"`
 	PEFT           string  `json:"peft"`
@@ -164,12 +172,13 @@ var settingFlags = map[string]string{
 	"dtype": "dtype", "shuffle": "shuffle", "peft": "peft", "rank": "rank", "sp_ratio": "sp-ratio",
 	"lora_alpha": "lora-alpha", "target_modules": "target-modules", "sltrain_lowering": "sltrain-lowering", "cpu": "cpu",
 	"metrics": "metrics", "threads": "threads", "rows": "rows", "tokenizer": "tokenizer",
+	"stream": "stream", "shuffle_buffer": "shuffle-buffer",
 }
 
 // fixedOnResume are the settings a resumed run must keep: changing them would
 // change the model, the data order or what a step means.
 var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "rows", "dtype", "optimizer",
-	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction"}
+	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction", "shuffle_buffer"}
 
 // machineLocal are settings a resumed run does not take from its checkpoint:
 // they describe the machine the run was on, not the run. The kernels are
@@ -295,6 +304,7 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	s.WeightDecay, s.GradClipping = c.Float64("weight-decay"), c.Float64("grad-clipping")
 	s.EvalEvery, s.SaveEvery = c.Int("eval-every"), c.Int("save-every")
 	s.Seed, s.DType, s.Shuffle = c.Uint64("seed"), c.String("dtype"), c.Bool("shuffle")
+	s.Stream, s.ShuffleBuffer = c.Bool("stream"), c.Int("shuffle-buffer")
 	s.Rows, s.Tokenizer = strings.ToLower(c.String("rows")), c.String("tokenizer")
 	if s.Tokenizer != "" {
 		if abs, err := filepath.Abs(s.Tokenizer); err == nil {
@@ -386,6 +396,9 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	if s.Data == "" {
 		return nil, usagef(cmd, "missing --data PATH (the training corpus)")
 	}
+	if err := r.resolveStream(c); err != nil {
+		return nil, err
+	}
 
 	switch {
 	case s.LR < 0 || math.IsNaN(s.LR) || math.IsInf(s.LR, 0):
@@ -470,6 +483,39 @@ func (r *trainRun) setAccum() error {
 	return nil
 }
 
+// resolveStream decides whether the run streams --data (s.Stream): with
+// --stream (a resumed run: its checkpoint's choice), when --data names JSON
+// shards only and the rows are documents of a --tokenizer. A stream cannot
+// be split, so it needs --eval-data or --eval-fraction 0; a resumed run must
+// stream exactly when its checkpoint has a stream position.
+func (r *trainRun) resolveStream(c *cli.Context) error {
+	const cmd = "train"
+	s := &r.set
+	if s.ShuffleBuffer < 0 || c.IsSet("shuffle-buffer") && s.ShuffleBuffer < 1 {
+		return usagef(cmd, "flag --shuffle-buffer: must be >= 1, got %d", s.ShuffleBuffer)
+	}
+	if s.Stream {
+		shards, err := data.JSONShards(s.Data)
+		can := err == nil && shards != nil && s.Rows == "documents" && s.Tokenizer != ""
+		if !can && c.IsSet("stream") {
+			return usagef(cmd, "flag --stream: streams JSON shards (.json, .jsonl, .json.gz, .jsonl.gz) with --rows documents and --tokenizer; --data %s with --rows %s is read into memory", s.Data, s.Rows)
+		}
+		s.Stream = can
+	}
+	if s.Stream && s.EvalData == "" && s.EvalFraction > 0 {
+		return usagef(cmd, "--data %s is streamed (JSON shards, --rows documents), and a stream cannot be split for evaluation: give --eval-data PATH or --eval-fraction 0 (or --stream=false to load --data into memory)", s.Data)
+	}
+	if r.resume != nil {
+		switch saved := len(r.resume.State.DataPosition) > 0; {
+		case saved && !s.Stream:
+			return usagef(cmd, "--continue-from %s: the run streamed --data (its checkpoint holds a stream position): resume it streamed (--stream), from its JSON shards with --rows documents and --tokenizer", r.resumeDir)
+		case !saved && s.Stream:
+			return usagef(cmd, "--continue-from %s: the run held --data in memory (its checkpoint holds no stream position); resume it with --stream=false", r.resumeDir)
+		}
+	}
+	return nil
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -533,9 +579,23 @@ func trainMain(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	trainB, evalB, err := loadTrainData(s, mod.config.VocabSize, tok)
-	if err != nil {
-		return err
+	var trainB train.Batches
+	var evalB *data.Batcher
+	var epochRows int   // the rows of an epoch in memory
+	var shards []string // the streamed shards
+	if s.Stream {
+		sb, eb, files, err := streamTrainData(s, mod.config.VocabSize, tok)
+		if err != nil {
+			return err
+		}
+		defer sb.Close()
+		trainB, evalB, shards = sb, eb, files
+	} else {
+		mb, eb, err := loadTrainData(s, mod.config.VocabSize, tok)
+		if err != nil {
+			return err
+		}
+		trainB, evalB, epochRows = mb, eb, mb.Rows()
 	}
 	created, err := prepareSaveDir(r)
 	if err != nil {
@@ -578,10 +638,20 @@ func trainMain(c *cli.Context) (err error) {
 			evalNote = fmt.Sprintf("%s eval rows (%s), evaluated the seed's way: shuffled (seed %d), batches until more than %s non-pad tokens", summary.Grouped(int64(evalB.Rows())), src, seedEvalShuffle, summary.Grouped(s.EvalTokens))
 		}
 	}
-	rowsNote := fmt.Sprintf("%s train rows of %d tokens", summary.Grouped(int64(trainB.Rows())), s.MaxLength)
-	if trainB.Documents() {
-		rowsNote = fmt.Sprintf("%s train documents, one per row of %d tokens (truncated, padded with id %d; tokenizer %s)", summary.Grouped(int64(trainB.Rows())), s.MaxLength, tok.PadID(), s.Tokenizer)
-	} else if tok != nil {
+	rowsNote := fmt.Sprintf("%s train rows of %d tokens", summary.Grouped(int64(epochRows)), s.MaxLength)
+	epochs := fmt.Sprintf("%.2f epochs", float64(int64(s.Steps)*int64(s.TotalBatchSize))/float64(max(epochRows, 1)))
+	switch {
+	case s.Stream:
+		order := "in order"
+		if s.Shuffle {
+			order = fmt.Sprintf("shuffled: each epoch's shard order, then a buffer of %d documents", cmp.Or(s.ShuffleBuffer, c4.DefaultBuffer))
+		}
+		rowsNote = fmt.Sprintf("streams %d shard%s document by document (%s), one per row of %d tokens (truncated, padded with id %d; tokenizer %s)",
+			len(shards), plural(len(shards), "", "s"), order, s.MaxLength, tok.PadID(), s.Tokenizer)
+		epochs = "streamed epoch after epoch"
+	case trainB.Documents():
+		rowsNote = fmt.Sprintf("%s train documents, one per row of %d tokens (truncated, padded with id %d; tokenizer %s)", summary.Grouped(int64(epochRows)), s.MaxLength, tok.PadID(), s.Tokenizer)
+	case tok != nil:
 		rowsNote += " (tokenizer " + s.Tokenizer + ")"
 	}
 	printf(c, "Data: %s: %s; %s\n", s.Data, rowsNote, evalNote)
@@ -589,9 +659,9 @@ func trainMain(c *cli.Context) (err error) {
 	if s.GradClipping > 0 {
 		clip = fmt.Sprintf("%g", s.GradClipping)
 	}
-	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d) = %s tokens per update, %.2f epochs; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %d threads\n",
+	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %d threads\n",
 		s.Steps, s.TotalBatchSize, r.accum, plural(r.accum, "", "es"), s.BatchSize, summary.Grouped(tokensPerUpdate),
-		float64(int64(s.Steps)*int64(s.TotalBatchSize))/float64(trainB.Rows()), s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, r.threads)
+		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, r.threads)
 
 	if s.Init != "" {
 		rep, err := train.LoadInit(rt, s.Init)
@@ -672,7 +742,8 @@ func trainMain(c *cli.Context) (err error) {
 	obs.finish()
 	if err != nil {
 		var nf *train.NonFiniteError
-		if errors.As(err, &nf) {
+		var de *train.DataError
+		if errors.As(err, &nf) || errors.As(err, &de) {
 			last := "no checkpoint was saved"
 			if dir := latestCheckpoint(r.saveDir); dir != "" {
 				last = "the last good checkpoint is " + dir
@@ -770,6 +841,43 @@ func loadTrainData(s *trainSettings, vocab int, tok *tokenizer.Model) (trainB, e
 		}
 	}
 	return trainB, evalB, nil
+}
+
+// streamTrainData makes the batchers of a streamed run (s.Stream): the
+// training documents straight from a c4 stream of --data's shards (shuffled
+// with --seed and --shuffle-buffer, epoch after epoch without end), the
+// held-out documents of --eval-data (a validation shard is small) in memory.
+func streamTrainData(s *trainSettings, vocab int, tok *tokenizer.Model) (*data.StreamBatcher, *data.Batcher, []string, error) {
+	files, err := data.JSONShards(s.Data)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if files == nil {
+		return nil, nil, nil, fmt.Errorf("%s: not only JSON shards: it cannot be streamed", s.Data)
+	}
+	st, err := c4.NewStream(files, c4.Options{Shuffle: s.Shuffle, Seed: s.Seed, Buffer: s.ShuffleBuffer})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%s: %w", s.Data, err)
+	}
+	trainB, err := data.NewStreamBatcher(st, tok, tok.EOSID(), tok.PadID(), s.MaxLength, s.BatchSize)
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, fmt.Errorf("%s: %w", s.Data, err)
+	}
+	var evalB *data.Batcher
+	if s.EvalData != "" {
+		tokens, err := data.Load(s.EvalData, data.LoadOptions{VocabSize: vocab, Separator: int(tok.EOSID()), Tokenizer: tok})
+		if err == nil {
+			if evalB, err = data.NewDocumentBatcher(data.Documents(tokens, tok.EOSID()), s.MaxLength, s.BatchSize, tok.PadID(), s.EvalTokens > 0, seedEvalShuffle); err != nil {
+				err = fmt.Errorf("eval data: %w", err)
+			}
+		}
+		if err != nil {
+			trainB.Close()
+			return nil, nil, nil, err
+		}
+	}
+	return trainB, evalB, files, nil
 }
 
 // seedEvalShuffle is the seed's shuffle seed of the validation set
