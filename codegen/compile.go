@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -57,7 +58,21 @@ type Options struct {
 	Plans  map[string]*passes.MemoryPlan
 	// CC is the C compiler used to link the shared object ("" = "cc").
 	CC string
+	// Device is "" or "cpu" for x86-64 kernels in a shared object, or
+	// "cuda" for NVPTX kernels: the artifact's Code is then PTX text (see
+	// lower's CUDA ABI) for GPU (default DefaultGPU); CPU and Features
+	// must be empty.
+	Device string
+	GPU    string
 }
+
+// DefaultGPU is the default --gpu: sm_90 (H100/H200).
+const DefaultGPU = "sm_90"
+
+// GPUs are the NVPTX targets --gpu accepts, with the PTX ISA version each is
+// emitted for: the lowest that LLVM 19 supports for it, so that current
+// drivers load it.
+var GPUs = map[string]string{"sm_80": "+ptx70", "sm_86": "+ptx71", "sm_89": "+ptx78", "sm_90": "+ptx78"}
 
 // Compile compiles every graph of m into an artifact.
 func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
@@ -72,13 +87,16 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := opt.CC
-	if cc == "" {
-		cc = "cc"
-	}
-	ccPath, err := exec.LookPath(cc)
-	if err != nil {
-		return nil, fmt.Errorf("codegen: linking the kernels needs a C compiler: %q not found on PATH", cc)
+	cuda := opt.Device == "cuda"
+	var ccPath string
+	if !cuda {
+		cc := opt.CC
+		if cc == "" {
+			cc = "cc"
+		}
+		if ccPath, err = exec.LookPath(cc); err != nil {
+			return nil, fmt.Errorf("codegen: linking the kernels needs a C compiler: %q not found on PATH", cc)
+		}
 	}
 
 	tm, target, err := targetMachine(opt)
@@ -91,7 +109,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	lm := ctx.NewModule("slc")
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
-	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering})
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
 	}
@@ -131,6 +149,18 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 			return nil, err
 		}
 	}
+	if cuda {
+		ptx, err := tm.Emit(lm, llvm.AssemblyFile)
+		if err != nil {
+			return nil, fmt.Errorf("codegen: %w", err)
+		}
+		explain(opt.Explain, "llvm: -O3 and PTX emission %v (%d bytes)", time.Since(t0).Round(time.Millisecond), len(ptx))
+		art.Code = ptx
+		if art.Module, err = mod.MarshalBinary(); err != nil {
+			return nil, fmt.Errorf("codegen: encoding the module: %w", err)
+		}
+		return art, art.Validate()
+	}
 	obj, err := tm.Emit(lm, llvm.ObjectFile)
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
@@ -141,7 +171,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	explain(opt.Explain, "link: %s %v (%d bytes)", cc, time.Since(t0).Round(time.Millisecond), len(so))
+	explain(opt.Explain, "link: %s %v (%d bytes)", filepath.Base(ccPath), time.Since(t0).Round(time.Millisecond), len(so))
 	art.Code = so
 	if art.Module, err = mod.MarshalBinary(); err != nil {
 		return nil, fmt.Errorf("codegen: encoding the module: %w", err)
@@ -192,6 +222,13 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 // targetMachine creates the -O3, position-independent x86-64 machine that
 // opt asks for.
 func targetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
+	switch opt.Device {
+	case "", "cpu":
+	case "cuda":
+		return cudaTargetMachine(opt)
+	default:
+		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: unknown device %q (want cpu or cuda)", opt.Device)
+	}
 	if err := checkTarget(opt.CPU, opt.Features); err != nil {
 		return llvm.TargetMachine{}, artifact.Target{}, err
 	}
@@ -216,6 +253,37 @@ func targetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
 	// name implies included, so that the runtime can refuse a host without
 	// them (a named CPU comes with no feature string of its own).
 	return tm, artifact.Target{Kind: "cpu", Triple: triple, CPU: cpu, Features: isaFeatures(tm)}, nil
+}
+
+// cudaTargetMachine is the NVPTX machine of opt.GPU.
+func cudaTargetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
+	if opt.CPU != "" || opt.Features != "" {
+		return llvm.TargetMachine{}, artifact.Target{}, errors.New("codegen: a CPU name or features do not apply to the cuda device (use the GPU)")
+	}
+	gpu := opt.GPU
+	if gpu == "" {
+		gpu = DefaultGPU
+	}
+	ptx, ok := GPUs[gpu]
+	if !ok {
+		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: unknown GPU %q (want one of %s)", gpu, strings.Join(gpuNames(), ", "))
+	}
+	const triple = "nvptx64-nvidia-cuda"
+	tm, err := llvm.NewTargetMachine(triple, llvm.MachineOptions{CPU: gpu, Features: ptx, OptLevel: llvm.CodeGenAggressive})
+	if err != nil {
+		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: %w", err)
+	}
+	return tm, artifact.Target{Kind: "cuda", Triple: triple, CPU: gpu, Features: ptx}, nil
+}
+
+// gpuNames lists GPUs, sorted.
+func gpuNames() []string {
+	var names []string
+	for n := range GPUs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // link turns the kernels' object (plus the C source of their constant

@@ -62,3 +62,12 @@ done
 
 go mod download
 say "go modules: downloaded (go mod download)"
+
+# The PTX emulator the cuda tests use when it is beside the checkout (CI has
+# it; a user's machine does not, and those tests then skip): its own
+# run-time packages.
+emu=../shared/tools/ptxemu
+if [ -f "$emu/deps.sh" ]; then
+	bash "$emu/deps.sh"
+	say "ptxemu: $emu (run-time packages checked)"
+fi

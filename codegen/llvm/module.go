@@ -90,6 +90,32 @@ func (m Module) AddFunction(name string, ft Type) Function {
 	return Function{Value{C.LLVMAddFunction(m.c, n, ft.c)}}
 }
 
+// AddConstantF64Array defines an internal constant global holding values
+// as an array of f64 in address space as (NVPTX: 1 global, 4 constant),
+// aligned to align bytes, and returns it (a pointer in that address space).
+func (m Module) AddConstantF64Array(name string, values []float64, as, align int) Value {
+	ctx := C.LLVMGetModuleContext(m.c)
+	f64 := C.LLVMDoubleTypeInContext(ctx)
+	n := max(len(values), 1)
+	elems := make([]C.LLVMValueRef, n)
+	for i := range elems {
+		v := 0.0
+		if i < len(values) {
+			v = values[i]
+		}
+		elems[i] = C.LLVMConstReal(f64, C.double(v))
+	}
+	at := C.LLVMArrayType2(f64, C.uint64_t(n))
+	cn := cstr(name)
+	defer freeStr(cn)
+	g := C.LLVMAddGlobalInAddressSpace(m.c, at, cn, C.unsigned(as))
+	C.LLVMSetInitializer(g, C.LLVMConstArray2(f64, &elems[0], C.uint64_t(n)))
+	C.LLVMSetGlobalConstant(g, 1)
+	C.LLVMSetLinkage(g, C.LLVMInternalLinkage)
+	C.LLVMSetAlignment(g, C.unsigned(align))
+	return Value{g}
+}
+
 // NamedFunction returns the function called name, if the module has one.
 func (m Module) NamedFunction(name string) (Function, bool) {
 	n := cstr(name)

@@ -130,6 +130,9 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 	e.b.Br(done)
 	e.ab.Br(start)
 
+	if e.gpu() {
+		return e.ptxEntry(name, body, first)
+	}
 	// The exported wrapper.
 	w := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{e.ptr, e.i64, e.i64, e.ptr}, false))
 	if err := e.stamp(w); err != nil {
@@ -406,6 +409,11 @@ func (e *Emitter) intrinsic(name string, types ...llvm.Type) (llvm.Function, err
 
 // callIntrinsic calls an overloaded intrinsic on args, all of type t.
 func (k *kfn) callIntrinsic(name string, t llvm.Type, args ...llvm.Value) (llvm.Value, error) {
+	if k.e.gpu() {
+		if v, ok := k.gpuMath(name, t, args); ok {
+			return v, nil
+		}
+	}
 	f, err := k.e.intrinsic(name, t)
 	if err != nil {
 		return llvm.Value{}, err

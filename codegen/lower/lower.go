@@ -140,6 +140,10 @@ type Options struct {
 	// then one GEMM), "factored" (two thin GEMMs plus a sparse product) or
 	// "auto" / "" (per layer, by the cost model of ChooseSLTrain).
 	SLTrainLowering string
+	// Device is the target: "" or "cpu" for x86-64 kernels (the ABI above),
+	// "cuda" for NVPTX kernels (see the CUDA ABI in ptx.go). The module
+	// and target machine must be the device's.
+	Device string
 }
 
 // Emitter adds kernels to one LLVM module for one target machine. Kernels
@@ -176,6 +180,11 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	case "", "auto", "merged", "factored":
 	default:
 		return nil, fmt.Errorf("SLTrain lowering %q: want merged, factored or auto", opt.SLTrainLowering)
+	}
+	switch opt.Device {
+	case "", "cpu", "cuda":
+	default:
+		return nil, fmt.Errorf("device %q: want cpu or cuda", opt.Device)
 	}
 	ctx := m.Context()
 	e := &Emitter{

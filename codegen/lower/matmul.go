@@ -27,6 +27,13 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	}
 	h := sha256.Sum256([]byte(key))
 	spec.Name = fmt.Sprintf("slc_gemm_%dx%dx%d_%s", spec.M, spec.N, spec.K, hex.EncodeToString(h[:4]))
+	if e.gpu() {
+		k, f, err := e.simtGEMM(spec)
+		if err == nil {
+			e.gemms[key] = k
+		}
+		return k, f, err
+	}
 	k, err := e.gen.Add(e.mod, spec)
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err

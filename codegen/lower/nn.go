@@ -208,13 +208,19 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 			tab[p*h+i], tab[S*h+p*h+i] = math.Cos(theta), math.Sin(theta)
 		}
 	}
-	get := e.table("rope_"+strconv.Itoa(S)+"_"+strconv.Itoa(D)+"_"+fmt.Sprintf("%x", math.Float64bits(base)), tab)
+	var get llvm.Function
+	if !e.gpu() { // the GPU computes the angles (no constant tables there)
+		get = e.table("rope_"+strconv.Itoa(S)+"_"+strconv.Itoa(D)+"_"+fmt.Sprintf("%x", math.Float64bits(base)), tab)
+	}
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
 		if rows*int64(D) == 0 {
 			return nil
 		}
 		b, f64 := k.b, e.f64
 		b.SetFastMath(llvm.FastMathNone)
+		if e.gpu() {
+			return k.ropeGPU(t, rows, within, S, D, base, sign)
+		}
 		cosTab := b.Call(get, nil, "")
 		sinTab := k.at(f64, cosTab, k.c64(int64(S*h)))
 		lo, hi := k.share(rows, 1)
@@ -246,6 +252,37 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 		return nil, err
 	}
 	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// ropeGPU is rope's loop on the GPU: θ = p·base^(−2i/D) and its cosine and
+// sine computed in f64 per element (sincos64) instead of read from a table,
+// within a few f64 ulps of the interpreter's.
+func (k *kfn) ropeGPU(t llvm.Type, rows, within int64, S, D int, base, sign float64) error {
+	b, f64 := k.b, k.e.f64
+	h := D / 2
+	lo, hi := k.share(rows, 1)
+	k.loop(lo, hi, func(row llvm.Value) {
+		p := b.SIToFP(k.remc(k.divc(row, within), int64(S)), f64, "")
+		xr := k.at(t, k.p[0], k.mulc(row, int64(D)))
+		yr := k.at(t, k.p[1], k.mulc(row, int64(D)))
+		k.loopN(int64(h), func(i llvm.Value) {
+			ih := k.addc(i, int64(h))
+			e := b.FMul(b.SIToFP(i, f64, ""), llvm.ConstFloat(f64, -2/float64(D)), "")
+			inv := k.exp64(b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
+			c, sn := k.sincos64(b.FMul(p, inv, ""))
+			if sign < 0 {
+				sn = b.FNeg(sn, "")
+			}
+			x0 := k.widen(k.loadAt(t, xr, i))
+			x1 := k.widen(k.loadAt(t, xr, ih))
+			y0 := b.FSub(b.FMul(x0, c, ""), b.FMul(x1, sn, ""), "")
+			y1 := b.FAdd(b.FMul(x1, c, ""), b.FMul(x0, sn, ""), "")
+			k.storeAt(k.narrow(y0, t), t, yr, i)
+			k.storeAt(k.narrow(y1, t), t, yr, ih)
+		})
+	})
+	b.SetFastMath(llvm.FastMathAllowContract)
+	return nil
 }
 
 // causalMask: y[..., i, j] = x[..., i, j] if j ≤ i else fill (−Inf, or 0 for

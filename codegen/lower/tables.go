@@ -27,10 +27,21 @@ func (e *Emitter) table(name string, values []float64) llvm.Function {
 	if f, ok := e.decls[sym]; ok {
 		return f
 	}
-	e.tables[sym] = &table{symbol: sym, values: values}
-	e.order = append(e.order, sym)
 	f := e.mod.AddFunction(sym, llvm.FunctionType(e.ptr, nil, false))
 	e.decls[sym] = f
+	if e.gpu() {
+		// No C file on the GPU: the table is a constant global in
+		// NVPTX's global address space, and the accessor is defined here.
+		g := e.mod.AddConstantF64Array(sym+"_data", values, 1, 64)
+		f.SetLinkage(llvm.InternalLinkage)
+		b := e.ctx.NewBuilder()
+		defer b.Dispose()
+		b.SetInsertPointAtEnd(f.AppendBasicBlock("entry"))
+		b.Ret(b.AddrSpaceCast(g, e.ptr, ""))
+		return f
+	}
+	e.tables[sym] = &table{symbol: sym, values: values}
+	e.order = append(e.order, sym)
 	return f
 }
 

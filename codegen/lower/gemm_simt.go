@@ -1,0 +1,81 @@
+package lower
+
+import (
+	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// simtGEMM defines the GPU's matrix product for spec with the ABI of
+// codegen/cpu's GEMMs, void f(c, a, b, scratch, tid, nthreads), so that
+// every kernel calls it as it calls a CPU GEMM: the threads split the
+// elements of C (all batch items together) into contiguous shares and each
+// computes its elements one by one, Σ_k of fused multiply-adds of the
+// widened operands into an f32 accumulator in k order (as the CPU
+// micro-kernels' FMAs), then alpha·Σ (+ the old C with Accumulate), rounded
+// once to C's type. This is the plain SIMT variant: correct for every spec
+// and runnable in the PTX emulator; the tiled shared-memory and tensor-core
+// variants are to come.
+func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+	s := spec
+	if s.Batch == 0 {
+		s.Batch = 1
+	}
+	ptr, i64 := e.ptr, e.i64
+	f := e.mod.AddFunction(s.Name, llvm.FunctionType(e.void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
+	f.SetLinkage(llvm.InternalLinkage)
+	if err := e.stamp(f); err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	k := &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
+	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
+	k.entry = f.AppendBasicBlock("entry")
+	body := f.AppendBasicBlock("body")
+	e.ab.SetInsertPointAtEnd(k.entry)
+	e.b.SetInsertPointAtEnd(body)
+	e.b.SetFastMath(llvm.FastMathNone) // one rounding per product and sum, in k order
+	st := func(el cpu.Elem) llvm.Type {
+		if el == cpu.BF16 {
+			return e.bf16
+		}
+		return e.f32
+	}
+	ta, tb, tc := st(s.ElemA), st(s.ElemB), st(s.ElemC)
+	M, N, K := int64(s.M), int64(s.N), int64(s.K)
+	b := e.b
+	lo, hi := k.share(int64(s.Batch)*M*N, 1)
+	k.loop(lo, hi, func(idx llvm.Value) {
+		item := k.divc(idx, M*N)
+		rest := k.remc(idx, M*N)
+		i, j := k.divc(rest, N), k.remc(rest, N)
+		aBase := k.mul(item, k.c64(s.StrideA))
+		bBase := k.mul(item, k.c64(s.StrideB))
+		cAt := k.add(k.mul(item, k.c64(s.StrideC)), k.add(k.mulc(i, N), j))
+		acc := k.variable(e.f32, llvm.ConstFloat(e.f32, 0))
+		k.loopN(K, func(kk llvm.Value) {
+			var ai, bi llvm.Value
+			if s.TransA { // A stored [K, M]
+				ai = k.add(aBase, k.add(k.mulc(kk, M), i))
+			} else {
+				ai = k.add(aBase, k.add(k.mulc(i, K), kk))
+			}
+			if s.TransB { // B stored [N, K]
+				bi = k.add(bBase, k.add(k.mulc(j, K), kk))
+			} else {
+				bi = k.add(bBase, k.add(k.mulc(kk, N), j))
+			}
+			sum, _ := k.callIntrinsic("llvm.fma", e.f32, k.loadAt(ta, k.p[1], ai), k.loadAt(tb, k.p[2], bi), k.load(e.f32, acc))
+			k.store(sum, e.f32, acc)
+		})
+		v := k.load(e.f32, acc)
+		if s.Alpha != 1 {
+			v = b.FMul(v, llvm.ConstFloat(e.f32, float64(s.Alpha)), "")
+		}
+		if s.Accumulate {
+			v = b.FAdd(k.loadAt(tc, k.p[0], cAt), v, "")
+		}
+		k.storeAt(v, tc, k.p[0], cAt)
+	})
+	e.b.RetVoid()
+	e.ab.Br(body)
+	return cpu.Kernel{GEMM: s}, f, nil
+}
