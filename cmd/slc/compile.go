@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
@@ -21,8 +22,9 @@ import (
 type compileOptions struct {
 	model  string
 	build  frontend.Options
-	emit   string // "summary" or "ir"
+	emit   string // "summary", "ir", "llvm", "asm" or "ptx"
 	output string // "" for none
+	device string // "cpu" or "cuda": what the kernels are compiled for
 	passes passes.Options
 }
 
@@ -78,9 +80,22 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 		return nil, usagef(cmd, "flag --rows: %q is not packed or documents", r)
 	}
 	switch o.emit {
-	case "summary", "ir", "llvm", "asm":
+	case "summary", "ir", "llvm", "asm", "ptx":
 	default:
-		return nil, usagef(cmd, "flag --emit: %q is not summary, ir, llvm or asm", o.emit)
+		return nil, usagef(cmd, "flag --emit: %q is not summary, ir, llvm, asm or ptx", o.emit)
+	}
+	switch o.device = strings.ToLower(c.String("device")); o.device {
+	case "cpu", "cuda":
+	default:
+		return nil, usagef(cmd, "flag --device: %q is not cpu or cuda", o.device)
+	}
+	if o.emit == "ptx" && o.device != "cuda" {
+		return nil, usagef(cmd, "flag --emit ptx: needs --device cuda (the CPU's assembly is --emit asm)")
+	}
+	if o.device == "cuda" {
+		if _, ok := codegen.GPUs[c.String("gpu")]; !ok {
+			return nil, usagef(cmd, "flag --gpu: %q is not one of sm_80, sm_86, sm_89, sm_90", c.String("gpu"))
+		}
 	}
 	if o.output != "" {
 		if _, err := outputFormat(o.output); err != nil {
@@ -162,7 +177,7 @@ func compile(c *cli.Context) error {
 	var wrote int
 	var codegenNotes bytes.Buffer
 	wroteArtifact := ""
-	if kind, _ := outputFormat(o.output); kind == kindArtifact || o.emit == "llvm" || o.emit == "asm" {
+	if kind, _ := outputFormat(o.output); kind == kindArtifact || o.emit == "llvm" || o.emit == "asm" || o.emit == "ptx" {
 		var explainTo io.Writer
 		if c.Bool("explain") {
 			explainTo = &codegenNotes // printed after the pass notes
@@ -171,10 +186,13 @@ func compile(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		if co.Device, co.GPU = o.device, c.String("gpu"); co.Device == "cuda" && co.CPU != "" {
+			return usagef("compile", "flag --cpu: names an x86-64 CPU; --device cuda takes --gpu")
+		}
 		switch o.emit {
 		case "llvm":
 			co.EmitLLVM = c.App.Writer
-		case "asm":
+		case "asm", "ptx":
 			co.EmitAsm = c.App.Writer
 		}
 		art, err := compileNative(src.path, m, co)

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// slc compile --device cuda: PTX for every kernel, the GPU chosen by --gpu,
+// an artifact the CPU runtime refuses in one line; bad flags are usage errors.
+func TestCompileCUDA(t *testing.T) {
+	out := mustSlc(t, "compile", configTiny, "--rank", "4", "--device", "cuda", "--gpu", "sm_80", "--emit", "ptx")
+	if !strings.Contains(out, ".target sm_80") || strings.Count(out, ".visible .entry") < 20 {
+		t.Errorf("--emit ptx: no sm_80 PTX with kernels:\n%.400s", out)
+	}
+	art := filepath.Join(t.TempDir(), "tiny.slc")
+	out = mustSlc(t, "compile", configBytes, "--rank", "4", "--device", "cuda", "-o", art)
+	if !strings.Contains(out, "nvptx64-nvidia-cuda sm_90") {
+		t.Errorf("compile -o with --device cuda says:\n%s", out)
+	}
+	_, stderr, code := slc(t, "train", art, "--data", corpus, "--num-training-steps", "1", "--save-dir", filepath.Join(t.TempDir(), "run"))
+	if code != 1 || !strings.Contains(stderr, `artifact targets "cuda"`) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+		t.Errorf("training a cuda artifact on the CPU runtime: exit %d, stderr %q", code, stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--device", "tpu"}, `flag --device: "tpu" is not cpu or cuda`},
+		{[]string{"--device", "cuda", "--gpu", "sm_70"}, `flag --gpu: "sm_70" is not one of`},
+		{[]string{"--emit", "ptx"}, "flag --emit ptx: needs --device cuda"},
+		{[]string{"--device", "cuda", "--cpu", "znver4", "--emit", "ptx"}, "--device cuda takes --gpu"},
+	} {
+		_, stderr, code := slc(t, append([]string{"compile", configTiny, "--rank", "4"}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("compile %v: exit %d, stderr %q; want exit 2 with %q", c.args, code, stderr, c.want)
+		}
+	}
+}
