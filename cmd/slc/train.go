@@ -497,7 +497,7 @@ func (r *trainRun) resolveStream(c *cli.Context) error {
 	if s.Stream {
 		shards, err := data.JSONShards(s.Data)
 		can := err == nil && shards != nil && s.Rows == "documents" && s.Tokenizer != ""
-		if !can && c.IsSet("stream") {
+		if !can && err == nil && c.IsSet("stream") { // a path that names no data is the loader's to report
 			return usagef(cmd, "flag --stream: streams JSON shards (.json, .jsonl, .json.gz, .jsonl.gz) with --rows documents and --tokenizer; --data %s with --rows %s is read into memory", s.Data, s.Rows)
 		}
 		s.Stream = can
