@@ -29,10 +29,13 @@ import (
 // every program: two updates of two micro-batches with clipping and weight
 // decay, then an eval — full-rank and SLTrain in both lowerings. The tests skip when the emulator (../shared/tools/ptxemu) is absent.
 
-// stateTol is the norm-wise tolerance of every state tensor (gradients,
+// stateTol is the norm-wise tolerance of every f32 state tensor (gradients,
 // parameters, AdamW moments) against the interpreter run from the same
-// state, and of every loss.
-const stateTol = 1e-5
+// state (losses are held to 1e-5). Full-rank and merged SLTrain measure
+// about 2e-6; factored SLTrain sums x·Aᵀ·Bᵀ where the interpreter builds
+// W = B·A first, a different order of the same f32 products: up to 1.2e-5
+// for some draws of B.
+const stateTol = 3e-5
 
 // emuBlock and emuGrid are the launch the emulator runs every kernel with:
 // 2 blocks of 32 threads (the kernels split their work over any thread count).
@@ -50,9 +53,24 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
-	for _, c := range []struct{ peft, lowering string }{{"full", "auto"}, {"sltrain", "merged"}, {"sltrain", "factored"}} {
-		t.Run(c.peft+"-"+c.lowering, func(t *testing.T) {
-			m, art := compileTinyCUDA(t, c.peft, c.lowering)
+	for _, c := range []struct{ peft, lowering, dtype string }{
+		{"full", "auto", "f32"}, {"sltrain", "merged", "f32"}, {"sltrain", "factored", "f32"},
+		// bf16 and bf16-mixed run end to end too, but their gradients differ
+		// from the interpreter by more than the CPU kernels' (norm-wise up to
+		// 1.8% in bf16 and 8.8% in bf16-mixed where the CPU stays within
+		// 1.6%), although each of their ops alone matches it: not understood
+		// yet, so they are not claimed here.
+	} {
+		t.Run(c.peft+"-"+c.lowering+"-"+c.dtype, func(t *testing.T) {
+			m, art := compileTinyCUDA(t, c.peft, c.lowering, c.dtype)
+			// f32 kernels agree with the interpreter to f32 sums; bf16 ones
+			// to about an ulp of bf16 (the products' f32 sums against the
+			// interpreter's f64 ones now and then round to the other bf16
+			// neighbour: lowPrecisionSteps' tolerances).
+			lossTol, gradTol, updateTol := 1e-5, stateTol, stateTol
+			if c.dtype != "f32" {
+				lossTol, gradTol, updateTol = 2*0x1p-8, 0x1p-6, 1e-4
+			}
 			if art.Target.Kind != "cuda" || !strings.Contains(string(art.Code), ".target sm_90") {
 				t.Fatalf("target %+v; PTX header %q", art.Target, firstLine(art.Code, ".target"))
 			}
@@ -65,10 +83,15 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 			rng := ir.NewRNG(9)
 			// B = 0 at init would hide errors in dA: give every lora_B values
 			// (as TestTrainStepsMatchInterpreter does).
-			for name, v := range ref.state {
-				if strings.HasSuffix(name, ".lora_B") {
+			sorted := make([]string, 0, len(ref.state))
+			for name := range ref.state {
+				sorted = append(sorted, name)
+			}
+			sort.Strings(sorted) // the same draws on every run
+			for _, name := range sorted {
+				if v := ref.state[name]; strings.HasSuffix(name, ".lora_B") {
 					for i := range v.F {
-						v.F[i] = float64(float32(0.2 * (rng.Float64() - 0.5)))
+						v.F[i] = interp.RoundTo(v.Type.DType, 0.2*(rng.Float64()-0.5))
 					}
 				}
 			}
@@ -134,8 +157,8 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 				if i > 0 {
 					prev := filepath.Join(work, "out", strconv.Itoa(i-1))
 					for _, name := range names {
-						if types[name].DType == ir.F32 {
-							ref.state[name] = interp.FromFloats(types[name], widen(readF32(t, filepath.Join(prev, "state."+name+".bin"))))
+						if types[name].DType.IsFloat() {
+							ref.state[name] = interp.FromFloats(types[name], widen(readState(t, filepath.Join(prev, "state."+name+".bin"), types[name])))
 						}
 					}
 				}
@@ -150,23 +173,27 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 				want := ref.run(t, r.Program, bind)
 				dirI := filepath.Join(work, "out", strconv.Itoa(i))
 				if w, ok := want["loss"]; ok {
-					got := readF32(t, filepath.Join(dirI, "out.loss.bin"))
-					if math.Abs(float64(got[0])-w.F[0]) > 1e-5*math.Abs(w.F[0]) {
+					got := readState(t, filepath.Join(dirI, "out.loss.bin"), w.Type)
+					if math.Abs(float64(got[0])-w.F[0]) > lossTol*math.Abs(w.F[0]) {
 						t.Errorf("%s: loss %v, interpreter %v", when, got[0], w.F[0])
 					}
 				}
+				tol := gradTol
+				if r.Program == "update" {
+					tol = updateTol
+				}
 				worst, worstName := 0.0, ""
 				for _, name := range names {
-					if types[name].DType != ir.F32 {
+					if !types[name].DType.IsFloat() {
 						continue
 					}
-					got := readF32(t, filepath.Join(dirI, "state."+name+".bin"))
+					got := readState(t, filepath.Join(dirI, "state."+name+".bin"), types[name])
 					e := relErr(got, ref.state[name].F)
 					if e > worst {
 						worst, worstName = e, name
 					}
-					if e > stateTol {
-						t.Errorf("%s: %s differs from the interpreter by %.3g (norm-wise; tolerance %g)", when, name, e, stateTol)
+					if e > tol {
+						t.Errorf("%s: %s differs from the interpreter by %.3g (norm-wise; tolerance %g)", when, name, e, tol)
 					}
 				}
 				t.Logf("%s: worst state error %.3g (%s)", when, worst, worstName)
@@ -202,6 +229,23 @@ func readF32(t *testing.T, path string) []float32 {
 	return f
 }
 
+// readState reads a raw state tensor of dtype f32 or bf16.
+func readState(t *testing.T, path string, typ ir.Type) []float32 {
+	t.Helper()
+	if typ.DType != ir.BF16 {
+		return readF32(t, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := make([]float32, len(b)/2)
+	for i := range f {
+		f[i] = ir.BF16ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
+	}
+	return f
+}
+
 func widen(f []float32) []float64 {
 	out := make([]float64, len(f))
 	for i, x := range f {
@@ -216,18 +260,22 @@ func lastLine(b []byte) string {
 }
 
 // compileTinyCUDA compiles the f32 tiny LLaMA for the cuda device.
-func compileTinyCUDA(t *testing.T, peft, lowering string) (*ir.Module, *artifact.Artifact) {
+func compileTinyCUDA(t *testing.T, peft, lowering, dtype string) (*ir.Module, *artifact.Artifact) {
 	t.Helper()
 	cfg, err := frontend.ReadLlamaConfig("../testdata/configs/llama_tiny.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := frontend.BuildLlama(cfg, frontend.Options{BatchSize: 2, SeqLen: 8, Seed: 3})
+	dt := ir.F32
+	if dtype == "bf16" {
+		dt = ir.BF16
+	}
+	m, err := frontend.BuildLlama(cfg, frontend.Options{BatchSize: 2, SeqLen: 8, Seed: 3, DType: dt})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := passes.DefaultOptions()
-	o.PEFT, o.Rank, o.SpRatio, o.Seed = peft, 4, 0.1, 3
+	o.PEFT, o.Rank, o.SpRatio, o.Seed, o.BF16Mixed = peft, 4, 0.1, 3, dtype == "bf16-mixed"
 	s := &passes.State{Module: m, Options: o, Verify: true}
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
@@ -255,6 +303,10 @@ func encode(t *testing.T, typ ir.Type, v *interp.Tensor) []byte {
 	case ir.F32:
 		for i, x := range v.F {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(float32(x)))
+		}
+	case ir.BF16:
+		for i, x := range v.F {
+			binary.LittleEndian.PutUint16(dst[2*i:], ir.BF16FromFloat32(float32(x)))
 		}
 	case ir.I64:
 		for i, x := range v.I {
