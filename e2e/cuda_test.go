@@ -55,21 +55,24 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 	}
 	for _, c := range []struct{ peft, lowering, dtype string }{
 		{"full", "auto", "f32"}, {"sltrain", "merged", "f32"}, {"sltrain", "factored", "f32"},
-		// bf16 and bf16-mixed run end to end too, but their gradients differ
-		// from the interpreter by more than the CPU kernels' (norm-wise up to
-		// 1.8% in bf16 and 8.8% in bf16-mixed where the CPU stays within
-		// 1.6%), although each of their ops alone matches it: not understood
-		// yet, so they are not claimed here.
+		{"full", "auto", "bf16-mixed"}, {"sltrain", "merged", "bf16-mixed"},
+		{"sltrain", "merged", "bf16"},
+		// Not here: bf16-mixed's factored lowering, which rounds fewer
+		// things than the op's definition (codegen/lower's
+		// lowRankSparseAddMixed) and so differs from the interpreter by a
+		// per cent or more on the CPU too.
 	} {
 		t.Run(c.peft+"-"+c.lowering+"-"+c.dtype, func(t *testing.T) {
 			m, art := compileTinyCUDA(t, c.peft, c.lowering, c.dtype)
-			// f32 kernels agree with the interpreter to f32 sums; bf16 ones
-			// to about an ulp of bf16 (the products' f32 sums against the
-			// interpreter's f64 ones now and then round to the other bf16
-			// neighbour: lowPrecisionSteps' tolerances).
+			// f32 and bf16-mixed kernels agree with the interpreter to f32
+			// sums (measured 2e-6 and 1e-7); pure bf16 ones to a few ulps of
+			// bf16: the products' f32 sums against the interpreter's f64 ones
+			// now and then round an activation to the other bf16 neighbour,
+			// and the backward carries it (measured 1.8% norm-wise at worst,
+			// the CPU kernels 1.5% with 64 threads).
 			lossTol, gradTol, updateTol := 1e-5, stateTol, stateTol
-			if c.dtype != "f32" {
-				lossTol, gradTol, updateTol = 2*0x1p-8, 0x1p-6, 1e-4
+			if c.dtype == "bf16" {
+				lossTol, gradTol, updateTol = 2*0x1p-8, 0x1p-5, 1e-4
 			}
 			if art.Target.Kind != "cuda" || !strings.Contains(string(art.Code), ".target sm_90") {
 				t.Fatalf("target %+v; PTX header %q", art.Target, firstLine(art.Code, ".target"))
