@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: run test build setup xcheck ablation
+.PHONY: run test build setup xcheck ablation gpu-check-prepare
 
 # The bundled default: check/install the tools, then train a small SLTrain
 # LLaMA (d 128, 4 layers, r = d/4, δ 0.03) on Tiny Shakespeare for a few
@@ -44,3 +44,11 @@ SEEDS ?= 0
 
 ablation: setup
 	GO=$(GO) SEEDS="$(SEEDS)" bash scripts/ablation.sh
+
+# The cuda device check, prepared on any machine (no GPU): bin/ptxrun and
+# gpucheck/ (the tiny LLaMA's programs as PTX artifacts with their inputs).
+# Carry both to a GPU machine and run scripts/gpu-check.sh there.
+gpu-check-prepare: setup
+	$(GO) build -o bin/ptxrun ./internal/ptxemu/ptxrun
+	rm -rf gpucheck
+	SLC_CUDA_PREPARE=$(CURDIR)/gpucheck $(GO) test ./e2e -run TestCUDAProgramsInEmulator -count=1

@@ -42,8 +42,11 @@ const stateTol = 3e-5
 const emuBlock, emuGrid = 32, 2
 
 func TestCUDAProgramsInEmulator(t *testing.T) {
+	// SLC_PTXRUN_DEVICE=cuda runs the kernels on the machine's GPU through
+	// the CUDA driver instead (scripts/gpu-check.sh).
+	device := os.Getenv("SLC_PTXRUN_DEVICE")
 	lib := ptxemu.Find(".")
-	if lib == "" {
+	if lib == "" && device != "cuda" {
 		t.Skip("no PTX emulator (../shared/tools/ptxemu): the cuda kernels are not run")
 	}
 	// The emulator links its own LLVM, which cannot share a process with
@@ -99,7 +102,11 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 				}
 			}
 			types := stateTypes(art)
-			session := map[string]any{"artifact": artPath, "emulator": lib, "out": filepath.Join(work, "out"), "Block": emuBlock, "Grid": emuGrid}
+			block, grid := emuBlock, emuGrid
+			if device == "cuda" {
+				block, grid = 256, 132 // a real launch: one block per H100/H200 SM
+			}
+			session := map[string]any{"artifact": artPath, "emulator": lib, "out": filepath.Join(work, "out"), "Block": block, "Grid": grid, "device": device}
 			files := map[string]string{}
 			for name, v := range ref.state {
 				typ, ok := types[name]
@@ -136,13 +143,16 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 			}
 			runs = append(runs, run{Program: "eval", Data: tokensOf()})
 			session["runs"] = runs
+			if dir := os.Getenv("SLC_CUDA_PREPARE"); dir != "" {
+				prepareCheck(t, filepath.Join(dir, c.peft+"-"+c.lowering+"-"+c.dtype), artPath, files, runs, lossTol, gradTol, updateTol)
+			}
 			js, _ := json.Marshal(session)
 			sf := filepath.Join(work, "session.json")
 			if err := os.WriteFile(sf, js, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if out, err := exec.Command(ptxrun, sf).CombinedOutput(); err != nil {
-				if strings.Contains(string(out), "cannot open shared object") {
+				if device != "cuda" && strings.Contains(string(out), "cannot open shared object") {
 					t.Skipf("the PTX emulator's libraries are missing (bash ../shared/tools/ptxemu/deps.sh): %s", lastLine(out))
 				}
 				t.Fatalf("ptxrun: %v\n%s", err, out)
@@ -203,6 +213,37 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 			}
 			t.Logf("%d runs of %d programs' kernels in the emulator", len(runs), len(art.Programs))
 		})
+	}
+}
+
+// prepareCheck writes a self-contained copy of a case for the device check
+// (scripts/gpu-check.sh): the artifact, the initial state and a session
+// with relative paths that runs on the GPU's driver and judges every run
+// against the interpreter in ptxrun itself (no LLVM needed there).
+func prepareCheck(t *testing.T, dir, artPath string, files map[string]string, runs any, lossTol, stateTol, updateTol float64) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cp := func(src, name string) string {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	state := map[string]string{}
+	for name, f := range files {
+		state[name] = cp(f, filepath.Base(f))
+	}
+	s := map[string]any{"artifact": cp(artPath, "m.slc"), "out": "out", "state": state, "runs": runs,
+		"device": "cuda", "Block": 256, "Grid": 132, "check": true, "loss_tol": lossTol, "state_tol": stateTol, "update_tol": updateTol}
+	js, _ := json.Marshal(s)
+	if err := os.WriteFile(filepath.Join(dir, "session.json"), js, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -80,6 +80,7 @@ def main(argv=None):
     a("--batch-size", "--batch_size", type=int, default=8)
     a("--max-length", "--max_length", type=int, default=256)
     a("--threads", type=int, default=2)
+    a("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the model and batches on the GPU, steps timed after torch.cuda.synchronize()")
     a("--steps", type=int, default=3, help="timed steps")
     a("--warmup", type=int, default=2, help="untimed steps first")
     a("--lr", type=float, default=1e-3)
@@ -123,22 +124,28 @@ def main(argv=None):
     if args.dtype == "bfloat16":
         model.to(dtype=torch.bfloat16)  # the seed: after the SLTrain wrapping; sparse_index stays int64
         model.dtype, model._rope = torch.bfloat16, {}  # cos/sin cast to bf16, as the seed's buffers are
+    if args.device == "cuda":
+        model.to("cuda")
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     model.train()
 
     times, cpu = [], []
     for i in range(args.warmup + args.steps):
-        ids = torch.randint(0, cfg.vocab_size, (args.batch_size, args.max_length), generator=gen)
+        ids = torch.randint(0, cfg.vocab_size, (args.batch_size, args.max_length), generator=gen).to(args.device)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
         c0, t0 = time.process_time(), time.perf_counter()
         if args.dtype == "bf16-mixed":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(args.device, dtype=torch.bfloat16):
                 loss = model(ids)
         else:
             loss = model(ids)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         dc = time.process_time() - c0
         if args.verbose:
@@ -158,6 +165,7 @@ def main(argv=None):
         "step_cpu_s_median": statistics.median(cpu),
         "peft": args.peft,
         "dtype": args.dtype,
+        "device": args.device,
         "config": args.config,
         "batch_size": args.batch_size,
         "max_length": args.max_length,

@@ -237,13 +237,13 @@ class SpLoRaLinear(nn.Module):
             return P.Bf16SpLoRaFunction.apply(x, self.lora_B, a_s, self.sparse_value, self.sparse_index)
         if self.precision == "mixed":
             return P.MixedSpLoRaFunction.apply(x, self.lora_B, self.lora_A, self.sparse_value, self.sparse_index, self.scale)
-        if torch.is_autocast_cpu_enabled():
+        if torch.is_autocast_cpu_enabled() or (x.is_cuda and torch.is_autocast_enabled()):
             # Under torch.autocast (bench.py --dtype bf16-mixed, PyTorch's own mixed
             # precision): what torch.cuda.amp.custom_fwd(cast_inputs=dtype) does on a
             # GPU — every float input cast to the autocast dtype by autograd-tracked
             # casts, the function run with autocast off.
-            d = torch.get_autocast_cpu_dtype()
-            with torch.autocast("cpu", enabled=False):
+            d = torch.get_autocast_gpu_dtype() if x.is_cuda else torch.get_autocast_cpu_dtype()
+            with torch.autocast("cuda" if x.is_cuda else "cpu", enabled=False):
                 args = (t.to(d) for t in (x, self.lora_B, self.lora_A, self.sparse_value))
                 return SpLoRaFunction.apply(*args, self.sparse_index, self.scale)
         return SpLoRaFunction.apply(x, self.lora_B, self.lora_A, self.sparse_value, self.sparse_index, self.scale)
@@ -452,6 +452,9 @@ class LlamaForCausalLM(nn.Module):
 
     def logits(self, ids):
         cos, sin = self.rope(ids.shape[1])
+        if cos.device != ids.device:  # a model moved to a GPU (bench.py --device cuda)
+            cos, sin = cos.to(ids.device), sin.to(ids.device)
+            self._rope[ids.shape[1]] = (cos, sin)
         emb = self.model.embed_tokens
         if self.precision == "bf16":
             h = P.Bf16Embedding.apply(emb.weight, ids, emb.padding_idx)

@@ -1,0 +1,198 @@
+// Package cudadrv is a minimal binding of the CUDA driver API, loaded at run
+// time from libcuda.so.1 (no CUDA toolkit or headers at build time), for
+// ptxrun's real-GPU backend: load a PTX module, allocate and copy device
+// memory, launch a kernel, synchronize. The driver's types are declared here
+// from its documented ABI (CUdeviceptr is 64-bit, handles are pointers).
+package cudadrv
+
+/*
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef int CUresult;
+typedef uint64_t CUdeviceptr;
+
+static void *h;
+static CUresult (*p_cuInit)(unsigned);
+static CUresult (*p_cuDeviceGet)(int *, int);
+static CUresult (*p_cuDevicePrimaryCtxRetain)(void **, int);
+static CUresult (*p_cuCtxSetCurrent)(void *);
+static CUresult (*p_cuModuleLoadDataEx)(void **, const void *, unsigned, void *, void **);
+static CUresult (*p_cuModuleGetFunction)(void **, void *, const char *);
+static CUresult (*p_cuMemAlloc)(CUdeviceptr *, size_t);
+static CUresult (*p_cuMemFree)(CUdeviceptr);
+static CUresult (*p_cuMemcpyHtoD)(CUdeviceptr, const void *, size_t);
+static CUresult (*p_cuMemcpyDtoH)(void *, CUdeviceptr, size_t);
+static CUresult (*p_cuMemsetD8)(CUdeviceptr, unsigned char, size_t);
+static CUresult (*p_cuLaunchKernel)(void *, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+	unsigned, void *, void **, void **);
+static CUresult (*p_cuCtxSynchronize)(void);
+static CUresult (*p_cuGetErrorString)(CUresult, const char **);
+static CUresult (*p_cuDeviceGetName)(char *, int, int);
+
+static const char *load(void) {
+	h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h) return dlerror();
+#define SYM(name, sym) if (!(*(void **)&p_##name = dlsym(h, sym))) return "libcuda.so.1 lacks " sym;
+	SYM(cuInit, "cuInit")
+	SYM(cuDeviceGet, "cuDeviceGet")
+	SYM(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")
+	SYM(cuCtxSetCurrent, "cuCtxSetCurrent")
+	SYM(cuModuleLoadDataEx, "cuModuleLoadDataEx")
+	SYM(cuModuleGetFunction, "cuModuleGetFunction")
+	SYM(cuMemAlloc, "cuMemAlloc_v2")
+	SYM(cuMemFree, "cuMemFree_v2")
+	SYM(cuMemcpyHtoD, "cuMemcpyHtoD_v2")
+	SYM(cuMemcpyDtoH, "cuMemcpyDtoH_v2")
+	SYM(cuMemsetD8, "cuMemsetD8_v2")
+	SYM(cuLaunchKernel, "cuLaunchKernel")
+	SYM(cuCtxSynchronize, "cuCtxSynchronize")
+	SYM(cuGetErrorString, "cuGetErrorString")
+	SYM(cuDeviceGetName, "cuDeviceGetName")
+	return 0;
+}
+
+static const char *errstr(CUresult r) {
+	const char *s = 0;
+	if (p_cuGetErrorString && p_cuGetErrorString(r, &s) == 0 && s) return s;
+	return "unknown CUDA error";
+}
+
+static CUresult c_init(int *dev, void **ctx, char *name, int n) {
+	CUresult r;
+	if ((r = p_cuInit(0))) return r;
+	if ((r = p_cuDeviceGet(dev, 0))) return r;
+	if ((r = p_cuDevicePrimaryCtxRetain(ctx, *dev))) return r;
+	if ((r = p_cuCtxSetCurrent(*ctx))) return r;
+	return p_cuDeviceGetName(name, n, *dev);
+}
+static CUresult c_load(void **mod, const char *ptx) { return p_cuModuleLoadDataEx(mod, ptx, 0, 0, 0); }
+static CUresult c_func(void **f, void *mod, const char *name) { return p_cuModuleGetFunction(f, mod, name); }
+static CUresult c_alloc(CUdeviceptr *p, size_t n) {
+	CUresult r = p_cuMemAlloc(p, n ? n : 1);
+	if (r) return r;
+	return p_cuMemsetD8(*p, 0, n ? n : 1);
+}
+static CUresult c_free(CUdeviceptr p) { return p_cuMemFree(p); }
+static CUresult c_htod(CUdeviceptr d, const void *s, size_t n) { return n ? p_cuMemcpyHtoD(d, s, n) : 0; }
+static CUresult c_dtoh(void *d, CUdeviceptr s, size_t n) { return n ? p_cuMemcpyDtoH(d, s, n) : 0; }
+static CUresult c_launch3(void *f, unsigned grid, unsigned block, uint64_t a, uint64_t b, uint64_t c) {
+	void *params[3] = {&a, &b, &c};
+	CUresult r = p_cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, 0, params, 0);
+	if (r) return r;
+	return p_cuCtxSynchronize();
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+var (
+	loadOnce sync.Once
+	loadErr  error
+)
+
+// Device is the first CUDA device with its primary context current.
+type Device struct {
+	Name string
+}
+
+// Open loads libcuda.so.1 and makes device 0's primary context current. No
+// driver, or no device, is one error saying so.
+func Open() (*Device, error) {
+	loadOnce.Do(func() {
+		if msg := C.load(); msg != nil {
+			loadErr = fmt.Errorf("no CUDA driver (libcuda.so.1): %s", C.GoString(msg))
+		}
+	})
+	if loadErr != nil {
+		return nil, loadErr
+	}
+	var dev C.int
+	var ctx unsafe.Pointer
+	var name [256]C.char
+	if r := C.c_init(&dev, &ctx, &name[0], C.int(len(name))); r != 0 {
+		return nil, fmt.Errorf("CUDA: no usable device: %s", C.GoString(C.errstr(r)))
+	}
+	return &Device{Name: C.GoString(&name[0])}, nil
+}
+
+func check(what string, r C.CUresult) error {
+	if r == 0 {
+		return nil
+	}
+	return fmt.Errorf("CUDA %s: %s", what, C.GoString(C.errstr(r)))
+}
+
+// Module is a loaded PTX module.
+type Module struct{ m unsafe.Pointer }
+
+// LoadPTX JIT-compiles ptx for the current device.
+func (d *Device) LoadPTX(ptx string) (*Module, error) {
+	c := C.CString(ptx)
+	defer C.free(unsafe.Pointer(c))
+	var m unsafe.Pointer
+	if err := check("module load (PTX too new for this driver?)", C.c_load(&m, c)); err != nil {
+		return nil, err
+	}
+	return &Module{m}, nil
+}
+
+// Function is a kernel of a module.
+type Function struct{ f unsafe.Pointer }
+
+// Function returns the kernel called name.
+func (m *Module) Function(name string) (Function, error) {
+	c := C.CString(name)
+	defer C.free(unsafe.Pointer(c))
+	var f unsafe.Pointer
+	if err := check("kernel "+name, C.c_func(&f, m.m, c)); err != nil {
+		return Function{}, err
+	}
+	return Function{f}, nil
+}
+
+// Ptr is a device address.
+type Ptr uint64
+
+// Alloc returns n zeroed bytes of device memory.
+func Alloc(n int) (Ptr, error) {
+	var p C.CUdeviceptr
+	err := check("alloc", C.c_alloc(&p, C.size_t(n)))
+	return Ptr(p), err
+}
+
+// Free releases p.
+func Free(p Ptr) error { return check("free", C.c_free(C.CUdeviceptr(p))) }
+
+// CopyIn copies b to p.
+func CopyIn(p Ptr, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return check("copy to device", C.c_htod(C.CUdeviceptr(p), unsafe.Pointer(&b[0]), C.size_t(len(b))))
+}
+
+// CopyOut copies len(b) bytes at p into b.
+func CopyOut(b []byte, p Ptr) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return check("copy from device", C.c_dtoh(unsafe.Pointer(&b[0]), C.CUdeviceptr(p), C.size_t(len(b))))
+}
+
+// Launch3 runs f on grid blocks of block threads with three 64-bit
+// parameters (slc's CUDA ABI: args table, scratch, stride) and waits for it.
+func Launch3(f Function, grid, block int, a, b, c uint64) error {
+	if f.f == nil {
+		return errors.New("CUDA launch: no kernel")
+	}
+	return check("launch", C.c_launch3(f.f, C.unsigned(grid), C.unsigned(block), C.uint64_t(a), C.uint64_t(b), C.uint64_t(c)))
+}
