@@ -144,19 +144,10 @@ func generateMain(c *cli.Context) error {
 	s := &sampler{temperature: temp, topK: topK, rng: ir.NewRNG(c.Uint64("seed"))}
 	ids := make([]int64, length)
 	for i := 0; i < maxNew; i++ {
-		window := ctx[max(0, len(ctx)-length):]
-		copy(ids, window)
-		clear(ids[len(window):]) // causal: what follows the last real token does not matter
-		res, err := rt.Run("infer", runtime.Inputs{Data: map[string][]int64{"input_ids": ids}})
+		next, err := nextToken(rt, ctx, ids, vocab, s)
 		if err != nil {
 			return err
 		}
-		logits, err := res["logits"].Float32s()
-		if err != nil {
-			return fmt.Errorf("infer: logits: %w", err)
-		}
-		pos := len(window) - 1
-		next := s.next(logits[pos*vocab : (pos+1)*vocab])
 		if next == sep && sep == 256 {
 			break // the end of the document
 		}
@@ -199,19 +190,10 @@ func generateTokens(c *cli.Context, rt *runtime.Runtime, tok *tokenizer.Model, v
 	}
 	ids := make([]int64, length)
 	for i := 0; i < maxNew; i++ {
-		window := ctx[max(0, len(ctx)-length):]
-		copy(ids, window)
-		clear(ids[len(window):])
-		res, err := rt.Run("infer", runtime.Inputs{Data: map[string][]int64{"input_ids": ids}})
+		next, err := nextToken(rt, ctx, ids, vocab, s)
 		if err != nil {
 			return err
 		}
-		logits, err := res["logits"].Float32s()
-		if err != nil {
-			return fmt.Errorf("infer: logits: %w", err)
-		}
-		pos := len(window) - 1
-		next := s.next(logits[pos*vocab : (pos+1)*vocab])
 		if int32(next) == tok.EOSID() {
 			break
 		}
@@ -225,6 +207,25 @@ func generateTokens(c *cli.Context, rt *runtime.Runtime, tok *tokenizer.Model, v
 	}
 	w.WriteString("\n")
 	return nil
+}
+
+// nextToken samples the token after ctx: the infer program on the last
+// len(ids) tokens of ctx (ids is the reused input buffer), the logits of the
+// last real position.
+func nextToken(rt *runtime.Runtime, ctx, ids []int64, vocab int, s *sampler) (int, error) {
+	window := ctx[max(0, len(ctx)-len(ids)):]
+	copy(ids, window)
+	clear(ids[len(window):]) // causal: what follows the last real token does not matter
+	res, err := rt.Run("infer", runtime.Inputs{Data: map[string][]int64{"input_ids": ids}})
+	if err != nil {
+		return 0, err
+	}
+	logits, err := res["logits"].Float32s()
+	if err != nil {
+		return 0, fmt.Errorf("infer: logits: %w", err)
+	}
+	pos := len(window) - 1
+	return s.next(logits[pos*vocab : (pos+1)*vocab]), nil
 }
 
 // checkpointTokenizer is the tokenizer of eval and generate: --tokenizer,

@@ -329,21 +329,8 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		// 2. W.flat[index[j]] += values[j], threads by rows of W.
 		sName := name + "_s"
 		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false)}, func(k *kfn) error {
-			r0, r1 := k.share(out, 1)
-			lo, hi := k.mulc(r0, in), k.mulc(r1, in)
-			var ferr error
-			k.loopN(nnz, func(j llvm.Value) {
-				p, err := k.loadIndex(idx.DType, k.p[1], j)
-				if err != nil {
-					ferr = err
-					return
-				}
-				k.when(k.inRange(p, lo, hi), func() {
-					w := k.at(f32, k.p[2], p)
-					k.store(k.b.FAdd(k.load(f32, w), k.loadAt(vt, k.p[0], j), ""), f32, w)
-				})
-			})
-			return ferr
+			_, _, err := k.scatterRows(vt, idx.DType, out, in, nnz)
+			return err
 		})
 		if err != nil {
 			return nil, err
@@ -543,22 +530,9 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		sName := name + "_s"
 		vt, _ := e.storageType(v.DType)
 		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false), buf(Wb, false)}, func(k *kfn) error {
-			r0, r1 := k.share(out, 1)
-			lo, hi := k.mulc(r0, in), k.mulc(r1, in)
-			var ferr error
-			k.loopN(nnz, func(j llvm.Value) {
-				p, err := k.loadIndex(idx.DType, k.p[1], j)
-				if err != nil {
-					ferr = err
-					return
-				}
-				k.when(k.inRange(p, lo, hi), func() {
-					w := k.at(f32, k.p[2], p)
-					k.store(k.b.FAdd(k.load(f32, w), k.loadAt(vt, k.p[0], j), ""), f32, w)
-				})
-			})
+			lo, hi, err := k.scatterRows(vt, idx.DType, out, in, nnz)
 			k.loop(lo, hi, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[2], i), bf16, k.p[3], i) })
-			return ferr
+			return err
 		})
 		if err != nil {
 			return nil, err
@@ -614,6 +588,27 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 	l.ScratchBytes = max(l.ScratchBytes, kern)
 	l.Calls = append(l.Calls, Call{name + "_s", []Arg{in0, in3, in4, yArg}})
 	return l, nil
+}
+
+// scatterRows emits W.flat[index[j]] += values[j] (values of storage vt at
+// p[0], the index at p[1], the f32 W [out, in] at p[2]) for this thread's
+// share of W's rows, and returns the share as the element range [lo, hi).
+func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, hi llvm.Value, err error) {
+	f32 := k.e.f32
+	r0, r1 := k.share(out, 1)
+	lo, hi = k.mulc(r0, in), k.mulc(r1, in)
+	k.loopN(nnz, func(j llvm.Value) {
+		p, perr := k.loadIndex(idx, k.p[1], j)
+		if perr != nil {
+			err = perr
+			return
+		}
+		k.when(k.inRange(p, lo, hi), func() {
+			w := k.at(f32, k.p[2], p)
+			k.store(k.b.FAdd(k.load(f32, w), k.loadAt(vt, k.p[0], j), ""), f32, w)
+		})
+	})
+	return lo, hi, err
 }
 
 // sparseProduct defines kernel name: y[rows, out] += x[rows, in]·Sᵀ (y f32;

@@ -231,18 +231,7 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 			cr := k.at(f64, cosTab, k.mulc(p, int64(h)))
 			sr := k.at(f64, sinTab, k.mulc(p, int64(h)))
 			k.loopN(int64(h), func(i llvm.Value) {
-				ih := k.addc(i, int64(h))
-				x0 := k.widen(k.loadAt(t, xr, i))
-				x1 := k.widen(k.loadAt(t, xr, ih))
-				c := k.loadAt(f64, cr, i)
-				sn := k.loadAt(f64, sr, i)
-				if sign < 0 {
-					sn = b.FNeg(sn, "")
-				}
-				y0 := b.FSub(b.FMul(x0, c, ""), b.FMul(x1, sn, ""), "")
-				y1 := b.FAdd(b.FMul(x1, c, ""), b.FMul(x0, sn, ""), "")
-				k.storeAt(k.narrow(y0, t), t, yr, i)
-				k.storeAt(k.narrow(y1, t), t, yr, ih)
+				k.rotatePair(t, xr, yr, i, int64(h), k.loadAt(f64, cr, i), k.loadAt(f64, sr, i), sign)
 			})
 		})
 		b.SetFastMath(llvm.FastMathAllowContract)
@@ -252,6 +241,23 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 		return nil, err
 	}
 	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// rotatePair rotates features i and i+h of row xr into yr by the angle with
+// cosine c and sine sn (f64; sign −1 rotates backwards), in f64 without
+// contraction, rounded once to t.
+func (k *kfn) rotatePair(t llvm.Type, xr, yr, i llvm.Value, h int64, c, sn llvm.Value, sign float64) {
+	b := k.b
+	ih := k.addc(i, h)
+	if sign < 0 {
+		sn = b.FNeg(sn, "")
+	}
+	x0 := k.widen(k.loadAt(t, xr, i))
+	x1 := k.widen(k.loadAt(t, xr, ih))
+	y0 := b.FSub(b.FMul(x0, c, ""), b.FMul(x1, sn, ""), "")
+	y1 := b.FAdd(b.FMul(x1, c, ""), b.FMul(x0, sn, ""), "")
+	k.storeAt(k.narrow(y0, t), t, yr, i)
+	k.storeAt(k.narrow(y1, t), t, yr, ih)
 }
 
 // ropeGPU is rope's loop on the GPU: θ = p·base^(−2i/D) and its cosine and
@@ -266,19 +272,10 @@ func (k *kfn) ropeGPU(t llvm.Type, rows, within int64, S, D int, base, sign floa
 		xr := k.at(t, k.p[0], k.mulc(row, int64(D)))
 		yr := k.at(t, k.p[1], k.mulc(row, int64(D)))
 		k.loopN(int64(h), func(i llvm.Value) {
-			ih := k.addc(i, int64(h))
 			e := b.FMul(b.SIToFP(i, f64, ""), llvm.ConstFloat(f64, -2/float64(D)), "")
 			inv := k.exp64(b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
 			c, sn := k.sincos64(b.FMul(p, inv, ""))
-			if sign < 0 {
-				sn = b.FNeg(sn, "")
-			}
-			x0 := k.widen(k.loadAt(t, xr, i))
-			x1 := k.widen(k.loadAt(t, xr, ih))
-			y0 := b.FSub(b.FMul(x0, c, ""), b.FMul(x1, sn, ""), "")
-			y1 := b.FAdd(b.FMul(x1, c, ""), b.FMul(x0, sn, ""), "")
-			k.storeAt(k.narrow(y0, t), t, yr, i)
-			k.storeAt(k.narrow(y1, t), t, yr, ih)
+			k.rotatePair(t, xr, yr, i, int64(h), c, sn, sign)
 		})
 	})
 	b.SetFastMath(llvm.FastMathAllowContract)
