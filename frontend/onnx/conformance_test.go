@@ -1,0 +1,229 @@
+package onnx
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"gitee.com/gidean/conv-linn/ir/interp"
+)
+
+// nodeTests is where Debian's libonnx-testdata keeps ONNX's backend node tests.
+const nodeTests = "/usr/share/libonnx-testdata/data/node"
+
+// supportedOps are the ONNX ops the importer translates.
+var supportedOps = map[string]bool{
+	"Add": true, "Sub": true, "Mul": true, "Div": true, "Pow": true, "Sqrt": true, "Reciprocal": true,
+	"Neg": true, "Exp": true, "Log": true, "Sigmoid": true, "Relu": true, "Tanh": true, "Identity": true,
+	"MatMul": true, "Gemm": true, "Reshape": true, "Transpose": true, "Softmax": true, "ReduceMean": true,
+	"ReduceSum": true, "Concat": true, "Gather": true, "Cast": true, "Constant": true, "Unsqueeze": true,
+	"Squeeze": true, "Expand": true,
+}
+
+// ONNX's backend tests compare with these tolerances.
+const rtol, atol = 1e-3, 1e-7
+
+// TestConformance runs every ONNX node test whose ops are all supported through
+// the importer and the reference interpreter and compares the outputs.
+func TestConformance(t *testing.T) {
+	dirs, err := filepath.Glob(filepath.Join(nodeTests, "test_*"))
+	if err != nil || len(dirs) == 0 {
+		t.Skipf("no ONNX node tests in %s (apt-get install libonnx-testdata)", nodeTests)
+	}
+	skipped := map[string]int{}
+	skippedNames := map[string][]string{}
+	var failed, passed []string
+	for _, dir := range dirs {
+		name := filepath.Base(dir)
+		reason, err := runNodeTest(dir)
+		switch {
+		case reason != "":
+			skipped[reason]++
+			skippedNames[reason] = append(skippedNames[reason], name)
+		case err != nil:
+			failed = append(failed, name)
+			t.Errorf("%s: %v", name, err)
+		default:
+			passed = append(passed, name)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "ONNX node tests: %d in all, %d run, %d passed, %d failed, %d skipped\n",
+		len(dirs), len(passed)+len(failed), len(passed), len(failed), len(dirs)-len(passed)-len(failed))
+	reasons := make([]string, 0, len(skipped))
+	for r := range skipped {
+		reasons = append(reasons, r)
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		if skipped[reasons[i]] != skipped[reasons[j]] {
+			return skipped[reasons[i]] > skipped[reasons[j]]
+		}
+		return reasons[i] < reasons[j]
+	})
+	for _, r := range reasons {
+		fmt.Fprintf(&b, "  skipped %4d  %s", skipped[r], r)
+		if r != "unsupported op" {
+			fmt.Fprintf(&b, ": %s", strings.Join(skippedNames[r], " "))
+		}
+		b.WriteString("\n")
+	}
+	for _, f := range failed {
+		fmt.Fprintf(&b, "  failed        %s\n", f)
+	}
+	fmt.Fprintf(&b, "  passed: %s\n", strings.Join(passed, " "))
+	t.Log("\n" + b.String())
+}
+
+// runNodeTest imports and runs one test directory. A non-empty reason means the
+// test was skipped.
+func runNodeTest(dir string) (reason string, err error) {
+	data, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
+	if err != nil {
+		return "no model.onnx", nil
+	}
+	m, err := decodeModel(data)
+	if err != nil || m.graph == nil {
+		return "", fmt.Errorf("decode: %v", err)
+	}
+	var ops []string
+	for _, n := range m.graph.nodes {
+		if !supportedOps[n.opType] || (n.domain != "" && n.domain != "ai.onnx") {
+			ops = append(ops, n.opType)
+		}
+	}
+	if len(ops) > 0 {
+		sort.Strings(ops)
+		return "unsupported op", nil
+	}
+	set := filepath.Join(dir, "test_data_set_0")
+	inits := map[string]bool{}
+	for _, p := range m.graph.initializer {
+		inits[p.name] = true
+	}
+	inputs := map[string]*Tensor{}
+	k := 0
+	for _, in := range m.graph.inputs {
+		if inits[in.name] {
+			continue
+		}
+		if !in.tensor {
+			return "non-tensor input (sequence, optional, map)", nil
+		}
+		t, err := readTensor(filepath.Join(set, fmt.Sprintf("input_%d.pb", k)))
+		k++
+		if err != nil {
+			var u *Unsupported
+			if errors.As(err, &u) {
+				return "input " + u.Error(), nil
+			}
+			if os.IsNotExist(errors.Unwrap(err)) || os.IsNotExist(err) {
+				continue // an optional input left out
+			}
+			return "", err
+		}
+		inputs[in.name] = t
+	}
+	o := Options{Constants: map[string]*Tensor{}}
+	for {
+		mod, err := Import(data, o)
+		var u *Unsupported
+		if errors.As(err, &u) && u.What == "non-constant input" && inputs[u.Detail] != nil && o.Constants[u.Detail] == nil {
+			o.Constants[u.Detail] = inputs[u.Detail] // a shape or axes operand fed as a graph input
+			continue
+		}
+		if errors.As(err, &u) {
+			what := u.What
+			if u.What == "attribute" || u.What == "dtype" {
+				what += " " + u.Detail
+			}
+			return "unsupported " + what, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("import: %v", err)
+		}
+		g := mod.Graph("forward")
+		bind, err := interp.InitState(g)
+		if err != nil {
+			return "", err
+		}
+		for _, in := range g.Inputs {
+			if in.Init != nil {
+				continue
+			}
+			t := inputs[in.Name]
+			if t == nil {
+				return "", fmt.Errorf("no test data for input %q", in.Name)
+			}
+			if t.DType.IsFloat() {
+				bind[in.Name] = interp.FromFloats(in.Type, t.F)
+			} else {
+				bind[in.Name] = interp.FromInts(in.Type, t.I)
+			}
+		}
+		outs, err := interp.Run(g, bind)
+		if err != nil {
+			return "", fmt.Errorf("run: %v", err)
+		}
+		for j, out := range m.graph.outputs {
+			want, err := readTensor(filepath.Join(set, fmt.Sprintf("output_%d.pb", j)))
+			if err != nil {
+				var u *Unsupported
+				if errors.As(err, &u) {
+					return "output " + u.Error(), nil
+				}
+				return "", err
+			}
+			if err := compare(outs[out.name], want); err != nil {
+				return "", fmt.Errorf("output %q: %v", out.name, err)
+			}
+		}
+		return "", nil
+	}
+}
+
+func readTensor(path string) (*Tensor, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseTensor(b)
+}
+
+// compare checks got against want with ONNX's tolerances.
+func compare(got *interp.Tensor, want *Tensor) error {
+	if got == nil {
+		return errors.New("missing")
+	}
+	if got.Type.DType != want.DType || fmt.Sprint(got.Type.Shape) != fmt.Sprint(nonNil(want.Shape)) {
+		return fmt.Errorf("got %v, want %v", got.Type, want.Type())
+	}
+	if !want.DType.IsFloat() {
+		for k, v := range want.I {
+			if got.I[k] != v {
+				return fmt.Errorf("element %d: got %d, want %d", k, got.I[k], v)
+			}
+		}
+		return nil
+	}
+	for k, w := range want.F {
+		g := got.F[k]
+		switch {
+		case math.IsNaN(w) && math.IsNaN(g), g == w:
+		case math.Abs(g-w) > atol+rtol*math.Abs(w) || math.IsNaN(g):
+			return fmt.Errorf("element %d: got %v, want %v", k, g, w)
+		}
+	}
+	return nil
+}
+
+func nonNil(s []int) []int {
+	if s == nil {
+		return []int{}
+	}
+	return s
+}
