@@ -150,13 +150,18 @@ func compile(c *cli.Context) error {
 				return usagef("compile", "flag --%s applies to a LLaMA config, but %s is %s", f, src.path, src.kind)
 			}
 		}
-		if m, err = parseIR(src); err != nil {
+		if src.kind == kindONNX {
+			m, err = importONNX(src)
+		} else {
+			m, err = parseIR(src)
+		}
+		if err != nil {
 			return err
 		}
 	}
 
 	forward := m.Clone()
-	st, err := runPipeline(c, src.path, m, src.kind == kindConfig, o.passes)
+	st, err := runPipeline(c, src.path, m, src.kind == kindConfig || src.kind == kindONNX, o.passes)
 	if err != nil {
 		return err
 	}

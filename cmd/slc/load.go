@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/fbs"
 )
@@ -22,6 +23,7 @@ const (
 	kindText                           // slc IR text (JSON with "format")
 	kindBinary                         // slc IR binary (FlatBuffers, identifier "SLIR")
 	kindArtifact                       // a compiled .slc artifact (written only)
+	kindONNX                           // an ONNX ModelProto
 )
 
 func (k sourceKind) String() string {
@@ -34,6 +36,8 @@ func (k sourceKind) String() string {
 		return "IR binary"
 	case kindArtifact:
 		return "artifact"
+	case kindONNX:
+		return "ONNX model"
 	}
 	return "unknown"
 }
@@ -100,7 +104,7 @@ func fileError(path string, err error) error {
 	return fmt.Errorf("%s: %w", path, err)
 }
 
-// sniff tells a LLaMA config, IR text and IR binary apart by content. The
+// sniff tells a LLaMA config, IR text, IR binary and an ONNX model apart by content. The
 // extension only sharpens the message when the content is not what it promises.
 func sniff(path string, data []byte) (sourceKind, error) {
 	if hasBinaryIdent(data) {
@@ -108,7 +112,7 @@ func sniff(path string, data []byte) (sourceKind, error) {
 	}
 	ext := strings.ToLower(filepath.Ext(path))
 	if ext == ".onnx" || (len(data) > 0 && data[0] == 0x08) { // ONNX: protobuf, field 1 (ir_version) first
-		return 0, errors.New("ONNX import is not available yet (give a LLaMA config JSON or slc IR)")
+		return kindONNX, nil
 	}
 	if ext == ".slir" {
 		return 0, fmt.Errorf("not binary slc IR: no %q file identifier", binaryIdent)
@@ -139,6 +143,15 @@ func sniff(path string, data []byte) (sourceKind, error) {
 		return kindConfig, nil
 	}
 	return 0, fmt.Errorf("not a model: a LLaMA config has \"model_type\" and \"hidden_size\", slc IR text has \"format\": %q", ir.TextFormat)
+}
+
+// importONNX imports an ONNX model as a forward graph. Errors start with the path.
+func importONNX(src *source) (*ir.Module, error) {
+	m, err := onnx.Import(src.data, onnx.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.path, err)
+	}
+	return m, nil
 }
 
 // parseIR reads IR text or binary and verifies it. Errors start with the path.

@@ -245,7 +245,7 @@ func TestErrors(t *testing.T) {
 		{"missing file", []string{"compile", "testdata/nope.json"}, 1, []string{"testdata/nope.json: no such file"}},
 		{"directory", []string{"compile", "testdata"}, 1, []string{"testdata: is a directory"}},
 		{"not a model", []string{"compile", "testdata/not_a_model.json"}, 1, []string{"testdata/not_a_model.json: not a model", `"model_type"`, `"format"`}},
-		{"onnx", []string{"compile", "testdata/model.onnx"}, 1, []string{"testdata/model.onnx: ONNX import is not available yet"}},
+		{"onnx", []string{"compile", "testdata/model.onnx"}, 1, []string{"testdata/model.onnx: ONNX model has no graph"}},
 		{"corrupt IR text", []string{"compile", "testdata/ir_truncated.json"}, 1, []string{"testdata/ir_truncated.json: line 13"}},
 		{"corrupt IR binary", []string{"inspect", "testdata/ir_corrupt.slir"}, 1, []string{"testdata/ir_corrupt.slir: corrupt IR file", "root"}},
 		{"truncated IR binary", []string{"compile", truncated}, 1, []string{truncated + ": corrupt IR file: truncated"}},

@@ -8,13 +8,14 @@
 // node and the opset, never a different graph.
 //
 // The protobuf is decoded here with protowire rather than through
-// github.com/owulveryck/onnx-go: onnx-go keeps its ModelProto internal and
-// hands a backend only a gonum graph of nodes with already-converted
-// attributes, so the opset version, the graph inputs' value-info shapes
-// (with their symbolic dims), the initializer/input distinction and the
-// exact attribute set (needed to refuse an unknown attribute) are not
-// available cleanly. The subset of onnx.proto read here is small and its field
-// numbers are stable (proto.go).
+// github.com/owulveryck/onnx-go (v0.5.0, evaluated): its ModelProto is
+// internal and a backend only receives gonum graph nodes, operations with
+// already-converted attributes and gorgonia tensors. It does not pass the
+// opset on, it drops symbolic dims from input shapes without a word (an
+// [N, 3] input arrives as [3]) and allocates every input as a zero tensor, so
+// neither the opset check, nor the "symbolic dim" error, nor refusing an
+// unknown attribute could be done exactly. The subset of onnx.proto read here
+// is small and its field numbers are stable (proto.go).
 package onnx
 
 import (
