@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -38,9 +39,20 @@ func TestConformance(t *testing.T) {
 	skipped := map[string]int{}
 	skippedNames := map[string][]string{}
 	var failed, passed []string
+	missing := map[string]int{} // unsupported op → tests that need it
+	nFrozen := 0
 	for _, dir := range dirs {
 		name := filepath.Base(dir)
-		reason, err := runNodeTest(dir)
+		reason, frozen, err := runNodeTest(dir)
+		if frozen && reason == "" {
+			nFrozen++
+		}
+		if op, ok := strings.CutPrefix(reason, "unsupported op "); ok {
+			for _, o := range strings.Split(op, ",") {
+				missing[o]++
+			}
+			reason = "unsupported op"
+		}
 		switch {
 		case reason != "":
 			skipped[reason]++
@@ -55,6 +67,7 @@ func TestConformance(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ONNX node tests: %d in all, %d run, %d passed, %d failed, %d skipped\n",
 		len(dirs), len(passed)+len(failed), len(passed), len(failed), len(dirs)-len(passed)-len(failed))
+	fmt.Fprintf(&b, "  (%d of the tests run take a shape or axes operand as a graph input: it is imported as a constant from the test data)\n", nFrozen)
 	reasons := make([]string, 0, len(skipped))
 	for r := range skipped {
 		reasons = append(reasons, r)
@@ -76,19 +89,34 @@ func TestConformance(t *testing.T) {
 		fmt.Fprintf(&b, "  failed        %s\n", f)
 	}
 	fmt.Fprintf(&b, "  passed: %s\n", strings.Join(passed, " "))
+	ops := make([]string, 0, len(missing))
+	for o := range missing {
+		ops = append(ops, o)
+	}
+	sort.Slice(ops, func(i, j int) bool {
+		if missing[ops[i]] != missing[ops[j]] {
+			return missing[ops[i]] > missing[ops[j]]
+		}
+		return ops[i] < ops[j]
+	})
+	b.WriteString("  unsupported ops by the number of tests that use them:")
+	for _, o := range ops {
+		fmt.Fprintf(&b, " %s %d", o, missing[o])
+	}
+	b.WriteString("\n")
 	t.Log("\n" + b.String())
 }
 
 // runNodeTest imports and runs one test directory. A non-empty reason means the
 // test was skipped.
-func runNodeTest(dir string) (reason string, err error) {
+func runNodeTest(dir string) (reason string, frozen bool, err error) {
 	data, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
 	if err != nil {
-		return "no model.onnx", nil
+		return "no model.onnx", false, nil
 	}
 	m, err := decodeModel(data)
 	if err != nil || m.graph == nil {
-		return "", fmt.Errorf("decode: %v", err)
+		return "", false, fmt.Errorf("decode: %v", err)
 	}
 	var ops []string
 	for _, n := range m.graph.nodes {
@@ -98,7 +126,7 @@ func runNodeTest(dir string) (reason string, err error) {
 	}
 	if len(ops) > 0 {
 		sort.Strings(ops)
-		return "unsupported op", nil
+		return "unsupported op " + strings.Join(slices.Compact(ops), ","), false, nil
 	}
 	set := filepath.Join(dir, "test_data_set_0")
 	inits := map[string]bool{}
@@ -112,19 +140,19 @@ func runNodeTest(dir string) (reason string, err error) {
 			continue
 		}
 		if !in.tensor {
-			return "non-tensor input (sequence, optional, map)", nil
+			return "non-tensor input (sequence, optional, map)", false, nil
 		}
 		t, err := readTensor(filepath.Join(set, fmt.Sprintf("input_%d.pb", k)))
 		k++
 		if err != nil {
 			var u *Unsupported
 			if errors.As(err, &u) {
-				return "input " + u.Error(), nil
+				return "input " + u.Error(), false, nil
 			}
 			if os.IsNotExist(errors.Unwrap(err)) || os.IsNotExist(err) {
 				continue // an optional input left out
 			}
-			return "", err
+			return "", false, err
 		}
 		inputs[in.name] = t
 	}
@@ -141,15 +169,16 @@ func runNodeTest(dir string) (reason string, err error) {
 			if u.What == "attribute" || u.What == "dtype" {
 				what += " " + u.Detail
 			}
-			return "unsupported " + what, nil
+			return "unsupported " + what, false, nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("import: %v", err)
+			return "", false, fmt.Errorf("import: %v", err)
 		}
 		g := mod.Graph("forward")
+		frozen = len(o.Constants) > 0
 		bind, err := interp.InitState(g)
 		if err != nil {
-			return "", err
+			return "", frozen, err
 		}
 		for _, in := range g.Inputs {
 			if in.Init != nil {
@@ -157,7 +186,7 @@ func runNodeTest(dir string) (reason string, err error) {
 			}
 			t := inputs[in.Name]
 			if t == nil {
-				return "", fmt.Errorf("no test data for input %q", in.Name)
+				return "", frozen, fmt.Errorf("no test data for input %q", in.Name)
 			}
 			if t.DType.IsFloat() {
 				bind[in.Name] = interp.FromFloats(in.Type, t.F)
@@ -167,22 +196,22 @@ func runNodeTest(dir string) (reason string, err error) {
 		}
 		outs, err := interp.Run(g, bind)
 		if err != nil {
-			return "", fmt.Errorf("run: %v", err)
+			return "", frozen, fmt.Errorf("run: %v", err)
 		}
 		for j, out := range m.graph.outputs {
 			want, err := readTensor(filepath.Join(set, fmt.Sprintf("output_%d.pb", j)))
 			if err != nil {
 				var u *Unsupported
 				if errors.As(err, &u) {
-					return "output " + u.Error(), nil
+					return "output " + u.Error(), frozen, nil
 				}
-				return "", err
+				return "", frozen, err
 			}
 			if err := compare(outs[out.name], want); err != nil {
-				return "", fmt.Errorf("output %q: %v", out.name, err)
+				return "", frozen, fmt.Errorf("output %q: %v", out.name, err)
 			}
 		}
-		return "", nil
+		return "", frozen, nil
 	}
 }
 

@@ -1,6 +1,8 @@
 package onnx
 
 import (
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -95,5 +97,46 @@ func TestImportErrors(t *testing.T) {
 				t.Errorf("%s: error %q does not say %q", c.name, err, w)
 			}
 		}
+	}
+}
+
+func TestParseTensorFields(t *testing.T) {
+	packed := func(vs ...uint64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = protowire.AppendVarint(b, v)
+		}
+		return b
+	}
+	f32 := func(vs ...float32) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = protowire.AppendFixed32(b, math.Float32bits(v))
+		}
+		return b
+	}
+	neg := uint64(1<<64 - 3) // -3 as a varint
+	for _, c := range []struct {
+		name string
+		data []byte
+		want Tensor
+	}{
+		{"int64_data packed", msg(1, packed(3), 2, int64(dtInt64), 7, packed(1, neg, 7)), Tensor{DType: ir.I64, Shape: []int{3}, I: []int64{1, -3, 7}}},
+		{"int32_data unpacked", msg(1, int64(2), 2, int64(dtInt32), 5, int64(4), 5, int64(neg)), Tensor{DType: ir.I32, Shape: []int{2}, I: []int64{4, -3}}},
+		{"float_data", msg(1, packed(1, 2), 2, int64(dtFloat), 4, f32(0.5, -2)), Tensor{DType: ir.F32, Shape: []int{1, 2}, F: []float64{0.5, -2}}},
+		{"raw_data f32", msg(1, packed(2), 2, int64(dtFloat), 9, f32(1.25, 3)), Tensor{DType: ir.F32, Shape: []int{2}, F: []float64{1.25, 3}}},
+		{"scalar", msg(2, int64(dtFloat), 4, f32(7)), Tensor{DType: ir.F32, F: []float64{7}}},
+	} {
+		got, err := ParseTensor(c.data)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if got.DType != c.want.DType || fmt.Sprint(got.Shape, got.F, got.I) != fmt.Sprint(c.want.Shape, c.want.F, c.want.I) {
+			t.Errorf("%s: got %v %v %v %v, want %v %v %v %v", c.name, got.DType, got.Shape, got.F, got.I, c.want.DType, c.want.Shape, c.want.F, c.want.I)
+		}
+	}
+	if _, err := ParseTensor(msg(1, packed(2), 2, int64(dtBool), 9, []byte{1, 0})); err == nil || !strings.Contains(err.Error(), "bool") {
+		t.Errorf("a bool tensor: %v", err)
 	}
 }
