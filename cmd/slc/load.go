@@ -164,7 +164,11 @@ func parseIR(src *source) (*ir.Module, error) {
 	case kindBinary:
 		m, err = ir.ParseBinary(src.data)
 	default:
-		return nil, fmt.Errorf("%s: is a %s, not slc IR", src.path, src.kind)
+		article := "a"
+		if k := src.kind.String(); k != "" && strings.ContainsRune("AEIOU", rune(k[0])) {
+			article = "an"
+		}
+		return nil, fmt.Errorf("%s: is %s %s, not slc IR (compile it with 'slc compile %s')", src.path, article, src.kind, src.path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.path, err)
