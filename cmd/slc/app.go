@@ -73,9 +73,9 @@ func compileCommand() *cli.Command {
 func inspectCommand() *cli.Command {
 	return &cli.Command{
 		Name:            "inspect",
-		Usage:           "verify an IR file and print its summary and op counts",
+		Usage:           "verify an IR file or a compiled artifact and print its summary",
 		ArgsUsage:       "FILE",
-		Description:     "FILE is slc IR, as text (.json) or binary (.slir), e.g. written by 'slc compile -o'.",
+		Description:     "FILE is slc IR, as text (.json) or binary (.slir), or a compiled artifact (.slc), e.g. written by\n'slc compile -o'. For an artifact: its target, compiler version and programs (steps, arena, scratch), then its IR.",
 		HideHelpCommand: true,
 		OnUsageError:    onUsageError("inspect"),
 		Action:          func(c *cli.Context) error { return inspect(c) },

@@ -18,6 +18,9 @@ func TestCompileCUDA(t *testing.T) {
 	if !strings.Contains(out, "nvptx64-nvidia-cuda sm_90") {
 		t.Errorf("compile -o with --device cuda says:\n%s", out)
 	}
+	if out := mustSlc(t, "inspect", art); !strings.Contains(out, "Target: cuda nvptx64-nvidia-cuda sm_90") || !strings.Contains(out, "train_step") {
+		t.Errorf("inspect of the cuda artifact says:\n%s", out)
+	}
 	_, stderr, code := slc(t, "train", art, "--data", corpus, "--num-training-steps", "1", "--save-dir", filepath.Join(t.TempDir(), "run"))
 	if code != 1 || !strings.Contains(stderr, `artifact targets "cuda"`) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 		t.Errorf("training a cuda artifact on the CPU runtime: exit %d, stderr %q", code, stderr)
