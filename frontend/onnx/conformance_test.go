@@ -23,7 +23,7 @@ var supportedOps = map[string]bool{
 	"Neg": true, "Exp": true, "Log": true, "Sigmoid": true, "Relu": true, "Tanh": true, "Identity": true,
 	"MatMul": true, "Gemm": true, "Reshape": true, "Transpose": true, "Softmax": true, "ReduceMean": true,
 	"ReduceSum": true, "Concat": true, "Gather": true, "Cast": true, "Constant": true, "Unsqueeze": true,
-	"Squeeze": true, "Expand": true,
+	"Squeeze": true, "Expand": true, "Shape": true, "Slice": true, "Flatten": true, "LogSoftmax": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

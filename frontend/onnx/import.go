@@ -201,6 +201,7 @@ type importer struct {
 	vals   map[string]string  // ONNX value → slc value
 	consts map[string]*Tensor // ONNX values known at import time
 	node   *nodeProto
+	noFold bool // convert without folding all-constant nodes (fold's own scratch import)
 }
 
 func (im *importer) unsupported(what, detail string) error {
@@ -322,6 +323,9 @@ func (im *importer) convert(n *nodeProto) error {
 	}
 	if len(n.outputs) != 1 {
 		return im.unsupported(fmt.Sprintf("number of outputs (%d)", len(n.outputs)), "")
+	}
+	if im.foldable(n) {
+		return im.fold(n)
 	}
 	out := n.outputs[0]
 	in := func(k int) string {
@@ -748,7 +752,7 @@ func (im *importer) convert(n *nodeProto) error {
 		}
 		return set(b.Op("Expand", ir.Attrs{"shape": ir.IntsOf(to)}, v))
 	}
-	return im.unsupported("op", n.opType)
+	return im.convertMore(n, in, x, set)
 }
 
 // reshape is a Reshape unless the shape is already s.
