@@ -24,6 +24,7 @@ var supportedOps = map[string]bool{
 	"MatMul": true, "Gemm": true, "Reshape": true, "Transpose": true, "Softmax": true, "ReduceMean": true,
 	"ReduceSum": true, "Concat": true, "Gather": true, "Cast": true, "Constant": true, "Unsqueeze": true,
 	"Squeeze": true, "Expand": true, "Shape": true, "Slice": true, "Flatten": true, "LogSoftmax": true,
+	"NegativeLogLikelihoodLoss": true, "SoftmaxCrossEntropyLoss": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

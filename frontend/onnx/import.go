@@ -321,7 +321,7 @@ func (im *importer) convert(n *nodeProto) error {
 	if n.domain != "" && n.domain != "ai.onnx" {
 		return im.unsupported("op", n.domain+"."+n.opType)
 	}
-	if len(n.outputs) != 1 {
+	if len(n.outputs) != 1 && !(n.opType == "SoftmaxCrossEntropyLoss" && len(n.outputs) == 2) {
 		return im.unsupported(fmt.Sprintf("number of outputs (%d)", len(n.outputs)), "")
 	}
 	if im.foldable(n) {

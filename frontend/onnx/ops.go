@@ -298,10 +298,6 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		return set(v)
 
 	case "LogSoftmax":
-		// log softmax x = x − logsumexp x. slc's SoftmaxCrossEntropy is
-		// logsumexp(row) − row[label]; with label 0 it gives lse − x₀, so
-		// y = (x − x₀) − SoftmaxCrossEntropy(x, 0), along the last axis (the
-		// axis is moved there and back).
 		a, err := im.attrs(n, "axis")
 		if err != nil {
 			return err
@@ -313,37 +309,183 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if !b.Type(v).DType.IsFloat() {
 			return im.unsupported("dtype", b.Type(v).DType.String())
 		}
-		r := b.Type(v).Rank()
-		ax, err := ir.NormAxis(getInt(a, "axis", -1), r)
+		ax, err := ir.NormAxis(getInt(a, "axis", -1), b.Type(v).Rank())
 		if err != nil {
 			return fmt.Errorf("node %q (LogSoftmax): %w", n.name, err)
 		}
-		if b.Type(v).Shape[ax] == 0 {
-			return set(v)
+		return set(im.logSoftmax(v, ax))
+
+	case "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss":
+		a, err := im.attrs(n, "reduction", "ignore_index")
+		if err != nil {
+			return err
 		}
-		var perm []int
-		if ax != r-1 {
-			for k := range r {
-				if k != ax {
-					perm = append(perm, k)
+		red := "mean"
+		if r, ok := a["reduction"]; ok {
+			red = string(r.s)
+		}
+		if red != "mean" && red != "sum" && red != "none" {
+			return im.unsupported("attribute", "reduction="+red)
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		t, err := x(1)
+		if err != nil {
+			return err
+		}
+		tv, tt := b.Type(v), b.Type(t)
+		if !tv.DType.IsFloat() {
+			return im.unsupported("dtype", tv.DType.String())
+		}
+		if !tt.DType.IsInt() {
+			return im.unsupported("dtype", tt.DType.String())
+		}
+		if tv.Rank() < 2 || tt.Rank() != tv.Rank()-1 || tt.Shape[0] != tv.Shape[0] || !ir.ShapeEqual(tt.Shape[1:], tv.Shape[2:]) {
+			return fmt.Errorf("node %q (%s): input %v and target %v do not match", n.name, op, tv, tt)
+		}
+		w := ""
+		if in(2) != "" {
+			if w, err = x(2); err != nil {
+				return err
+			}
+			if wt := b.Type(w); wt.Rank() != 1 || wt.Shape[0] != tv.Shape[1] || wt.DType != tv.DType {
+				return fmt.Errorf("node %q (%s): weight %v does not match input %v", n.name, op, wt, tv)
+			}
+		}
+		var ii *int64
+		if p, ok := a["ignore_index"]; ok {
+			ii = &p.i
+		}
+		if op == "SoftmaxCrossEntropyLoss" {
+			v = im.logSoftmax(v, 1)
+			if len(n.outputs) > 1 && n.outputs[1] != "" {
+				if err := b.Err(); err != nil {
+					return fmt.Errorf("node %q (%s): %w", n.name, op, err)
 				}
+				im.vals[n.outputs[1]] = v
 			}
-			perm = append(perm, ax)
-			v = b.Transpose(v, perm...)
 		}
-		s := b.Type(v).Shape
-		labels := b.Const(0, ir.Type{DType: ir.I64, Shape: s[:r-1]})
-		lse := b.Op("SoftmaxCrossEntropy", nil, v, labels)
-		keep := append(slices.Clone(s[:r-1]), 1)
-		y := b.Sub(b.Sub(v, b.Slice(v, r-1, 0, 1)), b.Reshape(lse, keep...))
-		if perm != nil {
-			inv := make([]int, r)
-			for k, p := range perm {
-				inv[p] = k
-			}
-			y = b.Transpose(y, inv...)
-		}
-		return set(y)
+		return set(im.nllLoss(v, t, w, ii, red))
 	}
 	return im.unsupported("op", n.opType)
+}
+
+// logSoftmax is log softmax x along axis ax: x − logsumexp x. slc's
+// SoftmaxCrossEntropy is logsumexp(row) − row[label]; with label 0 it gives
+// lse − x₀, so y = (x − x₀) − SoftmaxCrossEntropy(x, 0), along the last axis
+// (the axis is moved there and back).
+func (im *importer) logSoftmax(v string, ax int) string {
+	b := im.b
+	r := b.Type(v).Rank()
+	if b.Type(v).Shape[ax] == 0 {
+		return v
+	}
+	var perm []int
+	if ax != r-1 {
+		for k := range r {
+			if k != ax {
+				perm = append(perm, k)
+			}
+		}
+		perm = append(perm, ax)
+		v = b.Transpose(v, perm...)
+	}
+	s := b.Type(v).Shape
+	labels := b.Const(0, ir.Type{DType: ir.I64, Shape: s[:r-1]})
+	lse := b.Op("SoftmaxCrossEntropy", nil, v, labels)
+	keep := append(slices.Clone(s[:r-1]), 1)
+	y := b.Sub(b.Sub(v, b.Slice(v, r-1, 0, 1)), b.Reshape(lse, keep...))
+	if perm != nil {
+		inv := make([]int, r)
+		for k, p := range perm {
+			inv[p] = k
+		}
+		y = b.Transpose(y, inv...)
+	}
+	return y
+}
+
+// equal is 1 where u = v and 0 elsewhere, in their dtype:
+// (1 − [u > v])·(1 − [v > u]), exact for integers and floats.
+func (im *importer) equal(u, v string) string {
+	b := im.b
+	one := b.Scalar(1, u)
+	return b.Mul(b.Sub(one, b.Op("Greater", nil, u, v)), b.Sub(one, b.Op("Greater", nil, v, u)))
+}
+
+// nllLoss is ONNX NegativeLogLikelihoodLoss of x [N, C, d…] and target
+// [N, d…]: loss[n, d…] = −x[n, t, d…]·w[t] with t = target[n, d…], w the
+// weight (1 without one) and w[t] = 0 where t is ignore_index; "mean" divides
+// the sum by Σ w[t]. x[n, t, d…] is a Gather from x with C moved last and
+// flattened, at (row·C + t), so it is exact; an ignored t reads row·C + 0.
+func (im *importer) nllLoss(x, t, w string, ii *int64, red string) string {
+	b := im.b
+	xs := b.Type(x).Shape
+	r, c := len(xs), xs[1]
+	perm := []int{0}
+	for k := 2; k < r; k++ {
+		perm = append(perm, k)
+	}
+	perm = append(perm, 1)
+	if r > 2 {
+		x = b.Transpose(x, perm...)
+	}
+	ts := b.Type(t).Shape
+	m := 1
+	for _, d := range ts {
+		m *= d
+	}
+	flat := b.Reshape(x, m*c)
+	var mask string // 1 where the target counts, as an integer
+	if ii != nil {
+		mask = b.Sub(b.Scalar(1, t), im.equal(t, b.Scalar(float64(*ii), t)))
+		t = b.Mul(t, mask)
+	}
+	base := make([]float64, m)
+	for k := range base {
+		base[k] = float64(k * c)
+	}
+	bt := ir.Type{DType: b.Type(t).DType, Shape: ts}
+	name := "nll_rows"
+	for k := 1; b.Type(name).DType != ir.InvalidDType; k++ {
+		name = fmt.Sprintf("nll_rows_%d", k)
+	}
+	var rows string
+	if m == 1 {
+		rows = b.Const(0, bt)
+	} else {
+		rows = b.AddInput(name, bt, ir.Buffer, &ir.Init{Kind: ir.InitExplicit, Data: base})
+	}
+	picked := b.Op("Gather", nil, flat, b.Add(rows, t))
+	var wt string // the weight of each target
+	if w != "" {
+		wt = b.Op("Gather", nil, w, t)
+	}
+	if mask != "" {
+		mf := b.Op("Cast", ir.Attrs{"to": ir.String(b.Type(x).DType.String())}, mask)
+		if wt == "" {
+			wt = mf
+		} else {
+			wt = b.Mul(wt, mf)
+		}
+	}
+	loss := b.Unary("Neg", picked)
+	if wt != "" {
+		loss = b.Mul(loss, wt)
+	}
+	all := make([]int, len(ts))
+	for k := range all {
+		all[k] = k
+	}
+	switch {
+	case red == "none":
+		return loss
+	case red == "sum":
+		return b.Reduce("ReduceSum", loss, false, all...)
+	case wt == "":
+		return b.Reduce("ReduceMean", loss, false, all...)
+	}
+	return b.Div(b.Reduce("ReduceSum", loss, false, all...), b.Reduce("ReduceSum", wt, false, all...))
 }
