@@ -25,6 +25,8 @@ var supportedOps = map[string]bool{
 	"ReduceSum": true, "Concat": true, "Gather": true, "Cast": true, "Constant": true, "Unsqueeze": true,
 	"Squeeze": true, "Expand": true, "Shape": true, "Slice": true, "Flatten": true, "LogSoftmax": true,
 	"NegativeLogLikelihoodLoss": true, "SoftmaxCrossEntropyLoss": true,
+	"Equal": true, "Less": true, "Greater": true, "Where": true, "ConstantOfShape": true, "Range": true, "Trilu": true,
+	"LayerNormalization": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

@@ -89,7 +89,7 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 	if g.sparseInit > 0 {
 		return nil, &Unsupported{What: "sparse initializer"}
 	}
-	im := &importer{b: ir.NewBuilder("forward"), opset: opset, vals: map[string]string{}, consts: map[string]*Tensor{}}
+	im := &importer{b: ir.NewBuilder("forward"), opset: opset, vals: map[string]string{}, consts: map[string]*Tensor{}, bools: map[string]bool{}}
 	for _, p := range g.initializer {
 		t, err := tensorOf(p)
 		if err != nil {
@@ -121,6 +121,9 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 	}
 	im.node = nil
 	for _, out := range g.outputs {
+		if im.bools[out.name] {
+			return nil, &Unsupported{What: "dtype", Detail: "bool", Op: "output " + out.name}
+		}
 		v, err := im.value(out.name)
 		if err != nil {
 			return nil, err
@@ -201,7 +204,8 @@ type importer struct {
 	vals   map[string]string  // ONNX value → slc value
 	consts map[string]*Tensor // ONNX values known at import time
 	node   *nodeProto
-	noFold bool // convert without folding all-constant nodes (fold's own scratch import)
+	bools  map[string]bool // ONNX bool values, held as 0/1 I64
+	noFold bool            // convert without folding all-constant nodes (fold's own scratch import)
 }
 
 func (im *importer) unsupported(what, detail string) error {
@@ -321,7 +325,7 @@ func (im *importer) convert(n *nodeProto) error {
 	if n.domain != "" && n.domain != "ai.onnx" {
 		return im.unsupported("op", n.domain+"."+n.opType)
 	}
-	if len(n.outputs) != 1 && !(n.opType == "SoftmaxCrossEntropyLoss" && len(n.outputs) == 2) {
+	if len(n.outputs) != 1 && !(n.opType == "SoftmaxCrossEntropyLoss" && len(n.outputs) == 2) && n.opType != "LayerNormalization" {
 		return im.unsupported(fmt.Sprintf("number of outputs (%d)", len(n.outputs)), "")
 	}
 	if im.foldable(n) {
@@ -365,6 +369,7 @@ func (im *importer) convert(n *nodeProto) error {
 			return err
 		}
 		if op == "Identity" {
+			im.bools[out] = im.bools[in(0)]
 			if t, ok := im.consts[in(0)]; ok {
 				im.consts[out] = t
 				return nil

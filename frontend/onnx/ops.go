@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"gitee.com/gidean/conv-linn/ir"
@@ -43,16 +44,18 @@ func (im *importer) foldable(n *nodeProto) bool {
 // semantics of slc's ops), so a folded value is exactly what the graph would
 // have computed. The result becomes an import-time constant.
 func (im *importer) fold(n *nodeProto) error {
-	sub := &importer{b: ir.NewBuilder("fold"), opset: im.opset, vals: map[string]string{}, consts: map[string]*Tensor{}, node: n, noFold: true}
+	sub := &importer{b: ir.NewBuilder("fold"), opset: im.opset, vals: map[string]string{}, consts: map[string]*Tensor{}, bools: map[string]bool{}, node: n, noFold: true}
 	for _, in := range n.inputs {
 		if in != "" {
 			sub.consts[in] = im.consts[in]
+			sub.bools[in] = im.bools[in]
 		}
 	}
 	if err := sub.convert(n); err != nil {
 		return err
 	}
 	out := n.outputs[0]
+	im.bools[out] = sub.bools[out]
 	if t, ok := sub.consts[out]; ok {
 		im.consts[out] = t
 		return nil
@@ -368,6 +371,252 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			}
 		}
 		return set(im.nllLoss(v, t, w, ii, red))
+
+	case "Equal", "Less", "Greater":
+		// ONNX's bool results are 0/1 I64 values here (slc has no bool dtype);
+		// they may only feed Where, Cast or a graph output, which refuses them.
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		u, err := x(0)
+		if err != nil {
+			return err
+		}
+		v, err := x(1)
+		if err != nil {
+			return err
+		}
+		if im.bools[in(0)] || im.bools[in(1)] {
+			return im.unsupported("dtype", "bool")
+		}
+		if b.Type(u).DType != b.Type(v).DType {
+			return fmt.Errorf("node %q (%s): operands %v and %v differ in dtype", n.name, op, b.Type(u), b.Type(v))
+		}
+		var y string
+		switch op {
+		case "Greater":
+			y = b.Op("Greater", nil, u, v)
+		case "Less":
+			y = b.Op("Greater", nil, v, u)
+		default:
+			// (1 − [u > v])·(1 − [v > u]) would call NaN equal to everything.
+			if b.Type(u).DType.IsFloat() {
+				return im.unsupported("dtype", b.Type(u).DType.String()+" (Equal of floats: NaN)")
+			}
+			y = im.equal(u, v)
+		}
+		if dt := b.Type(u).DType; dt != ir.I64 {
+			y = b.Op("Cast", ir.Attrs{"to": ir.String("i64")}, y)
+		}
+		if err := set(y); err != nil {
+			return err
+		}
+		im.bools[out] = true
+		return nil
+
+	case "Where":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		if !im.bools[in(0)] {
+			return im.unsupported("non-bool condition", in(0))
+		}
+		c, err := x(0)
+		if err != nil {
+			return err
+		}
+		u, err := x(1)
+		if err != nil {
+			return err
+		}
+		v, err := x(2)
+		if err != nil {
+			return err
+		}
+		if im.bools[in(1)] || im.bools[in(2)] {
+			return im.unsupported("dtype", "bool")
+		}
+		return set(im.where(c, u, v))
+
+	case "ConstantOfShape":
+		a, err := im.attrs(n, "value")
+		if err != nil {
+			return err
+		}
+		shape, err := im.ints(in(0))
+		if err != nil {
+			return err
+		}
+		t := &Tensor{Name: out, DType: ir.F32}
+		val := 0.0
+		if p, ok := a["value"]; ok && p.t != nil {
+			c, err := tensorOf(p.t)
+			if err != nil {
+				return im.unsupported("dtype", dtName(p.t.dataType))
+			}
+			if c.len() != 1 {
+				return fmt.Errorf("node %q (ConstantOfShape): value has %d elements", n.name, c.len())
+			}
+			t.DType, val = c.DType, c.at(0)
+		}
+		m := 1
+		for _, d := range shape {
+			if d < 0 || d > math.MaxInt32 {
+				return fmt.Errorf("node %q (ConstantOfShape): bad shape %v", n.name, shape)
+			}
+			t.Shape = append(t.Shape, int(d))
+			m *= int(d)
+		}
+		if t.DType.IsFloat() {
+			t.F = make([]float64, m)
+			for k := range t.F {
+				t.F[k] = val
+			}
+		} else {
+			t.I = make([]int64, m)
+			for k := range t.I {
+				t.I[k] = int64(val)
+			}
+		}
+		im.consts[out] = t
+		return nil
+
+	case "Range":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		var ops [3]*Tensor
+		for k := range ops {
+			t, err := im.constant(in(k))
+			if err != nil {
+				return err
+			}
+			if t.len() != 1 || (k > 0 && t.DType != ops[0].DType) {
+				return fmt.Errorf("node %q (Range): operands must be scalars of one dtype", n.name)
+			}
+			ops[k] = t
+		}
+		t := &Tensor{Name: out, DType: ops[0].DType}
+		if t.DType.IsFloat() {
+			st, li, de := ops[0].F[0], ops[1].F[0], ops[2].F[0]
+			cnt := max(int(math.Ceil((li-st)/de)), 0)
+			for k := range cnt {
+				t.F = append(t.F, st+float64(k)*de)
+			}
+			t.Shape = []int{cnt}
+			if cnt == 0 {
+				t.F = []float64{}
+			}
+		} else {
+			st, li, de := ops[0].I[0], ops[1].I[0], ops[2].I[0]
+			if de == 0 {
+				return fmt.Errorf("node %q (Range): delta 0", n.name)
+			}
+			t.I = []int64{}
+			for v := st; (de > 0 && v < li) || (de < 0 && v > li); v += de {
+				t.I = append(t.I, v)
+			}
+			t.Shape = []int{len(t.I)}
+		}
+		im.consts[out] = t
+		return nil
+
+	case "Trilu":
+		a, err := im.attrs(n, "upper")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		var k int64
+		if in(1) != "" {
+			ks, err := im.ints(in(1))
+			if err != nil {
+				return err
+			}
+			if len(ks) != 1 {
+				return fmt.Errorf("node %q (Trilu): k has %d elements", n.name, len(ks))
+			}
+			k = ks[0]
+		}
+		s := b.Type(v).Shape
+		if len(s) < 2 {
+			return fmt.Errorf("node %q (Trilu): input %v has rank < 2", n.name, b.Type(v))
+		}
+		r, c := s[len(s)-2], s[len(s)-1]
+		upper := getInt(a, "upper", 1) != 0
+		mask := make([]float64, r*c)
+		for i := range r {
+			for j := range c {
+				d := int64(j - i)
+				if (upper && d >= k) || (!upper && d <= k) {
+					mask[i*c+j] = 1
+				}
+			}
+		}
+		mt := ir.Type{DType: ir.I64, Shape: []int{r, c}}
+		var m string
+		if r*c == 0 {
+			return set(v)
+		}
+		m = im.constInput("trilu_mask", mt, mask)
+		return set(im.where(m, v, b.Const(0, ir.Type{DType: b.Type(v).DType})))
+
+	case "LayerNormalization":
+		a, err := im.attrs(n, "axis", "epsilon", "stash_type")
+		if err != nil {
+			return err
+		}
+		if len(n.outputs) > 3 {
+			return im.unsupported(fmt.Sprintf("number of outputs (%d)", len(n.outputs)), "")
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		dt := b.Type(v).DType
+		if !dt.IsFloat() {
+			return im.unsupported("dtype", dt.String())
+		}
+		if st := getInt(a, "stash_type", 1); st != 1 || dt != ir.F32 {
+			return im.unsupported("attribute", fmt.Sprintf("stash_type=%d with %v input", st, dt))
+		}
+		r := b.Type(v).Rank()
+		ax, err := ir.NormAxis(getInt(a, "axis", -1), r)
+		if err != nil {
+			return fmt.Errorf("node %q (LayerNormalization): %w", n.name, err)
+		}
+		var axes []int
+		for k := ax; k < r; k++ {
+			axes = append(axes, k)
+		}
+		mean := b.Reduce("ReduceMean", v, true, axes...)
+		d := b.Sub(v, mean)
+		inv := b.Unary("Rsqrt", b.Add(b.Reduce("ReduceMean", b.Mul(d, d), true, axes...), b.Scalar(getFloat(a, "epsilon", 1e-5), v)))
+		y := b.Mul(d, inv)
+		sc, err := x(1)
+		if err != nil {
+			return err
+		}
+		y = b.Mul(y, sc)
+		if in(2) != "" {
+			bias, err := x(2)
+			if err != nil {
+				return err
+			}
+			y = b.Add(y, bias)
+		}
+		if err := b.Err(); err != nil {
+			return fmt.Errorf("node %q (LayerNormalization): %w", n.name, err)
+		}
+		for k, o := range n.outputs {
+			if o != "" && k > 0 {
+				im.vals[o] = []string{"", mean, inv}[k]
+			}
+		}
+		return set(y)
 	}
 	return im.unsupported("op", n.opType)
 }
@@ -488,4 +737,59 @@ func (im *importer) nllLoss(x, t, w string, ii *int64, red string) string {
 		return b.Reduce("ReduceMean", loss, false, all...)
 	}
 	return b.Div(b.Reduce("ReduceSum", loss, false, all...), b.Reduce("ReduceSum", wt, false, all...))
+}
+
+// constInput adds a constant integer tensor as a Buffer input named after name.
+func (im *importer) constInput(name string, t ir.Type, data []float64) string {
+	b := im.b
+	in := name
+	for k := 1; b.Type(in).DType != ir.InvalidDType; k++ {
+		in = fmt.Sprintf("%s_%d", name, k)
+	}
+	return b.AddInput(in, t, ir.Buffer, &ir.Init{Kind: ir.InitExplicit, Data: data})
+}
+
+// where is ONNX Where with c a 0/1 integer: all three are broadcast to one
+// shape of n elements and flattened, and y = Gather(Concat(v, u), c·n + i),
+// which picks u's or v's element itself (no arithmetic on them, so inf and
+// NaN pass through exactly).
+func (im *importer) where(c, u, v string) string {
+	b := im.b
+	s, err := ir.Broadcast(b.Type(c).Shape, b.Type(u).Shape)
+	if err == nil {
+		s, err = ir.Broadcast(s, b.Type(v).Shape)
+	}
+	if err != nil {
+		b.Fail(fmt.Errorf("Where: %w", err))
+		return ""
+	}
+	m := 1
+	for _, d := range s {
+		m *= d
+	}
+	flat := func(w string) string {
+		if !ir.ShapeEqual(b.Type(w).Shape, s) {
+			w = b.Op("Expand", ir.Attrs{"shape": ir.IntsOf(s)}, w)
+		}
+		return b.Reshape(w, m)
+	}
+	if m == 0 {
+		return b.Reshape(flat(u), s...)
+	}
+	iota := make([]float64, m)
+	for k := range iota {
+		iota[k] = float64(k)
+	}
+	ci := flat(c)
+	if b.Type(ci).DType != ir.I64 {
+		ci = b.Op("Cast", ir.Attrs{"to": ir.String("i64")}, ci)
+	}
+	var idx string
+	if m == 1 {
+		idx = b.Mul(ci, b.Scalar(1, ci))
+	} else {
+		idx = b.Add(b.Mul(ci, b.Scalar(float64(m), ci)), im.constInput("where_iota", ir.Type{DType: ir.I64, Shape: []int{m}}, iota))
+	}
+	y := b.Op("Gather", nil, b.Op("Concat", ir.Attrs{"axis": ir.Int(0)}, flat(v), flat(u)), idx)
+	return im.reshape(y, s)
 }
