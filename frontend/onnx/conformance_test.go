@@ -26,7 +26,7 @@ var supportedOps = map[string]bool{
 	"Squeeze": true, "Expand": true, "Shape": true, "Slice": true, "Flatten": true, "LogSoftmax": true,
 	"NegativeLogLikelihoodLoss": true, "SoftmaxCrossEntropyLoss": true,
 	"Equal": true, "Less": true, "Greater": true, "Where": true, "ConstantOfShape": true, "Range": true, "Trilu": true,
-	"LayerNormalization": true,
+	"LayerNormalization": true, "Split": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

@@ -325,7 +325,7 @@ func (im *importer) convert(n *nodeProto) error {
 	if n.domain != "" && n.domain != "ai.onnx" {
 		return im.unsupported("op", n.domain+"."+n.opType)
 	}
-	if len(n.outputs) != 1 && !(n.opType == "SoftmaxCrossEntropyLoss" && len(n.outputs) == 2) && n.opType != "LayerNormalization" {
+	if len(n.outputs) != 1 && !(n.opType == "SoftmaxCrossEntropyLoss" && len(n.outputs) == 2) && n.opType != "LayerNormalization" && n.opType != "Split" {
 		return im.unsupported(fmt.Sprintf("number of outputs (%d)", len(n.outputs)), "")
 	}
 	if im.foldable(n) {
@@ -596,15 +596,19 @@ func (im *importer) convert(n *nodeProto) error {
 		if err != nil {
 			return err
 		}
-		if ax := getInt(a, "axis", 0); ax != 0 {
-			return im.unsupported("attribute", "axis="+strconv.FormatInt(ax, 10))
-		}
 		table, err := x(0)
 		if err != nil {
 			return err
 		}
-		if t, ok := im.consts[in(1)]; ok && !t.DType.IsFloat() && b.Type(table).Rank() > 0 {
-			rows := int64(b.Type(table).Shape[0])
+		if b.Type(table).Rank() == 0 {
+			return fmt.Errorf("node %q (Gather): a scalar table", n.name)
+		}
+		ax, err := ir.NormAxis(getInt(a, "axis", 0), b.Type(table).Rank())
+		if err != nil {
+			return fmt.Errorf("node %q (Gather): %w", n.name, err)
+		}
+		rows := int64(b.Type(table).Shape[ax])
+		if t, ok := im.consts[in(1)]; ok && !t.DType.IsFloat() {
 			c := &Tensor{DType: t.DType, Shape: t.Shape, I: make([]int64, len(t.I))}
 			for k, i := range t.I {
 				if i < 0 {
@@ -617,18 +621,18 @@ func (im *importer) convert(n *nodeProto) error {
 			if err != nil {
 				return err
 			}
-			return set(b.Op("Gather", nil, table, idx))
+			return set(im.gatherAt(table, ax, idx))
 		}
 		idx, err := x(1)
 		if err != nil {
 			return err
 		}
-		if b.Type(table).Rank() > 0 && b.Type(idx).DType.IsInt() {
+		if b.Type(idx).DType.IsInt() {
 			// ONNX counts negative indices from the end: idx + rows·(0 > idx).
 			neg := b.Op("Greater", nil, b.Scalar(0, idx), idx)
-			idx = b.Add(idx, b.Mul(neg, b.Scalar(float64(b.Type(table).Shape[0]), idx)))
+			idx = b.Add(idx, b.Mul(neg, b.Scalar(float64(rows), idx)))
 		}
-		return set(b.Op("Gather", nil, table, idx))
+		return set(im.gatherAt(table, ax, idx))
 
 	case op == "Cast":
 		a, err := im.attrs(n, "to")

@@ -114,9 +114,27 @@ func (im *importer) sliceAxis(v string, ax int, start, end, step int64) string {
 }
 
 // gatherAxis is ONNX Gather along axis ax with constant, non-negative indices
-// of the given shape: the axis is moved to the front for slc's axis-0 Gather
-// and the result's axes are moved back.
+// of the given shape.
 func (im *importer) gatherAxis(v string, ax int, idx []float64, shape []int) string {
+	b := im.b
+	it := ir.Type{DType: ir.I64, Shape: shape}
+	uniform := true
+	for _, i := range idx {
+		uniform = uniform && i == idx[0]
+	}
+	var iv string
+	if len(idx) == 0 || uniform {
+		iv = b.Const(append(idx, 0)[0], it)
+	} else {
+		iv = im.constInput("gather_indices", it, idx)
+	}
+	return im.gatherAt(v, ax, iv)
+}
+
+// gatherAt is ONNX Gather along axis ax with non-negative indices: the axis
+// is moved to the front for slc's axis-0 Gather and the result's axes are
+// moved back.
+func (im *importer) gatherAt(v string, ax int, iv string) string {
 	b := im.b
 	r := b.Type(v).Rank()
 	if ax != 0 {
@@ -128,32 +146,12 @@ func (im *importer) gatherAxis(v string, ax int, idx []float64, shape []int) str
 		}
 		v = b.Transpose(v, perm...)
 	}
-	it := ir.Type{DType: ir.I64, Shape: shape}
-	var iv string
-	switch {
-	case len(idx) == 0:
-		iv = b.Const(0, it)
-	default:
-		uniform := true
-		for _, i := range idx {
-			uniform = uniform && i == idx[0]
-		}
-		if uniform {
-			iv = b.Const(idx[0], it)
-		} else {
-			name := "gather_indices"
-			for k := 1; b.Type(name).DType != ir.InvalidDType; k++ {
-				name = fmt.Sprintf("gather_indices_%d", k)
-			}
-			iv = b.AddInput(name, it, ir.Buffer, &ir.Init{Kind: ir.InitExplicit, Data: idx})
-		}
-	}
 	y := b.Op("Gather", nil, v, iv)
 	if ax == 0 || b.Err() != nil {
 		return y
 	}
-	// y is idx dims, then x's dims before ax, then those after it.
-	ri := len(shape)
+	// y is the index dims, then x's dims before ax, then those after it.
+	ri := b.Type(iv).Rank()
 	var perm []int
 	for k := range ax {
 		perm = append(perm, ri+k)
@@ -617,6 +615,60 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			}
 		}
 		return set(y)
+
+	case "Split":
+		a, err := im.attrs(n, "axis")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		xs := b.Type(v).Shape
+		ax, err := ir.NormAxis(getInt(a, "axis", 0), len(xs))
+		if err != nil {
+			return fmt.Errorf("node %q (Split): %w", n.name, err)
+		}
+		var parts []int64
+		if in(1) != "" {
+			if parts, err = im.ints(in(1)); err != nil {
+				return err
+			}
+		} else {
+			k := len(n.outputs)
+			if xs[ax]%k != 0 {
+				return im.unsupported("uneven split (opset 18)", "")
+			}
+			for range k {
+				parts = append(parts, int64(xs[ax]/k))
+			}
+		}
+		if len(parts) != len(n.outputs) {
+			return fmt.Errorf("node %q (Split): %d parts for %d outputs", n.name, len(parts), len(n.outputs))
+		}
+		var at int64
+		for _, p := range parts {
+			if p < 0 {
+				return fmt.Errorf("node %q (Split): negative part %v", n.name, parts)
+			}
+			at += p
+		}
+		if at != int64(xs[ax]) {
+			return fmt.Errorf("node %q (Split): parts %v do not sum to %d", n.name, parts, xs[ax])
+		}
+		at = 0
+		for k, o := range n.outputs {
+			y := b.Slice(v, ax, int(at), int(at+parts[k]))
+			at += parts[k]
+			if err := b.Err(); err != nil {
+				return fmt.Errorf("node %q (Split): %w", n.name, err)
+			}
+			if o != "" {
+				im.vals[o] = y
+			}
+		}
+		return nil
 	}
 	return im.unsupported("op", n.opType)
 }
