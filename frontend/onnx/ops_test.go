@@ -1,0 +1,80 @@
+package onnx
+
+import (
+	"errors"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// graphModel is a ModelProto of opset 17 with one f32 input x [2, 3, 4], the
+// given nodes (NodeProto bytes) and one output y.
+func graphModel(nodes ...[]byte) []byte {
+	dims := msg(1, msg(1, int64(2)), 1, msg(1, int64(3)), 1, msg(1, int64(4)))
+	tensorType := msg(1, int64(dtFloat), 2, dims)
+	var g []any
+	for _, n := range nodes {
+		g = append(g, 1, n)
+	}
+	g = append(g, 2, "g", 11, msg(1, "x", 2, msg(1, tensorType)), 12, msg(1, "y"))
+	return msg(1, int64(8), 8, msg(1, "", 2, int64(17)), 7, msg(g...))
+}
+
+// node is a NodeProto op(inputs) -> out with the given attributes.
+func node(op, out string, attrs [][]byte, inputs ...string) []byte {
+	var kv []any
+	for _, in := range inputs {
+		kv = append(kv, 1, in)
+	}
+	kv = append(kv, 2, out, 3, out, 4, op)
+	for _, a := range attrs {
+		kv = append(kv, 5, a)
+	}
+	return msg(kv...)
+}
+
+// intsConst is a Constant node with a value_ints attribute.
+func intsConst(out string, v ...int64) []byte {
+	var p []byte
+	for _, x := range v {
+		p = protowire.AppendVarint(p, uint64(x))
+	}
+	return node("Constant", out, [][]byte{msg(1, "value_ints", 20, int64(attrInts), 8, p)})
+}
+
+// TestFoldShapeChain: Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1]))
+// is folded at import into one Reshape to [2, 12].
+func TestFoldShapeChain(t *testing.T) {
+	m, err := Import(graphModel(
+		node("Shape", "s", nil, "x"),
+		intsConst("zero", 0),
+		node("Constant", "i0", [][]byte{msg(1, "value_int", 20, int64(attrInt), 3, int64(0))}),
+		node("Gather", "d0", nil, "s", "i0"),
+		node("Unsqueeze", "d0v", nil, "d0", "zero"),
+		intsConst("rest", -1),
+		node("Concat", "shape", [][]byte{msg(1, "axis", 20, int64(attrInt), 3, int64(0))}, "d0v", "rest"),
+		node("Reshape", "y", nil, "x", "shape"),
+	), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph("forward")
+	if len(g.Nodes) != 1 || g.Nodes[0].Op != "Reshape" || !g.Nodes[0].Outputs[0].Type.Equal(ir.T(ir.F32, 2, 12)) {
+		t.Fatalf("want one Reshape to [2, 12], got %v", g)
+	}
+}
+
+// TestSliceNeedsConstants: Slice with computed starts is the typed error.
+func TestSliceNeedsConstants(t *testing.T) {
+	_, err := Import(graphModel(
+		node("Cast", "xi", [][]byte{msg(1, "to", 20, int64(attrInt), 3, int64(dtInt64))}, "x"),
+		node("Reshape", "st", nil, "xi", "flat"),
+		node("Slice", "y", nil, "x", "st", "st"),
+	), Options{Constants: map[string]*Tensor{"flat": {DType: ir.I64, Shape: []int{1}, I: []int64{-1}}}})
+	var u *Unsupported
+	if !errors.As(err, &u) || u.What != "non-constant input" {
+		t.Fatalf("got %v, want a non-constant input error", err)
+	}
+}
