@@ -27,6 +27,8 @@ var supportedOps = map[string]bool{
 	"NegativeLogLikelihoodLoss": true, "SoftmaxCrossEntropyLoss": true,
 	"Equal": true, "Less": true, "Greater": true, "Where": true, "ConstantOfShape": true, "Range": true, "Trilu": true,
 	"LayerNormalization": true, "Split": true,
+	"Max": true, "Min": true, "Sum": true, "Mean": true, "Clip": true, "Abs": true, "LeakyRelu": true, "Size": true,
+	"Dropout": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

@@ -325,7 +325,7 @@ func (im *importer) convert(n *nodeProto) error {
 	if n.domain != "" && n.domain != "ai.onnx" {
 		return im.unsupported("op", n.domain+"."+n.opType)
 	}
-	if len(n.outputs) != 1 && !(n.opType == "SoftmaxCrossEntropyLoss" && len(n.outputs) == 2) && n.opType != "LayerNormalization" && n.opType != "Split" {
+	if len(n.outputs) != 1 && !(n.opType == "SoftmaxCrossEntropyLoss" && len(n.outputs) == 2) && n.opType != "LayerNormalization" && n.opType != "Split" && n.opType != "Dropout" {
 		return im.unsupported(fmt.Sprintf("number of outputs (%d)", len(n.outputs)), "")
 	}
 	if im.foldable(n) {

@@ -669,6 +669,135 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			}
 		}
 		return nil
+
+	case "Max", "Min", "Sum", "Mean":
+		// Element-wise over any number of operands, with broadcasting.
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		if len(n.inputs) == 0 {
+			return fmt.Errorf("node %q (%s): no inputs", n.name, op)
+		}
+		bop := map[string]string{"Max": "Max", "Min": "Min", "Sum": "Add", "Mean": "Add"}[op]
+		var y string
+		for k := range n.inputs {
+			v, err := x(k)
+			if err != nil {
+				return err
+			}
+			if k == 0 {
+				y = v
+			} else {
+				y = b.Op(bop, nil, y, v)
+			}
+		}
+		if op == "Mean" {
+			if !b.Type(y).DType.IsFloat() {
+				return im.unsupported("dtype", b.Type(y).DType.String())
+			}
+			if len(n.inputs) > 1 {
+				y = b.Div(y, b.Scalar(float64(len(n.inputs)), y))
+			}
+		}
+		if len(n.inputs) == 1 && b.Err() == nil {
+			y = b.Unary("Identity", y)
+		}
+		return set(y)
+
+	case "Clip":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		y, err := x(0)
+		if err != nil {
+			return err
+		}
+		for k, bop := range []string{"Max", "Min"} {
+			if in(k+1) == "" {
+				continue
+			}
+			v, err := x(k + 1)
+			if err != nil {
+				return err
+			}
+			if b.Type(v).Rank() != 0 {
+				return fmt.Errorf("node %q (Clip): bound %v is not a scalar", n.name, b.Type(v))
+			}
+			y = b.Op(bop, nil, y, v)
+		}
+		return set(b.Unary("Identity", y))
+
+	case "Abs":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		return set(b.Op("Max", nil, v, b.Unary("Neg", v)))
+
+	case "LeakyRelu":
+		// max(x, 0) + α·min(x, 0): one of the two terms is 0.
+		a, err := im.attrs(n, "alpha")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		if !b.Type(v).DType.IsFloat() {
+			return im.unsupported("dtype", b.Type(v).DType.String())
+		}
+		zero := b.Scalar(0, v)
+		neg := b.Mul(b.Op("Min", nil, v, zero), b.Scalar(getFloat(a, "alpha", 0.01), v))
+		return set(b.Add(b.Op("Max", nil, v, zero), neg))
+
+	case "Size":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		var t ir.Type
+		if c, ok := im.consts[in(0)]; ok {
+			t = c.Type()
+		} else {
+			v, err := x(0)
+			if err != nil {
+				return err
+			}
+			t = b.Type(v)
+		}
+		im.consts[out] = &Tensor{Name: out, DType: ir.I64, I: []int64{t.NumElements()}}
+		return nil
+
+	case "Dropout":
+		// Inference: the identity. A training_mode operand must be a constant
+		// false; the mask output (bool) is refused.
+		if _, err := im.attrs(n, "seed"); err != nil {
+			return err
+		}
+		if len(n.outputs) > 1 && n.outputs[1] != "" {
+			return im.unsupported("dtype", "bool (Dropout mask)")
+		}
+		if in(2) != "" {
+			t, err := im.constant(in(2))
+			if err != nil {
+				return err
+			}
+			if t.len() != 1 || t.at(0) != 0 {
+				return im.unsupported("attribute", "training_mode")
+			}
+		}
+		if t, ok := im.consts[in(0)]; ok {
+			im.consts[out] = t
+			return nil
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		return set(v)
 	}
 	return im.unsupported("op", n.opType)
 }
