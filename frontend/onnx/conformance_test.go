@@ -28,7 +28,9 @@ var supportedOps = map[string]bool{
 	"Equal": true, "Less": true, "Greater": true, "Where": true, "ConstantOfShape": true, "Range": true, "Trilu": true,
 	"LayerNormalization": true, "Split": true,
 	"Max": true, "Min": true, "Sum": true, "Mean": true, "Clip": true, "Abs": true, "LeakyRelu": true, "Size": true,
-	"Dropout": true,
+	"Dropout": true, "GatherElements": true, "CastLike": true, "Elu": true, "Selu": true, "Celu": true,
+	"HardSigmoid": true, "HardSwish": true, "ThresholdedRelu": true, "Softsign": true, "Softplus": true, "PRelu": true,
+	"ReduceSumSquare": true, "ReduceL1": true, "ReduceL2": true, "ReduceLogSum": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

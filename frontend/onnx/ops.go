@@ -798,6 +798,196 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			return err
 		}
 		return set(v)
+
+	case "GatherElements":
+		// y[p] = x[p with its axis coordinate replaced by idx[p]]: a Gather from
+		// x flattened at base[p] + idx[p]·stride, base being p's offset in x
+		// without the axis coordinate.
+		a, err := im.attrs(n, "axis")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		idx, err := x(1)
+		if err != nil {
+			return err
+		}
+		xs, is := b.Type(v).Shape, b.Type(idx).Shape
+		r := len(xs)
+		if !b.Type(idx).DType.IsInt() || len(is) != r || r == 0 {
+			return fmt.Errorf("node %q (GatherElements): indices %v for data %v", n.name, b.Type(idx), b.Type(v))
+		}
+		ax, err := ir.NormAxis(getInt(a, "axis", 0), r)
+		if err != nil {
+			return fmt.Errorf("node %q (GatherElements): %w", n.name, err)
+		}
+		stride := make([]int, r)
+		m, sz := 1, 1
+		for k := r - 1; k >= 0; k-- {
+			if k != ax && is[k] > xs[k] {
+				return fmt.Errorf("node %q (GatherElements): indices %v exceed data %v", n.name, b.Type(idx), b.Type(v))
+			}
+			stride[k] = sz
+			sz *= xs[k]
+			m *= is[k]
+		}
+		if m == 0 {
+			return set(b.Const(0, ir.Type{DType: b.Type(v).DType, Shape: is}))
+		}
+		base := make([]float64, m)
+		for p := range m {
+			q, off := p, 0
+			for k := r - 1; k >= 0; k-- {
+				if k != ax {
+					off += (q % is[k]) * stride[k]
+				}
+				q /= is[k]
+			}
+			base[p] = float64(off)
+		}
+		if idx, err = im.nonNegative(in(1), idx, xs[ax]); err != nil {
+			return err
+		}
+		it := b.Type(idx)
+		at := b.Mul(idx, b.Scalar(float64(stride[ax]), idx))
+		if m > 1 || base[0] != 0 {
+			at = b.Add(at, im.constInput("gather_base", ir.Type{DType: it.DType, Shape: is}, base))
+		}
+		return set(b.Op("Gather", nil, b.Reshape(v, sz), at))
+
+	case "CastLike":
+		if _, err := im.attrs(n, "saturate"); err != nil { // saturate only matters for float8
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		like, err := x(1)
+		if err != nil {
+			return err
+		}
+		dt := b.Type(like).DType
+		if b.Type(v).DType == dt {
+			return set(v)
+		}
+		return set(b.Op("Cast", ir.Attrs{"to": ir.String(dt.String())}, v))
+
+	case "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "ThresholdedRelu", "Softsign", "Softplus":
+		a, err := im.attrs(n, "alpha", "beta", "gamma")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		if !b.Type(v).DType.IsFloat() {
+			return im.unsupported("dtype", b.Type(v).DType.String())
+		}
+		for _, name := range []string{"alpha", "beta", "gamma"} {
+			ok := map[string][]string{"Elu": {"alpha"}, "Selu": {"alpha", "gamma"}, "Celu": {"alpha"},
+				"HardSigmoid": {"alpha", "beta"}, "ThresholdedRelu": {"alpha"}}[op]
+			if a[name] != nil && !slices.Contains(ok, name) {
+				return im.unsupported("attribute", name)
+			}
+		}
+		c := func(f float64) string { return b.Scalar(f, v) }
+		zero, one := c(0), c(1)
+		pos, neg := b.Op("Max", nil, v, zero), b.Op("Min", nil, v, zero)
+		hard := func(al, be float64) string { // max(0, min(1, αx + β))
+			return b.Op("Max", nil, zero, b.Op("Min", nil, one, b.Add(b.Mul(v, c(al)), c(be))))
+		}
+		var y string
+		switch op {
+		case "Elu": // max(x, 0) + α(exp(min(x, 0)) − 1): the second term is 0 for x ≥ 0
+			y = b.Add(pos, b.Mul(c(getFloat(a, "alpha", 1)), b.Sub(b.Unary("Exp", neg), one)))
+		case "Selu":
+			al, ga := getFloat(a, "alpha", 1.67326319217681884765625), getFloat(a, "gamma", 1.05070102214813232421875)
+			y = b.Mul(c(ga), b.Add(pos, b.Mul(c(al), b.Sub(b.Unary("Exp", neg), one))))
+		case "Celu": // max(0, x) + min(0, α(exp(x/α) − 1))
+			al := getFloat(a, "alpha", 1)
+			y = b.Add(pos, b.Op("Min", nil, zero, b.Mul(c(al), b.Sub(b.Unary("Exp", b.Div(v, c(al))), one))))
+		case "HardSigmoid":
+			y = hard(getFloat(a, "alpha", 0.2), getFloat(a, "beta", 0.5))
+		case "HardSwish":
+			y = b.Mul(v, hard(1.0/6, 0.5))
+		case "ThresholdedRelu": // x where x > α, else 0
+			g := b.Op("Greater", nil, v, c(getFloat(a, "alpha", 1)))
+			y = im.where(b.Op("Cast", ir.Attrs{"to": ir.String("i64")}, g), v, zero)
+		case "Softsign": // x / (1 + |x|)
+			y = b.Div(v, b.Add(one, b.Op("Max", nil, v, b.Unary("Neg", v))))
+		case "Softplus": // ln(exp(x) + 1)
+			y = b.Unary("Log", b.Add(b.Unary("Exp", v), one))
+		}
+		return set(y)
+
+	case "PRelu":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		sl, err := x(1)
+		if err != nil {
+			return err
+		}
+		zero := b.Scalar(0, v)
+		return set(b.Add(b.Op("Max", nil, v, zero), b.Mul(sl, b.Op("Min", nil, v, zero))))
+
+	case "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum":
+		// axes is an attribute until opset 18.
+		a, err := im.attrs(n, "axes", "keepdims")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		if in(1) != "" {
+			return im.unsupported("axes input (opset 18)", in(1))
+		}
+		r := b.Type(v).Rank()
+		var axes []int
+		if p, ok := a["axes"]; ok {
+			for _, q := range p.ints {
+				ax, err := ir.NormAxis(q, r)
+				if err != nil {
+					return fmt.Errorf("node %q (%s): %w", n.name, op, err)
+				}
+				axes = append(axes, ax)
+			}
+		} else {
+			for k := range r {
+				axes = append(axes, k)
+			}
+		}
+		if !b.Type(v).DType.IsFloat() {
+			return im.unsupported("dtype", b.Type(v).DType.String())
+		}
+		switch op {
+		case "ReduceSumSquare", "ReduceL2":
+			v = b.Mul(v, v)
+		case "ReduceL1":
+			v = b.Op("Max", nil, v, b.Unary("Neg", v))
+		}
+		y := v
+		if r > 0 {
+			y = b.Reduce("ReduceSum", v, getInt(a, "keepdims", 1) != 0, axes...)
+		}
+		switch op {
+		case "ReduceL2":
+			y = b.Unary("Sqrt", y)
+		case "ReduceLogSum":
+			y = b.Unary("Log", y)
+		}
+		return set(y)
 	}
 	return im.unsupported("op", n.opType)
 }
@@ -973,4 +1163,24 @@ func (im *importer) where(c, u, v string) string {
 	}
 	y := b.Op("Gather", nil, b.Op("Concat", ir.Attrs{"axis": ir.Int(0)}, flat(v), flat(u)), idx)
 	return im.reshape(y, s)
+}
+
+// nonNegative is an index operand with ONNX's negative indices (counted from
+// the end of a dim of size d) made non-negative: folded for a constant, else
+// idx + d·(0 > idx).
+func (im *importer) nonNegative(name, idx string, d int) (string, error) {
+	b := im.b
+	if t, ok := im.consts[name]; ok {
+		c := &Tensor{DType: t.DType, Shape: t.Shape, I: make([]int64, len(t.I))}
+		for k, i := range t.I {
+			if i < 0 {
+				i += int64(d)
+			}
+			c.I[k] = i
+		}
+		im.consts[name+"#index"] = c
+		return im.value(name + "#index")
+	}
+	neg := b.Op("Greater", nil, b.Scalar(0, idx), idx)
+	return b.Add(idx, b.Mul(neg, b.Scalar(float64(d), idx))), nil
 }
