@@ -320,6 +320,12 @@ var floatOnly = map[string]bool{
 	"MatMul": true, "Gemm": true, "Softmax": true, "ReduceMean": true, "ReduceSum": true,
 }
 
+// boolKeeping lists the ops whose result is a bool when their first operand is.
+var boolKeeping = map[string]bool{
+	"Identity": true, "Reshape": true, "Squeeze": true, "Unsqueeze": true, "Expand": true, "Transpose": true,
+	"Flatten": true, "Slice": true, "Gather": true, "Concat": true, "Split": true, "Dropout": true,
+}
+
 // convert translates one node.
 func (im *importer) convert(n *nodeProto) error {
 	if n.domain != "" && n.domain != "ai.onnx" {
@@ -352,6 +358,9 @@ func (im *importer) convert(n *nodeProto) error {
 			return fmt.Errorf("node %q (%s): %w", n.name, n.opType, err)
 		}
 		im.vals[out] = v
+		if boolKeeping[n.opType] && im.bools[in(0)] {
+			im.bools[out] = true
+		}
 		return nil
 	}
 	if floatOnly[n.opType] && len(n.inputs) > 0 {

@@ -666,6 +666,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			}
 			if o != "" {
 				im.vals[o] = y
+				im.bools[o] = im.bools[in(0)]
 			}
 		}
 		return nil
