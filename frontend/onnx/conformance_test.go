@@ -31,6 +31,8 @@ var supportedOps = map[string]bool{
 	"Dropout": true, "GatherElements": true, "CastLike": true, "Elu": true, "Selu": true, "Celu": true,
 	"HardSigmoid": true, "HardSwish": true, "ThresholdedRelu": true, "Softsign": true, "Softplus": true, "PRelu": true,
 	"ReduceSumSquare": true, "ReduceL1": true, "ReduceL2": true, "ReduceLogSum": true,
+	"Not": true, "And": true, "Or": true, "Xor": true, "DepthToSpace": true, "SpaceToDepth": true, "EyeLike": true,
+	"GlobalAveragePool": true, "BatchNormalization": true, "InstanceNormalization": true, "Tile": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

@@ -397,11 +397,16 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		case "Less":
 			y = b.Op("Greater", nil, v, u)
 		default:
-			// (1 − [u > v])·(1 − [v > u]) would call NaN equal to everything.
-			if b.Type(u).DType.IsFloat() {
-				return im.unsupported("dtype", b.Type(u).DType.String()+" (Equal of floats: NaN)")
-			}
 			y = im.equal(u, v)
+			if b.Type(u).DType.IsFloat() {
+				// (1 − [u > v])·(1 − [v > u]) is 1 for a NaN too: times
+				// notNaN(u)·notNaN(v), notNaN(w) = min([w > −∞] + [∞ > w], 1).
+				for _, w := range []string{u, v} {
+					inf := b.Scalar(math.Inf(1), w)
+					g := b.Add(b.Op("Greater", nil, w, b.Unary("Neg", inf)), b.Op("Greater", nil, inf, w))
+					y = b.Mul(y, b.Op("Min", nil, g, b.Scalar(1, w)))
+				}
+			}
 		}
 		if dt := b.Type(u).DType; dt != ir.I64 {
 			y = b.Op("Cast", ir.Attrs{"to": ir.String("i64")}, y)
@@ -989,6 +994,246 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			y = b.Unary("Log", y)
 		}
 		return set(y)
+
+	case "Not", "And", "Or", "Xor":
+		// On 0/1 values: not c = 1 − c, and = c·d, or = max(c, d), xor = [c > d] + [d > c].
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		var vs []string
+		for k := range n.inputs {
+			if !im.bools[in(k)] {
+				return im.unsupported("dtype", "non-bool operand of "+op)
+			}
+			v, err := x(k)
+			if err != nil {
+				return err
+			}
+			vs = append(vs, v)
+		}
+		if len(vs) != map[string]int{"Not": 1}[op] && (op == "Not" || len(vs) != 2) {
+			return fmt.Errorf("node %q (%s): %d operands", n.name, op, len(vs))
+		}
+		var y string
+		switch op {
+		case "Not":
+			y = b.Sub(b.Scalar(1, vs[0]), vs[0])
+		case "And":
+			y = b.Mul(vs[0], vs[1])
+		case "Or":
+			y = b.Op("Max", nil, vs[0], vs[1])
+		case "Xor":
+			y = b.Add(b.Op("Greater", nil, vs[0], vs[1]), b.Op("Greater", nil, vs[1], vs[0]))
+		}
+		if err := set(y); err != nil {
+			return err
+		}
+		im.bools[out] = true
+		return nil
+
+	case "DepthToSpace", "SpaceToDepth":
+		a, err := im.attrs(n, "blocksize", "mode")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		s := b.Type(v).Shape
+		bs := int(getInt(a, "blocksize", 0))
+		if len(s) != 4 || bs < 1 {
+			return fmt.Errorf("node %q (%s): input %v, blocksize %d", n.name, op, b.Type(v), bs)
+		}
+		N, C, H, W := s[0], s[1], s[2], s[3]
+		mode := "DCR"
+		if m, ok := a["mode"]; ok {
+			mode = string(m.s)
+		}
+		if op == "SpaceToDepth" {
+			if a["mode"] != nil {
+				return im.unsupported("attribute", "mode")
+			}
+			if H%bs != 0 || W%bs != 0 {
+				return fmt.Errorf("node %q (SpaceToDepth): %v is not divisible by %d", n.name, b.Type(v), bs)
+			}
+			y := b.Reshape(v, N, C, H/bs, bs, W/bs, bs)
+			y = b.Transpose(y, 0, 3, 5, 1, 2, 4)
+			return set(b.Reshape(y, N, C*bs*bs, H/bs, W/bs))
+		}
+		if C%(bs*bs) != 0 {
+			return fmt.Errorf("node %q (DepthToSpace): %v is not divisible by %d²", n.name, b.Type(v), bs)
+		}
+		var y string
+		switch mode {
+		case "DCR":
+			y = b.Transpose(b.Reshape(v, N, bs, bs, C/(bs*bs), H, W), 0, 3, 4, 1, 5, 2)
+		case "CRD":
+			y = b.Transpose(b.Reshape(v, N, C/(bs*bs), bs, bs, H, W), 0, 1, 4, 2, 5, 3)
+		default:
+			return im.unsupported("attribute", "mode="+mode)
+		}
+		return set(b.Reshape(y, N, C/(bs*bs), H*bs, W*bs))
+
+	case "EyeLike":
+		a, err := im.attrs(n, "dtype", "k")
+		if err != nil {
+			return err
+		}
+		var t ir.Type
+		if c, ok := im.consts[in(0)]; ok {
+			t = c.Type()
+		} else {
+			v, err := x(0)
+			if err != nil {
+				return err
+			}
+			t = b.Type(v)
+		}
+		if t.Rank() != 2 {
+			return fmt.Errorf("node %q (EyeLike): input %v is not 2-D", n.name, t)
+		}
+		dt := t.DType
+		if p, ok := a["dtype"]; ok {
+			if dt, err = irDType(p.i); err != nil {
+				return im.unsupported("dtype", dtName(p.i))
+			}
+		}
+		k := getInt(a, "k", 0)
+		e := &Tensor{Name: out, DType: dt, Shape: slices.Clone(t.Shape)}
+		r, c := t.Shape[0], t.Shape[1]
+		if dt.IsFloat() {
+			e.F = make([]float64, r*c)
+		} else {
+			e.I = make([]int64, r*c)
+		}
+		for i := range r {
+			if j := int64(i) + k; j >= 0 && j < int64(c) {
+				if dt.IsFloat() {
+					e.F[i*c+int(j)] = 1
+				} else {
+					e.I[i*c+int(j)] = 1
+				}
+			}
+		}
+		im.consts[out] = e
+		return nil
+
+	case "GlobalAveragePool":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		r := b.Type(v).Rank()
+		if r < 3 || !b.Type(v).DType.IsFloat() {
+			return fmt.Errorf("node %q (GlobalAveragePool): input %v", n.name, b.Type(v))
+		}
+		var axes []int
+		for k := 2; k < r; k++ {
+			axes = append(axes, k)
+		}
+		return set(b.Reduce("ReduceMean", v, true, axes...))
+
+	case "BatchNormalization", "InstanceNormalization":
+		// Inference: y = (x − mean)·scale/√(var + ε) + bias per channel (axis 1);
+		// InstanceNormalization takes mean and var of each (n, c) over the
+		// spatial axes.
+		allowed := []string{"epsilon"}
+		if op == "BatchNormalization" {
+			allowed = append(allowed, "momentum", "training_mode")
+		}
+		a, err := im.attrs(n, allowed...)
+		if err != nil {
+			return err
+		}
+		if getInt(a, "training_mode", 0) != 0 {
+			return im.unsupported("attribute", "training_mode=1")
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		xt := b.Type(v)
+		if xt.Rank() < 2 || !xt.DType.IsFloat() {
+			return fmt.Errorf("node %q (%s): input %v", n.name, op, xt)
+		}
+		cs := make([]int, xt.Rank()) // a per-channel operand's shape
+		for k := range cs {
+			cs[k] = 1
+		}
+		cs[1] = xt.Shape[1]
+		ch := func(k int) (string, error) {
+			w, err := x(k)
+			if err != nil {
+				return "", err
+			}
+			if t := b.Type(w); t.Rank() != 1 || t.Shape[0] != xt.Shape[1] {
+				return "", fmt.Errorf("node %q (%s): input %d is %v for %v", n.name, op, k, t, xt)
+			}
+			return b.Reshape(w, cs...), nil
+		}
+		var mean, vari string
+		if op == "BatchNormalization" {
+			if mean, err = ch(3); err != nil {
+				return err
+			}
+			if vari, err = ch(4); err != nil {
+				return err
+			}
+		} else {
+			var axes []int
+			for k := 2; k < xt.Rank(); k++ {
+				axes = append(axes, k)
+			}
+			if len(axes) == 0 {
+				return fmt.Errorf("node %q (InstanceNormalization): input %v has no spatial axes", n.name, xt)
+			}
+			mean = b.Reduce("ReduceMean", v, true, axes...)
+			d := b.Sub(v, mean)
+			vari = b.Reduce("ReduceMean", b.Mul(d, d), true, axes...)
+		}
+		sc, err := ch(1)
+		if err != nil {
+			return err
+		}
+		bias, err := ch(2)
+		if err != nil {
+			return err
+		}
+		inv := b.Unary("Rsqrt", b.Add(vari, b.Scalar(getFloat(a, "epsilon", 1e-5), v)))
+		return set(b.Add(b.Mul(b.Mul(b.Sub(v, mean), inv), sc), bias))
+
+	case "Tile":
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		reps, err := im.ints(in(1))
+		if err != nil {
+			return err
+		}
+		if len(reps) != b.Type(v).Rank() {
+			return fmt.Errorf("node %q (Tile): %d repeats for %v", n.name, len(reps), b.Type(v))
+		}
+		for ax, r := range reps {
+			if r < 1 {
+				return im.unsupported("attribute", fmt.Sprintf("repeats %v", reps))
+			}
+			if r > 1 {
+				vs := make([]string, r)
+				for k := range vs {
+					vs[k] = v
+				}
+				v = b.Op("Concat", ir.Attrs{"axis": ir.Int(int64(ax))}, vs...)
+			}
+		}
+		return set(b.Unary("Identity", v))
 	}
 	return im.unsupported("op", n.opType)
 }
@@ -1028,8 +1273,8 @@ func (im *importer) logSoftmax(v string, ax int) string {
 	return y
 }
 
-// equal is 1 where u = v and 0 elsewhere, in their dtype:
-// (1 − [u > v])·(1 − [v > u]), exact for integers and floats.
+// equal is (1 − [u > v])·(1 − [v > u]) in their dtype: u = v for integers
+// and for floats other than NaN.
 func (im *importer) equal(u, v string) string {
 	b := im.b
 	one := b.Scalar(1, u)

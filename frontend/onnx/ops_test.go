@@ -2,11 +2,13 @@ package onnx
 
 import (
 	"errors"
+	"math"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/ir/interp"
 )
 
 // graphModel is a ModelProto of opset 17 with one f32 input x [2, 3, 4], the
@@ -76,5 +78,27 @@ func TestSliceNeedsConstants(t *testing.T) {
 	var u *Unsupported
 	if !errors.As(err, &u) || u.What != "non-constant input" {
 		t.Fatalf("got %v, want a non-constant input error", err)
+	}
+}
+
+// TestEqualNaN: Equal(x, x) is false only for NaN, true for ±inf.
+func TestEqualNaN(t *testing.T) {
+	m, err := Import(graphModel(
+		node("Equal", "e", nil, "x", "x"),
+		node("Cast", "y", [][]byte{msg(1, "to", 20, int64(attrInt), 3, int64(dtFloat))}, "e"),
+	), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float64, 24)
+	in[0], in[1], in[2], in[3] = math.NaN(), math.Inf(1), math.Inf(-1), -0.0
+	out, err := interp.Run(m.Graph("forward"), map[string]*interp.Tensor{"x": interp.FromFloats(ir.T(ir.F32, 2, 3, 4), in)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range out["y"].F {
+		if want := map[bool]float64{true: 0, false: 1}[k == 0]; v != want {
+			t.Fatalf("y[%d] = %v, want %v", k, v, want)
+		}
 	}
 }
