@@ -876,6 +876,9 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if err != nil {
 			return err
 		}
+		if im.bools[in(0)] || im.bools[in(1)] {
+			return im.unsupported("dtype", "bool")
+		}
 		dt := b.Type(like).DType
 		if b.Type(v).DType == dt {
 			return set(v)
@@ -1234,6 +1237,34 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			}
 		}
 		return set(b.Unary("Identity", v))
+
+	case "Mod":
+		// Integers: r = a − b·(a/b) with slc's truncating Div is C's fmod; for
+		// fmod=0 (the divisor's sign) b is added where r and b differ in sign.
+		// a − b·trunc(a/b) is not exact for floats: refused.
+		a, err := im.attrs(n, "fmod")
+		if err != nil {
+			return err
+		}
+		u, err := x(0)
+		if err != nil {
+			return err
+		}
+		v, err := x(1)
+		if err != nil {
+			return err
+		}
+		if dt := b.Type(u).DType; !dt.IsInt() || b.Type(v).DType != dt {
+			return im.unsupported("dtype", dt.String())
+		}
+		r := b.Sub(u, b.Mul(v, b.Div(u, v)))
+		if getInt(a, "fmod", 0) == 0 {
+			zero := b.Scalar(0, u)
+			gt := func(p, q string) string { return b.Op("Greater", nil, p, q) }
+			differ := b.Add(b.Mul(gt(zero, r), gt(v, zero)), b.Mul(gt(r, zero), gt(zero, v)))
+			r = b.Add(r, b.Mul(differ, v))
+		}
+		return set(r)
 	}
 	return im.unsupported("op", n.opType)
 }
