@@ -1278,6 +1278,60 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 			return im.unsupported("dtype", b.Type(v).DType.String())
 		}
 		return set(im.erf(v))
+
+	case "OneHot":
+		// y = Where(idx == iota along axis, on, off) with idx made
+		// non-negative; an index outside [−depth, depth) matches nothing.
+		a, err := im.attrs(n, "axis")
+		if err != nil {
+			return err
+		}
+		idx, err := x(0)
+		if err != nil {
+			return err
+		}
+		if !b.Type(idx).DType.IsInt() {
+			return im.unsupported("dtype", b.Type(idx).DType.String()+" indices")
+		}
+		dt, err := im.constant(in(1))
+		if err != nil {
+			return err
+		}
+		if dt.len() != 1 || dt.at(0) < 1 || dt.at(0) > math.MaxInt32 || dt.at(0) != math.Trunc(dt.at(0)) {
+			return fmt.Errorf("node %q (OneHot): bad depth", n.name)
+		}
+		depth := int(dt.at(0))
+		vals, err := x(2)
+		if err != nil {
+			return err
+		}
+		if t := b.Type(vals); t.Rank() != 1 || t.Shape[0] != 2 {
+			return fmt.Errorf("node %q (OneHot): values %v is not [off, on]", n.name, t)
+		}
+		is := b.Type(idx).Shape
+		r := len(is) + 1
+		ax, err := ir.NormAxis(getInt(a, "axis", -1), r)
+		if err != nil {
+			return fmt.Errorf("node %q (OneHot): %w", n.name, err)
+		}
+		if idx, err = im.nonNegative(in(0), idx, depth); err != nil {
+			return err
+		}
+		us := slices.Insert(slices.Clone(is), ax, 1)
+		ios := make([]int, r)
+		iota := make([]float64, depth)
+		for k := range ios {
+			ios[k] = 1
+		}
+		ios[ax] = depth
+		for k := range iota {
+			iota[k] = float64(k)
+		}
+		it := im.constInput("onehot_iota", ir.Type{DType: b.Type(idx).DType, Shape: ios}, iota)
+		eq := im.equal(im.reshape(idx, us), it)
+		off := b.Reshape(b.Slice(vals, 0, 0, 1))
+		on := b.Reshape(b.Slice(vals, 0, 1, 2))
+		return set(im.where(eq, on, off))
 	}
 	return im.unsupported("op", n.opType)
 }

@@ -3,6 +3,7 @@ package onnx
 import (
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -131,5 +132,33 @@ func TestErf(t *testing.T) {
 		if math.IsNaN(want) != math.IsNaN(got) || math.Abs(got-want) > max(2e-7, 1e-6*math.Abs(want)) {
 			t.Errorf("erf(%v) = %v, want %v", x.F[k], got, want)
 		}
+	}
+}
+
+// TestOneHot: OneHot with constant operands is folded; −1 is the last class
+// and an index out of range matches no class.
+func TestOneHot(t *testing.T) {
+	c := map[string]*Tensor{
+		"idx":    {DType: ir.I64, Shape: []int{3}, I: []int64{1, -1, 3}},
+		"depth":  {DType: ir.I64, I: []int64{3}},
+		"values": {DType: ir.F32, Shape: []int{2}, F: []float64{-2, 5}},
+	}
+	m, err := Import(graphModel(node("OneHot", "y", nil, "idx", "depth", "values")), Options{Constants: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph("forward")
+	bind, err := interp.InitState(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bind["x"] = interp.NewTensor(ir.T(ir.F32, 2, 3, 4))
+	out, err := interp.Run(g, bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{-2, 5, -2, -2, -2, 5, -2, -2, -2}
+	if y := out["y"]; !y.Type.Equal(ir.T(ir.F32, 3, 3)) || !slices.Equal(y.F, want) {
+		t.Fatalf("y = %v %v, want %v", y.Type, y.F, want)
 	}
 }
