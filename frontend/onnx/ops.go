@@ -1332,6 +1332,61 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		off := b.Reshape(b.Slice(vals, 0, 0, 1))
 		on := b.Reshape(b.Slice(vals, 0, 1, 2))
 		return set(im.where(eq, on, off))
+
+	case "CumSum":
+		// A running Add over the axis' slices, in the order NumPy sums them
+		// (so a graph of 2·d nodes for an axis of size d), joined by Concat.
+		a, err := im.attrs(n, "exclusive", "reverse")
+		if err != nil {
+			return err
+		}
+		v, err := x(0)
+		if err != nil {
+			return err
+		}
+		axs, err := im.ints(in(1))
+		if err != nil {
+			return err
+		}
+		if len(axs) != 1 {
+			return fmt.Errorf("node %q (CumSum): axis has %d elements", n.name, len(axs))
+		}
+		ax, err := ir.NormAxis(axs[0], b.Type(v).Rank())
+		if err != nil {
+			return fmt.Errorf("node %q (CumSum): %w", n.name, err)
+		}
+		d := b.Type(v).Shape[ax]
+		if d == 0 {
+			return set(v)
+		}
+		excl, rev := getInt(a, "exclusive", 0) != 0, getInt(a, "reverse", 0) != 0
+		ys := make([]string, d)
+		var acc string
+		for j := range d {
+			k := j
+			if rev {
+				k = d - 1 - j
+			}
+			s := b.Slice(v, ax, k, k+1)
+			switch {
+			case excl && acc == "":
+				ys[k] = b.Const(0, b.Type(s))
+			case excl:
+				ys[k] = acc
+			}
+			if acc == "" {
+				acc = s
+			} else {
+				acc = b.Add(acc, s)
+			}
+			if !excl {
+				ys[k] = acc
+			}
+		}
+		if d == 1 {
+			return set(b.Unary("Identity", ys[0]))
+		}
+		return set(b.Op("Concat", ir.Attrs{"axis": ir.Int(int64(ax))}, ys...))
 	}
 	return im.unsupported("op", n.opType)
 }
