@@ -60,6 +60,7 @@ func compileCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence (L of input_ids[B,L])", DefaultText: "256, or the model's max_sequence_length if smaller"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the parameter initialisers"},
 			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32; bf16 (bfloat16) for the seed's pure bf16; bf16-mixed (f32 model, bf16 matrix-product operands and saved activations); f64 for exact references"},
+			&cli.StringSliceFlag{Name: "dim", Usage: "bind a symbolic dimension of an ONNX model's inputs: `NAME=N` (repeatable, e.g. --dim batch=8 --dim sequence=256)"},
 			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of the training rows the model is built for: packed, or documents (a loss_mask input leaves pad labels out of the loss, as slc train --rows documents)"},
 			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary, ir (the IR text), llvm (the kernels' optimized LLVM IR), asm (their x86-64 assembly) or ptx (their PTX, with --device cuda)"},
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "`DEVICE` the kernels are compiled for: cpu (x86-64, a shared object) or cuda (NVPTX: PTX for --gpu; the CUDA runtime that runs it is not in slc yet)"},

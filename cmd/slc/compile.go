@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -139,6 +140,9 @@ func compile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if src.kind != kindONNX && c.IsSet("dim") {
+		return usagef("compile", "flag --dim binds an ONNX model's symbolic dimensions, but %s is %s", src.path, src.kind)
+	}
 	var m *ir.Module
 	if src.kind == kindConfig {
 		if m, err = buildLlama(src.path, &o.build, c.IsSet("max-length")); err != nil {
@@ -151,7 +155,11 @@ func compile(c *cli.Context) error {
 			}
 		}
 		if src.kind == kindONNX {
-			m, err = importONNX(src)
+			dims, derr := parseDims(c.StringSlice("dim"))
+			if derr != nil {
+				return derr
+			}
+			m, err = importONNX(src, dims)
 		} else {
 			m, err = parseIR(src)
 		}
@@ -297,4 +305,21 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// parseDims reads the --dim NAME=N flags.
+func parseDims(flags []string) (map[string]int, error) {
+	dims := map[string]int{}
+	for _, f := range flags {
+		name, val, ok := strings.Cut(f, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(val))
+		if name = strings.TrimSpace(name); !ok || name == "" || err != nil || n < 1 {
+			return nil, usagef("compile", "flag --dim: %q is not NAME=N with N >= 1", f)
+		}
+		if _, dup := dims[name]; dup {
+			return nil, usagef("compile", "flag --dim: %s is bound twice", name)
+		}
+		dims[name] = n
+	}
+	return dims, nil
 }

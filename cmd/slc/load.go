@@ -145,9 +145,10 @@ func sniff(path string, data []byte) (sourceKind, error) {
 	return 0, fmt.Errorf("not a model: a LLaMA config has \"model_type\" and \"hidden_size\", slc IR text has \"format\": %q", ir.TextFormat)
 }
 
-// importONNX imports an ONNX model as a forward graph. Errors start with the path.
-func importONNX(src *source) (*ir.Module, error) {
-	m, err := onnx.Import(src.data, onnx.Options{})
+// importONNX imports an ONNX model as a forward graph, its symbolic input
+// dimensions bound by dims (--dim). Errors start with the path.
+func importONNX(src *source, dims map[string]int) (*ir.Module, error) {
+	m, err := onnx.Import(src.data, onnx.Options{Dims: dims})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.path, err)
 	}

@@ -108,3 +108,34 @@ func TestCompileONNX(t *testing.T) {
 		t.Errorf("a config flag on an ONNX model: exit %d, %q", code, errs)
 	}
 }
+
+// --dim binds an ONNX input's symbolic dimension; unbound, the import names
+// it; a malformed --dim or one on a config is a usage error.
+func TestCompileONNXDims(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import onnx, numpy").Run() != nil {
+		t.Skip("/usr/bin/python3 has no onnx (apt-get install python3-onnx)")
+	}
+	model := filepath.Join(t.TempDir(), "mlp_n.onnx")
+	script := strings.NewReplacer(`[2, 4])]`, `["N", 4])]`, `[2, 3])]`, `["N", 3])]`).Replace(onnxMLP)
+	if script == onnxMLP {
+		t.Fatal("the model script has no [2, 4] input to make symbolic")
+	}
+	if err := exec.Command("/usr/bin/python3", "-c", script, model).Run(); err != nil {
+		t.Fatalf("making the ONNX model: %v", err)
+	}
+	m, err := ir.ParseText([]byte(mustSlc(t, "compile", model, "--dim", "N=5", "--emit", "ir")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := m.Graph("infer").Input("x"); in == nil || !in.Type.Equal(ir.T(ir.F32, 5, 4)) {
+		t.Errorf("x with --dim N=5: %v", in)
+	}
+	if _, errs, code := slc(t, "compile", model); code != 1 || !strings.Contains(errs, "N") || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+		t.Errorf("unbound symbolic dim: exit %d, %q", code, errs)
+	}
+	for _, bad := range [][]string{{model, "--dim", "N"}, {model, "--dim", "N=0"}, {model, "--dim", "N=2", "--dim", "N=3"}, {configTiny, "--dim", "N=2"}} {
+		if _, errs, code := slc(t, append([]string{"compile"}, bad...)...); code != 2 || !strings.Contains(errs, "--dim") {
+			t.Errorf("compile %v: exit %d, %q; want a usage error about --dim", bad, code, errs)
+		}
+	}
+}
