@@ -43,6 +43,17 @@ type Options struct {
 	Constants map[string]*Tensor
 }
 
+// pair fetches a node's first two operands with x (the converters' operand
+// accessor).
+func pair(x func(int) (string, error)) (string, string, error) {
+	u, err := x(0)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := x(1)
+	return u, v, err
+}
+
 // Unsupported is an import error for something the importer does not
 // translate: an op, an attribute, a dtype, an operand that must be constant.
 type Unsupported struct {
@@ -403,11 +414,7 @@ func (im *importer) convert(n *nodeProto) error {
 		if _, err := im.attrs(n); err != nil {
 			return err
 		}
-		u, err := x(0)
-		if err != nil {
-			return err
-		}
-		v, err := x(1)
+		u, v, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -423,11 +430,7 @@ func (im *importer) convert(n *nodeProto) error {
 		if _, err := im.attrs(n); err != nil {
 			return err
 		}
-		u, err := x(0)
-		if err != nil {
-			return err
-		}
-		v, err := x(1)
+		u, v, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -438,11 +441,7 @@ func (im *importer) convert(n *nodeProto) error {
 		if err != nil {
 			return err
 		}
-		u, err := x(0)
-		if err != nil {
-			return err
-		}
-		v, err := x(1)
+		u, v, err := pair(x)
 		if err != nil {
 			return err
 		}

@@ -328,11 +328,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if red != "mean" && red != "sum" && red != "none" {
 			return im.unsupported("attribute", "reduction="+red)
 		}
-		v, err := x(0)
-		if err != nil {
-			return err
-		}
-		t, err := x(1)
+		v, t, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -376,11 +372,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if _, err := im.attrs(n); err != nil {
 			return err
 		}
-		u, err := x(0)
-		if err != nil {
-			return err
-		}
-		v, err := x(1)
+		u, v, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -424,11 +416,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if !im.bools[in(0)] {
 			return im.unsupported("non-bool condition", in(0))
 		}
-		c, err := x(0)
-		if err != nil {
-			return err
-		}
-		u, err := x(1)
+		c, u, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -813,11 +801,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if err != nil {
 			return err
 		}
-		v, err := x(0)
-		if err != nil {
-			return err
-		}
-		idx, err := x(1)
+		v, idx, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -868,11 +852,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if _, err := im.attrs(n, "saturate"); err != nil { // saturate only matters for float8
 			return err
 		}
-		v, err := x(0)
-		if err != nil {
-			return err
-		}
-		like, err := x(1)
+		v, like, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -938,11 +918,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if _, err := im.attrs(n); err != nil {
 			return err
 		}
-		v, err := x(0)
-		if err != nil {
-			return err
-		}
-		sl, err := x(1)
+		v, sl, err := pair(x)
 		if err != nil {
 			return err
 		}
@@ -1246,11 +1222,7 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		if err != nil {
 			return err
 		}
-		u, err := x(0)
-		if err != nil {
-			return err
-		}
-		v, err := x(1)
+		u, v, err := pair(x)
 		if err != nil {
 			return err
 		}
