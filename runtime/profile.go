@@ -16,7 +16,9 @@ type KernelTime struct {
 
 // Profile turns per-step timing on or off. While it is on, thread 0 reads the
 // clock after every step (its barrier included), which costs well under a
-// microsecond per step; turning it on clears earlier figures.
+// microsecond per step; turning it on clears earlier figures. On a GPU the
+// host waits for every step instead (a launch's latency is then counted in
+// its step, and steps no longer overlap the host's queueing).
 func (r *Runtime) Profile(on bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -29,6 +31,11 @@ func (r *Runtime) Profile(on bool) error {
 	}
 	for _, p := range r.programs {
 		n := int64(len(p.p.Steps))
+		p.runs = 0
+		if r.dev != nil {
+			p.profNs = make([]int64, n)
+			continue
+		}
 		if p.prof == nil {
 			buf, err := r.alloc(8 * max(n, 1))
 			if err != nil {
@@ -37,7 +44,6 @@ func (r *Runtime) Profile(on bool) error {
 			p.prof = buf
 		}
 		clear(unsafe.Slice((*int64)(p.prof), max(n, 1)))
-		p.runs = 0
 	}
 	return nil
 }
@@ -48,10 +54,13 @@ func (r *Runtime) ProfileReport() []KernelTime {
 	defer r.mu.Unlock()
 	var out []KernelTime
 	for name, p := range r.programs {
-		if p.prof == nil || p.runs == 0 {
+		ns := p.profNs
+		if p.prof != nil {
+			ns = unsafe.Slice((*int64)(p.prof), len(p.p.Steps))
+		}
+		if ns == nil || p.runs == 0 {
 			continue
 		}
-		ns := unsafe.Slice((*int64)(p.prof), len(p.p.Steps))
 		by := map[string]*KernelTime{}
 		for i, st := range p.p.Steps {
 			k := by[st.Kernel]

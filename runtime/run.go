@@ -39,11 +39,21 @@ func (r *Runtime) Run(name string, in Inputs) (map[string]Tensor, error) {
 	if p == nil {
 		return nil, fmt.Errorf("no program %q (the artifact has %s)", name, r.programNames())
 	}
-	if err := p.bind(in); err != nil {
+	if err := r.bind(p, in); err != nil {
 		return nil, fmt.Errorf("program %q: %w", name, err)
 	}
-	r.exec(p)
-	return p.outputs(r.state), nil
+	if r.dev != nil {
+		if err := r.execGPU(p); err != nil {
+			return nil, fmt.Errorf("program %q on %s: %w", name, r.dev.Name(), err)
+		}
+	} else {
+		r.exec(p)
+	}
+	out, err := r.outputs(p)
+	if err != nil {
+		return nil, fmt.Errorf("program %q: %w", name, err)
+	}
+	return out, nil
 }
 
 // exec runs p's steps on every thread and returns when all are done.
@@ -68,7 +78,7 @@ func (r *Runtime) exec(p *program) {
 
 // bind checks the inputs against the program's slots and copies them into
 // the slot buffers. It checks everything before writing anything.
-func (p *program) bind(in Inputs) error {
+func (r *Runtime) bind(p *program, in Inputs) error {
 	for name := range in.Data {
 		if err := p.checkData(name, false); err != nil {
 			return err
@@ -127,7 +137,7 @@ func (p *program) bind(in Inputs) error {
 	// Everything is valid: write.
 	for name, i := range p.data {
 		b := p.bufs[i]
-		dst := b.bytes()
+		dst := r.staging(b)
 		switch b.typ.DType {
 		case ir.I64:
 			copy(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(in.Data[name]))), len(dst)))
@@ -142,10 +152,17 @@ func (p *program) bind(in Inputs) error {
 				putFloat(dst, b.typ.DType, k, float64(v))
 			}
 		}
+		if err := r.commit(b, dst); err != nil {
+			return fmt.Errorf("data %q: %w", name, err)
+		}
 	}
 	for name, i := range p.scalars {
 		b := p.bufs[i]
-		scalarBytes(b.bytes(), b.typ.DType, in.Scalars[name]) // checked above
+		dst := r.staging(b)
+		scalarBytes(dst, b.typ.DType, in.Scalars[name]) // checked above
+		if err := r.commit(b, dst); err != nil {
+			return fmt.Errorf("scalar %q: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -170,37 +187,60 @@ func (p *program) checkData(name string, float bool) error {
 // outputs copies the results out and applies the state updates. Sources of
 // updates that are themselves state another output replaces are staged
 // first, so a swap of two state tensors reads the old values.
-func (p *program) outputs(state map[string]*buffer) map[string]Tensor {
+func (r *Runtime) outputs(p *program) (map[string]Tensor, error) {
 	res := make(map[string]Tensor, len(p.p.Outputs))
 	for _, o := range p.p.Outputs {
 		if o.Updates == "" {
 			b := p.bufs[o.Slot]
-			res[o.Name] = Tensor{Type: b.typ, Data: append([]byte(nil), b.bytes()...)}
+			data, err := r.read(b)
+			if err != nil {
+				return nil, fmt.Errorf("output %q: %w", o.Name, err)
+			}
+			res[o.Name] = Tensor{Type: b.typ, Data: data}
 		}
 	}
 	type update struct {
-		dst *buffer
-		src []byte
+		dst, src *buffer
+		staged   []byte // the source's bytes, when it is state
 	}
 	var updates []update
 	for _, o := range p.p.Outputs {
 		if o.Updates == "" {
 			continue
 		}
-		dst, src := state[o.Updates], p.bufs[o.Slot]
-		if dst.ptr == src.ptr {
+		dst, src := r.state[o.Updates], p.bufs[o.Slot]
+		if dst.same(src) {
 			continue // updated in place by the kernels
 		}
-		data := src.bytes()
+		u := update{dst: dst, src: src}
 		if p.p.Slots[o.Slot].Kind == artifact.SlotState {
-			data = append([]byte(nil), data...)
+			var err error
+			if u.staged, err = r.read(src); err != nil {
+				return nil, fmt.Errorf("output %q: %w", o.Name, err)
+			}
 		}
-		updates = append(updates, update{dst, data})
+		updates = append(updates, u)
 	}
 	for _, u := range updates {
-		copy(u.dst.bytes(), u.src)
+		switch {
+		case r.dev == nil && u.staged != nil:
+			copy(u.dst.bytes(), u.staged)
+		case r.dev == nil:
+			copy(u.dst.bytes(), u.src.bytes())
+		case u.staged != nil:
+			if err := r.dev.Write(u.dst.addr, u.staged); err != nil {
+				return nil, err
+			}
+		default:
+			if err := r.dev.Copy(u.dst.addr, u.src.addr, u.dst.typ.Bytes()); err != nil {
+				return nil, err
+			}
+		}
 	}
-	return res
+	if r.dev != nil && len(updates) > 0 {
+		return res, r.dev.Sync()
+	}
+	return res, nil
 }
 
 func sortedKeys(m map[string]int) []string {

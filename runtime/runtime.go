@@ -1,7 +1,9 @@
-// Package runtime executes a compiled .slc artifact on the CPU: it loads the
-// artifact's native code, owns the model's state (parameters, buffers,
-// optimizer state) in C memory, and runs programs (train step, eval, …) with
-// a persistent pool of OS threads.
+// Package runtime executes a compiled .slc artifact: it loads the artifact's
+// native code, owns the model's state (parameters, buffers, optimizer state)
+// and runs programs (train step, eval, …). A CPU artifact runs on a
+// persistent pool of OS threads over C memory; a cuda artifact on a GPU
+// (Device: the CUDA driver, loaded at run time) with the state resident in
+// device memory. Callers see the same Runtime either way.
 //
 // The runtime links no LLVM and imports nothing of the compiler (a test
 // enforces it), so an artifact compiled on one machine runs anywhere slc's
@@ -38,6 +40,13 @@ type Options struct {
 	// ABI only within one version, so a mismatch is refused. Empty skips the
 	// check.
 	Version string
+	// Device is the GPU a cuda artifact runs on; nil opens the machine's
+	// first CUDA GPU (OpenCUDA). The Runtime does not close it unless it
+	// opened it. CPU artifacts ignore it (and GPU artifacts Threads).
+	Device Device
+	// GPUGrid and GPUBlock override the device's launch geometry (blocks,
+	// threads per block); 0 keeps it.
+	GPUGrid, GPUBlock int
 }
 
 // Runtime runs one loaded artifact.
@@ -62,18 +71,57 @@ type Runtime struct {
 	allocs []unsafe.Pointer // every C allocation, freed by Close
 
 	profiling bool
+
+	// The cuda device (gpu.go); dev is nil on the CPU.
+	dev                    Device
+	ownDev                 bool
+	grid, block            int
+	arenaAddr, scratchAddr uint64
+	devAllocs              []uint64
 }
 
-// buffer is one tensor in C memory.
+// buffer is one tensor: in C memory on the CPU (ptr), in device memory on a
+// GPU (addr).
 type buffer struct {
-	typ ir.Type
-	ptr unsafe.Pointer
+	typ  ir.Type
+	ptr  unsafe.Pointer
+	addr uint64
 }
 
-// bytes views the buffer as a Go slice; it must not outlive the Runtime.
+// bytes views a CPU buffer as a Go slice; it must not outlive the Runtime.
 func (b *buffer) bytes() []byte {
 	return unsafe.Slice((*byte)(b.ptr), b.typ.Bytes())
 }
+
+// staging returns the bytes to fill for b: the buffer itself on the CPU, a
+// host copy to commit on a GPU.
+func (r *Runtime) staging(b *buffer) []byte {
+	if r.dev == nil {
+		return b.bytes()
+	}
+	return make([]byte, b.typ.Bytes())
+}
+
+// commit writes bytes filled through staging to the device (nothing to do
+// on the CPU).
+func (r *Runtime) commit(b *buffer, data []byte) error {
+	if r.dev == nil {
+		return nil
+	}
+	return r.dev.Write(b.addr, data)
+}
+
+// read returns a copy of b's bytes.
+func (r *Runtime) read(b *buffer) ([]byte, error) {
+	if r.dev == nil {
+		return append([]byte(nil), b.bytes()...), nil
+	}
+	out := make([]byte, b.typ.Bytes())
+	return out, r.dev.Read(out, b.addr)
+}
+
+// same reports whether two buffers are the same memory.
+func (b *buffer) same(o *buffer) bool { return b.ptr == o.ptr && b.addr == o.addr }
 
 // program is a loaded artifact.Program: every slot resolved to a buffer and
 // the steps laid out as a C array for the trampoline.
@@ -82,7 +130,9 @@ type program struct {
 	bufs    []*buffer // per slot
 	steps   unsafe.Pointer
 	prof    unsafe.Pointer // C int64 per step: accumulated ns, when profiling
+	profNs  []int64        // the same on a GPU
 	runs    int64          // runs since profiling started
+	tables  []uint64       // GPU: each step's argument table
 	data    map[string]int // data slot index by name
 	scalars map[string]int // scalar slot index by name
 }
@@ -108,6 +158,9 @@ func Load(a *artifact.Artifact, opt Options) (rt *Runtime, err error) {
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid artifact: %w", err)
 	}
+	if a.Target.Kind == artifact.TargetCUDA {
+		return loadGPU(a, opt)
+	}
 	if err := checkTarget(a.Target); err != nil {
 		return nil, err
 	}
@@ -118,18 +171,11 @@ func Load(a *artifact.Artifact, opt Options) (rt *Runtime, err error) {
 	case threads == 0:
 		threads = goruntime.NumCPU()
 	}
-	if len(a.Module) == 0 {
-		return nil, errors.New("artifact has no module (the compiled IR with the state's init specs)")
-	}
-	mod, err := ir.ParseBinary(a.Module)
+	r, err := newRuntime(a)
 	if err != nil {
-		return nil, fmt.Errorf("artifact module: %w", err)
+		return nil, err
 	}
-	if len(a.Code) == 0 {
-		return nil, errors.New("artifact has no native code")
-	}
-
-	r := &Runtime{art: a, module: mod, threads: threads, state: map[string]*buffer{}, programs: map[string]*program{}}
+	r.threads = threads
 	defer func() {
 		if err != nil {
 			r.release()
@@ -148,6 +194,41 @@ func Load(a *artifact.Artifact, opt Options) (rt *Runtime, err error) {
 		return nil, err
 	}
 	r.startWorkers()
+	return r, nil
+}
+
+// newRuntime checks a's module and code and returns an empty Runtime for it.
+func newRuntime(a *artifact.Artifact) (*Runtime, error) {
+	if len(a.Module) == 0 {
+		return nil, errors.New("artifact has no module (the compiled IR with the state's init specs)")
+	}
+	mod, err := ir.ParseBinary(a.Module)
+	if err != nil {
+		return nil, fmt.Errorf("artifact module: %w", err)
+	}
+	if len(a.Code) == 0 {
+		return nil, errors.New("artifact has no native code")
+	}
+	return &Runtime{art: a, module: mod, state: map[string]*buffer{}, programs: map[string]*program{}}, nil
+}
+
+// loadGPU is Load for a cuda artifact.
+func loadGPU(a *artifact.Artifact, opt Options) (rt *Runtime, err error) {
+	r, err := newRuntime(a)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			r.release()
+		}
+	}()
+	if err = r.loadGPU(opt); err != nil {
+		return nil, err
+	}
+	if err = r.resetState(); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -229,18 +310,18 @@ func (r *Runtime) allocate() error {
 					if err != nil {
 						return fmt.Errorf("state %q (%v): %w", s.Name, s.Type, err)
 					}
-					b = &buffer{s.Type, ptr}
+					b = &buffer{typ: s.Type, ptr: ptr}
 					r.state[s.Name] = b
 					r.names = append(r.names, s.Name)
 				}
 			case artifact.SlotArena:
-				b = &buffer{s.Type, unsafe.Add(r.arena, s.Offset)}
+				b = &buffer{typ: s.Type, ptr: unsafe.Add(r.arena, s.Offset)}
 			default:
 				ptr, err := r.alloc(s.Type.Bytes())
 				if err != nil {
 					return fmt.Errorf("program %q: %v %q: %w", ap.Name, s.Kind, s.Name, err)
 				}
-				b = &buffer{s.Type, ptr}
+				b = &buffer{typ: s.Type, ptr: ptr}
 				if s.Kind == artifact.SlotData {
 					p.data[s.Name] = i
 				} else {
@@ -306,7 +387,8 @@ func (r *Runtime) startWorkers() {
 	}
 }
 
-// Threads returns the number of threads that run kernels.
+// Threads returns the number of threads that run kernels (on a GPU, blocks ×
+// threads per block).
 func (r *Runtime) Threads() int { return r.threads }
 
 // Module returns the compiled module embedded in the artifact (graphs, init
@@ -354,14 +436,18 @@ func (r *Runtime) release() error {
 	r.allocs = nil
 	r.state, r.programs, r.names = nil, nil, nil
 	var err error
+	if r.dev != nil {
+		if err = r.releaseGPU(); err != nil {
+			err = fmt.Errorf("releasing the GPU's memory: %w", err)
+		}
+	}
 	if r.lib != nil {
-		err = r.lib.close()
+		if cerr := r.lib.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("unloading the artifact's code: %w", cerr)
+		}
 		r.lib = nil
 	}
-	if err != nil {
-		return fmt.Errorf("unloading the artifact's code: %w", err)
-	}
-	return nil
+	return err
 }
 
 // errClosed is returned by every call on a closed Runtime.

@@ -636,7 +636,6 @@ func TestLoadErrors(t *testing.T) {
 		}, Options{}, "this machine runs " + goruntime.GOOS},
 		{"unknown arch", func(a *artifact.Artifact) { a.Target.Triple = "pdp11-dec-unix" }, Options{}, `triple "pdp11-dec-unix" names an architecture this runtime does not know`},
 		{"no triple", func(a *artifact.Artifact) { a.Target.Triple = "" }, Options{}, "artifact has no target triple"},
-		{"cuda", func(a *artifact.Artifact) { a.Target.Kind = "cuda" }, Options{}, `artifact targets "cuda"; this runtime runs "cpu" artifacts`},
 		{"invalid", func(a *artifact.Artifact) { a.Programs[0].Steps[0].Args[0] = 99 }, Options{}, "invalid artifact: program 0"},
 		{"missing symbol", func(a *artifact.Artifact) { a.Programs[1].Steps[0].Kernel = "embed_v2" }, Options{}, `program "embed", step 0: kernel "embed_v2" is not in the artifact's code`},
 		{"no code", func(a *artifact.Artifact) { a.Code = nil }, Options{}, "artifact has no native code"},

@@ -38,45 +38,53 @@ func (r *Runtime) resetState() error {
 		if !in.Type.Equal(b.typ) {
 			return fmt.Errorf("state %q is %v in the programs but %v in the module", name, b.typ, in.Type)
 		}
-		if err := fill(b, in.Init); err != nil {
+		dst := r.staging(b)
+		if err := fill(b.typ, dst, in.Init); err != nil {
+			return fmt.Errorf("initialising state %q (%v): %w", name, b.typ, err)
+		}
+		if err := r.commit(b, dst); err != nil {
 			return fmt.Errorf("initialising state %q (%v): %w", name, b.typ, err)
 		}
 	}
 	return nil
 }
 
-// fill writes the initial values of init into b (zeros for nil).
-func fill(b *buffer, init *ir.Init) error {
+// fill writes the initial values of init for a tensor of type t into dst, its
+// bytes (8-byte aligned): zeros for nil.
+func fill(t ir.Type, dst []byte, init *ir.Init) error {
 	if init == nil {
-		clear(b.bytes())
+		clear(dst)
 		return nil
 	}
-	if err := init.Check(b.typ); err != nil {
+	if err := init.Check(t); err != nil {
 		return err
 	}
-	n := int(b.typ.NumElements())
-	switch b.typ.DType {
+	n := int(t.NumElements())
+	if n == 0 {
+		return nil
+	}
+	p := unsafe.Pointer(unsafe.SliceData(dst))
+	switch t.DType {
 	case ir.F32:
-		return ir.Fill(init, unsafe.Slice((*float32)(b.ptr), n))
+		return ir.Fill(init, unsafe.Slice((*float32)(p), n))
 	case ir.F64:
-		return ir.Fill(init, unsafe.Slice((*float64)(b.ptr), n))
+		return ir.Fill(init, unsafe.Slice((*float64)(p), n))
 	case ir.I32:
-		return ir.Fill(init, unsafe.Slice((*int32)(b.ptr), n))
+		return ir.Fill(init, unsafe.Slice((*int32)(p), n))
 	case ir.I64:
-		return ir.Fill(init, unsafe.Slice((*int64)(b.ptr), n))
+		return ir.Fill(init, unsafe.Slice((*int64)(p), n))
 	case ir.BF16, ir.F16:
 		// Drawn in float64 and rounded once, as the interpreter does.
 		tmp := make([]float64, n)
 		if err := ir.Fill(init, tmp); err != nil {
 			return err
 		}
-		dst := b.bytes()
 		for i, x := range tmp {
-			putFloat(dst, b.typ.DType, i, x)
+			putFloat(dst, t.DType, i, x)
 		}
 		return nil
 	}
-	return fmt.Errorf("cannot initialise a %v tensor", b.typ.DType)
+	return fmt.Errorf("cannot initialise a %v tensor", t.DType)
 }
 
 // StateNames returns the names of all state tensors (parameters, buffers,
@@ -118,7 +126,11 @@ func (r *Runtime) State(name string) (Tensor, error) {
 	if err != nil {
 		return Tensor{}, err
 	}
-	return Tensor{Type: b.typ, Data: append([]byte(nil), b.bytes()...)}, nil
+	data, err := r.read(b)
+	if err != nil {
+		return Tensor{}, fmt.Errorf("state %q: %w", name, err)
+	}
+	return Tensor{Type: b.typ, Data: data}, nil
 }
 
 // SetStateBytes overwrites a state tensor with raw elements of its own dtype
@@ -137,8 +149,9 @@ func (r *Runtime) SetStateBytes(name string, dtype ir.DType, data []byte) error 
 	if int64(len(data)) != b.typ.Bytes() {
 		return fmt.Errorf("state %q (%v) takes %d bytes, got %d", name, b.typ, b.typ.Bytes(), len(data))
 	}
-	copy(b.bytes(), data)
-	return nil
+	dst := r.staging(b)
+	copy(dst, data)
+	return r.commit(b, dst)
 }
 
 // SetStateFloat32 overwrites a float state tensor (f32, or bf16, f16 and f64,
@@ -156,17 +169,17 @@ func (r *Runtime) SetStateFloat32(name string, values []float32) error {
 	if int64(len(values)) != b.typ.NumElements() {
 		return fmt.Errorf("state %q (%v) has %d elements, got %d values", name, b.typ, b.typ.NumElements(), len(values))
 	}
-	dst := b.bytes()
+	dst := r.staging(b)
 	if b.typ.DType == ir.F32 {
 		for i, v := range values {
 			le.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
-		return nil
+	} else {
+		for i, v := range values {
+			putFloat(dst, b.typ.DType, i, float64(v))
+		}
 	}
-	for i, v := range values {
-		putFloat(dst, b.typ.DType, i, float64(v))
-	}
-	return nil
+	return r.commit(b, dst)
 }
 
 // SetStateInt64 overwrites an integer state tensor (i64, or i32 when every
@@ -191,6 +204,7 @@ func (r *Runtime) SetStateInt64(name string, values []int64) error {
 			return fmt.Errorf("state %q: %w", name, err)
 		}
 	}
-	copy(b.bytes(), tmp)
-	return nil
+	dst := r.staging(b)
+	copy(dst, tmp)
+	return r.commit(b, dst)
 }

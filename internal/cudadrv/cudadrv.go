@@ -1,7 +1,7 @@
 // Package cudadrv is a minimal binding of the CUDA driver API, loaded at run
-// time from libcuda.so.1 (no CUDA toolkit or headers at build time), for
-// ptxrun's real-GPU backend: load a PTX module, allocate and copy device
-// memory, launch a kernel, synchronize. The driver's types are declared here
+// time from libcuda.so.1 (no CUDA toolkit or headers at build time), for the
+// runtime's cuda device: load a PTX module, allocate and copy device memory,
+// launch kernels in order on the legacy default stream, synchronize. The driver's types are declared here
 // from its documented ABI (CUdeviceptr is 64-bit, handles are pointers).
 package cudadrv
 
@@ -31,6 +31,10 @@ static CUresult (*p_cuLaunchKernel)(void *, unsigned, unsigned, unsigned, unsign
 static CUresult (*p_cuCtxSynchronize)(void);
 static CUresult (*p_cuGetErrorString)(CUresult, const char **);
 static CUresult (*p_cuDeviceGetName)(char *, int, int);
+static CUresult (*p_cuDeviceGetAttribute)(int *, int, int);
+static CUresult (*p_cuMemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+static CUresult (*p_cuMemGetInfo)(size_t *, size_t *);
+static CUresult (*p_cuDriverGetVersion)(int *);
 
 static const char *load(void) {
 	h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -51,6 +55,10 @@ static const char *load(void) {
 	SYM(cuCtxSynchronize, "cuCtxSynchronize")
 	SYM(cuGetErrorString, "cuGetErrorString")
 	SYM(cuDeviceGetName, "cuDeviceGetName")
+	SYM(cuDeviceGetAttribute, "cuDeviceGetAttribute")
+	SYM(cuMemcpyDtoD, "cuMemcpyDtoD_v2")
+	SYM(cuMemGetInfo, "cuMemGetInfo_v2")
+	SYM(cuDriverGetVersion, "cuDriverGetVersion")
 	return 0;
 }
 
@@ -78,12 +86,15 @@ static CUresult c_alloc(CUdeviceptr *p, size_t n) {
 static CUresult c_free(CUdeviceptr p) { return p_cuMemFree(p); }
 static CUresult c_htod(CUdeviceptr d, const void *s, size_t n) { return n ? p_cuMemcpyHtoD(d, s, n) : 0; }
 static CUresult c_dtoh(void *d, CUdeviceptr s, size_t n) { return n ? p_cuMemcpyDtoH(d, s, n) : 0; }
-static CUresult c_launch3(void *f, unsigned grid, unsigned block, uint64_t a, uint64_t b, uint64_t c) {
+static CUresult c_dtod(CUdeviceptr d, CUdeviceptr s, size_t n) { return n ? p_cuMemcpyDtoD(d, s, n) : 0; }
+static CUresult c_launch3(void *f, unsigned grid, unsigned block, unsigned shared, uint64_t a, uint64_t b, uint64_t c) {
 	void *params[3] = {&a, &b, &c};
-	CUresult r = p_cuLaunchKernel(f, grid, 1, 1, block, 1, 1, 0, 0, params, 0);
-	if (r) return r;
-	return p_cuCtxSynchronize();
+	return p_cuLaunchKernel(f, grid, 1, 1, block, 1, 1, shared, 0, params, 0);
 }
+static CUresult c_sync(void) { return p_cuCtxSynchronize(); }
+static CUresult c_attr(int *v, int attr, int dev) { return p_cuDeviceGetAttribute(v, attr, dev); }
+static CUresult c_meminfo(size_t *free, size_t *total) { return p_cuMemGetInfo(free, total); }
+static CUresult c_version(int *v) { return p_cuDriverGetVersion(v); }
 */
 import "C"
 
@@ -102,14 +113,29 @@ var (
 // Device is the first CUDA device with its primary context current.
 type Device struct {
 	Name string
+	// Major and Minor are the compute capability (9, 0 for sm_90).
+	Major, Minor int
+	// SMs is the number of streaming multiprocessors.
+	SMs int
+	// Driver is the driver's CUDA version, 1000·major + 10·minor.
+	Driver int
+	// TotalMem is the device memory in bytes.
+	TotalMem int64
 }
+
+// Device attributes (CUdevice_attribute).
+const (
+	attrSMs   = 16
+	attrMajor = 75
+	attrMinor = 76
+)
 
 // Open loads libcuda.so.1 and makes device 0's primary context current. No
 // driver, or no device, is one error saying so.
 func Open() (*Device, error) {
 	loadOnce.Do(func() {
 		if msg := C.load(); msg != nil {
-			loadErr = fmt.Errorf("no CUDA driver (libcuda.so.1): %s", C.GoString(msg))
+			loadErr = fmt.Errorf("no CUDA driver (%s)", C.GoString(msg))
 		}
 	})
 	if loadErr != nil {
@@ -121,7 +147,35 @@ func Open() (*Device, error) {
 	if r := C.c_init(&dev, &ctx, &name[0], C.int(len(name))); r != 0 {
 		return nil, fmt.Errorf("CUDA: no usable device: %s", C.GoString(C.errstr(r)))
 	}
-	return &Device{Name: C.GoString(&name[0])}, nil
+	d := &Device{Name: C.GoString(&name[0])}
+	for _, a := range []struct {
+		attr int
+		dst  *int
+	}{{attrMajor, &d.Major}, {attrMinor, &d.Minor}, {attrSMs, &d.SMs}} {
+		var v C.int
+		if err := check("device attribute", C.c_attr(&v, C.int(a.attr), dev)); err != nil {
+			return nil, err
+		}
+		*a.dst = int(v)
+	}
+	var v C.int
+	if err := check("driver version", C.c_version(&v)); err != nil {
+		return nil, err
+	}
+	d.Driver = int(v)
+	var free, total C.size_t
+	if err := check("memory info", C.c_meminfo(&free, &total)); err != nil {
+		return nil, err
+	}
+	d.TotalMem = int64(total)
+	return d, nil
+}
+
+// FreeMem returns the device memory not in use, in bytes.
+func FreeMem() (int64, error) {
+	var free, total C.size_t
+	err := check("memory info", C.c_meminfo(&free, &total))
+	return int64(free), err
 }
 
 func check(what string, r C.CUresult) error {
@@ -188,11 +242,21 @@ func CopyOut(b []byte, p Ptr) error {
 	return check("copy from device", C.c_dtoh(unsafe.Pointer(&b[0]), C.CUdeviceptr(p), C.size_t(len(b))))
 }
 
-// Launch3 runs f on grid blocks of block threads with three 64-bit
-// parameters (slc's CUDA ABI: args table, scratch, stride) and waits for it.
-func Launch3(f Function, grid, block int, a, b, c uint64) error {
+// CopyDevice copies n bytes from src to dst on the device, in stream order.
+func CopyDevice(dst, src Ptr, n int64) error {
+	return check("copy on device", C.c_dtod(C.CUdeviceptr(dst), C.CUdeviceptr(src), C.size_t(n)))
+}
+
+// Launch3 queues f on grid blocks of block threads (shared bytes of dynamic
+// shared memory) with three 64-bit parameters (slc's CUDA ABI: args table,
+// scratch, stride) on the default stream; it does not wait (Sync does).
+func Launch3(f Function, grid, block, shared int, a, b, c uint64) error {
 	if f.f == nil {
 		return errors.New("CUDA launch: no kernel")
 	}
-	return check("launch", C.c_launch3(f.f, C.unsigned(grid), C.unsigned(block), C.uint64_t(a), C.uint64_t(b), C.uint64_t(c)))
+	return check("launch", C.c_launch3(f.f, C.unsigned(grid), C.unsigned(block), C.unsigned(shared), C.uint64_t(a), C.uint64_t(b), C.uint64_t(c)))
 }
+
+// Sync waits for every queued launch and copy; a kernel's fault surfaces
+// here.
+func Sync() error { return check("kernel execution", C.c_sync()) }

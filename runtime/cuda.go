@@ -1,0 +1,102 @@
+package runtime
+
+import (
+	"fmt"
+	"strings"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/internal/cudadrv"
+)
+
+// CUDA geometry: 256 threads per block (8 warps), BlocksPerSM blocks on
+// each multiprocessor.
+const (
+	cudaBlock   = 256
+	BlocksPerSM = 4
+)
+
+// MaxScratchBytes bounds the scratch areas of all GPU threads together.
+const MaxScratchBytes = 1 << 30
+
+// cudaDevice is the machine's first GPU through the CUDA driver
+// (libcuda.so.1, loaded at run time: a binary built without the CUDA
+// toolkit runs on a GPU machine).
+type cudaDevice struct {
+	d     *cudadrv.Device
+	mod   *cudadrv.Module
+	funcs map[string]cudadrv.Function
+	grid  int
+}
+
+// OpenCUDA opens the machine's first CUDA GPU. Without a driver or a device
+// the error is one line saying so.
+func OpenCUDA() (Device, error) {
+	d, err := cudadrv.Open()
+	if err != nil {
+		return nil, err
+	}
+	return &cudaDevice{d: d, funcs: map[string]cudadrv.Function{}, grid: max(1, d.SMs) * BlocksPerSM}, nil
+}
+
+func (c *cudaDevice) Name() string {
+	return fmt.Sprintf("%s (sm_%d%d, %d SMs, %.0f GiB, driver %d.%d)", c.d.Name, c.d.Major, c.d.Minor, c.d.SMs,
+		float64(c.d.TotalMem)/(1<<30), c.d.Driver/1000, c.d.Driver%1000/10)
+}
+
+func (c *cudaDevice) Load(t artifact.Target, ptx string) error {
+	major, minor, err := gpuArch(t.CPU)
+	if err != nil {
+		return err
+	}
+	if c.d.Major*10+c.d.Minor < major*10+minor {
+		return fmt.Errorf("artifact was compiled for %s but this GPU, %s, is sm_%d%d; recompile it with --gpu sm_%d%d", t.CPU, c.d.Name, c.d.Major, c.d.Minor, c.d.Major, c.d.Minor)
+	}
+	mod, err := c.d.LoadPTX(ptx)
+	if err != nil {
+		isa := strings.TrimPrefix(t.Features, "+ptx")
+		return fmt.Errorf("loading the artifact's PTX (ISA %s.%s, %s) on %s: %w; a driver older than the PTX ISA cannot load it: update the driver", isa[:len(isa)-1], isa[len(isa)-1:], t.CPU, c.d.Name, err)
+	}
+	c.mod = mod
+	return nil
+}
+
+func (c *cudaDevice) Geometry() (grid, block int) { return c.grid, cudaBlock }
+
+func (c *cudaDevice) Alloc(n int64) (uint64, error) {
+	p, err := cudadrv.Alloc(int(n))
+	if err != nil {
+		free, _ := cudadrv.FreeMem()
+		return 0, fmt.Errorf("%w (%d bytes asked, %d free on %s)", err, n, free, c.d.Name)
+	}
+	return uint64(p), nil
+}
+
+func (c *cudaDevice) Free(addr uint64) error { return cudadrv.Free(cudadrv.Ptr(addr)) }
+
+func (c *cudaDevice) Write(dst uint64, src []byte) error {
+	return cudadrv.CopyIn(cudadrv.Ptr(dst), src)
+}
+
+func (c *cudaDevice) Read(dst []byte, src uint64) error {
+	return cudadrv.CopyOut(dst, cudadrv.Ptr(src))
+}
+
+func (c *cudaDevice) Copy(dst, src uint64, n int64) error {
+	return cudadrv.CopyDevice(cudadrv.Ptr(dst), cudadrv.Ptr(src), n)
+}
+
+func (c *cudaDevice) Launch(kernel string, grid, block int, args, scratch, stride uint64) error {
+	f, ok := c.funcs[kernel]
+	if !ok {
+		var err error
+		if f, err = c.mod.Function(kernel); err != nil {
+			return err
+		}
+		c.funcs[kernel] = f
+	}
+	return cudadrv.Launch3(f, grid, block, 0, args, scratch, stride)
+}
+
+func (c *cudaDevice) Sync() error { return cudadrv.Sync() }
+
+func (c *cudaDevice) Close() error { return nil }

@@ -1,0 +1,185 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+
+	"gitee.com/gidean/conv-linn/artifact"
+)
+
+// The cuda half of the runtime. A cuda artifact's buffers live in device
+// memory: every state tensor, one arena (the largest program's plan; programs
+// run one at a time), the GPU threads' scratch areas, each program's data and
+// scalar slots, and, per step, the table of its argument addresses the
+// kernel reads (written once at load: the layout never changes). A run
+// copies the bound data and scalars in, queues the steps' launches in
+// order, waits, and copies the outputs out; state stays on the device and
+// crosses to the host only through State and SetState* (checkpoints,
+// export, init).
+
+// loadGPU lays a cuda artifact out on its device (opt.Device, or the
+// machine's CUDA GPU).
+func (r *Runtime) loadGPU(opt Options) error {
+	if opt.Device != nil {
+		r.dev = opt.Device
+	} else {
+		d, err := OpenCUDA()
+		if err != nil {
+			return fmt.Errorf("the artifact runs on a CUDA GPU (%s): %w; recompile it for the CPU (without --device cuda) to run it here", r.art.Target.CPU, err)
+		}
+		r.dev, r.ownDev = d, true
+	}
+	if err := r.dev.Load(r.art.Target, string(r.art.Code)); err != nil {
+		return err
+	}
+	var arena, scratch int64
+	for _, p := range r.art.Programs {
+		arena = max(arena, p.ArenaBytes)
+		scratch = max(scratch, p.ScratchBytes)
+	}
+	r.grid, r.block = r.dev.Geometry()
+	if opt.GPUGrid > 0 {
+		r.grid = opt.GPUGrid
+	}
+	if opt.GPUBlock > 0 {
+		r.block = opt.GPUBlock
+	}
+	if r.grid < 1 || r.block < 1 {
+		return fmt.Errorf("GPU launch of %d blocks of %d threads", r.grid, r.block)
+	}
+	r.stride = roundUp(scratch)
+	if fit := MaxScratchBytes / (r.stride * int64(r.block)); int64(r.grid) > fit {
+		r.grid = int(max(1, fit))
+	}
+	r.threads = r.grid * r.block
+	var err error
+	if r.arenaAddr, err = r.devAlloc(arena); err != nil {
+		return fmt.Errorf("the arena (%d bytes): %w", arena, err)
+	}
+	if r.scratchAddr, err = r.devAlloc(r.stride * int64(r.threads)); err != nil {
+		return fmt.Errorf("the scratch areas: %w", err)
+	}
+	for _, ap := range r.art.Programs {
+		p := &program{p: ap, bufs: make([]*buffer, len(ap.Slots)), data: map[string]int{}, scalars: map[string]int{}}
+		for i, s := range ap.Slots {
+			var b *buffer
+			switch s.Kind {
+			case artifact.SlotState:
+				if b = r.state[s.Name]; b == nil {
+					addr, err := r.devAlloc(s.Type.Bytes())
+					if err != nil {
+						return fmt.Errorf("state %q (%v): %w", s.Name, s.Type, err)
+					}
+					b = &buffer{typ: s.Type, addr: addr}
+					r.state[s.Name] = b
+					r.names = append(r.names, s.Name)
+				}
+			case artifact.SlotArena:
+				b = &buffer{typ: s.Type, addr: r.arenaAddr + uint64(s.Offset)}
+			default:
+				addr, err := r.devAlloc(s.Type.Bytes())
+				if err != nil {
+					return fmt.Errorf("program %q: %v %q: %w", ap.Name, s.Kind, s.Name, err)
+				}
+				b = &buffer{typ: s.Type, addr: addr}
+				if s.Kind == artifact.SlotData {
+					p.data[s.Name] = i
+				} else {
+					p.scalars[s.Name] = i
+				}
+			}
+			p.bufs[i] = b
+		}
+		// One table for the whole program, each step's addresses at its
+		// own offset (a step without arguments gets a valid address too).
+		var table []byte
+		offs := make([]int, len(ap.Steps))
+		for i, st := range ap.Steps {
+			offs[i] = len(table)
+			for _, a := range st.Args {
+				table = binary.LittleEndian.AppendUint64(table, p.bufs[a].addr)
+			}
+			if len(st.Args) == 0 {
+				table = binary.LittleEndian.AppendUint64(table, 0)
+			}
+		}
+		base, err := r.devAlloc(int64(len(table)))
+		if err != nil {
+			return fmt.Errorf("program %q: argument tables: %w", ap.Name, err)
+		}
+		if err := r.dev.Write(base, table); err != nil {
+			return fmt.Errorf("program %q: argument tables: %w", ap.Name, err)
+		}
+		p.tables = make([]uint64, len(ap.Steps))
+		for i, o := range offs {
+			p.tables[i] = base + uint64(o)
+		}
+		r.programs[ap.Name] = p
+	}
+	sort.Strings(r.names)
+	return nil
+}
+
+// devAlloc allocates device memory that release frees.
+func (r *Runtime) devAlloc(n int64) (uint64, error) {
+	a, err := r.dev.Alloc(roundUp(n))
+	if err != nil {
+		return 0, err
+	}
+	r.devAllocs = append(r.devAllocs, a)
+	return a, nil
+}
+
+// execGPU queues p's steps and waits for them. With profiling on it waits
+// after every step and charges the step the wall time since the previous.
+func (r *Runtime) execGPU(p *program) error {
+	prof := r.profiling
+	if prof {
+		if p.profNs == nil {
+			p.profNs = make([]int64, len(p.p.Steps))
+		}
+		p.runs++
+	}
+	t0 := time.Now()
+	for i, st := range p.p.Steps {
+		if err := r.dev.Launch(st.Kernel, r.grid, r.block, p.tables[i], r.scratchAddr, uint64(r.stride)); err != nil {
+			return fmt.Errorf("step %d (%s): %w", i, st.Kernel, err)
+		}
+		if prof {
+			if err := r.dev.Sync(); err != nil {
+				return fmt.Errorf("step %d (%s): %w", i, st.Kernel, err)
+			}
+			t1 := time.Now()
+			p.profNs[i] += t1.Sub(t0).Nanoseconds()
+			t0 = t1
+		}
+	}
+	return r.dev.Sync()
+}
+
+// releaseGPU frees the device memory and closes a device the runtime opened.
+func (r *Runtime) releaseGPU() error {
+	var first error
+	for _, a := range r.devAllocs {
+		if err := r.dev.Free(a); err != nil && first == nil {
+			first = err
+		}
+	}
+	r.devAllocs = nil
+	if r.ownDev {
+		if err := r.dev.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	r.dev = nil
+	return first
+}
+
+// Device returns the GPU a cuda artifact runs on, nil on the CPU.
+func (r *Runtime) Device() Device { return r.dev }
+
+// Geometry returns the GPU launch (blocks, threads per block); 0, 0 on the
+// CPU.
+func (r *Runtime) Geometry() (grid, block int) { return r.grid, r.block }
