@@ -178,4 +178,3 @@ func SplitEntries(ptx string) (map[string]string, error) {
 	}
 	return out, nil
 }
-

@@ -55,7 +55,7 @@ type Session struct {
 
 // Run is one program run.
 type Run struct {
-	Program string             `json:"program"`
+	Program string               `json:"program"`
 	Data    map[string][]int64   `json:"data"`
 	Floats  map[string][]float32 `json:"floats"`
 	Scalars map[string]float64   `json:"scalars"`
