@@ -266,7 +266,7 @@ func cudaTargetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error)
 	}
 	ptx, ok := GPUs[gpu]
 	if !ok {
-		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: unknown GPU %q (want one of %s)", gpu, strings.Join(gpuNames(), ", "))
+		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: unknown GPU %q (want one of %s)", gpu, strings.Join(GPUNames(), ", "))
 	}
 	const triple = "nvptx64-nvidia-cuda"
 	tm, err := llvm.NewTargetMachine(triple, llvm.MachineOptions{CPU: gpu, Features: ptx, OptLevel: llvm.CodeGenAggressive})
@@ -276,8 +276,8 @@ func cudaTargetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error)
 	return tm, artifact.Target{Kind: "cuda", Triple: triple, CPU: gpu, Features: ptx}, nil
 }
 
-// gpuNames lists GPUs, sorted.
-func gpuNames() []string {
+// GPUNames lists GPUs, sorted.
+func GPUNames() []string {
 	var names []string
 	for n := range GPUs {
 		names = append(names, n)

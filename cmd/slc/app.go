@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -63,8 +62,6 @@ func compileCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "dim", Usage: "bind a symbolic dimension of an ONNX model's inputs: `NAME=N` (repeatable, e.g. --dim batch=8 --dim sequence=256)"},
 			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of the training rows the model is built for: packed, or documents (a loss_mask input leaves pad labels out of the loss, as slc train --rows documents)"},
 			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary, ir (the IR text), llvm (the kernels' optimized LLVM IR), asm (their x86-64 assembly) or ptx (their PTX, with --device cuda)"},
-			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "`DEVICE` the kernels are compiled for: cpu (x86-64, a shared object) or cuda (NVPTX: PTX for --gpu; the CUDA runtime that runs it is not in slc yet)"},
-			&cli.StringFlag{Name: "gpu", Value: codegen.DefaultGPU, Usage: "`SM` of --device cuda: sm_90 (H100/H200), sm_89, sm_86 or sm_80 (A100)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write `FILE`: .json for IR text, .slir for binary IR, .slc for the compiled artifact (native code + programs)", TakesFile: true},
 		}, append(pipelineFlags(), codegenFlags()...)...),
 		Action: func(c *cli.Context) error { return compile(c) },

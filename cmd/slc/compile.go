@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
@@ -92,11 +91,6 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	}
 	if o.emit == "ptx" && o.device != "cuda" {
 		return nil, usagef(cmd, "flag --emit ptx: needs --device cuda (the CPU's assembly is --emit asm)")
-	}
-	if o.device == "cuda" {
-		if _, ok := codegen.GPUs[c.String("gpu")]; !ok {
-			return nil, usagef(cmd, "flag --gpu: %q is not one of sm_80, sm_86, sm_89, sm_90", c.String("gpu"))
-		}
 	}
 	if o.output != "" {
 		if _, err := outputFormat(o.output); err != nil {
@@ -198,9 +192,6 @@ func compile(c *cli.Context) error {
 		co, err := codegenOptions(c, "compile", st, explainTo)
 		if err != nil {
 			return err
-		}
-		if co.Device, co.GPU = o.device, c.String("gpu"); co.Device == "cuda" && co.CPU != "" {
-			return usagef("compile", "flag --cpu: names an x86-64 CPU; --device cuda takes --gpu")
 		}
 		switch o.emit {
 		case "llvm":

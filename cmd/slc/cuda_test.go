@@ -1,13 +1,18 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gitee.com/gidean/conv-linn/runtime"
 )
 
-// slc compile --device cuda: PTX for every kernel, the GPU chosen by --gpu,
-// an artifact the CPU runtime refuses in one line; bad flags are usage errors.
+// slc compile --device cuda: PTX for every kernel, the GPU chosen by --gpu;
+// on a machine without a CUDA GPU, training the artifact or training with
+// --device cuda is one line and exit 1, nothing saved; bad flags are usage
+// errors.
 func TestCompileCUDA(t *testing.T) {
 	out := mustSlc(t, "compile", configTiny, "--rank", "4", "--device", "cuda", "--gpu", "sm_80", "--emit", "ptx")
 	if !strings.Contains(out, ".target sm_80") || strings.Count(out, ".visible .entry") < 20 {
@@ -21,9 +26,19 @@ func TestCompileCUDA(t *testing.T) {
 	if out := mustSlc(t, "inspect", art); !strings.Contains(out, "Target: cuda nvptx64-nvidia-cuda sm_90") || !strings.Contains(out, "train_step") {
 		t.Errorf("inspect of the cuda artifact says:\n%s", out)
 	}
-	_, stderr, code := slc(t, "train", art, "--data", corpus, "--num-training-steps", "1", "--save-dir", filepath.Join(t.TempDir(), "run"))
-	if code != 1 || !strings.Contains(stderr, `artifact targets "cuda"`) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
-		t.Errorf("training a cuda artifact on the CPU runtime: exit %d, stderr %q", code, stderr)
+	var refusals [][]string // on this machine, without a GPU
+	if _, err := runtime.OpenCUDA(); err != nil {
+		refusals = [][]string{{art}, {configBytes, "--rank", "4", "--device", "cuda"}}
+	}
+	for _, args := range refusals {
+		save := filepath.Join(t.TempDir(), "run")
+		_, stderr, code := slc(t, append([]string{"train", "--data", corpus, "--num-training-steps", "1", "--save-dir", save}, args...)...)
+		if code != 1 || !strings.Contains(stderr, "no CUDA driver") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("train %v without a GPU: exit %d, stderr %q", args, code, stderr)
+		}
+		if _, err := os.Stat(save); err == nil {
+			t.Errorf("train %v without a GPU left %s behind", args, save)
+		}
 	}
 	for _, c := range []struct {
 		args []string

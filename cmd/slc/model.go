@@ -212,8 +212,21 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 }
 
 // load compiles the model when it is a config and loads it into a runtime.
+// A GPU is opened first: without one, nothing is compiled.
 func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) {
 	art := m.art
+	var dev runtime.Device
+	if m.codegen.Device == "cuda" || (art != nil && art.Target.Kind == artifact.TargetCUDA) {
+		d, err := runtime.OpenCUDA()
+		if err != nil {
+			if art != nil {
+				return nil, fmt.Errorf("%s: compiled for a CUDA GPU (%s), but %v; compile the model without --device cuda to run it on the CPU", m.path, art.Target.CPU, err)
+			}
+			return nil, fmt.Errorf("--device cuda: %v; without a CUDA GPU, run on the CPU (leave --device cuda out)", err)
+		}
+		dev = d
+		printf(c, "Device: %s\n", d.Name())
+	}
 	if art == nil {
 		mod, err := frontend.BuildLlama(m.config, m.build)
 		if err != nil {
@@ -232,7 +245,7 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 			return nil, err
 		}
 	}
-	rt, err := runtime.Load(art, runtime.Options{Threads: threads, Version: version.Version})
+	rt, err := runtime.Load(art, runtime.Options{Threads: threads, Version: version.Version, Device: dev})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.path, err)
 	}
@@ -244,4 +257,13 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 func settingsPrecision(s *trainSettings) precision {
 	p, _ := parsePrecision(s.DType)
 	return p
+}
+
+// runsOn says where a runtime runs its kernels, for progress lines.
+func runsOn(rt *runtime.Runtime) string {
+	if rt.Device() != nil {
+		grid, block := rt.Geometry()
+		return fmt.Sprintf("on the GPU (%d blocks of %d threads)", grid, block)
+	}
+	return fmt.Sprintf("%d threads", rt.Threads())
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	goruntime "runtime"
 	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -14,9 +15,11 @@ import (
 	"gitee.com/gidean/conv-linn/passes"
 )
 
-// codegenFlags are the native-code flags of slc compile and slc bench.
+// codegenFlags are the native-code flags of every command that compiles.
 func codegenFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "`DEVICE` the kernels run on: cpu (x86-64) or cuda (an NVIDIA GPU of --gpu, through the CUDA driver libcuda.so.1)"},
+		&cli.StringFlag{Name: "gpu", Value: codegen.DefaultGPU, Usage: "`SM` of --device cuda: sm_90 (H100/H200), sm_89, sm_86 or sm_80 (A100)"},
 		&cli.StringFlag{Name: "cpu", Usage: "target `CPU` for the kernels (an LLVM CPU name such as x86-64-v3 or znver4; default: this machine's)"},
 		&cli.StringFlag{Name: "sltrain-lowering", Value: "auto", Usage: "`HOW` LowRankSparseAdd runs: merged (W = B·A·scale + S, one GEMM), factored (x·Aᵀ·Bᵀ + sparse x·Sᵀ) or auto (a cost model per layer)"},
 	}
@@ -31,6 +34,19 @@ func codegenOptions(c *cli.Context, cmd string, st *passes.State, explain io.Wri
 	}
 	if o.CPU != "" && !slices.Contains(codegen.X86CPUs(), o.CPU) {
 		return o, usagef(cmd, "flag --cpu: %q is not an x86-64 CPU LLVM knows (for example x86-64-v3, x86-64-v4, znver4; leave it out for this machine's)", o.CPU)
+	}
+	switch d := strings.ToLower(c.String("device")); d {
+	case "", "cpu":
+	case "cuda":
+		o.Device, o.GPU = d, c.String("gpu")
+		if _, ok := codegen.GPUs[o.GPU]; !ok {
+			return o, usagef(cmd, "flag --gpu: %q is not one of %s", o.GPU, strings.Join(codegen.GPUNames(), ", "))
+		}
+		if o.CPU != "" {
+			return o, usagef(cmd, "flag --cpu: names an x86-64 CPU; --device cuda takes --gpu")
+		}
+	default:
+		return o, usagef(cmd, "flag --device: %q is not cpu or cuda", d)
 	}
 	if st != nil && st.Groups != nil && st.Plans != nil {
 		o.Groups, o.Plans = st.Groups, st.Plans

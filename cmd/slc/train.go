@@ -156,6 +156,8 @@ type trainSettings struct {
 	TargetModules  string  `json:"target_modules"`
 	Lowering       string  `json:"sltrain_lowering"`
 	CPU            string  `json:"cpu"`
+	Device         string  `json:"device,omitempty"`
+	GPU            string  `json:"gpu,omitempty"`
 	Init           string  `json:"init,omitempty"`
 	Metrics        string  `json:"metrics,omitempty"`
 	Threads        int     `json:"threads"`
@@ -171,7 +173,7 @@ var settingFlags = map[string]string{
 	"grad_clipping": "grad-clipping", "eval_every": "eval-every", "save_every": "save-every", "seed": "seed",
 	"dtype": "dtype", "shuffle": "shuffle", "peft": "peft", "rank": "rank", "sp_ratio": "sp-ratio",
 	"lora_alpha": "lora-alpha", "target_modules": "target-modules", "sltrain_lowering": "sltrain-lowering", "cpu": "cpu",
-	"metrics": "metrics", "threads": "threads", "rows": "rows", "tokenizer": "tokenizer",
+	"device": "device", "gpu": "gpu", "metrics": "metrics", "threads": "threads", "rows": "rows", "tokenizer": "tokenizer",
 	"stream": "stream", "shuffle_buffer": "shuffle-buffer",
 }
 
@@ -182,9 +184,10 @@ var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "se
 
 // machineLocal are settings a resumed run does not take from its checkpoint:
 // they describe the machine the run was on, not the run. The kernels are
-// compiled for the CPU slc runs on unless --cpu says otherwise; the
-// checkpoint's cpu stays a record.
-var machineLocal = []string{"cpu"}
+// compiled for the CPU slc runs on unless --cpu or --device says otherwise
+// (a run started on a GPU resumes on a CPU and back); the checkpoint's
+// values stay a record.
+var machineLocal = []string{"cpu", "device", "gpu"}
 
 // precision is how a model trains: its dtype (parameters, gradients,
 // AdamW's moments, activations) and whether it is bf16-mixed (an f32 model
@@ -316,6 +319,11 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 	}
 	s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha = c.String("peft"), c.Int("rank"), c.Float64("sp-ratio"), c.Float64("lora-alpha")
 	s.TargetModules, s.Lowering, s.CPU, s.Init = c.String("target-modules"), c.String("sltrain-lowering"), c.String("cpu"), c.String("init")
+	if s.Device = strings.ToLower(c.String("device")); s.Device == "cuda" {
+		s.GPU = c.String("gpu")
+	} else {
+		s.Device = ""
+	}
 	s.Metrics, s.Threads = c.String("metrics"), r.threads
 	r.lengthSet = c.IsSet("max-length")
 	prec, ok := parsePrecision(s.DType)
@@ -659,9 +667,9 @@ func trainMain(c *cli.Context) (err error) {
 	if s.GradClipping > 0 {
 		clip = fmt.Sprintf("%g", s.GradClipping)
 	}
-	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %d threads\n",
+	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %s\n",
 		s.Steps, s.TotalBatchSize, r.accum, plural(r.accum, "", "es"), s.BatchSize, summary.Grouped(tokensPerUpdate),
-		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, r.threads)
+		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, runsOn(rt))
 
 	if s.Init != "" {
 		rep, err := train.LoadInit(rt, s.Init)
