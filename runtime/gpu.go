@@ -129,7 +129,16 @@ func (r *Runtime) devAlloc(n int64) (uint64, error) {
 		return 0, err
 	}
 	r.devAllocs = append(r.devAllocs, a)
+	r.devBytes += roundUp(n)
 	return a, nil
+}
+
+// DeviceBytes returns the device memory the runtime holds (state, arena,
+// scratch, data and scalar slots, argument tables); 0 on the CPU.
+func (r *Runtime) DeviceBytes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.devBytes
 }
 
 // execGPU queues p's steps and waits for them. With profiling on it waits
@@ -167,7 +176,7 @@ func (r *Runtime) releaseGPU() error {
 			first = err
 		}
 	}
-	r.devAllocs = nil
+	r.devAllocs, r.devBytes = nil, 0
 	if r.ownDev {
 		if err := r.dev.Close(); err != nil && first == nil {
 			first = err

@@ -78,6 +78,7 @@ type Runtime struct {
 	grid, block            int
 	arenaAddr, scratchAddr uint64
 	devAllocs              []uint64
+	devBytes               int64
 }
 
 // buffer is one tensor: in C memory on the CPU (ptr), in device memory on a

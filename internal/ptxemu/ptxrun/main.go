@@ -23,13 +23,16 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"time"
 
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/internal/ptxemu"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
 	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/summary"
 )
 
 // Session is the input of ptxrun.
@@ -51,6 +54,23 @@ type Session struct {
 	LossTol   float64 `json:"loss_tol"`
 	UpdateTol float64 `json:"update_tol"`
 	StateTol  float64 `json:"state_tol"`
+	// Expect, when set, is a directory laid out as Out (Expect/i/<name>.bin)
+	// with another runtime's results of the same runs (the CPU's): every
+	// f32 file there must match ours within ExpectTol, norm-wise.
+	Expect    string  `json:"expect"`
+	ExpectTol float64 `json:"expect_tol"`
+	// Bench, when set, times training updates instead of running Runs.
+	Bench *Bench `json:"bench"`
+}
+
+// Bench times Steps updates (after Warmup untimed ones) of Accum
+// micro-batches of random token ids each: train_step Accum times, then
+// update, as slc train does.
+type Bench struct {
+	Steps, Warmup, Accum int
+	// PeakTFLOPS is the chip's dense peak the model FLOP utilisation is
+	// reported against (989 for H100/H200 SXM bf16).
+	PeakTFLOPS float64 `json:"peak_tflops"`
 }
 
 // Run is one program run.
@@ -90,7 +110,7 @@ func run(path string) error {
 		}
 		return filepath.Join(base, p)
 	}
-	s.Artifact, s.Out = rel(s.Artifact), rel(s.Out)
+	s.Artifact, s.Out, s.Expect = rel(s.Artifact), rel(s.Out), rel(s.Expect)
 	for k, v := range s.State {
 		s.State[k] = rel(v)
 	}
@@ -138,6 +158,9 @@ func run(path string) error {
 			return err
 		}
 	}
+	if s.Bench != nil {
+		return bench(rt, s.Bench)
+	}
 	for i, r := range s.Runs {
 		outs, err := rt.Run(r.Program, runtime.Inputs{Data: r.Data, Floats: r.Floats, Scalars: r.Scalars})
 		if err != nil {
@@ -163,8 +186,124 @@ func run(path string) error {
 		}
 	}
 	if s.Check {
-		return check(&s, art, types)
+		if err := check(&s, art, types); err != nil {
+			return err
+		}
 	}
+	if s.Expect != "" {
+		return expect(&s)
+	}
+	return nil
+}
+
+// expect compares every f32 result under s.Expect with ours under s.Out.
+func expect(s *Session) error {
+	failed, n := 0, 0
+	worst, worstName := 0.0, ""
+	err := filepath.WalkDir(s.Expect, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(s.Expect, path)
+		want, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		got, err := os.ReadFile(filepath.Join(s.Out, rel))
+		if err != nil {
+			return err
+		}
+		if len(got) != len(want) {
+			return fmt.Errorf("%s: %d bytes, expected %d", rel, len(got), len(want))
+		}
+		g, w := make([]float64, len(want)/4), make([]float64, len(want)/4)
+		for i := range w {
+			g[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(got[4*i:])))
+			w[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(want[4*i:])))
+		}
+		n++
+		e := relErr(g, w)
+		if e > worst {
+			worst, worstName = e, rel
+		}
+		if e > s.ExpectTol {
+			failed++
+			fmt.Printf("expect: %s differs from the expected by %.3g (norm-wise; tolerance %g)\n", rel, e, s.ExpectTol)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("expect: %w", err)
+	}
+	fmt.Printf("expect: %d results, worst %.3g (%s)\n", n, worst, worstName)
+	if failed > 0 {
+		return fmt.Errorf("%d results differ from the expected ones", failed)
+	}
+	return nil
+}
+
+// bench times b's updates on rt and prints one line of figures.
+func bench(rt *runtime.Runtime, b *Bench) error {
+	m := rt.Module()
+	g := m.Graph("train_step")
+	if g == nil || m.Graph("update") == nil {
+		return fmt.Errorf("bench: the artifact has no train_step and update programs")
+	}
+	ids := g.Input("input_ids")
+	if ids == nil {
+		return fmt.Errorf("bench: train_step has no input_ids")
+	}
+	var cfg struct {
+		VocabSize int `json:"vocab_size"`
+	}
+	if err := json.Unmarshal([]byte(m.Meta["model_config"]), &cfg); err != nil || cfg.VocabSize < 1 {
+		return fmt.Errorf("bench: the artifact's model_config has no vocab_size")
+	}
+	accum := max(1, b.Accum)
+	rng := ir.NewRNG(1)
+	tokens := make([]int64, ids.Type.NumElements())
+	in := runtime.Inputs{Data: map[string][]int64{"input_ids": tokens}, Scalars: map[string]float64{"grad_scale": 1 / float64(accum)}}
+	if g.Input("loss_mask") != nil {
+		mask := make([]float32, len(tokens))
+		for i := range mask {
+			mask[i] = 1
+		}
+		in.Floats = map[string][]float32{"loss_mask": mask}
+	}
+	update := runtime.Inputs{Scalars: map[string]float64{"lr": 1e-4, "step": 1, "weight_decay": 0, "max_grad_norm": 1}}
+	var times []float64
+	for step := 0; step < b.Warmup+b.Steps; step++ {
+		t0 := time.Now()
+		for range accum {
+			for i := range tokens {
+				tokens[i] = int64(rng.Uint64n(uint64(cfg.VocabSize)))
+			}
+			if _, err := rt.Run("train_step", in); err != nil {
+				return err
+			}
+		}
+		update.Scalars["step"] = float64(step + 1)
+		if _, err := rt.Run("update", update); err != nil {
+			return err
+		}
+		if step >= b.Warmup {
+			times = append(times, time.Since(t0).Seconds())
+		}
+	}
+	if len(times) == 0 {
+		return fmt.Errorf("bench: no timed steps")
+	}
+	slices.Sort(times)
+	med := times[len(times)/2]
+	flops := float64(summary.FLOPs(g)) * float64(accum)
+	tps := float64(len(tokens)*accum) / med
+	tf := flops / med / 1e12
+	line := fmt.Sprintf("bench: %.4f s/update (median of %d), %.0f tokens/s, %.1f TFLOP/s (%.1f GFLOP per update), device memory %.2f GiB",
+		med, len(times), tps, tf, flops/1e9, float64(rt.DeviceBytes())/(1<<30))
+	if b.PeakTFLOPS > 0 {
+		line += fmt.Sprintf(", MFU %.1f%% of %.0f TFLOP/s", 100*tf/b.PeakTFLOPS, b.PeakTFLOPS)
+	}
+	fmt.Println(line)
 	return nil
 }
 
