@@ -12,9 +12,12 @@ import (
 // computes its elements one by one, Σ_k of fused multiply-adds of the
 // widened operands into an f32 accumulator in k order (as the CPU
 // micro-kernels' FMAs), then alpha·Σ (+ the old C with Accumulate), rounded
-// once to C's type. This is the plain SIMT variant: correct for every spec
-// and runnable in the PTX emulator; the tiled shared-memory and tensor-core
-// variants are to come.
+// once to C's type. This is the plain SIMT variant: correct for every spec,
+// runnable in the PTX emulator and, having no barriers, callable from any
+// control flow (a per-thread loop or condition); the block-cooperative
+// variants (gemm_tiled.go, gemm_mma.go) are faster but need uniform calls.
+// Options.GPUKernels "simt" takes it for every GEMM: the reference the
+// tiled variant is checked against, bit for bit.
 func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	s := spec
 	if s.Batch == 0 {

@@ -144,6 +144,13 @@ type Options struct {
 	// "cuda" for NVPTX kernels (see the CUDA ABI in ptx.go). The module
 	// and target machine must be the device's.
 	Device string
+	// GPUKernels picks the cuda device's matrix products (see gemmGPU):
+	// "" or "portable", the tiled shared-memory SIMT GEMM (any launch, and
+	// the PTX emulator runs it); "tensorcore", mma.sync tensor-core GEMMs
+	// (sm_80 and later) for products of two bf16 operands, the rest
+	// portable; "simt", the plain one-element-per-thread loop (the
+	// reference the others are checked against).
+	GPUKernels string
 }
 
 // Emitter adds kernels to one LLVM module for one target machine. Kernels

@@ -28,7 +28,10 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	h := sha256.Sum256([]byte(key))
 	spec.Name = fmt.Sprintf("slc_gemm_%dx%dx%d_%s", spec.M, spec.N, spec.K, hex.EncodeToString(h[:4]))
 	if e.gpu() {
-		k, f, err := e.simtGEMM(spec)
+		// Every caller of gemm calls the GEMM uniformly (all threads of the
+		// launch, the same operands), so the block-cooperative variants are
+		// safe here; see "GPU matrix products" in gemm_tiled.go.
+		k, f, err := e.gemmGPU(spec)
 		if err == nil {
 			e.gemms[key] = k
 		}

@@ -1,0 +1,277 @@
+package lower
+
+import (
+	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// # The tensor-core GEMM
+//
+// mmaGEMM computes a GEMM of two bf16 operands (f32 accumulation, C f32 or
+// bf16) with the warp-level mma.sync.aligned.m16n8k16.row.col.f32.bf16.
+// bf16.f32 (LLVM's llvm.nvvm.mma.m16n8k16.row.col.bf16, sm_80 and later):
+// D[16×8] = A[16×16]·B[16×8] + C[16×8] per instruction and warp.
+//
+// Blocks take 64×64 tiles of C round-robin (as tiledGEMM). For each tile,
+// the 8 warp units of 16 rows × 32 columns (four m16n8 tiles side by side)
+// go to the block's warps: unit u = warp + round·(ntid/32), rounds while
+// some unit is left; each warp keeps its unit's four 16×8 f32 accumulators
+// (4 registers each per thread). Per k-tile of mmaK (32, two mma k-steps)
+// the block loads, with bar.sync before and after, the A tile as
+// sa[m][k] (row-major, 64 rows of mmaK bf16, row stride mmaStride) and the
+// B tile as sb[n][k] (B's columns, i.e. B column-major, the "col" of
+// .row.col), bf16 bits as they are, zero outside A and B — zero-padding in
+// k makes the partial last k-tile exact (0·0 adds +0 to the sums, which
+// are never −0) — and every active warp runs its mma steps from them.
+//
+// The row stride mmaStride = mmaK + 8 halves (20 words) puts the eight
+// rows a warp's fragment loads touch at word offsets 20·g mod 32 = 0, 20,
+// 8, 28, 16, 4, 24, 12: with the 4 words of a row (t below) all 32 banks
+// once, no conflicts.
+//
+// ## Register fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with
+// floating point type", the .bf16 figures for A and B, the .f32 one for C/D)
+//
+//	groupID g = laneid >> 2, threadID_in_group t = laneid % 4
+//
+// A (16×16, row), four .b32 registers holding a0..a7, two bf16 each, the
+// lower-numbered element in the low half:
+//
+//	row(ai) = g      for i in {0, 1, 4, 5},   g + 8 for i in {2, 3, 6, 7}
+//	col(ai) = 2t + (i & 1) for i < 4,         2t + (i & 1) + 8 for i ≥ 4
+//
+// so register 0 = (a0, a1) = A[g][2t, 2t+1], register 1 = (a2, a3) =
+// A[g+8][2t, 2t+1], register 2 = (a4, a5) = A[g][2t+8, 2t+9], register 3 =
+// (a6, a7) = A[g+8][2t+8, 2t+9]: each a pair of adjacent bf16 in a row of
+// sa, one aligned 32-bit load (sa's rows are an even number of halves and
+// 2t is even), and little-endian memory puts the lower column in the low
+// half, as the fragment wants.
+//
+// B (16×8, col), two .b32 registers holding b0..b3:
+//
+//	row(bi) = 2t + (i & 1) for i < 2,         2t + (i & 1) + 8 for i ≥ 2
+//	col(bi) = g
+//
+// so register 0 = (b0, b1) = B[2t, 2t+1][g] and register 1 = (b2, b3) =
+// B[2t+8, 2t+9][g]: adjacent in k, which sb (B's columns as rows) stores
+// adjacently — again one 32-bit load each.
+//
+// C and D (16×8 f32), four .f32 registers c0..c3:
+//
+//	row(ci) = g for i in {0, 1},  g + 8 for i in {2, 3}
+//	col(ci) = 2t + (i & 1)
+//
+// which is where the epilogue stores d0..d3 (each guarded by M and N).
+//
+// The ordering of each element's sum is the tensor core's, not simtGEMM's k
+// order, so results differ from the SIMT variants in the last bits of f32.
+// Neither the PTX emulator nor a machine without an sm_80+ GPU runs mma:
+// the tests check that LLVM accepts and emits it; scripts/gpu-check.sh
+// runs it.
+
+const (
+	mmaM, mmaN, mmaK = 64, 64, 32
+	mmaStride        = mmaK + 8 // halves per row of the staged tiles
+	// mmaUnits is the number of 16×32 warp units of a 64×64 tile.
+	mmaUnits = (mmaM / 16) * (mmaN / 32)
+)
+
+// mmaGEMM defines the tensor-core GEMM for spec (ElemA and ElemB bf16; the
+// rule of gemm_tiled.go holds: every thread of the launch calls it). A
+// block whose size is not a multiple of 32 threads (no whole warps for
+// mma.sync) runs the tiled SIMT GEMM instead, which the function calls.
+func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+	s := spec
+	if s.Batch == 0 {
+		s.Batch = 1
+	}
+	fallbackSpec := s
+	fallbackSpec.Name = s.Name + "_tiled"
+	_, fallback, err := e.tiledGEMM(fallbackSpec)
+	if err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	f, err := e.gpuGEMMFunction(s.Name)
+	if err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	k := &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
+	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
+	k.entry = f.AppendBasicBlock("entry")
+	body := f.AppendBasicBlock("body")
+	e.ab.SetInsertPointAtEnd(k.entry)
+	e.b.SetInsertPointAtEnd(body)
+	fm := e.b.FastMath()
+	e.b.SetFastMath(llvm.FastMathNone)
+	defer e.b.SetFastMath(fm)
+	b, f32, i16, i32 := e.b, e.f32, e.i16, e.i32
+	tc := e.gemmElem(s.ElemC)
+	M, N, K := int64(s.M), int64(s.N), int64(s.K)
+	sa := e.sharedArray("slc_gemm_mma_a", i16, mmaM*mmaStride) // [mmaM][mmaStride] of A's rows
+	sb := e.sharedArray("slc_gemm_mma_b", i16, mmaN*mmaStride) // [mmaN][mmaStride] of B's columns
+	mma, err := e.intrinsic("llvm.nvvm.mma.m16n8k16.row.col.bf16")
+	if err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	hw, err := k.blockRegs()
+	if err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.c64(n), "") }
+
+	// Blocks of partial warps: the tiled SIMT GEMM (a uniform branch).
+	odd := b.ICmp(llvm.IntNE, b.And(hw.nt, k.c64(31), ""), k.c64(0), "")
+	k.when(odd, func() {
+		b.Call(fallback, []llvm.Value{f.Param(0), f.Param(1), f.Param(2), f.Param(3), f.Param(4), f.Param(5)}, "")
+		b.RetVoid()
+		b.SetInsertPointAtEnd(f.AppendBasicBlock("dead")) // for when's branch to its join
+	})
+
+	warps := b.LShr(hw.nt, k.c64(5), "warps")
+	warp := b.LShr(hw.tx, k.c64(5), "warp")
+	lane := b.And(hw.tx, k.c64(31), "lane")
+	g, t := b.LShr(lane, k.c64(2), "g"), b.And(lane, k.c64(3), "t")
+	rounds := b.UDiv(k.add(k.c64(mmaUnits-1), warps), warps, "rounds")
+	tilesM, tilesN := (M+mmaM-1)/mmaM, (N+mmaN-1)/mmaN
+	total := int64(s.Batch) * tilesM * tilesN
+	zero := llvm.ConstFloat(f32, 0)
+	var acc [4][4]llvm.Value // [n8 tile j][c0..c3]
+	for j := range acc {
+		for i := range acc[j] {
+			acc[j][i] = k.variable(f32, zero)
+		}
+	}
+	zero16 := llvm.ConstInt(i16, 0)
+	// bits loads the bf16 bits of element idx of p (no widening).
+	bits := func(p, idx llvm.Value) llvm.Value {
+		v := b.Load(i16, k.at(i16, p, idx), "")
+		v.SetAlignment(2)
+		return v
+	}
+	// word loads the 32-bit word at half index h (even) of a staged tile.
+	word := func(p, h llvm.Value) llvm.Value {
+		v := b.Load(i32, k.at(i32, p, b.LShr(h, k.c64(1), "")), "")
+		v.SetAlignment(4)
+		return v
+	}
+	var ferr error
+	k.loopStep(hw.bx, k.c64(total), hw.nb, func(tile llvm.Value) {
+		item := k.divc(tile, tilesM*tilesN)
+		rest := k.remc(tile, tilesM*tilesN)
+		m0 := k.mulc(k.divc(rest, tilesN), mmaM)
+		n0 := k.mulc(k.remc(rest, tilesN), mmaN)
+		aBase := k.mul(item, k.c64(s.StrideA))
+		bBase := k.mul(item, k.c64(s.StrideB))
+		cBase := k.mul(item, k.c64(s.StrideC))
+		k.loop(k.c64(0), rounds, func(round llvm.Value) {
+			u := k.add(warp, k.mul(round, warps))
+			active := lt(u, mmaUnits) // the same for the 32 lanes of a warp
+			mb := k.mulc(k.divc(u, mmaN/32), 16)
+			nb := k.mulc(k.remc(u, mmaN/32), 32)
+			for j := range acc {
+				for i := range acc[j] {
+					k.store(zero, f32, acc[j][i])
+				}
+			}
+			k.loopN((K+mmaK-1)/mmaK, func(kt llvm.Value) {
+				k0 := k.mulc(kt, mmaK)
+				if err := k.barrier(); err != nil {
+					ferr = err
+				}
+				// sa[mm][kk] = A[m0+mm, k0+kk] (0 outside A).
+				k.loopStep(hw.tx, k.c64(mmaM*mmaK), hw.nt, func(el llvm.Value) {
+					var mm, kk, idx llvm.Value
+					if s.TransA {
+						kk, mm = k.divc(el, mmaM), k.remc(el, mmaM)
+					} else {
+						mm, kk = k.divc(el, mmaK), k.remc(el, mmaK)
+					}
+					gm, gk := k.add(m0, mm), k.add(k0, kk)
+					in := b.And(lt(gm, M), lt(gk, K), "")
+					if s.TransA {
+						idx = k.add(k.mulc(gk, M), gm)
+					} else {
+						idx = k.add(k.mulc(gm, K), gk)
+					}
+					v := bits(k.p[1], b.Select(in, k.add(aBase, idx), aBase, ""))
+					st := b.Store(b.Select(in, v, zero16, ""), k.at(i16, sa, k.add(k.mulc(mm, mmaStride), kk)))
+					st.SetAlignment(2)
+				})
+				// sb[nn][kk] = B[k0+kk, n0+nn] (0 outside B).
+				k.loopStep(hw.tx, k.c64(mmaK*mmaN), hw.nt, func(el llvm.Value) {
+					var nn, kk, idx llvm.Value
+					if s.TransB {
+						nn, kk = k.divc(el, mmaK), k.remc(el, mmaK)
+					} else {
+						kk, nn = k.divc(el, mmaN), k.remc(el, mmaN)
+					}
+					gn, gk := k.add(n0, nn), k.add(k0, kk)
+					in := b.And(lt(gn, N), lt(gk, K), "")
+					if s.TransB {
+						idx = k.add(k.mulc(gn, K), gk)
+					} else {
+						idx = k.add(k.mulc(gk, N), gn)
+					}
+					v := bits(k.p[2], b.Select(in, k.add(bBase, idx), bBase, ""))
+					st := b.Store(b.Select(in, v, zero16, ""), k.at(i16, sb, k.add(k.mulc(nn, mmaStride), kk)))
+					st.SetAlignment(2)
+				})
+				if err := k.barrier(); err != nil {
+					ferr = err
+				}
+				k.when(active, func() {
+					for ks := int64(0); ks < mmaK; ks += 16 {
+						step := func() {
+							rowA := k.add(mb, g)             // fragment rows g and g+8 of the unit's 16
+							colA := k.addc(k.mulc(t, 2), ks) // 2t, within the k-step ks
+							ha := func(row llvm.Value, dc int64) llvm.Value {
+								return k.add(k.mulc(row, mmaStride), k.addc(colA, dc))
+							}
+							a0 := word(sa, ha(rowA, 0))            // a0, a1: A[g][2t, 2t+1]
+							a1 := word(sa, ha(k.addc(rowA, 8), 0)) // a2, a3: A[g+8][2t, 2t+1]
+							a2 := word(sa, ha(rowA, 8))            // a4, a5: A[g][2t+8, 2t+9]
+							a3 := word(sa, ha(k.addc(rowA, 8), 8)) // a6, a7: A[g+8][2t+8, 2t+9]
+							for j := range acc {
+								col := k.add(k.addc(nb, int64(8*j)), g)                        // B's column g of the j-th n8 tile
+								b0 := word(sb, k.add(k.mulc(col, mmaStride), colA))            // b0, b1: B[2t, 2t+1][g]
+								b1 := word(sb, k.add(k.mulc(col, mmaStride), k.addc(colA, 8))) // b2, b3: B[2t+8, 2t+9][g]
+								args := []llvm.Value{a0, a1, a2, a3, b0, b1}
+								for i := range acc[j] {
+									args = append(args, k.load(f32, acc[j][i]))
+								}
+								d := b.Call(mma, args, "")
+								for i := range acc[j] {
+									k.store(b.ExtractValue(d, i, ""), f32, acc[j][i])
+								}
+							}
+						}
+						if ks == 0 {
+							step()
+						} else {
+							// The k-step is all padding when K ends before it.
+							k.when(b.ICmp(llvm.IntSLT, k.addc(k0, ks), k.c64(K), ""), step)
+						}
+					}
+				})
+			})
+			k.when(active, func() {
+				for j := range acc {
+					for i := range acc[j] {
+						row := k.add(m0, k.addc(k.add(mb, g), int64(8*(i/2))))            // c0, c1: row g; c2, c3: g+8
+						col := k.add(n0, k.addc(k.add(nb, k.mulc(t, 2)), int64(8*j+i%2))) // 2t + (i & 1)
+						k.when(b.And(lt(row, M), lt(col, N), ""), func() {
+							cAt := k.add(cBase, k.add(k.mulc(row, N), col))
+							k.gemmStore(s, tc, cAt, k.load(f32, acc[j][i]))
+						})
+					}
+				}
+			})
+		})
+	})
+	if ferr != nil {
+		return cpu.Kernel{}, llvm.Function{}, ferr
+	}
+	e.b.RetVoid()
+	e.ab.Br(body)
+	return cpu.Kernel{GEMM: s}, f, nil
+}

@@ -1,0 +1,369 @@
+package lower
+
+import (
+	"fmt"
+
+	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/llvm"
+)
+
+// # GPU matrix products
+//
+// On the cuda device a GEMM spec becomes one of three functions, all with
+// the ABI of codegen/cpu's GEMMs, void f(c, a, b, scratch, tid, nthreads),
+// so that a kernel calls each as it calls a CPU GEMM (callGEMM):
+//
+//   - simtGEMM (gemm_simt.go): every thread computes its contiguous share
+//     of C's elements one by one. Runs anywhere, from any control flow.
+//   - tiledGEMM (here): the blocks of the grid take 64×64 tiles of C and
+//     each block's threads stage k-tiles of A and B in shared memory and
+//     keep 4×4 micro-tiles of C in registers. The default.
+//   - mmaGEMM (gemm_mma.go): tensor cores (mma.sync m16n8k16 bf16) for
+//     products of two bf16 operands, Options.GPUKernels "tensorcore".
+//
+// All three sum each element of C the same way as the CPU micro-kernels:
+// Σ_k fma(a, b, acc) into an f32 accumulator starting at +0 in k order,
+// then alpha·Σ (+ the old C with Accumulate), rounded once to C's type —
+// so simtGEMM and tiledGEMM give bit-identical results for every launch
+// (mmaGEMM's tensor cores sum in their own order).
+//
+// The rule for the block-cooperative variants (tiledGEMM, mmaGEMM): they
+// synchronize the threads of a block (bar.sync, llvm.nvvm.barrier0) and
+// number the work by the hardware's own registers (tid.x, ntid.x, ctaid.x,
+// nctaid.x), not by their tid and nthreads arguments. So a kernel may call
+// one only where EVERY thread of EVERY block of the launch reaches the
+// call, the same number of times, with the same operands: directly in the
+// kernel body (which the CUDA ABI runs on every thread of the launch), or
+// in a loop whose trip count and operands do not depend on the thread
+// (matMul's loop over broadcast batch items). A call under a condition or
+// in a loop that depends on tid — a per-thread share, a per-row loop —
+// would deadlock or race: such a call site must take simtGEMM.
+// Every call site in matmul.go is uniform (checked when this was written:
+// MatMul, its batch loop, Linear and every GEMM of LowRankSparseAdd), so
+// gemm gives them the block-cooperative variants.
+
+// Tile geometry of tiledGEMM: a block computes tileM×tileN of C at a time
+// from k-tiles of tileK; a thread keeps microM×microN of it in registers,
+// rows ty + 16·r and columns tx + 16·c of the tile for the micro-tile
+// (ty, tx) (strided, so that the threads of a warp read consecutive
+// columns of the B tile and write consecutive elements of C).
+const (
+	tileM, tileN, tileK = 64, 64, 16
+	microM, microN      = 4, 4
+	// tileThreads is the number of micro-tiles of a tile: a block of
+	// tileThreads threads computes a tile in one round; a smaller block
+	// takes ⌈tileThreads/ntid⌉ rounds (each reloading the k-tiles), a larger
+	// one leaves threads idle in the compute (they still load).
+	tileThreads = (tileM / microM) * (tileN / microN)
+)
+
+// gemmGPU is the cuda device's GEMM for spec, the variant
+// Options.GPUKernels picks (see the rule above: gemm's callers are uniform).
+func (e *Emitter) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+	switch e.opt.GPUKernels {
+	case "simt":
+		return e.simtGEMM(spec)
+	case "", "portable":
+		return e.tiledGEMM(spec)
+	case "tensorcore":
+		if spec.ElemA == cpu.BF16 && spec.ElemB == cpu.BF16 {
+			return e.mmaGEMM(spec)
+		}
+		return e.tiledGEMM(spec)
+	}
+	return cpu.Kernel{}, llvm.Function{}, fmt.Errorf("GPU kernels %q: want portable, tensorcore or simt", e.opt.GPUKernels)
+}
+
+// GEMMKernel defines kernel name(a, b, c) computing the GEMM spec alone
+// (codegen/cpu's semantics: C = alpha·op(A)·op(B), + C with Accumulate),
+// with the GEMM the options select for the device, and returns how to call
+// it (inputs a, b; output c). It is what benchmarks and the GPU GEMM tests
+// run, outside any graph.
+func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
+	kern, f, err := e.gemm(spec)
+	if err != nil {
+		return nil, err
+	}
+	ro, rw := param{readonly: true, alias: -1}, param{alias: -1}
+	err = e.kernel(name, []param{ro, ro, rw}, func(k *kfn) error {
+		k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	args := []Arg{{ArgInput, 0}, {ArgInput, 1}, {ArgOutput, 0}}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: args}}, ScratchBytes: kern.ScratchBytes}, nil
+}
+
+// gpuGEMMFunction adds the function of a block-cooperative GEMM: internal,
+// nounwind and convergent (it calls barriers), and — unlike stamp's kernel
+// functions — not nosync.
+func (e *Emitter) gpuGEMMFunction(name string) (llvm.Function, error) {
+	ptr, i64 := e.ptr, e.i64
+	f := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
+	f.SetLinkage(llvm.InternalLinkage)
+	for _, a := range []string{"nounwind", "convergent"} {
+		if err := f.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
+			return llvm.Function{}, err
+		}
+	}
+	return f, nil
+}
+
+// sharedArray is the module's shared-memory array name of n elements of
+// type t (addrspace(3), 16-byte aligned), defined on first use. The GEMMs
+// of a module share their staging arrays: a kernel runs one GEMM at a time.
+func (e *Emitter) sharedArray(name string, t llvm.Type, n int) llvm.Value {
+	if g, ok := e.mod.NamedGlobal(name); ok {
+		return g
+	}
+	return e.mod.AddGlobalArray(name, t, n, 3, 16)
+}
+
+// sreg reads PTX special register r (tid.x, ntid.x, ctaid.x, nctaid.x,
+// laneid) as an i64.
+func (k *kfn) sreg(r string) (llvm.Value, error) {
+	f, err := k.e.intrinsic("llvm.nvvm.read.ptx.sreg." + r)
+	if err != nil {
+		return llvm.Value{}, err
+	}
+	return k.b.ZExt(k.b.Call(f, nil, ""), k.e.i64, ""), nil
+}
+
+// barrier is bar.sync 0: every thread of the block waits for the others
+// (and their shared-memory writes).
+func (k *kfn) barrier() error {
+	f, err := k.e.intrinsic("llvm.nvvm.barrier0")
+	if err != nil {
+		return err
+	}
+	k.b.Call(f, nil, "")
+	return nil
+}
+
+// loopStep emits `for i := lo; i < hi; i += step { body(i) }` over i64
+// (step > 0).
+func (k *kfn) loopStep(lo, hi, step llvm.Value, body func(i llvm.Value)) {
+	b := k.b
+	pre := b.InsertBlock()
+	head := k.f.AppendBasicBlock("loop")
+	in := k.f.AppendBasicBlock("body")
+	exit := k.f.AppendBasicBlock("exit")
+	b.Br(head)
+	b.SetInsertPointAtEnd(head)
+	i := b.Phi(k.e.i64, "i")
+	b.CondBr(b.ICmp(llvm.IntSLT, i, hi, ""), in, exit)
+	b.SetInsertPointAtEnd(in)
+	body(i)
+	next := k.add(i, step)
+	latch := b.InsertBlock()
+	b.Br(head)
+	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
+	b.SetInsertPointAtEnd(exit)
+}
+
+// blockRegs are the hardware numbering a block-cooperative GEMM works by.
+type blockRegs struct{ tx, nt, bx, nb llvm.Value }
+
+func (k *kfn) blockRegs() (blockRegs, error) {
+	var r blockRegs
+	for _, x := range []struct {
+		name string
+		v    *llvm.Value
+	}{{"tid.x", &r.tx}, {"ntid.x", &r.nt}, {"ctaid.x", &r.bx}, {"nctaid.x", &r.nb}} {
+		v, err := k.sreg(x.name)
+		if err != nil {
+			return r, err
+		}
+		*x.v = v
+	}
+	return r, nil
+}
+
+// gemmStore finishes element cAt of C (index in C's buffer k.p[0]) from its
+// f32 sum v: alpha·v, plus the old C with Accumulate, rounded once to tc —
+// simtGEMM's epilogue.
+func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
+	if s.Alpha != 1 {
+		v = k.b.FMul(v, llvm.ConstFloat(k.e.f32, float64(s.Alpha)), "")
+	}
+	if s.Accumulate {
+		v = k.b.FAdd(k.loadAt(tc, k.p[0], cAt), v, "")
+	}
+	k.storeAt(v, tc, k.p[0], cAt)
+}
+
+// gemmElem is the LLVM storage type of a GEMM element type.
+func (e *Emitter) gemmElem(el cpu.Elem) llvm.Type {
+	if el == cpu.BF16 {
+		return e.bf16
+	}
+	return e.f32
+}
+
+// tiledGEMM defines the tiled shared-memory SIMT GEMM for spec (see the
+// rule at the top of this file: every thread of the launch must call it).
+//
+// The output tiles (tileM×tileN of C, batch items included, numbered item
+// by item, row of tiles by row) go to the blocks round-robin: block ctaid.x
+// takes tiles ctaid.x, ctaid.x + nctaid.x, … For a tile, in rounds of ntid
+// micro-tiles (micro-tile u = tid.x + round·ntid, active while u <
+// tileThreads), each thread zeroes its microM×microN f32 accumulators, and
+// for every k-tile of tileK the block
+//
+//	bar.sync; loads the A tile (tileM×tileK) and the B tile (tileK×tileN)
+//	into shared memory, widened to f32, zero outside A and B, element e
+//	of a tile by thread e mod ntid (consecutive threads take consecutive
+//	elements of the operand's rows, so loads coalesce whatever the
+//	transposes); bar.sync; each active thread then runs the k-tile's
+//	min(tileK, K − k0) steps, fma(a, b, acc) per output, in k order.
+//
+// Then each active thread finishes its outputs inside C (gemmStore). Every
+// loop bound and condition around a barrier is the same for all threads of
+// a block, so any block size and any grid work.
+func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+	s := spec
+	if s.Batch == 0 {
+		s.Batch = 1
+	}
+	f, err := e.gpuGEMMFunction(s.Name)
+	if err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	k := &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
+	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
+	k.entry = f.AppendBasicBlock("entry")
+	body := f.AppendBasicBlock("body")
+	e.ab.SetInsertPointAtEnd(k.entry)
+	e.b.SetInsertPointAtEnd(body)
+	fm := e.b.FastMath()
+	e.b.SetFastMath(llvm.FastMathNone) // one rounding per product and sum, in k order
+	defer e.b.SetFastMath(fm)
+	b, f32 := e.b, e.f32
+	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
+	M, N, K := int64(s.M), int64(s.N), int64(s.K)
+	as := e.sharedArray("slc_gemm_tile_a", f32, tileK*tileM) // [tileK][tileM]
+	bs := e.sharedArray("slc_gemm_tile_b", f32, tileK*tileN) // [tileK][tileN]
+	hw, err := k.blockRegs()
+	if err != nil {
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
+	tilesM, tilesN := (M+tileM-1)/tileM, (N+tileN-1)/tileN
+	total := int64(s.Batch) * tilesM * tilesN
+	rounds := b.UDiv(k.add(k.c64(tileThreads-1), hw.nt), hw.nt, "rounds")
+	zero := llvm.ConstFloat(f32, 0)
+	var acc [microM][microN]llvm.Value
+	for r := range acc {
+		for c := range acc[r] {
+			acc[r][c] = k.variable(f32, zero)
+		}
+	}
+	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.c64(n), "") }
+	var ferr error
+	k.loopStep(hw.bx, k.c64(total), hw.nb, func(tile llvm.Value) {
+		item := k.divc(tile, tilesM*tilesN)
+		rest := k.remc(tile, tilesM*tilesN)
+		m0 := k.mulc(k.divc(rest, tilesN), tileM)
+		n0 := k.mulc(k.remc(rest, tilesN), tileN)
+		aBase := k.mul(item, k.c64(s.StrideA))
+		bBase := k.mul(item, k.c64(s.StrideB))
+		cBase := k.mul(item, k.c64(s.StrideC))
+		k.loop(k.c64(0), rounds, func(round llvm.Value) {
+			u := k.add(hw.tx, k.mul(round, hw.nt))
+			active := lt(u, tileThreads)
+			ty, tx := k.divc(u, tileN/microN), k.remc(u, tileN/microN)
+			for r := range acc {
+				for c := range acc[r] {
+					k.store(zero, f32, acc[r][c])
+				}
+			}
+			k.loopN((K+tileK-1)/tileK, func(kt llvm.Value) {
+				k0 := k.mulc(kt, tileK)
+				if err := k.barrier(); err != nil { // the last k-tile's readers are done
+					ferr = err
+				}
+				// The A tile: as[kk][mm] = A[m0+mm, k0+kk] (0 outside A).
+				k.loopStep(hw.tx, k.c64(tileM*tileK), hw.nt, func(el llvm.Value) {
+					var mm, kk, idx llvm.Value
+					if s.TransA { // A stored [K, M]: rows of M
+						kk, mm = k.divc(el, tileM), k.remc(el, tileM)
+					} else {
+						mm, kk = k.divc(el, tileK), k.remc(el, tileK)
+					}
+					gm, gk := k.add(m0, mm), k.add(k0, kk)
+					in := b.And(lt(gm, M), lt(gk, K), "")
+					if s.TransA {
+						idx = k.add(k.mulc(gk, M), gm)
+					} else {
+						idx = k.add(k.mulc(gm, K), gk)
+					}
+					v := k.loadAt(ta, k.p[1], b.Select(in, k.add(aBase, idx), aBase, ""))
+					k.storeAt(b.Select(in, v, zero, ""), f32, as, k.add(k.mulc(kk, tileM), mm))
+				})
+				// The B tile: bs[kk][nn] = B[k0+kk, n0+nn] (0 outside B).
+				k.loopStep(hw.tx, k.c64(tileK*tileN), hw.nt, func(el llvm.Value) {
+					var nn, kk, idx llvm.Value
+					if s.TransB { // B stored [N, K]: rows of K
+						nn, kk = k.divc(el, tileK), k.remc(el, tileK)
+					} else {
+						kk, nn = k.divc(el, tileN), k.remc(el, tileN)
+					}
+					gn, gk := k.add(n0, nn), k.add(k0, kk)
+					in := b.And(lt(gn, N), lt(gk, K), "")
+					if s.TransB {
+						idx = k.add(k.mulc(gn, K), gk)
+					} else {
+						idx = k.add(k.mulc(gk, N), gn)
+					}
+					v := k.loadAt(tb, k.p[2], b.Select(in, k.add(bBase, idx), bBase, ""))
+					k.storeAt(b.Select(in, v, zero, ""), f32, bs, k.add(k.mulc(kk, tileN), nn))
+				})
+				if err := k.barrier(); err != nil { // the tiles are in
+					ferr = err
+				}
+				k.when(active, func() {
+					steps := k.min(k.c64(tileK), k.sub(k.c64(K), k0))
+					k.loop(k.c64(0), steps, func(kk llvm.Value) {
+						var av [microM]llvm.Value
+						var bv [microN]llvm.Value
+						for r := range av {
+							av[r] = k.loadAt(f32, as, k.add(k.mulc(kk, tileM), k.addc(ty, int64(r*tileM/microM))))
+						}
+						for c := range bv {
+							bv[c] = k.loadAt(f32, bs, k.add(k.mulc(kk, tileN), k.addc(tx, int64(c*tileN/microN))))
+						}
+						for r := range acc {
+							for c := range acc[r] {
+								sum, err := k.callIntrinsic("llvm.fma", f32, av[r], bv[c], k.load(f32, acc[r][c]))
+								if err != nil {
+									ferr = err
+									return
+								}
+								k.store(sum, f32, acc[r][c])
+							}
+						}
+					})
+				})
+			})
+			k.when(active, func() {
+				for r := range acc {
+					for c := range acc[r] {
+						i := k.add(m0, k.addc(ty, int64(r*tileM/microM)))
+						j := k.add(n0, k.addc(tx, int64(c*tileN/microN)))
+						k.when(b.And(lt(i, M), lt(j, N), ""), func() {
+							cAt := k.add(cBase, k.add(k.mulc(i, N), j))
+							k.gemmStore(s, tc, cAt, k.load(f32, acc[r][c]))
+						})
+					}
+				}
+			})
+		})
+	})
+	if ferr != nil {
+		return cpu.Kernel{}, llvm.Function{}, ferr
+	}
+	e.b.RetVoid()
+	e.ab.Br(body)
+	return cpu.Kernel{GEMM: s}, f, nil
+}
