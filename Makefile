@@ -46,9 +46,7 @@ ablation: setup
 	GO=$(GO) SEEDS="$(SEEDS)" bash scripts/ablation.sh
 
 # The cuda device check, prepared on any machine (no GPU): bin/ptxrun and
-# gpucheck/ (the tiny LLaMA's programs as PTX artifacts with their inputs).
-# Carry both to a GPU machine and run scripts/gpu-check.sh there.
+# gpucheck/ (scripts/gpu-check-prepare.sh says what is in it). Carry both to a
+# GPU machine and run scripts/gpu-check.sh there.
 gpu-check-prepare: setup
-	$(GO) build -o bin/ptxrun ./internal/ptxemu/ptxrun
-	rm -rf gpucheck
-	SLC_CUDA_PREPARE=$(CURDIR)/gpucheck $(GO) test ./e2e -run TestCUDAProgramsInEmulator -count=1
+	GO=$(GO) bash scripts/gpu-check-prepare.sh

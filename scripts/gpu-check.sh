@@ -5,16 +5,20 @@
 #
 #   bash scripts/gpu-check.sh [OUT_DIR]     # writes OUT_DIR/report.txt ($OUT, else gpucheck-report)
 #
-# It runs every kernel of the tiny LLaMA's train_step, update and eval (full-rank
-# and SLTrain, f32, bf16-mixed and bf16: the cases of e2e's
-# TestCUDAProgramsInEmulator) on the GPU through the CUDA driver — the whole PTX
-# module JIT-compiled by cuModuleLoadData, one launch per step of 132 blocks × 256
-# threads — and judges every program against the reference interpreter started
-# from the state the GPU had before it (ptxrun's check). Then PyTorch's reference
-# of the seed's SLTrain model on the same GPU (tools/torchref/bench.py --device
-# cuda), the baseline of later slc GPU figures. What it cannot do yet: slc has no
-# CUDA runtime, so there is no `slc train --device cuda` and no slc GPU speed to
-# report. Exit status: 0 when every check passed.
+# 1. Every kernel of the tiny LLaMA's train_step, update and eval (full-rank and
+#    SLTrain, f32, bf16-mixed and bf16) on the GPU through slc's runtime (the
+#    whole PTX module JIT-compiled by cuModuleLoadData, state resident on the
+#    device, one launch per step), each program judged against the reference
+#    interpreter from the state the GPU had before it (ptxrun's check).
+# 2. The tiny train step (2 updates × 2 micro-batches, clipping, weight decay)
+#    on the GPU against the CPU runtime's results computed at prepare time
+#    (within 1e-5).
+# 3. slc's speed: timed updates of llama_20m / llama_60m SLTrain (tokens/s, MFU
+#    against 989 TFLOP/s dense bf16, device memory held), then PyTorch's
+#    reference of the seed's SLTrain model on the same GPU (tools/torchref/bench.py
+#    --device cuda, with torch.cuda.max_memory_allocated) at the same shapes.
+# 4. transformers' LlamaForCausalLM.from_pretrained of an slc export.
+# Budget: about 8 minutes on an H100/H200. Exit status 0 when every check passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpucheck-report}}
@@ -28,25 +32,52 @@ if [ ! -x bin/ptxrun ] || ! ls gpucheck/*/session.json >/dev/null 2>&1; then
 	echo "gpu-check: bin/ptxrun or gpucheck/ missing: run make gpu-check-prepare first"
 	exit 2
 fi
+run() { # name timeout session
+	echo "== $1"
+	if timeout "$2" bin/ptxrun "$3" >"$out/$1.log" 2>&1; then
+		grep -v '^==Ocelot==' "$out/$1.log" | tail -n 8
+	else
+		local rc=$?
+		status=1
+		echo "FAILED (exit $rc):"
+		tail -n 20 "$out/$1.log"
+	fi
+}
 for s in gpucheck/*/session.json; do
 	name=$(basename "$(dirname "$s")")
-	echo "== kernels vs the interpreter: $name"
-	if timeout 300 bin/ptxrun "$s" >"$out/$name.log" 2>&1; then
-		tail -n 8 "$out/$name.log"
-	else
-		status=1
-		echo "FAILED:"
-		tail -n 20 "$out/$name.log"
-	fi
+	case $name in
+	bench-*) ;;
+	train-*) run "train step vs the CPU runtime: $name" 120 "$s" ;;
+	*) run "kernels vs the interpreter: $name" 120 "$s" ;;
+	esac
 done
 py=python3
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null && py=/usr/bin/python3
-for dt in float32 bfloat16; do
-	for cfg in llama_20m llama_60m; do
-		echo "== PyTorch reference on the GPU: $cfg SLTrain r 128, batch 64 x 256, $dt"
-		timeout 240 "$py" tools/torchref/bench.py --config "testdata/configs/$cfg.json" --device cuda --dtype "$dt" \
-			--peft sltrain --rank 128 --sp-ratio 0.03 --lora-alpha 32 --batch-size 64 --max-length 256 \
-			--steps 10 --warmup 3 2>&1 | tail -n 1 || echo "bench.py failed"
-	done
+for s in gpucheck/bench-*/session.json; do
+	name=$(basename "$(dirname "$s")") # bench-<model>-<dtype>-b<batch>
+	IFS=- read -r _ model dtype batch <<<"${name/bf16-mixed/bf16mixed}"
+	dtype=${dtype/bf16mixed/bf16-mixed}
+	batch=${batch#b}
+	run "slc on the GPU: $model SLTrain r 128, batch $batch x 256, $dtype" 150 "$s"
+	tdt=$dtype
+	case $dtype in f32) tdt=float32 ;; bf16) tdt=bfloat16 ;; esac
+	echo "== PyTorch reference on the GPU: $model SLTrain r 128, batch $batch x 256, $tdt"
+	timeout 150 "$py" tools/torchref/bench.py --config "testdata/configs/$model.json" --device cuda --dtype "$tdt" \
+		--peft sltrain --rank 128 --sp-ratio 0.03 --lora-alpha 32 --batch-size "$batch" --max-length 256 \
+		--steps 5 --warmup 2 2>&1 | tail -n 1 || echo "bench.py failed"
 done
+echo "== transformers: LlamaForCausalLM.from_pretrained(gpucheck/export-hf)"
+if ! timeout 120 "$py" - <<'PY'
+import json, torch, transformers
+m = transformers.LlamaForCausalLM.from_pretrained("gpucheck/export-hf", torch_dtype=torch.float32).cuda().eval()
+ids = torch.arange(32, device="cuda").remainder(m.config.vocab_size)[None]
+with torch.no_grad():
+    out = m(ids, labels=ids)
+assert torch.isfinite(out.logits).all()
+print(json.dumps({"transformers": transformers.__version__, "params": sum(p.numel() for p in m.parameters()), "loss": out.loss.item()}))
+PY
+then
+	status=1
+	echo "FAILED"
+fi
 exit $status

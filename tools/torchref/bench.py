@@ -174,6 +174,9 @@ def main(argv=None):
         "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
         "blas": blas_info(),
     }
+    if args.device == "cuda":
+        out["max_memory_allocated"] = torch.cuda.max_memory_allocated()
+        out["gpu"] = torch.cuda.get_device_name()
     if sl is not None:
         out.update(rank=args.rank, sp_ratio=args.sp_ratio, lora_alpha=args.lora_alpha,
                    target_modules=list(torchref.TARGET_KEYS))
