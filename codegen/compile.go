@@ -64,6 +64,10 @@ type Options struct {
 	// must be empty.
 	Device string
 	GPU    string
+	// GPUKernels picks the cuda device's matrix products: "" or "portable"
+	// (tiled shared-memory SIMT GEMMs), "tensorcore" (mma.sync for bf16
+	// products); see lower.Options.GPUKernels.
+	GPUKernels string
 }
 
 // DefaultGPU is the default --gpu: sm_90 (H100/H200).
@@ -109,7 +113,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	lm := ctx.NewModule("slc")
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
-	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device})
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device, GPUKernels: opt.GPUKernels})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
 	}

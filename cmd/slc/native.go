@@ -20,6 +20,7 @@ func codegenFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "device", Value: "cpu", Usage: "`DEVICE` the kernels run on: cpu (x86-64) or cuda (an NVIDIA GPU of --gpu, through the CUDA driver libcuda.so.1)"},
 		&cli.StringFlag{Name: "gpu", Value: codegen.DefaultGPU, Usage: "`SM` of --device cuda: sm_90 (H100/H200), sm_89, sm_86 or sm_80 (A100)"},
+		&cli.StringFlag{Name: "gpu-kernels", Value: "portable", Usage: "`KIND` of --device cuda's matrix products: portable (tiled shared-memory SIMT GEMMs) or tensorcore (mma.sync bf16 tensor cores for bf16 products, sm_80 and later; not yet checked on a GPU)"},
 		&cli.StringFlag{Name: "cpu", Usage: "target `CPU` for the kernels (an LLVM CPU name such as x86-64-v3 or znver4; default: this machine's)"},
 		&cli.StringFlag{Name: "sltrain-lowering", Value: "auto", Usage: "`HOW` LowRankSparseAdd runs: merged (W = B·A·scale + S, one GEMM), factored (x·Aᵀ·Bᵀ + sparse x·Sᵀ) or auto (a cost model per layer)"},
 	}
@@ -44,6 +45,11 @@ func codegenOptions(c *cli.Context, cmd string, st *passes.State, explain io.Wri
 		}
 		if o.CPU != "" {
 			return o, usagef(cmd, "flag --cpu: names an x86-64 CPU; --device cuda takes --gpu")
+		}
+		switch o.GPUKernels = strings.ToLower(c.String("gpu-kernels")); o.GPUKernels {
+		case "portable", "tensorcore":
+		default:
+			return o, usagef(cmd, "flag --gpu-kernels: %q is not portable or tensorcore", o.GPUKernels)
 		}
 	default:
 		return o, usagef(cmd, "flag --device: %q is not cpu or cuda", d)
