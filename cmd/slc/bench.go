@@ -64,6 +64,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
 			&cli.StringFlag{Name: "baseline", Value: "none", Usage: "`WHAT` to compare against in the same run: none or torch"},
 			&cli.IntFlag{Name: "profile", Usage: "after each run, list the `N` kernels that took the most time over the timed steps"},
+			&cli.Float64Flag{Name: "peak-tflops", Value: 989, Usage: "with --device cuda: the GPU's dense peak `TFLOPS` that GFLOP/s are a fraction of (model FLOP utilisation; 989 = H100/H200 SXM bf16)"},
 		}, pipelineFlags()...), codegenFlags()...),
 		Action: func(c *cli.Context) error { return bench(c) },
 	}
@@ -75,6 +76,7 @@ type benchResult struct {
 	tokensPerSec  float64
 	flopsPerStep  int64
 	compileSecond float64
+	where         string // runsOn: threads or the GPU's launch
 }
 
 // benchProgram is one compiled program bench times: a lowering of the
@@ -118,8 +120,18 @@ func bench(c *cli.Context) error {
 	if c.IsSet("dtype") || !isArtifact(model) {
 		po.BF16Mixed = prec.Mixed
 	}
-	if _, err := codegenOptions(c, cmd, nil, nil); err != nil {
+	co, err := codegenOptions(c, cmd, nil, nil)
+	if err != nil {
 		return err
+	}
+	gpu := co.Device == "cuda"
+	if gpu && c.Float64("peak-tflops") <= 0 {
+		return usagef(cmd, "flag --peak-tflops: must be > 0, got %g", c.Float64("peak-tflops"))
+	}
+	if gpu {
+		if _, err := runtime.OpenCUDA(); err != nil { // before compiling anything
+			return fmt.Errorf("--device cuda: %v; without a CUDA GPU, bench on the CPU (leave --device cuda out)", err)
+		}
 	}
 
 	var mod *ir.Module   // the compiled module: metadata and graphs
@@ -158,6 +170,9 @@ func bench(c *cli.Context) error {
 		if torchArgv, err = torchArgs(mod, threads, steps, warmup); err != nil {
 			return err
 		}
+		if gpu {
+			torchArgv = append(torchArgv, "--device", "cuda")
+		}
 	}
 	if !isArtifact(model) {
 		lowerings := make([]string, len(progs))
@@ -180,11 +195,18 @@ func bench(c *cli.Context) error {
 		printf(c, "full-rank: no SLTrain layers, so the lowering does not apply; one program is timed\n")
 	}
 
-	pk, err := peak.Measure(threads, 300*time.Millisecond)
-	if err != nil {
-		return err
+	var pk peak.Result
+	if gpu {
+		// A GPU's peak is its data sheet's: MFU, as the seed's papers
+		// report it.
+		pk.GFLOPS = 1000 * c.Float64("peak-tflops")
+		printf(c, "peak:       %.0f TFLOP/s (--peak-tflops: the GPU's dense peak, not measured)\n", c.Float64("peak-tflops"))
+	} else {
+		if pk, err = peak.Measure(threads, 300*time.Millisecond); err != nil {
+			return err
+		}
+		printf(c, "peak:       %.1f GFLOP/s fp32 (%v, %d chains, %d threads, measured in %.2f s)\n", pk.GFLOPS, pk.Path, peak.Chains, threads, pk.Elapsed.Seconds())
 	}
-	printf(c, "peak:       %.1f GFLOP/s fp32 (%v, %d chains, %d threads, measured in %.2f s)\n", pk.GFLOPS, pk.Path, peak.Chains, threads, pk.Elapsed.Seconds())
 
 	flops := summary.FLOPs(g)
 	tokens := ids.Type.NumElements()
@@ -208,8 +230,8 @@ func bench(c *cli.Context) error {
 		res.tokensPerSec = float64(tokens) / res.stepSeconds
 		results[p.lowering] = res
 		gf := float64(flops) / res.stepSeconds / 1e9
-		printf(c, "%-11s %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (%.1f GFLOP per step), %d threads; compile+load %.1f s\n",
-			name+":", res.stepSeconds, steps, res.tokensPerSec, gf, 100*gf/pk.GFLOPS, float64(flops)/1e9, threads, res.compileSecond)
+		printf(c, "%-11s %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (%.1f GFLOP per step), %s; compile+load %.1f s\n",
+			name+":", res.stepSeconds, steps, res.tokensPerSec, gf, 100*gf/pk.GFLOPS, float64(flops)/1e9, res.where, res.compileSecond)
 	}
 	if baseline != "torch" {
 		return nil
@@ -224,8 +246,12 @@ func bench(c *cli.Context) error {
 	if isSLTrain(mod) {
 		layer = "the seed's merged layer, W = B·A·scale + S dense, one GEMM"
 	}
-	printf(c, "PyTorch:    %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (tools/torchref/bench.py: %s; %d threads, OPENBLAS_CORETYPE=SkylakeX)\n",
-		tr.TokensPerS, tgf, 100*tgf/pk.GFLOPS, layer, threads)
+	where := fmt.Sprintf("%d threads, OPENBLAS_CORETYPE=SkylakeX", threads)
+	if gpu {
+		where = "on the same GPU"
+	}
+	printf(c, "PyTorch:    %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (tools/torchref/bench.py: %s; %s)\n",
+		tr.TokensPerS, tgf, 100*tgf/pk.GFLOPS, layer, where)
 	for _, p := range progs {
 		r := results[p.lowering]
 		ratio := r.tokensPerSec / tr.TokensPerS
@@ -365,6 +391,7 @@ func timeProgram(c *cli.Context, model string, p *benchProgram, vocab, steps, wa
 	if err != nil {
 		return nil, err
 	}
+	res.where = runsOn(rt)
 	if n := c.Int("profile"); n > 0 {
 		printProfile(c, rt, n, steps)
 	}
