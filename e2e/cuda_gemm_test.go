@@ -35,12 +35,13 @@ import (
 //     each result bit-identical across the four launches.
 //   - TestCUDAGEMMVariantsBitIdentical: bare GEMM specs (lower's
 //     GEMMKernel; accumulation and alpha included, which no graph op
-//     reaches directly) with the plain SIMT and the tiled GEMM: all eight
-//     runs of a spec bit-identical, and within f32 (or bf16) rounding of a
-//     float64 reference.
+//     reaches directly) with the plain SIMT GEMM, the tiled one and the
+//     tensor-core one with its mma.sync emulated: all twelve runs of a spec
+//     bit-identical, and within f32 (or bf16) rounding of a float64
+//     reference.
 //
-// The tensor-core GEMM cannot run here (the emulator has no mma): see
-// codegen/lower's TestGPUGEMMsCompileToPTX.
+// The tensor-core instruction itself cannot run here (the emulator has no
+// mma): codegen/lower's TestGPUGEMMsCompileToPTX checks that LLVM emits it.
 
 // gemmLaunches are the (block, grid) launches every GEMM runs with.
 var gemmLaunches = [][2]int{{32, 1}, {32, 3}, {256, 1}, {256, 3}}
@@ -261,6 +262,10 @@ func variantSpecs() []cpu.GEMM {
 		{M: 5, N: 7, K: 3, Batch: 3, StrideB: 21, StrideC: 35, TransA: true, Alpha: 0.5, Accumulate: true},
 		{M: 70, N: 65, K: 33, Alpha: 1, ElemA: h, ElemB: h},
 		{M: 70, N: 65, K: 33, TransA: true, Alpha: 0.75, ElemA: h, ElemB: h, ElemC: h, Accumulate: true},
+		{M: 1, N: 1, K: 1, Alpha: 1, ElemA: h, ElemB: h},
+		{M: 5, N: 7, K: 3, Batch: 3, StrideA: 15, StrideB: 21, StrideC: 35, TransB: true, Alpha: 1, ElemA: h, ElemB: h, ElemC: h},
+		{M: 33, N: 70, K: 40, TransA: true, TransB: true, Alpha: -0.5, Accumulate: true, ElemA: h, ElemB: h},
+		{M: 130, N: 20, K: 16, Alpha: 1, ElemA: h, ElemB: h},
 		{M: 5, N: 7, K: 40, Alpha: 1, ElemA: h},
 		{M: 5, N: 7, K: 3, Batch: 2, StrideA: 15, StrideB: 21, StrideC: 35, Alpha: 1, ElemC: h},
 	}
@@ -415,7 +420,11 @@ func TestCUDAGEMMVariantsBitIdentical(t *testing.T) {
 	}
 	first := map[int][]byte{} // spec → the first run's C
 	firstBy := ""
-	for _, kernels := range []string{"simt", "portable"} {
+	// "tensorcore-emulated" is the tensor-core GEMM (for the bf16·bf16
+	// specs; the tiled one for the others) with each mma.sync emulated by
+	// fmas in k order: its fragment loads and stores are the real GEMM's,
+	// and the result must be the SIMT GEMM's, bit for bit.
+	for _, kernels := range []string{"simt", "portable", "tensorcore-emulated"} {
 		art := gemmArtifact(t, kernels, specs)
 		artPath := filepath.Join(work, kernels+".slc")
 		if err := artifact.WriteFile(artPath, art); err != nil {

@@ -95,7 +95,7 @@ const mmaInstr = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"
 func TestGPUGEMMsCompileToPTX(t *testing.T) {
 	specs := gpuGEMMSpecs()
 	for _, gpu := range []string{"sm_80", "sm_90"} {
-		for _, kernels := range []string{"simt", "portable", "tensorcore"} {
+		for _, kernels := range []string{"simt", "portable", "tensorcore", "tensorcore-emulated"} {
 			t.Run(gpu+"-"+kernels, func(t *testing.T) {
 				tm, m := gpuTarget(t, gpu)
 				e, err := NewEmitter(m, tm, Options{Device: "cuda", GPUKernels: kernels})
@@ -132,9 +132,12 @@ func TestGPUGEMMsCompileToPTX(t *testing.T) {
 						t.Errorf("the tiled GEMM: %d bytes of shared memory (want %d), barriers %v, %d mma", shared, (tileM+tileN)*tileK*4, bar, mma)
 					}
 				case "tensorcore":
-					// Each bf16·bf16 spec: four mma per k-step, two k-steps.
 					if mma == 0 || !bar || shared == 0 {
 						t.Errorf("the tensor-core GEMMs: %d mma.sync, barriers %v, %d bytes shared", mma, bar, shared)
+					}
+				case "tensorcore-emulated":
+					if mma != 0 || !bar || shared == 0 {
+						t.Errorf("the emulated tensor-core GEMMs: %d mma.sync, barriers %v, %d bytes shared", mma, bar, shared)
 					}
 				}
 			})

@@ -14,23 +14,28 @@ import (
 //
 // Blocks take 64×64 tiles of C round-robin (as tiledGEMM). For each tile,
 // the 8 warp units of 16 rows × 32 columns (four m16n8 tiles side by side)
-// go to the block's warps: unit u = warp + round·(ntid/32), rounds while
-// some unit is left; each warp keeps its unit's four 16×8 f32 accumulators
-// (4 registers each per thread). Per k-tile of mmaK (32, two mma k-steps)
+// go to the block's warps (warp = tid.x / 32, lane = tid.x % 32: the
+// launch is 1-D): unit u = warp + round·(ntid/32), rounds while some unit
+// is left; each warp keeps its unit's four 16×8 f32 accumulators (4
+// registers each per thread). A warp without a unit in a round (a block of
+// more than 8 warps) computes unit 0 again and stores nothing, so that no
+// mma.sync (.aligned: the whole warp executes the same one) is under a
+// condition but the block-uniform k bound. Per k-tile of mmaK (32, two mma k-steps)
 // the block loads, with bar.sync before and after, the A tile as
 // sa[m][k] (row-major, 64 rows of mmaK bf16, row stride mmaStride) and the
 // B tile as sb[n][k] (B's columns, i.e. B column-major, the "col" of
 // .row.col), bf16 bits as they are, zero outside A and B — zero-padding in
 // k makes the partial last k-tile exact (0·0 adds +0 to the sums, which
-// are never −0) — and every active warp runs its mma steps from them.
+// are never −0) — and every warp runs its mma steps from them.
 //
 // The row stride mmaStride = mmaK + 8 halves (20 words) puts the eight
 // rows a warp's fragment loads touch at word offsets 20·g mod 32 = 0, 20,
 // 8, 28, 16, 4, 24, 12: with the 4 words of a row (t below) all 32 banks
 // once, no conflicts.
 //
-// ## Register fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with
-// floating point type", the .bf16 figures for A and B, the .f32 one for C/D)
+// ## Register fragments (PTX ISA 9.7.14.5.8, "Matrix Fragments for
+// mma.m16n8k16 with floating point type": Figure 79 for A and Figure 81 for
+// B with .f16/.bf16, Figure 83 for the accumulators C/D)
 //
 //	groupID g = laneid >> 2, threadID_in_group t = laneid % 4
 //
@@ -66,8 +71,9 @@ import (
 // The ordering of each element's sum is the tensor core's, not simtGEMM's k
 // order, so results differ from the SIMT variants in the last bits of f32.
 // Neither the PTX emulator nor a machine without an sm_80+ GPU runs mma:
-// the tests check that LLVM accepts and emits it; scripts/gpu-check.sh
-// runs it.
+// the tests check that LLVM accepts and emits it, and run everything
+// around it in the emulator with the instruction emulated (emulateMMA,
+// below); only a GPU runs the instruction itself.
 
 const (
 	mmaM, mmaN, mmaK = 64, 64, 32
@@ -109,8 +115,12 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
 	sa := e.sharedArray("slc_gemm_mma_a", i16, mmaM*mmaStride) // [mmaM][mmaStride] of A's rows
 	sb := e.sharedArray("slc_gemm_mma_b", i16, mmaN*mmaStride) // [mmaN][mmaStride] of B's columns
-	mma, err := e.intrinsic("llvm.nvvm.mma.m16n8k16.row.col.bf16")
-	if err != nil {
+	emulated := e.opt.GPUKernels == "tensorcore-emulated"
+	var mma llvm.Function
+	var stage llvm.Value
+	if emulated {
+		stage = e.sharedArray("slc_gemm_mma_emulation", f32, mmaEmulatedWarps*mmaStage)
+	} else if mma, err = e.intrinsic("llvm.nvvm.mma.m16n8k16.row.col.bf16"); err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
 	hw, err := k.blockRegs()
@@ -119,8 +129,12 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	}
 	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.c64(n), "") }
 
-	// Blocks of partial warps: the tiled SIMT GEMM (a uniform branch).
+	// Blocks of partial warps (and, emulated, of too many): the tiled SIMT
+	// GEMM (a uniform branch).
 	odd := b.ICmp(llvm.IntNE, b.And(hw.nt, k.c64(31), ""), k.c64(0), "")
+	if emulated {
+		odd = b.Or(odd, b.ICmp(llvm.IntUGT, hw.nt, k.c64(32*mmaEmulatedWarps), ""), "")
+	}
 	k.when(odd, func() {
 		b.Call(fallback, []llvm.Value{f.Param(0), f.Param(1), f.Param(2), f.Param(3), f.Param(4), f.Param(5)}, "")
 		b.RetVoid()
@@ -165,9 +179,14 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 		cBase := k.mul(item, k.c64(s.StrideC))
 		k.loop(k.c64(0), rounds, func(round llvm.Value) {
 			u := k.add(warp, k.mul(round, warps))
+			// Warps without a unit this round (more than mmaUnits warps) run
+			// unit 0's steps too and store nothing: so every thread of the
+			// block runs every mma step (no mma.sync under a condition, and
+			// the emulation's barriers are uniform).
 			active := lt(u, mmaUnits) // the same for the 32 lanes of a warp
-			mb := k.mulc(k.divc(u, mmaN/32), 16)
-			nb := k.mulc(k.remc(u, mmaN/32), 32)
+			uc := b.Select(active, u, k.c64(0), "")
+			mb := k.mulc(k.divc(uc, mmaN/32), 16)
+			nb := k.mulc(k.remc(uc, mmaN/32), 32)
 			for j := range acc {
 				for i := range acc[j] {
 					k.store(zero, f32, acc[j][i])
@@ -219,7 +238,7 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 				if err := k.barrier(); err != nil {
 					ferr = err
 				}
-				k.when(active, func() {
+				{
 					for ks := int64(0); ks < mmaK; ks += 16 {
 						step := func() {
 							rowA := k.add(mb, g)             // fragment rows g and g+8 of the unit's 16
@@ -239,20 +258,33 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 								for i := range acc[j] {
 									args = append(args, k.load(f32, acc[j][i]))
 								}
-								d := b.Call(mma, args, "")
+								var d [4]llvm.Value
+								if emulated {
+									d, err = k.emulateMMA(stage, warp, g, t, args)
+									if err != nil {
+										ferr = err
+										return
+									}
+								} else {
+									r := b.Call(mma, args, "")
+									for i := range d {
+										d[i] = b.ExtractValue(r, i, "")
+									}
+								}
 								for i := range acc[j] {
-									k.store(b.ExtractValue(d, i, ""), f32, acc[j][i])
+									k.store(d[i], f32, acc[j][i])
 								}
 							}
 						}
 						if ks == 0 {
 							step()
 						} else {
-							// The k-step is all padding when K ends before it.
+							// The k-step is all padding when K ends before it
+							// (the same for the whole block).
 							k.when(b.ICmp(llvm.IntSLT, k.addc(k0, ks), k.c64(K), ""), step)
 						}
 					}
-				})
+				}
 			})
 			k.when(active, func() {
 				for j := range acc {
@@ -274,4 +306,88 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	e.b.RetVoid()
 	e.ab.Br(body)
 	return cpu.Kernel{GEMM: s}, f, nil
+}
+
+// # The emulated tensor core
+//
+// Options.GPUKernels "tensorcore-emulated" is mmaGEMM with each mma.sync
+// replaced by emulateMMA, for the PTX emulator, which has no tensor cores:
+// it checks the fragment loads and the epilogue above (everything of the
+// tensor-core GEMM but the instruction itself) against the PTX ISA's
+// layouts, written out a second time, independently, in emulateMMA. Test
+// only: slow, and blocks of more than mmaEmulatedWarps warps take the
+// tiled GEMM.
+
+const (
+	mmaEmulatedWarps = 8
+	mmaStage         = 16*16 + 16*8 + 16*8 // f32: A, B, C of one warp
+)
+
+// emulateMMA computes what mma.sync.aligned.m16n8k16.row.col.f32.bf16.
+// bf16.f32 returns to this lane (d0..d3) from the warp's fragments args (a
+// as four i32, b as two, c as four f32), through the warp's part of stage:
+// every lane scatters its elements to their places in A (16×16), B (16×8)
+// and C (16×8) by the ISA's layouts, bar.sync, each lane computes its four
+// elements of D = A·B + C (fma in k order), bar.sync. All threads of the
+// block must call it together (mmaGEMM does: no condition around a step
+// but the block-uniform k bound).
+func (k *kfn) emulateMMA(stage, warp, g, t llvm.Value, args []llvm.Value) ([4]llvm.Value, error) {
+	b, e := k.b, k.e
+	f32 := e.f32
+	var d [4]llvm.Value
+	base := k.mulc(warp, mmaStage)
+	sA, sB, sC := base, k.addc(base, 16*16), k.addc(base, 16*16+16*8)
+	put := func(off, row, col llvm.Value, cols int64, v llvm.Value) {
+		k.storeAt(v, f32, stage, k.add(off, k.add(k.mulc(row, cols), col)))
+	}
+	// half is bf16 element h (0: the low 16 bits) of an i32 register, as f32.
+	half := func(reg llvm.Value, h int) llvm.Value {
+		if h == 1 {
+			reg = b.LShr(reg, llvm.ConstInt(e.i32, 16), "")
+		}
+		return k.widenBF16(b.Trunc(reg, e.i16, ""))
+	}
+	if err := k.barrier(); err != nil { // the last step's readers are done
+		return d, err
+	}
+	// A: row = g for a0, a1, a4, a5, g+8 for the others; col = 2t + (i&1),
+	// + 8 for i ≥ 4.
+	for i := 0; i < 8; i++ {
+		row := k.addc(g, int64(8*((i/2)%2)))
+		col := k.addc(k.mulc(t, 2), int64(i&1+8*(i/4)))
+		put(sA, row, col, 16, half(args[i/2], i%2))
+	}
+	// B: row = 2t + (i&1), + 8 for i ≥ 2; col = g.
+	for i := 0; i < 4; i++ {
+		row := k.addc(k.mulc(t, 2), int64(i&1+8*(i/2)))
+		put(sB, row, g, 8, half(args[4+i/2], i%2))
+	}
+	// C: row = g for c0, c1, g+8 for c2, c3; col = 2t + (i&1).
+	for i := 0; i < 4; i++ {
+		put(sC, k.addc(g, int64(8*(i/2))), k.addc(k.mulc(t, 2), int64(i&1)), 8, args[6+i])
+	}
+	if err := k.barrier(); err != nil {
+		return d, err
+	}
+	for i := range d {
+		row, col := k.addc(g, int64(8*(i/2))), k.addc(k.mulc(t, 2), int64(i&1))
+		acc := k.variable(f32, llvm.ConstFloat(f32, 0))
+		k.store(k.loadAt(f32, stage, k.add(sC, k.add(k.mulc(row, 8), col))), f32, acc)
+		var ferr error
+		k.loopN(16, func(kk llvm.Value) {
+			av := k.loadAt(f32, stage, k.add(sA, k.add(k.mulc(row, 16), kk)))
+			bv := k.loadAt(f32, stage, k.add(sB, k.add(k.mulc(kk, 8), col)))
+			sum, err := k.callIntrinsic("llvm.fma", f32, av, bv, k.load(f32, acc))
+			if err != nil {
+				ferr = err
+				return
+			}
+			k.store(sum, f32, acc)
+		})
+		if ferr != nil {
+			return d, ferr
+		}
+		d[i] = k.load(f32, acc)
+	}
+	return d, nil
 }

@@ -65,7 +65,7 @@ func (e *Emitter) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 		return e.simtGEMM(spec)
 	case "", "portable":
 		return e.tiledGEMM(spec)
-	case "tensorcore":
+	case "tensorcore", "tensorcore-emulated":
 		if spec.ElemA == cpu.BF16 && spec.ElemB == cpu.BF16 {
 			return e.mmaGEMM(spec)
 		}

@@ -149,7 +149,9 @@ type Options struct {
 	// the PTX emulator runs it); "tensorcore", mma.sync tensor-core GEMMs
 	// (sm_80 and later) for products of two bf16 operands, the rest
 	// portable; "simt", the plain one-element-per-thread loop (the
-	// reference the others are checked against).
+	// reference the others are checked against); "tensorcore-emulated",
+	// for tests in the PTX emulator only, the tensor-core GEMMs with each
+	// mma.sync emulated through shared memory (see emulateMMA).
 	GPUKernels string
 }
 
