@@ -36,9 +36,9 @@ import (
 //   - TestCUDAGEMMVariantsBitIdentical: bare GEMM specs (lower's
 //     GEMMKernel; accumulation and alpha included, which no graph op
 //     reaches directly) with the plain SIMT GEMM, the tiled one and the
-//     tensor-core one with its mma.sync emulated: all twelve runs of a spec
-//     bit-identical, and within f32 (or bf16) rounding of a float64
-//     reference.
+//     tensor-core one with its mma.sync emulated, each also with blocks of
+//     48 and 512 threads: all eighteen runs of a spec bit-identical, and
+//     within f32 (or bf16) rounding of a float64 reference.
 //
 // The tensor-core instruction itself cannot run here (the emulator has no
 // mma): codegen/lower's TestGPUGEMMsCompileToPTX checks that LLVM emits it.
@@ -430,7 +430,10 @@ func TestCUDAGEMMVariantsBitIdentical(t *testing.T) {
 		if err := artifact.WriteFile(artPath, art); err != nil {
 			t.Fatal(err)
 		}
-		for _, l := range gemmLaunches {
+		// Also blocks of 48 threads (not whole warps: the tensor-core GEMM
+		// takes the tiled one) and 512 (16 warps, more than a tile's 8 warp
+		// units).
+		for _, l := range append(gemmLaunches, [2]int{48, 2}, [2]int{512, 2}) {
 			block, grid := l[0], l[1]
 			label := fmt.Sprintf("%s-block%d-grid%d", kernels, block, grid)
 			t.Run(label, func(t *testing.T) {

@@ -319,24 +319,26 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 // tiled GEMM.
 
 const (
-	mmaEmulatedWarps = 8
-	mmaStage         = 16*16 + 16*8 + 16*8 // f32: A, B, C of one warp
+	mmaEmulatedWarps = 16
+	mmaStage         = 16*16 + 16*8 // f32: A and B of one warp
 )
 
 // emulateMMA computes what mma.sync.aligned.m16n8k16.row.col.f32.bf16.
 // bf16.f32 returns to this lane (d0..d3) from the warp's fragments args (a
 // as four i32, b as two, c as four f32), through the warp's part of stage:
-// every lane scatters its elements to their places in A (16×16), B (16×8)
-// and C (16×8) by the ISA's layouts, bar.sync, each lane computes its four
-// elements of D = A·B + C (fma in k order), bar.sync. All threads of the
-// block must call it together (mmaGEMM does: no condition around a step
-// but the block-uniform k bound).
+// bar.sync (the last call's readers are done), every lane scatters its
+// elements to their places in A (16×16) and B (16×8) by the ISA's layouts,
+// bar.sync, then each lane computes its four elements of D = A·B + C by
+// the layout of C and D, from its own c0..c3 (an element of D is held
+// where that of C is), fma in k order. All threads of the block must call
+// it together (mmaGEMM does: no condition around a step but the
+// block-uniform k bound).
 func (k *kfn) emulateMMA(stage, warp, g, t llvm.Value, args []llvm.Value) ([4]llvm.Value, error) {
 	b, e := k.b, k.e
 	f32 := e.f32
 	var d [4]llvm.Value
 	base := k.mulc(warp, mmaStage)
-	sA, sB, sC := base, k.addc(base, 16*16), k.addc(base, 16*16+16*8)
+	sA, sB := base, k.addc(base, 16*16)
 	put := func(off, row, col llvm.Value, cols int64, v llvm.Value) {
 		k.storeAt(v, f32, stage, k.add(off, k.add(k.mulc(row, cols), col)))
 	}
@@ -362,17 +364,15 @@ func (k *kfn) emulateMMA(stage, warp, g, t llvm.Value, args []llvm.Value) ([4]ll
 		row := k.addc(k.mulc(t, 2), int64(i&1+8*(i/2)))
 		put(sB, row, g, 8, half(args[4+i/2], i%2))
 	}
-	// C: row = g for c0, c1, g+8 for c2, c3; col = 2t + (i&1).
-	for i := 0; i < 4; i++ {
-		put(sC, k.addc(g, int64(8*(i/2))), k.addc(k.mulc(t, 2), int64(i&1)), 8, args[6+i])
-	}
 	if err := k.barrier(); err != nil {
 		return d, err
 	}
 	for i := range d {
+		// C and D: row = g for c0, c1 (d0, d1), g+8 for c2, c3; col =
+		// 2t + (i&1). D's element i is C's element i of the same lane, so C
+		// needs no staging.
 		row, col := k.addc(g, int64(8*(i/2))), k.addc(k.mulc(t, 2), int64(i&1))
-		acc := k.variable(f32, llvm.ConstFloat(f32, 0))
-		k.store(k.loadAt(f32, stage, k.add(sC, k.add(k.mulc(row, 8), col))), f32, acc)
+		acc := k.variable(f32, args[6+i])
 		var ferr error
 		k.loopN(16, func(kk llvm.Value) {
 			av := k.loadAt(f32, stage, k.add(sA, k.add(k.mulc(row, 16), kk)))
