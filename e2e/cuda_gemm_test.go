@@ -46,10 +46,16 @@ import (
 // gemmLaunches are the (block, grid) launches every GEMM runs with.
 var gemmLaunches = [][2]int{{32, 1}, {32, 3}, {256, 1}, {256, 3}}
 
-// ptxrunFor builds ptxrun, or skips the test without the emulator.
+// gemmDevice is ptxrun's device: "" (the emulator) or, with
+// SLC_PTXRUN_DEVICE=cuda, the machine's GPU (the device check), where the
+// tensor-core GEMM runs too.
+var gemmDevice = os.Getenv("SLC_PTXRUN_DEVICE")
+
+// ptxrunFor builds ptxrun, or skips the test without the emulator (on the
+// emulator's device).
 func ptxrunFor(t *testing.T) (ptxrun, lib string) {
 	t.Helper()
-	if lib = ptxemu.Find("."); lib == "" {
+	if lib = ptxemu.Find("."); lib == "" && gemmDevice != "cuda" {
 		t.Skip("no PTX emulator (../shared/tools/ptxemu): the cuda GEMMs are not run")
 	}
 	ptxrun = filepath.Join(t.TempDir(), "ptxrun")
@@ -69,7 +75,7 @@ func runSession(t *testing.T, ptxrun, dir string, s map[string]any) string {
 	}
 	out, err := exec.Command(ptxrun, sf).CombinedOutput()
 	if err != nil {
-		if strings.Contains(string(out), "cannot open shared object") {
+		if gemmDevice != "cuda" && strings.Contains(string(out), "cannot open shared object") {
 			t.Skipf("the PTX emulator's libraries are missing (bash ../shared/tools/ptxemu/deps.sh): %s", lastLine(out))
 		}
 		t.Fatalf("ptxrun: %v\n%s", err, checkLines(out))
@@ -209,7 +215,7 @@ func TestCUDAGEMMGraphs(t *testing.T) {
 			out := filepath.Join(dir, "out")
 			// ptxrun's check at the bf16 tolerance; each case is held to its
 			// own below, from the worst error the check prints.
-			s := map[string]any{"artifact": artPath, "emulator": lib, "out": out, "Block": block, "Grid": grid,
+			s := map[string]any{"artifact": artPath, "emulator": lib, "device": gemmDevice, "out": out, "Block": block, "Grid": grid,
 				"state": files, "runs": runs, "check": true, "loss_tol": 1e-2, "state_tol": 1e-2, "update_tol": 1e-2}
 			verdict := runSession(t, ptxrun, dir, s)
 			worst := map[string]float64{}
@@ -424,7 +430,13 @@ func TestCUDAGEMMVariantsBitIdentical(t *testing.T) {
 	// specs; the tiled one for the others) with each mma.sync emulated by
 	// fmas in k order: its fragment loads and stores are the real GEMM's,
 	// and the result must be the SIMT GEMM's, bit for bit.
-	for _, kernels := range []string{"simt", "portable", "tensorcore-emulated"} {
+	variants := []string{"simt", "portable", "tensorcore-emulated"}
+	if gemmDevice == "cuda" {
+		// The tensor cores sum in their own order: held to the reference
+		// only, not to the others' bits.
+		variants = append(variants, "tensorcore")
+	}
+	for _, kernels := range variants {
 		art := gemmArtifact(t, kernels, specs)
 		artPath := filepath.Join(work, kernels+".slc")
 		if err := artifact.WriteFile(artPath, art); err != nil {
@@ -442,7 +454,7 @@ func TestCUDAGEMMVariantsBitIdentical(t *testing.T) {
 					t.Fatal(err)
 				}
 				out := filepath.Join(dir, "out")
-				runSession(t, ptxrun, dir, map[string]any{"artifact": artPath, "emulator": lib, "out": out,
+				runSession(t, ptxrun, dir, map[string]any{"artifact": artPath, "emulator": lib, "device": gemmDevice, "out": out,
 					"Block": block, "Grid": grid, "state": files, "runs": runs})
 				for i, s := range specs {
 					ts := specTypes(s)
@@ -451,10 +463,12 @@ func TestCUDAGEMMVariantsBitIdentical(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if f, ok := first[i]; !ok {
-						first[i], firstBy = got, label
-					} else if !bytes.Equal(f, got) {
-						t.Errorf("spec %d %+v: C differs from %s's, bit for bit", i, s, firstBy)
+					if kernels != "tensorcore" {
+						if f, ok := first[i]; !ok {
+							first[i], firstBy = got, label
+						} else if !bytes.Equal(f, got) {
+							t.Errorf("spec %d %+v: C differs from %s's, bit for bit", i, s, firstBy)
+						}
 					}
 					want := gemmReference(s, init[fmt.Sprintf("g%d.a", i)], init[fmt.Sprintf("g%d.b", i)], init[name])
 					g, err := decodeFloats(got, ts[2])
@@ -462,6 +476,9 @@ func TestCUDAGEMMVariantsBitIdentical(t *testing.T) {
 						t.Fatal(err)
 					}
 					tol := 1e-5
+					if kernels == "tensorcore" {
+						tol = 1e-4 // f32 sums in the tensor cores' order and rounding
+					}
 					if ts[2].DType == ir.BF16 {
 						tol = 4e-3
 					}
