@@ -1,3 +1,5 @@
+//go:build !slc_runtime
+
 // Package codegen compiles an IR module into a .slc artifact: native x86-64
 // kernels for every graph (via LLVM, see package lower), the programs that
 // call them over a planned memory arena, and the module itself.
@@ -19,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -30,53 +31,6 @@ import (
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/version"
 )
-
-// Options configure Compile. The zero value compiles for the host CPU.
-type Options struct {
-	// CPU is the LLVM CPU name ("znver4", "x86-64-v3", …); "" is the host's.
-	CPU string
-	// Features is the LLVM feature string ("+avx2,+fma"); "" means the
-	// host's features when CPU is "" too, and the CPU's own otherwise.
-	Features string
-	// SLTrainLowering is "merged", "factored" or "auto" ("" = auto): how
-	// LowRankSparseAdd runs (see lower.ChooseSLTrain).
-	SLTrainLowering string
-	// Version is stamped as the artifact's CompilerVersion ("" =
-	// version.Version).
-	Version string
-	// Explain, when set, receives one line per graph and per decision worth
-	// reporting (kernels, arena, SLTrain lowerings).
-	Explain io.Writer
-	// EmitLLVM and EmitAsm, when set, receive the optimized LLVM IR and the
-	// x86-64 assembly of the kernels.
-	EmitLLVM, EmitAsm io.Writer
-	// Groups and Plans are the fuse-groups and memory-plan results
-	// (passes.State.Groups and .Plans) for m's graphs. When Groups is nil,
-	// Compile partitions and plans a copy of m itself; Plans without Groups
-	// is an error (a plan is only valid for its groups).
-	Groups map[string][]*passes.Group
-	Plans  map[string]*passes.MemoryPlan
-	// CC is the C compiler used to link the shared object ("" = "cc").
-	CC string
-	// Device is "" or "cpu" for x86-64 kernels in a shared object, or
-	// "cuda" for NVPTX kernels: the artifact's Code is then PTX text (see
-	// lower's CUDA ABI) for GPU (default DefaultGPU); CPU and Features
-	// must be empty.
-	Device string
-	GPU    string
-	// GPUKernels picks the cuda device's matrix products: "" or "portable"
-	// (tiled shared-memory SIMT GEMMs), "tensorcore" (mma.sync for bf16
-	// products); see lower.Options.GPUKernels.
-	GPUKernels string
-}
-
-// DefaultGPU is the default --gpu: sm_90 (H100/H200).
-const DefaultGPU = "sm_90"
-
-// GPUs are the NVPTX targets --gpu accepts, with the PTX ISA version each is
-// emitted for: the lowest that LLVM 19 supports for it, so that current
-// drivers load it.
-var GPUs = map[string]string{"sm_80": "+ptx70", "sm_86": "+ptx71", "sm_89": "+ptx78", "sm_90": "+ptx78"}
 
 // Compile compiles every graph of m into an artifact.
 func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
@@ -278,16 +232,6 @@ func cudaTargetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error)
 		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: %w", err)
 	}
 	return tm, artifact.Target{Kind: "cuda", Triple: triple, CPU: gpu, Features: ptx}, nil
-}
-
-// GPUNames lists GPUs, sorted.
-func GPUNames() []string {
-	var names []string
-	for n := range GPUs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }
 
 // link turns the kernels' object (plus the C source of their constant

@@ -1,3 +1,5 @@
+//go:build !slc_runtime
+
 package codegen
 
 import (

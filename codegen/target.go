@@ -1,3 +1,5 @@
+//go:build !slc_runtime
+
 package codegen
 
 import (
@@ -8,22 +10,6 @@ import (
 
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
-
-// x86CPUs are the CPU names LLVM 19 accepts for 64-bit x86 code (from
-// `llc -mtriple=x86_64 -mcpu=help`, minus the 32-bit-only processors).
-// LLVM aborts the process on any other name, so Compile checks first.
-var x86CPUs = strings.Fields(`
-alderlake amdfam10 arrowlake arrowlake-s arrowlake_s athlon-fx athlon64 athlon64-sse3 atom
-atom_sse4_2 atom_sse4_2_movbe barcelona bdver1 bdver2 bdver3 bdver4 bonnell broadwell btver1
-btver2 cannonlake cascadelake clearwaterforest cooperlake core-avx-i core-avx2 core2
-core_2_duo_sse4_1 core_2_duo_ssse3 core_2nd_gen_avx core_3rd_gen_avx core_4th_gen_avx
-core_4th_gen_avx_tsx core_5th_gen_avx core_5th_gen_avx_tsx core_aes_pclmulqdq core_i7_sse4_2
-corei7 corei7-avx emeraldrapids generic goldmont goldmont-plus goldmont_plus gracemont
-grandridge graniterapids graniterapids-d graniterapids_d haswell icelake-client icelake-server
-icelake_client icelake_server ivybridge k8 k8-sse3 knl knm lunarlake meteorlake mic_avx512
-nehalem nocona opteron opteron-sse3 pantherlake penryn raptorlake rocketlake sandybridge
-sapphirerapids sierraforest silvermont skx skylake skylake-avx512 skylake_avx512 slm tigerlake
-tremont westmere x86-64 x86-64-v2 x86-64-v3 x86-64-v4 znver1 znver2 znver3 znver4 znver5`)
 
 // essentialFeatures cannot be turned off: the x86-64 C ABI passes floats in
 // SSE registers, and LLVM aborts without them.
@@ -75,9 +61,6 @@ func isaFeatures(tm llvm.TargetMachine) string {
 	}
 	return strings.Join(on, ",")
 }
-
-// X86CPUs returns the CPU names --cpu accepts.
-func X86CPUs() []string { return slices.Clone(x86CPUs) }
 
 // TargetFeatures returns the extensions code compiled for cpu ("" for this
 // host) may use, as an artifact records them in its target.
