@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: run test build setup xcheck ablation gpu-check-prepare
+.PHONY: run test build runtime setup xcheck ablation gpu-check-prepare
 
 # The bundled default: check/install the tools, then train a small SLTrain
 # LLaMA (d 128, 4 layers, r = d/4, δ 0.03) on Tiny Shakespeare for a few
@@ -27,6 +27,11 @@ test: setup
 
 build:
 	$(GO) build -o bin/slc ./cmd/slc
+
+# bin/slc-runtime: slc without LLVM (trains, evaluates and benches compiled
+# artifacts; refuses to compile), for machines that only run artifacts.
+runtime:
+	$(GO) build -tags slc_runtime -o bin/slc-runtime ./cmd/slc
 
 setup:
 	bash scripts/setup.sh

@@ -10,12 +10,14 @@
 #   gpucheck/bench-<model>-<dtype>/  an SLTrain artifact and a timed-updates session
 #   gpucheck/export-hf/       an slc export of a short CPU run, for a transformers load
 #
-# bin/ptxrun (LLVM-free: slc's runtime, the CUDA driver at run time) runs them all.
+# bin/ptxrun and bin/slc-runtime (both LLVM-free: slc's runtime, the CUDA driver
+# loaded at run time) run them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 $GO build -o bin/ptxrun ./internal/ptxemu/ptxrun
 $GO build -o bin/slc ./cmd/slc
+$GO build -tags slc_runtime -o bin/slc-runtime ./cmd/slc
 rm -rf gpucheck
 mkdir -p gpucheck
 SLC_CUDA_PREPARE=$PWD/gpucheck $GO test ./e2e -run 'TestCUDA(ProgramsInEmulator|TrainMatchesCPU)$' -count=1
@@ -37,4 +39,4 @@ bin/slc train testdata/configs/llama_shakespeare.json --data testdata/tinyshakes
 	--save-dir gpucheck/run --overwrite >/dev/null
 bin/slc export gpucheck/run/latest -o gpucheck/export-hf >/dev/null
 rm -rf gpucheck/run
-du -sh gpucheck bin/ptxrun
+du -sh gpucheck bin/ptxrun bin/slc-runtime

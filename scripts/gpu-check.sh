@@ -13,11 +13,14 @@
 # 2. The tiny train step (2 updates × 2 micro-batches, clipping, weight decay)
 #    on the GPU against the CPU runtime's results computed at prepare time
 #    (within 1e-5).
-# 3. slc's speed: timed updates of llama_20m / llama_60m SLTrain (tokens/s, MFU
-#    against 989 TFLOP/s dense bf16, device memory held), then PyTorch's
-#    reference of the seed's SLTrain model on the same GPU (tools/torchref/bench.py
-#    --device cuda, with torch.cuda.max_memory_allocated) at the same shapes.
-# 4. transformers' LlamaForCausalLM.from_pretrained of an slc export.
+# 3. `slc train` on the GPU (bin/slc-runtime, the CLI without LLVM): llama_20m
+#    SLTrain for 30 updates on Tiny Shakespeare, the loss must fall.
+# 4. slc's speed: `slc bench ARTIFACT --baseline torch` for llama_20m / llama_60m
+#    SLTrain (tokens/s, MFU against 989 TFLOP/s dense bf16, device memory held)
+#    against PyTorch's reference of the seed's SLTrain model on the same GPU in
+#    the same run (tools/torchref/bench.py --device cuda), then ptxrun's timed
+#    updates and PyTorch's torch.cuda.max_memory_allocated at the same shapes.
+# 5. transformers' LlamaForCausalLM.from_pretrained of an slc export.
 # Budget: about 8 minutes on an H100/H200. Exit status 0 when every check passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +31,8 @@ status=0
 exec > >(tee "$report") 2>&1
 echo "slc device check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "nvidia-smi: not available"
-if [ ! -x bin/ptxrun ] || ! ls gpucheck/*/session.json >/dev/null 2>&1; then
-	echo "gpu-check: bin/ptxrun or gpucheck/ missing: run make gpu-check-prepare first"
+if [ ! -x bin/ptxrun ] || [ ! -x bin/slc-runtime ] || ! ls gpucheck/*/session.json >/dev/null 2>&1; then
+	echo "gpu-check: bin/ptxrun, bin/slc-runtime or gpucheck/ missing: run make gpu-check-prepare first"
 	exit 2
 fi
 run() { # name timeout session
@@ -52,19 +55,35 @@ for s in gpucheck/*/session.json; do
 	esac
 done
 py=python3
-[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null && py=/usr/bin/python3
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null && py=/usr/bin/python3
+export SLC_PYTHON=$py
+echo "== slc train on the GPU: llama_20m SLTrain, 30 updates on Tiny Shakespeare"
+if timeout 240 bin/slc-runtime train gpucheck/bench-llama_20m-f32-b64/m.slc --data testdata/tinyshakespeare.txt \
+	--num-training-steps 30 --warmup-steps 5 --lr 0.003 --eval-every 0 --save-every 0 \
+	--save-dir "$out/train-run" --overwrite --log-every 5 >"$out/train.log" 2>&1; then
+	grep -E "^(Device|Training|step|Done)" "$out/train.log" | tail -n 12
+else
+	status=1
+	echo "FAILED:"
+	tail -n 20 "$out/train.log"
+fi
 for s in gpucheck/bench-*/session.json; do
 	name=$(basename "$(dirname "$s")") # bench-<model>-<dtype>-b<batch>
 	IFS=- read -r _ model dtype batch <<<"${name/bf16-mixed/bf16mixed}"
 	dtype=${dtype/bf16mixed/bf16-mixed}
 	batch=${batch#b}
-	run "slc on the GPU: $model SLTrain r 128, batch $batch x 256, $dtype" 150 "$s"
+	echo "== slc bench on the GPU against PyTorch: $model SLTrain r 128, batch $batch x 256, $dtype"
+	if ! timeout 200 bin/slc-runtime bench "$(dirname "$s")/m.slc" --baseline torch --steps 3 --warmup 1 2>&1 | grep -v "^Running"; then
+		status=1
+		echo "FAILED"
+	fi
+	run "ptxrun's timed updates: $name" 120 "$s"
 	tdt=$dtype
 	case $dtype in f32) tdt=float32 ;; bf16) tdt=bfloat16 ;; esac
-	echo "== PyTorch reference on the GPU: $model SLTrain r 128, batch $batch x 256, $tdt"
-	timeout 150 "$py" tools/torchref/bench.py --config "testdata/configs/$model.json" --device cuda --dtype "$tdt" \
+	echo "== PyTorch's device memory: $model, batch $batch x 256, $tdt"
+	timeout 120 "$py" tools/torchref/bench.py --config "testdata/configs/$model.json" --device cuda --dtype "$tdt" \
 		--peft sltrain --rank 128 --sp-ratio 0.03 --lora-alpha 32 --batch-size "$batch" --max-length 256 \
-		--steps 5 --warmup 2 2>&1 | tail -n 1 || echo "bench.py failed"
+		--steps 2 --warmup 1 2>&1 | tail -n 1 | "$py" -c 'import json,sys; d=json.loads(sys.stdin.read()); print("max_memory_allocated %.2f GiB, %.0f tokens/s" % (d["max_memory_allocated"]/2**30, d["tokens_per_s"]))' || echo "bench.py failed"
 done
 echo "== transformers: LlamaForCausalLM.from_pretrained(gpucheck/export-hf)"
 if ! timeout 120 "$py" - <<'PY'

@@ -47,7 +47,7 @@ func benchCommand() *cli.Command {
 			"factored or auto times that one plus merged. A full-rank model or an artifact (its lowering\n" +
 			"was fixed when it was compiled) is timed once.\n\n" +
 			"--baseline torch runs the seed's semantics in PyTorch (tools/torchref/bench.py, Debian's\n" +
-			"/usr/bin/python3, run from the repository root) on the model the compiled module describes:\n" +
+			"/usr/bin/python3 or $SLC_PYTHON, run from the repository root) on the model the compiled module describes:\n" +
 			"its config, peft, rank, δ, α, target modules, dtype, batch and length come from the module's\n" +
 			"metadata and input shape, never from the flags, and its parameter count must match slc's.\n" +
 			"A model bench.py cannot express is a usage error.\n\n" +
@@ -149,6 +149,7 @@ func bench(c *cli.Context) error {
 		if err := checkArtifactFlags(c, model, mod, art); err != nil {
 			return err
 		}
+		gpu = art.Target.Kind == artifact.TargetCUDA
 		progs = []*benchProgram{{art: art, compile: time.Since(start).Seconds()}}
 	} else {
 		if mod, st, progs, err = compileBench(c, model, po); err != nil {
@@ -670,7 +671,7 @@ func torchBaseline(c *cli.Context, mod *ir.Module, argv []string) (*torchResult,
 		}
 	}
 	printf(c, "Running the PyTorch baseline…\n")
-	out, err := exec.Command("/usr/bin/python3", args...).Output()
+	out, err := exec.Command(torchPython(), args...).Output()
 	if err != nil {
 		msg := err.Error()
 		if ee, ok := err.(*exec.ExitError); ok && len(ee.Stderr) > 0 {
@@ -724,4 +725,14 @@ func isTerminal(w any) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// torchPython is the Python that runs the PyTorch baseline: $SLC_PYTHON, else
+// Debian's (/usr/bin/python3, with python3-torch), not whatever python3 is
+// first on PATH.
+func torchPython() string {
+	if p := os.Getenv("SLC_PYTHON"); p != "" {
+		return p
+	}
+	return "/usr/bin/python3"
 }

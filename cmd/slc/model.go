@@ -263,7 +263,7 @@ func settingsPrecision(s *trainSettings) precision {
 func runsOn(rt *runtime.Runtime) string {
 	if rt.Device() != nil {
 		grid, block := rt.Geometry()
-		return fmt.Sprintf("on the GPU (%d blocks of %d threads)", grid, block)
+		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
 	}
 	return fmt.Sprintf("%d threads", rt.Threads())
 }
