@@ -112,6 +112,31 @@ func (f Function) AddAttribute(at AttrIndex, name string, val uint64) error {
 	return nil
 }
 
+// RemoveAttribute removes the enum attribute name at position at, if it
+// is there (a kernel body that turns out to synchronize loses "nosync").
+// An unknown name is an error.
+func (f Function) RemoveAttribute(at AttrIndex, name string) error {
+	n := cstr(name)
+	defer freeStr(n)
+	kind := C.LLVMGetEnumAttributeKindForName(n, C.size_t(len(name)))
+	if kind == 0 {
+		return fmt.Errorf("llvm: unknown attribute %q", name)
+	}
+	C.LLVMRemoveEnumAttributeAtIndex(f.c, C.LLVMAttributeIndex(at), kind)
+	return nil
+}
+
+// HasAttribute reports whether the enum attribute name is at position at.
+func (f Function) HasAttribute(at AttrIndex, name string) bool {
+	n := cstr(name)
+	defer freeStr(n)
+	kind := C.LLVMGetEnumAttributeKindForName(n, C.size_t(len(name)))
+	if kind == 0 {
+		return false
+	}
+	return C.LLVMGetEnumAttributeAtIndex(f.c, C.LLVMAttributeIndex(at), kind) != nil
+}
+
 // AddStringAttribute adds a key="value" attribute at position at, such as
 // "target-cpu" or "target-features" on the function.
 func (f Function) AddStringAttribute(at AttrIndex, key, value string) {

@@ -30,9 +30,15 @@ type kfn struct {
 	nth   llvm.Value
 	scr   llvm.Value // this thread's scratch
 	entry llvm.BasicBlock
+	// syncs records that the body synchronizes the threads of a block
+	// (bar.sync, shfl.sync, or a call of a block-cooperative GEMM): on the
+	// GPU such a body is convergent and not nosync.
+	syncs bool
 }
 
-// stamp puts the target and the attributes every kernel function has on f.
+// stamp puts the target and the attributes every kernel function has on f
+// (nosync among them: kernel takes it off again on the GPU from a body that
+// turns out to synchronize).
 func (e *Emitter) stamp(f llvm.Function) error {
 	if e.arch.CPU != "" {
 		f.AddStringAttribute(llvm.FunctionIndex, "target-cpu", e.arch.CPU)
@@ -131,6 +137,16 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 	e.ab.Br(start)
 
 	if e.gpu() {
+		if k.syncs {
+			// Barriers or shuffles inside: the body synchronizes, and no
+			// transformation may make its calls control-dependent on more.
+			if err := body.RemoveAttribute(llvm.FunctionIndex, "nosync"); err != nil {
+				return err
+			}
+			if err := body.AddAttribute(llvm.FunctionIndex, "convergent", 0); err != nil {
+				return err
+			}
+		}
 		return e.ptxEntry(name, body, first)
 	}
 	// The exported wrapper.

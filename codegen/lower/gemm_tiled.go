@@ -134,6 +134,7 @@ func (k *kfn) sreg(r string) (llvm.Value, error) {
 // barrier is bar.sync 0: every thread of the block waits for the others
 // (and their shared-memory writes).
 func (k *kfn) barrier() error {
+	k.syncs = true
 	f, err := k.e.intrinsic("llvm.nvvm.barrier0")
 	if err != nil {
 		return err

@@ -118,11 +118,15 @@ func (k *kfn) offsets(lin llvm.Value, dims []int64, streams []stream) []llvm.Val
 	return offs
 }
 
-// forEach visits this thread's share of the elements of shape, in row-major
-// order, calling body with every stream's element offset. Threads split the
-// elements into contiguous runs (multiples of 16, a cache line of floats).
-// The innermost merged axis is a simple counted loop with constant strides,
-// which LLVM's loop vectorizer widens.
+// forEach visits this thread's share of the elements of shape, calling body
+// with every stream's element offset; the elements must be independent of
+// each other. On the CPU threads split the elements, in row-major order,
+// into contiguous runs (multiples of 16, a cache line of floats), and the
+// innermost merged axis is a simple counted loop with constant strides,
+// which LLVM's loop vectorizer widens. On the GPU the linear index goes
+// grid-stride (thread t of T takes t, t + T, …: a warp touches consecutive
+// elements of every stream that walks the innermost axis), each decomposed
+// over the merged axes; the per-element work is the same.
 func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value)) {
 	if numel(shape) == 0 {
 		return
@@ -131,6 +135,10 @@ func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value
 	total := int64(1)
 	for _, d := range dims {
 		total *= d
+	}
+	if k.e.gpu() {
+		k.gridStride(k.c64(total), func(i llvm.Value) { body(k.offsets(i, dims, ss)) })
+		return
 	}
 	s, e := k.share(total, 16)
 	inner := dims[len(dims)-1]

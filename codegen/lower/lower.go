@@ -1,4 +1,6 @@
-// Package lower turns slc's IR into native x86-64 kernels, as LLVM IR.
+// Package lower turns slc's IR into kernels, as LLVM IR: native x86-64 ones
+// for the CPU, or NVPTX ones for the cuda device (Options.Device; see the
+// CUDA ABI in ptx.go).
 //
 // The unit of lowering is a Group: the nodes codegen runs as one kernel
 // (an element-wise chain, a reduction closing one, or a single op such as a
@@ -19,7 +21,8 @@
 // buffer. Each of nthreads threads calls the kernel with its own tid (a call
 // with tid or nthreads out of range does nothing) and its own scratch area of
 // at least Lowering.ScratchBytes bytes; each does a disjoint share of the
-// output, so no barrier is needed inside a call.
+// output, so no barrier is needed inside a call. (The cuda device's ABI is
+// in ptx.go: there the threads of a block may synchronize inside a call.)
 //
 // # What runs as one kernel
 //
@@ -33,7 +36,8 @@
 // kernel of its own: data movement (Expand, Transpose, Slice, Concat,
 // Gather, ScatterAdd), Softmax, the cross-entropy and its gradient, RoPE,
 // CausalMask, and the products (MatMul, Linear, LowRankSparseAdd), which
-// call codegen/cpu's generated GEMMs.
+// call codegen/cpu's generated GEMMs on the CPU and the GPU GEMMs of
+// gemm_tiled.go, gemm_mma.go and gemm_simt.go on the cuda device.
 //
 // # Numerics
 //
@@ -46,7 +50,10 @@
 // denominators are accumulated in f64 (products accumulate in f32 in the
 // GEMMs, ScatterAdd in the output's type), always in an order fixed by the
 // shapes and the target's vector width and never by the thread count, so
-// results are bit-identical from run to run and across thread counts. exp on
+// results are bit-identical from run to run and across thread counts. (On
+// the cuda device the block-cooperative row reductions add their partial
+// sums in an order fixed by the block size: bit-identical from run to run
+// for a launch, within the last bits of the CPU's; see gpurows.go.) exp on
 // f32 is an inline Cody–Waite + polynomial evaluation (within 2 ulp,
 // vectorizable); log, pow and f64 exp are libm calls.
 package lower
@@ -144,14 +151,19 @@ type Options struct {
 	// "cuda" for NVPTX kernels (see the CUDA ABI in ptx.go). The module
 	// and target machine must be the device's.
 	Device string
-	// GPUKernels picks the cuda device's matrix products (see gemmGPU):
+	// GPUKernels picks the cuda device's matrix products (see gemmGPU) and
+	// block reductions (see blockReduce):
 	// "" or "portable", the tiled shared-memory SIMT GEMM (any launch, and
 	// the PTX emulator runs it); "tensorcore", mma.sync tensor-core GEMMs
 	// (sm_80 and later) for products of two bf16 operands, the rest
 	// portable; "simt", the plain one-element-per-thread loop (the
 	// reference the others are checked against); "tensorcore-emulated",
 	// for tests in the PTX emulator only, the tensor-core GEMMs with each
-	// mma.sync emulated through shared memory (see emulateMMA).
+	// mma.sync emulated through shared memory (see emulateMMA). The block
+	// reductions of the row kernels are a shared-memory tree (portable,
+	// simt) or, with "tensorcore", warp shuffles within each warp and
+	// shared memory across warps ("tensorcore-emulated": each shuffle
+	// emulated through shared memory, emulateShuffle).
 	GPUKernels string
 }
 

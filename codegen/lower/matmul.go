@@ -50,7 +50,12 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 }
 
 // callGEMM calls a generated GEMM on (c, a, b) with this thread's share.
+// A block-cooperative GPU GEMM (convergent: it synchronizes) makes the
+// calling kernel body synchronize too.
 func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
+	if k.e.gpu() && f.HasAttribute(llvm.FunctionIndex, "convergent") {
+		k.syncs = true
+	}
 	k.b.Call(f, []llvm.Value{c, a, b, k.scr, k.tid, k.nth}, "")
 }
 
@@ -84,8 +89,7 @@ func (k *kfn) zeroBytes(p llvm.Value, n int64) {
 		return
 	}
 	words := n / 4
-	s, e := k.share(words, 16)
-	k.loop(s, e, func(i llvm.Value) { k.storeAt(llvm.ConstInt(k.e.i32, 0), k.e.i32, p, i) })
+	k.each(words, 16, func(i llvm.Value) { k.storeAt(llvm.ConstInt(k.e.i32, 0), k.e.i32, p, i) })
 	if n%4 != 0 {
 		k.when(k.b.ICmp(llvm.IntEQ, k.tid, k.c64(0), ""), func() {
 			k.storeAt(llvm.ConstInt(k.e.i16, 0), k.e.i16, p, k.c64(n/2-1))
@@ -426,8 +430,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 	if acc.DType != y.DType {
 		rName := name + "_r"
 		err := e.kernel(rName, []param{buf(acc, true), buf(y, false)}, func(k *kfn) error {
-			s, en := k.share(rows*out, 16)
-			k.loop(s, en, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[0], i), e.bf16, k.p[1], i) })
+			k.each(rows*out, 16, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[0], i), e.bf16, k.p[1], i) })
 			return nil
 		})
 		if err != nil {
@@ -490,12 +493,10 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 			args = append(args, in1, *bb)
 		}
 		err := e.kernel(cname, params, func(k *kfn) error {
-			s, en := k.share(r*in, 16)
 			sc := llvm.ConstFloat(f32, float64(scale))
-			k.loop(s, en, func(i llvm.Value) { k.storeAt(k.b.FMul(k.loadAt(f32, k.p[0], i), sc, ""), bf16, k.p[1], i) })
+			k.each(r*in, 16, func(i llvm.Value) { k.storeAt(k.b.FMul(k.loadAt(f32, k.p[0], i), sc, ""), bf16, k.p[1], i) })
 			if bb != nil {
-				s, en := k.share(out*r, 16)
-				k.loop(s, en, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[2], i), bf16, k.p[3], i) })
+				k.each(out*r, 16, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[2], i), bf16, k.p[3], i) })
 			}
 			return nil
 		})

@@ -100,8 +100,8 @@ func (k *kfn) inRange(v, lo, hi llvm.Value) llvm.Value {
 }
 
 // gather: y[j, :] = table[indices[j], :]. Threads split the output elements
-// like an element-wise loop; a row whose index is out of range (the
-// interpreter's error) comes out as zeros.
+// like an element-wise loop (on the GPU grid-stride); a row whose index is
+// out of range (the interpreter's error) comes out as zeros.
 func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 	table, idx := g.Inputs[0].Type, g.Inputs[1].Type
 	bt, err := e.bitsType(table.DType)
@@ -116,6 +116,23 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 			return nil
 		}
 		var ferr error
+		if e.gpu() {
+			// Grid-stride over the output's elements (coalesced stores):
+			// element i is column i mod rowLen of row i / rowLen.
+			k.gridStride(k.c64(J*rowLen), func(i llvm.Value) {
+				j, c := k.divc(i, rowLen), k.remc(i, rowLen)
+				r, err := k.loadIndex(idx.DType, k.p[1], j)
+				if err != nil {
+					ferr = err
+					return
+				}
+				ok := k.inRange(r, k.c64(0), k.c64(rows))
+				r = k.b.Select(ok, r, k.c64(0), "")
+				v := k.b.Select(ok, k.loadAt(bt, k.p[0], k.add(k.mulc(r, rowLen), c)), llvm.ConstInt(bt, 0), "")
+				k.storeAt(v, bt, k.p[2], i)
+			})
+			return ferr
+		}
 		s, en := k.share(J*rowLen, 16)
 		r0 := k.divc(s, rowLen)
 		r1 := k.divc(k.addc(en, rowLen-1), rowLen)

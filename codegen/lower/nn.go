@@ -12,7 +12,11 @@ import (
 // softmax: y = exp(x − max x) / Σ exp(x − max x) along axis. The tensor is
 // viewed as [outer, L, inner]; threads split the outer·inner lines. Each
 // line takes three passes: the max, then the exponentials (stored) and their
-// f64 sum, then the division.
+// f64 sum, then the division. On the GPU a softmax over the last axis
+// (inner = 1) takes block rows (gpurows.go: a block per line, its threads
+// strided over the line, the max and the sum by blockReduce); over another
+// axis the lines go grid-stride, one per thread (consecutive threads take
+// consecutive lines, adjacent in memory), as on the CPU but coalesced.
 func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 	x := g.Inputs[0].Type
 	ax, err := ir.NormAxis(g.Nodes[0].Attrs.GetInt("axis", -1), x.Rank())
@@ -29,8 +33,18 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 			return nil
 		}
 		var ferr error
-		s, en := k.share(outer*inner, 1)
-		k.loop(s, en, func(line llvm.Value) {
+		if e.gpu() && inner == 1 {
+			return k.softmaxRows(t, outer, L)
+		}
+		lines := func(body func(line llvm.Value)) {
+			if e.gpu() {
+				k.gridStride(k.c64(outer*inner), body)
+				return
+			}
+			s, en := k.share(outer*inner, 1)
+			k.loop(s, en, body)
+		}
+		lines(func(line llvm.Value) {
 			base := k.add(k.mulc(k.divc(line, inner), L*inner), k.remc(line, inner))
 			xp := k.at(t, k.p[0], base)
 			yp := k.at(t, k.p[1], base)
@@ -58,6 +72,43 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
 }
 
+// softmaxRows is softmax over contiguous rows of L on the GPU, by block
+// rows: per row, the block's maximum, then each thread's exponentials
+// (stored to y) and the block's f64 sum of them, then each thread divides
+// the exponentials it stored (no barrier: a thread reads back only its
+// own). Every thread of a block runs every row's reductions (blockRows'
+// loop is block-uniform).
+func (k *kfn) softmaxRows(t llvm.Type, rows, L int64) error {
+	var ferr error
+	fail := func(err error) {
+		if ferr == nil {
+			ferr = err
+		}
+	}
+	err := k.blockRows(rows, func(hw blockRegs, row llvm.Value) {
+		xp := k.at(t, k.p[0], k.mulc(row, L))
+		yp := k.at(t, k.p[1], k.mulc(row, L))
+		m, err := k.blockRowMax(hw, t, L, xp)
+		if err != nil {
+			fail(err)
+			return
+		}
+		total, err := k.blockRowExpSum(hw, t, t, L, xp, yp, m)
+		if err != nil {
+			fail(err)
+			return
+		}
+		k.rowStride(hw, k.c64(L), func(l llvm.Value) {
+			p := k.at(t, yp, l)
+			k.store(k.narrow(k.b.FDiv(k.widen(k.load(t, p)), total, ""), t), t, p)
+		})
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
 // widen converts a float to f64; narrow converts an f64 to t.
 func (k *kfn) widen(v llvm.Value) llvm.Value {
 	if v.Type().Kind() == llvm.DoubleTypeKind {
@@ -77,7 +128,8 @@ func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
 
 // crossEntropy emits SoftmaxCrossEntropy (loss[j] = logsumexp(row j) −
 // row_j[label j]) and its gradient (dlogits[j, v] = (softmax(row j)[v] −
-// [v = label j])·dloss[j]). Threads split the rows. The log-sum-exp is the
+// [v = label j])·dloss[j]). Threads split the rows; on the GPU blocks take
+// them (block rows, gpurows.go). The log-sum-exp is the
 // interpreter's: m + log Σ exp(x − m) with an f64 sum, and m itself when m is
 // infinite. A label out of range gives NaN (the interpreter's error). The
 // gradient's softmax is exp(x − m)·(1/Σ), within an f64 ulp of the
@@ -108,10 +160,19 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 				ferr = err
 			}
 		}
-		s, en := k.share(J, 1)
-		k.loop(s, en, func(j llvm.Value) {
+		// row computes row j: on the CPU by this thread alone (hw nil), on
+		// the GPU by the block (block rows: every thread of the block runs
+		// it, the reductions by blockReduce, the per-element loop strided
+		// and the loss stored by thread 0).
+		row := func(hw *blockRegs, j llvm.Value) {
 			xp := k.at(t, k.p[0], k.mulc(j, V))
-			m, err := k.rowMax(t, V, xp, 1)
+			var m llvm.Value
+			var err error
+			if hw != nil {
+				m, err = k.blockRowMax(*hw, t, V, xp)
+			} else {
+				m, err = k.rowMax(t, V, xp, 1)
+			}
 			if err != nil {
 				fail(err)
 				return
@@ -120,7 +181,12 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			if grad {
 				yp = k.at(ot, k.p[out], k.mulc(j, V))
 			}
-			total, err := k.rowExpSum(t, ot, V, xp, yp, 1, m)
+			var total llvm.Value
+			if hw != nil {
+				total, err = k.blockRowExpSum(*hw, t, ot, V, xp, yp, m)
+			} else {
+				total, err = k.rowExpSum(t, ot, V, xp, yp, 1, m)
+			}
 			if err != nil {
 				fail(err)
 				return
@@ -147,7 +213,11 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			if !grad {
 				xl := k.widen(k.loadAt(t, xp, b.Select(ok, label, k.c64(0), "")))
 				loss := b.Select(ok, b.FSub(lse, xl, ""), nan, "")
-				k.storeAt(k.narrow(loss, t), t, k.p[out], j)
+				if hw != nil {
+					k.when(b.ICmp(llvm.IntEQ, hw.tx, k.c64(0), ""), func() { k.storeAt(k.narrow(loss, t), t, k.p[out], j) })
+				} else {
+					k.storeAt(k.narrow(loss, t), t, k.p[out], j)
+				}
 				return
 			}
 			dloss := k.widen(k.loadAt(ot, k.p[2], j))
@@ -158,13 +228,25 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			// costs several multiplies, and this loop runs over B·L·V
 			// elements. e·(1/Σ) differs from e/Σ by at most an ulp of f64.
 			inv := b.FDiv(one, total, "")
-			k.loopN(V, func(l llvm.Value) {
+			elems := func(body func(l llvm.Value)) { k.loopN(V, body) }
+			if hw != nil {
+				elems = func(body func(l llvm.Value)) { k.rowStride(*hw, k.c64(V), body) } // the thread's own exponentials
+			}
+			elems(func(l llvm.Value) {
 				p := k.at(ot, yp, l)
 				prob := b.FMul(k.widen(k.load(ot, p)), inv, "")
 				hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
 				k.store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), ot), ot, p)
 			})
-		})
+		}
+		if e.gpu() {
+			if err := k.blockRows(J, func(hw blockRegs, j llvm.Value) { row(&hw, j) }); err != nil {
+				return err
+			}
+			return ferr
+		}
+		s, en := k.share(J, 1)
+		k.loop(s, en, func(j llvm.Value) { row(nil, j) })
 		return ferr
 	})
 	if err != nil {
@@ -262,28 +344,33 @@ func (k *kfn) rotatePair(t llvm.Type, xr, yr, i llvm.Value, h int64, c, sn llvm.
 
 // ropeGPU is rope's loop on the GPU: θ = p·base^(−2i/D) and its cosine and
 // sine computed in f64 per element (sincos64) instead of read from a table,
-// within a few f64 ulps of the interpreter's.
+// within a few f64 ulps of the interpreter's; the pairs go grid-stride.
 func (k *kfn) ropeGPU(t llvm.Type, rows, within int64, S, D int, base, sign float64) error {
 	b, f64 := k.b, k.e.f64
 	h := D / 2
-	lo, hi := k.share(rows, 1)
-	k.loop(lo, hi, func(row llvm.Value) {
+	if h == 0 {
+		b.SetFastMath(llvm.FastMathAllowContract)
+		return nil
+	}
+	// Grid-stride over the rows·h pairs (pair i of a row: features i and
+	// i + h), so that a warp takes consecutive features.
+	k.gridStride(k.c64(rows*int64(h)), func(pi llvm.Value) {
+		row, i := k.divc(pi, int64(h)), k.remc(pi, int64(h))
 		p := b.SIToFP(k.remc(k.divc(row, within), int64(S)), f64, "")
 		xr := k.at(t, k.p[0], k.mulc(row, int64(D)))
 		yr := k.at(t, k.p[1], k.mulc(row, int64(D)))
-		k.loopN(int64(h), func(i llvm.Value) {
-			e := b.FMul(b.SIToFP(i, f64, ""), llvm.ConstFloat(f64, -2/float64(D)), "")
-			inv := k.exp64(b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
-			c, sn := k.sincos64(b.FMul(p, inv, ""))
-			k.rotatePair(t, xr, yr, i, int64(h), c, sn, sign)
-		})
+		e := b.FMul(b.SIToFP(i, f64, ""), llvm.ConstFloat(f64, -2/float64(D)), "")
+		inv := k.exp64(b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
+		c, sn := k.sincos64(b.FMul(p, inv, ""))
+		k.rotatePair(t, xr, yr, i, int64(h), c, sn, sign)
 	})
 	b.SetFastMath(llvm.FastMathAllowContract)
 	return nil
 }
 
 // causalMask: y[..., i, j] = x[..., i, j] if j ≤ i else fill (−Inf, or 0 for
-// the gradient). Threads split the rows.
+// the gradient). Threads split the rows (on the GPU the elements,
+// grid-stride).
 func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 	n := g.Nodes[0]
 	x := g.Inputs[0].Type
@@ -304,6 +391,16 @@ func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 	rows := numel(x.Shape[:r-1])
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
 		if rows*C == 0 {
+			return nil
+		}
+		if e.gpu() {
+			// Grid-stride over the elements: element el is column el mod C
+			// of row el / C.
+			k.gridStride(k.c64(rows*C), func(el llvm.Value) {
+				i, j := k.remc(k.divc(el, C), R), k.remc(el, C)
+				keep := k.b.ICmp(llvm.IntSLE, j, i, "")
+				k.storeAt(k.b.Select(keep, k.loadAt(t, k.p[0], el), llvm.ConstFloat(e.computeOf(t), fill), ""), t, k.p[1], el)
+			})
 			return nil
 		}
 		lo, hi := k.share(rows, 1)

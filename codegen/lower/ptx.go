@@ -14,11 +14,33 @@ import (
 //
 // where args points (in global memory) at the call's buffer pointers, as
 // the CPU ABI's args does, and scratch at stride bytes per GPU thread
-// (stride ≥ Lowering.ScratchBytes). A launch runs any 1-D grid: thread
-// t = ctaid.x·ntid.x + tid.x of T = nctaid.x·ntid.x in all calls the same
-// body the CPU kernel's thread t of T runs (tid t, nthreads T, its scratch
-// at scratch + t·stride). So the GPU shares every kernel's lowering with the
-// CPU: what differs is how threads are numbered, not what they compute.
+// (stride ≥ Lowering.ScratchBytes). A launch runs any 1-D grid of any
+// block size, and every thread of it runs the kernel's body with tid
+// t = ctaid.x·ntid.x + tid.x, nthreads T = nctaid.x·ntid.x and its scratch
+// at scratch + t·stride. The GPU shares the CPU's lowering of each op's
+// math, but not how the work maps to threads (see "How the GPU maps
+// iterations to threads" in gpurows.go):
+//
+//   - independent iterations (element-wise groups, data movement, Gather,
+//     RoPE, CausalMask, the bf16 roundings and zero fills around the
+//     products, reductions whose outputs are independent) go grid-stride,
+//     i = t, t + T, … instead of the CPU's contiguous shares: coalesced,
+//     and bit-identical to the CPU's results;
+//   - row reductions (Softmax over the last axis, the cross-entropy and
+//     its gradient, reductions over the innermost axis: RMSNorm and its
+//     backward) are block-cooperative: rows go to blocks, a row's
+//     elements to the block's threads, and blockReduce combines them with
+//     bar.sync (and, "tensorcore", warp shuffles);
+//   - the matrix products call the GPU GEMMs of gemm_tiled.go and
+//     gemm_mma.go (block-cooperative) or gemm_simt.go;
+//   - what depends on a per-thread partition (ScatterAdd's rows, the
+//     sparse scatter and sparse product of LowRankSparseAdd) keeps the
+//     CPU's contiguous shares.
+//
+// A body that synchronizes the threads of a block (bar.sync, shfl.sync, a
+// block-cooperative GEMM) must be reached by every thread of the block:
+// the launch runs every thread through the body, and the body's
+// synchronizing code sits in block-uniform control flow only.
 
 // gpu reports whether the emitter targets the cuda device.
 func (e *Emitter) gpu() bool { return e.opt.Device == "cuda" }

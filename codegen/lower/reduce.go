@@ -11,7 +11,8 @@ import (
 // ReduceSum or ReduceMean of one of their values (or of an input) over some
 // axes. Threads split the output elements; each output element is the f64
 // sum of its inputs in row-major order (the interpreter's order), so the
-// result does not depend on the thread count. Element-wise values the group
+// result does not depend on the thread count. (On the GPU a reduction over
+// the innermost axis is block-cooperative instead, see reduceGPU.) Element-wise values the group
 // also writes are stored on the way, each exactly once.
 //
 // Two loop shapes, chosen statically after merging axes:
@@ -114,7 +115,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	redDims, redStreams := pick(redAx)
 	outTotal := numel(yType.Shape)
 	var scratch int64
-	if innerKept {
+	if innerKept && !e.gpu() {
 		scratch = 64 + 8*keptDims[len(keptDims)-1]
 	}
 	yc, err := e.scalarType(yType.DType) // computed in
@@ -184,6 +185,11 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				acc = k.b.FPTrunc(acc, yc, "") // a bf16 y is rounded once more by the store
 			}
 			return acc
+		}
+		if e.gpu() {
+			return k.reduceGPU(innerKept || len(redAx) == 0, outTotal, keptDims, keptStreams, redDims, redStreams,
+				func(offs []llvm.Value) llvm.Value { return element(0, offs) },
+				func(o, acc llvm.Value) { k.storeAt(finish(acc), yt, k.p[yIdx], o) }, &ferr)
 		}
 		if !innerKept && lanes > 0 {
 			// Innermost axis reduced and contiguous: W lanes accumulate
@@ -288,6 +294,64 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 		return nil, err
 	}
 	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}, ScratchBytes: scratch}, nil
+}
+
+// reduceGPU is a Reduce group's loop on the GPU. element computes (and
+// stores the element-wise outputs of) one point of the space and returns x
+// in f64; store finishes output o from its f64 sum.
+//
+//   - Independent outputs (the innermost axis kept — a bias or norm-weight
+//     gradient summed over tokens — or nothing reduced): grid-stride over
+//     the outputs, each summed over the reduced axes in row-major order, as
+//     on the CPU: bit-identical to it, and a warp takes consecutive outputs.
+//   - The innermost axis reduced (RMSNorm's mean of squares, the row sums
+//     of its backward, a row's mean): block rows (gpurows.go). The block
+//     takes outputs ctaid.x, ctaid.x + nctaid.x, …; thread tx sums, in f64,
+//     the reduced elements tx, tx + ntid, … (their row-major index over the
+//     reduced axes: consecutive threads read consecutive elements of a
+//     contiguous row); blockReduce adds the partials, and thread 0 stores.
+func (k *kfn) reduceGPU(independent bool, outTotal int64, keptDims []int64, keptStreams []stream, redDims []int64, redStreams []stream,
+	element func(offs []llvm.Value) llvm.Value, store func(o, acc llvm.Value), ferr *error) error {
+	f64 := k.e.f64
+	if independent {
+		k.gridStride(k.c64(outTotal), func(o llvm.Value) {
+			base := k.offsets(o, keptDims, keptStreams)
+			acc := k.variable(f64, llvm.ConstFloat(f64, 0))
+			k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
+				k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+			})
+			store(o, k.load(f64, acc))
+		})
+		return *ferr
+	}
+	count := int64(1)
+	for _, d := range redDims {
+		count *= d
+	}
+	err := k.blockRows(outTotal, func(hw blockRegs, o llvm.Value) {
+		base := k.offsets(o, keptDims, keptStreams)
+		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
+		k.rowStride(hw, k.c64(count), func(r llvm.Value) {
+			rel := k.offsets(r, redDims, redStreams)
+			offs := make([]llvm.Value, len(base))
+			for i := range base {
+				offs[i] = k.add(base[i], rel[i])
+			}
+			k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+		})
+		total, err := k.blockReduce(hw, redSum, k.load(f64, acc))
+		if err != nil {
+			if *ferr == nil {
+				*ferr = err
+			}
+			return
+		}
+		k.when(k.b.ICmp(llvm.IntEQ, hw.tx, k.c64(0), ""), func() { store(o, total) })
+	})
+	if err != nil {
+		return err
+	}
+	return *ferr
 }
 
 // nest emits nested loops over dims (outermost first), calling body with
