@@ -19,7 +19,8 @@ import (
 // its gradient, RMSNorm forward and backward (as the frontend and
 // autodiff write them: x·x fused into the mean over the last axis, the
 // weight's gradient summed over the rows), ReduceSum/ReduceMean over the
-// last axes, over a middle axis and over everything, and element-wise and
+// last axes, over a middle axis, over the rows (long ones in chunks: two
+// calls) and over everything, and element-wise and
 // data-movement kernels, on odd shapes — one row, rows ≫ blocks, rows of
 // 1, 5, 33 and 300 — with blocks of 32 and 256 threads and grids of 1 and 3
 // blocks, in the portable variant (shared-memory tree reductions) and in
@@ -115,10 +116,12 @@ func rowCases() []rowCase {
 		{name: "rms_37x33", build: rms(37, 33)},
 		{name: "rms_3x300", build: rms(3, 300)},
 		{name: "rms_5x1", build: rms(5, 1)},
+		{name: "rms_200x5", build: rms(200, 5)}, // dw in chunks
 		{name: "sum_13x33", build: reduce("ReduceSum", false, []int{13, 33}, -1)},
 		{name: "mean_2x3x5_last2", build: reduce("ReduceMean", true, []int{2, 3, 5}, 1, 2)},
 		{name: "sum_4x6x5_middle", build: reduce("ReduceSum", false, []int{4, 6, 5}, 1), launchFree: true},
-		{name: "sum_300x3_rows", build: reduce("ReduceSum", false, []int{300, 3}, 0), launchFree: true},
+		{name: "sum_300x3_rows", build: reduce("ReduceSum", false, []int{300, 3}, 0), launchFree: true},        // in chunks
+		{name: "mean_130x2x7_outer", build: reduce("ReduceMean", true, []int{130, 2, 7}, 0), launchFree: true}, // in chunks
 		{name: "mean_all_67", build: reduce("ReduceMean", false, []int{67}, 0)},
 		{name: "ew_broadcast", launchFree: true, build: func(b *ir.Builder, in func(string, ir.DType, ...int) string) map[string]string {
 			return map[string]string{"y": b.Unary("Silu", b.Add(in("x", f, 7, 33), in("b", f, 33)))}

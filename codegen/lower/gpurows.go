@@ -21,7 +21,10 @@ import (
 //     t + 2T, … (t the thread's global number, the kernel's tid), so a warp
 //     touches 32 consecutive elements. Each iteration computes exactly what
 //     it computes on the CPU, so results are bit-identical to the CPU's
-//     mapping (and to every launch's).
+//     mapping (and to every launch's). A long reduction over outer axes
+//     with few outputs (a norm weight's gradient, summed over every token)
+//     is split into chunks first, two calls (reduceChunksGPU): the same
+//     result for every launch, summed in another order than the CPU's.
 //   - Block rows (blockRows, rowStride, blockReduce): the row reductions —
 //     Softmax over the last axis, SoftmaxCrossEntropy and its gradient, and
 //     ReduceSum/ReduceMean groups whose innermost axis is reduced (RMSNorm's

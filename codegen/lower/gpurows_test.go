@@ -46,6 +46,9 @@ func rowGroups(t *testing.T) []rowGroup {
 	colSum := addGroup(t, Single, func(b *ir.Builder) string {
 		return b.Reduce("ReduceSum", b.AddInput("x", ir.T(f, 9, 20), ir.Data, nil), false, 0)
 	})
+	colSumLong := addGroup(t, Single, func(b *ir.Builder) string {
+		return b.Reduce("ReduceMean", b.AddInput("x", ir.T(f, 700, 20), ir.Data, nil), false, 0)
+	})
 	ew := addGroup(t, Elementwise, func(b *ir.Builder) string {
 		return b.Unary("Silu", b.Add(b.AddInput("x", ir.T(f, 5, 33), ir.Data, nil), b.AddInput("y", ir.T(f, 33), ir.Data, nil)))
 	})
@@ -59,7 +62,8 @@ func rowGroups(t *testing.T) []rowGroup {
 		{"ce", ce, true},
 		{"ce_grad", ceGrad, true},
 		{"mean_sq", meanSq, true},
-		{"col_sum", colSum, false}, // independent outputs, grid-stride
+		{"col_sum", colSum, false},           // independent outputs, grid-stride
+		{"col_mean_long", colSumLong, false}, // chunked: partial sums, then their sum
 		{"ew", ew, false},
 		{"transpose", tr, false},
 	}
@@ -189,5 +193,44 @@ func TestCPUKernelsKeepNosync(t *testing.T) {
 	}
 	if err := e.mod.Verify(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGPUChunkedColumnSums: on the GPU a long reduction over an outer axis
+// with few outputs is two calls (chunks' partial sums into an f64 temp,
+// then their sum); a short one, and every CPU one, is one call.
+func TestGPUChunkedColumnSums(t *testing.T) {
+	long := func() *Group {
+		return addGroup(t, Single, func(b *ir.Builder) string {
+			return b.Reduce("ReduceMean", b.AddInput("x", ir.T(ir.F32, 700, 20), ir.Data, nil), false, 0)
+		})
+	}
+	short := addGroup(t, Single, func(b *ir.Builder) string {
+		return b.Reduce("ReduceSum", b.AddInput("x", ir.T(ir.F32, 9, 20), ir.Data, nil), false, 0)
+	})
+	tm, m := gpuTarget(t, "sm_90")
+	e, err := NewEmitter(m, tm, Options{Device: "cuda"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Dispose()
+	l, err := e.Lower(long())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := columnChunks(700, 20)
+	if len(l.Calls) != 2 || len(l.Temps) != 1 || l.Temps[0].NumElements() != chunks*20 || l.Temps[0].DType != ir.F64 {
+		t.Errorf("700×20 column mean: calls %+v, temps %v (want 2 calls, one f64 temp of %d×20)", l.Calls, l.Temps, chunks)
+	}
+	if chunks < 2 {
+		t.Errorf("columnChunks(700, 20) = %d", chunks)
+	}
+	if l, err := e.Lower(short); err != nil || len(l.Calls) != 1 || len(l.Temps) != 0 {
+		t.Errorf("9×20 column sum: %+v, %v", l, err)
+	}
+	emitPTX(t, tm, m)
+	cpu := newTestEmitter(t, Options{})
+	if l, err := cpu.Lower(long()); err != nil || len(l.Calls) != 1 || len(l.Temps) != 0 {
+		t.Errorf("CPU 700×20 column mean: %+v, %v", l, err)
 	}
 }

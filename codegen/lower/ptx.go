@@ -25,7 +25,8 @@ import (
 //     RoPE, CausalMask, the bf16 roundings and zero fills around the
 //     products, reductions whose outputs are independent) go grid-stride,
 //     i = t, t + T, … instead of the CPU's contiguous shares: coalesced,
-//     and bit-identical to the CPU's results;
+//     and bit-identical to the CPU's results (long reductions over outer
+//     axes take two calls, chunks' partial sums and then their sum);
 //   - row reductions (Softmax over the last axis, the cross-entropy and
 //     its gradient, reductions over the innermost axis: RMSNorm and its
 //     backward) are block-cooperative: rows go to blocks, a row's

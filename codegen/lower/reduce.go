@@ -124,8 +124,18 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	}
 	yt, _ := e.storageType(yType.DType) // stored as
 	lanes := vectorLanes(e, g, dims, ss, redAx)
+	// The GPU splits long sums over outer axes into chunks (see
+	// reduceGPU): partial sums into a temp, then a second call.
+	params := groupParams(g)
+	chunks := int64(1)
+	if e.gpu() && innerKept {
+		chunks = columnChunks(numel64(redDims), outTotal)
+	}
+	if chunks > 1 {
+		params = append(params, param{bytes: 8 * chunks * outTotal, alias: -1})
+	}
 
-	err = e.kernel(name, groupParams(g), func(k *kfn) error {
+	err = e.kernel(name, params, func(k *kfn) error {
 		acct := e.f64
 		var ferr error
 		// element computes the chain at offs (lanes = 0) or at lanes
@@ -185,6 +195,10 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				acc = k.b.FPTrunc(acc, yc, "") // a bf16 y is rounded once more by the store
 			}
 			return acc
+		}
+		if chunks > 1 {
+			return k.reduceChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
+				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.p[len(params)-1], &ferr)
 		}
 		if e.gpu() {
 			return k.reduceGPU(innerKept || len(redAx) == 0, outTotal, keptDims, keptStreams, redDims, redStreams,
@@ -293,7 +307,88 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	if err != nil {
 		return nil, err
 	}
+	if chunks > 1 {
+		// The second call: y[o] = Σ_p partial[p, o], in chunk order.
+		sumName := name + "_sum"
+		part := ir.T(ir.F64, int(chunks*outTotal))
+		err := e.kernel(sumName, []param{{bytes: part.Bytes(), readonly: true, alias: -1}, {bytes: yType.Bytes(), alias: -1}}, func(k *kfn) error {
+			f64 := e.f64
+			k.gridStride(k.c64(outTotal), func(o llvm.Value) {
+				acc := k.variable(f64, llvm.ConstFloat(f64, 0))
+				k.loopN(chunks, func(p llvm.Value) {
+					k.store(k.b.FAdd(k.load(f64, acc), k.loadAt(f64, k.p[0], k.add(k.mulc(p, outTotal), o)), ""), f64, acc)
+				})
+				v := k.load(f64, acc)
+				if red.Op == "ReduceMean" {
+					v = k.b.FDiv(v, llvm.ConstFloat(f64, float64(count)), "")
+				}
+				if yc.Kind() != llvm.DoubleTypeKind {
+					v = k.b.FPTrunc(v, yc, "")
+				}
+				k.storeAt(v, yt, k.p[1], o)
+			})
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		args := append(inputsAndOutputs(g), Arg{ArgTemp, 0})
+		return &Lowering{
+			Calls: []Call{{Kernel: name, Args: args}, {Kernel: sumName, Args: []Arg{{ArgTemp, 0}, {ArgOutput, yOut}}}},
+			Temps: []ir.Type{part},
+		}, nil
+	}
 	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}, ScratchBytes: scratch}, nil
+}
+
+// columnChunks is the number of chunks the GPU splits the reduced elements
+// of each output of a reduction over outer axes into (1: no split): about
+// colChunk elements each, enough to give the launch some 2^17 independent
+// sums, at most 1024.
+func columnChunks(count, outTotal int64) int64 {
+	const colChunk, target = 64, 1 << 17
+	p := (count + colChunk - 1) / colChunk
+	return max(1, min(p, target/max(outTotal, 1), 1024))
+}
+
+// reduceChunksGPU is the first call of a chunked reduction over outer axes
+// on the GPU: unit u = p·outTotal + o (grid-stride, so a warp takes
+// consecutive outputs o) sums, in f64 and row-major order, chunk p of
+// output o's reduced elements (those of row-major index r in [p·C,
+// (p+1)·C), C = ⌈count/chunks⌉) into partial[u], storing the group's
+// element-wise outputs on the way. The second call adds the chunks in
+// order: the result is the same for every launch (not the CPU's order).
+func (k *kfn) reduceChunksGPU(chunks, outTotal int64, keptDims []int64, keptStreams []stream, redDims []int64, redStreams []stream,
+	element func(offs []llvm.Value) llvm.Value, partial llvm.Value, ferr *error) error {
+	f64 := k.e.f64
+	count := numel64(redDims)
+	C := (count + chunks - 1) / chunks
+	k.gridStride(k.c64(chunks*outTotal), func(u llvm.Value) {
+		p, o := k.divc(u, outTotal), k.remc(u, outTotal)
+		base := k.offsets(o, keptDims, keptStreams)
+		lo := k.mulc(p, C)
+		hi := k.min(k.addc(lo, C), k.c64(count))
+		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
+		k.loop(lo, hi, func(r llvm.Value) {
+			rel := k.offsets(r, redDims, redStreams)
+			offs := make([]llvm.Value, len(base))
+			for i := range base {
+				offs[i] = k.add(base[i], rel[i])
+			}
+			k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+		})
+		k.storeAt(k.load(f64, acc), f64, partial, u)
+	})
+	return *ferr
+}
+
+// numel64 is the product of dims (1 for none).
+func numel64(dims []int64) int64 {
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	return n
 }
 
 // reduceGPU is a Reduce group's loop on the GPU. element computes (and
@@ -304,6 +399,8 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 //     gradient summed over tokens — or nothing reduced): grid-stride over
 //     the outputs, each summed over the reduced axes in row-major order, as
 //     on the CPU: bit-identical to it, and a warp takes consecutive outputs.
+//     (Long sums over outer axes, with few outputs, are split into chunks
+//     first, see reduceChunksGPU: two calls instead of this one.)
 //   - The innermost axis reduced (RMSNorm's mean of squares, the row sums
 //     of its backward, a row's mean): block rows (gpurows.go). The block
 //     takes outputs ctaid.x, ctaid.x + nctaid.x, …; thread tx sums, in f64,
