@@ -54,17 +54,30 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
-	for _, c := range []struct{ peft, lowering, dtype string }{
-		{"full", "auto", "f32"}, {"sltrain", "merged", "f32"}, {"sltrain", "factored", "f32"},
-		{"full", "auto", "bf16-mixed"}, {"sltrain", "merged", "bf16-mixed"},
-		{"sltrain", "merged", "bf16"},
+	for _, c := range []struct{ peft, lowering, dtype, kernels string }{
+		{"full", "auto", "f32", ""}, {"sltrain", "merged", "f32", ""}, {"sltrain", "factored", "f32", ""},
+		{"full", "auto", "bf16-mixed", ""}, {"sltrain", "merged", "bf16-mixed", ""},
+		{"sltrain", "merged", "bf16", ""},
+		// The tensor-core variant with its GPU-only instructions emulated
+		// (mma.sync, and the warp shuffles of the row reductions): on the
+		// GPU (SLC_PTXRUN_DEVICE=cuda, and the prepared device check) the
+		// real "tensorcore" kernels.
+		{"full", "auto", "f32", "tensorcore-emulated"}, {"sltrain", "merged", "bf16", "tensorcore-emulated"},
 		// Not here: bf16-mixed's factored lowering, which rounds fewer
 		// things than the op's definition (codegen/lower's
 		// lowRankSparseAddMixed) and so differs from the interpreter by a
 		// per cent or more on the CPU too.
 	} {
-		t.Run(c.peft+"-"+c.lowering+"-"+c.dtype, func(t *testing.T) {
-			m, art := compileTinyCUDA(t, c.peft, c.lowering, c.dtype)
+		name := c.peft + "-" + c.lowering + "-" + c.dtype
+		kernels := c.kernels
+		if kernels == "tensorcore-emulated" && device == "cuda" {
+			kernels = "tensorcore"
+		}
+		if c.kernels != "" {
+			name += "-" + kernels
+		}
+		t.Run(name, func(t *testing.T) {
+			m, art := compileTinyCUDAWith(t, c.peft, c.lowering, c.dtype, kernels)
 			// f32 and bf16-mixed kernels agree with the interpreter to f32
 			// sums (measured 2e-6 and 1e-7); pure bf16 ones to a few ulps of
 			// bf16: the products' f32 sums against the interpreter's f64 ones
@@ -142,7 +155,16 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 			runs = append(runs, run{Program: "eval", Data: tokensOf()})
 			session["runs"] = runs
 			if dir := os.Getenv("SLC_CUDA_PREPARE"); dir != "" {
-				prepareCheck(t, filepath.Join(dir, c.peft+"-"+c.lowering+"-"+c.dtype), artPath, files, runs, lossTol, gradTol, updateTol)
+				prep, prepName := artPath, name
+				if kernels == "tensorcore-emulated" {
+					// The GPU runs the real instructions.
+					_, real := compileTinyCUDAWith(t, c.peft, c.lowering, c.dtype, "tensorcore")
+					prep, prepName = filepath.Join(work, "tensorcore.slc"), c.peft+"-"+c.lowering+"-"+c.dtype+"-tensorcore"
+					if err := artifact.WriteFile(prep, real); err != nil {
+						t.Fatal(err)
+					}
+				}
+				prepareCheck(t, filepath.Join(dir, prepName), prep, files, runs, lossTol, gradTol, updateTol)
 			}
 			// Each program is judged alone, by ptxrun's check: the interpreter
 			// starts it from the state the device had before it (the first from
@@ -231,6 +253,13 @@ func lastLine(b []byte) string {
 // compileTinyCUDA compiles the f32 tiny LLaMA for the cuda device.
 func compileTinyCUDA(t *testing.T, peft, lowering, dtype string) (*ir.Module, *artifact.Artifact) {
 	t.Helper()
+	return compileTinyCUDAWith(t, peft, lowering, dtype, "")
+}
+
+// compileTinyCUDAWith is compileTinyCUDA with the given GPU kernels
+// (codegen.Options.GPUKernels).
+func compileTinyCUDAWith(t *testing.T, peft, lowering, dtype, kernels string) (*ir.Module, *artifact.Artifact) {
+	t.Helper()
 	cfg, err := frontend.ReadLlamaConfig("../testdata/configs/llama_tiny.json")
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +278,7 @@ func compileTinyCUDA(t *testing.T, peft, lowering, dtype string) (*ir.Module, *a
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Device: "cuda"})
+	art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Device: "cuda", GPUKernels: kernels})
 	if err != nil {
 		t.Fatal(err)
 	}
