@@ -15,11 +15,13 @@ import (
 // element-wise and data-movement kernels have no barrier at all.
 // e2e/cuda_rows_test.go runs them in the PTX emulator.
 
-// rowGroup is a group of TestGPURowKernels and whether it synchronizes.
+// rowGroup is a group of TestGPURowKernels, whether it synchronizes and
+// whether it reduces across a block (shuffles in "tensorcore").
 type rowGroup struct {
-	name  string
-	g     *Group
-	syncs bool
+	name    string
+	g       *Group
+	syncs   bool
+	reduces bool
 }
 
 func rowGroups(t *testing.T) []rowGroup {
@@ -55,17 +57,21 @@ func rowGroups(t *testing.T) []rowGroup {
 	tr := addGroup(t, Single, func(b *ir.Builder) string {
 		return b.Transpose(b.AddInput("x", ir.T(h, 5, 7, 3), ir.Data, nil), 2, 0, 1)
 	})
+	mm := addGroup(t, Single, func(b *ir.Builder) string {
+		return b.MatMul(b.AddInput("a", ir.T(f, 5, 33), ir.Data, nil), b.AddInput("b", ir.T(f, 33, 7), ir.Data, nil), false, false)
+	})
 	return []rowGroup{
-		{"softmax_f32", softmax(f, -1, 7, 33), true},
-		{"softmax_bf16", softmax(h, -1, 3, 40), true},
-		{"softmax_axis0", softmax(f, 0, 5, 6), false}, // lines one per thread, grid-stride
-		{"ce", ce, true},
-		{"ce_grad", ceGrad, true},
-		{"mean_sq", meanSq, true},
-		{"col_sum", colSum, false},           // independent outputs, grid-stride
-		{"col_mean_long", colSumLong, false}, // chunked: partial sums, then their sum
-		{"ew", ew, false},
-		{"transpose", tr, false},
+		{"softmax_f32", softmax(f, -1, 7, 33), true, true},
+		{"softmax_bf16", softmax(h, -1, 3, 40), true, true},
+		{"softmax_axis0", softmax(f, 0, 5, 6), false, false}, // lines one per thread, grid-stride
+		{"ce", ce, true, true},
+		{"ce_grad", ceGrad, true, true},
+		{"mean_sq", meanSq, true, true},
+		{"col_sum", colSum, false, false},           // independent outputs, grid-stride
+		{"col_mean_long", colSumLong, false, false}, // chunked: partial sums, then their sum
+		{"ew", ew, false, false},
+		{"transpose", tr, false, false},
+		{"matmul", mm, true, false}, // calls the tiled GEMM (bar.sync)
 	}
 }
 
@@ -150,7 +156,7 @@ func TestGPURowKernels(t *testing.T) {
 					if bar != c.syncs {
 						t.Errorf("%s: bar.sync %v, want %v", c.name, bar, c.syncs)
 					}
-					wantShfl := c.syncs && kernels == "tensorcore"
+					wantShfl := c.reduces && kernels == "tensorcore"
 					if (shfl > 0) != wantShfl {
 						t.Errorf("%s: %d shfl.sync.bfly, want them %v", c.name, shfl, wantShfl)
 					}
