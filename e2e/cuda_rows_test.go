@@ -38,7 +38,8 @@ import (
 //     launch and both variants.
 //
 // The real shuffles (shfl.sync.bfly) cannot run here: codegen/lower's
-// TestGPURowKernels checks that LLVM emits them for sm_80 and sm_90.
+// TestGPURowKernels checks that LLVM emits them for sm_80 and sm_90, and
+// on a GPU (SLC_PTXRUN_DEVICE=cuda) this test runs "tensorcore" too.
 
 // rowCase is one program of TestCUDARowKernels: inputs are state named
 // "<name>.<input>", outputs are compared with the interpreter.
@@ -225,10 +226,15 @@ func TestCUDARowKernels(t *testing.T) {
 	anyLaunch := map[string][]byte{}
 	anyLaunchBy := map[string]string{}
 	byBlock := map[string][]byte{}
-	for _, kernels := range []string{"portable", "tensorcore-emulated"} {
+	variants := []string{"portable", "tensorcore-emulated"}
+	if gemmDevice == "cuda" {
+		// On the GPU (SLC_PTXRUN_DEVICE=cuda): the real shuffles too.
+		variants = append(variants, "tensorcore")
+	}
+	for _, kernels := range variants {
 		artPath := rowsArtifact(t, cases, kernels, work, files)
 		launches := [][2]int{{32, 1}, {32, 3}, {256, 1}, {256, 3}}
-		if kernels == "tensorcore-emulated" {
+		if kernels != "portable" {
 			launches = append(launches, [2]int{48, 1}, [2]int{48, 3}) // not whole warps: the tree
 		}
 		for _, l := range launches {
