@@ -5,6 +5,7 @@ package main
 // than 0 keep quiet.
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -41,8 +42,7 @@ func openTrainComm(c *cli.Context) (collective.Comm, error) {
 		return nil, err
 	}
 	if comm.Size() > 1 && c.IsSet("nproc") {
-		comm.Close()
-		return nil, usagef("train", "flag --nproc: this slc is already one of %d ranks started by mpirun; --nproc starts mpirun itself, so leave it out under mpirun", comm.Size())
+		return nil, agreeSetup(comm, usagef("train", "flag --nproc: this slc is already one of %d ranks started by mpirun; --nproc starts mpirun itself, so leave it out under mpirun", comm.Size()))
 	}
 	return comm, nil
 }
@@ -75,8 +75,16 @@ func launchNproc(c *cli.Context, n int) error {
 		args = append(args, "--threads", strconv.Itoa(max(1, goruntime.NumCPU()/n)))
 	}
 	cmd := exec.Command(mpirun, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, c.App.ErrWriter
-	err = cmd.Run()
+	cmd.Stdin, cmd.Stdout = os.Stdin, c.App.Writer
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("--nproc %d: cannot run %s: %w", n, mpirun, err)
+	}
+	copyWithoutBanners(c.App.ErrWriter, stderr)
+	err = cmd.Wait()
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -87,6 +95,27 @@ func launchNproc(c *cli.Context, n int) error {
 		return fmt.Errorf("--nproc %d: mpirun ended by %v", n, ee.ProcessState)
 	}
 	return fmt.Errorf("--nproc %d: cannot run %s: %w", n, mpirun, err)
+}
+
+// copyWithoutBanners copies mpirun's stderr line by line, leaving out its
+// boxed explanations ("Primary job terminated normally, but 1 process
+// returned a non-zero exit code…", between lines of dashes): under --nproc
+// the ranks' own "slc:" line says what happened.
+func copyWithoutBanners(w io.Writer, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	inBox := false
+	for sc.Scan() {
+		line := sc.Text()
+		if len(line) >= 20 && strings.Trim(line, "-") == "" {
+			inBox = !inBox
+			continue
+		}
+		if !inBox {
+			fmt.Fprintln(w, line)
+		}
+	}
+	io.Copy(w, r) // a line too long for the scanner, if any
 }
 
 // withoutFlag removes --name V, --name=V (and the one-dash forms) from args.
