@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(llvm-19-dev g++ flatbuffers-compiler python3-torch python3-numpy libopenblas0-pthread make sentencepiece python3-sentencepiece libonnx-testdata python3-onnx)
+packages=(llvm-19-dev g++ flatbuffers-compiler python3-torch python3-numpy libopenblas0-pthread make sentencepiece python3-sentencepiece libonnx-testdata python3-onnx openmpi-bin libopenmpi-dev)
 
 say() { printf 'setup: %s\n' "$*"; }
 
