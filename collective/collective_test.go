@@ -65,7 +65,7 @@ var mpirunEnv = []string{"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CON
 
 // runHelper starts np copies of this test binary under mpirun, each running
 // the helper test, and returns the output.
-func runHelper(t *testing.T, np int, helper string, extraEnv ...string) (string, error) {
+func runHelper(t testing.TB, np int, helper string, extraEnv ...string) (string, error) {
 	t.Helper()
 	mpirun, err := exec.LookPath("mpirun")
 	if err != nil {

@@ -225,12 +225,16 @@ func (c *mpiComm) AllReduceSum(x []float32) error {
 		return nil
 	}
 	total := chunk * n
-	c.send = grow(c.send, total)
+	send := x // in place when the length splits evenly (Padded lengths do)
+	if total != len(x) {
+		c.send = grow(c.send, total)
+		send = c.send[:total]
+		copy(send, x)
+		clear(send[len(x):])
+	}
 	c.recv = grow(c.recv, total)
 	c.part = grow(c.part, chunk)
-	send, recv, part := c.send[:total], c.recv[:total], c.part[:chunk]
-	copy(send, x)
-	clear(send[len(x):])
+	recv, part := c.recv[:total], c.part[:chunk]
 	if err := c.call("all-reduce", func() C.int {
 		return C.c_alltoall_f32(unsafe.Pointer(&send[0]), unsafe.Pointer(&recv[0]), C.int(chunk))
 	}); err != nil {
@@ -242,7 +246,9 @@ func (c *mpiComm) AllReduceSum(x []float32) error {
 	}); err != nil {
 		return err
 	}
-	copy(x, send)
+	if total != len(x) {
+		copy(x, send)
+	}
 	return nil
 }
 

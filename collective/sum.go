@@ -20,3 +20,9 @@ func sumInRankOrder(dst, src []float32, n int) {
 // exit ends the process (a variable for nothing but clarity: Abort's last
 // resort).
 var exit = os.Exit
+
+// Padded is n rounded up to a multiple of size: a buffer of that length
+// (zeros at the end) is summed in place, without a copy.
+func Padded(n, size int) int {
+	return (n + size - 1) / size * size
+}

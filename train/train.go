@@ -466,7 +466,7 @@ func (t *Trainer) sumGradients() error {
 			}
 			total += typ.NumElements()
 		}
-		t.flat = make([]float32, total)
+		t.flat = make([]float32, collective.Padded(int(total), t.comm.Size())) // zeros past the end
 	}
 	copyGrads := func(toFlat bool) error {
 		off := 0
