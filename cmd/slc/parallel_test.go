@@ -263,6 +263,11 @@ func TestTrainMPIKillRank(t *testing.T) {
 	if _, err := checkpoint.Load(filepath.Join(killed, "latest")); err != nil {
 		t.Fatalf("the newest checkpoint: %v", err)
 	}
+	// The update's 2 micro-batches cannot be shared by 4 ranks: one line.
+	_, errs, code := mpiSlc(t, 4, "train", "--continue-from", killed, "--threads", "1")
+	if code != exitUsage || strings.Count(errs, "slc: ") != 1 || !strings.Contains(errs, "4 ranks cannot share evenly") {
+		t.Errorf("resume on 4 ranks: exit %d\n%s", code, errs)
+	}
 	out := mustSlc(t, "train", "--continue-from", killed, "--threads", "1")
 	if !strings.Contains(out, "Done: 400 updates") {
 		t.Errorf("resume:\n%s", out)
@@ -341,5 +346,35 @@ func TestTrainNprocErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("%s was created", dir)
+	}
+}
+
+// Streamed C4 document rows (and the same shards loaded into memory) on 2
+// ranks × 1 micro-batch end bit-identical to 1 process × 2, with the eval
+// split across the ranks; the 2-rank run's middle checkpoint (a global
+// stream position) resumes on one process to the same end.
+func TestTrainMPIStream(t *testing.T) {
+	needMPI(t)
+	art := docArtifact(t)
+	dir := t.TempDir()
+	shards := synthShards(t, filepath.Join(dir, "train"), 3, 5, 0)
+	val := synthShards(t, filepath.Join(dir, "val"), 1, 8, 1)
+	for _, mode := range [][]string{{"--shuffle-buffer", "3", "--seed", "5"}, {"--stream=false", "--eval-fraction", "0"}} {
+		extra := append([]string{"--eval-data", val, "--eval-every", "2", "--threads", "1"}, mode...)
+		if mode[0] == "--stream=false" {
+			extra = append([]string{"--threads", "1"}, mode...)
+		}
+		one, two := filepath.Join(dir, "one"+mode[0]), filepath.Join(dir, "two"+mode[0])
+		mustSlc(t, streamArgs(art, shards, one, extra...)...)
+		mustMPI(t, 2, streamArgs(art, shards, two, extra...)...)
+		sameWeights(t, filepath.Join(one, "checkpoint-4"), filepath.Join(two, "checkpoint-4"))
+		if m1, m2 := strip(fileText(t, filepath.Join(one, "metrics.jsonl"))), strip(fileText(t, filepath.Join(two, "metrics.jsonl"))); m1 != m2 {
+			t.Errorf("%v: metrics differ:\n%s\n%s", mode, m1, m2)
+		}
+		if err := os.RemoveAll(filepath.Join(two, "checkpoint-4")); err != nil {
+			t.Fatal(err)
+		}
+		mustSlc(t, "train", "--continue-from", filepath.Join(two, "checkpoint-2"), "--threads", "1")
+		sameWeights(t, filepath.Join(one, "checkpoint-4"), filepath.Join(two, "checkpoint-4"))
 	}
 }
