@@ -183,3 +183,30 @@ func TestMPITimeoutHelper(t *testing.T) {
 	fmt.Println("timeout ok:", err)
 	os.Exit(0)
 }
+
+// Abort on one rank ends the others, blocked in a collective, at once.
+func TestMPIAbort(t *testing.T) {
+	start := time.Now()
+	out, err := runHelper(t, 2, "TestMPIAbortHelper")
+	if err == nil || strings.Contains(out, "not aborted") {
+		t.Fatalf("mpirun: %v\n%s", err, out)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestMPIAbortHelper(t *testing.T) {
+	if os.Getenv("SLC_COLLECTIVE_HELPER") != "1" {
+		t.Skip("run by TestMPIAbort under mpirun")
+	}
+	c, err := Open(Options{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rank() == 1 {
+		c.Abort(3)
+	}
+	c.AllReduceSum64([]float64{1}) // rank 1 never joins: ended by the abort
+	fmt.Println("not aborted")
+}

@@ -75,6 +75,8 @@ func trainCommand() *cli.Command {
 			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
 			"--save-every updates and at the end; --continue-from resumes one exactly. SIGINT/SIGTERM\n" +
 			"finish the update in progress, save a checkpoint and exit 0. Training runs in f32.\n" +
+			"Data parallel: mpirun -np N slc train … (or --nproc N on this machine) trains on N ranks of Open MPI,\n" +
+			"--total-batch-size = B × G × N; rank 0 writes the checkpoints and metrics.\n" +
 			"The seed's snake_case flags (--num_training_steps, --lora_r, …) are aliases.\n\n" +
 			"  slc train testdata/configs/llama_shakespeare.json --data testdata/tinyshakespeare.txt \\\n" +
 			"      --batch-size 16 --max-length 128 --rank 32 --lr 3e-3 --num-training-steps 600 --save-dir runs/shakespeare",
@@ -814,6 +816,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		var nf *train.NonFiniteError
 		var de *train.DataError
 		var re *train.RankError
+		var pe *collective.PeerError
 		if errors.As(err, &nf) || errors.As(err, &de) || errors.As(err, &re) {
 			last := "no checkpoint was saved"
 			if dir := latestCheckpoint(r.saveDir); dir != "" {
@@ -821,10 +824,17 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			}
 			return fmt.Errorf("%v; %s", err, last)
 		}
+		if errors.As(err, &pe) {
+			last := "no checkpoint was saved yet"
+			if dir := latestCheckpoint(r.saveDir); dir != "" {
+				last = fmt.Sprintf("the newest checkpoint %s is intact: resume with slc train --continue-from %s", dir, r.saveDir)
+			}
+			return fmt.Errorf("%v; stopped without saving, %s", err, last)
+		}
 		return err
 	}
 	plotNote := ""
-	if steps, evals, err := train.ReadMetrics(r.metrics); err == nil && len(steps) > 0 && lead {
+	if steps, evals, err := readMetricsOf(lead, r.metrics); err == nil && len(steps) > 0 {
 		png := filepath.Join(r.saveDir, lossPlotName)
 		title := fmt.Sprintf("%s, %s", filepath.Base(s.Model), peftLabelAlpha(s))
 		if err := train.PlotLoss(png, title, steps, evals); err != nil {
@@ -850,6 +860,15 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		summary.Grouped(int64(res.TokensPerS)), final, evalText)
 	printf(c, "Checkpoint: %s (also %s)\n%s", res.Checkpoint, filepath.Join(r.saveDir, train.LatestLink), plotNote)
 	return nil
+}
+
+// readMetricsOf reads the run's metrics for its plot, on rank 0 (the other
+// ranks draw nothing).
+func readMetricsOf(lead bool, path string) ([]train.StepRecord, []train.EvalRecord, error) {
+	if !lead {
+		return nil, nil, nil
+	}
+	return train.ReadMetrics(path)
 }
 
 // latestCheckpoint is the directory SAVE_DIR/latest points at, or "".
