@@ -468,33 +468,46 @@ func (t *Trainer) sumGradients() error {
 		}
 		t.flat = make([]float32, collective.Padded(int(total), t.comm.Size())) // zeros past the end
 	}
+	// Through the runtime's State and SetStateBytes (a copy each way, a few
+	// per cent of an update), which work wherever the runtime keeps its state.
 	copyGrads := func(toFlat bool) error {
 		off := 0
 		for _, name := range t.grads {
-			err := t.rt.EditState(name, func(b []byte) error {
-				typ := t.rt.Module().Graph(progUpdate).Input(name).Type
-				k := int(typ.NumElements())
-				dst := t.flat[off : off+k]
-				off += k
-				if typ.DType == ir.F32 {
-					src := unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), k)
-					if toFlat {
-						copy(dst, src)
-					} else {
-						copy(src, dst)
+			typ := t.rt.Module().Graph(progUpdate).Input(name).Type
+			k := int(typ.NumElements())
+			flat := t.flat[off : off+k]
+			off += k
+			if typ.DType == ir.F32 {
+				view := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(flat))), 4*k)
+				if !toFlat {
+					if err := t.rt.SetStateBytes(name, ir.F32, view); err != nil {
+						return err
 					}
-					return nil
+					continue
 				}
-				for i := range dst { // bf16
-					if toFlat {
-						dst[i] = ir.BF16ToFloat32(binary.LittleEndian.Uint16(b[2*i:]))
-					} else {
-						binary.LittleEndian.PutUint16(b[2*i:], ir.BF16FromFloat32(dst[i]))
-					}
+				x, err := t.rt.State(name)
+				if err != nil {
+					return err
 				}
-				return nil
-			})
-			if err != nil {
+				copy(view, x.Data)
+				continue
+			}
+			// bf16: widened exactly, summed in f32, rounded once.
+			if toFlat {
+				x, err := t.rt.State(name)
+				if err != nil {
+					return err
+				}
+				for i := range flat {
+					flat[i] = ir.BF16ToFloat32(binary.LittleEndian.Uint16(x.Data[2*i:]))
+				}
+				continue
+			}
+			b := make([]byte, 2*k)
+			for i, v := range flat {
+				binary.LittleEndian.PutUint16(b[2*i:], ir.BF16FromFloat32(v))
+			}
+			if err := t.rt.SetStateBytes(name, ir.BF16, b); err != nil {
 				return err
 			}
 		}
