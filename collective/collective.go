@@ -152,6 +152,16 @@ func Open(opt Options) (Comm, error) {
 	return openMPI(opt)
 }
 
+// LibMPI is the Open MPI library the MPI binding loads: $SLC_LIBMPI when
+// set (an Open MPI outside the loader's path, e.g.
+// /opt/openmpi/lib/libmpi.so.40), else libmpi.so.40 from the loader's path.
+func LibMPI() string {
+	if p := os.Getenv("SLC_LIBMPI"); p != "" {
+		return p
+	}
+	return "libmpi.so.40"
+}
+
 // PeerError is a collective that failed: a peer died, became unreachable or
 // did not answer within the timeout.
 type PeerError struct {

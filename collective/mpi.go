@@ -39,15 +39,15 @@ static int (*p_abort)(MPI_Comm, int);
 static char loaderr[512];
 
 // load opens libmpi and resolves what the binding uses; NULL or the error.
-static const char *load(void) {
+static const char *load(const char *path) {
 	// RTLD_GLOBAL: Open MPI's own plugins (mca_*.so) resolve libmpi's
 	// symbols from the global namespace.
-	h = dlopen("libmpi.so.40", RTLD_NOW | RTLD_GLOBAL);
+	h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
 	if (!h) {
 		snprintf(loaderr, sizeof loaderr, "%s", dlerror());
 		return loaderr;
 	}
-#define SYM(var, name) if (!(*(void **)&var = dlsym(h, name))) { snprintf(loaderr, sizeof loaderr, "libmpi.so.40 has no %s (not Open MPI?)", name); return loaderr; }
+#define SYM(var, name) if (!(*(void **)&var = dlsym(h, name))) { snprintf(loaderr, sizeof loaderr, "%s has no %s (not Open MPI?)", path, name); return loaderr; }
 	SYM(p_init_thread, "MPI_Init_thread")
 	SYM(p_finalize, "MPI_Finalize")
 	SYM(p_rank, "MPI_Comm_rank")
@@ -132,8 +132,11 @@ var (
 // openMPI initialises MPI (once per process) and returns MPI_COMM_WORLD.
 func openMPI(opt Options) (Comm, error) {
 	mpiOnce.Do(func() {
-		if msg := C.load(); msg != nil {
-			mpiErr = fmt.Errorf("launched by mpirun, but Open MPI's library cannot be loaded (%s): install it (Debian: apt-get install openmpi-bin libopenmpi-dev) on every machine of the run", C.GoString(msg))
+		lib := LibMPI()
+		path := C.CString(lib)
+		defer C.free(unsafe.Pointer(path))
+		if msg := C.load(path); msg != nil {
+			mpiErr = fmt.Errorf("launched by mpirun, but Open MPI's library %s cannot be loaded (%s): install it (Debian: apt-get install openmpi-bin libopenmpi-dev) on every machine of the run, or name it with SLC_LIBMPI", lib, C.GoString(msg))
 			return
 		}
 		c := &mpiComm{timeout: opt.Timeout, calls: make(chan func())}

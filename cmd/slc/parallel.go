@@ -14,10 +14,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	goruntime "runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -80,9 +82,19 @@ func launchNproc(c *cli.Context, n int) error {
 	if err != nil {
 		return err
 	}
+	// A signal to this process goes on to mpirun, which ends the ranks (a
+	// terminal's ^C reaches them all anyway).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("--nproc %d: cannot run %s: %w", n, mpirun, err)
 	}
+	go func() {
+		for sig := range sigs {
+			cmd.Process.Signal(sig)
+		}
+	}()
 	copyWithoutBanners(c.App.ErrWriter, stderr)
 	err = cmd.Wait()
 	var ee *exec.ExitError

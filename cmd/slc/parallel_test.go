@@ -378,3 +378,31 @@ func TestTrainMPIStream(t *testing.T) {
 		sameWeights(t, filepath.Join(one, "checkpoint-4"), filepath.Join(two, "checkpoint-4"))
 	}
 }
+
+// Under mpirun without a loadable libmpi, every rank says so in one line
+// and nothing is written.
+func TestTrainMPIWithoutLibMPI(t *testing.T) {
+	needMPI(t)
+	art := tinyArtifact(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	cmd := mpiCmd(t, 2, trainArgs(art, dir, dpFlags...)...)
+	cmd.Env = append(cmd.Env, "SLC_LIBMPI=/nonexistent/libmpi.so.40")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	n := 0
+	for _, l := range strings.Split(errb.String(), "\n") {
+		if strings.HasPrefix(l, "slc: ") {
+			n++
+			if !strings.Contains(l, "libmpi.so.40 cannot be loaded") {
+				t.Errorf("line %q", l)
+			}
+		}
+	}
+	if err == nil || n != 2 {
+		t.Errorf("%v, %d lines:\n%s", err, n, errb.String())
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("%s was created", dir)
+	}
+}
