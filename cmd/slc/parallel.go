@@ -24,6 +24,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/collective"
+	"gitee.com/gidean/conv-linn/data"
 )
 
 // quietError ends a rank other than 0 with rank 0's exit status and no
@@ -166,15 +167,27 @@ var notHashed = []string{"threads", "cpu", "metrics"}
 
 // rankSettings is what must be the same on every rank: the settings, the
 // model's config and where the run resumes.
-func rankSettings(s *trainSettings, config []byte, from int) []byte {
+func rankSettings(s *trainSettings, config []byte, from int, data string) []byte {
 	m := s.args()
 	for _, k := range notHashed {
 		delete(m, k)
 	}
 	m["model_config"] = string(config)
 	m["resume_step"] = from
+	m["data_seen"] = data
 	b, _ := json.Marshal(m) // map keys sorted: the same bytes for the same settings
 	return b
+}
+
+// dataFingerprint describes the data a rank loaded (the same path may name
+// other files on another machine): the rows of an epoch in memory, the eval
+// rows and the number of streamed shards.
+func dataFingerprint(eval *data.Batcher, rows int, shards []string) string {
+	evalRows := 0
+	if eval != nil {
+		evalRows = eval.Rows()
+	}
+	return fmt.Sprintf("%d train rows, %d eval rows, %d shards", rows, evalRows, len(shards))
 }
 
 // checkSameSettings compares a hash of every rank's settings with rank 0's

@@ -758,7 +758,8 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		printf(c, "Resuming %s at update %d of %d (%s tokens seen)\n", r.resumeDir, from, s.Steps, summary.Grouped(r.resume.State.TokensSeen))
 	}
 	cfgJSON, _ := json.Marshal(mod.config)
-	if err := ready(checkSameSettings(comm, rankSettings(s, cfgJSON, from))); err != nil {
+	mine := rankSettings(s, cfgJSON, from, dataFingerprint(evalB, epochRows, shards))
+	if err := ready(checkSameSettings(comm, mine)); err != nil {
 		return err
 	}
 	// Everything is checked on every rank: only now may old files be
