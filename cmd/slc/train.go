@@ -299,9 +299,6 @@ type trainRun struct {
 func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	const cmd = "train"
 	r := &trainRun{nproc: nproc, threads: c.Int("threads"), logEvery: c.Int("log-every"), overwrite: c.Bool("overwrite")}
-	if nproc > 1 && !c.IsSet("threads") {
-		r.threads = max(1, defaultThreads()/localRanks()) // the ranks on this machine share its cores
-	}
 	s := &r.set
 	s.Data, s.EvalData, s.EvalFraction, s.EvalBatches = c.String("data"), c.String("eval-data"), c.Float64("eval-fraction"), c.Int("eval-batches")
 	if s.EvalTokens = c.Int64("eval-tokens"); s.EvalTokens < 0 {
@@ -399,6 +396,11 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		s.Threads = defaultThreads()
 	}
 	r.threads = s.Threads
+	if nproc > 1 && !c.IsSet("threads") {
+		// Not the checkpoint's: the ranks on this machine share its cores.
+		r.threads = max(1, defaultThreads()/localRanks())
+		s.Threads = r.threads
+	}
 	if s.Model == "" {
 		return nil, usagef(cmd, "missing MODEL argument")
 	}
