@@ -57,8 +57,8 @@ func maxNproc() int { return goruntime.NumCPU() }
 
 // launchNproc runs this same slc train command as n ranks of
 // mpirun -np n --oversubscribe on this machine and returns its exit status
-// as an error (nil for 0). Each rank gets cores/n threads unless --threads
-// says otherwise.
+// as an error (nil for 0). Each rank takes cores/n threads unless --threads
+// says otherwise (trainFlags, from mpirun's OMPI_COMM_WORLD_LOCAL_SIZE).
 func launchNproc(c *cli.Context, n int) error {
 	mpirun, err := exec.LookPath("mpirun")
 	if err != nil {
@@ -74,9 +74,6 @@ func launchNproc(c *cli.Context, n int) error {
 	}
 	args = append(args, self)
 	args = append(args, withoutFlag(os.Args[1:], "nproc")...)
-	if !c.IsSet("threads") {
-		args = append(args, "--threads", strconv.Itoa(max(1, goruntime.NumCPU()/n)))
-	}
 	cmd := exec.Command(mpirun, args...)
 	cmd.Stdin, cmd.Stdout = os.Stdin, c.App.Writer
 	stderr, err := cmd.StderrPipe()
