@@ -406,3 +406,27 @@ func TestTrainMPIWithoutLibMPI(t *testing.T) {
 		t.Errorf("%s was created", dir)
 	}
 }
+
+func TestWithoutFlag(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"train m --nproc 2 --lr 1", "train m --lr 1"},
+		{"train --nproc=4 m", "train m"},
+		{"train -nproc 2 m", "train m"},
+		{"train m --nprocs 2", "train m --nprocs 2"},
+		{"train m -- --nproc 2", "train m -- --nproc 2"},
+	} {
+		if got := strings.Join(withoutFlag(strings.Fields(c.in), "nproc"), " "); got != c.want {
+			t.Errorf("withoutFlag(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestCopyWithoutBanners(t *testing.T) {
+	in := "slc: rank 0 of 2: boom\n" + strings.Repeat("-", 74) + "\nPrimary job terminated normally, but 1 process returned\n" +
+		strings.Repeat("-", 74) + "\nslc: second\n"
+	var out bytes.Buffer
+	copyWithoutBanners(&out, strings.NewReader(in))
+	if out.String() != "slc: rank 0 of 2: boom\nslc: second\n" {
+		t.Errorf("got %q", out.String())
+	}
+}
