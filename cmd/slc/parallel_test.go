@@ -430,3 +430,27 @@ func TestCopyWithoutBanners(t *testing.T) {
 		t.Errorf("got %q", out.String())
 	}
 }
+
+// A failure on one rank only before training (rank 0's save dir cannot be
+// made) stops every rank at once with that rank's line.
+func TestTrainMPIOneRankFailsSetup(t *testing.T) {
+	needMPI(t)
+	art := tinyArtifact(t)
+	dir := t.TempDir()
+	args := append(trainArgs(art, "/proc/no/such/dir", dpFlags...), ":")
+	args = append(args, trainArgs(art, filepath.Join(dir, "ok"), dpFlags...)...)
+	start := time.Now()
+	_, errs, code := mpiSlc(t, 1, args...)
+	var lines []string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.HasPrefix(l, "slc: ") {
+			lines = append(lines, l)
+		}
+	}
+	if code != exitFailure || len(lines) != 1 || !strings.Contains(lines[0], "--save-dir /proc/no/such/dir") {
+		t.Errorf("exit %d, lines %q\n%s", code, lines, errs)
+	}
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("took %v", d)
+	}
+}

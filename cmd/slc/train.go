@@ -760,8 +760,11 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		printf(c, "Resuming %s at update %d of %d (%s tokens seen)\n", r.resumeDir, from, s.Steps, summary.Grouped(r.resume.State.TokensSeen))
 	}
 	cfgJSON, _ := json.Marshal(mod.config)
-	mine := rankSettings(s, cfgJSON, from, dataFingerprint(evalB, epochRows, shards))
-	if err := ready(checkSameSettings(comm, mine)); err != nil {
+	if err := ready(nil); err != nil { // every rank is set up, or all stop
+		return err
+	}
+	// The same verdict on every rank (each compares all the hashes).
+	if err := checkSameSettings(comm, rankSettings(s, cfgJSON, from, dataFingerprint(evalB, epochRows, shards))); err != nil {
 		return err
 	}
 	// Everything is checked on every rank: only now may old files be
