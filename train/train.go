@@ -329,7 +329,8 @@ func (t *Trainer) Update() (StepRecord, error) {
 	scale := 1 / float64(g*n)
 	var sum float64
 	var tokens int64
-	var failed error // this rank's: the data, the runtime, a loss not finite
+	var failed error      // this rank's: the data, the runtime, a loss not finite
+	var allReduce float64 // seconds summing the gradients
 	for i := 0; i < g*n && failed == nil; i++ {
 		in, err := batchInputs(t.train)
 		if err != nil {
@@ -380,9 +381,11 @@ func (t *Trainer) Update() (StepRecord, error) {
 		}
 		t.agreedStop = v[2] > 0
 		sum = v[0]
+		ta := time.Now()
 		if err := t.sumGradients(); err != nil {
 			return StepRecord{}, err
 		}
+		allReduce = time.Since(ta).Seconds()
 	} else if failed != nil {
 		return StepRecord{}, failed
 	}
@@ -412,7 +415,7 @@ func (t *Trainer) Update() (StepRecord, error) {
 	t.lastLR = lr
 	r := StepRecord{
 		Step: t.step, Loss: sum / float64(g*n), LR: lr, GradNorm: norm,
-		TokensSeen: t.tokensSeen, TokensPerS: float64(tokens) / d, ElapsedS: t.elapsed(),
+		TokensSeen: t.tokensSeen, TokensPerS: float64(tokens) / d, ElapsedS: t.elapsed(), AllReduceS: allReduce,
 	}
 	return r, nil
 }

@@ -165,6 +165,7 @@ func strip(metrics string) string {
 		}
 		delete(m, "tokens_per_s")
 		delete(m, "elapsed_s")
+		delete(m, "allreduce_s")
 		b, _ := json.Marshal(m)
 		out = append(out, string(b))
 	}
