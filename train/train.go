@@ -471,8 +471,8 @@ func (t *Trainer) sumGradients() error {
 		}
 		t.flat = make([]float32, collective.Padded(int(total), t.comm.Size())) // zeros past the end
 	}
-	// Through the runtime's State and SetStateBytes (a copy each way, a few
-	// per cent of an update), which work wherever the runtime keeps its state.
+	// Through the runtime's ReadState and SetStateBytes: one copy each way,
+	// wherever the runtime keeps its state.
 	copyGrads := func(toFlat bool) error {
 		off := 0
 		for _, name := range t.grads {
@@ -482,17 +482,13 @@ func (t *Trainer) sumGradients() error {
 			off += k
 			if typ.DType == ir.F32 {
 				view := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(flat))), 4*k)
-				if !toFlat {
-					if err := t.rt.SetStateBytes(name, ir.F32, view); err != nil {
+				if toFlat {
+					if err := t.rt.ReadState(name, view); err != nil {
 						return err
 					}
-					continue
-				}
-				x, err := t.rt.State(name)
-				if err != nil {
+				} else if err := t.rt.SetStateBytes(name, ir.F32, view); err != nil {
 					return err
 				}
-				copy(view, x.Data)
 				continue
 			}
 			// bf16: widened exactly, summed in f32, rounded once.
