@@ -211,7 +211,7 @@ func TestTrainMPIKillRank(t *testing.T) {
 	needMPI(t)
 	art := tinyArtifact(t)
 	dir := t.TempDir()
-	flags := []string{"--num-training-steps", "400", "--save-every", "10", "--eval-every", "100", "--total-batch-size", "8", "--threads", "1", "--log-every", "1"}
+	flags := []string{"--num-training-steps", "200", "--save-every", "10", "--eval-every", "100", "--total-batch-size", "8", "--threads", "1", "--log-every", "1"}
 	whole, killed := filepath.Join(dir, "whole"), filepath.Join(dir, "killed")
 	mustSlc(t, trainArgs(art, whole, flags...)...)
 
@@ -249,7 +249,7 @@ func TestTrainMPIKillRank(t *testing.T) {
 		t.Fatalf("the ranks still run 60 s after rank 1 was killed:\n%s", errb.String())
 	}
 	t.Logf("mpirun ended %v after the kill", time.Since(killedAt).Round(time.Millisecond))
-	if _, err := os.Stat(filepath.Join(killed, "checkpoint-400")); err == nil {
+	if _, err := os.Stat(filepath.Join(killed, "checkpoint-200")); err == nil {
 		t.Fatal("the run finished before the kill")
 	}
 	var lines []string
@@ -270,10 +270,10 @@ func TestTrainMPIKillRank(t *testing.T) {
 		t.Errorf("resume on 4 ranks: exit %d\n%s", code, errs)
 	}
 	out := mustSlc(t, "train", "--continue-from", killed, "--threads", "1")
-	if !strings.Contains(out, "Done: 400 updates") {
+	if !strings.Contains(out, "Done: 200 updates") {
 		t.Errorf("resume:\n%s", out)
 	}
-	if !sameState(t, filepath.Join(whole, "checkpoint-400"), filepath.Join(killed, "checkpoint-400")) {
+	if !sameState(t, filepath.Join(whole, "checkpoint-200"), filepath.Join(killed, "checkpoint-200")) {
 		t.Error("the resumed run ends unlike the uninterrupted one")
 	}
 	if w, k := stepLosses(t, filepath.Join(whole, "metrics.jsonl")), stepLosses(t, filepath.Join(killed, "metrics.jsonl")); strings.Join(w, "\n") != strings.Join(k, "\n") {
