@@ -2,12 +2,13 @@
 # Installs what building and testing slc needs on Debian 12, and nothing that is
 # already there: the LLVM 19 C API (codegen), flatc (the IR's FlatBuffers
 # schema), PyTorch and NumPy (reference checks against the seed's Python), make,
-# and the Go modules. Safe to run again: a second run changes nothing and only
+# Open MPI (mpirun and libmpi.so.40, which slc train loads at run time for
+# data-parallel ranks; the MPI tests start real ranks) and the Go modules. Safe to run again: a second run changes nothing and only
 # checks. Prints one line per thing it checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(llvm-19-dev g++ flatbuffers-compiler python3-torch python3-numpy libopenblas0-pthread make sentencepiece python3-sentencepiece libonnx-testdata python3-onnx)
+packages=(llvm-19-dev g++ flatbuffers-compiler python3-torch python3-numpy libopenblas0-pthread make sentencepiece python3-sentencepiece libonnx-testdata python3-onnx openmpi-bin libopenmpi-dev)
 
 say() { printf 'setup: %s\n' "$*"; }
 

@@ -23,6 +23,9 @@ type StepRecord struct {
 	TokensSeen int64   `json:"tokens_seen"`  // training tokens consumed so far
 	TokensPerS float64 `json:"tokens_per_s"` // this update's throughput
 	ElapsedS   float64 `json:"elapsed_s"`    // training wall time so far, across resumes
+	// AllReduceS is the time this update spent summing the gradients
+	// across ranks (0, and not written, for one process).
+	AllReduceS float64 `json:"allreduce_s,omitempty"`
 }
 
 // EvalRecord is one evaluation's line of metrics.jsonl.
@@ -61,7 +64,7 @@ func finite(x float64) json.RawMessage {
 }
 
 func (r StepRecord) line() []byte {
-	return jsonLine([]kv{
+	fields := []kv{
 		{"step", json.RawMessage(strconv.Itoa(r.Step))},
 		{"loss", finite(r.Loss)},
 		{"lr", finite(r.LR)},
@@ -69,7 +72,11 @@ func (r StepRecord) line() []byte {
 		{"tokens_seen", json.RawMessage(strconv.FormatInt(r.TokensSeen, 10))},
 		{"tokens_per_s", finite(r.TokensPerS)},
 		{"elapsed_s", finite(r.ElapsedS)},
-	})
+	}
+	if r.AllReduceS > 0 {
+		fields = append(fields, kv{"allreduce_s", finite(r.AllReduceS)})
+	}
+	return jsonLine(fields)
 }
 
 func (r EvalRecord) line() []byte {

@@ -9,9 +9,24 @@
 // mean over the update's rows, then the update program with lr = LR·λ(u) and
 // step = u+1 (AdamW's bias correction counts from 1). The update's reported
 // loss is the mean of its micro-batch losses.
+//
+// Data parallel (Options.Comm with N > 1 processes, see package collective):
+// an update takes N·G micro-batches in the epoch's order, and rank r runs
+// micro-batches r, r+N, r+2N, … of them, each with grad_scale = 1/(G·N);
+// after its G micro-batches every rank sums the gradient accumulators of all
+// ranks (collective.Comm.AllReduceSum) and runs the update program on the
+// same gradients, so that the weights stay identical without a broadcast.
+// Every rank reads every micro-batch (and skips the others'), so the data
+// position is global: a checkpoint resumes with any N that divides the
+// update's micro-batches. The loss, an error and a stop request are summed
+// across ranks once per update, so a NaN or a failure on one rank stops them
+// all; rank 0 alone writes checkpoints, metrics and progress; evaluation is
+// split across ranks and summed.
 package train
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -20,9 +35,12 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/collective"
 	"gitee.com/gidean/conv-linn/data"
+	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/runtime"
 )
 
@@ -69,6 +87,10 @@ type Options struct {
 	Metrics *Metrics
 	// Observer, when not nil, is told about every update, eval and save.
 	Observer Observer
+	// Comm is the group of processes that train together (nil: this one
+	// alone, collective.Single). Rank 0 alone writes checkpoints, Metrics
+	// and tells Observer.
+	Comm collective.Comm
 }
 
 // Observer follows a run (the CLI's progress display).
@@ -119,6 +141,11 @@ type Trainer struct {
 	lastSaved  int       // step of the newest checkpoint (-1: none)
 	lastDir    string
 	stop       atomic.Bool
+	agreedStop bool // a rank asked to stop (Stop), summed at the last update
+
+	comm  collective.Comm
+	grads []string  // the gradient accumulators, summed across ranks
+	flat  []float32 // their elements, one after the other (N > 1)
 
 	tokensPerStep int64
 	sessionTokens int64 // tokens (not pad) trained on this session
@@ -196,8 +223,28 @@ func New(rt *runtime.Runtime, train Batches, eval *data.Batcher, opt Options) (*
 			return nil, fmt.Errorf("the data serves %s rows, the model is compiled for %s rows (--rows)", rowsName(d.Documents()), rowsName(masked))
 		}
 	}
-	return &Trainer{rt: rt, opt: opt, train: train, eval: eval, lastSaved: -1, tokensPerStep: int64(b) * int64(l) * int64(opt.Accum)}, nil
+	comm := opt.Comm
+	if comm == nil {
+		comm = collective.Single{}
+	}
+	t := &Trainer{rt: rt, opt: opt, train: train, eval: eval, lastSaved: -1, comm: comm,
+		tokensPerStep: int64(b) * int64(l) * int64(opt.Accum) * int64(comm.Size())}
+	if comm.Size() > 1 {
+		for _, in := range m.Graph(progUpdate).InputsWithRole(ir.GradAccum) {
+			if d := in.Type.DType; d != ir.F32 && d != ir.BF16 {
+				return nil, fmt.Errorf("data-parallel training sums f32 or bf16 gradients; %s is %v", in.Name, in.Type)
+			}
+			t.grads = append(t.grads, in.Name)
+		}
+		if len(t.grads) == 0 {
+			return nil, errors.New("the update program reads no gradient accumulators: nothing to sum across ranks")
+		}
+	}
+	return t, nil
 }
+
+// lead reports whether this process writes the run's files (rank 0).
+func (t *Trainer) lead() bool { return t.comm.Rank() == 0 }
 
 // rowsName names a row mode as --rows does.
 func rowsName(documents bool) string {
@@ -213,12 +260,13 @@ func (t *Trainer) SetMetrics(m *Metrics) { t.opt.Metrics = m }
 // Step returns the number of updates done.
 func (t *Trainer) Step() int { return t.step }
 
-// TokensPerUpdate is B·L·G.
+// TokensPerUpdate is B·L·G·N.
 func (t *Trainer) TokensPerUpdate() int64 { return t.tokensPerStep }
 
 // Stop asks the run to stop after the update in progress (and save a
 // checkpoint); it is safe to call from another goroutine, e.g. a signal
-// handler.
+// handler. With N ranks, the request is summed with the next update's loss,
+// and every rank stops after that update.
 func (t *Trainer) Stop() { t.stop.Store(true) }
 
 // Resume restores a checkpoint: the runtime's parameters, buffers and
@@ -246,6 +294,16 @@ func (t *Trainer) Resume(c *checkpoint.Checkpoint) error {
 	return nil
 }
 
+// stopping reports whether the run should stop before the next update: a
+// Stop of this process, or with N ranks, of any rank at the last update
+// (every rank learns it at the same update, so they stop together).
+func (t *Trainer) stopping() bool {
+	if t.comm.Size() == 1 {
+		return t.stop.Load()
+	}
+	return t.agreedStop
+}
+
 // elapsed is the training wall time so far, across resumes.
 func (t *Trainer) elapsed() float64 {
 	if t.started.IsZero() {
@@ -254,10 +312,12 @@ func (t *Trainer) elapsed() float64 {
 	return t.elapsed0 + time.Since(t.started).Seconds()
 }
 
-// Update runs one update: G micro-batches of train_step, then the optimizer.
-// A loss or gradient norm that is not finite is a *NonFiniteError, data that
-// fail to come a *DataError (before the optimizer step); the state is then
-// not worth saving.
+// Update runs one update: G micro-batches of train_step (with N ranks, this
+// rank's G of the update's N·G), the gradients summed across ranks, then the
+// optimizer. A loss or gradient norm that is not finite is a
+// *NonFiniteError, data that fail to come a *DataError (before the optimizer
+// step), a failure on another rank a *RankError; the state is then not worth
+// saving.
 func (t *Trainer) Update() (StepRecord, error) {
 	if t.started.IsZero() {
 		t.started = time.Now()
@@ -265,29 +325,69 @@ func (t *Trainer) Update() (StepRecord, error) {
 	u := t.step
 	lr := t.opt.Schedule.At(u)
 	t0 := time.Now()
-	g := t.opt.Accum
-	scale := 1 / float64(g)
+	g, n, rank := t.opt.Accum, t.comm.Size(), t.comm.Rank()
+	scale := 1 / float64(g*n)
 	var sum float64
 	var tokens int64
-	for i := 0; i < g; i++ {
+	var failed error      // this rank's: the data, the runtime, a loss not finite
+	var allReduce float64 // seconds summing the gradients
+	for i := 0; i < g*n && failed == nil; i++ {
 		in, err := batchInputs(t.train)
 		if err != nil {
-			return StepRecord{}, &DataError{Step: u + 1, Err: err}
+			failed = &DataError{Step: u + 1, Err: err}
+			break
+		}
+		tokens += t.train.Tokens() // every rank counts every micro-batch
+		if i%n != rank {
+			continue
 		}
 		in.Scalars = map[string]float64{"grad_scale": scale}
-		tokens += t.train.Tokens()
 		out, err := t.rt.Run(progTrainStep, in)
+		if err == nil {
+			var loss float64
+			if loss, err = scalarOut(out, "loss", progTrainStep); err == nil {
+				sum += loss
+				if !isFinite(loss) {
+					failed = &NonFiniteError{Step: u + 1, What: "loss", Value: loss}
+				}
+			}
+		}
 		if err != nil {
+			failed = err
+		}
+	}
+	if n > 1 {
+		// One sum per update: the losses (a NaN anywhere is a NaN on every
+		// rank), failures and stop requests.
+		var nf *NonFiniteError
+		v := []float64{sum, 0, 0}
+		if failed != nil && !errors.As(failed, &nf) {
+			v[1] = 1
+		}
+		if t.stop.Load() {
+			v[2] = 1
+		}
+		if err := t.comm.AllReduceSum64(v); err != nil {
 			return StepRecord{}, err
 		}
-		loss, err := scalarOut(out, "loss", progTrainStep)
-		if err != nil {
+		if v[1] > 0 {
+			return StepRecord{}, t.rankFailure(failed)
+		}
+		if !isFinite(v[0]) {
+			if nf == nil {
+				nf = &NonFiniteError{Step: u + 1, What: "loss (on another rank)", Value: v[0]}
+			}
+			return StepRecord{}, nf
+		}
+		t.agreedStop = v[2] > 0
+		sum = v[0]
+		ta := time.Now()
+		if err := t.sumGradients(); err != nil {
 			return StepRecord{}, err
 		}
-		if !isFinite(loss) {
-			return StepRecord{}, &NonFiniteError{Step: u + 1, What: "loss", Value: loss}
-		}
-		sum += loss
+		allReduce = time.Since(ta).Seconds()
+	} else if failed != nil {
+		return StepRecord{}, failed
 	}
 	maxNorm := t.opt.MaxGradNorm
 	if maxNorm == 0 {
@@ -314,10 +414,111 @@ func (t *Trainer) Update() (StepRecord, error) {
 	t.sessionTokens += tokens
 	t.lastLR = lr
 	r := StepRecord{
-		Step: t.step, Loss: sum / float64(g), LR: lr, GradNorm: norm,
-		TokensSeen: t.tokensSeen, TokensPerS: float64(tokens) / d, ElapsedS: t.elapsed(),
+		Step: t.step, Loss: sum / float64(g*n), LR: lr, GradNorm: norm,
+		TokensSeen: t.tokensSeen, TokensPerS: float64(tokens) / d, ElapsedS: t.elapsed(), AllReduceS: allReduce,
 	}
 	return r, nil
+}
+
+// RankError is a failure that another rank had: this rank stops with it.
+type RankError struct {
+	Rank int
+	Msg  string
+}
+
+func (e *RankError) Error() string { return fmt.Sprintf("rank %d: %s", e.Rank, e.Msg) }
+
+// rankFailure is called by every rank once some rank failed (own is this
+// rank's error, or nil): it gathers the messages and returns own, or the
+// first failed rank's as a *RankError.
+func (t *Trainer) rankFailure(own error) error {
+	err, cerr := gatherFailure(t.comm, own)
+	return cmp.Or(cerr, err)
+}
+
+// agree is called by every rank with its own result of a step that may
+// fail on some ranks only (rank 0's save): nil when it succeeded
+// everywhere, else own error or the first failed rank's.
+func (t *Trainer) agree(own error) error {
+	if t.comm.Size() == 1 {
+		return own
+	}
+	v := []float64{0}
+	if own != nil {
+		v[0] = 1
+	}
+	if err := t.comm.AllReduceSum64(v); err != nil {
+		return err
+	}
+	if v[0] == 0 {
+		return nil
+	}
+	return t.rankFailure(own)
+}
+
+// sumGradients replaces every gradient accumulator by its sum across ranks
+// (f32 adds in rank order; bf16 accumulators are summed in f32 and rounded
+// once, as a bf16 add is).
+func (t *Trainer) sumGradients() error {
+	if t.flat == nil {
+		var total int64
+		for _, name := range t.grads {
+			typ, err := t.rt.StateType(name)
+			if err != nil {
+				return err
+			}
+			total += typ.NumElements()
+		}
+		t.flat = make([]float32, collective.Padded(int(total), t.comm.Size())) // zeros past the end
+	}
+	// Through the runtime's ReadState and SetStateBytes: one copy each way,
+	// wherever the runtime keeps its state.
+	copyGrads := func(toFlat bool) error {
+		off := 0
+		for _, name := range t.grads {
+			typ := t.rt.Module().Graph(progUpdate).Input(name).Type
+			k := int(typ.NumElements())
+			flat := t.flat[off : off+k]
+			off += k
+			if typ.DType == ir.F32 {
+				view := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(flat))), 4*k)
+				if toFlat {
+					if err := t.rt.ReadState(name, view); err != nil {
+						return err
+					}
+				} else if err := t.rt.SetStateBytes(name, ir.F32, view); err != nil {
+					return err
+				}
+				continue
+			}
+			// bf16: widened exactly, summed in f32, rounded once.
+			if toFlat {
+				x, err := t.rt.State(name)
+				if err != nil {
+					return err
+				}
+				for i := range flat {
+					flat[i] = ir.BF16ToFloat32(binary.LittleEndian.Uint16(x.Data[2*i:]))
+				}
+				continue
+			}
+			b := make([]byte, 2*k)
+			for i, v := range flat {
+				binary.LittleEndian.PutUint16(b[2*i:], ir.BF16FromFloat32(v))
+			}
+			if err := t.rt.SetStateBytes(name, ir.BF16, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := copyGrads(true); err != nil {
+		return err
+	}
+	if err := t.comm.AllReduceSum(t.flat); err != nil {
+		return err
+	}
+	return copyGrads(false)
 }
 
 // batchInputs binds the next micro-batch of b: input_ids, and for document
@@ -367,17 +568,19 @@ func EvalBatchCount(requested, rows, batch int) int {
 
 // Evaluate returns the mean loss of the eval program over the first
 // EvalBatches micro-batches of the held-out split (in order, the same rows
-// every time) and its perplexity. It does not change the training state.
+// every time) and its perplexity; with N ranks, each evaluates every N-th
+// micro-batch and the losses are summed. It does not change the training
+// state.
 func (t *Trainer) Evaluate() (EvalRecord, error) {
 	if t.eval == nil {
 		return EvalRecord{}, errors.New("no eval data")
 	}
 	if t.opt.EvalTokens > 0 {
-		r, err := EvaluateSeed(t.rt, t.eval, t.opt.EvalTokens)
+		r, err := EvaluateSeedOn(t.comm, t.rt, t.eval, t.opt.EvalTokens)
 		r.Step = t.step
 		return r, err
 	}
-	loss, err := Evaluate(t.rt, t.eval, t.EvalBatches())
+	loss, err := EvaluateOn(t.comm, t.rt, t.eval, t.EvalBatches())
 	if err != nil {
 		return EvalRecord{}, err
 	}
@@ -387,6 +590,12 @@ func (t *Trainer) Evaluate() (EvalRecord, error) {
 // Evaluate runs the eval program of rt on n micro-batches of b, from its
 // start, and returns the mean loss.
 func Evaluate(rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
+	return EvaluateOn(collective.Single{}, rt, b, n)
+}
+
+// EvaluateOn is Evaluate split across the ranks of c: rank r evaluates
+// micro-batches r, r+N, …, and the loss sums are summed.
+func EvaluateOn(c collective.Comm, rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
 	if n < 1 {
 		return 0, fmt.Errorf("eval batches must be >= 1, got %d", n)
 	}
@@ -394,22 +603,78 @@ func Evaluate(rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
 		return 0, err
 	}
 	var sum float64
-	for i := 0; i < n; i++ {
+	var failed error
+	for i := 0; i < n && failed == nil; i++ {
 		in, err := batchInputs(b)
 		if err != nil {
-			return 0, err
+			failed = err
+			break
 		}
-		out, err := rt.Run(progEval, in)
-		if err != nil {
-			return 0, err
+		if i%c.Size() != c.Rank() {
+			continue
 		}
-		loss, err := scalarOut(out, "loss", progEval)
+		loss, err := evalLoss(rt, in)
 		if err != nil {
-			return 0, err
+			failed = err
 		}
 		sum += loss
 	}
-	return sum / float64(n), nil
+	v := []float64{sum, 0}
+	if failed, err := sumWithFailure(c, v, failed); failed != nil || err != nil {
+		return 0, cmp.Or(err, failed)
+	}
+	return v[0] / float64(n), nil
+}
+
+// evalLoss runs the eval program on one micro-batch.
+func evalLoss(rt *runtime.Runtime, in runtime.Inputs) (float64, error) {
+	out, err := rt.Run(progEval, in)
+	if err != nil {
+		return 0, err
+	}
+	return scalarOut(out, "loss", progEval)
+}
+
+// sumWithFailure sums v across the ranks of c, its last element being set
+// to 1 where failed is not nil; when some rank failed, it returns failed or
+// the first failed rank's error as a *RankError.
+func sumWithFailure(c collective.Comm, v []float64, failed error) (error, error) {
+	if c.Size() == 1 {
+		return failed, nil
+	}
+	if failed != nil {
+		v[len(v)-1] = 1
+	}
+	if err := c.AllReduceSum64(v); err != nil {
+		return nil, err
+	}
+	if v[len(v)-1] == 0 {
+		return nil, nil
+	}
+	return gatherFailure(c, failed)
+}
+
+// gatherFailure is called by every rank of c once some rank failed: it
+// returns failed, or when this rank did not fail, the first failed rank's
+// message as a *RankError; the second result is a failure of the gather.
+func gatherFailure(c collective.Comm, failed error) (error, error) {
+	msg := ""
+	if failed != nil {
+		msg = failed.Error()
+	}
+	all, err := c.AllGather([]byte(msg))
+	if err != nil {
+		return nil, err
+	}
+	if failed != nil {
+		return failed, nil
+	}
+	for r, m := range all {
+		if len(m) > 0 {
+			return &RankError{Rank: r, Msg: string(m)}, nil
+		}
+	}
+	return &RankError{Rank: -1, Msg: "failed"}, nil
 }
 
 // EvaluateSeed is the seed's evaluate_model: from the start of b, micro-batches
@@ -418,29 +683,40 @@ func Evaluate(rt *runtime.Runtime, b *data.Batcher, n int) (float64, error) {
 // batch losses divided by batches + 1 (its total_batches starts at 1), in
 // SeedLoss; EvalLoss is the plain mean.
 func EvaluateSeed(rt *runtime.Runtime, b *data.Batcher, maxTokens int64) (EvalRecord, error) {
+	return EvaluateSeedOn(collective.Single{}, rt, b, maxTokens)
+}
+
+// EvaluateSeedOn is EvaluateSeed split across the ranks of c (which batches
+// are evaluated depends on the data alone, so every rank knows them).
+func EvaluateSeedOn(c collective.Comm, rt *runtime.Runtime, b *data.Batcher, maxTokens int64) (EvalRecord, error) {
 	if err := b.Seek(data.Position{}); err != nil {
 		return EvalRecord{}, err
 	}
 	var sum float64
 	var tokens int64
+	var failed error
 	batches := 0
-	for tokens <= maxTokens && (batches+1)*b.Batch() <= b.Rows() {
+	for tokens <= maxTokens && (batches+1)*b.Batch() <= b.Rows() && failed == nil {
 		in, err := batchInputs(b)
 		if err != nil {
-			return EvalRecord{}, err
+			failed = err
+			break
 		}
-		out, err := rt.Run(progEval, in)
-		if err != nil {
-			return EvalRecord{}, err
+		if batches%c.Size() == c.Rank() {
+			loss, err := evalLoss(rt, in)
+			if err != nil {
+				failed = err
+			}
+			sum += loss
 		}
-		loss, err := scalarOut(out, "loss", progEval)
-		if err != nil {
-			return EvalRecord{}, err
-		}
-		sum += loss
 		tokens += b.Tokens()
 		batches++
 	}
+	v := []float64{sum, 0}
+	if failed, err := sumWithFailure(c, v, failed); failed != nil || err != nil {
+		return EvalRecord{}, cmp.Or(err, failed)
+	}
+	sum = v[0]
 	if batches == 0 {
 		return EvalRecord{}, fmt.Errorf("the eval split has %d rows, fewer than one batch of %d", b.Rows(), b.Batch())
 	}
@@ -458,41 +734,54 @@ const LatestLink = "latest"
 
 // Save writes a checkpoint of the current state to
 // SaveDir/checkpoint-<step> (atomically) and points SaveDir/latest at it. It
-// returns the checkpoint's directory.
+// returns the checkpoint's directory. With N ranks, rank 0 writes it and
+// the others learn whether it could.
 func (t *Trainer) Save() (string, error) {
-	if err := t.checkParams(); err != nil {
+	dir := CheckpointDir(t.opt.SaveDir, t.step)
+	var err error
+	if t.lead() {
+		err = t.save(dir)
+	}
+	if err = t.agree(err); err != nil {
 		return "", err
 	}
+	t.lastSaved, t.lastDir = t.step, dir
+	if t.opt.Observer != nil && t.lead() {
+		t.opt.Observer.Saved(dir, t.step)
+	}
+	return dir, nil
+}
+
+// save writes the checkpoint dir.
+func (t *Trainer) save(dir string) error {
+	if err := t.checkParams(); err != nil {
+		return err
+	}
 	if err := t.train.Err(); err != nil {
-		return "", fmt.Errorf("not saving after a data error: %w", err)
+		return fmt.Errorf("not saving after a data error: %w", err)
 	}
 	pos := t.train.Mark()
 	st := checkpoint.TrainingState{
-		Step: int64(t.step), GlobalStep: int64(t.step) * int64(t.opt.Accum), TokensSeen: t.tokensSeen,
+		Step: int64(t.step), GlobalStep: int64(t.step) * int64(t.opt.Accum) * int64(t.comm.Size()), TokensSeen: t.tokensSeen,
 		Epoch: pos.Epoch, RowIndex: pos.Index, DataPosition: pos.Stream, Seed: t.opt.Seed, LR: t.lastLR,
 		ElapsedSeconds: t.elapsed(), Args: t.opt.Args,
 	}
 	c, err := checkpoint.FromRuntime(t.rt, st)
 	if err != nil {
-		return "", err
+		return err
 	}
-	dir := CheckpointDir(t.opt.SaveDir, t.step)
 	if err := checkpoint.Save(dir, c); err != nil {
-		return "", err
+		return err
 	}
 	if err := setLatest(t.opt.SaveDir, filepath.Base(dir)); err != nil {
-		return "", err
+		return err
 	}
 	if t.opt.Metrics != nil {
 		if err := t.opt.Metrics.Sync(); err != nil {
-			return "", err
+			return err
 		}
 	}
-	t.lastSaved, t.lastDir = t.step, dir
-	if t.opt.Observer != nil {
-		t.opt.Observer.Saved(dir, t.step)
-	}
-	return dir, nil
+	return nil
 }
 
 // setLatest points saveDir/latest at target (a name inside saveDir),
@@ -553,7 +842,7 @@ func (t *Trainer) Run() (*Result, error) {
 	res := &Result{}
 	n := t.opt.Schedule.Total
 	for t.step < n {
-		if t.stop.Load() {
+		if t.stopping() {
 			break
 		}
 		r, err := t.Update()
@@ -561,12 +850,12 @@ func (t *Trainer) Run() (*Result, error) {
 			return nil, err
 		}
 		res.LastStep = r
-		if t.opt.Metrics != nil {
+		if t.opt.Metrics != nil && t.lead() {
 			if err := t.opt.Metrics.Step(r); err != nil {
 				return nil, err
 			}
 		}
-		if t.opt.Observer != nil {
+		if t.opt.Observer != nil && t.lead() {
 			eta := time.Duration(t.busy / float64(t.updates) * float64(n-t.step) * float64(time.Second))
 			t.opt.Observer.Step(r, n, eta)
 		}
@@ -619,12 +908,13 @@ func (t *Trainer) evalAndRecord() (EvalRecord, error) {
 	if err != nil {
 		return e, err
 	}
-	if t.opt.Metrics != nil {
-		if err := t.opt.Metrics.Eval(e); err != nil {
-			return e, err
-		}
+	if t.opt.Metrics != nil && t.lead() {
+		err = t.opt.Metrics.Eval(e)
 	}
-	if t.opt.Observer != nil {
+	if err = t.agree(err); err != nil {
+		return e, err
+	}
+	if t.opt.Observer != nil && t.lead() {
 		t.opt.Observer.Eval(e)
 	}
 	if !isFinite(e.EvalLoss) {

@@ -40,9 +40,15 @@ func exitCode(err error) int {
 	var ue *usageError
 	var ie *internalError
 	var ce cli.ExitCoder // urfave/cli's own: "No help topic for 'x'"
+	var qe *quietError
+	var re *rankSetupError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &qe):
+		return qe.code
+	case errors.As(err, &re):
+		return re.code
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitUsage
 	case errors.As(err, &ie):

@@ -61,6 +61,9 @@ func report(stderr io.Writer, err error) int {
 	if err == nil {
 		return exitOK
 	}
+	if q, ok := err.(*quietError); ok { // another process printed the line
+		return q.code
+	}
 	fmt.Fprintf(stderr, "slc: %s\n", oneLine(err.Error()))
 	return exitCode(err)
 }

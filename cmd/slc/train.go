@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/collective"
 	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/frontend"
@@ -74,6 +75,8 @@ func trainCommand() *cli.Command {
 			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
 			"--save-every updates and at the end; --continue-from resumes one exactly. SIGINT/SIGTERM\n" +
 			"finish the update in progress, save a checkpoint and exit 0. Training runs in f32.\n" +
+			"Data parallel: mpirun -np N slc train … (or --nproc N on this machine) trains on N ranks of Open MPI,\n" +
+			"--total-batch-size = B × G × N; rank 0 writes the checkpoints and metrics.\n" +
 			"The seed's snake_case flags (--num_training_steps, --lora_r, …) are aliases.\n\n" +
 			"  slc train testdata/configs/llama_shakespeare.json --data testdata/tinyshakespeare.txt \\\n" +
 			"      --batch-size 16 --max-length 128 --rank 32 --lr 3e-3 --num-training-steps 600 --save-dir runs/shakespeare",
@@ -113,6 +116,8 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
 			&cli.StringFlag{Name: "metrics", Usage: "write one JSON object per update and per eval to `FILE`", DefaultText: "SAVE_DIR/metrics.jsonl", TakesFile: true},
 			&cli.IntFlag{Name: "log-every", Usage: "print a progress line every `N` updates when stdout is not a terminal", DefaultText: "about 50 a run"},
+			&cli.IntFlag{Name: "nproc", Value: 1, Usage: "train data-parallel on `N` processes of this machine: runs mpirun -np N --oversubscribe of this command (Open MPI; under mpirun -np N, leave it out)"},
+			&cli.DurationFlag{Name: "peer-timeout", Value: collective.DefaultTimeout, Usage: "with several ranks, give up on a rank that does not answer a collective within `D` (a dead rank or an unreachable machine)"},
 		}, sltrainFlags()...), codegenFlags()...),
 		Action: func(c *cli.Context) error { return trainMain(c) },
 	}
@@ -277,7 +282,8 @@ func settingsFromArgs(args map[string]any) (*trainSettings, error) {
 // trainRun is everything slc train decided before training starts.
 type trainRun struct {
 	set       trainSettings
-	accum     int
+	nproc     int // ranks training together (N)
+	accum     int // G: micro-batches per update and rank
 	threads   int
 	logEvery  int
 	saveDir   string
@@ -293,9 +299,9 @@ type trainRun struct {
 
 // trainFlags reads and checks the command line; with --continue-from, the
 // checkpoint's settings fill in every flag not given.
-func trainFlags(c *cli.Context) (*trainRun, error) {
+func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	const cmd = "train"
-	r := &trainRun{threads: c.Int("threads"), logEvery: c.Int("log-every"), overwrite: c.Bool("overwrite")}
+	r := &trainRun{nproc: nproc, threads: c.Int("threads"), logEvery: c.Int("log-every"), overwrite: c.Bool("overwrite")}
 	s := &r.set
 	s.Data, s.EvalData, s.EvalFraction, s.EvalBatches = c.String("data"), c.String("eval-data"), c.Float64("eval-fraction"), c.Int("eval-batches")
 	if s.EvalTokens = c.Int64("eval-tokens"); s.EvalTokens < 0 {
@@ -398,6 +404,11 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 		s.Threads = defaultThreads()
 	}
 	r.threads = s.Threads
+	if nproc > 1 && !c.IsSet("threads") {
+		// Not the checkpoint's: the ranks on this machine share its cores.
+		r.threads = max(1, defaultThreads()/localRanks())
+		s.Threads = r.threads
+	}
 	if s.Model == "" {
 		return nil, usagef(cmd, "missing MODEL argument")
 	}
@@ -478,16 +489,24 @@ func trainFlags(c *cli.Context) (*trainRun, error) {
 }
 
 // setAccum derives the gradient accumulation from the total batch size
-// (default: one micro-batch per update).
+// (default: one micro-batch per update and rank): G = total / (B·N).
 func (r *trainRun) setAccum() error {
 	s := &r.set
+	n := max(r.nproc, 1)
 	if s.TotalBatchSize == 0 {
-		s.TotalBatchSize = s.BatchSize
+		s.TotalBatchSize = s.BatchSize * n
 	}
 	if s.TotalBatchSize < s.BatchSize || s.TotalBatchSize%s.BatchSize != 0 {
 		return usagef("train", "flag --total-batch-size: %d is not a multiple of --batch-size %d", s.TotalBatchSize, s.BatchSize)
 	}
-	r.accum = s.TotalBatchSize / s.BatchSize
+	if micro := s.TotalBatchSize / s.BatchSize; micro%n != 0 {
+		what := "flag --total-batch-size"
+		if r.resume != nil {
+			what = "--continue-from " + r.resumeDir
+		}
+		return usagef("train", "%s: an update of %d sequences is %d micro-batches of %d, which %d ranks cannot share evenly (the number of ranks must divide it)", what, s.TotalBatchSize, micro, s.BatchSize, n)
+	}
+	r.accum = s.TotalBatchSize / s.BatchSize / n
 	return nil
 }
 
@@ -544,11 +563,42 @@ func saveDirOf(ckpt string) string {
 	return ckpt
 }
 
-// trainMain runs slc train.
+// trainMain runs slc train: one process, the ranks of --nproc, or one
+// rank of a run that mpirun started.
 func trainMain(c *cli.Context) (err error) {
-	r, err := trainFlags(c)
+	if n := c.Int("nproc"); c.IsSet("nproc") && collective.Launched().Launcher == "" {
+		if n < 1 || n > maxNproc() {
+			return usagef("train", "flag --nproc: must be between 1 and %d (the cores of this machine), got %d; for more ranks start mpirun -np N yourself (with a hostfile across machines)", maxNproc(), n)
+		}
+		if n > 1 {
+			if _, err := trainFlags(c, n); err != nil { // one line here, not one per rank
+				return err
+			}
+			return launchNproc(c, n)
+		}
+	}
+	comm, err := openTrainComm(c)
 	if err != nil {
 		return err
+	}
+	defer func() {
+		if err == nil {
+			err = comm.Close()
+		}
+	}()
+	rankOutput(c, comm)
+	return quietAfter(comm, trainRank(c, comm))
+}
+
+// trainRank is slc train on one rank of comm (all of it for one process).
+// Until the run is ready, a failure goes through ready, so that every rank
+// learns that one failed and stops with it.
+func trainRank(c *cli.Context, comm collective.Comm) (err error) {
+	ready := func(err error) error { return agreeSetup(comm, err) }
+	lead := comm.Rank() == 0
+	r, err := trainFlags(c, comm.Size())
+	if err != nil {
+		return ready(err)
 	}
 	if r.set.Lowering == "" {
 		r.set.Lowering = "auto" // resuming a run started from an artifact, with its config
@@ -562,30 +612,30 @@ func trainMain(c *cli.Context) (err error) {
 		// The checkpoint's own config: the run resumes wherever it is started.
 		co, err := codegenOptions(c, "train", nil, nil)
 		if err != nil {
-			return err
+			return ready(err)
 		}
 		co.CPU, co.SLTrainLowering = s.CPU, s.Lowering
 		mod, err = configModel(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, true, s, co)
 		if err != nil {
-			return err
+			return ready(err)
 		}
 	} else if mod, err = openModel(c, s.Model, r.lengthSet, s); err != nil {
-		return err
+		return ready(err)
 	}
 	if err := r.setAccum(); err != nil { // an artifact fixes the batch size
-		return err
+		return ready(err)
 	}
 	if r.resume != nil {
 		if err := sameConfig(mod.config, r.resume.Config); err != nil {
-			return fmt.Errorf("--continue-from %s: %w", r.resumeDir, err)
+			return ready(fmt.Errorf("--continue-from %s: %w", r.resumeDir, err))
 		}
 	}
 	if s.Rows == "documents" && s.Tokenizer == "" {
-		return usagef("train", "flag --rows documents: needs --tokenizer (the pad id of document rows is the tokenizer's; T5's is 0)")
+		return ready(usagef("train", "flag --rows documents: needs --tokenizer (the pad id of document rows is the tokenizer's; T5's is 0)"))
 	}
 	tok, err := loadTokenizer(s.Tokenizer, mod.config.VocabSize, s.Rows == "documents")
 	if err != nil {
-		return err
+		return ready(err)
 	}
 	var trainB train.Batches
 	var evalB *data.Batcher
@@ -594,20 +644,22 @@ func trainMain(c *cli.Context) (err error) {
 	if s.Stream {
 		sb, eb, files, err := streamTrainData(s, mod.config.VocabSize, tok)
 		if err != nil {
-			return err
+			return ready(err)
 		}
 		defer sb.Close()
 		trainB, evalB, shards = sb, eb, files
 	} else {
 		mb, eb, err := loadTrainData(s, mod.config.VocabSize, tok)
 		if err != nil {
-			return err
+			return ready(err)
 		}
 		trainB, evalB, epochRows = mb, eb, mb.Rows()
 	}
-	created, err := prepareSaveDir(r)
-	if err != nil {
-		return err
+	created := false
+	if lead { // the other ranks write nothing
+		if created, err = prepareSaveDir(r); err != nil {
+			return ready(err)
+		}
 	}
 	if created {
 		// A run that fails before its first checkpoint leaves no empty
@@ -625,7 +677,7 @@ func trainMain(c *cli.Context) (err error) {
 	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, %s)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed, s.DType)
 	rt, err := mod.load(c, r.threads)
 	if err != nil {
-		return err
+		return ready(err)
 	}
 	defer rt.Close()
 	writeParamCounts(c, rt)
@@ -667,14 +719,18 @@ func trainMain(c *cli.Context) (err error) {
 	if s.GradClipping > 0 {
 		clip = fmt.Sprintf("%g", s.GradClipping)
 	}
-	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %s\n",
-		s.Steps, s.TotalBatchSize, r.accum, plural(r.accum, "", "es"), s.BatchSize, summary.Grouped(tokensPerUpdate),
-		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, runsOn(rt))
+	ranks, where := "", runsOn(rt)
+	if comm.Size() > 1 {
+		ranks, where = fmt.Sprintf(" on each of %d ranks", comm.Size()), where+" per rank"
+	}
+	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d%s) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %s\n",
+		s.Steps, s.TotalBatchSize, r.accum, plural(r.accum, "", "es"), s.BatchSize, ranks, summary.Grouped(tokensPerUpdate),
+		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, where)
 
 	if s.Init != "" {
 		rep, err := train.LoadInit(rt, s.Init)
 		if err != nil {
-			return fmt.Errorf("--init %w", err)
+			return ready(fmt.Errorf("--init %w", err))
 		}
 		note := ""
 		if len(rep.Missing) > 0 {
@@ -684,6 +740,9 @@ func trainMain(c *cli.Context) (err error) {
 	}
 
 	obs := newProgress(c, r.logEvery)
+	if comm.Size() > 1 {
+		obs.tty = false // mpirun hands the ranks a pseudo-terminal, not the user's
+	}
 	tn, err := train.New(rt, trainB, evalB, train.Options{
 		Schedule:    train.Schedule{Kind: s.Scheduler, LR: s.LR, Warmup: s.Warmup, Total: s.Steps, MinLRRatio: s.MinLRRatio},
 		Accum:       r.accum,
@@ -697,28 +756,43 @@ func trainMain(c *cli.Context) (err error) {
 		Seed:        s.Seed,
 		Args:        s.args(),
 		Observer:    obs,
+		Comm:        comm,
 	})
 	if err != nil {
-		return err
+		return ready(err)
 	}
 	if r.resume != nil {
 		if err := tn.Resume(r.resume); err != nil {
-			return fmt.Errorf("--continue-from %s: %w", r.resumeDir, err)
+			return ready(fmt.Errorf("--continue-from %s: %w", r.resumeDir, err))
 		}
 		printf(c, "Resuming %s at update %d of %d (%s tokens seen)\n", r.resumeDir, from, s.Steps, summary.Grouped(r.resume.State.TokensSeen))
 	}
-	// Everything is checked: only now may old files be replaced.
-	if r.overwrite && r.resume == nil {
-		if err := removeOldRun(r.saveDir); err != nil {
-			return err
-		}
-	}
-	metrics, err := train.OpenMetrics(r.metrics, from)
-	if err != nil {
+	cfgJSON, _ := json.Marshal(mod.config)
+	if err := ready(nil); err != nil { // every rank is set up, or all stop
 		return err
 	}
-	defer metrics.Close()
-	tn.SetMetrics(metrics)
+	// The same verdict on every rank (each compares all the hashes).
+	if err := checkSameSettings(comm, rankSettings(s, cfgJSON, from, dataFingerprint(evalB, epochRows, shards))); err != nil {
+		return err
+	}
+	// Everything is checked on every rank: only now may old files be
+	// replaced (by rank 0, which alone writes the run's files).
+	if lead {
+		if r.overwrite && r.resume == nil {
+			if err := removeOldRun(r.saveDir); err != nil {
+				return ready(err)
+			}
+		}
+		metrics, err := train.OpenMetrics(r.metrics, from)
+		if err != nil {
+			return ready(err)
+		}
+		defer metrics.Close()
+		tn.SetMetrics(metrics)
+	}
+	if err := ready(nil); err != nil {
+		return err
+	}
 	saveNote := "at the end"
 	if s.SaveEvery > 0 {
 		saveNote = fmt.Sprintf("every %d updates and at the end", s.SaveEvery)
@@ -733,6 +807,10 @@ func trainMain(c *cli.Context) (err error) {
 	go func() {
 		select {
 		case sig := <-sigs:
+			if comm.Size() > 1 {
+				fmt.Fprintln(c.App.ErrWriter, signalLine(comm, sig, r.saveDir))
+				os.Exit(exitFailure)
+			}
 			obs.message(fmt.Sprintf("%v: stopping after this update and saving a checkpoint (again to quit now)", sig))
 			tn.Stop()
 		case <-done:
@@ -751,17 +829,26 @@ func trainMain(c *cli.Context) (err error) {
 	if err != nil {
 		var nf *train.NonFiniteError
 		var de *train.DataError
-		if errors.As(err, &nf) || errors.As(err, &de) {
+		var re *train.RankError
+		var pe *collective.PeerError
+		if errors.As(err, &nf) || errors.As(err, &de) || errors.As(err, &re) {
 			last := "no checkpoint was saved"
 			if dir := latestCheckpoint(r.saveDir); dir != "" {
 				last = "the last good checkpoint is " + dir
 			}
 			return fmt.Errorf("%v; %s", err, last)
 		}
+		if errors.As(err, &pe) {
+			last := "no checkpoint was saved yet"
+			if dir := latestCheckpoint(r.saveDir); dir != "" {
+				last = fmt.Sprintf("the newest checkpoint %s is intact: resume with slc train --continue-from %s", dir, r.saveDir)
+			}
+			return fmt.Errorf("%v; stopped without saving, %s", err, last)
+		}
 		return err
 	}
 	plotNote := ""
-	if steps, evals, err := train.ReadMetrics(r.metrics); err == nil && len(steps) > 0 {
+	if steps, evals, err := readMetricsOf(lead, r.metrics); err == nil && len(steps) > 0 {
 		png := filepath.Join(r.saveDir, lossPlotName)
 		title := fmt.Sprintf("%s, %s", filepath.Base(s.Model), peftLabelAlpha(s))
 		if err := train.PlotLoss(png, title, steps, evals); err != nil {
@@ -787,6 +874,15 @@ func trainMain(c *cli.Context) (err error) {
 		summary.Grouped(int64(res.TokensPerS)), final, evalText)
 	printf(c, "Checkpoint: %s (also %s)\n%s", res.Checkpoint, filepath.Join(r.saveDir, train.LatestLink), plotNote)
 	return nil
+}
+
+// readMetricsOf reads the run's metrics for its plot, on rank 0 (the other
+// ranks draw nothing).
+func readMetricsOf(lead bool, path string) ([]train.StepRecord, []train.EvalRecord, error) {
+	if !lead {
+		return nil, nil, nil
+	}
+	return train.ReadMetrics(path)
 }
 
 // latestCheckpoint is the directory SAVE_DIR/latest points at, or "".
