@@ -40,6 +40,8 @@ const DefaultMaxEvalBatches = 100
 
 // Options configure a training run.
 type Options struct {
+	// ONNX is the ONNX model being trained, saved with every checkpoint.
+	ONNX []byte
 	Schedule    Schedule
 	Accum       int     // G: micro-batches per update (>= 1)
 	WeightDecay float64 // AdamW's decoupled weight decay
@@ -476,6 +478,7 @@ func (t *Trainer) Save() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	c.ONNX = t.opt.ONNX
 	dir := CheckpointDir(t.opt.SaveDir, t.step)
 	if err := checkpoint.Save(dir, c); err != nil {
 		return "", err
