@@ -41,7 +41,7 @@ const DefaultMaxEvalBatches = 100
 // Options configure a training run.
 type Options struct {
 	// ONNX is the ONNX model being trained, saved with every checkpoint.
-	ONNX []byte
+	ONNX        []byte
 	Schedule    Schedule
 	Accum       int     // G: micro-batches per update (>= 1)
 	WeightDecay float64 // AdamW's decoupled weight decay

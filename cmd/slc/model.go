@@ -22,19 +22,19 @@ import (
 // modelSpec is a model to run: a LLaMA config with the settings to compile it
 // in-process (frontend → passes → codegen), or a compiled artifact.
 type modelSpec struct {
-	path    string // what the user named, for messages
-	kind    string // "LLaMA config", "artifact" or "checkpoint"
-	config  *frontend.LlamaConfig
-	art     *artifact.Artifact // set for an artifact
+	path   string // what the user named, for messages
+	kind   string // "LLaMA config", "artifact" or "checkpoint"
+	config *frontend.LlamaConfig
+	art    *artifact.Artifact // set for an artifact
 	// An ONNX model: its bytes, the module imported from them (with the
 	// loss), and the record of how (the checkpoint's config.json).
 	onnx       []byte
 	onnxModule *ir.Module
 	desc       *onnx.Descriptor
 	vocabSize  int
-	build   frontend.Options
-	passes  passes.Options
-	codegen codegen.Options
+	build      frontend.Options
+	passes     passes.Options
+	codegen    codegen.Options
 }
 
 // isArtifact tells a .slc artifact by its extension or its FlatBuffers
