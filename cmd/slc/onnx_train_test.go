@@ -200,3 +200,53 @@ func metricLosses(t *testing.T, path string) []float64 {
 	}
 	return out
 }
+
+// TestTrainONNXErrors: a truncated model, a model without logits, a flag
+// against a fixed dim, a bad --logits and a config flag for ONNX each end as
+// one slc: line with a non-zero exit, never a panic.
+func TestTrainONNXErrors(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import onnx, numpy").Run() != nil {
+		t.Skip("/usr/bin/python3 has no onnx (apt-get install python3-onnx)")
+	}
+	dir := t.TempDir()
+	mlp := filepath.Join(dir, "mlp.onnx")
+	if err := exec.Command("/usr/bin/python3", "-c", onnxMLP, mlp).Run(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(mlp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.onnx")
+	if err := os.WriteFile(truncated, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	save := filepath.Join(dir, "run")
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"truncated", []string{truncated}, 1, []string{truncated, "not an ONNX model"}},
+		{"no logits", []string{mlp}, 1, []string{mlp, "logits"}},
+		{"no such output", []string{mlp, "--logits", "z"}, 1, []string{mlp, `no output "z"`}},
+		{"fixed dim", []string{mlp, "--logits", "y", "--batch-size", "3"}, 2, []string{mlp, "--batch-size", "fixed dim"}},
+		{"no token input", []string{mlp, "--logits", "y"}, 1, []string{mlp, "logits [B, L, V]"}},
+		{"--dim on a config", []string{configBytes, "--dim", "N=2"}, 2, []string{"--dim"}},
+	} {
+		args := append([]string{"train"}, c.args...)
+		args = append(args, "--data", corpus, "--save-dir", save, "--overwrite")
+		_, errs, code := slc(t, args...)
+		line := strings.TrimSpace(errs)
+		if code != c.code || strings.Count(line, "\n") > 0 || !strings.HasPrefix(line, "slc: ") || strings.Contains(errs, "panic") {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and one slc: line", c.name, code, errs, c.code)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(line, w) {
+				t.Errorf("%s: %q does not mention %q", c.name, line, w)
+			}
+		}
+	}
+}
