@@ -1240,6 +1240,51 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		}
 		return set(r)
 
+	case "ScatterElements":
+		// Of a 1-D tensor (SLTrain's sparse S, written factored by slc
+		// export): y = data + Σ updates at indices (reduction add), or
+		// data·(1 − hit) + Σ updates (none; ONNX leaves duplicates undefined).
+		a, err := im.attrs(n, "axis", "reduction")
+		if err != nil {
+			return err
+		}
+		data, err := x(0)
+		if err != nil {
+			return err
+		}
+		idx, err := x(1)
+		if err != nil {
+			return err
+		}
+		upd, err := x(2)
+		if err != nil {
+			return err
+		}
+		red := "none"
+		if a["reduction"] != nil {
+			red = string(a["reduction"].s)
+		}
+		dt := b.Type(data)
+		if dt.Rank() != 1 || b.Type(idx).Rank() != 1 || b.Type(upd).Rank() != 1 || !dt.DType.IsFloat() {
+			return im.unsupported("input shapes", fmt.Sprintf("%v, %v, %v (slc takes 1-D float data)", dt, b.Type(idx), b.Type(upd)))
+		}
+		if ax := getInt(a, "axis", 0); ax != 0 && ax != -1 {
+			return im.unsupported("attribute", fmt.Sprintf("axis=%d", ax))
+		}
+		if red != "none" && red != "add" {
+			return im.unsupported("attribute", "reduction="+red)
+		}
+		if idx, err = im.nonNegative(in(1), idx, dt.Shape[0]); err != nil {
+			return err
+		}
+		rows := ir.Attrs{"num_rows": ir.Int(int64(dt.Shape[0]))}
+		sum := b.Op("ScatterAdd", rows, upd, idx)
+		if red == "add" {
+			return set(b.Add(data, sum))
+		}
+		hit := b.Op("ScatterAdd", rows, b.Op("Expand", ir.Attrs{"shape": ir.IntsOf(b.Type(upd).Shape)}, b.Scalar(1, upd)), idx)
+		return set(b.Add(b.Mul(data, b.Sub(b.Scalar(1, hit), hit)), sum))
+
 	case "Cos", "Sin":
 		// slc has no trigonometric op: a constant operand (a rotary table of
 		// an exported LLaMA) is evaluated here; any other is refused.
