@@ -211,3 +211,26 @@ func InputDims(data []byte) (map[string][]int64, map[string][]string, error) {
 	}
 	return sizes, params, nil
 }
+
+// InputNames lists a model's graph inputs that are not initializers, in
+// order (the order of a backend test's input_N.pb files).
+func InputNames(data []byte) ([]string, error) {
+	m, err := decodeModel(data)
+	if err != nil {
+		return nil, fmt.Errorf("not an ONNX model: %w", err)
+	}
+	if m.graph == nil {
+		return nil, fmt.Errorf("ONNX model has no graph")
+	}
+	inits := map[string]bool{}
+	for _, p := range m.graph.initializer {
+		inits[p.name] = true
+	}
+	var names []string
+	for _, in := range m.graph.inputs {
+		if !inits[in.name] {
+			names = append(names, in.name)
+		}
+	}
+	return names, nil
+}
