@@ -154,7 +154,7 @@ func TestONNXLlamaMatchesConfig(t *testing.T) {
 		var losses [2][]float64
 		for k, m := range []string{model, configBytes} {
 			save := filepath.Join(dir, peft+"_"+filepath.Base(m))
-			mustSlc(t, append([]string{"train", m, "--peft", peft, "--init", init, "--shuffle=false", "--save-dir", save, "--num-training-steps", "6", "--eval-fraction", "0"}, tinyTrain...)...)
+			mustSlc(t, append([]string{"train", m, "--peft", peft, "--init", init, "--shuffle=false", "--save-dir", save, "--num-training-steps", "6", "--save-every", "3", "--eval-fraction", "0"}, tinyTrain...)...)
 			losses[k] = metricLosses(t, filepath.Join(save, "metrics.jsonl"))
 		}
 		if len(losses[0]) != 6 || len(losses[1]) != 6 {
@@ -166,6 +166,15 @@ func TestONNXLlamaMatchesConfig(t *testing.T) {
 			}
 		}
 		t.Logf("%s: losses %v (ONNX) vs %v (config)", peft, losses[0], losses[1])
+
+		// Resuming the ONNX run from its checkpoint alone (the model comes
+		// from the checkpoint's model.onnx) continues it exactly.
+		resumed := filepath.Join(dir, peft+"_resumed")
+		mustSlc(t, "train", "--continue-from", filepath.Join(dir, peft+"_llama.onnx", "checkpoint-3"), "--save-dir", resumed, "--threads", "2")
+		again := metricLosses(t, filepath.Join(resumed, "metrics.jsonl"))
+		if len(again) != 3 || again[0] != losses[0][3] || again[2] != losses[0][5] {
+			t.Errorf("%s: resumed at update 3, losses %v; the uninterrupted run had %v", peft, again, losses[0][3:])
+		}
 	}
 }
 
