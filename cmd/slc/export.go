@@ -166,7 +166,17 @@ func checkpointForward(dir string, ck *checkpoint.Checkpoint) (*ir.Graph, *model
 	}
 	values := func(name string) ([]float64, []int64, bool) {
 		t, ok := tensors[name]
-		if !ok {
+		if !ok { // a derived buffer of an imported model: its import-time values
+			if in := g.Input(name); in != nil && in.Init != nil && in.Init.Kind == ir.InitExplicit {
+				if in.Type.DType.IsFloat() {
+					return in.Init.Data, nil, true
+				}
+				iv := make([]int64, len(in.Init.Data))
+				for k, v := range in.Init.Data {
+					iv[k] = int64(v)
+				}
+				return nil, iv, true
+			}
 			return nil, nil, false
 		}
 		if t.DType.IsFloat() {

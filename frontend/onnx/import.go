@@ -102,13 +102,14 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		return nil, &Unsupported{What: "sparse initializer"}
 	}
 	im := &importer{b: ir.NewBuilder("forward"), opset: opset, vals: map[string]string{}, consts: map[string]*Tensor{}, bools: map[string]bool{},
-		params: map[string]bool{}, uses: map[string]int{}, transposed: map[string]string{}}
+		params: map[string]bool{}, uses: map[string]int{}, transposed: map[string]string{}, initNames: map[string]bool{}}
 	for _, p := range g.initializer {
 		t, err := tensorOf(p)
 		if err != nil {
 			return nil, fmt.Errorf("initializer %q: %w", p.name, err)
 		}
 		im.consts[p.name] = t
+		im.initNames[p.name] = true
 		if t.DType.IsFloat() {
 			im.params[p.name] = true
 		}
@@ -166,6 +167,9 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		return nil, err
 	}
 	meta := map[string]string{"source": "onnx", "onnx_opset": strconv.FormatInt(opset, 10)}
+	if len(im.derived) > 0 {
+		meta["derived_buffers"] = strings.Join(im.derived, ",")
+	}
 	return &ir.Module{Meta: meta, Graphs: []*ir.Graph{im.b.G}}, nil
 }
 
@@ -238,6 +242,11 @@ type importer struct {
 	// transposed maps the output of a 2-D Transpose of a weight to the weight,
 	// so that a MatMul of it becomes a Linear of the weight itself.
 	transposed map[string]string
+	// initNames are the initializers' names; derived lists the buffers
+	// computed at import (rotary tables, masks, index tables): functions of
+	// the shapes, not state (Meta "derived_buffers").
+	initNames map[string]bool
+	derived   []string
 }
 
 func (im *importer) unsupported(what, detail string) error {
@@ -294,6 +303,9 @@ func (im *importer) value(name string) (string, error) {
 			in = name + "_" + strconv.Itoa(k)
 		}
 		v = im.b.AddInput(in, t.Type(), role, &ir.Init{Kind: ir.InitExplicit, Data: data})
+		if _, fromFile := im.initNames[name]; role == ir.Buffer && !fromFile {
+			im.derived = append(im.derived, in)
+		}
 	}
 	if err := im.b.Err(); err != nil {
 		return "", err

@@ -1585,6 +1585,7 @@ func (im *importer) constInput(name string, t ir.Type, data []float64) string {
 	for k := 1; b.Type(in).DType != ir.InvalidDType; k++ {
 		in = fmt.Sprintf("%s_%d", name, k)
 	}
+	im.derived = append(im.derived, in)
 	return b.AddInput(in, t, ir.Buffer, &ir.Init{Kind: ir.InitExplicit, Data: data})
 }
 
