@@ -6,6 +6,7 @@
 //	training_state.json   step, tokens seen, data position, seed, lr, the run's flags
 //	config.json           the model's HF config, byte for byte
 //	sltrain_config.json   SLTrain's r, lora_alpha, sp_ratio, target_modules (SLTrain runs only)
+//	model.onnx            the ONNX model trained (ONNX runs only; config.json then describes its import)
 //
 // Save replaces a checkpoint directory atomically, so that a crash or an error
 // at any point leaves either the previous complete checkpoint or the new one;
@@ -35,6 +36,7 @@ const (
 	StateFile     = "training_state.json"
 	ConfigFile    = "config.json"
 	SLTrainFile   = "sltrain_config.json"
+	ONNXFile      = "model.onnx"
 )
 
 // FormatVersion is the newest layout version Save writes; Load refuses newer
@@ -102,10 +104,14 @@ type Checkpoint struct {
 	// SLTrain is the SLTrain config ({"r", "lora_alpha", "sp_ratio",
 	// "target_modules", "peft": "sltrain"}), nil for full-rank training.
 	SLTrain map[string]any
+	// ONNX is the ONNX model of a run that trained one (its bytes as read),
+	// so that resuming, evaluating and exporting need nothing outside the
+	// checkpoint; nil for a LLaMA config.
+	ONNX []byte
 }
 
 // knownFiles are the only entries Save will replace in an existing directory.
-var knownFiles = []string{ModelFile, OptimizerFile, StateFile, ConfigFile, SLTrainFile}
+var knownFiles = []string{ModelFile, OptimizerFile, StateFile, ConfigFile, SLTrainFile, ONNXFile}
 
 // check validates a checkpoint before anything is written.
 func (c *Checkpoint) check() error {
@@ -256,6 +262,9 @@ func save(dir string, c *Checkpoint, hook func(step string) error) error {
 	if slJSON != nil {
 		files = append(files, DirFile{SLTrainFile, WriteBytes(append(slJSON, '\n'))})
 	}
+	if c.ONNX != nil {
+		files = append(files, DirFile{ONNXFile, WriteBytes(c.ONNX)})
+	}
 	// The state file goes last: a temporary directory holding it is complete.
 	files = append(files, DirFile{StateFile, WriteBytes(append(stateJSON, '\n'))})
 	if err := replaceDir(dir, files, knownFiles, hook); err != nil {
@@ -326,6 +335,11 @@ func Load(dir string) (*Checkpoint, error) {
 		if _, err := Scale(c.SLTrain); err != nil {
 			return nil, fmt.Errorf("%s: %w", path(SLTrainFile), err)
 		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if data, err := os.ReadFile(path(ONNXFile)); err == nil {
+		c.ONNX = data
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}

@@ -46,6 +46,14 @@ func runtimeState(rt Runtime) (model, opt, accum []string, err error) {
 		return nil, nil, nil, fmt.Errorf("the runtime has no module")
 	}
 	roles, order := stateRoles(m)
+	// An imported model's derived buffers (its rotary tables, masks) are
+	// functions of its shapes, rebuilt by every import: not state to save.
+	derived := map[string]bool{}
+	if d := m.Meta["derived_buffers"]; d != "" {
+		for _, n := range strings.Split(d, ",") {
+			derived[n] = true
+		}
+	}
 	held := map[string]bool{}
 	for _, n := range rt.StateNames() {
 		held[n] = true
@@ -54,7 +62,7 @@ func runtimeState(rt Runtime) (model, opt, accum []string, err error) {
 		}
 	}
 	for _, n := range order {
-		if !held[n] {
+		if !held[n] || derived[n] {
 			continue
 		}
 		switch roles[n] {

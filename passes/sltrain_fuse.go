@@ -78,8 +78,10 @@ func fuseGraph(g *ir.Graph, o Options, targets []string) (int, error) {
 		if w == nil || w.Role != ir.Param {
 			continue
 		}
+		// The module is the weight's name without ".weight"; the node's name
+		// (its module's, for configs and for imported ONNX graphs) matches too.
 		module := strings.TrimSuffix(w.Name, ".weight")
-		if !IsTarget(module, targets) || uses[w.Name] != 1 {
+		if !(IsTarget(module, targets) || IsTarget(n.Name, targets)) || uses[w.Name] != 1 {
 			continue
 		}
 		out, in := w.Type.Shape[0], w.Type.Shape[1]

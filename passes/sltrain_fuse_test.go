@@ -134,3 +134,34 @@ func TestSLTrainFuseOptions(t *testing.T) {
 		})
 	}
 }
+
+// A Linear is a target when its weight's module or its node's name contains
+// a target: an imported weight named "w1" under the node "blk.attn.proj" is
+// fused, one under "head" is not.
+func TestSLTrainFuseMatchesNodeNames(t *testing.T) {
+	b := ir.NewBuilder("forward")
+	x := b.AddInput("x", ir.T(ir.F32, 2, 8), ir.Data, nil)
+	w1 := b.AddInput("w1", ir.T(ir.F32, 8, 8), ir.Param, &ir.Init{Kind: ir.InitOnes})
+	w2 := b.AddInput("w2", ir.T(ir.F32, 4, 8), ir.Param, &ir.Init{Kind: ir.InitOnes})
+	b.Scope = "blk.attn.proj"
+	h := b.Op("Linear", nil, x, w1)
+	b.Scope = "head"
+	y := b.Op("Linear", nil, h, w2)
+	b.Output("y", y)
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	m := &ir.Module{Graphs: []*ir.Graph{b.G}}
+	o := DefaultOptions()
+	o.Rank = 2
+	if err := runFuse(t, m, o); err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph("forward")
+	if n := g.Nodes[0]; n.Op != "LowRankSparseAdd" || n.Inputs[1] != "w1.lora_B" {
+		t.Errorf("blk.attn.proj: %s %v, want LowRankSparseAdd of w1.lora_B, …", n.Op, n.Inputs)
+	}
+	if n := g.Nodes[1]; n.Op != "Linear" {
+		t.Errorf("head: %s, want it left a Linear", n.Op)
+	}
+}

@@ -58,6 +58,8 @@ const DefaultMaxEvalBatches = 100
 
 // Options configure a training run.
 type Options struct {
+	// ONNX is the ONNX model being trained, saved with every checkpoint.
+	ONNX        []byte
 	Schedule    Schedule
 	Accum       int     // G: micro-batches per update (>= 1)
 	WeightDecay float64 // AdamW's decoupled weight decay
@@ -770,6 +772,7 @@ func (t *Trainer) save(dir string) error {
 	if err != nil {
 		return err
 	}
+	c.ONNX = t.opt.ONNX
 	if err := checkpoint.Save(dir, c); err != nil {
 		return err
 	}

@@ -121,11 +121,11 @@ func evalMain(c *cli.Context) error {
 		return err
 	}
 	length := m.build.SeqLen
-	tok, err := checkpointTokenizer(c, ck, m.config.VocabSize)
+	tok, err := checkpointTokenizer(c, ck, m.vocabSize)
 	if err != nil {
 		return err
 	}
-	opt := data.LoadOptions{VocabSize: m.config.VocabSize, Separator: separatorFor(m.config.VocabSize)}
+	opt := data.LoadOptions{VocabSize: m.vocabSize, Separator: separatorFor(m.vocabSize)}
 	if tok != nil {
 		opt.Tokenizer, opt.Separator = tok, int(tok.EOSID())
 	}

@@ -118,7 +118,10 @@ func generateMain(c *cli.Context) error {
 		return err
 	}
 	defer rt.Close()
-	vocab, length := m.config.VocabSize, m.build.SeqLen
+	if m.build.BatchSize != 1 {
+		return fmt.Errorf("%s: slc generate runs one row, but the checkpoint's ONNX model has a fixed batch of %d (export it with a symbolic batch dim)", dir, m.build.BatchSize)
+	}
+	vocab, length := m.vocabSize, m.build.SeqLen
 	sep := separatorFor(vocab)
 	tok, err := checkpointTokenizer(c, ck, vocab)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
@@ -21,13 +22,19 @@ import (
 // modelSpec is a model to run: a LLaMA config with the settings to compile it
 // in-process (frontend → passes → codegen), or a compiled artifact.
 type modelSpec struct {
-	path    string // what the user named, for messages
-	kind    string // "LLaMA config", "artifact" or "checkpoint"
-	config  *frontend.LlamaConfig
-	art     *artifact.Artifact // set for an artifact
-	build   frontend.Options
-	passes  passes.Options
-	codegen codegen.Options
+	path   string // what the user named, for messages
+	kind   string // "LLaMA config", "artifact" or "checkpoint"
+	config *frontend.LlamaConfig
+	art    *artifact.Artifact // set for an artifact
+	// An ONNX model: its bytes, the module imported from them (with the
+	// loss), and the record of how (the checkpoint's config.json).
+	onnx       []byte
+	onnxModule *ir.Module
+	desc       *onnx.Descriptor
+	vocabSize  int
+	build      frontend.Options
+	passes     passes.Options
+	codegen    codegen.Options
 }
 
 // isArtifact tells a .slc artifact by its extension or its FlatBuffers
@@ -76,8 +83,18 @@ func openModel(c *cli.Context, path string, lengthSet bool, s *trainSettings) (*
 	if err != nil {
 		return nil, err
 	}
+	if src.kind == kindONNX {
+		dims, err := parseDims(c.StringSlice("dim"))
+		if err != nil {
+			return nil, err
+		}
+		return onnxModel("train", path, kindONNX.String(), src.data, nil, dims, c.String("logits"), c.IsSet("batch-size"), lengthSet, s, co)
+	}
+	if c.IsSet("dim") || c.IsSet("logits") {
+		return nil, usagef("train", "flags --dim and --logits apply to an ONNX model, but %s is %s", path, src.kind)
+	}
 	if src.kind != kindConfig {
-		return nil, fmt.Errorf("%s: slc train needs a LLaMA config or a .slc artifact, not %s", path, src.kind)
+		return nil, fmt.Errorf("%s: slc train needs a LLaMA config, an ONNX model or a .slc artifact, not %s", path, src.kind)
 	}
 	return configModel(path, kindConfig.String(), src.data, lengthSet, s, co)
 }
@@ -95,7 +112,7 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 		return nil, usagef("train", "flag --max-length: %d is longer than the model's max_sequence_length %d", s.MaxLength, cfg.MaxSequenceLength)
 	}
 	return &modelSpec{
-		path: path, kind: kind, config: cfg,
+		path: path, kind: kind, config: cfg, vocabSize: cfg.VocabSize,
 		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: settingsPrecision(s).DType, LossMask: s.Rows == "documents"},
 		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, settingsPrecision(s).Mixed),
 		codegen: co,
@@ -114,6 +131,9 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 		return nil, fmt.Errorf("%s: artifact module: %w", path, err)
 	}
 	meta := mod.Meta
+	if _, ok := onnx.ParseDescriptor([]byte(meta["model_config"])); ok {
+		return nil, fmt.Errorf("%s: the artifact is compiled from an ONNX model; give slc train the .onnx file", path)
+	}
 	cfg, err := frontend.ParseLlamaConfig([]byte(meta["model_config"]))
 	if err != nil {
 		return nil, fmt.Errorf("%s: the artifact's model config: %w", path, err)
@@ -159,12 +179,15 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 		s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules = have["rank"].(int), have["sp-ratio"].(float64), have["lora-alpha"].(float64), have["target-modules"].(string)
 	}
 	s.Lowering, s.CPU, s.DType, s.Rows = "", art.Target.CPU, artDType, rows
-	return &modelSpec{path: path, kind: "artifact", config: cfg, art: art}, nil
+	return &modelSpec{path: path, kind: "artifact", config: cfg, art: art, vocabSize: cfg.VocabSize}, nil
 }
 
 // checkpointModel is the model of a checkpoint: its config and SLTrain
 // settings, compiled at batch × length (0: the length it was trained with).
 func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[string]any, batch, length int) (*modelSpec, error) {
+	if desc, ok := onnx.ParseDescriptor(cfgJSON); ok {
+		return checkpointONNX(path, desc, sl, args, batch, length)
+	}
 	cfg, err := frontend.ParseLlamaConfig(cfgJSON)
 	if err != nil {
 		return nil, fmt.Errorf("%s: the checkpoint's config.json: %w", path, err)
@@ -179,33 +202,12 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 	if length > cfg.MaxSequenceLength {
 		return nil, fmt.Errorf("%s: a length of %d is longer than the model's max_sequence_length %d", path, length, cfg.MaxSequenceLength)
 	}
-	var seed uint64
-	if v, ok := args["seed"].(float64); ok && v >= 0 {
-		seed = uint64(v)
-	}
-	prec := precision{DType: ir.F32}
-	if v, ok := args["dtype"].(string); ok {
-		if prec, ok = parsePrecision(v); !ok {
-			return nil, fmt.Errorf("%s: the checkpoint's dtype %q is not one slc trains (float32, bfloat16 or bf16-mixed)", path, v)
-		}
-	}
-	po := passOptions("full", 1, 0, 1, "", seed, prec.Mixed)
-	if sl != nil {
-		r, _ := sl["r"].(float64)
-		sp, _ := sl["sp_ratio"].(float64)
-		alpha, _ := sl["lora_alpha"].(float64)
-		var targets []string
-		if ts, ok := sl["target_modules"].([]any); ok {
-			for _, t := range ts {
-				if s, ok := t.(string); ok {
-					targets = append(targets, s)
-				}
-			}
-		}
-		po = passOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed, prec.Mixed)
+	seed, prec, po, err := checkpointSettings(path, sl, args)
+	if err != nil {
+		return nil, err
 	}
 	return &modelSpec{
-		path: path, kind: "checkpoint", config: cfg,
+		path: path, kind: "checkpoint", config: cfg, vocabSize: cfg.VocabSize,
 		build:  frontend.Options{BatchSize: batch, SeqLen: length, Seed: seed, DType: prec.DType, LossMask: args["rows"] == "documents"},
 		passes: po,
 	}, nil
@@ -228,8 +230,11 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 		printf(c, "Device: %s\n", d.Name())
 	}
 	if art == nil {
-		mod, err := frontend.BuildLlama(m.config, m.build)
-		if err != nil {
+		var mod *ir.Module
+		var err error
+		if m.onnxModule != nil {
+			mod = m.onnxModule.Clone()
+		} else if mod, err = frontend.BuildLlama(m.config, m.build); err != nil {
 			return nil, fmt.Errorf("%s: %w", m.path, err)
 		}
 		if err := mod.Verify(); err != nil {
@@ -266,4 +271,62 @@ func runsOn(rt *runtime.Runtime) string {
 		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
 	}
 	return fmt.Sprintf("%d threads", rt.Threads())
+}
+
+// checkpointSettings are a checkpoint's seed, precision and SLTrain settings.
+func checkpointSettings(path string, sl map[string]any, args map[string]any) (uint64, precision, passes.Options, error) {
+	var seed uint64
+	if v, ok := args["seed"].(float64); ok && v >= 0 {
+		seed = uint64(v)
+	}
+	prec := precision{DType: ir.F32}
+	if v, ok := args["dtype"].(string); ok {
+		if prec, ok = parsePrecision(v); !ok {
+			return 0, prec, passes.Options{}, fmt.Errorf("%s: the checkpoint's dtype %q is not one slc trains (float32, bfloat16 or bf16-mixed)", path, v)
+		}
+	}
+	po := passOptions("full", 1, 0, 1, "", seed, prec.Mixed)
+	if sl != nil {
+		r, _ := sl["r"].(float64)
+		sp, _ := sl["sp_ratio"].(float64)
+		alpha, _ := sl["lora_alpha"].(float64)
+		var targets []string
+		if ts, ok := sl["target_modules"].([]any); ok {
+			for _, t := range ts {
+				if s, ok := t.(string); ok {
+					targets = append(targets, s)
+				}
+			}
+		}
+		po = passOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed, prec.Mixed)
+	}
+	return seed, prec, po, nil
+}
+
+// checkpointONNX is the model of a checkpoint of an ONNX model: the
+// checkpoint's model.onnx imported as desc records, at batch × length (0:
+// the length it was trained with).
+func checkpointONNX(path string, desc *onnx.Descriptor, sl map[string]any, args map[string]any, batch, length int) (*modelSpec, error) {
+	data, err := os.ReadFile(filepath.Join(path, desc.ONNXFile))
+	if err != nil {
+		return nil, fmt.Errorf("%s: the checkpoint's ONNX model: %w", path, unwrapPathErr(err))
+	}
+	if length == 0 {
+		length = desc.MaxSequenceLength
+	}
+	seed, prec, po, err := checkpointSettings(path, sl, args)
+	if err != nil {
+		return nil, err
+	}
+	lossMask := args["rows"] == "documents"
+	m, d, b, l, err := onnxLM("eval", path+"/"+desc.ONNXFile, data, desc.Dims, desc.Logits, batch, length, false, false, lossMask, true)
+	if err != nil {
+		return nil, err
+	}
+	m.Meta["seed"] = fmt.Sprint(seed)
+	return &modelSpec{
+		path: path, kind: "checkpoint", onnx: data, onnxModule: m, desc: d, vocabSize: d.VocabSize,
+		build:  frontend.Options{BatchSize: b, SeqLen: l, Seed: seed, DType: prec.DType, LossMask: lossMask},
+		passes: po,
+	}, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
@@ -113,6 +115,8 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "shuffle-buffer", Aliases: []string{"shuffle_buffer"}, Value: c4.DefaultBuffer, Usage: "`N` documents in a stream's shuffle buffer (HF datasets' and the seed's 1000; 1: shuffle the shard order only)"},
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenize text with the SentencePiece model `FILE`.model (unigram or BPE; its end-of-text id ends each document)", DefaultText: "byte-level: byte b is id b", TakesFile: true},
 			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of training rows: packed (the token stream cut into rows of --max-length) or documents (the seed's: one document per row, truncated, padded with the tokenizer's pad id, pad labels left out of the loss; needs --tokenizer)"},
+			&cli.StringSliceFlag{Name: "dim", Usage: "bind a symbolic dimension of an ONNX model's inputs: `NAME=N` (repeatable; input_ids' own dims take --batch-size and --max-length)"},
+			&cli.StringFlag{Name: "logits", Usage: "the ONNX model's logits output `NAME` (default: the output named logits, else its only rank-3 float output)"},
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
 			&cli.StringFlag{Name: "metrics", Usage: "write one JSON object per update and per eval to `FILE`", DefaultText: "SAVE_DIR/metrics.jsonl", TakesFile: true},
 			&cli.IntFlag{Name: "log-every", Usage: "print a progress line every `N` updates when stdout is not a terminal", DefaultText: "about 50 a run"},
@@ -615,7 +619,11 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			return ready(err)
 		}
 		co.CPU, co.SLTrainLowering = s.CPU, s.Lowering
-		mod, err = configModel(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, true, s, co)
+		if desc, ok := onnx.ParseDescriptor(r.resume.Config); ok {
+			mod, err = onnxModel("train", r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, nil, "", true, true, s, co)
+		} else {
+			mod, err = configModel(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, true, s, co)
+		}
 		if err != nil {
 			return ready(err)
 		}
@@ -626,14 +634,14 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		return ready(err)
 	}
 	if r.resume != nil {
-		if err := sameConfig(mod.config, r.resume.Config); err != nil {
+		if err := sameModel(mod, r.resume); err != nil {
 			return ready(fmt.Errorf("--continue-from %s: %w", r.resumeDir, err))
 		}
 	}
 	if s.Rows == "documents" && s.Tokenizer == "" {
 		return ready(usagef("train", "flag --rows documents: needs --tokenizer (the pad id of document rows is the tokenizer's; T5's is 0)"))
 	}
-	tok, err := loadTokenizer(s.Tokenizer, mod.config.VocabSize, s.Rows == "documents")
+	tok, err := loadTokenizer(s.Tokenizer, mod.vocabSize, s.Rows == "documents")
 	if err != nil {
 		return ready(err)
 	}
@@ -642,14 +650,14 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	var epochRows int   // the rows of an epoch in memory
 	var shards []string // the streamed shards
 	if s.Stream {
-		sb, eb, files, err := streamTrainData(s, mod.config.VocabSize, tok)
+		sb, eb, files, err := streamTrainData(s, mod.vocabSize, tok)
 		if err != nil {
 			return ready(err)
 		}
 		defer sb.Close()
 		trainB, evalB, shards = sb, eb, files
 	} else {
-		mb, eb, err := loadTrainData(s, mod.config.VocabSize, tok)
+		mb, eb, err := loadTrainData(s, mod.vocabSize, tok)
 		if err != nil {
 			return ready(err)
 		}
@@ -757,6 +765,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		Args:        s.args(),
 		Observer:    obs,
 		Comm:        comm,
+		ONNX:        mod.onnx,
 	})
 	if err != nil {
 		return ready(err)
@@ -1122,6 +1131,18 @@ func unwrapPathErr(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// sameModel checks that the model being resumed is the checkpoint's model:
+// the same ONNX model, or the same config.
+func sameModel(m *modelSpec, ck *checkpoint.Checkpoint) error {
+	if m.onnx != nil || ck.ONNX != nil {
+		if !bytes.Equal(m.onnx, ck.ONNX) {
+			return fmt.Errorf("the model differs from the checkpoint's %s", checkpoint.ONNXFile)
+		}
+		return nil
+	}
+	return sameConfig(m.config, ck.Config)
 }
 
 // sameConfig checks that the model being resumed is the checkpoint's model.

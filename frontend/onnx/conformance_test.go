@@ -33,6 +33,7 @@ var supportedOps = map[string]bool{
 	"ReduceSumSquare": true, "ReduceL1": true, "ReduceL2": true, "ReduceLogSum": true,
 	"Not": true, "And": true, "Or": true, "Xor": true, "DepthToSpace": true, "SpaceToDepth": true, "EyeLike": true,
 	"GlobalAveragePool": true, "BatchNormalization": true, "InstanceNormalization": true, "Tile": true, "Mod": true, "Erf": true, "OneHot": true, "CumSum": true,
+	"Cos": true, "Sin": true, "Einsum": true, "ScatterElements": true,
 }
 
 // ONNX's backend tests compare with these tolerances.

@@ -24,6 +24,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -100,13 +101,26 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 	if g.sparseInit > 0 {
 		return nil, &Unsupported{What: "sparse initializer"}
 	}
-	im := &importer{b: ir.NewBuilder("forward"), opset: opset, vals: map[string]string{}, consts: map[string]*Tensor{}, bools: map[string]bool{}}
+	im := &importer{b: ir.NewBuilder("forward"), opset: opset, vals: map[string]string{}, consts: map[string]*Tensor{}, bools: map[string]bool{},
+		params: map[string]bool{}, uses: map[string]int{}, transposed: map[string]string{}, initNames: map[string]bool{}}
 	for _, p := range g.initializer {
 		t, err := tensorOf(p)
 		if err != nil {
 			return nil, fmt.Errorf("initializer %q: %w", p.name, err)
 		}
 		im.consts[p.name] = t
+		im.initNames[p.name] = true
+		if t.DType.IsFloat() {
+			im.params[p.name] = true
+		}
+	}
+	for _, n := range g.nodes {
+		for _, in := range n.inputs {
+			im.uses[in]++
+		}
+	}
+	for _, out := range g.outputs {
+		im.uses[out.name]++
 	}
 	for name, t := range o.Constants {
 		im.consts[name] = t
@@ -153,6 +167,9 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		return nil, err
 	}
 	meta := map[string]string{"source": "onnx", "onnx_opset": strconv.FormatInt(opset, 10)}
+	if len(im.derived) > 0 {
+		meta["derived_buffers"] = strings.Join(im.derived, ",")
+	}
 	return &ir.Module{Meta: meta, Graphs: []*ir.Graph{im.b.G}}, nil
 }
 
@@ -217,6 +234,19 @@ type importer struct {
 	node   *nodeProto
 	bools  map[string]bool // ONNX bool values, held as 0/1 I64
 	noFold bool            // convert without folding all-constant nodes (fold's own scratch import)
+	// params are the float initializers (and Identity copies of them): the
+	// model's trainable weights, never folded into constants.
+	params map[string]bool
+	// uses counts each ONNX value's consumers (node operands and graph outputs).
+	uses map[string]int
+	// transposed maps the output of a 2-D Transpose of a weight to the weight,
+	// so that a MatMul of it becomes a Linear of the weight itself.
+	transposed map[string]string
+	// initNames are the initializers' names; derived lists the buffers
+	// computed at import (rotary tables, masks, index tables): functions of
+	// the shapes, not state (Meta "derived_buffers").
+	initNames map[string]bool
+	derived   []string
 }
 
 func (im *importer) unsupported(what, detail string) error {
@@ -233,12 +263,21 @@ func (im *importer) value(name string) (string, error) {
 	if v, ok := im.vals[name]; ok {
 		return v, nil
 	}
+	if w, ok := im.transposed[name]; ok {
+		u, err := im.value(w)
+		if err != nil {
+			return "", err
+		}
+		v := im.b.Transpose(u, 1, 0)
+		im.vals[name] = v
+		return v, im.b.Err()
+	}
 	t, ok := im.consts[name]
 	if !ok {
 		return "", fmt.Errorf("value %q is used before it is defined", name)
 	}
 	n := t.len()
-	uniform := n > 0
+	uniform := n > 0 && !im.params[name]
 	for k := 1; k < n && uniform; k++ {
 		uniform = t.at(k) == t.at(0)
 	}
@@ -255,15 +294,18 @@ func (im *importer) value(name string) (string, error) {
 		for k := range data {
 			data[k] = t.at(k)
 		}
-		role := ir.Param
-		if !t.DType.IsFloat() {
-			role = ir.Buffer
+		role := ir.Buffer // a folded constant (a rotary table, a mask): not trained
+		if im.params[name] {
+			role = ir.Param
 		}
 		in := name
 		for k := 1; in == "" || im.b.Type(in).DType != ir.InvalidDType; k++ {
 			in = name + "_" + strconv.Itoa(k)
 		}
 		v = im.b.AddInput(in, t.Type(), role, &ir.Init{Kind: ir.InitExplicit, Data: data})
+		if _, fromFile := im.initNames[name]; role == ir.Buffer && !fromFile {
+			im.derived = append(im.derived, in)
+		}
 	}
 	if err := im.b.Err(); err != nil {
 		return "", err
@@ -334,7 +376,7 @@ var floatOnly = map[string]bool{
 // boolKeeping lists the ops whose result is a bool when their first operand is.
 var boolKeeping = map[string]bool{
 	"Identity": true, "Reshape": true, "Squeeze": true, "Unsqueeze": true, "Expand": true, "Transpose": true,
-	"Flatten": true, "Slice": true, "Gather": true, "Concat": true, "Split": true, "Dropout": true,
+	"Flatten": true, "Slice": true, "Gather": true, "Concat": true, "Split": true, "Dropout": true, "Trilu": true,
 }
 
 // convert translates one node.
@@ -390,6 +432,13 @@ func (im *importer) convert(n *nodeProto) error {
 		}
 		if op == "Identity" {
 			im.bools[out] = im.bools[in(0)]
+			if im.params[in(0)] {
+				// torch.onnx.export merges initializers of equal values (LLaMA's
+				// all-ones norm weights) into one and keeps each name as an
+				// Identity of it: the copy is a weight of its own, as it was
+				// in the exported model.
+				im.params[out] = true
+			}
 			if t, ok := im.consts[in(0)]; ok {
 				im.consts[out] = t
 				return nil
@@ -430,6 +479,12 @@ func (im *importer) convert(n *nodeProto) error {
 		if _, err := im.attrs(n); err != nil {
 			return err
 		}
+		if y, ok, err := im.linear(n, in(0), in(1), false); ok || err != nil {
+			if err != nil {
+				return err
+			}
+			return set(y)
+		}
 		u, v, err := pair(x)
 		if err != nil {
 			return err
@@ -441,11 +496,19 @@ func (im *importer) convert(n *nodeProto) error {
 		if err != nil {
 			return err
 		}
-		u, v, err := pair(x)
-		if err != nil {
-			return err
+		var y string
+		if getInt(a, "transA", 0) == 0 {
+			if y, _, err = im.linear(n, in(0), in(1), getInt(a, "transB", 0) != 0); err != nil {
+				return err
+			}
 		}
-		y := b.MatMul(u, v, getInt(a, "transA", 0) != 0, getInt(a, "transB", 0) != 0)
+		if y == "" {
+			u, v, err := pair(x)
+			if err != nil {
+				return err
+			}
+			y = b.MatMul(u, v, getInt(a, "transA", 0) != 0, getInt(a, "transB", 0) != 0)
+		}
 		if alpha := getFloat(a, "alpha", 1); alpha != 1 {
 			y = b.Mul(y, b.Scalar(alpha, y))
 		}
@@ -502,6 +565,12 @@ func (im *importer) convert(n *nodeProto) error {
 		}
 		r := b.Type(v).Rank()
 		var perm []int
+		if t, ok := im.consts[in(0)]; ok && im.params[in(0)] && len(t.Shape) == 2 && im.uses[in(0)] == 1 {
+			if p, ok := a["perm"]; !ok || slices.Equal(p.ints, []int64{1, 0}) {
+				im.transposed[out] = in(0) // emitted when used other than by a MatMul (value)
+				return nil
+			}
+		}
 		if p, ok := a["perm"]; ok {
 			for _, q := range p.ints {
 				perm = append(perm, int(q))
@@ -647,13 +716,25 @@ func (im *importer) convert(n *nodeProto) error {
 		if err != nil {
 			return err
 		}
-		dt, err := irDType(getInt(a, "to", 0))
-		if err != nil {
-			return im.unsupported("dtype", dtName(getInt(a, "to", 0)))
-		}
 		v, err := x(0)
 		if err != nil {
 			return err
+		}
+		if getInt(a, "to", 0) == dtBool { // x ≠ 0, held as 0/1
+			if im.bools[in(0)] {
+				im.bools[out] = true
+				return set(v)
+			}
+			y := b.Sub(b.Scalar(1, v), im.equal(v, b.Scalar(0, v)))
+			if b.Type(y).DType != ir.I64 {
+				y = b.Op("Cast", ir.Attrs{"to": ir.String("i64")}, y)
+			}
+			im.bools[out] = true
+			return set(y)
+		}
+		dt, err := irDType(getInt(a, "to", 0))
+		if err != nil {
+			return im.unsupported("dtype", dtName(getInt(a, "to", 0)))
 		}
 		if b.Type(v).DType == dt {
 			return set(v)
@@ -690,6 +771,7 @@ func (im *importer) convert(n *nodeProto) error {
 			return fmt.Errorf("node %q (Constant): no value", n.name)
 		}
 		im.consts[out] = t
+		im.bools[out] = t.Bool
 		return nil
 
 	case op == "Unsqueeze" || op == "Squeeze":
@@ -808,4 +890,84 @@ func (im *importer) matmul(u, v string) string {
 		s = append(s, ys[len(ys)-1])
 	}
 	return b.Reshape(y, s...)
+}
+
+// linear turns a matrix product x·w (wᵀ when transB) whose w is a 2-D weight
+// (an initializer, or a Transpose of one) used by this node alone into slc's
+// Linear y = x·Wᵀ with W [out, in], the form sltrain-fuse rewrites. W is the
+// initializer itself when the product already reads it transposed (Gemm's
+// transB, MatMul of a Transpose): it keeps its name. Otherwise W holds the
+// initializer's values transposed and is named after the node's module,
+// "<module>.weight": torch.onnx.export folds each nn.Linear's transpose into
+// a new initializer ("onnx::MatMul_305") while the node keeps the module's
+// scope ("/model/layers.0/self_attn/q_proj/MatMul" → module
+// "model.layers.0.self_attn.q_proj"), so the weight gets its PyTorch name
+// back. The Linear node is named after the module. ok is false when the
+// product is not such a Linear (it is then a MatMul).
+func (im *importer) linear(n *nodeProto, xn, wn string, transB bool) (string, bool, error) {
+	b := im.b
+	src, direct := wn, transB
+	if w, ok := im.transposed[wn]; ok && !transB && im.uses[wn] == 1 {
+		src, direct = w, true
+	}
+	t, ok := im.consts[src]
+	if !ok || !im.params[src] || len(t.Shape) != 2 || im.uses[src] != 1 || xn == "" {
+		return "", false, nil
+	}
+	if _, isConst := im.consts[xn]; isConst && !im.params[xn] {
+		return "", false, nil
+	}
+	x, err := im.value(xn)
+	if err != nil {
+		return "", false, err
+	}
+	if b.Type(x).Rank() < 2 || !b.Type(x).DType.IsFloat() || b.Type(x).DType != t.DType {
+		return "", false, nil
+	}
+	module := scopePath(n.name)
+	var w string
+	if direct {
+		if module == "" {
+			module = strings.TrimSuffix(src, ".weight")
+		}
+		if w, err = im.value(src); err != nil {
+			return "", false, err
+		}
+	} else {
+		if module == "" {
+			module = n.name
+		}
+		if module == "" {
+			module = src
+		}
+		name := module + ".weight"
+		if _, taken := im.consts[name]; taken || b.Type(name).DType != ir.InvalidDType {
+			name = src // a clash: the initializer's own name, its values transposed
+		}
+		rows, cols := t.Shape[0], t.Shape[1] // [in, out]
+		data := make([]float64, rows*cols)
+		for i := range rows {
+			for j := range cols {
+				data[j*rows+i] = t.F[i*cols+j]
+			}
+		}
+		w = b.AddInput(name, ir.T(t.DType, cols, rows), ir.Param, &ir.Init{Kind: ir.InitExplicit, Data: data})
+	}
+	scope := b.Scope
+	b.Scope = module
+	y := b.Op("Linear", nil, x, w)
+	b.Scope = scope
+	return y, true, b.Err()
+}
+
+// scopePath is the module path of an exported node's name: the scope without
+// the op's own last component, with dots for slashes
+// ("/model/layers.0/mlp/up_proj/MatMul" → "model.layers.0.mlp.up_proj"); ""
+// for a name without a scope.
+func scopePath(name string) string {
+	k := strings.LastIndexByte(name, '/')
+	if k < 0 {
+		return ""
+	}
+	return strings.ReplaceAll(strings.Trim(name[:k], "/"), "/", ".")
 }

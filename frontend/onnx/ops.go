@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
+	"unicode"
 
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
@@ -31,7 +33,7 @@ func (im *importer) foldable(n *nodeProto) bool {
 			continue
 		}
 		t, ok := im.consts[in]
-		if !ok || t.len() > maxFold {
+		if !ok || t.len() > maxFold || im.params[in] {
 			return false
 		}
 		some = true
@@ -1238,6 +1240,101 @@ func (im *importer) convertMore(n *nodeProto, in func(int) string, x func(int) (
 		}
 		return set(r)
 
+	case "ScatterElements":
+		// Of a 1-D tensor (SLTrain's sparse S, written factored by slc
+		// export): y = data + Σ updates at indices (reduction add), or
+		// data·(1 − hit) + Σ updates (none; ONNX leaves duplicates undefined).
+		a, err := im.attrs(n, "axis", "reduction")
+		if err != nil {
+			return err
+		}
+		data, err := x(0)
+		if err != nil {
+			return err
+		}
+		idx, err := x(1)
+		if err != nil {
+			return err
+		}
+		upd, err := x(2)
+		if err != nil {
+			return err
+		}
+		red := "none"
+		if a["reduction"] != nil {
+			red = string(a["reduction"].s)
+		}
+		dt := b.Type(data)
+		if dt.Rank() != 1 || b.Type(idx).Rank() != 1 || b.Type(upd).Rank() != 1 || !dt.DType.IsFloat() {
+			return im.unsupported("input shapes", fmt.Sprintf("%v, %v, %v (slc takes 1-D float data)", dt, b.Type(idx), b.Type(upd)))
+		}
+		if ax := getInt(a, "axis", 0); ax != 0 && ax != -1 {
+			return im.unsupported("attribute", fmt.Sprintf("axis=%d", ax))
+		}
+		if red != "none" && red != "add" {
+			return im.unsupported("attribute", "reduction="+red)
+		}
+		if idx, err = im.nonNegative(in(1), idx, dt.Shape[0]); err != nil {
+			return err
+		}
+		rows := ir.Attrs{"num_rows": ir.Int(int64(dt.Shape[0]))}
+		sum := b.Op("ScatterAdd", rows, upd, idx)
+		if red == "add" {
+			return set(b.Add(data, sum))
+		}
+		hit := b.Op("ScatterAdd", rows, b.Op("Expand", ir.Attrs{"shape": ir.IntsOf(b.Type(upd).Shape)}, b.Scalar(1, upd)), idx)
+		return set(b.Add(b.Mul(data, b.Sub(b.Scalar(1, hit), hit)), sum))
+
+	case "Cos", "Sin":
+		// slc has no trigonometric op: a constant operand (a rotary table of
+		// an exported LLaMA) is evaluated here; any other is refused.
+		if _, err := im.attrs(n); err != nil {
+			return err
+		}
+		t, ok := im.consts[in(0)]
+		if !ok || im.params[in(0)] {
+			return im.unsupported("non-constant operand (slc evaluates Cos and Sin of constants only)", in(0))
+		}
+		if !t.DType.IsFloat() {
+			return im.unsupported("dtype", t.DType.String())
+		}
+		f := math.Cos
+		if op == "Sin" {
+			f = math.Sin
+		}
+		y := &Tensor{Name: out, DType: t.DType, Shape: slices.Clone(t.Shape), F: make([]float64, len(t.F))}
+		for k, v := range t.F {
+			y.F[k] = interp.RoundTo(t.DType, f(v))
+		}
+		im.consts[out] = y
+		return nil
+
+	case "Einsum":
+		a, err := im.attrs(n, "equation")
+		if err != nil {
+			return err
+		}
+		var ops []string
+		for k := range n.inputs {
+			v, err := x(k)
+			if err != nil {
+				return err
+			}
+			if !b.Type(v).DType.IsFloat() {
+				return im.unsupported("dtype", b.Type(v).DType.String())
+			}
+			ops = append(ops, v)
+		}
+		eq := ""
+		if a["equation"] != nil {
+			eq = string(a["equation"].s)
+		}
+		y, err := im.einsum(eq, ops)
+		if err != nil {
+			return err
+		}
+		return set(y)
+
 	case "Erf":
 		if _, err := im.attrs(n); err != nil {
 			return err
@@ -1488,6 +1585,7 @@ func (im *importer) constInput(name string, t ir.Type, data []float64) string {
 	for k := 1; b.Type(in).DType != ir.InvalidDType; k++ {
 		in = fmt.Sprintf("%s_%d", name, k)
 	}
+	im.derived = append(im.derived, in)
 	return b.AddInput(in, t, ir.Buffer, &ir.Init{Kind: ir.InitExplicit, Data: data})
 }
 
@@ -1598,4 +1696,131 @@ func (im *importer) erf(v string) string {
 	big = b.Mul(sign, big)
 	isSmall := b.Op("Greater", nil, c(0.5), abs)
 	return im.where(b.Op("Cast", ir.Attrs{"to": ir.String("i64")}, isSmall), small, big)
+}
+
+// einsum is ONNX Einsum of one or two operands without ellipses or repeated
+// letters within an operand: each operand first sums the letters that neither
+// the other operand nor the output has; a single operand is then transposed
+// to the output's order; two are written as one batched MatMul
+// [batch, left, contracted]·[batch, contracted, right] (the outer product
+// contracts nothing), reshaped and transposed to the output's order.
+func (im *importer) einsum(eq string, ops []string) (string, error) {
+	b := im.b
+	bad := func(why string) error { return im.unsupported("attribute", fmt.Sprintf("equation %q (%s)", eq, why)) }
+	eq = strings.ReplaceAll(eq, " ", "")
+	lhs, out, explicit := strings.Cut(eq, "->")
+	terms := strings.Split(lhs, ",")
+	if len(terms) != len(ops) || len(ops) < 1 || len(ops) > 2 {
+		return "", bad(fmt.Sprintf("%d operands; slc takes one or two", len(ops)))
+	}
+	if strings.Contains(eq, ".") {
+		return "", bad("an ellipsis")
+	}
+	size := map[rune]int{}
+	count := map[rune]int{}
+	for k, term := range terms {
+		s := b.Type(ops[k]).Shape
+		if len([]rune(term)) != len(s) {
+			return "", bad(fmt.Sprintf("operand %d has rank %d", k, len(s)))
+		}
+		seen := map[rune]bool{}
+		for j, c := range term {
+			if !unicode.IsLetter(c) || seen[c] {
+				return "", bad("a repeated or non-letter index")
+			}
+			seen[c] = true
+			if d, ok := size[c]; ok && d != s[j] {
+				return "", bad(fmt.Sprintf("index %c is %d and %d", c, d, s[j]))
+			}
+			size[c] = s[j]
+			count[c]++
+		}
+	}
+	if !explicit { // implicit output: the letters that appear once, in order
+		var once []rune
+		for c, k := range count {
+			if k == 1 {
+				once = append(once, c)
+			}
+		}
+		slices.Sort(once)
+		out = string(once)
+	}
+	inOut := map[rune]bool{}
+	for _, c := range out {
+		if _, ok := size[c]; !ok || inOut[c] {
+			return "", bad("an output index that no operand has, or twice")
+		}
+		inOut[c] = true
+	}
+	// Sum away what only one operand has and the output does not.
+	for k := range ops {
+		other := ""
+		if len(ops) == 2 {
+			other = terms[1-k]
+		}
+		var axes []int
+		var keep []rune
+		for j, c := range terms[k] {
+			if !inOut[c] && !strings.ContainsRune(other, c) {
+				axes = append(axes, j)
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		if len(axes) > 0 {
+			ops[k] = b.Reduce("ReduceSum", ops[k], false, axes...)
+			terms[k] = string(keep)
+		}
+	}
+	// permute is a Transpose of v (letters from) to the letters to.
+	permute := func(v, from string, to []rune) string {
+		fr := []rune(from)
+		perm := make([]int, len(to))
+		for k, c := range to {
+			perm[k] = slices.Index(fr, c)
+		}
+		if slices.IsSorted(perm) {
+			return v
+		}
+		return b.Transpose(v, perm...)
+	}
+	prod := func(cs []rune) int {
+		p := 1
+		for _, c := range cs {
+			p *= size[c]
+		}
+		return p
+	}
+	if len(ops) == 1 {
+		return permute(ops[0], terms[0], []rune(out)), b.Err()
+	}
+	var batch, left, contract, right []rune
+	for _, c := range terms[0] {
+		switch {
+		case strings.ContainsRune(terms[1], c) && inOut[c]:
+			batch = append(batch, c)
+		case strings.ContainsRune(terms[1], c):
+			contract = append(contract, c)
+		default:
+			left = append(left, c)
+		}
+	}
+	for _, c := range terms[1] {
+		if !strings.ContainsRune(terms[0], c) {
+			right = append(right, c)
+		}
+	}
+	u := permute(ops[0], terms[0], slices.Concat(batch, left, contract))
+	u = im.reshape(u, []int{prod(batch), prod(left), prod(contract)})
+	v := permute(ops[1], terms[1], slices.Concat(batch, contract, right))
+	v = im.reshape(v, []int{prod(batch), prod(contract), prod(right)})
+	y := b.MatMul(u, v, false, false)
+	got := slices.Concat(batch, left, right)
+	var shape []int
+	for _, c := range got {
+		shape = append(shape, size[c])
+	}
+	y = im.reshape(y, shape)
+	return permute(y, string(got), []rune(out)), b.Err()
 }

@@ -16,6 +16,8 @@ type Tensor struct {
 	Shape []int
 	F     []float64
 	I     []int64
+	// Bool marks a bool tensor, held as 0/1 in I (DType I64).
+	Bool bool
 }
 
 // Type is the tensor's ir.Type.
@@ -58,6 +60,9 @@ func ParseTensor(b []byte) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.dataType == dtBool {
+		return nil, &Unsupported{What: "dtype", Detail: "bool"}
+	}
 	return tensorOf(p)
 }
 
@@ -68,6 +73,9 @@ func tensorOf(p *tensorProto) (*Tensor, error) {
 	}
 	if p.segment {
 		return nil, &Unsupported{What: "segmented tensor", Detail: p.name}
+	}
+	if p.dataType == dtBool {
+		return boolTensor(p)
 	}
 	dt, err := irDType(p.dataType)
 	if err != nil {
@@ -133,6 +141,34 @@ func tensorOf(p *tensorProto) (*Tensor, error) {
 	}
 	if !dt.IsFloat() && t.I == nil {
 		t.I = []int64{}
+	}
+	return t, nil
+}
+
+// boolTensor decodes a bool TensorProto (one byte per element in raw_data,
+// or int32_data) as 0/1 I64 values.
+func boolTensor(p *tensorProto) (*Tensor, error) {
+	t := &Tensor{Name: p.name, DType: ir.I64, Bool: true, I: []int64{}}
+	n := 1
+	for _, d := range p.dims {
+		if d < 0 || d > math.MaxInt32 {
+			return nil, fmt.Errorf("tensor %q: dim %d out of range", p.name, d)
+		}
+		t.Shape = append(t.Shape, int(d))
+		n *= int(d)
+	}
+	vals := p.int32Data
+	if p.hasRaw {
+		vals = nil
+		for _, c := range p.rawData {
+			vals = append(vals, int64(c))
+		}
+	}
+	if len(vals) != n {
+		return nil, fmt.Errorf("tensor %q: %d values for shape %v", p.name, len(vals), t.Shape)
+	}
+	for _, v := range vals {
+		t.I = append(t.I, min(v&0xff, 1))
 	}
 	return t, nil
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"gitee.com/gidean/conv-linn/codegen"
+	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/frontend/onnx"
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// onnxLM imports an ONNX model as a causal language model to train (onnx.AddCausalLM):
+// the token input's symbolic dims are bound to batch (dim 0) and length (dim 1)
+// unless dims names them (and rebind is false: a checkpoint's record of the
+// dims it was trained with gives way to the batch and length asked for); a static dim fixes batch or length (a flag that
+// says otherwise, set is true, is a usage error of cmd). It returns the
+// module, with its "model_config" (the onnx.Descriptor), and the bound shape.
+func onnxLM(cmd, path string, data []byte, dims map[string]int, logits string, batch, length int, batchSet, lengthSet, lossMask, rebind bool) (*ir.Module, *onnx.Descriptor, int, int, error) {
+	sizes, params, err := onnx.InputDims(data)
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	bound := map[string]int{}
+	for k, v := range dims {
+		bound[k] = v
+	}
+	token := "input_ids"
+	if _, ok := sizes[token]; !ok {
+		token = ""
+		for name, s := range sizes {
+			if len(s) == 2 {
+				token = name // AddCausalLM checks it is the only one
+			}
+		}
+	}
+	if s := sizes[token]; len(s) == 2 {
+		for k, want := range []int{batch, length} {
+			flag, set := []string{"batch-size", "max-length"}[k], []bool{batchSet, lengthSet}[k]
+			switch p := params[token][k]; {
+			case s[k] >= 0 && set && s[k] != int64(want):
+				return nil, nil, 0, 0, usagef(cmd, "flag --%s: %s's input %q has a fixed dim %d of %d (export the model with a symbolic dim to change it)", flag, path, token, k, s[k])
+			case p != "":
+				if _, ok := bound[p]; !ok || rebind {
+					bound[p] = want
+				}
+			}
+		}
+	}
+	m, err := onnx.Import(data, onnx.Options{Dims: bound})
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	desc, err := onnx.AddCausalLM(m, onnx.LMOptions{Logits: logits, LossMask: lossMask})
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(dims) > 0 || len(bound) > 0 {
+		desc.Dims = bound
+	}
+	cfg, err := json.Marshal(desc)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	m.Meta["model_config"] = string(cfg)
+	t := m.Graph("forward").Input("input_ids").Type
+	return m, desc, t.Shape[0], t.Shape[1], nil
+}
+
+// onnxModel is slc train's model from an ONNX model's bytes. desc, when
+// resuming, is the checkpoint's record of how it was imported.
+func onnxModel(cmd, path, kind string, data []byte, desc *onnx.Descriptor, dims map[string]int, logits string, batchSet, lengthSet bool, s *trainSettings, co codegen.Options) (*modelSpec, error) {
+	prec := settingsPrecision(s)
+	if prec.DType != ir.F32 {
+		return nil, usagef(cmd, "flag --dtype: %s is an ONNX model; slc trains it in its own float32 (or --dtype bf16-mixed)", path)
+	}
+	if desc != nil {
+		dims, logits = desc.Dims, desc.Logits
+	}
+	m, d, batch, length, err := onnxLM(cmd, path, data, dims, logits, s.BatchSize, s.MaxLength, batchSet, lengthSet, s.Rows == "documents", desc != nil)
+	if err != nil {
+		return nil, err
+	}
+	if dt, _ := ir.ParseDType(m.Meta["dtype"]); dt != ir.F32 {
+		return nil, fmt.Errorf("%s: the logits are %s; slc trains float32 ONNX models", path, m.Meta["dtype"])
+	}
+	s.BatchSize, s.MaxLength = batch, length
+	m.Meta["seed"] = fmt.Sprint(s.Seed)
+	return &modelSpec{
+		path: path, kind: kind, onnx: data, onnxModule: m, desc: d, vocabSize: d.VocabSize,
+		build:   frontend.Options{BatchSize: batch, SeqLen: length, Seed: s.Seed, DType: ir.F32, LossMask: s.Rows == "documents"},
+		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, prec.Mixed),
+		codegen: co,
+	}, nil
+}
