@@ -1,11 +1,15 @@
 // Package onnx imports an ONNX model (a serialized ModelProto) into an slc
-// module with one "forward" graph: initializers become Param inputs (Buffer
-// for integer tensors) with explicit values, the other graph inputs become
-// Data inputs of their static shapes, graph outputs become outputs. Each ONNX
-// node is rewritten into slc's small op set (Gemm into MatMul, Mul and Add,
-// Relu into Max with 0, Tanh into 2·sigmoid(2x)−1, Unsqueeze/Squeeze into
-// Reshape, …); a node it cannot express exactly is an error naming the op, the
-// node and the opset, never a different graph.
+// module with one "forward" graph: float initializers become Param inputs
+// (trainable weights, never folded into constants), integer ones Buffer
+// inputs, the other graph inputs Data inputs of their static shapes, graph
+// outputs outputs. Each ONNX node is rewritten into slc's small op set (a
+// MatMul or Gemm of a weight into Linear, named after its module, so that
+// sltrain-fuse applies as for configs; other Gemms into MatMul, Mul and Add;
+// Relu into Max with 0; Tanh into 2·sigmoid(2x)−1; Unsqueeze/Squeeze into
+// Reshape; …); values computed from constants only are evaluated at import
+// and become buffers listed in Meta "derived_buffers". A node it cannot
+// express exactly is an error naming the op, the node and the opset, never
+// a different graph. AddCausalLM adds the next-token loss for training.
 //
 // The protobuf is decoded here with protowire rather than through
 // github.com/owulveryck/onnx-go (v0.5.0, evaluated): its ModelProto is
