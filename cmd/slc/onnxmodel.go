@@ -25,12 +25,16 @@ func onnxLM(cmd, path string, data []byte, dims map[string]int, logits string, b
 	for k, v := range dims {
 		bound[k] = v
 	}
+	names, err := onnx.InputNames(data)
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
 	token := "input_ids"
 	if _, ok := sizes[token]; !ok {
 		token = ""
-		for name, s := range sizes {
-			if len(s) == 2 {
-				token = name // AddCausalLM checks it is the only one
+		for _, name := range names {
+			if len(sizes[name]) == 2 && token == "" {
+				token = name // the first rank-2 input; AddCausalLM checks it is the only data input
 			}
 		}
 	}

@@ -137,6 +137,7 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		if err != nil {
 			return nil, err
 		}
+		im.bools[in.name] = in.elemType == dtBool
 		im.vals[in.name] = im.b.AddInput(in.name, t, ir.Data, nil)
 	}
 	for _, n := range g.nodes {
@@ -150,14 +151,14 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 	}
 	im.node = nil
 	for _, out := range g.outputs {
-		if im.bools[out.name] {
-			return nil, &Unsupported{What: "dtype", Detail: "bool", Op: "output " + out.name}
-		}
 		v, err := im.value(out.name)
 		if err != nil {
 			return nil, err
 		}
-		if out.hasType && out.tensor {
+		if declared := out.hasType && out.tensor && out.elemType == dtBool; declared != im.bools[out.name] {
+			return nil, fmt.Errorf("output %q: declared bool %v, computed bool %v", out.name, declared, im.bools[out.name])
+		}
+		if out.hasType && out.tensor && !im.bools[out.name] {
 			if err := checkOutput(out, im.b.Type(v)); err != nil {
 				return nil, err
 			}
@@ -183,6 +184,9 @@ func inputType(in *valueInfo, bind map[string]int) (ir.Type, error) {
 		return ir.Type{}, &Unsupported{What: "input type (not a tensor)", Detail: in.name}
 	}
 	dt, err := irDType(in.elemType)
+	if in.elemType == dtBool {
+		dt, err = ir.I64, nil // a bool input is an i64 of 0/1
+	}
 	if err != nil {
 		return ir.Type{}, fmt.Errorf("input %q: %w", in.name, err)
 	}
