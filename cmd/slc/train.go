@@ -63,7 +63,9 @@ func trainCommand() *cli.Command {
 		Name:      "train",
 		Usage:     "pretrain a LLaMA (SLTrain or full-rank) on a corpus, with evaluation, checkpoints and metrics",
 		ArgsUsage: "MODEL|ARTIFACT",
-		Description: "MODEL is a LLaMA config, compiled first with the SLTrain flags of slc compile; ARTIFACT is a\n" +
+		Description: "MODEL is a LLaMA config, compiled first with the SLTrain flags of slc compile, or an ONNX\n" +
+			"model whose logits output [B, L, V] (named logits, or --logits) gets the next-token loss on\n" +
+			"input_ids (its symbolic dims take --batch-size and --max-length, or --dim); ARTIFACT is a\n" +
 			".slc file from 'slc compile -o' (its batch, length and SLTrain settings are fixed). --data is a\n" +
 			".txt (byte-level), .json/.jsonl/.json.gz (C4 lines, field \"text\"), .npy or llm.c .bin file, a\n" +
 			"directory or a glob of them. The last --eval-fraction of the rows is held out for evaluation\n" +
