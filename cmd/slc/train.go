@@ -115,6 +115,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenize text with the SentencePiece model `FILE`.model (unigram or BPE; its end-of-text id ends each document)", DefaultText: "byte-level: byte b is id b", TakesFile: true},
 			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of training rows: packed (the token stream cut into rows of --max-length) or documents (the seed's: one document per row, truncated, padded with the tokenizer's pad id, pad labels left out of the loss; needs --tokenizer)"},
 			&cli.StringSliceFlag{Name: "dim", Usage: "bind a symbolic dimension of an ONNX model's inputs: `NAME=N` (repeatable; input_ids' own dims take --batch-size and --max-length)"},
+			&cli.StringSliceFlag{Name: "freeze", Usage: "keep an ONNX model's initializers fixed: `PATTERN`s (comma-separated or repeated; a glob with *, else a substring of the name)"},
 			&cli.StringFlag{Name: "logits", Usage: "the ONNX model's logits output `NAME` (default: the output named logits, else its only rank-3 float output)"},
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
 			&cli.StringFlag{Name: "metrics", Usage: "write one JSON object per update and per eval to `FILE`", DefaultText: "SAVE_DIR/metrics.jsonl", TakesFile: true},
@@ -572,7 +573,7 @@ func trainMain(c *cli.Context) (err error) {
 		}
 		co.CPU, co.SLTrainLowering = s.CPU, s.Lowering
 		if desc, ok := onnx.ParseDescriptor(r.resume.Config); ok {
-			mod, err = onnxModel("train", r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, nil, "", true, true, s, co)
+			mod, err = onnxModel("train", r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, nil, nil, "", true, true, s, co)
 		} else {
 			mod, err = configModel(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, true, s, co)
 		}

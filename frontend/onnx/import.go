@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,10 @@ const (
 type Options struct {
 	// Dims binds symbolic dimensions (dim_param) of graph inputs to sizes.
 	Dims map[string]int
+	// Freeze names initializers to keep fixed: a float initializer whose
+	// name (or, for an exporter's onnx::MatMul_N weight, its module's
+	// "<module>.weight") matches one (Frozen) is a Buffer, not a trained Param.
+	Freeze []string
 	// Constants gives graph inputs fixed values: they are imported as
 	// initializers, so they may feed shape or axes operands.
 	Constants map[string]*Tensor
@@ -106,7 +111,7 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		return nil, &Unsupported{What: "sparse initializer"}
 	}
 	im := &importer{b: ir.NewBuilder("forward"), opset: opset, vals: map[string]string{}, consts: map[string]*Tensor{}, bools: map[string]bool{},
-		params: map[string]bool{}, uses: map[string]int{}, transposed: map[string]string{}, initNames: map[string]bool{}}
+		params: map[string]bool{}, uses: map[string]int{}, transposed: map[string]string{}, initNames: map[string]bool{}, freeze: o.Freeze}
 	for _, p := range g.initializer {
 		t, err := tensorOf(p)
 		if err != nil {
@@ -114,7 +119,7 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		}
 		im.consts[p.name] = t
 		im.initNames[p.name] = true
-		if t.DType.IsFloat() {
+		if t.DType.IsFloat() && !Frozen(p.name, o.Freeze) {
 			im.params[p.name] = true
 		}
 	}
@@ -255,6 +260,7 @@ type importer struct {
 	// the shapes, not state (Meta "derived_buffers").
 	initNames map[string]bool
 	derived   []string
+	freeze    []string // Options.Freeze
 }
 
 func (im *importer) unsupported(what, detail string) error {
@@ -440,7 +446,7 @@ func (im *importer) convert(n *nodeProto) error {
 		}
 		if op == "Identity" {
 			im.bools[out] = im.bools[in(0)]
-			if im.params[in(0)] {
+			if im.params[in(0)] && !Frozen(out, im.freeze) {
 				// torch.onnx.export merges initializers of equal values (LLaMA's
 				// all-ones norm weights) into one and keeps each name as an
 				// Identity of it: the copy is a weight of its own, as it was
@@ -949,6 +955,10 @@ func (im *importer) linear(n *nodeProto, xn, wn string, transB bool) (string, bo
 			module = src
 		}
 		name := module + ".weight"
+		if Frozen(name, im.freeze) { // frozen under its module's name: a fixed MatMul operand
+			delete(im.params, src)
+			return "", false, nil
+		}
 		if _, taken := im.consts[name]; taken || b.Type(name).DType != ir.InvalidDType {
 			name = src // a clash: the initializer's own name, its values transposed
 		}
@@ -978,4 +988,19 @@ func scopePath(name string) string {
 		return ""
 	}
 	return strings.ReplaceAll(strings.Trim(name[:k], "/"), "/", ".")
+}
+
+// Frozen reports whether an initializer's name matches one of the patterns:
+// a glob (path.Match, when it has *, ? or [) or else a substring.
+func Frozen(name string, patterns []string) bool {
+	for _, p := range patterns {
+		if strings.ContainsAny(p, "*?[") {
+			if ok, _ := path.Match(p, name); ok {
+				return true
+			}
+		} else if p != "" && strings.Contains(name, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -96,6 +96,46 @@ func TestImportLinear(t *testing.T) {
 	if g.Input("onnx::MatMul_7") != nil {
 		t.Errorf("the exporter's initializer name is left")
 	}
+	// --freeze: the matched initializers are buffers, and a frozen weight's
+	// product stays a MatMul (nothing to fuse or train).
+	fm, err := Import(data, Options{Freeze: []string{"fc.*", "norm2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg := fm.Graph("forward")
+	if in := fg.Input("blk.norm2.weight"); in != nil && in.Role == ir.Param {
+		t.Errorf("frozen blk.norm2.weight (all ones: a constant) is a param")
+	}
+	for _, name := range []string{"fc.weight", "fc.bias"} {
+		if in := fg.Input(name); in == nil || in.Role != ir.Buffer {
+			t.Errorf("frozen %s: %+v, want a buffer", name, in)
+		}
+	}
+	if in := fg.Input("blk.norm1.weight"); in == nil || in.Role != ir.Param {
+		t.Errorf("blk.norm1.weight (not frozen): %+v", in)
+	}
+	for _, n := range fg.Nodes {
+		if n.Op == "Linear" && n.Name == "fc" {
+			t.Errorf("a frozen weight's Gemm became a Linear")
+		}
+	}
+	// An exporter-named weight is frozen by its module's name.
+	qm, err := Import(data, Options{Freeze: []string{"q_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range qm.Graph("forward").Nodes {
+		if n.Op == "Linear" && n.Name == "blk.attn.q_proj" {
+			t.Errorf("--freeze q_proj: blk.attn.q_proj is still a trainable Linear")
+		}
+	}
+	if in := qm.Graph("forward").Input("onnx::MatMul_7"); in == nil || in.Role != ir.Buffer {
+		t.Errorf("--freeze q_proj: onnx::MatMul_7 is %+v, want a buffer", in)
+	}
+	if !Frozen("a.b.weight", []string{"a.*"}) || Frozen("a.b.weight", []string{"b.*"}) || !Frozen("a.b.weight", []string{"b."}) {
+		t.Errorf("Frozen's glob/substring rule")
+	}
+
 	bind, err := interp.InitState(g)
 	if err != nil {
 		t.Fatal(err)
