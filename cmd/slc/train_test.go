@@ -437,7 +437,7 @@ func TestTrainBadInput(t *testing.T) {
 		{"unwritable save dir", trainArgs(art, filepath.Join(aFile, "run")), 1, []string{"--save-dir " + filepath.Join(aFile, "run")}},
 		{"eval of a foreign checkpoint", []string{"eval", foreign, "--data", corpus}, 1, []string{"not an slc checkpoint"}},
 		{"export to a non-export dir", []string{"export", good, "-o", good}, 1, []string{good}},
-		{"export bad format", []string{"export", good, "-o", filepath.Join(dir, "x"), "--format", "onnx"}, 2, []string{`--format: "onnx"`}},
+		{"export bad format", []string{"export", good, "-o", filepath.Join(dir, "x"), "--format", "gguf"}, 2, []string{`--format: "gguf"`}},
 		{"generate bad temperature", []string{"generate", good, "--temperature", "-1"}, 2, []string{"--temperature"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
