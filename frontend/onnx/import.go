@@ -1,7 +1,7 @@
 // Package onnx imports an ONNX model (a serialized ModelProto) into an slc
-// module with one "forward" graph: float initializers become Param inputs
-// (trainable weights, never folded into constants), integer ones Buffer
-// inputs, the other graph inputs Data inputs of their static shapes, graph
+// module with one "forward" graph: float initializers of more than one
+// element become Param inputs (trainable weights, never folded into
+// constants), integer ones Buffer inputs, the other graph inputs Data inputs of their static shapes, graph
 // outputs outputs. Each ONNX node is rewritten into slc's small op set (a
 // MatMul or Gemm of a weight into Linear, named after its module, so that
 // sltrain-fuse applies as for configs; other Gemms into MatMul, Mul and Add;
@@ -119,7 +119,9 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		}
 		im.consts[p.name] = t
 		im.initNames[p.name] = true
-		if t.DType.IsFloat() && !Frozen(p.name, o.Freeze) {
+		// A one-element float initializer is a constant (an ε or a scale
+		// that a graph optimizer turned into an initializer), not a weight.
+		if t.DType.IsFloat() && t.len() > 1 && !Frozen(p.name, o.Freeze) {
 			im.params[p.name] = true
 		}
 	}

@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"encoding/binary"
 	"math"
 	"os"
 	"os/exec"
@@ -238,6 +239,24 @@ func TestEinsum(t *testing.T) {
 		walk(0, map[rune]int{})
 		if !slices.Equal(res["y"].Type.Shape, outShape) || !slices.Equal(res["y"].F, want) {
 			t.Errorf("%s: got %v %v, want %v %v", eq, res["y"].Type.Shape, res["y"].F, outShape, want)
+		}
+	}
+}
+
+// A one-element float initializer (an ε) is a constant, not a parameter.
+func TestScalarInitializerIsConstant(t *testing.T) {
+	raw := binary.LittleEndian.AppendUint32(nil, math.Float32bits(1e-6))
+	eps := msg(1, int64(1), 2, int64(dtFloat), 8, "eps", 9, raw) // TensorProto: dims [1], name, raw_data
+	dims := msg(1, msg(1, int64(2)), 1, msg(1, int64(3)))
+	tt := msg(1, int64(dtFloat), 2, dims)
+	graph := msg(1, node("Add", "y", nil, "x", "eps"), 2, "g", 5, eps, 11, msg(1, "x", 2, msg(1, tt)), 12, msg(1, "y"))
+	m, err := Import(msg(1, int64(8), 8, msg(1, "", 2, int64(17)), 7, graph), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range m.Graph("forward").Inputs {
+		if in.Role == ir.Param {
+			t.Errorf("input %s is a param", in.Name)
 		}
 	}
 }
