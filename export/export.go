@@ -213,10 +213,15 @@ func (l *layer) merge(scale float64) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	return mergeDense(l.out, l.in, l.r, b, a, v, idx, scale), nil
+}
+
+// mergeDense is W = B·(A·scale) + S of an [out, in] layer of rank r, as
+// layer.merge describes (a is scaled in place).
+func mergeDense(out, in, r int, b, a, v []float64, idx []int64, scale float64) []float64 {
 	for i := range a {
 		a[i] *= scale
 	}
-	out, in, r := l.out, l.in, l.r
 	w := make([]float64, out*in)
 	workers := min(goruntime.GOMAXPROCS(0), out)
 	var wg sync.WaitGroup
@@ -242,7 +247,7 @@ func (l *layer) merge(scale float64) ([]float64, error) {
 	for k, j := range idx {
 		w[j] += v[k]
 	}
-	return w, nil
+	return w
 }
 
 // checkDType accepts the float dtypes an export may be written in.

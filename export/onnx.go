@@ -358,8 +358,7 @@ func (w *onnxWriter) lowRankSparseAdd(n *ir.Node) error {
 		if !(ok1 && ok2 && ok3 && ok4) {
 			return fmt.Errorf("no values for %s's factors", module)
 		}
-		l := &layer{out: out, in: inF, r: rank}
-		wd := mergeValues(l, b, a, v, idx, scale)
+		wd := mergeDense(out, inF, rank, b, slices.Clone(a), v, idx, scale)
 		name := module + ".weight"
 		wtType := ir.Type{DType: dt, Shape: []int{out, inF}}
 		w.types[name] = wtType
@@ -424,30 +423,6 @@ func (w *onnxWriter) rope(n *ir.Node) error {
 	rs := w.op1("Mul", "rope_rsin", n.Name, t, []string{rot, st})
 	w.emit("Add", []string{xc, rs}, []string{n.Outputs[0].Name}, n.Name)
 	return nil
-}
-
-// mergeValues is layer.merge on values in memory.
-func mergeValues(l *layer, b, a, v []float64, idx []int64, scale float64) []float64 {
-	as := make([]float64, len(a))
-	for i := range a {
-		as[i] = a[i] * scale
-	}
-	out, in, r := l.out, l.in, l.r
-	w := make([]float64, out*in)
-	for o := range out {
-		row := w[o*in : (o+1)*in]
-		for k := range r {
-			bk := b[o*r+k]
-			ak := as[k*in : (k+1)*in]
-			for i := range row {
-				row[i] += float64(bk * ak[i])
-			}
-		}
-	}
-	for k, j := range idx {
-		w[j] += v[k]
-	}
-	return w
 }
 
 func roundAll(dt ir.DType, v []float64) []float64 {

@@ -60,6 +60,7 @@ func compileCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the parameter initialisers"},
 			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of parameters and activations: f32; bf16 (bfloat16) for the seed's pure bf16; bf16-mixed (f32 model, bf16 matrix-product operands and saved activations); f64 for exact references"},
 			&cli.StringSliceFlag{Name: "dim", Usage: "bind a symbolic dimension of an ONNX model's inputs: `NAME=N` (repeatable, e.g. --dim batch=8 --dim sequence=256)"},
+			&cli.StringSliceFlag{Name: "freeze", Usage: "keep an ONNX model's initializers fixed (buffers, not trained): `PATTERN`s (comma-separated or repeated; a glob with *, else a substring of the name)"},
 			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of the training rows the model is built for: packed, or documents (a loss_mask input leaves pad labels out of the loss, as slc train --rows documents)"},
 			&cli.StringFlag{Name: "emit", Value: "summary", Usage: "print `WHAT` on stdout: summary, ir (the IR text), llvm (the kernels' optimized LLVM IR), asm (their x86-64 assembly) or ptx (their PTX, with --device cuda)"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write `FILE`: .json for IR text, .slir for binary IR, .slc for the compiled artifact (native code + programs)", TakesFile: true},

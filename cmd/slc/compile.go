@@ -137,6 +137,9 @@ func compile(c *cli.Context) error {
 	if src.kind != kindONNX && c.IsSet("dim") {
 		return usagef("compile", "flag --dim binds an ONNX model's symbolic dimensions, but %s is %s", src.path, src.kind)
 	}
+	if src.kind != kindONNX && c.IsSet("freeze") {
+		return usagef("compile", "flag --freeze applies to an ONNX model's initializers, but %s is %s", src.path, src.kind)
+	}
 	var m *ir.Module
 	if src.kind == kindConfig {
 		if m, err = buildLlama(src.path, &o.build, c.IsSet("max-length")); err != nil {
@@ -153,7 +156,7 @@ func compile(c *cli.Context) error {
 			if derr != nil {
 				return derr
 			}
-			m, err = importONNX(src, dims)
+			m, err = importONNX(src, dims, freezePatterns(c.StringSlice("freeze")))
 		} else {
 			m, err = parseIR(src)
 		}

@@ -146,9 +146,10 @@ func sniff(path string, data []byte) (sourceKind, error) {
 }
 
 // importONNX imports an ONNX model as a forward graph, its symbolic input
-// dimensions bound by dims (--dim). Errors start with the path.
-func importONNX(src *source, dims map[string]int) (*ir.Module, error) {
-	m, err := onnx.Import(src.data, onnx.Options{Dims: dims})
+// dimensions bound by dims (--dim), the initializers freeze matches kept
+// fixed (--freeze). Errors start with the path.
+func importONNX(src *source, dims map[string]int, freeze []string) (*ir.Module, error) {
+	m, err := onnx.Import(src.data, onnx.Options{Dims: dims, Freeze: freeze})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.path, err)
 	}

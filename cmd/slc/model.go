@@ -88,10 +88,10 @@ func openModel(c *cli.Context, path string, lengthSet bool, s *trainSettings) (*
 		if err != nil {
 			return nil, err
 		}
-		return onnxModel("train", path, kindONNX.String(), src.data, nil, dims, c.String("logits"), c.IsSet("batch-size"), lengthSet, s, co)
+		return onnxModel("train", path, kindONNX.String(), src.data, nil, dims, freezePatterns(c.StringSlice("freeze")), c.String("logits"), c.IsSet("batch-size"), lengthSet, s, co)
 	}
-	if c.IsSet("dim") || c.IsSet("logits") {
-		return nil, usagef("train", "flags --dim and --logits apply to an ONNX model, but %s is %s", path, src.kind)
+	if c.IsSet("dim") || c.IsSet("logits") || c.IsSet("freeze") {
+		return nil, usagef("train", "flags --dim, --freeze and --logits apply to an ONNX model, but %s is %s", path, src.kind)
 	}
 	if src.kind != kindConfig {
 		return nil, fmt.Errorf("%s: slc train needs a LLaMA config, an ONNX model or a .slc artifact, not %s", path, src.kind)
@@ -319,7 +319,7 @@ func checkpointONNX(path string, desc *onnx.Descriptor, sl map[string]any, args 
 		return nil, err
 	}
 	lossMask := args["rows"] == "documents"
-	m, d, b, l, err := onnxLM("eval", path+"/"+desc.ONNXFile, data, desc.Dims, desc.Logits, batch, length, false, false, lossMask, true)
+	m, d, b, l, err := onnxLM("eval", path+"/"+desc.ONNXFile, data, desc.Dims, desc.Freeze, desc.Logits, batch, length, false, false, lossMask, true)
 	if err != nil {
 		return nil, err
 	}

@@ -169,6 +169,9 @@ func TestONNXLlamaMatchesConfig(t *testing.T) {
 		}
 		t.Logf("%s: losses %v (ONNX) vs %v (config)", peft, losses[0], losses[1])
 
+		if peft == "full" {
+			continue
+		}
 		// Resuming the ONNX run from its checkpoint alone (the model comes
 		// from the checkpoint's model.onnx) continues it exactly.
 		resumed := filepath.Join(dir, peft+"_resumed")

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/frontend"
@@ -16,7 +17,7 @@ import (
 // dims it was trained with gives way to the batch and length asked for); a static dim fixes batch or length (a flag that
 // says otherwise, set is true, is a usage error of cmd). It returns the
 // module, with its "model_config" (the onnx.Descriptor), and the bound shape.
-func onnxLM(cmd, path string, data []byte, dims map[string]int, logits string, batch, length int, batchSet, lengthSet, lossMask, rebind bool) (*ir.Module, *onnx.Descriptor, int, int, error) {
+func onnxLM(cmd, path string, data []byte, dims map[string]int, freeze []string, logits string, batch, length int, batchSet, lengthSet, lossMask, rebind bool) (*ir.Module, *onnx.Descriptor, int, int, error) {
 	sizes, params, err := onnx.InputDims(data)
 	if err != nil {
 		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
@@ -25,12 +26,16 @@ func onnxLM(cmd, path string, data []byte, dims map[string]int, logits string, b
 	for k, v := range dims {
 		bound[k] = v
 	}
+	names, err := onnx.InputNames(data)
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
 	token := "input_ids"
 	if _, ok := sizes[token]; !ok {
 		token = ""
-		for name, s := range sizes {
-			if len(s) == 2 {
-				token = name // AddCausalLM checks it is the only one
+		for _, name := range names {
+			if len(sizes[name]) == 2 && token == "" {
+				token = name // the first rank-2 input; AddCausalLM checks it is the only data input
 			}
 		}
 	}
@@ -47,7 +52,7 @@ func onnxLM(cmd, path string, data []byte, dims map[string]int, logits string, b
 			}
 		}
 	}
-	m, err := onnx.Import(data, onnx.Options{Dims: bound})
+	m, err := onnx.Import(data, onnx.Options{Dims: bound, Freeze: freeze})
 	if err != nil {
 		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
 	}
@@ -58,6 +63,7 @@ func onnxLM(cmd, path string, data []byte, dims map[string]int, logits string, b
 	if len(dims) > 0 || len(bound) > 0 {
 		desc.Dims = bound
 	}
+	desc.Freeze = freeze
 	cfg, err := json.Marshal(desc)
 	if err != nil {
 		return nil, nil, 0, 0, err
@@ -69,15 +75,15 @@ func onnxLM(cmd, path string, data []byte, dims map[string]int, logits string, b
 
 // onnxModel is slc train's model from an ONNX model's bytes. desc, when
 // resuming, is the checkpoint's record of how it was imported.
-func onnxModel(cmd, path, kind string, data []byte, desc *onnx.Descriptor, dims map[string]int, logits string, batchSet, lengthSet bool, s *trainSettings, co codegen.Options) (*modelSpec, error) {
+func onnxModel(cmd, path, kind string, data []byte, desc *onnx.Descriptor, dims map[string]int, freeze []string, logits string, batchSet, lengthSet bool, s *trainSettings, co codegen.Options) (*modelSpec, error) {
 	prec := settingsPrecision(s)
 	if prec.DType != ir.F32 {
 		return nil, usagef(cmd, "flag --dtype: %s is an ONNX model; slc trains it in its own float32 (or --dtype bf16-mixed)", path)
 	}
 	if desc != nil {
-		dims, logits = desc.Dims, desc.Logits
+		dims, freeze, logits = desc.Dims, desc.Freeze, desc.Logits
 	}
-	m, d, batch, length, err := onnxLM(cmd, path, data, dims, logits, s.BatchSize, s.MaxLength, batchSet, lengthSet, s.Rows == "documents", desc != nil)
+	m, d, batch, length, err := onnxLM(cmd, path, data, dims, freeze, logits, s.BatchSize, s.MaxLength, batchSet, lengthSet, s.Rows == "documents", desc != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -92,4 +98,17 @@ func onnxModel(cmd, path, kind string, data []byte, desc *onnx.Descriptor, dims 
 		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, prec.Mixed),
 		codegen: co,
 	}, nil
+}
+
+// freezePatterns reads --freeze (comma-separated, repeatable).
+func freezePatterns(flags []string) []string {
+	var out []string
+	for _, f := range flags {
+		for _, p := range strings.Split(f, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }

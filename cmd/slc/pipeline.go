@@ -21,7 +21,7 @@ func pipelineFlags() []cli.Flag {
 		&cli.IntFlag{Name: "rank", Aliases: []string{"lora_r"}, Value: d.Rank, Usage: "SLTrain rank `r` of B[out,r]·A[r,in]"},
 		&cli.Float64Flag{Name: "sp-ratio", Aliases: []string{"sp_ratio"}, Value: d.SpRatio, Usage: "SLTrain sparsity `δ`: nnz = ⌊δ·in·out⌋ per layer (0 = low-rank only)"},
 		&cli.Float64Flag{Name: "lora-alpha", Aliases: []string{"lora_alpha"}, Value: d.LoraAlpha, Usage: "SLTrain `α`: scale = α/r"},
-		&cli.StringFlag{Name: "target-modules", Aliases: []string{"target_modules"}, Usage: "comma-separated `NAMES`: fuse Linear layers whose module name contains one (default attn,attention,mlp)"},
+		&cli.StringFlag{Name: "target-modules", Aliases: []string{"target_modules"}, Usage: "comma-separated `NAMES`: fuse Linear layers whose module name contains one (default attn,attention,mlp; an ONNX MatMul/Gemm weight's module is its node's scope, /model/layers.0/mlp/up_proj/MatMul → model.layers.0.mlp.up_proj)"},
 		&cli.StringFlag{Name: "passes", Usage: "run only these comma-separated `PASSES`, in this order, or none (default: the whole pipeline)"},
 		&cli.StringFlag{Name: "print-after", Usage: "print the IR text after `PASS` (a name, a comma-separated list, or all) to stdout"},
 		&cli.BoolFlag{Name: "explain", Usage: "print one line per compiler decision (fusion, groups, memory)"},

@@ -64,7 +64,9 @@ func trainCommand() *cli.Command {
 		Name:      "train",
 		Usage:     "pretrain a LLaMA (SLTrain or full-rank) on a corpus, with evaluation, checkpoints and metrics",
 		ArgsUsage: "MODEL|ARTIFACT",
-		Description: "MODEL is a LLaMA config, compiled first with the SLTrain flags of slc compile; ARTIFACT is a\n" +
+		Description: "MODEL is a LLaMA config, compiled first with the SLTrain flags of slc compile, or an ONNX\n" +
+			"model whose logits output [B, L, V] (named logits, or --logits) gets the next-token loss on\n" +
+			"input_ids (its symbolic dims take --batch-size and --max-length, or --dim); ARTIFACT is a\n" +
 			".slc file from 'slc compile -o' (its batch, length and SLTrain settings are fixed). --data is a\n" +
 			".txt (byte-level), .json/.jsonl/.json.gz (C4 lines, field \"text\"), .npy or llm.c .bin file, a\n" +
 			"directory or a glob of them. The last --eval-fraction of the rows is held out for evaluation\n" +
@@ -116,6 +118,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "tokenizer", Usage: "tokenize text with the SentencePiece model `FILE`.model (unigram or BPE; its end-of-text id ends each document)", DefaultText: "byte-level: byte b is id b", TakesFile: true},
 			&cli.StringFlag{Name: "rows", Value: "packed", Usage: "`MODE` of training rows: packed (the token stream cut into rows of --max-length) or documents (the seed's: one document per row, truncated, padded with the tokenizer's pad id, pad labels left out of the loss; needs --tokenizer)"},
 			&cli.StringSliceFlag{Name: "dim", Usage: "bind a symbolic dimension of an ONNX model's inputs: `NAME=N` (repeatable; input_ids' own dims take --batch-size and --max-length)"},
+			&cli.StringSliceFlag{Name: "freeze", Usage: "keep an ONNX model's initializers fixed: `PATTERN`s (comma-separated or repeated; a glob with *, else a substring of the name)"},
 			&cli.StringFlag{Name: "logits", Usage: "the ONNX model's logits output `NAME` (default: the output named logits, else its only rank-3 float output)"},
 			&cli.StringFlag{Name: "init", Usage: "load initial weights by name from `FILE`.safetensors (HF names; lora_A, lora_B, sparse_value, sparse_index for SLTrain layers)", TakesFile: true},
 			&cli.StringFlag{Name: "metrics", Usage: "write one JSON object per update and per eval to `FILE`", DefaultText: "SAVE_DIR/metrics.jsonl", TakesFile: true},
@@ -620,7 +623,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		}
 		co.CPU, co.SLTrainLowering = s.CPU, s.Lowering
 		if desc, ok := onnx.ParseDescriptor(r.resume.Config); ok {
-			mod, err = onnxModel("train", r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, nil, "", true, true, s, co)
+			mod, err = onnxModel("train", r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, nil, nil, "", true, true, s, co)
 		} else {
 			mod, err = configModel(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, true, s, co)
 		}

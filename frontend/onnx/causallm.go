@@ -27,6 +27,7 @@ type Descriptor struct {
 	ONNXFile          string         `json:"onnx_file"`  // the model's file in a checkpoint
 	Logits            string         `json:"logits"`     // the logits output's ONNX name
 	Dims              map[string]int `json:"dims,omitempty"`
+	Freeze            []string       `json:"freeze,omitempty"` // Options.Freeze
 	VocabSize         int            `json:"vocab_size"`
 	MaxSequenceLength int            `json:"max_sequence_length"`
 	Opset             int64          `json:"onnx_opset"`

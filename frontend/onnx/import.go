@@ -1,11 +1,15 @@
 // Package onnx imports an ONNX model (a serialized ModelProto) into an slc
-// module with one "forward" graph: initializers become Param inputs (Buffer
-// for integer tensors) with explicit values, the other graph inputs become
-// Data inputs of their static shapes, graph outputs become outputs. Each ONNX
-// node is rewritten into slc's small op set (Gemm into MatMul, Mul and Add,
-// Relu into Max with 0, Tanh into 2·sigmoid(2x)−1, Unsqueeze/Squeeze into
-// Reshape, …); a node it cannot express exactly is an error naming the op, the
-// node and the opset, never a different graph.
+// module with one "forward" graph: float initializers of more than one
+// element become Param inputs (trainable weights, never folded into
+// constants), integer ones Buffer inputs, the other graph inputs Data inputs of their static shapes, graph
+// outputs outputs. Each ONNX node is rewritten into slc's small op set (a
+// MatMul or Gemm of a weight into Linear, named after its module, so that
+// sltrain-fuse applies as for configs; other Gemms into MatMul, Mul and Add;
+// Relu into Max with 0; Tanh into 2·sigmoid(2x)−1; Unsqueeze/Squeeze into
+// Reshape; …); values computed from constants only are evaluated at import
+// and become buffers listed in Meta "derived_buffers". A node it cannot
+// express exactly is an error naming the op, the node and the opset, never
+// a different graph. AddCausalLM adds the next-token loss for training.
 //
 // The protobuf is decoded here with protowire rather than through
 // github.com/owulveryck/onnx-go (v0.5.0, evaluated): its ModelProto is
@@ -22,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +44,10 @@ const (
 type Options struct {
 	// Dims binds symbolic dimensions (dim_param) of graph inputs to sizes.
 	Dims map[string]int
+	// Freeze names initializers to keep fixed: a float initializer whose
+	// name (or, for an exporter's onnx::MatMul_N weight, its module's
+	// "<module>.weight") matches one (Frozen) is a Buffer, not a trained Param.
+	Freeze []string
 	// Constants gives graph inputs fixed values: they are imported as
 	// initializers, so they may feed shape or axes operands.
 	Constants map[string]*Tensor
@@ -102,7 +111,7 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		return nil, &Unsupported{What: "sparse initializer"}
 	}
 	im := &importer{b: ir.NewBuilder("forward"), opset: opset, vals: map[string]string{}, consts: map[string]*Tensor{}, bools: map[string]bool{},
-		params: map[string]bool{}, uses: map[string]int{}, transposed: map[string]string{}, initNames: map[string]bool{}}
+		params: map[string]bool{}, uses: map[string]int{}, transposed: map[string]string{}, initNames: map[string]bool{}, freeze: o.Freeze}
 	for _, p := range g.initializer {
 		t, err := tensorOf(p)
 		if err != nil {
@@ -110,7 +119,9 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		}
 		im.consts[p.name] = t
 		im.initNames[p.name] = true
-		if t.DType.IsFloat() {
+		// A one-element float initializer is a constant (an ε or a scale
+		// that a graph optimizer turned into an initializer), not a weight.
+		if t.DType.IsFloat() && t.len() > 1 && !Frozen(p.name, o.Freeze) {
 			im.params[p.name] = true
 		}
 	}
@@ -133,6 +144,7 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 		if err != nil {
 			return nil, err
 		}
+		im.bools[in.name] = in.elemType == dtBool
 		im.vals[in.name] = im.b.AddInput(in.name, t, ir.Data, nil)
 	}
 	for _, n := range g.nodes {
@@ -146,14 +158,14 @@ func Import(data []byte, o Options) (*ir.Module, error) {
 	}
 	im.node = nil
 	for _, out := range g.outputs {
-		if im.bools[out.name] {
-			return nil, &Unsupported{What: "dtype", Detail: "bool", Op: "output " + out.name}
-		}
 		v, err := im.value(out.name)
 		if err != nil {
 			return nil, err
 		}
-		if out.hasType && out.tensor {
+		if declared := out.hasType && out.tensor && out.elemType == dtBool; declared != im.bools[out.name] {
+			return nil, fmt.Errorf("output %q: declared bool %v, computed bool %v", out.name, declared, im.bools[out.name])
+		}
+		if out.hasType && out.tensor && !im.bools[out.name] {
 			if err := checkOutput(out, im.b.Type(v)); err != nil {
 				return nil, err
 			}
@@ -179,6 +191,9 @@ func inputType(in *valueInfo, bind map[string]int) (ir.Type, error) {
 		return ir.Type{}, &Unsupported{What: "input type (not a tensor)", Detail: in.name}
 	}
 	dt, err := irDType(in.elemType)
+	if in.elemType == dtBool {
+		dt, err = ir.I64, nil // a bool input is an i64 of 0/1
+	}
 	if err != nil {
 		return ir.Type{}, fmt.Errorf("input %q: %w", in.name, err)
 	}
@@ -247,6 +262,7 @@ type importer struct {
 	// the shapes, not state (Meta "derived_buffers").
 	initNames map[string]bool
 	derived   []string
+	freeze    []string // Options.Freeze
 }
 
 func (im *importer) unsupported(what, detail string) error {
@@ -432,7 +448,7 @@ func (im *importer) convert(n *nodeProto) error {
 		}
 		if op == "Identity" {
 			im.bools[out] = im.bools[in(0)]
-			if im.params[in(0)] {
+			if im.params[in(0)] && !Frozen(out, im.freeze) {
 				// torch.onnx.export merges initializers of equal values (LLaMA's
 				// all-ones norm weights) into one and keeps each name as an
 				// Identity of it: the copy is a weight of its own, as it was
@@ -941,6 +957,10 @@ func (im *importer) linear(n *nodeProto, xn, wn string, transB bool) (string, bo
 			module = src
 		}
 		name := module + ".weight"
+		if Frozen(name, im.freeze) { // frozen under its module's name: a fixed MatMul operand
+			delete(im.params, src)
+			return "", false, nil
+		}
 		if _, taken := im.consts[name]; taken || b.Type(name).DType != ir.InvalidDType {
 			name = src // a clash: the initializer's own name, its values transposed
 		}
@@ -970,4 +990,19 @@ func scopePath(name string) string {
 		return ""
 	}
 	return strings.ReplaceAll(strings.Trim(name[:k], "/"), "/", ".")
+}
+
+// Frozen reports whether an initializer's name matches one of the patterns:
+// a glob (path.Match, when it has *, ? or [) or else a substring.
+func Frozen(name string, patterns []string) bool {
+	for _, p := range patterns {
+		if strings.ContainsAny(p, "*?[") {
+			if ok, _ := path.Match(p, name); ok {
+				return true
+			}
+		} else if p != "" && strings.Contains(name, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -136,7 +136,11 @@ func TestParseTensorFields(t *testing.T) {
 			t.Errorf("%s: got %v %v %v %v, want %v %v %v %v", c.name, got.DType, got.Shape, got.F, got.I, c.want.DType, c.want.Shape, c.want.F, c.want.I)
 		}
 	}
-	if _, err := ParseTensor(msg(1, packed(2), 2, int64(dtBool), 9, []byte{1, 0})); err == nil || !strings.Contains(err.Error(), "bool") {
-		t.Errorf("a bool tensor: %v", err)
+	// A bool tensor is held as 0/1 i64 values (any non-zero byte is true).
+	if b, err := ParseTensor(msg(1, packed(3), 2, int64(dtBool), 9, []byte{1, 0, 7})); err != nil || !b.Bool || b.DType != ir.I64 || fmt.Sprint(b.I) != "[1 0 1]" {
+		t.Errorf("a bool tensor: %+v, %v", b, err)
+	}
+	if _, err := ParseTensor(msg(1, packed(3), 2, int64(dtBool), 9, []byte{1, 0})); err == nil {
+		t.Errorf("a bool tensor with 2 bytes for 3 elements: no error")
 	}
 }

@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"encoding/binary"
 	"math"
 	"os"
 	"os/exec"
@@ -96,6 +97,46 @@ func TestImportLinear(t *testing.T) {
 	if g.Input("onnx::MatMul_7") != nil {
 		t.Errorf("the exporter's initializer name is left")
 	}
+	// --freeze: the matched initializers are buffers, and a frozen weight's
+	// product stays a MatMul (nothing to fuse or train).
+	fm, err := Import(data, Options{Freeze: []string{"fc.*", "norm2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fg := fm.Graph("forward")
+	if in := fg.Input("blk.norm2.weight"); in != nil && in.Role == ir.Param {
+		t.Errorf("frozen blk.norm2.weight (all ones: a constant) is a param")
+	}
+	for _, name := range []string{"fc.weight", "fc.bias"} {
+		if in := fg.Input(name); in == nil || in.Role != ir.Buffer {
+			t.Errorf("frozen %s: %+v, want a buffer", name, in)
+		}
+	}
+	if in := fg.Input("blk.norm1.weight"); in == nil || in.Role != ir.Param {
+		t.Errorf("blk.norm1.weight (not frozen): %+v", in)
+	}
+	for _, n := range fg.Nodes {
+		if n.Op == "Linear" && n.Name == "fc" {
+			t.Errorf("a frozen weight's Gemm became a Linear")
+		}
+	}
+	// An exporter-named weight is frozen by its module's name.
+	qm, err := Import(data, Options{Freeze: []string{"q_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range qm.Graph("forward").Nodes {
+		if n.Op == "Linear" && n.Name == "blk.attn.q_proj" {
+			t.Errorf("--freeze q_proj: blk.attn.q_proj is still a trainable Linear")
+		}
+	}
+	if in := qm.Graph("forward").Input("onnx::MatMul_7"); in == nil || in.Role != ir.Buffer {
+		t.Errorf("--freeze q_proj: onnx::MatMul_7 is %+v, want a buffer", in)
+	}
+	if !Frozen("a.b.weight", []string{"a.*"}) || Frozen("a.b.weight", []string{"b.*"}) || !Frozen("a.b.weight", []string{"b."}) {
+		t.Errorf("Frozen's glob/substring rule")
+	}
+
 	bind, err := interp.InitState(g)
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +239,24 @@ func TestEinsum(t *testing.T) {
 		walk(0, map[rune]int{})
 		if !slices.Equal(res["y"].Type.Shape, outShape) || !slices.Equal(res["y"].F, want) {
 			t.Errorf("%s: got %v %v, want %v %v", eq, res["y"].Type.Shape, res["y"].F, outShape, want)
+		}
+	}
+}
+
+// A one-element float initializer (an ε) is a constant, not a parameter.
+func TestScalarInitializerIsConstant(t *testing.T) {
+	raw := binary.LittleEndian.AppendUint32(nil, math.Float32bits(1e-6))
+	eps := msg(1, int64(1), 2, int64(dtFloat), 8, "eps", 9, raw) // TensorProto: dims [1], name, raw_data
+	dims := msg(1, msg(1, int64(2)), 1, msg(1, int64(3)))
+	tt := msg(1, int64(dtFloat), 2, dims)
+	graph := msg(1, node("Add", "y", nil, "x", "eps"), 2, "g", 5, eps, 11, msg(1, "x", 2, msg(1, tt)), 12, msg(1, "y"))
+	m, err := Import(msg(1, int64(8), 8, msg(1, "", 2, int64(17)), 7, graph), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range m.Graph("forward").Inputs {
+		if in.Role == ir.Param {
+			t.Errorf("input %s is a param", in.Name)
 		}
 	}
 }

@@ -60,9 +60,6 @@ func ParseTensor(b []byte) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.dataType == dtBool {
-		return nil, &Unsupported{What: "dtype", Detail: "bool"}
-	}
 	return tensorOf(p)
 }
 
