@@ -6,7 +6,7 @@ import (
 	"sort"
 	"time"
 
-	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/ir"
 )
 
 // The cuda half of the runtime. A cuda artifact's buffers live in device
@@ -62,35 +62,12 @@ func (r *Runtime) loadGPU(opt Options) error {
 		return fmt.Errorf("the scratch areas: %w", err)
 	}
 	for _, ap := range r.art.Programs {
-		p := &program{p: ap, bufs: make([]*buffer, len(ap.Slots)), data: map[string]int{}, scalars: map[string]int{}}
-		for i, s := range ap.Slots {
-			var b *buffer
-			switch s.Kind {
-			case artifact.SlotState:
-				if b = r.state[s.Name]; b == nil {
-					addr, err := r.devAlloc(s.Type.Bytes())
-					if err != nil {
-						return fmt.Errorf("state %q (%v): %w", s.Name, s.Type, err)
-					}
-					b = &buffer{typ: s.Type, addr: addr}
-					r.state[s.Name] = b
-					r.names = append(r.names, s.Name)
-				}
-			case artifact.SlotArena:
-				b = &buffer{typ: s.Type, addr: r.arenaAddr + uint64(s.Offset)}
-			default:
-				addr, err := r.devAlloc(s.Type.Bytes())
-				if err != nil {
-					return fmt.Errorf("program %q: %v %q: %w", ap.Name, s.Kind, s.Name, err)
-				}
-				b = &buffer{typ: s.Type, addr: addr}
-				if s.Kind == artifact.SlotData {
-					p.data[s.Name] = i
-				} else {
-					p.scalars[s.Name] = i
-				}
-			}
-			p.bufs[i] = b
+		p, err := r.layout(ap, func(t ir.Type) (*buffer, error) {
+			addr, err := r.devAlloc(t.Bytes())
+			return &buffer{typ: t, addr: addr}, err
+		}, func(t ir.Type, off int64) *buffer { return &buffer{typ: t, addr: r.arenaAddr + uint64(off)} })
+		if err != nil {
+			return err
 		}
 		// One table for the whole program, each step's addresses at its
 		// own offset (a step without arguments gets a valid address too).

@@ -301,35 +301,12 @@ func (r *Runtime) allocate() error {
 
 	kernels := map[string]unsafe.Pointer{}
 	for _, ap := range r.art.Programs {
-		p := &program{p: ap, bufs: make([]*buffer, len(ap.Slots)), data: map[string]int{}, scalars: map[string]int{}}
-		for i, s := range ap.Slots {
-			var b *buffer
-			switch s.Kind {
-			case artifact.SlotState:
-				if b = r.state[s.Name]; b == nil {
-					ptr, err := r.alloc(s.Type.Bytes())
-					if err != nil {
-						return fmt.Errorf("state %q (%v): %w", s.Name, s.Type, err)
-					}
-					b = &buffer{typ: s.Type, ptr: ptr}
-					r.state[s.Name] = b
-					r.names = append(r.names, s.Name)
-				}
-			case artifact.SlotArena:
-				b = &buffer{typ: s.Type, ptr: unsafe.Add(r.arena, s.Offset)}
-			default:
-				ptr, err := r.alloc(s.Type.Bytes())
-				if err != nil {
-					return fmt.Errorf("program %q: %v %q: %w", ap.Name, s.Kind, s.Name, err)
-				}
-				b = &buffer{typ: s.Type, ptr: ptr}
-				if s.Kind == artifact.SlotData {
-					p.data[s.Name] = i
-				} else {
-					p.scalars[s.Name] = i
-				}
-			}
-			p.bufs[i] = b
+		p, err := r.layout(ap, func(t ir.Type) (*buffer, error) {
+			ptr, err := r.alloc(t.Bytes())
+			return &buffer{typ: t, ptr: ptr}, err
+		}, func(t ir.Type, off int64) *buffer { return &buffer{typ: t, ptr: unsafe.Add(r.arena, off)} })
+		if err != nil {
+			return err
 		}
 
 		nargs := 0
@@ -366,6 +343,41 @@ func (r *Runtime) allocate() error {
 	}
 	sort.Strings(r.names)
 	return nil
+}
+
+// layout resolves a program's slots to buffers: a state tensor is one
+// buffer shared by name across programs, an arena slot is the arena at its
+// offset (at), and each data and scalar slot gets a buffer of its own
+// (alloc). The CPU and the GPU differ only in those two.
+func (r *Runtime) layout(ap *artifact.Program, alloc func(ir.Type) (*buffer, error), at func(t ir.Type, off int64) *buffer) (*program, error) {
+	p := &program{p: ap, bufs: make([]*buffer, len(ap.Slots)), data: map[string]int{}, scalars: map[string]int{}}
+	for i, s := range ap.Slots {
+		var b *buffer
+		var err error
+		switch s.Kind {
+		case artifact.SlotState:
+			if b = r.state[s.Name]; b == nil {
+				if b, err = alloc(s.Type); err != nil {
+					return nil, fmt.Errorf("state %q (%v): %w", s.Name, s.Type, err)
+				}
+				r.state[s.Name] = b
+				r.names = append(r.names, s.Name)
+			}
+		case artifact.SlotArena:
+			b = at(s.Type, s.Offset)
+		default:
+			if b, err = alloc(s.Type); err != nil {
+				return nil, fmt.Errorf("program %q: %v %q: %w", ap.Name, s.Kind, s.Name, err)
+			}
+			if s.Kind == artifact.SlotData {
+				p.data[s.Name] = i
+			} else {
+				p.scalars[s.Name] = i
+			}
+		}
+		p.bufs[i] = b
+	}
+	return p, nil
 }
 
 // startWorkers starts threads−1 worker goroutines, each locked to its own OS
