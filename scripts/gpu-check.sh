@@ -5,6 +5,9 @@
 #
 #   bash scripts/gpu-check.sh [OUT_DIR]     # writes OUT_DIR/report.txt ($OUT, else gpucheck-report)
 #
+# (gpucheck/, bin/ptxrun and bin/slc-runtime are git-ignored: carry them with
+# the working tree, about 51 MB together.)
+#
 # 1. Every kernel of the tiny LLaMA's train_step, update and eval (full-rank and
 #    SLTrain, f32, bf16-mixed and bf16) on the GPU through slc's runtime (the
 #    whole PTX module JIT-compiled by cuModuleLoadData, state resident on the
