@@ -54,7 +54,10 @@ func (c *cudaDevice) Load(t artifact.Target, ptx string) error {
 	mod, err := c.d.LoadPTX(ptx)
 	if err != nil {
 		isa := strings.TrimPrefix(t.Features, "+ptx")
-		return fmt.Errorf("loading the artifact's PTX (ISA %s.%s, %s) on %s: %w; a driver older than the PTX ISA cannot load it: update the driver", isa[:len(isa)-1], isa[len(isa)-1:], t.CPU, c.d.Name, err)
+		if len(isa) >= 2 {
+			isa = isa[:len(isa)-1] + "." + isa[len(isa)-1:]
+		}
+		return fmt.Errorf("loading the artifact's PTX (ISA %s, %s) on %s: %w; a driver older than the PTX ISA cannot load it: update the driver", isa, t.CPU, c.d.Name, err)
 	}
 	c.mod = mod
 	return nil
@@ -99,4 +102,11 @@ func (c *cudaDevice) Launch(kernel string, grid, block int, args, scratch, strid
 
 func (c *cudaDevice) Sync() error { return cudadrv.Sync() }
 
-func (c *cudaDevice) Close() error { return nil }
+func (c *cudaDevice) Close() error {
+	if c.mod == nil {
+		return nil
+	}
+	err := c.mod.Unload()
+	c.mod, c.funcs = nil, map[string]cudadrv.Function{}
+	return err
+}

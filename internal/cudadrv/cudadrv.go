@@ -35,6 +35,7 @@ static CUresult (*p_cuDeviceGetAttribute)(int *, int, int);
 static CUresult (*p_cuMemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
 static CUresult (*p_cuMemGetInfo)(size_t *, size_t *);
 static CUresult (*p_cuDriverGetVersion)(int *);
+static CUresult (*p_cuModuleUnload)(void *);
 
 static const char *load(void) {
 	h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -59,6 +60,7 @@ static const char *load(void) {
 	SYM(cuMemcpyDtoD, "cuMemcpyDtoD_v2")
 	SYM(cuMemGetInfo, "cuMemGetInfo_v2")
 	SYM(cuDriverGetVersion, "cuDriverGetVersion")
+	SYM(cuModuleUnload, "cuModuleUnload")
 	return 0;
 }
 
@@ -95,6 +97,7 @@ static CUresult c_sync(void) { return p_cuCtxSynchronize(); }
 static CUresult c_attr(int *v, int attr, int dev) { return p_cuDeviceGetAttribute(v, attr, dev); }
 static CUresult c_meminfo(size_t *free, size_t *total) { return p_cuMemGetInfo(free, total); }
 static CUresult c_version(int *v) { return p_cuDriverGetVersion(v); }
+static CUresult c_unload(void *m) { return p_cuModuleUnload(m); }
 */
 import "C"
 
@@ -198,6 +201,9 @@ func (d *Device) LoadPTX(ptx string) (*Module, error) {
 	}
 	return &Module{m}, nil
 }
+
+// Unload releases the module (its kernels are unusable afterwards).
+func (m *Module) Unload() error { return check("module unload", C.c_unload(m.m)) }
 
 // Function is a kernel of a module.
 type Function struct{ f unsafe.Pointer }
