@@ -13,6 +13,11 @@
 // (ScratchBytes each), the kernel does its share of the work, and the runtime
 // waits for all threads before the next step (a barrier between steps, none
 // inside one). Scalars (learning rate, step, …) are one-element buffers.
+//
+// A cuda artifact (Target.Kind "cuda") has the same programs over PTX: each
+// step is one launch of the PTX entry Step.Kernel(args, scratch, stride) on
+// a grid the runtime chooses (see codegen/lower's CUDA ABI), with args in
+// device memory; the end of a launch is the barrier.
 package artifact
 
 import "gitee.com/gidean/conv-linn/ir"
@@ -32,7 +37,8 @@ type Artifact struct {
 	Module []byte
 	// Programs are the runnable forms of the module's graphs.
 	Programs []*Program
-	// Code is the native code: an ELF shared object for a CPU target.
+	// Code is the native code: an ELF shared object for a CPU target, PTX
+	// text for a cuda one.
 	Code []byte
 }
 
