@@ -218,28 +218,9 @@ func TestCUDAGEMMGraphs(t *testing.T) {
 			s := map[string]any{"artifact": artPath, "emulator": lib, "device": gemmDevice, "out": out, "Block": block, "Grid": grid,
 				"state": files, "runs": runs, "check": true, "loss_tol": 1e-2, "state_tol": 1e-2, "update_tol": 1e-2}
 			verdict := runSession(t, ptxrun, dir, s)
-			worst := map[string]float64{}
-			for _, mt := range worstRE.FindAllStringSubmatch(verdict, -1) {
-				v, err := strconv.ParseFloat(mt[3], 64)
-				if err != nil {
-					t.Fatalf("ptxrun's line %q", mt[0])
-				}
-				worst[mt[2]] = v
-			}
+			worst := worstErrors(t, verdict)
 			for i, c := range cases {
-				w, ok := worst[c.name]
-				if !ok {
-					t.Fatalf("%s: no verdict in ptxrun's output:\n%s", c.name, verdict)
-				}
-				// f32 results: the GEMM's f32 sums against the interpreter's
-				// f64 ones; bf16: now and then the other neighbour.
-				tol := 1e-5
-				if c.bf16 {
-					tol = 4e-3
-				}
-				if w > tol {
-					t.Errorf("%s: %.3g from the interpreter (norm-wise), tolerance %g", c.name, w, tol)
-				}
+				w := judgeCase(t, worst, verdict, c.name, c.bf16)
 				y, err := os.ReadFile(filepath.Join(out, strconv.Itoa(i), "out.y.bin"))
 				if err != nil {
 					t.Fatal(err)
@@ -253,6 +234,40 @@ func TestCUDAGEMMGraphs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// worstErrors reads ptxrun's check: the worst norm-wise error of each run,
+// by program.
+func worstErrors(t *testing.T, verdict string) map[string]float64 {
+	t.Helper()
+	worst := map[string]float64{}
+	for _, mt := range worstRE.FindAllStringSubmatch(verdict, -1) {
+		v, err := strconv.ParseFloat(mt[3], 64)
+		if err != nil {
+			t.Fatalf("ptxrun's line %q", mt[0])
+		}
+		worst[mt[2]] = v
+	}
+	return worst
+}
+
+// judgeCase holds case name's worst error to its tolerance and returns it:
+// f32 results 1e-5 (f32 sums against the interpreter's f64 ones), bf16
+// results 4e-3 (now and then the other neighbour).
+func judgeCase(t *testing.T, worst map[string]float64, verdict, name string, bf16 bool) float64 {
+	t.Helper()
+	w, ok := worst[name]
+	if !ok {
+		t.Fatalf("%s: no verdict in ptxrun's output:\n%s", name, verdict)
+	}
+	tol := 1e-5
+	if bf16 {
+		tol = 4e-3
+	}
+	if w > tol {
+		t.Errorf("%s: %.3g from the interpreter (norm-wise), tolerance %g", name, w, tol)
+	}
+	return w
 }
 
 // variantSpecs are the bare GEMMs of TestCUDAGEMMVariantsBitIdentical.

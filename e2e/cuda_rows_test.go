@@ -249,26 +249,9 @@ func TestCUDARowKernels(t *testing.T) {
 				s := map[string]any{"artifact": artPath, "emulator": lib, "device": gemmDevice, "out": out, "Block": block, "Grid": grid,
 					"state": files, "runs": runs, "check": true, "loss_tol": 4e-3, "state_tol": 4e-3, "update_tol": 4e-3}
 				verdict := runSession(t, ptxrun, dir, s)
-				worst := map[string]float64{}
-				for _, mt := range worstRE.FindAllStringSubmatch(verdict, -1) {
-					v, err := strconv.ParseFloat(mt[3], 64)
-					if err != nil {
-						t.Fatalf("ptxrun's line %q", mt[0])
-					}
-					worst[mt[2]] = v
-				}
+				worst := worstErrors(t, verdict)
 				for i, c := range cases {
-					w, ok := worst[c.name]
-					if !ok {
-						t.Fatalf("%s: no verdict in ptxrun's output:\n%s", c.name, verdict)
-					}
-					tol := 1e-5
-					if c.bf16 {
-						tol = 4e-3
-					}
-					if w > tol {
-						t.Errorf("%s: %.3g from the interpreter (norm-wise), tolerance %g", c.name, w, tol)
-					}
+					w := judgeCase(t, worst, verdict, c.name, c.bf16)
 					entries, err := os.ReadDir(filepath.Join(out, strconv.Itoa(i)))
 					if err != nil {
 						t.Fatal(err)

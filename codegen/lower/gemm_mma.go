@@ -101,15 +101,7 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	k := &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
-	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
-	k.entry = f.AppendBasicBlock("entry")
-	body := f.AppendBasicBlock("body")
-	e.ab.SetInsertPointAtEnd(k.entry)
-	e.b.SetInsertPointAtEnd(body)
-	fm := e.b.FastMath()
-	e.b.SetFastMath(llvm.FastMathNone)
-	defer e.b.SetFastMath(fm)
+	k, finish := e.gemmFrame(f)
 	b, f32, i16, i32 := e.b, e.f32, e.i16, e.i32
 	tc := e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
@@ -170,13 +162,7 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	}
 	var ferr error
 	k.loopStep(hw.bx, k.c64(total), hw.nb, func(tile llvm.Value) {
-		item := k.divc(tile, tilesM*tilesN)
-		rest := k.remc(tile, tilesM*tilesN)
-		m0 := k.mulc(k.divc(rest, tilesN), mmaM)
-		n0 := k.mulc(k.remc(rest, tilesN), mmaN)
-		aBase := k.mul(item, k.c64(s.StrideA))
-		bBase := k.mul(item, k.c64(s.StrideB))
-		cBase := k.mul(item, k.c64(s.StrideC))
+		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, mmaM, mmaN)
 		k.loop(k.c64(0), rounds, func(round llvm.Value) {
 			u := k.add(warp, k.mul(round, warps))
 			// Warps without a unit this round (more than mmaUnits warps) run
@@ -287,24 +273,18 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 				}
 			})
 			k.when(active, func() {
-				for j := range acc {
-					for i := range acc[j] {
-						row := k.add(m0, k.addc(k.add(mb, g), int64(8*(i/2))))            // c0, c1: row g; c2, c3: g+8
-						col := k.add(n0, k.addc(k.add(nb, k.mulc(t, 2)), int64(8*j+i%2))) // 2t + (i & 1)
-						k.when(b.And(lt(row, M), lt(col, N), ""), func() {
-							cAt := k.add(cBase, k.add(k.mulc(row, N), col))
-							k.gemmStore(s, tc, cAt, k.load(f32, acc[j][i]))
-						})
-					}
-				}
+				k.storeTile(s, tc, cBase, len(acc), len(acc[0]), func(j, i int) llvm.Value { return acc[j][i] }, func(j, i int) (llvm.Value, llvm.Value) {
+					row := k.add(m0, k.addc(k.add(mb, g), int64(8*(i/2))))            // c0, c1: row g; c2, c3: g+8
+					col := k.add(n0, k.addc(k.add(nb, k.mulc(t, 2)), int64(8*j+i%2))) // 2t + (i & 1)
+					return row, col
+				})
 			})
 		})
 	})
+	finish()
 	if ferr != nil {
 		return cpu.Kernel{}, llvm.Function{}, ferr
 	}
-	e.b.RetVoid()
-	e.ab.Br(body)
 	return cpu.Kernel{GEMM: s}, f, nil
 }
 

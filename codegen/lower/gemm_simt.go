@@ -29,22 +29,9 @@ func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	if err := e.stamp(f); err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	k := &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
-	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
-	k.entry = f.AppendBasicBlock("entry")
-	body := f.AppendBasicBlock("body")
-	e.ab.SetInsertPointAtEnd(k.entry)
-	e.b.SetInsertPointAtEnd(body)
-	e.b.SetFastMath(llvm.FastMathNone) // one rounding per product and sum, in k order
-	st := func(el cpu.Elem) llvm.Type {
-		if el == cpu.BF16 {
-			return e.bf16
-		}
-		return e.f32
-	}
-	ta, tb, tc := st(s.ElemA), st(s.ElemB), st(s.ElemC)
+	k, finish := e.gemmFrame(f)
+	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
-	b := e.b
 	lo, hi := k.share(int64(s.Batch)*M*N, 1)
 	k.loop(lo, hi, func(idx llvm.Value) {
 		item := k.divc(idx, M*N)
@@ -69,16 +56,8 @@ func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 			sum, _ := k.callIntrinsic("llvm.fma", e.f32, k.loadAt(ta, k.p[1], ai), k.loadAt(tb, k.p[2], bi), k.load(e.f32, acc))
 			k.store(sum, e.f32, acc)
 		})
-		v := k.load(e.f32, acc)
-		if s.Alpha != 1 {
-			v = b.FMul(v, llvm.ConstFloat(e.f32, float64(s.Alpha)), "")
-		}
-		if s.Accumulate {
-			v = b.FAdd(k.loadAt(tc, k.p[0], cAt), v, "")
-		}
-		k.storeAt(v, tc, k.p[0], cAt)
+		k.gemmStore(s, tc, cAt, k.load(e.f32, acc))
 	})
-	e.b.RetVoid()
-	e.ab.Br(body)
+	finish()
 	return cpu.Kernel{GEMM: s}, f, nil
 }

@@ -195,6 +195,54 @@ func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
 	k.storeAt(v, tc, k.p[0], cAt)
 }
 
+// gemmFrame opens f, a GPU GEMM of the cpu.GEMM ABI (c, a, b, scratch,
+// tid, nthreads), for its body: the kernel function with C, A and B as its
+// buffers, the builder in the body block, strictly in f32 (one rounding per
+// product and sum, in k order). finish closes the function and gives the
+// builder back its fast-math flags.
+func (e *Emitter) gemmFrame(f llvm.Function) (k *kfn, finish func()) {
+	k = &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
+	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
+	k.entry = f.AppendBasicBlock("entry")
+	body := f.AppendBasicBlock("body")
+	e.ab.SetInsertPointAtEnd(k.entry)
+	e.b.SetInsertPointAtEnd(body)
+	fm := e.b.FastMath()
+	e.b.SetFastMath(llvm.FastMathNone)
+	return k, func() {
+		e.b.RetVoid()
+		e.ab.Br(body)
+		e.b.SetFastMath(fm)
+	}
+}
+
+// tileOrigin places output tile number tile of a batched product whose
+// items have tilesM×tilesN tiles of tm×tn: its first row m0 and column n0,
+// and the item's offsets into A, B and C.
+func (k *kfn) tileOrigin(s cpu.GEMM, tile llvm.Value, tilesM, tilesN, tm, tn int64) (m0, n0, aBase, bBase, cBase llvm.Value) {
+	item := k.divc(tile, tilesM*tilesN)
+	rest := k.remc(tile, tilesM*tilesN)
+	m0 = k.mulc(k.divc(rest, tilesN), tm)
+	n0 = k.mulc(k.remc(rest, tilesN), tn)
+	return m0, n0, k.mul(item, k.c64(s.StrideA)), k.mul(item, k.c64(s.StrideB)), k.mul(item, k.c64(s.StrideC))
+}
+
+// storeTile finishes a thread's r×c accumulators (f32 variables) into C
+// (element type tc), each whose element (row, col) = at(i, j) lies inside
+// M×N.
+func (k *kfn) storeTile(s cpu.GEMM, tc llvm.Type, cBase llvm.Value, r, c int, acc func(i, j int) llvm.Value, at func(i, j int) (row, col llvm.Value)) {
+	M, N := int64(s.M), int64(s.N)
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			row, col := at(i, j)
+			in := k.b.And(k.b.ICmp(llvm.IntSLT, row, k.c64(M), ""), k.b.ICmp(llvm.IntSLT, col, k.c64(N), ""), "")
+			k.when(in, func() {
+				k.gemmStore(s, tc, k.add(cBase, k.add(k.mulc(row, N), col)), k.load(k.e.f32, acc(i, j)))
+			})
+		}
+	}
+}
+
 // gemmElem is the LLVM storage type of a GEMM element type.
 func (e *Emitter) gemmElem(el cpu.Elem) llvm.Type {
 	if el == cpu.BF16 {
@@ -232,15 +280,7 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	k := &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
-	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
-	k.entry = f.AppendBasicBlock("entry")
-	body := f.AppendBasicBlock("body")
-	e.ab.SetInsertPointAtEnd(k.entry)
-	e.b.SetInsertPointAtEnd(body)
-	fm := e.b.FastMath()
-	e.b.SetFastMath(llvm.FastMathNone) // one rounding per product and sum, in k order
-	defer e.b.SetFastMath(fm)
+	k, finish := e.gemmFrame(f)
 	b, f32 := e.b, e.f32
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
@@ -263,13 +303,7 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.c64(n), "") }
 	var ferr error
 	k.loopStep(hw.bx, k.c64(total), hw.nb, func(tile llvm.Value) {
-		item := k.divc(tile, tilesM*tilesN)
-		rest := k.remc(tile, tilesM*tilesN)
-		m0 := k.mulc(k.divc(rest, tilesN), tileM)
-		n0 := k.mulc(k.remc(rest, tilesN), tileN)
-		aBase := k.mul(item, k.c64(s.StrideA))
-		bBase := k.mul(item, k.c64(s.StrideB))
-		cBase := k.mul(item, k.c64(s.StrideC))
+		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, tileM, tileN)
 		k.loop(k.c64(0), rounds, func(round llvm.Value) {
 			u := k.add(hw.tx, k.mul(round, hw.nt))
 			active := lt(u, tileThreads)
@@ -348,23 +382,15 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 				})
 			})
 			k.when(active, func() {
-				for r := range acc {
-					for c := range acc[r] {
-						i := k.add(m0, k.addc(ty, int64(r*tileM/microM)))
-						j := k.add(n0, k.addc(tx, int64(c*tileN/microN)))
-						k.when(b.And(lt(i, M), lt(j, N), ""), func() {
-							cAt := k.add(cBase, k.add(k.mulc(i, N), j))
-							k.gemmStore(s, tc, cAt, k.load(f32, acc[r][c]))
-						})
-					}
-				}
+				k.storeTile(s, tc, cBase, microM, microN, func(r, c int) llvm.Value { return acc[r][c] }, func(r, c int) (llvm.Value, llvm.Value) {
+					return k.add(m0, k.addc(ty, int64(r*tileM/microM))), k.add(n0, k.addc(tx, int64(c*tileN/microN)))
+				})
 			})
 		})
 	})
+	finish()
 	if ferr != nil {
 		return cpu.Kernel{}, llvm.Function{}, ferr
 	}
-	e.b.RetVoid()
-	e.ab.Br(body)
 	return cpu.Kernel{GEMM: s}, f, nil
 }
