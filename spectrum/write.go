@@ -101,7 +101,7 @@ func CheckOutput(dir string) error {
 			}
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s: %w", dir, unwrapPath(err))
+		return fmt.Errorf("%s: cannot write there: %w", dir, unwrapPath(err))
 	}
 	parent := filepath.Dir(filepath.Clean(dir))
 	probe, err := os.MkdirTemp(parent, ".slc-analyze-probe-")
