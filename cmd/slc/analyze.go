@@ -40,7 +40,7 @@ func analyzeCommand() *cli.Command {
 			&cli.IntFlag{Name: "layer", Usage: "block `N` the figures show (model.layers.N.*)", DefaultText: "the middle block"},
 			&cli.GenericFlag{Name: "label", Value: labels, Usage: "`NAME` of a run in the CSVs and legends: once per CKPT, in their order", DefaultText: "the CKPT directory's name"},
 			&cli.IntFlag{Name: "rank", Usage: "`R` of the top-r energy of dense layers", DefaultText: "the r of an SLTrain CKPT among the arguments"},
-			&cli.IntFlag{Name: "tail-from", Usage: "first singular value `INDEX` of the tail views", DefaultText: "the rank r"},
+			&cli.IntFlag{Name: "tail-from", Usage: "first singular value `INDEX` of the tail views", DefaultText: "the rank r, else a quarter of the smallest layer dimension"},
 			&cli.IntFlag{Name: "threads", Usage: "`N` layers analyzed at once", DefaultText: "the number of CPUs"},
 		},
 		Action: func(c *cli.Context) error { return analyzeMain(c, *labels) },
@@ -83,9 +83,7 @@ func analyzeMain(c *cli.Context, labels []string) error {
 		if err != nil {
 			return err
 		}
-		if !m.SLTrain() {
-			fmt.Fprintf(c.App.ErrWriter, "slc: %s: not SLTrain (%s without lora_A/lora_B/sparse_value): only the spectra of its dense weights W\n", m.Path, m.Kind)
-		} else if rank == 0 {
+		if m.SLTrain() && rank == 0 {
 			rank = m.Rank
 		}
 		runs[i] = spectrum.Run{Label: labels[i], Model: m}
@@ -94,9 +92,14 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	if err != nil {
 		return err
 	}
+	for _, r := range runs {
+		if !r.Model.SLTrain() {
+			fmt.Fprintf(c.App.ErrWriter, "slc: %s: not SLTrain (%s without lora_A/lora_B/sparse_value): only the spectra of its dense weights W\n", r.Model.Path, r.Model.Kind)
+		}
+	}
 	tailFrom := c.Int("tail-from")
 	if tailFrom == 0 {
-		tailFrom = max(1, rank)
+		tailFrom = defaultTailFrom(runs, rank)
 	}
 	for i := range runs {
 		bar := newLayerBar(c.App.ErrWriter, runs[i].Label)
@@ -146,6 +149,23 @@ func analyzeBlock(c *cli.Context, runs []spectrum.Run) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// defaultTailFrom is where the tail views start: at the rank r, where L's
+// spectrum ends; without one, at a quarter of the smallest layer dimension.
+func defaultTailFrom(runs []spectrum.Run, rank int) int {
+	if rank > 0 {
+		return rank
+	}
+	smallest := 0
+	for _, r := range runs {
+		for _, l := range r.Model.Layers {
+			if d := min(l.Out, l.In); smallest == 0 || d < smallest {
+				smallest = d
+			}
+		}
+	}
+	return max(1, smallest/4)
 }
 
 // blockRange spells a sorted list of block numbers, "0–7" when contiguous.
