@@ -143,6 +143,9 @@ func analyzeLayer(l *Layer, scale float64, denseRank int) (Result, error) {
 		if err != nil {
 			return res, err
 		}
+		if err := finite(l.Dense.Name, w); err != nil {
+			return res, err
+		}
 		if res.W, err = Values(l.Out, l.In, w); err != nil {
 			return res, err
 		}
@@ -167,6 +170,14 @@ func analyzeLayer(l *Layer, scale float64, denseRank int) (Result, error) {
 	idx, err := l.Index.Int64s()
 	if err != nil {
 		return res, err
+	}
+	for _, x := range []struct {
+		name string
+		v    []float64
+	}{{l.A.Name, a}, {l.B.Name, b}, {l.Value.Name, v}} {
+		if err := finite(x.name, x.v); err != nil {
+			return res, err
+		}
 	}
 	res.NNZ = len(v)
 	parts, err := Parts(l.Out, l.In, l.R, b, a, v, idx, scale)
@@ -222,4 +233,15 @@ func Parts(out, in, r int, b, a, v []float64, idx []int64, scale float64) (PartS
 	}
 	p.CapturedL = capturedEnergy(lr.u, numericalRank(lr.values, out, in), out, in, wData)
 	return p, nil
+}
+
+// finite refuses a tensor holding NaN or ±Inf (a diverged run), which LAPACK
+// cannot decompose.
+func finite(name string, v []float64) error {
+	for i, x := range v {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("%s[%d] is %v: no spectrum of a non-finite weight (did the run diverge?)", name, i, x)
+		}
+	}
+	return nil
 }

@@ -399,3 +399,24 @@ func TestOutputFiles(t *testing.T) {
 		t.Errorf("CheckOutput below a file: %v", err)
 	}
 }
+
+func TestAnalyzeRefusesNonFinite(t *testing.T) {
+	factored, _ := tinyTensors()
+	for i, x := range factored.Tensors {
+		if x.Name == "model.layers.1.self_attn.o_proj.lora_B" {
+			v, _ := x.Float64s()
+			v[3] = math.NaN()
+			factored.Tensors[i] = safetensors.FromFloat64s(x.Name, ir.F64, x.Shape, v)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "nan")
+	writeExport(t, dir, factored, []byte(`{"r": 2, "lora_alpha": 3}`))
+	m, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Analyze(m, Options{})
+	if want := "layer model.layers.1.self_attn.o_proj: model.layers.1.self_attn.o_proj.lora_B[3] is NaN"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Analyze: %v; want %q", err, want)
+	}
+}

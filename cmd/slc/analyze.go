@@ -132,23 +132,29 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	return nil
 }
 
-// analyzeBlock is the block the figures show: --layer, which every run must
-// have, else the first run's middle block (-1 for a model without blocks).
+// analyzeBlock is the block the figures show: --layer, else the first run's
+// middle block (-1 for a model without blocks); every run must have it.
 func analyzeBlock(c *cli.Context, runs []spectrum.Run) (int, error) {
-	blocks := runs[0].Model.Blocks()
-	if !c.IsSet("layer") {
-		if len(blocks) == 0 {
-			return -1, nil
-		}
-		return blocks[len(blocks)/2], nil
+	block := -1
+	if blocks := runs[0].Model.Blocks(); c.IsSet("layer") {
+		block = c.Int("layer")
+	} else if len(blocks) > 0 {
+		block = blocks[len(blocks)/2]
 	}
-	n := c.Int("layer")
 	for _, r := range runs {
-		if bs := r.Model.Blocks(); !slices.Contains(bs, n) {
-			return 0, usagef("analyze", "flag --layer: %s has no block %d (its blocks: %s)", r.Model.Path, n, blockRange(bs))
+		has := false
+		for _, l := range r.Model.Layers {
+			has = has || l.Block == block
+		}
+		if !has {
+			hint := ""
+			if !c.IsSet("layer") {
+				hint = "; give --layer with a block every CKPT has"
+			}
+			return 0, usagef("analyze", "flag --layer: %s has no block %d (its blocks: %s)%s", r.Model.Path, block, blockRange(r.Model.Blocks()), hint)
 		}
 	}
-	return n, nil
+	return block, nil
 }
 
 // defaultTailFrom is where the tail views start: at the rank r, where L's
