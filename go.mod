@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/google/flatbuffers v2.0.8+incompatible
 	github.com/urfave/cli/v2 v2.27.7
+	gonum.org/v1/gonum v0.16.0
 	gonum.org/v1/plot v0.17.0
 	google.golang.org/protobuf v1.36.12
 )

@@ -23,7 +23,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"Exit status: 0 success, 1 bad input or file, 2 usage error, 3 internal error.",
 		Writer:         stdout,
 		ErrWriter:      stderr,
-		Commands:       []*cli.Command{compileCommand(), inspectCommand(), benchCommand(), trainCommand(), evalCommand(), generateCommand(), exportCommand(), plotCommand(), tokenizeCommand()},
+		Commands:       []*cli.Command{compileCommand(), inspectCommand(), benchCommand(), trainCommand(), evalCommand(), generateCommand(), exportCommand(), analyzeCommand(), plotCommand(), tokenizeCommand()},
 		OnUsageError:   onUsageError(""),
 		ExitErrHandler: func(*cli.Context, error) {}, // runMain reports errors and exits
 		Action: func(c *cli.Context) error {
