@@ -30,12 +30,18 @@ import (
 // added to w (stored there when first is set) unless last is set, when
 // alpha·(w + acc), plus C if Accumulate, is rounded once into C instead.
 // w is prefetched before the k loop and read only after it.
+//
+// The AMX kernels take the driver's tile area as a last parameter and
+// compute acc on tiles (kLoopAMX), with the same epilogue.
 func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 	p, s := g.p, g.p.s
 	name := fmt.Sprintf("%s.mk.k%d.m%d.n%d", s.Name, kc, rows, cols)
 	params := []llvm.Type{g.ptr, g.ptr, g.ptr, g.i1}
 	if p.viaW {
 		params = append(params, g.ptr, g.i1)
+	}
+	if p.amx {
+		params = append(params, g.ptr) // the tile area
 	}
 	fn, err := g.newFunction(name, params, true)
 	if err != nil {
@@ -83,9 +89,12 @@ func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 			acc[r][j] = llvm.ConstNull(g.vec)
 		}
 	}
-	if p.dot {
+	switch {
+	case p.amx:
+		g.kLoopAMX(kc, rows, cols, ap, bp, fn.Param(len(params)-1), acc)
+	case p.dot:
 		err = g.kLoopDot(fn, kc, rows, nv, ap, bp, acc)
-	} else {
+	default:
 		g.kLoopF32(fn, kc, rows, nv, ap, bp, acc)
 	}
 	if err != nil {
