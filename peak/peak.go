@@ -72,6 +72,12 @@ const (
 	// each), needs AVX512-BF16. Best never picks it: it is the bf16 peak,
 	// measured with MeasurePath.
 	PathAVX512BF16
+	// PathAMXBF16 is tdpbf16ps on AMX tiles, 2×2 register blocking (four
+	// 16×16 float32 accumulator tiles, two A and two B tiles), needs
+	// AMX-TILE, AMX-BF16 and the operating system's permission for the
+	// tile state (hostcpu.RequestAMX, asked for by Supported). Best never
+	// picks it: it is the AMX bf16 peak, measured with MeasurePath.
+	PathAMXBF16
 )
 
 // String names the path as slc bench prints it.
@@ -85,6 +91,8 @@ func (p Path) String() string {
 		return "AVX-512F vfmadd231ps zmm"
 	case PathAVX512BF16:
 		return "AVX512-BF16 vdpbf16ps zmm"
+	case PathAMXBF16:
+		return "AMX-BF16 tdpbf16ps 2x2 tiles"
 	}
 	return "scalar Go mul+add"
 }
@@ -96,7 +104,7 @@ func (p Path) Lanes() int {
 		return 4
 	case PathFMA:
 		return 8
-	case PathAVX512, PathAVX512BF16:
+	case PathAVX512, PathAVX512BF16, PathAMXBF16:
 		return 16
 	}
 	return 1
@@ -106,11 +114,18 @@ func (p Path) Lanes() int {
 // multiply and an add per lane per chain; for the bf16 dot product two
 // multiplies and two adds per lane in each of a chain's two registers.
 func (p Path) FlopsPerIter() int64 {
-	if p == PathAVX512BF16 {
+	switch p {
+	case PathAVX512BF16:
 		return int64(8 * Chains * p.Lanes())
+	case PathAMXBF16:
+		return 4 * amxTileFlops
 	}
 	return int64(2 * Chains * p.Lanes())
 }
+
+// amxTileFlops is the flops of one tdpbf16ps on full tiles: 16×16 outputs,
+// each 16 pairs of two products and two additions.
+const amxTileFlops = 16 * 16 * 16 * 2 * 2
 
 // Best is the widest path this CPU and operating system support.
 func Best() Path { return best() }
@@ -120,8 +135,11 @@ func (p Path) Supported() bool { return supported(p) }
 
 // Run runs n iterations of p's loop on acc with multiplier x·y (for
 // PathAVX512BF16, x and y are rounded to bf16 and each iteration adds x·y
-// four times, over two registers per chain, see the package doc). It
-// panics when the machine cannot run p.
+// four times, over two registers per chain, see the package doc; for
+// PathAMXBF16, chains 0–3 are the four C tiles, every row of tile j starts
+// as acc[j] and each iteration adds 32·x·y to every element, with x and y
+// rounded to bf16, acc[j] receiving the tile's last row; the other chains
+// are left alone). It panics when the machine cannot run p.
 func Run(p Path, n int, acc *Accumulators, x, y float32) {
 	if n <= 0 {
 		return
