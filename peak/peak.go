@@ -2,8 +2,9 @@
 // loop of nothing but independent fused multiply-adds reaches on a given
 // number of threads. slc bench divides its achieved GFLOP/s by that figure to
 // say how much of the machine a training step uses. On CPUs with AVX512-BF16
-// it also measures the bf16 dot-product peak (PathAVX512BF16), the ceiling of
-// bf16 GEMMs; Best and Measure stay on the fp32 paths.
+// it also measures the bf16 dot-product peak (PathAVX512BF16), on CPUs with
+// AMX the tile peak (PathAMXBF16), the ceilings of bf16 GEMMs; Best and
+// Measure stay on the fp32 paths.
 //
 // The loop keeps Chains (12) independent accumulator chains in vector
 // registers, enough to cover the FMA latency of every current x86-64 core
@@ -20,7 +21,11 @@
 //     latency is longer (about 6.5 cycles on Zen 5, two pipes: 12 chains
 //     in flight measured 8% short of its throughput), so every chain is
 //     split over two registers, 24 instructions in flight, and the two
-//     halves are added at the end.
+//     halves are added at the end;
+//   - AMX-BF16 (only when asked for, and only once Linux grants the tile
+//     state): tdpbf16ps with 2×2 register blocking, four 16×16 float32
+//     accumulator tiles fed by two A and two B tiles, 16,384 flop per
+//     instruction; the chains here are the four C tiles.
 //
 // The path is chosen by asking the CPU and the operating system through
 // package hostcpu (CPUID and XGETBV), never /proc/cpuinfo. Each measuring
