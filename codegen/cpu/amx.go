@@ -130,11 +130,10 @@ func (g *gemmGen) configTiles() {
 // packed kc-deep A micro-panel (row-major, kcp = kc rounded up to 32
 // columns, zero-padded) and B micro-panel (pair rows of 2·NR bf16): C tiles
 // zeroed, then for each 32-k step the ⌈rows/16⌉ A tiles and ⌈cols/16⌉ B
-// tiles are loaded and multiplied into the C tiles; the C tiles are stored
-// to the staging area and read into acc (rows × ⌈cols/16⌉ vectors) for the
-// epilogue the other kernels share. Tiles of rows or columns past the
-// corner are never touched.
-func (g *gemmGen) kLoopAMX(kc, rows, cols int, ap, bp, tr llvm.Value, acc [][]llvm.Value) {
+// tiles are loaded and multiplied into the C tiles, which are then stored
+// to the staging area (stagedRows reads them back). Tiles of rows or
+// columns past the corner are never touched.
+func (g *gemmGen) kLoopAMX(kc, rows, cols int, ap, bp, tr llvm.Value) {
 	t, nr := g.tiles, int64(g.p.b.NR)
 	mt, nt := ceilDiv(rows, 16), ceilDiv(cols, 16)
 	kcp := int64(roundUp(kc, 32))
@@ -165,9 +164,23 @@ func (g *gemmGen) kLoopAMX(kc, rows, cols int, ap, bp, tr llvm.Value, acc [][]ll
 			t.store(tr, tileC(i, j), g.atc(stage, int64(256*tileC(i, j))), g.c64(64))
 		}
 	}
-	for r := range acc {
-		for v := range acc[r] {
-			acc[r][v] = g.load(g.vec, g.atc(stage, int64(256*tileC(r/16, v)+16*(r%16))), 64)
+}
+
+// amxRowGroup is how many rows of staged C the AMX epilogue handles at a
+// time: 8 rows of 2 vectors, 16 zmm registers.
+const amxRowGroup = 8
+
+// stagedRows loads rows [r0, r1) of the staged C block as nv float
+// vectors each (column block v of row r is row r%16 of tile (r/16, v)).
+func (g *gemmGen) stagedRows(tr llvm.Value, r0, r1, nv int) [][]llvm.Value {
+	stage := g.atc(tr, tileStageOff/4)
+	acc := make([][]llvm.Value, r1-r0)
+	for i := range acc {
+		r := r0 + i
+		acc[i] = make([]llvm.Value, nv)
+		for v := range acc[i] {
+			acc[i][v] = g.load(g.vec, g.atc(stage, int64(256*tileC(r/16, v)+16*(r%16))), 64)
 		}
 	}
+	return acc
 }

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 	"unsafe"
 
+	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/hostcpu"
 )
 
@@ -129,5 +131,57 @@ func TestGEMMAMX(t *testing.T) {
 			t.Errorf("%s: not on the AMX path", k.Name)
 		}
 		t.Run(k.Name, func(t *testing.T) { checkKernelTyped(t, fns[i], k) })
+	}
+}
+
+// TestAddErrorsAMX: bad AMX blockings are refused with the field named,
+// the zero one means the default, and K blocks are whole tile depths (32)
+// but for the last, with the tile area counted in the scratch size.
+func TestAddErrorsAMX(t *testing.T) {
+	tm := hostMachine(t)
+	ctx := llvm.NewContext()
+	defer ctx.Dispose()
+	m := ctx.NewModule("errs")
+	defer m.Dispose()
+	m.ConfigureFor(tm)
+	g := NewGenerator(tm)
+	g.Arch.AMX, g.Arch.VectorWidth = true, 16
+	spec := GEMM{Name: "a1", M: 40, N: 50, K: 60, Alpha: 1, ElemA: BF16, ElemB: BF16}
+	for _, c := range []struct {
+		b    Blocking
+		want string
+	}{
+		{Blocking{MR: 8, NR: 32, MC: 64, KC: 64, NC: 64, Unroll: 1}, "MR and NR must be 16 or 32"},
+		{Blocking{MR: 32, NR: 48, MC: 64, KC: 64, NC: 64, Unroll: 1}, "MR and NR must be 16 or 32"},
+		{Blocking{MR: 16, NR: 16, MC: 64, KC: 16, NC: 64, Unroll: 1}, "KC=16"},
+	} {
+		bad := *g
+		bad.BlockingAMX = c.b
+		if _, err := bad.Add(m, spec); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: err = %v, want %q", c.b, err, c.want)
+		}
+	}
+	zero := *g
+	zero.BlockingAMX = Blocking{}
+	k, err := zero.Add(m, spec)
+	if err != nil || !k.AMX || k.Blocking.MR != DefaultBlockingAMX().MR {
+		t.Errorf("zero BlockingAMX: %+v, %v", k, err)
+	}
+	if err := m.Verify(); err != nil {
+		t.Fatalf("failed Adds left a broken module: %v", err)
+	}
+	b := DefaultBlockingAMX()
+	for _, c := range []struct{ k, kc, kcLast int }{{1, 1, 1}, {512, 512, 512}, {1376, 480, 416}, {1025, 352, 321}, {33, 33, 33}} {
+		for _, emu := range []bool{false, true} {
+			p := planFor(GEMM{M: 100, N: 70, K: c.k, Batch: 1, Alpha: 1, ElemA: BF16, ElemB: BF16, ElemC: BF16}, b, true, true, emu, defaultWBudget)
+			if p.b.KC != c.kc || p.kcLast != c.kcLast {
+				t.Errorf("K %d: KC %d last %d, want %d %d", c.k, p.b.KC, p.kcLast, c.kc, c.kcLast)
+			}
+			kcp := roundUp(p.b.KC, 32)
+			want := 64 + roundUp(2*p.b.MC*kcp, 64) + roundUp(2*p.b.NC*kcp, 64) + roundUp(p.wBytes, 64) + tileAreaBytes(emu)
+			if p.scratchBytes != int64(want) {
+				t.Errorf("K %d emu %v: scratch %d, want %d", c.k, emu, p.scratchBytes, want)
+			}
+		}
 	}
 }

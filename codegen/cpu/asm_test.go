@@ -201,9 +201,9 @@ func TestMicroKernelAsmBF16(t *testing.T) {
 // TestMicroKernelAsmAMX compiles (only: it runs on any host) bf16 GEMMs for
 // Sapphire Rapids and checks that they take the AMX path: every
 // micro-kernel loads tiles (tileloadd) and multiplies them with one
-// tdpbf16ps per C tile and k step, every kernel loads its configuration
-// (ldtilecfg) and releases it (tilerelease), no emulated tile function is
-// left, and a bf16·float32 product stays off the tiles. AVX-512 targets
+// tdpbf16ps per C tile and k step, spilling no vector, every kernel loads
+// its configuration (ldtilecfg) and releases it (tilerelease), no emulated
+// tile function is left, and a bf16·float32 product stays off the tiles. AVX-512 targets
 // without AMX (znver4, x86-64-v4) do not get it.
 func TestMicroKernelAsmAMX(t *testing.T) {
 	for _, cpu := range []string{"znver4", "x86-64-v4"} {
@@ -248,6 +248,9 @@ func TestMicroKernelAsmAMX(t *testing.T) {
 		t.Error("the assembly calls emulated tile functions")
 	}
 	tdp := regexp.MustCompile(`tdpbf16ps\s+%tmm[4-7], %tmm[4-7], %tmm[0-3]`)
+	// A vector stored to the stack (the workspace kernels' seventh
+	// parameter is read from there, which is no spill).
+	spill := regexp.MustCompile(`%[xyz]mm\d+, -?\d*\(%rsp\)`)
 	mks := 0
 	for _, s := range specs[:3] {
 		fns := funcAsm(asm, s.Name)
@@ -267,6 +270,9 @@ func TestMicroKernelAsmAMX(t *testing.T) {
 			}
 			if strings.Contains(body, "vdpbf16ps") || strings.Contains(body, "call") {
 				t.Errorf("%s: vdpbf16ps or a call in an AMX micro-kernel:\n%s", name, body)
+			}
+			if spill.MatchString(body) {
+				t.Errorf("%s spills registers (the C tiles' vectors must stream from the staging area):\n%s", name, body)
 			}
 		}
 	}

@@ -178,7 +178,8 @@ type Kernel struct {
 }
 
 // Generator adds GEMM kernels for one target to LLVM modules. Set Blocking
-// (and BlockingBF16) before calling Add to override the default tuning.
+// (and BlockingBF16, BlockingAMX) before calling Add to override the
+// default tuning.
 type Generator struct {
 	Arch     Arch
 	Blocking Blocking // kernels with the float32 micro-kernel
@@ -198,8 +199,8 @@ type Generator struct {
 	wBudget int
 }
 
-// NewGenerator returns a generator for tm's CPU with DefaultBlocking and
-// DefaultBlockingBF16.
+// NewGenerator returns a generator for tm's CPU with DefaultBlocking,
+// DefaultBlockingBF16 and DefaultBlockingAMX.
 func NewGenerator(tm llvm.TargetMachine) *Generator {
 	a := ArchOf(tm)
 	return &Generator{Arch: a, Blocking: DefaultBlocking(a.VectorWidth), BlockingBF16: DefaultBlockingBF16(),
