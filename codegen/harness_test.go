@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"unsafe"
@@ -14,6 +15,7 @@ import (
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/codegen/internal/dl"
 	"gitee.com/gidean/conv-linn/codegen/internal/kcall"
+	"gitee.com/gidean/conv-linn/hostcpu"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
 )
@@ -38,6 +40,13 @@ func load(t testing.TB, art *artifact.Artifact) *machine {
 	path := filepath.Join(t.TempDir(), "kernels.so")
 	if err := os.WriteFile(path, art.Code, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(art.Target.Features, "+amx-tile") {
+		// Its GEMMs run on AMX tiles: the process needs the tile state,
+		// as package runtime asks for it.
+		if err := hostcpu.RequestAMX(); err != nil {
+			t.Skipf("artifact uses AMX tiles, the host refuses them: %v", err)
+		}
 	}
 	lib, err := dl.Open(path)
 	if err != nil {

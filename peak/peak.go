@@ -2,8 +2,9 @@
 // loop of nothing but independent fused multiply-adds reaches on a given
 // number of threads. slc bench divides its achieved GFLOP/s by that figure to
 // say how much of the machine a training step uses. On CPUs with AVX512-BF16
-// it also measures the bf16 dot-product peak (PathAVX512BF16), the ceiling of
-// bf16 GEMMs; Best and Measure stay on the fp32 paths.
+// it also measures the bf16 dot-product peak (PathAVX512BF16), on CPUs with
+// AMX the tile peak (PathAMXBF16), the ceilings of bf16 GEMMs; Best and
+// Measure stay on the fp32 paths.
 //
 // The loop keeps Chains (12) independent accumulator chains in vector
 // registers, enough to cover the FMA latency of every current x86-64 core
@@ -20,7 +21,11 @@
 //     latency is longer (about 6.5 cycles on Zen 5, two pipes: 12 chains
 //     in flight measured 8% short of its throughput), so every chain is
 //     split over two registers, 24 instructions in flight, and the two
-//     halves are added at the end.
+//     halves are added at the end;
+//   - AMX-BF16 (only when asked for, and only once Linux grants the tile
+//     state): tdpbf16ps with 2×2 register blocking, four 16×16 float32
+//     accumulator tiles fed by two A and two B tiles, 16,384 flop per
+//     instruction; the chains here are the four C tiles.
 //
 // The path is chosen by asking the CPU and the operating system through
 // package hostcpu (CPUID and XGETBV), never /proc/cpuinfo. Each measuring
@@ -72,6 +77,12 @@ const (
 	// each), needs AVX512-BF16. Best never picks it: it is the bf16 peak,
 	// measured with MeasurePath.
 	PathAVX512BF16
+	// PathAMXBF16 is tdpbf16ps on AMX tiles, 2×2 register blocking (four
+	// 16×16 float32 accumulator tiles, two A and two B tiles), needs
+	// AMX-TILE, AMX-BF16 and the operating system's permission for the
+	// tile state (hostcpu.RequestAMX, asked for by Supported). Best never
+	// picks it: it is the AMX bf16 peak, measured with MeasurePath.
+	PathAMXBF16
 )
 
 // String names the path as slc bench prints it.
@@ -85,6 +96,8 @@ func (p Path) String() string {
 		return "AVX-512F vfmadd231ps zmm"
 	case PathAVX512BF16:
 		return "AVX512-BF16 vdpbf16ps zmm"
+	case PathAMXBF16:
+		return "AMX-BF16 tdpbf16ps 2x2 tiles"
 	}
 	return "scalar Go mul+add"
 }
@@ -96,7 +109,7 @@ func (p Path) Lanes() int {
 		return 4
 	case PathFMA:
 		return 8
-	case PathAVX512, PathAVX512BF16:
+	case PathAVX512, PathAVX512BF16, PathAMXBF16:
 		return 16
 	}
 	return 1
@@ -106,11 +119,18 @@ func (p Path) Lanes() int {
 // multiply and an add per lane per chain; for the bf16 dot product two
 // multiplies and two adds per lane in each of a chain's two registers.
 func (p Path) FlopsPerIter() int64 {
-	if p == PathAVX512BF16 {
+	switch p {
+	case PathAVX512BF16:
 		return int64(8 * Chains * p.Lanes())
+	case PathAMXBF16:
+		return 4 * amxTileFlops
 	}
 	return int64(2 * Chains * p.Lanes())
 }
+
+// amxTileFlops is the flops of one tdpbf16ps on full tiles: 16×16 outputs,
+// each 16 pairs of two products and two additions.
+const amxTileFlops = 16 * 16 * 16 * 2 * 2
 
 // Best is the widest path this CPU and operating system support.
 func Best() Path { return best() }
@@ -120,8 +140,11 @@ func (p Path) Supported() bool { return supported(p) }
 
 // Run runs n iterations of p's loop on acc with multiplier x·y (for
 // PathAVX512BF16, x and y are rounded to bf16 and each iteration adds x·y
-// four times, over two registers per chain, see the package doc). It
-// panics when the machine cannot run p.
+// four times, over two registers per chain, see the package doc; for
+// PathAMXBF16, chains 0–3 are the four C tiles, every row of tile j starts
+// as acc[j] and each iteration adds 32·x·y to every element, with x and y
+// rounded to bf16, acc[j] receiving the tile's last row; the other chains
+// are left alone). It panics when the machine cannot run p.
 func Run(p Path, n int, acc *Accumulators, x, y float32) {
 	if n <= 0 {
 		return

@@ -21,6 +21,20 @@ func loopAVX512(n int, acc *Accumulators, xy *[2]float32)
 //go:noescape
 func loopAVX512BF16(n int, acc *Accumulators, xy *[2]uint32)
 
+// amxBuf is the memory of loopAMXBF16: the tile configuration, one A and
+// one B tile (each loaded into two tile registers) and the four C tiles.
+type amxBuf struct {
+	cfg  [64]byte
+	a, b [256]uint32
+	c    [4][16][16]float32
+}
+
+// loopAMXBF16 is n ≥ 1 iterations of the four tdpbf16ps of the 2×2 tile
+// blocking on buf (see peak_amd64.s).
+//
+//go:noescape
+func loopAMXBF16(n int, buf *amxBuf)
+
 func supported(p Path) bool {
 	switch p {
 	case PathGo, PathSSE: // SSE2 is part of x86-64
@@ -31,6 +45,8 @@ func supported(p Path) bool {
 		return hostcpu.Supported("avx512f")
 	case PathAVX512BF16:
 		return hostcpu.Supported("avx512f") && hostcpu.Supported("avx512bf16")
+	case PathAMXBF16:
+		return hostcpu.Supported("amx-tile") && hostcpu.Supported("amx-bf16") && hostcpu.RequestAMX() == nil
 	}
 	return false
 }
@@ -57,5 +73,31 @@ func runAsm(p Path, n int, acc *Accumulators, x, y float32) {
 		bx, by := uint32(bf16(x)), uint32(bf16(y))
 		pairs := [2]uint32{bx | bx<<16, by | by<<16}
 		loopAVX512BF16(n, acc, &pairs)
+	case PathAMXBF16:
+		runAMX(n, acc, x, y)
+	}
+}
+
+// runAMX runs loopAMXBF16 with A tiles of the pair (x, x) and B tiles of
+// (y, y), bf16, and C tile j's rows all acc[j]; acc[j] gets its last row.
+func runAMX(n int, acc *Accumulators, x, y float32) {
+	var buf amxBuf
+	buf.cfg[0] = 1 // palette 1; start_row 0
+	for t := 0; t < 8; t++ {
+		buf.cfg[16+2*t] = 64 // colsb, little-endian 16 bits
+		buf.cfg[48+t] = 16   // rows
+	}
+	bx, by := uint32(bf16(x)), uint32(bf16(y))
+	for i := range buf.a {
+		buf.a[i], buf.b[i] = bx|bx<<16, by|by<<16
+	}
+	for j := range buf.c {
+		for r := range buf.c[j] {
+			buf.c[j][r] = acc[j]
+		}
+	}
+	loopAMXBF16(n, &buf)
+	for j := range buf.c {
+		acc[j] = buf.c[j][15]
 	}
 }

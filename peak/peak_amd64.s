@@ -272,3 +272,51 @@ loop:
 	MOVUPS X10, 640(AX)
 	MOVUPS X11, 704(AX)
 	RET
+
+// func loopAMXBF16(n int, buf *amxBuf)
+// AMX-BF16: 2×2 register blocking of tdpbf16ps, four 16×16 float32
+// accumulator tiles (tmm0–3) updated from two A tiles (tmm4–5) and two B
+// tiles (tmm6–7) per iteration, each tdpbf16ps 16·16·32·2 flop. buf holds
+// the 64-byte tile configuration (palette 1, all eight tiles 16 rows × 64
+// bytes), the A and B tiles and the four C tiles (loaded before the loop,
+// stored after it); the configuration is released at the end. Go's
+// assembler has no AMX: the instructions are spelled as bytes, each with
+// its AT&T form in the comment (encodings from llvm-mc -show-encoding
+// -mattr=+amx-tile,+amx-bf16; TestAMXEncodings disassembles them again).
+TEXT ·loopAMXBF16(SB), NOSPLIT, $0-16
+	MOVQ n+0(FP), CX
+	MOVQ buf+8(FP), BX
+	MOVQ $64, DX
+	MOVQ BX, AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x00 // ldtilecfg (%rax)
+	LEAQ 64(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x24; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm4
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x2c; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm5
+	LEAQ 1088(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x34; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm6
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x3c; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm7
+	LEAQ 2112(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x04; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm0
+	LEAQ 3136(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x0c; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm1
+	LEAQ 4160(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x14; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm2
+	LEAQ 5184(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x4b; BYTE $0x1c; BYTE $0x10 // tileloadd (%rax,%rdx), %tmm3
+amxloop:
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xc4 // tdpbf16ps %tmm6, %tmm4, %tmm0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xcc // tdpbf16ps %tmm7, %tmm4, %tmm1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x4a; BYTE $0x5c; BYTE $0xd5 // tdpbf16ps %tmm6, %tmm5, %tmm2
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x42; BYTE $0x5c; BYTE $0xdd // tdpbf16ps %tmm7, %tmm5, %tmm3
+	DECQ CX
+	JNZ amxloop
+	LEAQ 2112(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x04; BYTE $0x10 // tilestored %tmm0, (%rax,%rdx)
+	LEAQ 3136(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x0c; BYTE $0x10 // tilestored %tmm1, (%rax,%rdx)
+	LEAQ 4160(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x14; BYTE $0x10 // tilestored %tmm2, (%rax,%rdx)
+	LEAQ 5184(BX), AX
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7a; BYTE $0x4b; BYTE $0x1c; BYTE $0x10 // tilestored %tmm3, (%rax,%rdx)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // tilerelease
+	RET

@@ -148,7 +148,7 @@ func TestRunZero(t *testing.T) {
 }
 
 func TestFlopsPerIter(t *testing.T) {
-	for p, want := range map[Path]int64{PathGo: 24, PathSSE: 96, PathFMA: 192, PathAVX512: 384, PathAVX512BF16: 1536} {
+	for p, want := range map[Path]int64{PathGo: 24, PathSSE: 96, PathFMA: 192, PathAVX512: 384, PathAVX512BF16: 1536, PathAMXBF16: 65536} {
 		if got := p.FlopsPerIter(); got != want {
 			t.Errorf("%v: %d flop per iteration, want %d", p, got, want)
 		}

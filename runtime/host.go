@@ -28,9 +28,37 @@ func checkTarget(t artifact.Target) error {
 		return fmt.Errorf("artifact was compiled for %s (triple %q), this machine runs %s; recompile it here", goos, t.Triple, goruntime.GOOS)
 	}
 	if arch == "amd64" {
-		return checkFeatures(t.CPU, t.Features, hostcpu.Supported)
+		if err := checkFeatures(t.CPU, t.Features, hostcpu.Supported); err != nil {
+			return err
+		}
+		return requestTiles(t.CPU, t.Features, hostcpu.RequestAMX)
 	}
 	return nil
+}
+
+// requestTiles asks the operating system, through request (once per
+// process), for the AMX tile state when the artifact's features include
+// amx-tile: its GEMMs run on tiles, and without the permission the first
+// tile instruction ends in SIGILL. A refusal (an old kernel) is one line
+// naming the fix.
+func requestTiles(cpu, features string, request func() error) error {
+	if !hasFeature(features, "amx-tile") {
+		return nil
+	}
+	if err := request(); err != nil {
+		return fmt.Errorf("artifact (compiled for %s) uses AMX tiles, and the kernel refused this process their state (%v); recompile it with a --cpu without AMX, e.g. --cpu x86-64-v4", cpuLabel(cpu), err)
+	}
+	return nil
+}
+
+// hasFeature reports whether the LLVM feature string enables name.
+func hasFeature(features, name string) bool {
+	for _, f := range strings.Split(features, ",") {
+		if strings.TrimSpace(f) == "+"+name {
+			return true
+		}
+	}
+	return false
 }
 
 // parseTriple returns the Go names of a target triple's architecture and, when

@@ -3,6 +3,7 @@ package runtime
 import (
 	"math"
 	"strings"
+	"syscall"
 	"testing"
 
 	"gitee.com/gidean/conv-linn/ir"
@@ -56,6 +57,23 @@ func TestCheckFeatures(t *testing.T) {
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%q: got %v, want %q", tc.features, err, tc.want)
 		}
+	}
+}
+
+func TestRequestTiles(t *testing.T) {
+	calls := 0
+	refuse := func() error { calls++; return syscall.EINVAL }
+	grant := func() error { calls++; return nil }
+	if err := requestTiles("znver4", "+avx512f,+avx512bf16,-amx-tile", refuse); err != nil || calls != 0 {
+		t.Errorf("no AMX: err %v, %d requests; want none", err, calls)
+	}
+	if err := requestTiles("sapphirerapids", "+avx512f,+amx-bf16,+amx-tile", grant); err != nil || calls != 1 {
+		t.Errorf("granted: err %v, %d requests", err, calls)
+	}
+	err := requestTiles("sapphirerapids", "+amx-tile, +amx-bf16", refuse)
+	const want = "artifact (compiled for sapphirerapids) uses AMX tiles, and the kernel refused this process their state (invalid argument); recompile it with a --cpu without AMX, e.g. --cpu x86-64-v4"
+	if err == nil || err.Error() != want || calls != 2 {
+		t.Errorf("refused: got %v (%d requests), want %q", err, calls, want)
 	}
 }
 

@@ -21,6 +21,11 @@ type Arch struct {
 	// B then multiply bf16 pairs with vdpbf16ps instead of converting them
 	// to float32 while packing.
 	BF16 bool
+	// AMX reports AMX-TILE and AMX-BF16 (with VectorWidth 16): GEMMs of
+	// bf16 A and B then multiply 16×32 by 32×16 tiles with tdpbf16ps (see
+	// the package doc, "AMX"). It comes from the target's features, never
+	// from the host's.
+	AMX bool
 }
 
 // ArchOf reads the CPU, features and vector width of tm. The vector unit is
@@ -40,6 +45,7 @@ func ArchOf(tm llvm.TargetMachine) Arch {
 	}
 	a.FMA = llvm.HasFeature(on, "fma") || llvm.HasFeature(on, "avx512f")
 	a.BF16 = a.VectorWidth == 16 && llvm.HasFeature(on, "avx512bf16")
+	a.AMX = a.VectorWidth == 16 && llvm.HasFeature(on, "amx-tile") && llvm.HasFeature(on, "amx-bf16")
 	return a
 }
 
@@ -92,6 +98,29 @@ func DefaultBlocking(w int) Blocking {
 // bf16 and K has several blocks. See BenchmarkGEMMBF16.
 func DefaultBlockingBF16() Blocking {
 	return Blocking{MR: 8, NR: 32, MC: 144, KC: 512, NC: 4096, Unroll: 2}
+}
+
+// DefaultBlockingAMX returns the blocking of the AMX kernels: a 32×32
+// block of C in 2×2 tiles of 16×16 floats (4 of the 8 tile registers; the
+// other 4 hold two A tiles of 16 rows × 32 k and two B tiles of 32 k × 16
+// columns), KC a multiple of 32 (one tile depth). The packed A block
+// (MC×KC bf16, 256 KB) and B block (KC×NC, 1 MB) are sized for a Sapphire
+// Rapids core's 2 MB L2 and a B micro-panel (KC×NR, 32 KB) for its 48 KB
+// L1D. Not tuned: no AMX machine was at hand when it was written.
+func DefaultBlockingAMX() Blocking {
+	return Blocking{MR: 32, NR: 32, MC: 256, KC: 512, NC: 1024, Unroll: 1}
+}
+
+// checkAMX reports the first problem that makes b unusable for the AMX
+// kernels: MR and NR must be 16 or 32 (one or two tiles), KC at least 32.
+func (b Blocking) checkAMX() error {
+	if (b.MR != 16 && b.MR != 32) || (b.NR != 16 && b.NR != 32) {
+		return fmt.Errorf("cpu: AMX blocking %d×%d: MR and NR must be 16 or 32", b.MR, b.NR)
+	}
+	if b.KC < 32 {
+		return fmt.Errorf("cpu: AMX blocking KC=%d: must be ≥ 32 (one tile depth)", b.KC)
+	}
+	return nil
 }
 
 // check reports the first problem that makes b unusable with width w.

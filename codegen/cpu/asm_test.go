@@ -136,6 +136,9 @@ func TestMicroKernelAsmBF16(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewGenerator(c.tm)
+			if g.Arch.AMX {
+				t.Skip("host has AMX: its bf16 GEMMs take tiles (TestMicroKernelAsmAMX)")
+			}
 			if g.Arch.BF16 != c.dot {
 				t.Fatalf("arch %+v: BF16 = %v, want %v", g.Arch, g.Arch.BF16, c.dot)
 			}
@@ -192,5 +195,91 @@ func TestMicroKernelAsmBF16(t *testing.T) {
 				t.Error("fallback: no vpmovzxwd widening bf16 while packing")
 			}
 		})
+	}
+}
+
+// TestMicroKernelAsmAMX compiles (only: it runs on any host) bf16 GEMMs for
+// Sapphire Rapids and checks that they take the AMX path: every
+// micro-kernel loads tiles (tileloadd) and multiplies them with one
+// tdpbf16ps per C tile and k step, spilling no vector, every kernel loads
+// its configuration (ldtilecfg) and releases it (tilerelease), no emulated
+// tile function is left, and a bf16·float32 product stays off the tiles. AVX-512 targets
+// without AMX (znver4, x86-64-v4) do not get it.
+func TestMicroKernelAsmAMX(t *testing.T) {
+	for _, cpu := range []string{"znver4", "x86-64-v4"} {
+		if a := NewGenerator(cpuMachine(t, cpu)).Arch; a.AMX {
+			t.Errorf("%s: arch %+v has AMX", cpu, a)
+		}
+	}
+	tm := cpuMachine(t, "sapphirerapids")
+	g := NewGenerator(tm)
+	if !g.Arch.AMX || !g.Arch.BF16 || g.Arch.VectorWidth != 16 {
+		t.Fatalf("sapphirerapids: arch %+v, want AMX, BF16, width 16", g.Arch)
+	}
+	ctx := llvm.NewContext()
+	defer ctx.Dispose()
+	m := ctx.NewModule("asm")
+	defer m.Dispose()
+	m.ConfigureFor(tm)
+	specs := []GEMM{
+		{Name: "fwd", M: 2048, N: 512, K: 512, TransB: true, Alpha: 1, ElemA: BF16, ElemB: BF16, ElemC: BF16},
+		{Name: "dw", M: 100, N: 37, K: 3001, TransA: true, Alpha: 0.5, Accumulate: true, ElemA: BF16, ElemB: BF16, ElemC: BF16},
+		{Name: "mixed", M: 64, N: 64, K: 1000, Alpha: 1, ElemA: BF16, ElemB: BF16},
+		{Name: "half", M: 64, N: 64, K: 100, Alpha: 1, ElemA: BF16},
+	}
+	for _, s := range specs {
+		k, err := g.Add(m, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := s.ElemB == BF16; k.AMX != want || k.DotBF16 {
+			t.Errorf("%s: AMX %v DotBF16 %v, want AMX %v", s.Name, k.AMX, k.DotBF16, want)
+		}
+	}
+	if err := Optimize(m, tm); err != nil {
+		t.Fatal(err)
+	}
+	out, err := tm.Emit(m, llvm.AssemblyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asm := string(out)
+	if strings.Contains(asm, ".tile.") {
+		t.Error("the assembly calls emulated tile functions")
+	}
+	tdp := regexp.MustCompile(`tdpbf16ps\s+%tmm[4-7], %tmm[4-7], %tmm[0-3]`)
+	// A vector stored to the stack (the workspace kernels' seventh
+	// parameter is read from there, which is no spill).
+	spill := regexp.MustCompile(`%[xyz]mm\d+, -?\d*\(%rsp\)`)
+	mks := 0
+	for _, s := range specs[:3] {
+		fns := funcAsm(asm, s.Name)
+		drv := fns[s.Name]
+		if !strings.Contains(drv, "ldtilecfg") || !strings.Contains(drv, "tilerelease") {
+			t.Errorf("%s: kernel without ldtilecfg and tilerelease:\n%s", s.Name, drv)
+		}
+		for name, body := range funcAsm(asm, s.Name+".mk.") {
+			mks++
+			var kc, rows, cols int
+			if _, err := fmt.Sscanf(name[len(s.Name)+len(".mk."):], "k%d.m%d.n%d", &kc, &rows, &cols); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			tiles := ceilDiv(rows, 16) * ceilDiv(cols, 16)
+			if n := len(tdp.FindAllString(body, -1)); n < tiles || n%tiles != 0 || !strings.Contains(body, "tileloadd") || !strings.Contains(body, "tilestored") {
+				t.Errorf("%s: %d tdpbf16ps for %d C tiles, tileloadd %v:\n%s", name, n, tiles, strings.Contains(body, "tileloadd"), body)
+			}
+			if strings.Contains(body, "vdpbf16ps") || strings.Contains(body, "call") {
+				t.Errorf("%s: vdpbf16ps or a call in an AMX micro-kernel:\n%s", name, body)
+			}
+			if spill.MatchString(body) {
+				t.Errorf("%s spills registers (the C tiles' vectors must stream from the staging area):\n%s", name, body)
+			}
+		}
+	}
+	if mks < 6 {
+		t.Fatalf("found %d AMX micro-kernels, want ≥ 6", mks)
+	}
+	if body := funcAsm(asm, "half")["half"]; strings.Contains(body, "tile") {
+		t.Errorf("bf16·float32 GEMM uses tiles:\n%s", body)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"gitee.com/gidean/conv-linn/hostcpu"
 	"gitee.com/gidean/conv-linn/peak"
 )
 
@@ -214,7 +215,12 @@ func (bl *baseline) run(s benchShape) (float64, error) {
 // threads, peak_GFLOP/s), the best round of each, so that all three see the
 // same load on the machine; bf16/fp32 and of_peak divide this kernel's
 // best round by the others'. Without AVX512-BF16 the kernels take the
-// converting fallback and no peak is reported.
+// converting fallback and no peak is reported. On a host with AMX (and the
+// tile state granted by Linux) the bf16 kernels are the AMX ones and the
+// peak is package peak's tdpbf16ps loop (2×2 tiles, PathAMXBF16); where
+// the host lacks AMX, BenchmarkGEMMBF16/amx skips in one line. Each
+// result's last name element is the kernel family: amx, vdpbf16ps or
+// convert.
 //
 //	go test -run '^$' -bench GEMMBF16 -count 3 ./codegen/cpu
 func BenchmarkGEMMBF16(b *testing.B) {
@@ -242,16 +248,35 @@ func BenchmarkGEMMBF16(b *testing.B) {
 		}
 	}
 	kernels, fns := buildLibParallel(b, jobs, runtime.NumCPU())
-	hasPeak := peak.PathAVX512BF16.Supported()
+	path := peak.PathAVX512BF16
+	if g.Arch.AMX {
+		if err := hostcpu.RequestAMX(); err != nil {
+			b.Skipf("host has AMX but no tile state: %v", err)
+		}
+		path = peak.PathAMXBF16
+	}
+	hasPeak := path.Supported()
 	if !hasPeak {
 		b.Log("no AVX512-BF16: the bf16 kernels convert to float32, no bf16 peak")
+	}
+	if !g.Arch.AMX {
+		b.Run("amx", func(b *testing.B) {
+			b.Skip("host has no AMX: the AMX kernels and the tdpbf16ps peak are not measured here")
+		})
 	}
 	for i, s := range shapes {
 		fp32 := newTimer(kernels[3*i], fns[3*i])
 		for mi, m := range modes {
 			k, fn := kernels[3*i+1+mi], fns[3*i+1+mi]
 			var best, f32, pk float64
-			b.Run(s.name+"/"+m.name, func(b *testing.B) {
+			family := "convert"
+			switch {
+			case k.AMX:
+				family = "amx"
+			case k.DotBF16:
+				family = "vdpbf16ps"
+			}
+			b.Run(s.name+"/"+m.name+"/"+family, func(b *testing.B) {
 				if b.N == 1 {
 					this := newTimer(k, fn)
 					best, f32, pk = 0, 0, 0
@@ -259,7 +284,7 @@ func BenchmarkGEMMBF16(b *testing.B) {
 						f32 = max(f32, fp32.gflops(100*time.Millisecond))
 						best = max(best, this.gflops(100*time.Millisecond))
 						if hasPeak {
-							r, err := peak.MeasurePath(peak.PathAVX512BF16, benchThreads, 100*time.Millisecond)
+							r, err := peak.MeasurePath(path, benchThreads, 100*time.Millisecond)
 							if err != nil {
 								b.Fatal(err)
 							}

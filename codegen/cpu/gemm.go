@@ -166,6 +166,9 @@ type Kernel struct {
 	// (AVX512-BF16, BF16 A and B); otherwise it converts bf16 operands to
 	// float32 while packing and uses vfmadd.
 	DotBF16 bool
+	// AMX says that the kernel multiplies 16×16 tiles of C with tdpbf16ps
+	// (Arch.AMX, BF16 A and B; see the package doc, "AMX").
+	AMX bool
 	// SplitN says that threads split C into ranges of NR-column tiles;
 	// otherwise into ranges of MR-row tiles. Batch items are part of the
 	// range: thread parts run over (batch item, tile) in order.
@@ -175,7 +178,8 @@ type Kernel struct {
 }
 
 // Generator adds GEMM kernels for one target to LLVM modules. Set Blocking
-// (and BlockingBF16) before calling Add to override the default tuning.
+// (and BlockingBF16, BlockingAMX) before calling Add to override the
+// default tuning.
 type Generator struct {
 	Arch     Arch
 	Blocking Blocking // kernels with the float32 micro-kernel
@@ -183,15 +187,29 @@ type Generator struct {
 	// vdpbf16ps (Arch.BF16, BF16 A and B); its KC counts k, not pairs, and
 	// should be even. The zero value means DefaultBlockingBF16.
 	BlockingBF16 Blocking
+	// BlockingAMX is used by the AMX kernels (Arch.AMX, BF16 A and B); the
+	// zero value means DefaultBlockingAMX.
+	BlockingAMX Blocking
+	// emulateTiles generates the AMX kernels with every tile instruction
+	// replaced by plain IR over a tile-register file in scratch (amx.go),
+	// so that the tests run them on hosts without AMX. Internal: never a
+	// user's choice.
+	emulateTiles bool
 	// wBudget overrides defaultWBudget when positive (tests).
 	wBudget int
 }
 
-// NewGenerator returns a generator for tm's CPU with DefaultBlocking and
-// DefaultBlockingBF16.
+// NewGenerator returns a generator for tm's CPU with DefaultBlocking,
+// DefaultBlockingBF16 and DefaultBlockingAMX.
 func NewGenerator(tm llvm.TargetMachine) *Generator {
 	a := ArchOf(tm)
-	return &Generator{Arch: a, Blocking: DefaultBlocking(a.VectorWidth), BlockingBF16: DefaultBlockingBF16()}
+	return &Generator{Arch: a, Blocking: DefaultBlocking(a.VectorWidth), BlockingBF16: DefaultBlockingBF16(),
+		BlockingAMX: DefaultBlockingAMX()}
+}
+
+// amxBF16 reports whether g multiplies s on AMX tiles.
+func (g *Generator) amxBF16(s GEMM) bool {
+	return g.Arch.AMX && g.Arch.VectorWidth == 16 && s.ElemA == BF16 && s.ElemB == BF16
 }
 
 // dotBF16 reports whether g multiplies s with vdpbf16ps.
@@ -210,8 +228,16 @@ func (g *Generator) Add(m llvm.Module, s GEMM) (Kernel, error) {
 	if g.Arch.VectorWidth != 4 && g.Arch.VectorWidth != 8 && g.Arch.VectorWidth != 16 {
 		return Kernel{}, fmt.Errorf("cpu: vector width %d is not 4, 8 or 16", g.Arch.VectorWidth)
 	}
-	dot, blk := g.dotBF16(s), g.Blocking
-	if dot {
+	amx := g.amxBF16(s)
+	dot, blk := g.dotBF16(s) || amx, g.Blocking
+	if amx {
+		if blk = g.BlockingAMX; blk == (Blocking{}) {
+			blk = DefaultBlockingAMX()
+		}
+		if err := blk.checkAMX(); err != nil {
+			return Kernel{}, err
+		}
+	} else if dot {
 		if blk = g.BlockingBF16; blk == (Blocking{}) {
 			blk = DefaultBlockingBF16()
 		}
@@ -225,16 +251,22 @@ func (g *Generator) Add(m llvm.Module, s GEMM) (Kernel, error) {
 	if _, ok := m.NamedFunction(s.Name); ok {
 		return Kernel{}, fmt.Errorf("cpu: module already defines %q", s.Name)
 	}
-	p := newPlan(s, blk, dot)
+	wb := defaultWBudget
 	if g.wBudget > 0 {
-		p = newPlanW(s, blk, dot, g.wBudget)
+		wb = g.wBudget
 	}
+	p := planFor(s, blk, dot, amx, g.emulateTiles, wb)
 	e, err := newEmitter(m, g.Arch)
 	if err != nil {
 		return Kernel{}, err
 	}
 	defer e.close()
 	gg := &gemmGen{emitter: e, p: p, mk: map[mkKey]llvm.Function{}}
+	if amx {
+		if gg.tiles, err = newTileOps(e, s.Name, g.emulateTiles); err != nil {
+			return Kernel{}, err
+		}
+	}
 	if err := gg.emit(); err != nil {
 		return Kernel{}, err
 	}
@@ -259,7 +291,11 @@ type plan struct {
 	b Blocking // effective: MC multiple of MR, NC of NR, KC fitted to K
 	// dot: panels hold bf16 pairs along k (zero-padded to an even depth)
 	// and the micro-kernel uses vdpbf16ps; otherwise panels hold floats.
-	dot    bool
+	dot bool
+	// amx: the micro-kernel multiplies tiles with tdpbf16ps (dot is set
+	// too: B panels keep the pair layout); panels are kcp = kc rounded up
+	// to 32 deep, zero-padded, and A panels are row-major (see pack_amx.go).
+	amx    bool
 	kcLast int // depth of the last K block (≤ b.KC)
 	// viaW: C is bf16 and K has several blocks, so the partial sums of an
 	// MW×NC block live in a float32 workspace in scratch until the last K
@@ -271,6 +307,7 @@ type plan struct {
 	apBytes      int // packed A block: MC×KC elements
 	bpBytes      int // packed B block: KC×NC elements
 	wBytes       int // workspace: MW×NC floats when viaW
+	tBytes       int // AMX tile area: config, C staging, emulated tiles
 	scratchBytes int64
 	tiles        int // tiles along the split dimension per batch item
 	mEdge, nEdge int // M mod MR, N mod NR
@@ -287,12 +324,21 @@ func newPlan(s GEMM, b Blocking, dot bool) *plan { return newPlanW(s, b, dot, de
 // newPlanW is newPlan with a workspace of at most wBudget bytes (but at
 // least one MC×NC block).
 func newPlanW(s GEMM, b Blocking, dot bool, wBudget int) *plan {
-	p := &plan{s: s, b: b, dot: dot}
+	return planFor(s, b, dot, false, false, wBudget)
+}
+
+// planFor is newPlanW for any kernel family: amx selects the AMX kernels
+// (with dot set), emu their emulated tiles.
+func planFor(s GEMM, b Blocking, dot, amx, emu bool, wBudget int) *plan {
+	p := &plan{s: s, b: b, dot: dot, amx: amx}
 	p.b.MC = min(roundUp(b.MC, b.MR), roundUp(s.M, b.MR))
 	p.b.NC = min(roundUp(b.NC, b.NR), roundUp(s.N, b.NR))
 	kcMax, step := b.KC, 1
 	if dot {
 		kcMax, step = b.KC&^1, 2
+	}
+	if amx {
+		kcMax, step = b.KC&^31, 32
 	}
 	// Split K into equal blocks, rounded to the unroll factor when that
 	// still leaves a non-empty last block.
@@ -330,12 +376,15 @@ func newPlanW(s GEMM, b Blocking, dot bool, wBudget int) *plan {
 		p.mw = p.b.MC * max(1, min(wBudget/(4*p.b.NC*p.b.MC), ceilDiv(s.M, p.b.MC)))
 		p.wBytes = 4 * p.mw * p.b.NC
 	}
-	p.scratchBytes = 64 + int64(roundUp(p.apBytes, 64)) + int64(roundUp(p.bpBytes, 64)) + int64(roundUp(p.wBytes, 64))
+	if amx {
+		p.tBytes = tileAreaBytes(emu)
+	}
+	p.scratchBytes = 64 + int64(roundUp(p.apBytes, 64)) + int64(roundUp(p.bpBytes, 64)) + int64(roundUp(p.wBytes, 64)) + int64(p.tBytes)
 	return p
 }
 
 func (p *plan) kernel() Kernel {
-	return Kernel{GEMM: p.s, Blocking: p.b, DotBF16: p.dot, SplitN: p.splitN, ScratchBytes: p.scratchBytes}
+	return Kernel{GEMM: p.s, Blocking: p.b, DotBF16: p.dot && !p.amx, AMX: p.amx, SplitN: p.splitN, ScratchBytes: p.scratchBytes}
 }
 
 // packElem is the element type of the packed panels.
@@ -355,7 +404,9 @@ type gemmGen struct {
 	p            *plan
 	mk           map[mkKey]llvm.Function
 	packA, packB llvm.Function
-	err          error // first error met while emitting nested loops
+	tiles        tileOps    // the AMX kernels' tile instructions (plan.amx)
+	tr           llvm.Value // the driver's tile area (plan.amx)
+	err          error      // first error met while emitting nested loops
 }
 
 // errNoVariant reports an internal inconsistency of the dispatch tree.
@@ -393,9 +444,12 @@ func (g *gemmGen) emit() error {
 		}
 	}
 	var err error
-	if g.p.dot {
+	switch {
+	case g.p.amx:
+		g.packA, err = g.emitPackAAMX()
+	case g.p.dot:
 		g.packA, err = g.emitPackADot()
-	} else {
+	default:
 		g.packA, err = g.emitPackA()
 	}
 	if err != nil {
@@ -450,6 +504,12 @@ func (g *gemmGen) emitDriver() error {
 	ap := b.InBoundsGEP(i8, scratch, []llvm.Value{off}, "ap")
 	bp := b.InBoundsGEP(i8, ap, []llvm.Value{g.c64(int64(roundUp(p.apBytes, 64)))}, "bp")
 	ws := b.InBoundsGEP(i8, bp, []llvm.Value{g.c64(int64(roundUp(p.bpBytes, 64)))}, "w")
+	if p.amx {
+		// The tile area follows the workspace. The tile configuration is
+		// per thread: set it on entry, release it on exit.
+		g.tr = b.InBoundsGEP(i8, ws, []llvm.Value{g.c64(int64(roundUp(p.wBytes, 64)))}, "tiles")
+		g.configTiles()
+	}
 
 	// This thread's part: units [u0, u1) of batch·tiles, where thread t
 	// starts at t·q + min(t, r) with q, r = total / nthreads, total mod
@@ -493,6 +553,9 @@ func (g *gemmGen) emitDriver() error {
 			body(bi, lo, hi)
 		})
 	}
+	if p.amx {
+		g.tiles.release(g.tr)
+	}
 	b.Br(done)
 	return g.err
 }
@@ -508,7 +571,10 @@ func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, ws, m0, m1, n0, n1 llvm.Value) {
 	pe := p.packElem()
 	// The panels of a block are kcp deep: kc rounded up to even for pairs.
 	depth := func(kc llvm.Value) llvm.Value {
-		if p.dot {
+		switch {
+		case p.amx:
+			return b.And(g.add(kc, g.c64(31)), g.c64(-32), "kcp")
+		case p.dot:
 			return b.And(g.add(kc, g.c64(1)), g.c64(-2), "kcp")
 		}
 		return kc
@@ -534,6 +600,9 @@ func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, ws, m0, m1, n0, n1 llvm.Value) {
 					wrow := g.add(g.sub(ic, iw), ir)
 					wt := g.at(ws, g.add(g.mul(jr, g.c64(int64(p.mw))), g.mul(wrow, g.c64(nr))))
 					args = append(args, wt, last)
+				}
+				if p.amx {
+					args = append(args, g.tr)
 				}
 				g.dispatch(mkKey{}, 0, [3]llvm.Value{kFull, rowFull, colFull}, args)
 			})

@@ -11,6 +11,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/codegen/internal/dl"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/hostcpu"
 )
 
 // hostMachine returns an -O3 PIC machine for the host, disposed at the end
@@ -161,6 +162,11 @@ func linkLib(tb testing.TB, objs [][]byte, kernels []Kernel) []unsafe.Pointer {
 	}
 	if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 		tb.Fatalf("cc -shared: %v\n%s", err, out)
+	}
+	if hostcpu.Supported("amx-tile") && hostcpu.Supported("amx-bf16") {
+		// Host kernels may run on AMX tiles: ask for the tile state as
+		// package runtime does (a refusal shows in TestGEMMAMX).
+		_ = hostcpu.RequestAMX()
 	}
 	lib, err := dl.Open(so)
 	if err != nil {

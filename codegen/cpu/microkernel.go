@@ -30,12 +30,18 @@ import (
 // added to w (stored there when first is set) unless last is set, when
 // alpha·(w + acc), plus C if Accumulate, is rounded once into C instead.
 // w is prefetched before the k loop and read only after it.
+//
+// The AMX kernels take the driver's tile area as a last parameter and
+// compute acc on tiles (kLoopAMX), with the same epilogue.
 func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 	p, s := g.p, g.p.s
 	name := fmt.Sprintf("%s.mk.k%d.m%d.n%d", s.Name, kc, rows, cols)
 	params := []llvm.Type{g.ptr, g.ptr, g.ptr, g.i1}
 	if p.viaW {
 		params = append(params, g.ptr, g.i1)
+	}
+	if p.amx {
+		params = append(params, g.ptr) // the tile area
 	}
 	fn, err := g.newFunction(name, params, true)
 	if err != nil {
@@ -48,6 +54,9 @@ func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 	if p.viaW {
 		ptrs = append(ptrs, 4)
 	}
+	if p.amx {
+		ptrs = append(ptrs, len(params)-1) // the tile area
+	}
 	for _, i := range ptrs {
 		if err := g.markPointer(fn, i, i < 2); err != nil {
 			return fn, err
@@ -58,7 +67,6 @@ func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 	if p.viaW {
 		w, last = fn.Param(4), fn.Param(5)
 	}
-	b := g.b
 	nv := ceilDiv(cols, g.w)
 
 	// Prefetch the C tile for writing: it is read and written only after
@@ -76,47 +84,72 @@ func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 	if err != nil {
 		return fn, err
 	}
-	acc := make([][]llvm.Value, rows)
-	for r := range acc {
-		acc[r] = make([]llvm.Value, nv)
-		for j := range acc[r] {
-			acc[r][j] = llvm.ConstNull(g.vec)
+	if p.amx {
+		// The C tiles wait in the staging area; the epilogue takes them
+		// amxRowGroup rows at a time, so that their vectors stay in
+		// registers.
+		tr := fn.Param(len(params) - 1)
+		g.kLoopAMX(kc, rows, cols, ap, bp, tr)
+		for r0 := 0; r0 < rows && err == nil; r0 += amxRowGroup {
+			part := g.stagedRows(tr, r0, min(r0+amxRowGroup, rows), nv)
+			var wp llvm.Value
+			if p.viaW {
+				wp = g.atc(w, int64(r0*p.b.NR))
+			}
+			err = g.epilogue(g.elemAtc(s.ElemC, c, int64(r0*s.N)), wp, first, last, part, cols)
 		}
-	}
-	if p.dot {
-		err = g.kLoopDot(fn, kc, rows, nv, ap, bp, acc)
 	} else {
-		g.kLoopF32(fn, kc, rows, nv, ap, bp, acc)
-	}
-	if err != nil {
-		return fn, err
-	}
-	if p.viaW {
+		acc := make([][]llvm.Value, rows)
 		for r := range acc {
+			acc[r] = make([]llvm.Value, nv)
 			for j := range acc[r] {
-				// w is scratch: reading it on the first block is harmless
-				// and the select discards what was there.
-				old := g.load(g.vec, g.atc(w, int64(r*p.b.NR+j*g.w)), 4)
-				acc[r][j] = b.Select(first, acc[r][j], b.FAdd(old, acc[r][j], ""), "")
+				acc[r][j] = llvm.ConstNull(g.vec)
 			}
 		}
-		g.ifElse("out", last, func() {
-			err = g.storeTile(c, acc, cols, llvm.Value{})
-		}, func() {
-			for r := range acc {
-				for j, v := range acc[r] {
-					g.store(v, g.atc(w, int64(r*p.b.NR+j*g.w)), 4)
-				}
-			}
-		})
-	} else {
-		err = g.storeTile(c, acc, cols, first)
+		if p.dot {
+			err = g.kLoopDot(fn, kc, rows, nv, ap, bp, acc)
+		} else {
+			g.kLoopF32(fn, kc, rows, nv, ap, bp, acc)
+		}
+		if err == nil {
+			err = g.epilogue(c, w, first, last, acc, cols)
+		}
 	}
 	if err != nil {
 		return fn, err
 	}
-	b.RetVoid()
+	g.b.RetVoid()
 	return fn, nil
+}
+
+// epilogue writes the block sums acc (rows of ⌈cols/W⌉ vectors) of the C
+// tile at c: C = alpha·acc (+ C) by storeTile, or through the workspace
+// tile w when the plan has one (first: store into w; last: add w and
+// round into C; otherwise add into w).
+func (g *gemmGen) epilogue(c, w, first, last llvm.Value, acc [][]llvm.Value, cols int) error {
+	p, b := g.p, g.b
+	if !p.viaW {
+		return g.storeTile(c, acc, cols, first)
+	}
+	for r := range acc {
+		for j := range acc[r] {
+			// w is scratch: reading it on the first block is harmless
+			// and the select discards what was there.
+			old := g.load(g.vec, g.atc(w, int64(r*p.b.NR+j*g.w)), 4)
+			acc[r][j] = b.Select(first, acc[r][j], b.FAdd(old, acc[r][j], ""), "")
+		}
+	}
+	var err error
+	g.ifElse("out", last, func() {
+		err = g.storeTile(c, acc, cols, llvm.Value{})
+	}, func() {
+		for r := range acc {
+			for j, v := range acc[r] {
+				g.store(v, g.atc(w, int64(r*p.b.NR+j*g.w)), 4)
+			}
+		}
+	})
+	return err
 }
 
 // prefetchTile prefetches, for writing, the 64-byte lines of the rows×cols

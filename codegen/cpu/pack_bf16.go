@@ -18,13 +18,36 @@ import (
 // shuffle.
 
 // kcPairs returns the number of full pairs of kc, whether kc is odd, and
-// the panel depth kcp.
+// the panel depth kcp (kc rounded up to even, or to 32 for AMX tiles).
 func (g *gemmGen) kcPairs(kc llvm.Value) (full, odd, kcp llvm.Value) {
 	b := g.b
 	full = b.LShr(kc, g.c64(1), "pairs")
 	odd = b.ICmp(llvm.IntNE, b.And(kc, g.c64(1), ""), g.c64(0), "odd")
 	kcp = b.And(g.add(kc, g.c64(1)), g.c64(-2), "kcp")
+	if g.p.amx {
+		kcp = b.And(g.add(kc, g.c64(31)), g.c64(-32), "kcp")
+	}
 	return full, odd, kcp
+}
+
+// zeroPadB zeroes, for AMX tiles, the pair rows of the B panels past the
+// kc values packed, up to the panel depth kcp (a multiple of 32): every
+// NR-column panel of the nc columns, all 2·NR halves of each row.
+func (g *gemmGen) zeroPadB(bp, kc, nc llvm.Value) {
+	if !g.p.amx {
+		return
+	}
+	b := g.b
+	nr := int64(g.p.b.NR)
+	full, odd, kcp := g.kcPairs(kc)
+	used := g.add(full, b.ZExt(odd, g.i64, ""))
+	row := llvm.VectorType(g.i16, int(2*nr))
+	g.forLoop("pad", used, b.LShr(kcp, g.c64(1), ""), 1, func(pp llvm.Value) {
+		dst := g.elemAt(BF16, bp, g.mul(pp, g.c64(2*nr)))
+		g.forLoop("padp", g.c64(0), nc, nr, func(q llvm.Value) {
+			g.store(llvm.ConstNull(row), g.elemAt(BF16, dst, g.mul(q, kcp)), 64)
+		})
+	})
 }
 
 // interleave returns <x0, y0, x1, y1, …> of the n-lane vectors x and y.
@@ -206,6 +229,7 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 		}
 		g.forLoop("kp", g.c64(0), full, 1, func(pp llvm.Value) { pair(pp, true) })
 		g.ifElse("odd", odd, func() { pair(full, false) }, nil)
+		g.zeroPadB(bp, kc, nc)
 		b.RetVoid()
 		return fn, ferr
 	}
@@ -218,6 +242,7 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 			g.packWords(src, dst, kc, cols, roundUp(cols, w), p.b.NR, k, 64)
 		})
 	})
+	g.zeroPadB(bp, kc, nc)
 	b.RetVoid()
 	return fn, ferr
 }
