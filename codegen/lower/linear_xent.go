@@ -23,9 +23,17 @@ import (
 //
 // Every value is computed and rounded as the unfused kernels compute it —
 // the same GEMM specifications (with M = n), the same row arithmetic — so
-// the loss, dl and dh are bit-identical to the unfused graph's; dW's f32 sum
-// over T is split at the chunk boundaries (the GEMM adds each chunk's
-// product to the partial sum), the only change. A bf16 dW is accumulated in
+// the loss comes out bit for bit (the tests check it); dh and dW differ at
+// most by their GEMMs' f32 summation order: a GEMM of n rows may block K
+// differently from one of T, and dW's sum over T is split at the chunk
+// boundaries (the GEMM adds each chunk's product to the partial sum).
+//
+// The row step keeps the unfused kernel's two sweeps over a row (maximum,
+// then Σ exp written in place) rather than an online max/sum: a row (V
+// floats, 125 KiB for V = 32000) stays in the L2 cache between the sweeps,
+// so the second costs cache bandwidth, not memory bandwidth, while the
+// online form would pay a rescaling exp per element and change the
+// summation (and so the loss's bits). A bf16 dW is accumulated in
 // an f32 transient and rounded once at the end, as the unfused GEMM rounds
 // its f32 sum once. In bf16-mixed the loss reads the f32 logits and the
 // gradient their bf16 rounding (a second, bf16 chunk buffer), and dl is
@@ -265,6 +273,12 @@ func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
 		}
 		call(bname)
 	}
+	var tb int64
+	for _, t := range l.Temps {
+		tb += t.Bytes()
+	}
+	l.Note = fmt.Sprintf("linear cross-entropy: %d rows in %d chunks of %d, logits %v never stored (transients %.1f MiB)",
+		x.T, (x.T+C-1)/C, C, x.logitsT, float64(tb)/(1<<20))
 	if acc >= 0 {
 		// The bf16 dW: its f32 sum rounded once.
 		dname := name + "_dw"
