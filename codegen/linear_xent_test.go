@@ -16,7 +16,7 @@ import (
 // mixed-precision leave it — logits = Linear(h, W), ce, its gradient,
 // dh = dl·W, dW = dlᵀ·h — for T rows, V classes and hidden size d, in
 // "f32", "bf16" or "bf16-mixed". With eval only the loss is built.
-func lossHead(t *testing.T, mode string, T, V, d int, eval bool) *ir.Module {
+func lossHead(t testing.TB, mode string, T, V, d int, eval bool) *ir.Module {
 	b := ir.NewBuilder("head")
 	dt := ir.F32
 	if mode == "bf16" {
@@ -64,7 +64,7 @@ func lossHead(t *testing.T, mode string, T, V, d int, eval bool) *ir.Module {
 
 // compileHead compiles m's one graph unfused, or fused by
 // fuse-linear-xent with chunks of the given rows (checking that it fused).
-func compileHead(t *testing.T, m *ir.Module, fused bool, chunk int64) *machine {
+func compileHead(t testing.TB, m *ir.Module, fused bool, chunk int64) *machine {
 	t.Helper()
 	m = m.Clone()
 	g := m.Graphs[0]
@@ -307,5 +307,26 @@ func TestLinearCrossEntropySteps(t *testing.T) {
 			}
 			t.Logf("losses and grad norms, fused %v, unfused %v", fl, ul)
 		})
+	}
+}
+
+// BenchmarkLinearCrossEntropy60M times llama_60m's training loss head (8 ×
+// 255 rows, vocabulary 32000, hidden size 512: lm_head, the cross-entropy,
+// its gradient, dhidden and dW) on 2 threads, unfused and chunked, in f32,
+// bf16 and bf16-mixed, and reports each program's arena (the logits, the
+// gradient and the transients).
+func BenchmarkLinearCrossEntropy60M(b *testing.B) {
+	const T, V, d = 8 * 255, 32000, 512
+	for _, mode := range []string{"f32", "bf16", "bf16-mixed"} {
+		mod := lossHead(b, mode, T, V, d, false)
+		for _, fused := range []bool{false, true} {
+			name := map[bool]string{false: "unfused", true: "chunked"}[fused]
+			b.Run(mode+"/"+name, func(b *testing.B) {
+				m := compileHead(b, mod, fused, 0)
+				p := m.program(b, "head")
+				b.ReportMetric(float64(p.ArenaBytes)/(1<<20), "arena-MiB")
+				benchProgram(b, m, p)
+			})
+		}
 	}
 }
