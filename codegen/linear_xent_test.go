@@ -312,17 +312,22 @@ func TestLinearCrossEntropySteps(t *testing.T) {
 
 // BenchmarkLinearCrossEntropy60M times llama_60m's training loss head (8 ×
 // 255 rows, vocabulary 32000, hidden size 512: lm_head, the cross-entropy,
-// its gradient, dhidden and dW) on 2 threads, unfused and chunked, in f32,
-// bf16 and bf16-mixed, and reports each program's arena (the logits, the
-// gradient and the transients).
+// its gradient, dhidden and dW) on 2 threads — unfused, chunked (the default
+// chunk, 512 rows) and in chunks of 256 rows — in f32, bf16 and bf16-mixed,
+// and reports each program's arena (logits, gradient and transients).
 func BenchmarkLinearCrossEntropy60M(b *testing.B) {
 	const T, V, d = 8 * 255, 32000, 512
 	for _, mode := range []string{"f32", "bf16", "bf16-mixed"} {
 		mod := lossHead(b, mode, T, V, d, false)
-		for _, fused := range []bool{false, true} {
-			name := map[bool]string{false: "unfused", true: "chunked"}[fused]
+		for _, chunk := range []int64{-1, 0, 256} {
+			name := fmt.Sprintf("chunk=%d", chunk)
+			if chunk < 0 {
+				name = "unfused"
+			} else if chunk == 0 {
+				name = "chunked"
+			}
 			b.Run(mode+"/"+name, func(b *testing.B) {
-				m := compileHead(b, mod, fused, 0)
+				m := compileHead(b, mod, chunk >= 0, chunk)
 				p := m.program(b, "head")
 				b.ReportMetric(float64(p.ArenaBytes)/(1<<20), "arena-MiB")
 				benchProgram(b, m, p)

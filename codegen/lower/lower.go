@@ -406,7 +406,7 @@ func tag(g *Group) string {
 	case Reduce:
 		return "red"
 	case LinearCrossEntropy:
-		return "linear_xent"
+		return "linearxent" // its kernels: <symbol>_fwd_c<chunk>, _rows_c…, _bwd_c…, _dw
 	}
 	return strings.ToLower(g.Nodes[0].Op)
 }
