@@ -282,8 +282,12 @@ func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
 	for _, t := range l.Temps {
 		tb += t.Bytes()
 	}
-	l.Note = fmt.Sprintf("linear cross-entropy: %d rows in %d chunks of %d, logits %v never stored (transients %.1f MiB)",
-		x.T, (x.T+C-1)/C, C, x.logitsT, float64(tb)/(1<<20))
+	chunks := "1 chunk"
+	if nc := (x.T + C - 1) / C; nc > 1 {
+		chunks = fmt.Sprintf("%d chunks of %d", nc, C)
+	}
+	l.Note = fmt.Sprintf("linear cross-entropy: %d rows in %s, logits %v never stored (transients %.2f MiB)",
+		x.T, chunks, x.logitsT, float64(tb)/(1<<20))
 	if acc >= 0 {
 		// The bf16 dW: its f32 sum rounded once.
 		dname := name + "_dw"
