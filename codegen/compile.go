@@ -67,7 +67,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	lm := ctx.NewModule("slc")
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
-	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device, GPUKernels: opt.GPUKernels})
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device, GPUKernels: opt.GPUKernels, XentChunkRows: opt.XentChunkRows})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
 	}
@@ -145,6 +145,12 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group, map[string]*passes.MemoryPlan, error) {
 	groups, plans := opt.Groups, opt.Plans
 	mod := m
+	if opt.Device == "cuda" && hasLinearXent(groups) {
+		// Groups planned for the CPU (fuse-linear-xent ran without the
+		// device): the cuda device runs the loss head unfused, so partition
+		// and plan afresh.
+		groups, plans = nil, nil
+	}
 	if groups == nil {
 		if plans != nil {
 			return nil, nil, nil, errors.New("codegen: Options.Plans given without the Groups they were planned for")
@@ -175,6 +181,19 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 		}
 	}
 	return mod, groups, plans, nil
+}
+
+// hasLinearXent reports whether any graph's groups hold a chunked loss head
+// (passes.GroupLinearCrossEntropy).
+func hasLinearXent(groups map[string][]*passes.Group) bool {
+	for _, gs := range groups {
+		for _, g := range gs {
+			if g.Kind == passes.GroupLinearCrossEntropy {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // targetMachine creates the -O3, position-independent x86-64 machine that

@@ -140,7 +140,7 @@ func tinyLlama(t *testing.T, s *passes.State, mode string) {
 
 // checkArtifact checks the structural promises of an artifact: slots in
 // range and aligned, every step's kernel has its arguments, outputs exist.
-func checkArtifact(t *testing.T, art *artifact.Artifact) {
+func checkArtifact(t testing.TB, art *artifact.Artifact) {
 	t.Helper()
 	if err := art.Validate(); err != nil {
 		t.Error(err)

@@ -49,6 +49,9 @@ type Options struct {
 	// (tiled shared-memory SIMT GEMMs), "tensorcore" (mma.sync for bf16
 	// products); see lower.Options.GPUKernels.
 	GPUKernels string
+	// XentChunkRows is the rows per chunk of a chunked loss head (passes'
+	// fuse-linear-xent); 0 sizes chunks to about 32 MiB of logits.
+	XentChunkRows int64
 }
 
 // DefaultGPU is the default --gpu: sm_90 (H100/H200).

@@ -201,6 +201,8 @@ func (b *program) group(gr *passes.Group) error {
 		lg.Kind = lower.Reduce
 	case passes.GroupKernel:
 		lg.Kind = lower.Single
+	case passes.GroupLinearCrossEntropy:
+		lg.Kind = lower.LinearCrossEntropy
 	default:
 		return fmt.Errorf("group %d: unknown kind %v", gr.ID, gr.Kind)
 	}

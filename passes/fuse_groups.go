@@ -28,9 +28,14 @@ const (
 	// GroupKernel is one node with a kernel of its own (MatMul, Softmax,
 	// Gather, Transpose, …).
 	GroupKernel
+	// GroupLinearCrossEntropy is a causal LM's loss head — lm_head's product,
+	// the cross-entropy and, when training, its gradient and lm_head's two
+	// backward products — run in chunks of rows (fuse-linear-xent): its
+	// logits and their gradient never leave it.
+	GroupLinearCrossEntropy
 )
 
-var groupKindNames = [...]string{GroupElementwise: "elementwise", GroupReduce: "reduce", GroupView: "view", GroupKernel: "kernel"}
+var groupKindNames = [...]string{GroupElementwise: "elementwise", GroupReduce: "reduce", GroupView: "view", GroupKernel: "kernel", GroupLinearCrossEntropy: "linear-xent"}
 
 func (k GroupKind) String() string {
 	if int(k) < len(groupKindNames) && k != 0 {

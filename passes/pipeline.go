@@ -34,6 +34,7 @@ var Pipeline = []Pass{
 	{Name: "cse", Doc: "merge nodes with the same op, inputs and attributes (Consts included)", Run: cse},
 	{Name: "dce", Doc: "remove nodes whose results reach no graph output", Run: dce},
 	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops (State.Groups)", Run: fuseGroups},
+	{Name: "fuse-linear-xent", Doc: "CPU: lm_head's product, the cross-entropy, its gradient and lm_head's backward products become one kernel run in chunks of rows; the [T, V] logits are never stored", Run: fuseLinearXent},
 	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena, best-fit reuse of freed space; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan},
 }
 
@@ -63,6 +64,9 @@ type Options struct {
 	// products on bf16-rounded operands with f32 results, activations saved
 	// for backward in bf16; parameters, gradients and AdamW stay f32.
 	BF16Mixed bool
+	// Device is the target the groups are for: "" or "cpu", or "cuda"
+	// (fuse-linear-xent leaves the cuda device's loss head unfused).
+	Device string
 }
 
 // DefaultTargetModules is the seed's rule: every Linear whose module name

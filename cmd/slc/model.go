@@ -240,7 +240,9 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 		if err := mod.Verify(); err != nil {
 			return nil, &internalError{fmt.Errorf("the IR built from %s does not verify: %w", m.path, err)}
 		}
-		st := &passes.State{Module: mod, Options: m.passes}
+		po := m.passes
+		po.Device = m.codegen.Device // the pipeline's groups are for the device compiled for
+		st := &passes.State{Module: mod, Options: po}
 		if err := passes.Run(st, passes.Pipeline); err != nil {
 			return nil, passError(c.Command.Name, m.path, err)
 		}

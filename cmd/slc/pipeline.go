@@ -37,6 +37,7 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 	o.SpRatio = c.Float64("sp-ratio")
 	o.LoraAlpha = c.Float64("lora-alpha")
 	o.Seed = c.Uint64("seed")
+	o.Device = strings.ToLower(c.String("device")) // "" where the command has no --device
 	if t := strings.TrimSpace(c.String("target-modules")); t != "" {
 		for _, s := range strings.Split(t, ",") {
 			if s = strings.TrimSpace(s); s != "" {

@@ -83,6 +83,10 @@ const (
 	Reduce
 	// Single is one node with a kernel of its own.
 	Single
+	// LinearCrossEntropy is a causal LM's loss head run in chunks of rows
+	// (linear_xent.go): lm_head's product, the cross-entropy and, when
+	// training, its gradient and lm_head's backward products.
+	LinearCrossEntropy
 )
 
 // Operand is a buffer a group reads or writes.
@@ -165,6 +169,9 @@ type Options struct {
 	// shared memory across warps ("tensorcore-emulated": each shuffle
 	// emulated through shared memory, emulateShuffle).
 	GPUKernels string
+	// XentChunkRows is the rows per chunk of a LinearCrossEntropy group;
+	// 0 picks DefaultXentChunkElems / V (tests set it to cover chunking).
+	XentChunkRows int64
 }
 
 // Emitter adds kernels to one LLVM module for one target machine. Kernels
@@ -253,6 +260,8 @@ func (e *Emitter) Lower(g *Group) (*Lowering, error) {
 		l, err = e.reduce(name, g)
 	case Single:
 		l, err = e.single(name, g)
+	case LinearCrossEntropy:
+		l, err = e.linearCrossEntropy(name, g)
 	default:
 		err = fmt.Errorf("unknown group kind %d", g.Kind)
 	}
@@ -353,6 +362,9 @@ func signature(g *Group, opt Options) string {
 	var sb strings.Builder
 	local := map[string]string{}
 	fmt.Fprintf(&sb, "kind=%d space=%v sl=%s\n", g.Kind, g.Space, opt.SLTrainLowering)
+	if g.Kind == LinearCrossEntropy {
+		fmt.Fprintf(&sb, "chunk rows %d\n", opt.XentChunkRows)
+	}
 	for i, in := range g.Inputs {
 		local[in.Name] = fmt.Sprintf("i%d", i)
 		fmt.Fprintf(&sb, "in %v\n", in.Type)
@@ -393,6 +405,8 @@ func tag(g *Group) string {
 		return "ew"
 	case Reduce:
 		return "red"
+	case LinearCrossEntropy:
+		return "linearxent" // its kernels: <symbol>_fwd_c<chunk>, _rows_c…, _bwd_c…, _dw
 	}
 	return strings.ToLower(g.Nodes[0].Op)
 }
