@@ -22,6 +22,21 @@ type Options struct {
 	// SLTrainLowering is "merged", "factored" or "auto" ("" = auto): how
 	// LowRankSparseAdd runs (see lower.ChooseSLTrain).
 	SLTrainLowering string
+	// MeasureSLTrain, under SLTrainLowering auto, times both lowerings of
+	// every LowRankSparseAdd shape on this machine (when the target is this
+	// machine) and gives each layer the faster; the times are cached per
+	// CPU, target and shape in CacheDir (see calibrate.go). Unset, auto is
+	// the cost model's.
+	MeasureSLTrain bool
+	// Threads is how many threads the kernels will run on, for the
+	// measurement (0 = every CPU).
+	Threads int
+	// CacheDir holds the measured times ("" = the user cache directory's
+	// slc/sltrain-lowering).
+	CacheDir string
+	// Progress, when set, receives a line when a measurement starts and
+	// ends, and warnings (a corrupt cache file).
+	Progress io.Writer
 	// Version is stamped as the artifact's CompilerVersion ("" =
 	// version.Version).
 	Version string
