@@ -199,17 +199,20 @@ func (c *calibration) time(layers []sltrainLayer) (map[lower.SLTrainShape]lower.
 }
 
 // calibrationModule has one graph per layer, "c0", "c1", …: the layer's
-// LowRankSparseAdd alone, every operand a state tensor, y its output.
+// LowRankSparseAdd alone, every operand a state tensor (c0.x, c0.B, c0.A,
+// c0.values, c0.index: state names are global to an artifact), y its
+// output.
 func calibrationModule(layers []sltrainLayer) (*ir.Module, error) {
 	m := &ir.Module{}
 	for i, l := range layers {
 		s := l.shape
-		b := ir.NewBuilder(fmt.Sprintf("c%d", i))
-		x := b.AddInput("x", ir.T(s.X, int(s.Rows), int(s.In)), ir.Param, nil)
-		B := b.AddInput("B", ir.T(s.W, int(s.Out), int(s.R)), ir.Param, nil)
-		A := b.AddInput("A", ir.T(s.W, int(s.R), int(s.In)), ir.Param, nil)
-		v := b.AddInput("values", ir.T(s.V, int(s.NNZ)), ir.Param, nil)
-		idx := b.AddInput("index", ir.T(s.Index, int(s.NNZ)), ir.Buffer, nil)
+		g := fmt.Sprintf("c%d", i)
+		b := ir.NewBuilder(g)
+		x := b.AddInput(g+".x", ir.T(s.X, int(s.Rows), int(s.In)), ir.Param, nil)
+		B := b.AddInput(g+".B", ir.T(s.W, int(s.Out), int(s.R)), ir.Param, nil)
+		A := b.AddInput(g+".A", ir.T(s.W, int(s.R), int(s.In)), ir.Param, nil)
+		v := b.AddInput(g+".values", ir.T(s.V, int(s.NNZ)), ir.Param, nil)
+		idx := b.AddInput(g+".index", ir.T(s.Index, int(s.NNZ)), ir.Buffer, nil)
 		b.Scope = "calibration"
 		y := b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(l.scale)}, x, B, A, v, idx)
 		b.Output("y", y)
@@ -253,9 +256,9 @@ func progress(opt Options, format string, args ...any) {
 	}
 }
 
-// warn writes one warning line to opt.Progress, else to --explain's writer.
+// warn writes one warning line to opt.Warnings, else to --explain's writer.
 func warn(opt Options, format string, args ...any) {
-	w := opt.Progress
+	w := opt.Warnings
 	if w == nil {
 		w = opt.Explain
 	}

@@ -23,7 +23,15 @@ func sltrainModule(t *testing.T, rows, in, out, r, nnz int, dt ir.DType) *ir.Mod
 	v := b.AddInput("layer.sparse_value", ir.T(dt, nnz), ir.Param, nil)
 	idx := b.AddInput("layer.sparse_index", ir.T(ir.I64, nnz), ir.Buffer, nil)
 	b.Scope = "layer"
-	b.Output("y", b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(2)}, x, B, A, v, idx))
+	y := b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(2)}, x, B, A, v, idx)
+	b.Output("y", y)
+	// A second layer of another shape (out → in/2) reads y.
+	B2 := b.AddInput("layer2.lora_B", ir.T(dt, in/2, r), ir.Param, nil)
+	A2 := b.AddInput("layer2.lora_A", ir.T(dt, r, out), ir.Param, nil)
+	v2 := b.AddInput("layer2.sparse_value", ir.T(dt, nnz), ir.Param, nil)
+	idx2 := b.AddInput("layer2.sparse_index", ir.T(ir.I64, nnz), ir.Buffer, nil)
+	b.Scope = "layer2"
+	b.Output("y2", b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(2)}, y, B2, A2, v2, idx2))
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +52,7 @@ func TestCalibrationTiny(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(ex.String(), "1 timed now") || !strings.Contains(prog.String(), "slc: timing merged and factored") {
+		if !strings.Contains(ex.String(), "2 timed now") || !strings.Contains(prog.String(), "slc: timing merged and factored") {
 			t.Errorf("%v: first compile did not time:\n%s\n%s", dt, ex.String(), prog.String())
 		}
 		if !measuredNote.MatchString(ex.String()) {
@@ -64,8 +72,8 @@ func TestCalibrationTiny(t *testing.T) {
 		}
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) != 2 {
-		t.Fatalf("%d cache files, want 2", len(files))
+	if len(files) != 4 {
+		t.Fatalf("%d cache files, want 4", len(files))
 	}
 	for _, f := range files {
 		if err := os.WriteFile(f, []byte("{not json"), 0o644); err != nil {
@@ -79,7 +87,7 @@ func TestCalibrationTiny(t *testing.T) {
 	}
 	// Threads 1 is another key: no file read. Back to 2 threads: corrupt.
 	prog.Reset()
-	if _, err := Compile(m, Options{MeasureSLTrain: true, Threads: 2, CacheDir: dir, Progress: &prog}); err != nil {
+	if _, err := Compile(m, Options{MeasureSLTrain: true, Threads: 2, CacheDir: dir, Progress: &prog, Warnings: &prog}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(prog.String(), "is corrupt") || !strings.Contains(prog.String(), "slc: timing merged") {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -129,7 +130,7 @@ func (ex *executor) prepare(name string, threads int) (*preparedRun, error) {
 	}
 	// The sparse index of a calibration graph: SLTrain's support, inside W.
 	for i, s := range p.Slots {
-		if s.Kind != artifact.SlotArena && s.Type.DType.IsInt() && s.Name == "index" {
+		if s.Kind != artifact.SlotArena && s.Type.DType.IsInt() && strings.HasSuffix(s.Name, ".index") {
 			fillIndex(unsafe.Slice((*byte)(ptrs[i]), s.Type.Bytes()), s.Type, matrixOf(p))
 		}
 	}
@@ -184,10 +185,10 @@ func (r *preparedRun) free() {
 func matrixOf(p *artifact.Program) int64 {
 	var out, in int64 = 1, 1
 	for _, s := range p.Slots {
-		switch s.Name {
-		case "B":
+		switch {
+		case strings.HasSuffix(s.Name, ".B"):
 			out = int64(s.Type.Shape[0])
-		case "A":
+		case strings.HasSuffix(s.Name, ".A"):
 			in = int64(s.Type.Shape[1])
 		}
 	}

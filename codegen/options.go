@@ -35,8 +35,9 @@ type Options struct {
 	// slc/sltrain-lowering).
 	CacheDir string
 	// Progress, when set, receives a line when a measurement starts and
-	// ends, and warnings (a corrupt cache file).
-	Progress io.Writer
+	// when it ends; Warnings, one line per problem that does not stop the
+	// compile (a corrupt cache file, a measurement that failed).
+	Progress, Warnings io.Writer
 	// Version is stamped as the artifact's CompilerVersion ("" =
 	// version.Version).
 	Version string
