@@ -125,7 +125,7 @@ func TestBenchLowerings(t *testing.T) {
 	}{
 		{false, "auto", false, []string{""}},
 		{false, "factored", true, []string{""}},
-		{true, "auto", false, []string{"auto", "merged"}},
+		{true, "auto", false, []string{"auto", "merged", "factored"}},
 		{true, "auto", true, []string{"auto", "merged"}},
 		{true, "merged", true, []string{"merged"}},
 		{true, "factored", true, []string{"factored", "merged"}},
@@ -230,7 +230,7 @@ func TestBenchTorchBaseline(t *testing.T) {
 	}
 	out = slcAtRoot(t, "bench", "testdata/configs/llama_tiny.json", "--rank", "4", "--target-modules", "q_proj,mlp",
 		"--batch-size", "2", "--max-length", "8", "--steps", "1", "--warmup", "0", "--threads", "1", "--baseline", "torch", "--peft_model", "sltrain")
-	for _, want := range []string{"--sltrain-lowering auto and merged", "slc auto:", "slc merged:", "ratio merged:", "ratio auto:", "the seed's merged layer"} {
+	for _, want := range []string{"--sltrain-lowering auto, merged and factored", "slc auto:", "slc merged:", "slc factored:", "ratio merged:", "ratio auto:", "the seed's merged layer"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config: output lacks %q:\n%s", want, out)
 		}
