@@ -27,6 +27,7 @@ type program struct {
 	g     *ir.Graph
 	plan  *passes.MemoryPlan
 	em    *lower.Emitter
+	lab   *labeler
 	p     *artifact.Program
 	types map[string]ir.Type
 
@@ -44,7 +45,7 @@ type program struct {
 // buildProgram runs the construction; see program.
 func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, em *lower.Emitter, w io.Writer) (*artifact.Program, error) {
 	b := &program{
-		g: g, plan: plan, em: em,
+		g: g, plan: plan, em: em, lab: newLabeler(g),
 		p:        &artifact.Program{Name: g.Name},
 		types:    g.Types(),
 		slotOf:   map[string]int32{},
@@ -265,8 +266,12 @@ func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32) error {
 	}
 	b.tempsMax = max(b.tempsMax, top)
 	b.p.ScratchBytes = max(b.p.ScratchBytes, l.ScratchBytes)
-	for _, c := range l.Calls {
-		st := artifact.Step{Kernel: c.Kernel}
+	kernels := make([]string, len(l.Calls))
+	for i, c := range l.Calls {
+		kernels[i] = c.Kernel
+	}
+	for i, c := range l.Calls {
+		st := artifact.Step{Kernel: c.Kernel, Label: b.lab.label(lg.Nodes, callPart(kernels, i))}
 		for _, a := range c.Args {
 			switch a.Kind {
 			case lower.ArgInput:

@@ -552,7 +552,7 @@ func printProfile(c *cli.Context, rt *runtime.Runtime, n, steps int) {
 		if i == n {
 			break
 		}
-		printf(c, "  %8.2f ms  %5.1f%%  %-10s %s (%d calls/step)\n", 1e3*k.Seconds/float64(steps), 100*k.Seconds/total, k.Program, k.Kernel, k.Calls/int64(steps))
+		printf(c, "  %8.2f ms  %5.1f%%  %-10s %s (%d calls/step)\n", 1e3*k.Seconds/float64(steps), 100*k.Seconds/total, k.Program, k.Name(), k.Calls/int64(steps))
 	}
 }
 
