@@ -29,7 +29,7 @@ import (
 type sltrainLayer struct {
 	graph, node string
 	shape       lower.SLTrainShape
-	scale       float64
+	attrs       ir.Attrs // the node's: scale, out_dtype
 }
 
 // sltrainLayers lists m's LowRankSparseAdd nodes in graph and node order.
@@ -50,7 +50,7 @@ func sltrainLayers(m *ir.Module) ([]sltrainLayer, error) {
 			if err != nil {
 				return nil, fmt.Errorf("graph %q: node %s: %w", g.Name, n, err)
 			}
-			out = append(out, sltrainLayer{graph: g.Name, node: n.Name, shape: s, scale: scale})
+			out = append(out, sltrainLayer{graph: g.Name, node: n.Name, shape: s, attrs: n.Attrs})
 		}
 	}
 	return out, nil
@@ -214,7 +214,7 @@ func calibrationModule(layers []sltrainLayer) (*ir.Module, error) {
 		v := b.AddInput(g+".values", ir.T(s.V, int(s.NNZ)), ir.Param, nil)
 		idx := b.AddInput(g+".index", ir.T(s.Index, int(s.NNZ)), ir.Buffer, nil)
 		b.Scope = "calibration"
-		y := b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(l.scale)}, x, B, A, v, idx)
+		y := b.Op("LowRankSparseAdd", l.attrs, x, B, A, v, idx)
 		b.Output("y", y)
 		if err := b.Err(); err != nil {
 			return nil, fmt.Errorf("calibration graph of %s: %w", s, err)

@@ -14,24 +14,32 @@ import (
 )
 
 // sltrainModule is one graph with one LowRankSparseAdd of the given shape.
-func sltrainModule(t *testing.T, rows, in, out, r, nnz int, dt ir.DType) *ir.Module {
+// A bf16 x with f32 factors is the mixed form (out_dtype f32).
+func sltrainModule(t *testing.T, rows, in, out, r, nnz int, xt, dt ir.DType) *ir.Module {
 	t.Helper()
 	b := ir.NewBuilder("infer")
-	x := b.AddInput("x", ir.T(dt, rows, in), ir.Data, nil)
+	x := b.AddInput("x", ir.T(xt, rows, in), ir.Data, nil)
 	B := b.AddInput("layer.lora_B", ir.T(dt, out, r), ir.Param, nil)
 	A := b.AddInput("layer.lora_A", ir.T(dt, r, in), ir.Param, nil)
 	v := b.AddInput("layer.sparse_value", ir.T(dt, nnz), ir.Param, nil)
 	idx := b.AddInput("layer.sparse_index", ir.T(ir.I64, nnz), ir.Buffer, nil)
 	b.Scope = "layer"
-	y := b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(2)}, x, B, A, v, idx)
+	attrs := ir.Attrs{"scale": ir.Float(2)}
+	if xt != dt {
+		attrs["out_dtype"] = ir.String("f32")
+	}
+	y := b.Op("LowRankSparseAdd", attrs, x, B, A, v, idx)
 	b.Output("y", y)
+	if xt != dt {
+		y = b.Op("Cast", ir.Attrs{"to": ir.String("bf16")}, y)
+	}
 	// A second layer of another shape (out → in/2) reads y.
 	B2 := b.AddInput("layer2.lora_B", ir.T(dt, in/2, r), ir.Param, nil)
 	A2 := b.AddInput("layer2.lora_A", ir.T(dt, r, out), ir.Param, nil)
 	v2 := b.AddInput("layer2.sparse_value", ir.T(dt, nnz), ir.Param, nil)
 	idx2 := b.AddInput("layer2.sparse_index", ir.T(ir.I64, nnz), ir.Buffer, nil)
 	b.Scope = "layer2"
-	b.Output("y2", b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(2)}, y, B2, A2, v2, idx2))
+	b.Output("y2", b.Op("LowRankSparseAdd", attrs, y, B2, A2, v2, idx2))
 	if err := b.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +52,8 @@ func sltrainModule(t *testing.T, rows, in, out, r, nnz int, dt ir.DType) *ir.Mod
 // cache file is a warning and a new measurement, never a failure.
 func TestCalibrationTiny(t *testing.T) {
 	dir := t.TempDir()
-	for _, dt := range []ir.DType{ir.F32, ir.BF16} {
-		m := sltrainModule(t, 32, 48, 40, 8, 57, dt)
+	for _, dt := range [][2]ir.DType{{ir.F32, ir.F32}, {ir.BF16, ir.BF16}, {ir.BF16, ir.F32}} {
+		m := sltrainModule(t, 32, 48, 40, 8, 57, dt[0], dt[1])
 		var ex, prog bytes.Buffer
 		opt := Options{MeasureSLTrain: true, Threads: 2, CacheDir: dir, Explain: &ex, Progress: &prog}
 		art1, err := Compile(m, opt)
@@ -72,8 +80,8 @@ func TestCalibrationTiny(t *testing.T) {
 		}
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) != 4 {
-		t.Fatalf("%d cache files, want 4", len(files))
+	if len(files) != 6 {
+		t.Fatalf("%d cache files, want 6", len(files))
 	}
 	for _, f := range files {
 		if err := os.WriteFile(f, []byte("{not json"), 0o644); err != nil {
@@ -81,7 +89,7 @@ func TestCalibrationTiny(t *testing.T) {
 		}
 	}
 	var prog bytes.Buffer
-	m := sltrainModule(t, 32, 48, 40, 8, 57, ir.F32)
+	m := sltrainModule(t, 32, 48, 40, 8, 57, ir.F32, ir.F32)
 	if _, err := Compile(m, Options{MeasureSLTrain: true, Threads: 1, CacheDir: dir, Progress: &prog}); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +108,7 @@ func TestCalibrationTiny(t *testing.T) {
 func TestCalibrationNotHost(t *testing.T) {
 	var ex bytes.Buffer
 	cpu := "x86-64-v2"
-	m := sltrainModule(t, 16, 16, 16, 4, 7, ir.F32)
+	m := sltrainModule(t, 16, 16, 16, 4, 7, ir.F32, ir.F32)
 	if _, err := Compile(m, Options{CPU: cpu, MeasureSLTrain: true, CacheDir: t.TempDir(), Explain: &ex}); err != nil {
 		t.Fatal(err)
 	}
