@@ -267,13 +267,6 @@ func warn(opt Options, format string, args ...any) {
 	}
 }
 
-// SLTrainLayerTimes is one layer of MeasureSLTrainLayers' table.
-type SLTrainLayerTimes struct {
-	Graph, Node string
-	Shape       lower.SLTrainShape
-	Timing      lower.SLTrainTiming
-}
-
 // MeasureSLTrainLayers times both lowerings of every LowRankSparseAdd of m
 // for opt's target, which must be this machine, through the cache as a
 // compile does; progress (when set) gets the progress lines. It is the
@@ -292,7 +285,9 @@ func MeasureSLTrainLayers(m *ir.Module, opt Options) ([]SLTrainLayerTimes, error
 	}
 	out := make([]SLTrainLayerTimes, len(layers))
 	for i, l := range layers {
-		out[i] = SLTrainLayerTimes{Graph: l.graph, Node: l.node, Shape: l.shape, Timing: times[l.shape]}
+		s, t := l.shape, times[l.shape]
+		out[i] = SLTrainLayerTimes{Graph: l.graph, Node: l.node, Rows: s.Rows, In: s.In, Out: s.Out, R: s.R, NNZ: s.NNZ,
+			X: s.X, W: s.W, Merged: t.Merged, Factored: t.Factored, Pick: t.Pick()}
 	}
 	return out, nil
 }

@@ -4,7 +4,9 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
+	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 )
 
@@ -65,6 +67,18 @@ type Options struct {
 	// (tiled shared-memory SIMT GEMMs), "tensorcore" (mma.sync for bf16
 	// products); see lower.Options.GPUKernels.
 	GPUKernels string
+}
+
+// SLTrainLayerTimes is one row of MeasureSLTrainLayers' table: a
+// LowRankSparseAdd node (y[rows, out] = x[rows, in]·Wᵀ, W of rank r plus nnz
+// sparse values; x of dtype X, the factors of W), both lowerings' measured
+// forward times and the faster.
+type SLTrainLayerTimes struct {
+	Graph, Node           string
+	Rows, In, Out, R, NNZ int64
+	X, W                  ir.DType
+	Merged, Factored      time.Duration
+	Pick                  string
 }
 
 // DefaultGPU is the default --gpu: sm_90 (H100/H200).

@@ -31,13 +31,12 @@ func printLowerings(c *cli.Context, model string, mod *ir.Module) error {
 		if l.Graph != "train_step" {
 			continue
 		}
-		s := l.Shape
-		dt := s.X.String()
-		if s.X != s.W {
+		dt := l.X.String()
+		if l.X != l.W {
 			dt = "mixed"
 		}
-		printf(c, "  %-34s %6d %5d %5d %4d %6d %5s  %11.3f %11.3f  %s\n", l.Node, s.Rows, s.In, s.Out, s.R, s.NNZ, dt,
-			float64(l.Timing.Merged)/1e6, float64(l.Timing.Factored)/1e6, l.Timing.Pick())
+		printf(c, "  %-34s %6d %5d %5d %4d %6d %5s  %11.3f %11.3f  %s\n", l.Node, l.Rows, l.In, l.Out, l.R, l.NNZ, dt,
+			float64(l.Merged)/1e6, float64(l.Factored)/1e6, l.Pick)
 	}
 	return nil
 }
