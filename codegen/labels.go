@@ -70,9 +70,13 @@ func newLabeler(g *ir.Graph) *labeler {
 }
 
 // label names a group of nodes; part names one call of a multi-call
-// lowering ("" for a one-call group).
-func (l *labeler) label(nodes []*ir.Node, part string) string {
-	scope := commonScope(nodes)
+// lowering ("" for a one-call group); scope, when set, is the layer.
+func (l *labeler) label(nodes []*ir.Node, part, scope string) string {
+	if scope == "" {
+		scope = commonScope(nodes)
+	} else {
+		scope = strings.TrimPrefix(scope, "model.")
+	}
 	dir := "forward"
 	switch {
 	case l.graph == "update":
@@ -148,6 +152,9 @@ func opKinds(nodes []*ir.Node) string {
 			continue
 		}
 		ops = append(ops, n.Op)
+	}
+	if len(ops) == 0 && len(nodes) > 0 {
+		return "Fill" // constants only: a buffer set to a value
 	}
 	if len(ops) > 3 {
 		ops = append(ops[:3], "…")

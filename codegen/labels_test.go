@@ -38,6 +38,7 @@ func TestStepLabels(t *testing.T) {
 		"train_step: lm_head dW",
 		"train_step: lm_head dx",
 		"eval: layers.0.self_attn.k_proj forward LowRankSparseAdd (GEMM)",
+		"update: layers.0.self_attn.q_proj.lora_A.grad update Fill",
 	} {
 		if !labels[want] {
 			t.Errorf("no step labelled %q", want)
