@@ -119,7 +119,7 @@ func newCalibration(opt Options) *calibration {
 	if c.threads < 1 {
 		c.threads = goruntime.NumCPU()
 	}
-	c.ident = fmt.Sprintf("slc %s; cpu %s; llvm %s %s; %d threads", version.Version, hostcpu.Identity(), c.cpu, c.feats, c.threads)
+	c.ident = fmt.Sprintf("slc %s; cpu %s; llvm %s %s; %d threads", version.String(), hostcpu.Identity(), c.cpu, c.feats, c.threads)
 	return c
 }
 
