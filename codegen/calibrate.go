@@ -163,37 +163,37 @@ func (c *calibration) measure(layers []sltrainLayer) (map[lower.SLTrainShape]low
 }
 
 // time compiles both lowerings of each layer's shape into one module each
-// (one graph per shape) and times every graph's program.
+// (one graph per shape) and times every shape's two programs in turns
+// (see timePair).
 func (c *calibration) time(layers []sltrainLayer) (map[lower.SLTrainShape]lower.SLTrainTiming, error) {
 	m, err := calibrationModule(layers)
 	if err != nil {
 		return nil, err
 	}
-	out := map[lower.SLTrainShape]lower.SLTrainTiming{}
-	for _, mode := range []string{"merged", "factored"} {
+	var ex [2]*executor
+	defer func() {
+		for _, e := range ex {
+			if e != nil {
+				e.close()
+			}
+		}
+	}()
+	for i, mode := range []string{"merged", "factored"} {
 		art, err := Compile(m, Options{CPU: c.opt.CPU, Features: c.opt.Features, SLTrainLowering: mode, CC: c.opt.CC, Version: c.opt.Version})
 		if err != nil {
 			return nil, fmt.Errorf("compiling the %s candidates: %w", mode, err)
 		}
-		ex, err := newExecutor(art)
-		if err != nil {
+		if ex[i], err = newExecutor(art); err != nil {
 			return nil, err
 		}
-		for i, l := range layers {
-			d, err := ex.median(fmt.Sprintf("c%d", i), c.threads)
-			if err != nil {
-				ex.close()
-				return nil, fmt.Errorf("timing %s of %s: %w", mode, l.shape, err)
-			}
-			t := out[l.shape]
-			if mode == "merged" {
-				t.Merged = d
-			} else {
-				t.Factored = d
-			}
-			out[l.shape] = t
+	}
+	out := map[lower.SLTrainShape]lower.SLTrainTiming{}
+	for i, l := range layers {
+		t, err := timePair(ex[0], ex[1], fmt.Sprintf("c%d", i), c.threads)
+		if err != nil {
+			return nil, fmt.Errorf("timing %s: %w", l.shape, err)
 		}
-		ex.close()
+		out[l.shape] = t
 	}
 	return out, nil
 }
@@ -227,26 +227,42 @@ func calibrationModule(layers []sltrainLayer) (*ir.Module, error) {
 	return m, m.Verify()
 }
 
-// median runs program name until it has 5 timed runs or 0.5 s of them
-// (at least 3), after one untimed run, and returns the median.
-func (ex *executor) median(name string, threads int) (time.Duration, error) {
-	run, err := ex.prepare(name, threads)
-	if err != nil {
-		return 0, err
+// timePair times program name of the merged and the factored executor
+// in alternation — one untimed run each, then merged, factored, merged, …
+// — so that both see the same load on a busy machine, for at least 5 runs
+// each and then until 0.5 s have passed (at most 15 each), and returns
+// each one's median.
+func timePair(merged, factored *executor, name string, threads int) (lower.SLTrainTiming, error) {
+	var runs [2]*preparedRun
+	defer func() {
+		for _, r := range runs {
+			if r != nil {
+				r.free()
+			}
+		}
+	}()
+	for i, ex := range []*executor{merged, factored} {
+		r, err := ex.prepare(name, threads)
+		if err != nil {
+			return lower.SLTrainTiming{}, err
+		}
+		runs[i] = r
+		r.do() // warm: page in the operands, load the code
 	}
-	defer run.free()
-	run.do() // warm: page in the operands, load the code
-	var ds []time.Duration
-	var total time.Duration
-	for len(ds) < 5 && (len(ds) < 3 || total < 500*time.Millisecond) {
-		t0 := time.Now()
-		run.do()
-		d := time.Since(t0)
-		ds = append(ds, d)
-		total += d
+	var ds [2][]time.Duration
+	start := time.Now()
+	for len(ds[0]) < 5 || (time.Since(start) < 500*time.Millisecond && len(ds[0]) < 15) {
+		for i, r := range runs {
+			t0 := time.Now()
+			r.do()
+			ds[i] = append(ds[i], time.Since(t0))
+		}
 	}
-	slices.Sort(ds)
-	return ds[len(ds)/2], nil
+	median := func(d []time.Duration) time.Duration {
+		slices.Sort(d)
+		return d[len(d)/2]
+	}
+	return lower.SLTrainTiming{Merged: median(ds[0]), Factored: median(ds[1])}, nil
 }
 
 // progress writes one line to opt.Progress when it is set.
