@@ -145,7 +145,8 @@ type Lowering struct {
 type Options struct {
 	// SLTrainLowering picks how LowRankSparseAdd runs: "merged" (build W,
 	// then one GEMM), "factored" (two thin GEMMs plus a sparse product) or
-	// "auto" / "" (per layer, by the cost model of ChooseSLTrain).
+	// "auto" / "" (per layer: the faster in SLTrainTimes, else the cost
+	// model of ChooseSLTrain).
 	SLTrainLowering string
 	// SLTrainTimes are measured kernel times of LowRankSparseAdd shapes on
 	// the machine the code will run on (codegen's calibration): under auto,
