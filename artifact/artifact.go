@@ -73,6 +73,12 @@ type Slot struct {
 type Step struct {
 	Kernel string  // symbol in Code
 	Args   []int32 // slot indices, in the kernel's argument order
+	// Label names the step for people (profiles): the layer, the direction
+	// (forward, dx, dW, backward, update) and the op, such as
+	// "layers.3.mlp.up_proj dW". Kernels are shared by identical layers, so
+	// Kernel alone does not say which layer a step is. "" in files written
+	// before labels existed.
+	Label string
 }
 
 // Output is a program result. When Updates is set, the runtime copies the

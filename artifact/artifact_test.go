@@ -45,7 +45,7 @@ func sample(t testing.TB) *Artifact {
 					{Name: "m", Type: ir.T(ir.BF16, 0, 5), Kind: SlotState},
 				},
 				Steps: []Step{
-					{Kernel: "k_embed", Args: []int32{0, 1, 3}},
+					{Kernel: "k_embed", Args: []int32{0, 1, 3}, Label: "embed_tokens forward Gather"},
 					{Kernel: "k_loss", Args: []int32{3, 4}},
 					{Kernel: "k_nop"},
 				},

@@ -105,7 +105,7 @@ func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuf
 	}
 	steps := make([]flatbuffers.UOffsetT, len(p.Steps))
 	for i, st := range p.Steps {
-		kernel := str(st.Kernel)
+		kernel, label := str(st.Kernel), str(st.Label)
 		var args flatbuffers.UOffsetT
 		if len(st.Args) > 0 {
 			b.StartVector(4, len(st.Args), 4)
@@ -117,6 +117,9 @@ func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuf
 		fbs.StepStart(b)
 		fbs.StepAddKernel(b, kernel)
 		fbs.StepAddArgs(b, args)
+		if label != 0 {
+			fbs.StepAddLabel(b, label)
+		}
 		steps[i] = fbs.StepEnd(b)
 	}
 	outs := make([]flatbuffers.UOffsetT, len(p.Outputs))
@@ -306,7 +309,7 @@ func (d *decoder) program(fp *fbs.Program) *Program {
 			d.where = fmt.Sprintf("%s: step %d", base, i)
 			fp.Steps(&s, i)
 			d.table(s.Table(), "step")
-			st := Step{Kernel: d.str(s.Kernel(), "kernel")}
+			st := Step{Kernel: d.str(s.Kernel(), "kernel"), Label: d.str(s.Label(), "label")}
 			if k := d.count(s.ArgsLength(), 4, "args"); k > 0 {
 				st.Args = make([]int32, k)
 				for j := range st.Args {

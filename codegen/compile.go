@@ -67,7 +67,8 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	lm := ctx.NewModule("slc")
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
-	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device, GPUKernels: opt.GPUKernels, XentChunkRows: opt.XentChunkRows})
+	times := sltrainTimes(mod, opt)
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, SLTrainTimes: times, Device: opt.Device, GPUKernels: opt.GPUKernels, XentChunkRows: opt.XentChunkRows})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
 	}

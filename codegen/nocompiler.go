@@ -17,3 +17,8 @@ var ErrNoCompiler = errors.New("this slc is runtime-only (built with -tags slc_r
 
 // Compile refuses: a runtime-only slc has no compiler.
 func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) { return nil, ErrNoCompiler }
+
+// MeasureSLTrainLayers refuses: timing kernels needs the compiler.
+func MeasureSLTrainLayers(m *ir.Module, opt Options) ([]SLTrainLayerTimes, error) {
+	return nil, ErrNoCompiler
+}

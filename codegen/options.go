@@ -4,7 +4,9 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
+	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 )
 
@@ -22,6 +24,22 @@ type Options struct {
 	// SLTrainLowering is "merged", "factored" or "auto" ("" = auto): how
 	// LowRankSparseAdd runs (see lower.ChooseSLTrain).
 	SLTrainLowering string
+	// MeasureSLTrain, under SLTrainLowering auto, times both lowerings of
+	// every LowRankSparseAdd shape on this machine (when the target is this
+	// machine) and gives each layer the faster; the times are cached per
+	// CPU, target and shape in CacheDir (see calibrate.go). Unset, auto is
+	// the cost model's.
+	MeasureSLTrain bool
+	// Threads is how many threads the kernels will run on, for the
+	// measurement (0 = every CPU).
+	Threads int
+	// CacheDir holds the measured times ("" = the user cache directory's
+	// slc/sltrain-lowering).
+	CacheDir string
+	// Progress, when set, receives a line when a measurement starts and
+	// when it ends; Warnings, one line per problem that does not stop the
+	// compile (a corrupt cache file, a measurement that failed).
+	Progress, Warnings io.Writer
 	// Version is stamped as the artifact's CompilerVersion ("" =
 	// version.Version).
 	Version string
@@ -52,6 +70,18 @@ type Options struct {
 	// XentChunkRows is the rows per chunk of a chunked loss head (passes'
 	// fuse-linear-xent); 0 sizes chunks to about 32 MiB of logits.
 	XentChunkRows int64
+}
+
+// SLTrainLayerTimes is one row of MeasureSLTrainLayers' table: a
+// LowRankSparseAdd node (y[rows, out] = x[rows, in]·Wᵀ, W of rank r plus nnz
+// sparse values; x of dtype X, the factors of W), both lowerings' measured
+// forward times and the faster.
+type SLTrainLayerTimes struct {
+	Graph, Node           string
+	Rows, In, Out, R, NNZ int64
+	X, W                  ir.DType
+	Merged, Factored      time.Duration
+	Pick                  string
 }
 
 // DefaultGPU is the default --gpu: sm_90 (H100/H200).

@@ -27,6 +27,7 @@ type program struct {
 	g     *ir.Graph
 	plan  *passes.MemoryPlan
 	em    *lower.Emitter
+	lab   *labeler
 	p     *artifact.Program
 	types map[string]ir.Type
 
@@ -44,7 +45,7 @@ type program struct {
 // buildProgram runs the construction; see program.
 func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, em *lower.Emitter, w io.Writer) (*artifact.Program, error) {
 	b := &program{
-		g: g, plan: plan, em: em,
+		g: g, plan: plan, em: em, lab: newLabeler(g),
 		p:        &artifact.Program{Name: g.Name},
 		types:    g.Types(),
 		slotOf:   map[string]int32{},
@@ -175,7 +176,7 @@ func (b *program) group(gr *passes.Group) error {
 			lg := &lower.Group{Kind: lower.Single, Nodes: []*ir.Node{n},
 				Inputs:  []lower.Operand{{Name: in, Type: b.types[in]}},
 				Outputs: []lower.Operand{{Name: v, Type: b.types[v]}}}
-			if err := b.emit(lg, []int32{b.slotOf[in]}, []int32{s}); err != nil {
+			if err := b.emit(lg, []int32{b.slotOf[in]}, []int32{s}, ""); err != nil {
 				return err
 			}
 			b.slotOf[v] = s
@@ -240,12 +241,13 @@ func (b *program) group(gr *passes.Group) error {
 			}
 		}
 	}
-	return b.emit(lg, inSlots, outSlots)
+	return b.emit(lg, inSlots, outSlots, "")
 }
 
 // emit lowers lg and appends its calls as steps, with temporaries placed
-// in the temps region.
-func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32) error {
+// in the temps region; scope, when set, replaces the nodes' in the steps'
+// labels.
+func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32, scope string) error {
 	l, err := b.em.Lower(lg)
 	if err != nil {
 		return err
@@ -267,8 +269,12 @@ func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32) error {
 	}
 	b.tempsMax = max(b.tempsMax, top)
 	b.p.ScratchBytes = max(b.p.ScratchBytes, l.ScratchBytes)
-	for _, c := range l.Calls {
-		st := artifact.Step{Kernel: c.Kernel}
+	kernels := make([]string, len(l.Calls))
+	for i, c := range l.Calls {
+		kernels[i] = c.Kernel
+	}
+	for i, c := range l.Calls {
+		st := artifact.Step{Kernel: c.Kernel, Label: b.lab.label(lg.Nodes, callPart(kernels, i), scope)}
 		for _, a := range c.Args {
 			switch a.Kind {
 			case lower.ArgInput:
@@ -309,7 +315,11 @@ func (b *program) finishOutputs() error {
 			}
 			lg := &lower.Group{Kind: lower.Elementwise, Space: t.Shape, Nodes: []*ir.Node{n},
 				Outputs: []lower.Operand{{Name: o.Value, Type: t}}}
-			if err := b.emit(lg, nil, []int32{s}); err != nil {
+			who := o.Updates // a fill is labelled by the state or output it fills, not its shared Const
+			if who == "" {
+				who = o.Name
+			}
+			if err := b.emit(lg, nil, []int32{s}, who); err != nil {
 				return err
 			}
 			b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})

@@ -5,13 +5,24 @@ import (
 	"unsafe"
 )
 
-// KernelTime is the time one kernel took over the profiled runs, summed over
-// every step that calls it.
+// KernelTime is the time one labelled kernel took over the profiled runs,
+// summed over every step with that label (artifact.Step.Label: the layer,
+// direction and op, e.g. "layers.3.mlp.up_proj dW"); steps of an artifact
+// without labels are summed by kernel.
 type KernelTime struct {
 	Program string
-	Kernel  string
+	Label   string  // the steps' label, or "" in an artifact without labels
+	Kernel  string  // the kernel the steps call (the first, if they differ)
 	Calls   int64   // steps × runs
 	Seconds float64 // wall time, barrier included
+}
+
+// Name is what a profile prints: the label, else the kernel.
+func (k KernelTime) Name() string {
+	if k.Label != "" {
+		return k.Label
+	}
+	return k.Kernel
 }
 
 // Profile turns per-step timing on or off. While it is on, thread 0 reads the
@@ -63,10 +74,14 @@ func (r *Runtime) ProfileReport() []KernelTime {
 		}
 		by := map[string]*KernelTime{}
 		for i, st := range p.p.Steps {
-			k := by[st.Kernel]
+			key := st.Kernel
+			if st.Label != "" {
+				key = "label " + st.Label
+			}
+			k := by[key]
 			if k == nil {
-				k = &KernelTime{Program: name, Kernel: st.Kernel}
-				by[st.Kernel] = k
+				k = &KernelTime{Program: name, Label: st.Label, Kernel: st.Kernel}
+				by[key] = k
 			}
 			k.Calls += p.runs
 			k.Seconds += float64(ns[i]) / 1e9
@@ -79,7 +94,7 @@ func (r *Runtime) ProfileReport() []KernelTime {
 		if out[i].Seconds != out[j].Seconds {
 			return out[i].Seconds > out[j].Seconds
 		}
-		return out[i].Program+out[i].Kernel < out[j].Program+out[j].Kernel
+		return out[i].Program+out[i].Name() < out[j].Program+out[j].Name()
 	})
 	return out
 }

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -45,5 +47,36 @@ func TestProfile(t *testing.T) {
 	}
 	if err := r.Profile(false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Labelled steps are reported by label, one entry per label even when
+// they call the same kernel, and Name prints the label.
+func TestProfileLabels(t *testing.T) {
+	a := testArtifact(t)
+	steps := a.Program("train").Steps
+	for i := range steps {
+		steps[i].Label = fmt.Sprintf("layers.%d.mlp dW", i)
+	}
+	r := load(t, a, 1)
+	in := Inputs{Floats: map[string][]float32{"g": gradient()}, Scalars: map[string]float64{"lr": 0.125}}
+	if err := r.Profile(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run("train", in); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, k := range r.ProfileReport() {
+		if k.Program != "train" {
+			continue
+		}
+		if !strings.HasPrefix(k.Name(), "layers.") || k.Name() != k.Label || k.Calls != 1 {
+			t.Errorf("entry %+v (name %q)", k, k.Name())
+		}
+		seen[k.Label] = true
+	}
+	if len(seen) != len(steps) {
+		t.Errorf("%d labels reported, want %d", len(seen), len(steps))
 	}
 }

@@ -67,8 +67,16 @@ func (rcv *Step) MutateArgs(j int, n int32) bool {
 	return false
 }
 
+func (rcv *Step) Label() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func StepStart(builder *flatbuffers.Builder) {
-	builder.StartObject(2)
+	builder.StartObject(3)
 }
 func StepAddKernel(builder *flatbuffers.Builder, kernel flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(kernel), 0)
@@ -78,6 +86,9 @@ func StepAddArgs(builder *flatbuffers.Builder, args flatbuffers.UOffsetT) {
 }
 func StepStartArgsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func StepAddLabel(builder *flatbuffers.Builder, label flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(2, flatbuffers.UOffsetT(label), 0)
 }
 func StepEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -41,11 +41,13 @@ func benchCommand() *cli.Command {
 			"vfmadd231ps on zmm with AVX-512F, ymm with FMA, else SSE mulps+addps; about 0.3 s) and\n" +
 			"prints each GFLOP/s as a fraction of it.\n\n" +
 			"Lowerings (SLTrain config): bench compiles and times --sltrain-lowering auto (what a user\n" +
-			"gets) and merged (W = B·A·scale + S dense, one GEMM: PyTorch's algorithm), and prints a\n" +
-			"ratio for each against one PyTorch run; when auto picks merged for every layer, the programs\n" +
-			"are the same and are timed once. An explicit --sltrain-lowering merged times merged only;\n" +
-			"factored or auto times that one plus merged. A full-rank model or an artifact (its lowering\n" +
-			"was fixed when it was compiled) is timed once.\n\n" +
+			"gets: each layer's lowering timed on this machine), merged (W = B·A·scale + S dense, one\n" +
+			"GEMM: PyTorch's algorithm) and factored, prints how much slower auto's step is than the\n" +
+			"faster of the other two, and a ratio for each against one PyTorch run; when auto picks one\n" +
+			"lowering for every layer, that program is timed once. An explicit --sltrain-lowering merged\n" +
+			"times merged only; factored or auto times that one plus merged. --lowerings first prints\n" +
+			"every SLTrain layer's measured merged and factored forward times and auto's pick. A\n" +
+			"full-rank model or an artifact (its lowering was fixed when it was compiled) is timed once.\n\n" +
 			"--baseline torch runs the seed's semantics in PyTorch (tools/torchref/bench.py, Debian's\n" +
 			"/usr/bin/python3 or $SLC_PYTHON, run from the repository root) on the model the compiled module describes:\n" +
 			"its config, peft, rank, δ, α, target modules, dtype, batch and length come from the module's\n" +
@@ -63,6 +65,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "steps", Value: 5, Usage: "`N` timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
 			&cli.StringFlag{Name: "baseline", Value: "none", Usage: "`WHAT` to compare against in the same run: none or torch"},
+			&cli.BoolFlag{Name: "lowerings", Usage: "print each SLTrain layer's measured merged and factored forward times and auto's pick (a config on this machine's CPU)"},
 			&cli.IntFlag{Name: "profile", Usage: "after each run, list the `N` kernels that took the most time over the timed steps"},
 			&cli.Float64Flag{Name: "peak-tflops", Value: 989, Usage: "with --device cuda: the GPU's dense peak `TFLOPS` that GFLOP/s are a fraction of (model FLOP utilisation; 989 = H100/H200 SXM bf16)"},
 		}, pipelineFlags()...), codegenFlags()...),
@@ -156,6 +159,14 @@ func bench(c *cli.Context) error {
 			return err
 		}
 	}
+	if c.Bool("lowerings") {
+		if isArtifact(model) || !isSLTrain(mod) {
+			return usagef(cmd, "flag --lowerings: %s has no SLTrain layers to lower (give a config with --peft sltrain)", model)
+		}
+		if err := printLowerings(c, model, mod); err != nil {
+			return err
+		}
+	}
 	g := mod.Graph("train_step")
 	if g == nil || mod.Graph("update") == nil {
 		return fmt.Errorf("%s: the artifact has no train_step and update programs", model)
@@ -182,7 +193,10 @@ func bench(c *cli.Context) error {
 		}
 		how := ""
 		if isSLTrain(mod) {
-			how = ", --sltrain-lowering " + strings.Join(lowerings, " and ")
+			how = ", --sltrain-lowering " + strings.Join(lowerings[:len(lowerings)-1], ", ")
+			if len(lowerings) > 1 {
+				how += " and " + lowerings[len(lowerings)-1]
+			}
 		}
 		printf(c, "Compiling %s (%s, batch %d × %d tokens)%s…\n", model, metaLabel(mod.Meta), ids.Type.Shape[0], ids.Type.Shape[1], how)
 	}
@@ -220,7 +234,7 @@ func bench(c *cli.Context) error {
 		}
 		if p.sameAs != "" {
 			results[p.lowering] = results[p.sameAs]
-			printf(c, "%-11s the same program as %s (the cost model chose merged for every layer)\n", name+":", p.sameAs)
+			printf(c, "%-13s the same program as %s (auto chose %s for every layer)\n", name+":", p.sameAs, p.lowering)
 			continue
 		}
 		res, err := timeProgram(c, model, p, vocab, steps, warmup, threads)
@@ -231,9 +245,10 @@ func bench(c *cli.Context) error {
 		res.tokensPerSec = float64(tokens) / res.stepSeconds
 		results[p.lowering] = res
 		gf := float64(flops) / res.stepSeconds / 1e9
-		printf(c, "%-11s %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (%.1f GFLOP per step), %s; compile+load %.1f s\n",
+		printf(c, "%-13s %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (%.1f GFLOP per step), %s; compile+load %.1f s\n",
 			name+":", res.stepSeconds, steps, res.tokensPerSec, gf, 100*gf/pk.GFLOPS, float64(flops)/1e9, res.where, res.compileSecond)
 	}
+	printAutoVsBest(c, results)
 	if baseline != "torch" {
 		return nil
 	}
@@ -262,7 +277,7 @@ func bench(c *cli.Context) error {
 		case "merged":
 			printf(c, "ratio merged:   %.2f× PyTorch (the same algorithm: slc's implementation speed-up)\n", ratio)
 		case "auto":
-			printf(c, "ratio auto:     %.2f× PyTorch (what a user gets: slc's cost model picks each layer's lowering)\n", ratio)
+			printf(c, "ratio auto:     %.2f× PyTorch (what a user gets: each layer's lowering picked by its times on this machine)\n", ratio)
 		default:
 			printf(c, "ratio %s: %.2f× PyTorch (--sltrain-lowering %s)\n", p.lowering, ratio, p.lowering)
 		}
@@ -307,22 +322,25 @@ func benchLowerings(sltrain bool, flag string, set bool) []string {
 	if !set {
 		flag = "auto"
 	}
-	if flag == "merged" {
+	switch {
+	case flag == "merged":
 		return []string{"merged"}
+	case !set:
+		return []string{"auto", "merged", "factored"}
 	}
 	return []string{flag, "merged"}
 }
 
 // compilePrograms compiles each lowering of a config module (st: its kernel
-// groups and memory plans); when auto chose merged for every layer of
-// train_step, merged is not compiled again.
+// groups and memory plans); when auto chose one lowering for every layer of
+// train_step, that lowering is not compiled again.
 func compilePrograms(c *cli.Context, model string, mod *ir.Module, st *passes.State, progs []*benchProgram) error {
-	autoAllMerged := false
+	autoAll := "" // the lowering auto chose for every layer, if one
 	for _, p := range progs {
 		if p.art != nil {
 			continue
 		}
-		if p.lowering == "merged" && autoAllMerged {
+		if p.lowering != "auto" && p.lowering == autoAll {
 			p.sameAs = "auto"
 			continue
 		}
@@ -346,7 +364,12 @@ func compilePrograms(c *cli.Context, model string, mod *ir.Module, st *passes.St
 		if p.lowering == "auto" {
 			merged, factored := lowRankChoices(explain.String(), "train_step")
 			printf(c, "  auto: %d of train_step's %d LowRankSparseAdd layers factored, %d merged\n", factored, merged+factored, merged)
-			autoAllMerged = factored == 0 && merged > 0
+			switch {
+			case factored == 0 && merged > 0:
+				autoAll = "merged"
+			case merged == 0 && factored > 0:
+				autoAll = "factored"
+			}
 		}
 	}
 	return nil
@@ -529,7 +552,7 @@ func printProfile(c *cli.Context, rt *runtime.Runtime, n, steps int) {
 		if i == n {
 			break
 		}
-		printf(c, "  %8.2f ms  %5.1f%%  %-10s %s (%d calls/step)\n", 1e3*k.Seconds/float64(steps), 100*k.Seconds/total, k.Program, k.Kernel, k.Calls/int64(steps))
+		printf(c, "  %8.2f ms  %5.1f%%  %-10s %s (%d calls/step)\n", 1e3*k.Seconds/float64(steps), 100*k.Seconds/total, k.Program, k.Name(), k.Calls/int64(steps))
 	}
 }
 

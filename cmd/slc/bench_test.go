@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -125,7 +126,7 @@ func TestBenchLowerings(t *testing.T) {
 	}{
 		{false, "auto", false, []string{""}},
 		{false, "factored", true, []string{""}},
-		{true, "auto", false, []string{"auto", "merged"}},
+		{true, "auto", false, []string{"auto", "merged", "factored"}},
 		{true, "auto", true, []string{"auto", "merged"}},
 		{true, "merged", true, []string{"merged"}},
 		{true, "factored", true, []string{"factored", "merged"}},
@@ -230,9 +231,36 @@ func TestBenchTorchBaseline(t *testing.T) {
 	}
 	out = slcAtRoot(t, "bench", "testdata/configs/llama_tiny.json", "--rank", "4", "--target-modules", "q_proj,mlp",
 		"--batch-size", "2", "--max-length", "8", "--steps", "1", "--warmup", "0", "--threads", "1", "--baseline", "torch", "--peft_model", "sltrain")
-	for _, want := range []string{"--sltrain-lowering auto and merged", "slc auto:", "slc merged:", "ratio merged:", "ratio auto:", "the seed's merged layer"} {
+	for _, want := range []string{"--sltrain-lowering auto, merged and factored", "slc auto:", "slc merged:", "slc factored:", "ratio merged:", "ratio auto:", "the seed's merged layer"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("config: output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// bench --profile names kernels by layer, direction and op; --lowerings
+// prints each SLTrain layer's measured times and auto's pick; bench times
+// auto, merged and factored and compares auto with the faster.
+func TestBenchProfileAndLowerings(t *testing.T) {
+	out := mustSlc(t, "bench", configTiny, "--rank", "4", "--batch-size", "2", "--max-length", "8", "--steps", "1", "--warmup", "0",
+		"--threads", "1", "--profile", "1000", "--lowerings")
+	for _, want := range []string{
+		"SLTrain lowerings of train_step", "merged ms", "factored ms",
+		"--sltrain-lowering auto, merged and factored", "slc auto:", "auto vs best: auto",
+		"layers.0.self_attn.q_proj dW", "layers.1.mlp.down_proj dx", "lm_head dW", "layers.1.mlp.up_proj forward LowRankSparseAdd",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`model\.layers\.1\.mlp\.up_proj +16 +16 +24 +4 +11 +f32 +[0-9.]+ +[0-9.]+  (merged|factored)`).MatchString(out) {
+		t.Errorf("no --lowerings row for model.layers.1.mlp.up_proj:\n%s", out)
+	}
+	if regexp.MustCompile(`slc_[a-z_]+_[0-9a-f]{12}`).MatchString(out) {
+		t.Errorf("the profile names a kernel by its symbol:\n%s", out)
+	}
+	_, stderr, code := slc(t, "bench", tinyArtifact(t), "--lowerings", "--steps", "1", "--warmup", "0")
+	if code != exitUsage || !strings.Contains(stderr, "flag --lowerings") {
+		t.Errorf("--lowerings of an artifact: exit %d, stderr %q", code, stderr)
 	}
 }

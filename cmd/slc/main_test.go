@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	slcBin = filepath.Join(dir, "slc")
+	// The SLTrain lowering times of auto are cached here, not in the
+	// user's cache directory.
+	os.Setenv("SLC_CACHE_DIR", filepath.Join(dir, "cache"))
 	build := exec.Command("go", "build", "-o", slcBin, ".")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	goruntime "runtime"
 	"slices"
 	"strings"
@@ -22,12 +23,16 @@ func codegenFlags() []cli.Flag {
 		&cli.StringFlag{Name: "gpu", Value: codegen.DefaultGPU, Usage: "`SM` of --device cuda: sm_90 (H100/H200), sm_89, sm_86 or sm_80 (A100)"},
 		&cli.StringFlag{Name: "gpu-kernels", Value: "portable", Usage: "`KIND` of --device cuda's matrix products: portable (tiled shared-memory SIMT GEMMs) or tensorcore (mma.sync bf16 tensor cores for bf16 products, sm_80 and later; not yet checked on a GPU)"},
 		&cli.StringFlag{Name: "cpu", Usage: "target `CPU` for the kernels (an LLVM CPU name such as x86-64-v3 or znver4; default: this machine's)"},
-		&cli.StringFlag{Name: "sltrain-lowering", Value: "auto", Usage: "`HOW` LowRankSparseAdd runs: merged (W = B·A·scale + S, one GEMM), factored (x·Aᵀ·Bᵀ + sparse x·Sᵀ) or auto (a cost model per layer)"},
+		&cli.StringFlag{Name: "sltrain-lowering", Value: "auto", Usage: "`HOW` LowRankSparseAdd runs: merged (W = B·A·scale + S, one GEMM), factored (x·Aᵀ·Bᵀ + sparse x·Sᵀ) or auto (per layer, the faster of the two as timed on this machine, cached in the user cache directory or $SLC_CACHE_DIR; for another target, a cost model)"},
 	}
 }
 
 func codegenOptions(c *cli.Context, cmd string, st *passes.State, explain io.Writer) (codegen.Options, error) {
-	o := codegen.Options{CPU: c.String("cpu"), SLTrainLowering: c.String("sltrain-lowering"), Explain: explain}
+	o := codegen.Options{CPU: c.String("cpu"), SLTrainLowering: c.String("sltrain-lowering"), Explain: explain,
+		MeasureSLTrain: true, Threads: c.Int("threads"), CacheDir: os.Getenv("SLC_CACHE_DIR"), Warnings: c.App.ErrWriter}
+	if isTerminal(c.App.ErrWriter) {
+		o.Progress = c.App.ErrWriter
+	}
 	switch o.SLTrainLowering {
 	case "merged", "factored", "auto":
 	default:

@@ -686,7 +686,23 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	}
 
 	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, %s)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed, s.DType)
+	// The lead compiles first, the other ranks after it: auto's measured
+	// SLTrain lowering times are then in the cache of the ranks on its
+	// machine, which compile the same program instead of timing anew.
+	if !lead {
+		if err := ready(nil); err != nil {
+			return err
+		}
+	}
 	rt, err := mod.load(c, r.threads)
+	if lead && comm.Size() > 1 {
+		if rerr := ready(err); rerr != nil {
+			if rt != nil {
+				rt.Close()
+			}
+			return rerr
+		}
+	}
 	if err != nil {
 		return ready(err)
 	}

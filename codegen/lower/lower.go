@@ -149,8 +149,14 @@ type Lowering struct {
 type Options struct {
 	// SLTrainLowering picks how LowRankSparseAdd runs: "merged" (build W,
 	// then one GEMM), "factored" (two thin GEMMs plus a sparse product) or
-	// "auto" / "" (per layer, by the cost model of ChooseSLTrain).
+	// "auto" / "" (per layer: the faster in SLTrainTimes, else the cost
+	// model of ChooseSLTrain).
 	SLTrainLowering string
+	// SLTrainTimes are measured kernel times of LowRankSparseAdd shapes on
+	// the machine the code will run on (codegen's calibration): under auto,
+	// a layer whose shape is here takes the faster lowering, any other the
+	// cost model's pick.
+	SLTrainTimes map[SLTrainShape]SLTrainTiming
 	// Device is the target: "" or "cpu" for x86-64 kernels (the ABI above),
 	// "cuda" for NVPTX kernels (see the CUDA ABI in ptx.go). The module
 	// and target machine must be the device's.

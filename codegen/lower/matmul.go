@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"math"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
@@ -287,11 +286,13 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		return &Lowering{}, nil
 	}
 	alpha := float32(scale)
-	lowRank := r > 0 && in > 0 && alpha != 0 && !math.IsInf(float64(alpha), 0) && !math.IsNaN(float64(alpha))
-	mode := ChooseSLTrain(e.opt.SLTrainLowering, rows, in, out, r, nnz)
-	mc, fc := SLTrainCosts(rows, in, out, r, nnz)
-	l := &Lowering{Note: fmt.Sprintf("LowRankSparseAdd %s (cost merged %.3g, factored %.3g flop-eq; rows %d, in %d, out %d, r %d, nnz %d)",
-		mode, mc, fc, rows, in, out, r, nnz)}
+	shape, err := SLTrainShapeOf([]ir.Type{x, B, A, v, idx}, g.Outputs[0].Type, scale)
+	if err != nil {
+		return nil, err
+	}
+	lowRank := shape.LowRank
+	mode, note := chooseSLTrain(e.opt.SLTrainLowering, shape, e.opt.SLTrainTimes)
+	l := &Lowering{Note: note}
 	in0, in1, in2, in3, in4 := Arg{ArgInput, 0}, Arg{ArgInput, 1}, Arg{ArgInput, 2}, Arg{ArgInput, 3}, Arg{ArgInput, 4}
 	yArg, t0 := Arg{ArgOutput, 0}, Arg{ArgTemp, 0}
 	f32 := e.f32

@@ -1,6 +1,8 @@
-// Package dl loads shared objects for the codegen packages' tests and
-// benchmarks: just enough dlopen/dlsym to call a compiled kernel through a
-// few fixed C signatures. It is test support, not the runtime's loader.
+// Package dl loads shared objects for codegen: its tests and benchmarks,
+// and the calibration that times candidate kernels on the compiling
+// machine (codegen/calibrate.go). Just enough dlopen/dlsym to call a
+// compiled kernel through a few fixed C signatures; not the runtime's
+// loader (the runtime must not depend on codegen, nor codegen on it).
 package dl
 
 /*

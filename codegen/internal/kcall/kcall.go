@@ -1,10 +1,11 @@
-// Package kcall calls slc kernels from Go, for codegen's tests: 64-byte
+// Package kcall calls slc kernels from Go, for codegen's tests and its
+// calibration (timing candidate kernels, codegen/execute.go): 64-byte
 // aligned C buffers, the C array of buffer pointers a kernel takes, and a
 // trampoline for the kernel ABI
 //
 //	void kernel(void **args, int64_t tid, int64_t nthreads, void *scratch)
 //
-// It is test support, not the runtime (which must not depend on codegen).
+// It is not the runtime (which must not depend on codegen).
 package kcall
 
 /*
