@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -15,6 +16,7 @@ import (
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/codegen/internal/dl"
 	"gitee.com/gidean/conv-linn/codegen/internal/kcall"
+	"gitee.com/gidean/conv-linn/hostcpu"
 	"gitee.com/gidean/conv-linn/ir"
 )
 
@@ -31,8 +33,16 @@ type executor struct {
 	fns  map[string]unsafe.Pointer
 }
 
-// newExecutor loads art's code from a temporary file.
+// newExecutor loads art's code from a temporary file. Code for a CPU with
+// AMX tiles needs the process's tile permission first (as the runtime asks
+// for it): without it, the first tile instruction ends the process in
+// SIGILL instead of returning an error the calibration can fall back from.
 func newExecutor(art *artifact.Artifact) (*executor, error) {
+	if slices.Contains(strings.Split(art.Target.Features, ","), "+amx-tile") {
+		if err := hostcpu.RequestAMX(); err != nil {
+			return nil, fmt.Errorf("the AMX tile state: %w", err)
+		}
+	}
 	f, err := os.CreateTemp("", "slc-calibrate-*.so")
 	if err != nil {
 		return nil, err
