@@ -117,6 +117,10 @@ func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuf
 		fbs.StepStart(b)
 		fbs.StepAddKernel(b, kernel)
 		fbs.StepAddArgs(b, args)
+		fbs.StepAddGrid(b, st.Grid)
+		fbs.StepAddBlock(b, st.Block)
+		fbs.StepAddSharedBytes(b, st.SharedBytes)
+		fbs.StepAddScratchBytes(b, st.ScratchBytes)
 		steps[i] = fbs.StepEnd(b)
 	}
 	outs := make([]flatbuffers.UOffsetT, len(p.Outputs))
@@ -306,7 +310,7 @@ func (d *decoder) program(fp *fbs.Program) *Program {
 			d.where = fmt.Sprintf("%s: step %d", base, i)
 			fp.Steps(&s, i)
 			d.table(s.Table(), "step")
-			st := Step{Kernel: d.str(s.Kernel(), "kernel")}
+			st := Step{Kernel: d.str(s.Kernel(), "kernel"), Grid: s.Grid(), Block: s.Block(), SharedBytes: s.SharedBytes(), ScratchBytes: s.ScratchBytes()}
 			if k := d.count(s.ArgsLength(), 4, "args"); k > 0 {
 				st.Args = make([]int32, k)
 				for j := range st.Args {

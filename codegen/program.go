@@ -267,6 +267,9 @@ func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32) error {
 	b.p.ScratchBytes = max(b.p.ScratchBytes, l.ScratchBytes)
 	for _, c := range l.Calls {
 		st := artifact.Step{Kernel: c.Kernel}
+		if err := b.launch(&st, l.ScratchBytes); err != nil {
+			return err
+		}
 		for _, a := range c.Args {
 			switch a.Kind {
 			case lower.ArgInput:
@@ -321,6 +324,27 @@ func (b *program) finishOutputs() error {
 			return fmt.Errorf("output %q: slot %q is %v, the value is %v", o.Name, st.Name, st.Type, b.types[o.Value])
 		}
 		b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})
+	}
+	return nil
+}
+
+// launch records a cuda step's launch geometry, the one the lowering chose
+// for its kernel, with the lowering's scratch when the kernel uses any and
+// the grid capped so that its scratch areas fit artifact.MaxScratchBytes
+// (64-byte strides, as the runtime lays them out). CPU steps keep none.
+func (b *program) launch(st *artifact.Step, scratch int64) error {
+	l, ok := b.em.Launch(st.Kernel)
+	if !ok {
+		return nil
+	}
+	st.Grid, st.Block, st.SharedBytes = int32(l.Grid), int32(l.Block), int32(l.SharedBytes)
+	if l.Scratch && scratch > 0 {
+		stride := align(scratch)
+		if stride*int64(l.Block) > artifact.MaxScratchBytes {
+			return fmt.Errorf("kernel %s: %d bytes of scratch per thread do not fit one block of %d threads in %d bytes", st.Kernel, scratch, l.Block, artifact.MaxScratchBytes)
+		}
+		st.Grid = int32(min(int64(st.Grid), artifact.MaxScratchBytes/(stride*int64(l.Block))))
+		st.ScratchBytes = scratch
 	}
 	return nil
 }

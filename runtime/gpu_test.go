@@ -98,7 +98,7 @@ func (d *hostDevice) Copy(dst, src uint64, n int64) error {
 	return nil
 }
 
-func (d *hostDevice) Launch(kernel string, grid, block int, args, scratch, stride uint64) error {
+func (d *hostDevice) Launch(kernel string, grid, block, shared int, args, scratch, stride uint64) error {
 	if kernel == d.failKernel {
 		return errors.New("illegal memory access")
 	}

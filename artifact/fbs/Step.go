@@ -67,8 +67,56 @@ func (rcv *Step) MutateArgs(j int, n int32) bool {
 	return false
 }
 
+func (rcv *Step) Grid() int32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+	if o != 0 {
+		return rcv._tab.GetInt32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateGrid(n int32) bool {
+	return rcv._tab.MutateInt32Slot(8, n)
+}
+
+func (rcv *Step) Block() int32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
+	if o != 0 {
+		return rcv._tab.GetInt32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateBlock(n int32) bool {
+	return rcv._tab.MutateInt32Slot(10, n)
+}
+
+func (rcv *Step) SharedBytes() int32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetInt32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateSharedBytes(n int32) bool {
+	return rcv._tab.MutateInt32Slot(12, n)
+}
+
+func (rcv *Step) ScratchBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateScratchBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(14, n)
+}
+
 func StepStart(builder *flatbuffers.Builder) {
-	builder.StartObject(2)
+	builder.StartObject(6)
 }
 func StepAddKernel(builder *flatbuffers.Builder, kernel flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(kernel), 0)
@@ -78,6 +126,18 @@ func StepAddArgs(builder *flatbuffers.Builder, args flatbuffers.UOffsetT) {
 }
 func StepStartArgsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func StepAddGrid(builder *flatbuffers.Builder, grid int32) {
+	builder.PrependInt32Slot(2, grid, 0)
+}
+func StepAddBlock(builder *flatbuffers.Builder, block int32) {
+	builder.PrependInt32Slot(3, block, 0)
+}
+func StepAddSharedBytes(builder *flatbuffers.Builder, sharedBytes int32) {
+	builder.PrependInt32Slot(4, sharedBytes, 0)
+}
+func StepAddScratchBytes(builder *flatbuffers.Builder, scratchBytes int64) {
+	builder.PrependInt64Slot(5, scratchBytes, 0)
 }
 func StepEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

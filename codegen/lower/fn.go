@@ -34,6 +34,9 @@ type kfn struct {
 	// (bar.sync, shfl.sync, or a call of a block-cooperative GEMM): on the
 	// GPU such a body is convergent and not nosync.
 	syncs bool
+	// work is the parallelism the body exposes, from which the cuda
+	// device's launch geometry is chosen (geometry.go).
+	work work
 }
 
 // stamp puts the target and the attributes every kernel function has on f
@@ -147,6 +150,7 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 				return err
 			}
 		}
+		e.launches[name] = k.work.launch()
 		return e.ptxEntry(name, body, first)
 	}
 	// The exported wrapper.
@@ -360,6 +364,7 @@ func (k *kfn) share(n, align int64) (s, e llvm.Value) {
 	}
 	s = k.min(k.mul(k.tid, per), N)
 	e = k.min(k.add(s, per), N)
+	k.work.threads = max(k.work.threads, (n+max(align, 1)-1)/max(align, 1))
 	return s, e
 }
 

@@ -140,6 +140,7 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	rounds := b.UDiv(k.add(k.c64(mmaUnits-1), warps), warps, "rounds")
 	tilesM, tilesN := (M+mmaM-1)/mmaM, (N+mmaN-1)/mmaN
 	total := int64(s.Batch) * tilesM * tilesN
+	k.work.blocks = max(k.work.blocks, total)
 	zero := llvm.ConstFloat(f32, 0)
 	var acc [4][4]llvm.Value // [n8 tile j][c0..c3]
 	for j := range acc {

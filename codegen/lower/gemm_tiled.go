@@ -210,6 +210,7 @@ func (e *Emitter) gemmFrame(f llvm.Function) (k *kfn, finish func()) {
 	fm := e.b.FastMath()
 	e.b.SetFastMath(llvm.FastMathNone)
 	return k, func() {
+		e.gemmWork[f.Name()] = k.work
 		e.b.RetVoid()
 		e.ab.Br(body)
 		e.b.SetFastMath(fm)
@@ -292,6 +293,7 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	}
 	tilesM, tilesN := (M+tileM-1)/tileM, (N+tileN-1)/tileN
 	total := int64(s.Batch) * tilesM * tilesN
+	k.work.blocks = total
 	rounds := b.UDiv(k.add(k.c64(tileThreads-1), hw.nt), hw.nt, "rounds")
 	zero := llvm.ConstFloat(f32, 0)
 	var acc [microM][microN]llvm.Value

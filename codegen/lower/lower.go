@@ -186,12 +186,16 @@ type Emitter struct {
 	// values compute in f32 (see storageType).
 	i16, bf16 llvm.Type
 
-	done   map[string]*Lowering  // by group signature
-	gemms  map[string]cpu.Kernel // by GEMM spec
-	tables map[string]*table     // constant tables by name
-	decls  map[string]llvm.Function
-	order  []string // table names in creation order
-	names  map[string]bool
+	done map[string]*Lowering // by group signature
+	// launches are the cuda kernels' launch geometries, by kernel name;
+	// gemmWork the parallelism of each GPU GEMM function, by its name.
+	launches map[string]Launch
+	gemmWork map[string]work
+	gemms    map[string]cpu.Kernel // by GEMM spec
+	tables   map[string]*table     // constant tables by name
+	decls    map[string]llvm.Function
+	order    []string // table names in creation order
+	names    map[string]bool
 }
 
 // NewEmitter prepares an emitter for module m, which must be configured for
@@ -210,12 +214,14 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	ctx := m.Context()
 	e := &Emitter{
 		ctx: ctx, mod: m, opt: opt,
-		gen:    cpu.NewGenerator(tm),
-		done:   map[string]*Lowering{},
-		gemms:  map[string]cpu.Kernel{},
-		tables: map[string]*table{},
-		decls:  map[string]llvm.Function{},
-		names:  map[string]bool{},
+		gen:      cpu.NewGenerator(tm),
+		done:     map[string]*Lowering{},
+		launches: map[string]Launch{},
+		gemmWork: map[string]work{},
+		gemms:    map[string]cpu.Kernel{},
+		tables:   map[string]*table{},
+		decls:    map[string]llvm.Function{},
+		names:    map[string]bool{},
 	}
 	e.arch = e.gen.Arch
 	e.void, e.i8 = ctx.VoidType(), ctx.Int8Type()

@@ -56,6 +56,9 @@ func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
 	if k.e.gpu() && f.HasAttribute(llvm.FunctionIndex, "convergent") {
 		k.syncs = true
 	}
+	if w, ok := k.e.gemmWork[f.Name()]; ok {
+		k.work.merge(w)
+	}
 	k.b.Call(f, []llvm.Value{c, a, b, k.scr, k.tid, k.nth}, "")
 }
 

@@ -313,7 +313,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 		part := ir.T(ir.F64, int(chunks*outTotal))
 		err := e.kernel(sumName, []param{{bytes: part.Bytes(), readonly: true, alias: -1}, {bytes: yType.Bytes(), alias: -1}}, func(k *kfn) error {
 			f64 := e.f64
-			k.gridStride(k.c64(outTotal), func(o llvm.Value) {
+			k.gridStride(outTotal, func(o llvm.Value) {
 				acc := k.variable(f64, llvm.ConstFloat(f64, 0))
 				k.loopN(chunks, func(p llvm.Value) {
 					k.store(k.b.FAdd(k.load(f64, acc), k.loadAt(f64, k.p[0], k.add(k.mulc(p, outTotal), o)), ""), f64, acc)
@@ -363,7 +363,7 @@ func (k *kfn) reduceChunksGPU(chunks, outTotal int64, keptDims []int64, keptStre
 	f64 := k.e.f64
 	count := numel64(redDims)
 	C := (count + chunks - 1) / chunks
-	k.gridStride(k.c64(chunks*outTotal), func(u llvm.Value) {
+	k.gridStride(chunks*outTotal, func(u llvm.Value) {
 		p, o := k.divc(u, outTotal), k.remc(u, outTotal)
 		base := k.offsets(o, keptDims, keptStreams)
 		lo := k.mulc(p, C)
@@ -411,7 +411,7 @@ func (k *kfn) reduceGPU(independent bool, outTotal int64, keptDims []int64, kept
 	element func(offs []llvm.Value) llvm.Value, store func(o, acc llvm.Value), ferr *error) error {
 	f64 := k.e.f64
 	if independent {
-		k.gridStride(k.c64(outTotal), func(o llvm.Value) {
+		k.gridStride(outTotal, func(o llvm.Value) {
 			base := k.offsets(o, keptDims, keptStreams)
 			acc := k.variable(f64, llvm.ConstFloat(f64, 0))
 			k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
@@ -477,6 +477,7 @@ func (k *kfn) nest(dims []int64, streams []stream, base []llvm.Value, body func(
 // alignedScratch returns this thread's scratch pointer rounded up to 64
 // bytes (kernels that use scratch reserve 64 extra bytes for this).
 func (k *kfn) alignedScratch() llvm.Value {
+	k.work.scratch = true
 	b := k.b
 	off := b.And(b.Sub(k.c64(0), b.PtrToInt(k.scr, k.e.i64, ""), ""), k.c64(63), "")
 	return b.InBoundsGEP(k.e.i8, k.scr, []llvm.Value{off}, "")
