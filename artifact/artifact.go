@@ -82,6 +82,13 @@ type Step struct {
 	// dynamic shared memory, ScratchBytes of global scratch per thread.
 	Grid, Block, SharedBytes int32
 	ScratchBytes             int64
+	// The kernel's work as the lowering counts it, for performance models
+	// (package roofline; 0 where not counted): Flops floating-point
+	// operations (a product's 2·M·N·K, an element-wise chain's nodes per
+	// element), Bytes the sizes of the buffers it reads and writes (each
+	// once), TensorCore when its products run on tensor cores.
+	Flops, Bytes int64
+	TensorCore   bool
 }
 
 // Launch limits a cuda step's geometry must respect (CUDA's: 2³¹−1 blocks

@@ -46,7 +46,7 @@ func sample(t testing.TB) *Artifact {
 				},
 				Steps: []Step{
 					{Kernel: "k_embed", Args: []int32{0, 1, 3}},
-					{Kernel: "k_loss", Args: []int32{3, 4}, Grid: 132, Block: 256, SharedBytes: 1024, ScratchBytes: 64},
+					{Kernel: "k_loss", Args: []int32{3, 4}, Grid: 132, Block: 256, SharedBytes: 1024, ScratchBytes: 64, Flops: 1 << 40, Bytes: 1 << 33, TensorCore: true},
 					{Kernel: "k_nop"},
 				},
 				Outputs: []Output{

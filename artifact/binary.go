@@ -121,6 +121,9 @@ func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuf
 		fbs.StepAddBlock(b, st.Block)
 		fbs.StepAddSharedBytes(b, st.SharedBytes)
 		fbs.StepAddScratchBytes(b, st.ScratchBytes)
+		fbs.StepAddFlops(b, st.Flops)
+		fbs.StepAddBytes(b, st.Bytes)
+		fbs.StepAddTensorCore(b, st.TensorCore)
 		steps[i] = fbs.StepEnd(b)
 	}
 	outs := make([]flatbuffers.UOffsetT, len(p.Outputs))
@@ -310,7 +313,8 @@ func (d *decoder) program(fp *fbs.Program) *Program {
 			d.where = fmt.Sprintf("%s: step %d", base, i)
 			fp.Steps(&s, i)
 			d.table(s.Table(), "step")
-			st := Step{Kernel: d.str(s.Kernel(), "kernel"), Grid: s.Grid(), Block: s.Block(), SharedBytes: s.SharedBytes(), ScratchBytes: s.ScratchBytes()}
+			st := Step{Kernel: d.str(s.Kernel(), "kernel"), Grid: s.Grid(), Block: s.Block(), SharedBytes: s.SharedBytes(), ScratchBytes: s.ScratchBytes(),
+				Flops: s.Flops(), Bytes: s.Bytes(), TensorCore: s.TensorCore()}
 			if k := d.count(s.ArgsLength(), 4, "args"); k > 0 {
 				st.Args = make([]int32, k)
 				for j := range st.Args {

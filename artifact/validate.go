@@ -190,6 +190,9 @@ func (s Slot) check(arena int64) error {
 // 0, SharedBytes and ScratchBytes too), or a launch CUDA accepts whose
 // scratch areas fit MaxScratchBytes.
 func (st Step) checkLaunch() error {
+	if st.Flops < 0 || st.Bytes < 0 {
+		return fmt.Errorf("work of %d flops and %d bytes", st.Flops, st.Bytes)
+	}
 	if st.Grid == 0 && st.Block == 0 && st.SharedBytes == 0 && st.ScratchBytes == 0 {
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,6 +163,10 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 	if plans == nil {
 		plans = map[string]*passes.MemoryPlan{}
 	}
+	if opt.Device == "cuda" {
+		// Copies: the caller's maps and groups stay as they were.
+		groups, plans = maps.Clone(groups), maps.Clone(plans)
+	}
 	for _, g := range mod.Graphs {
 		if groups[g.Name] == nil && len(g.Nodes) > 0 {
 			return nil, nil, nil, fmt.Errorf("codegen: graph %q has no kernel groups", g.Name)
@@ -172,6 +177,11 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 				return nil, nil, nil, fmt.Errorf("codegen: %w", err)
 			}
 			plans[g.Name] = p
+		}
+		if opt.Device == "cuda" {
+			if err := batchGraph(g, groups, plans, opt); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 	}
 	return mod, groups, plans, nil

@@ -60,10 +60,21 @@ func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, 
 	if err := b.valueSlots(groups); err != nil {
 		return nil, err
 	}
-	for _, gr := range groups {
-		if err := b.group(gr); err != nil {
+	for i := 0; i < len(groups); {
+		j := i + 1
+		for j < len(groups) && groups[j].ID == groups[i].ID { // a batch (batch.go)
+			j++
+		}
+		var err error
+		if j-i > 1 {
+			err = b.batch(groups[i:j])
+		} else {
+			err = b.group(groups[i])
+		}
+		if err != nil {
 			return nil, err
 		}
+		i = j
 	}
 	if err := b.finishOutputs(); err != nil {
 		return nil, err
@@ -162,6 +173,65 @@ func (b *program) extraSlot(name string, t ir.Type) int32 {
 
 // group lowers one group and appends its steps.
 func (b *program) group(gr *passes.Group) error {
+	lg, inSlots, outSlots, err := b.prepare(gr)
+	if lg == nil || err != nil {
+		return err
+	}
+	return b.emit(lg, inSlots, outSlots)
+}
+
+// batch lowers a batch of groups (batchGroups) as one multi-tensor kernel.
+func (b *program) batch(grs []*passes.Group) error {
+	var lgs []*lower.Group
+	var args []int32
+	for _, gr := range grs {
+		lg, inSlots, outSlots, err := b.prepare(gr)
+		if err != nil {
+			return err
+		}
+		if lg == nil {
+			continue
+		}
+		lgs = append(lgs, lg)
+		args = append(append(args, inSlots...), outSlots...)
+	}
+	switch len(lgs) {
+	case 0:
+		return nil
+	case 1:
+		return b.emit(lgs[0], args[:len(lgs[0].Inputs)], args[len(lgs[0].Inputs):])
+	}
+	return b.multi(lgs, args)
+}
+
+// multi appends the step of one multi-tensor kernel running lgs, args the
+// groups' inputs and outputs one group after another.
+func (b *program) multi(lgs []*lower.Group, args []int32) error {
+	name, err := b.em.MultiTensor(lgs)
+	if err != nil {
+		return err
+	}
+	st := artifact.Step{Kernel: name, Args: args}
+	if err := b.launch(&st, 0); err != nil {
+		return err
+	}
+	b.p.Steps = append(b.p.Steps, st)
+	return nil
+}
+
+// numelOf is the number of elements of shape.
+func numelOf(shape []int) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// prepare turns a scheduled group into the group to lower with its input
+// and output slots; a nil group when it needs no kernel (a view, a group
+// whose results nothing uses, a constant filled after the run).
+func (b *program) prepare(gr *passes.Group) (*lower.Group, []int32, []int32, error) {
 	if gr.Kind == passes.GroupView {
 		// No kernel, unless a returned view of storage outside the arena
 		// needs a slot of its own shape: then copy it.
@@ -176,22 +246,22 @@ func (b *program) group(gr *passes.Group) error {
 				Inputs:  []lower.Operand{{Name: in, Type: b.types[in]}},
 				Outputs: []lower.Operand{{Name: v, Type: b.types[v]}}}
 			if err := b.emit(lg, []int32{b.slotOf[in]}, []int32{s}); err != nil {
-				return err
+				return nil, nil, nil, err
 			}
 			b.slotOf[v] = s
 		}
-		return nil
+		return nil, nil, nil, nil
 	}
 	if len(gr.Outputs) == 0 {
 		b.notes = append(b.notes, fmt.Sprintf("group %d (%s) computes nothing the program uses: skipped", gr.ID, gr.Nodes[0]))
-		return nil
+		return nil, nil, nil, nil
 	}
 	fillOnly := true
 	for _, v := range gr.Outputs {
 		fillOnly = fillOnly && b.plan.Buffers[v].Kind == passes.Fill
 	}
 	if fillOnly {
-		return nil // filled after the run, see finishOutputs
+		return nil, nil, nil, nil // filled after the run, see finishOutputs
 	}
 	lg := &lower.Group{Space: gr.Space, Nodes: gr.Nodes}
 	switch gr.Kind {
@@ -202,12 +272,12 @@ func (b *program) group(gr *passes.Group) error {
 	case passes.GroupKernel:
 		lg.Kind = lower.Single
 	default:
-		return fmt.Errorf("group %d: unknown kind %v", gr.ID, gr.Kind)
+		return nil, nil, nil, fmt.Errorf("group %d: unknown kind %v", gr.ID, gr.Kind)
 	}
 	inputs := gr.Inputs
 	if lg.Kind == lower.Single {
 		if len(gr.Nodes) != 1 {
-			return fmt.Errorf("group %d: a kernel group holds %d nodes, not 1", gr.ID, len(gr.Nodes))
+			return nil, nil, nil, fmt.Errorf("group %d: a kernel group holds %d nodes, not 1", gr.ID, len(gr.Nodes))
 		}
 		inputs = gr.Nodes[0].Inputs // one operand per node input, repeats included
 	}
@@ -216,7 +286,7 @@ func (b *program) group(gr *passes.Group) error {
 	for i, v := range inputs {
 		s, ok := b.slotOf[v]
 		if !ok {
-			return fmt.Errorf("group %d reads %q, which has no storage", gr.ID, v)
+			return nil, nil, nil, fmt.Errorf("group %d reads %q, which has no storage", gr.ID, v)
 		}
 		lg.Inputs = append(lg.Inputs, lower.Operand{Name: v, Type: b.types[v]})
 		inSlots = append(inSlots, s)
@@ -225,7 +295,7 @@ func (b *program) group(gr *passes.Group) error {
 	for j, v := range gr.Outputs {
 		buf := b.plan.Buffers[v]
 		if buf.Kind == passes.Fill {
-			return fmt.Errorf("group %d writes the constant %q together with other values", gr.ID, v)
+			return nil, nil, nil, fmt.Errorf("group %d writes the constant %q together with other values", gr.ID, v)
 		}
 		lg.Outputs = append(lg.Outputs, lower.Operand{Name: v, Type: b.types[v]})
 		outSlots = append(outSlots, b.slotOf[v])
@@ -238,7 +308,7 @@ func (b *program) group(gr *passes.Group) error {
 			}
 		}
 	}
-	return b.emit(lg, inSlots, outSlots)
+	return lg, inSlots, outSlots, nil
 }
 
 // emit lowers lg and appends its calls as steps, with temporaries placed
@@ -289,6 +359,11 @@ func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32) error {
 // every other step, into the updated state's own slot when that is safe)
 // and lists the program's outputs.
 func (b *program) finishOutputs() error {
+	type fill struct {
+		lg   *lower.Group
+		slot int32
+	}
+	var fills []fill
 	returned := map[int32]int{} // slot → outputs returning it
 	for _, o := range b.g.Outputs {
 		if s, ok := b.slotOf[o.Value]; ok {
@@ -310,9 +385,7 @@ func (b *program) finishOutputs() error {
 			}
 			lg := &lower.Group{Kind: lower.Elementwise, Space: t.Shape, Nodes: []*ir.Node{n},
 				Outputs: []lower.Operand{{Name: o.Value, Type: t}}}
-			if err := b.emit(lg, nil, []int32{s}); err != nil {
-				return err
-			}
+			fills = append(fills, fill{lg, s})
 			b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})
 			continue
 		}
@@ -324,6 +397,32 @@ func (b *program) finishOutputs() error {
 			return fmt.Errorf("output %q: slot %q is %v, the value is %v", o.Name, st.Name, st.Type, b.types[o.Value])
 		}
 		b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})
+	}
+	// The fills, after every other step: on the cuda device as few
+	// multi-tensor kernels as batches allow (they are independent).
+	for i := 0; i < len(fills); {
+		j, elems := i+1, numelOf(fills[i].lg.Space)
+		for j < len(fills) && j-i < maxBatchGroups && elems+numelOf(fills[j].lg.Space) <= maxBatchElems && b.em.BatchKey(fills[j].lg) == "ew" && b.em.BatchKey(fills[i].lg) == "ew" {
+			elems += numelOf(fills[j].lg.Space)
+			j++
+		}
+		if j-i == 1 {
+			if err := b.emit(fills[i].lg, nil, []int32{fills[i].slot}); err != nil {
+				return err
+			}
+			i = j
+			continue
+		}
+		var lgs []*lower.Group
+		var args []int32
+		for _, f := range fills[i:j] {
+			lgs = append(lgs, f.lg)
+			args = append(args, f.slot)
+		}
+		if err := b.multi(lgs, args); err != nil {
+			return err
+		}
+		i = j
 	}
 	return nil
 }
@@ -338,6 +437,7 @@ func (b *program) launch(st *artifact.Step, scratch int64) error {
 		return nil
 	}
 	st.Grid, st.Block, st.SharedBytes = int32(l.Grid), int32(l.Block), int32(l.SharedBytes)
+	st.Flops, st.Bytes, st.TensorCore = l.Flops, l.Bytes, l.TensorCore
 	if l.Scratch && scratch > 0 {
 		stride := align(scratch)
 		if stride*int64(l.Block) > artifact.MaxScratchBytes {

@@ -115,8 +115,44 @@ func (rcv *Step) MutateScratchBytes(n int64) bool {
 	return rcv._tab.MutateInt64Slot(14, n)
 }
 
+func (rcv *Step) Flops() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateFlops(n int64) bool {
+	return rcv._tab.MutateInt64Slot(16, n)
+}
+
+func (rcv *Step) Bytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(18, n)
+}
+
+func (rcv *Step) TensorCore() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *Step) MutateTensorCore(n bool) bool {
+	return rcv._tab.MutateBoolSlot(20, n)
+}
+
 func StepStart(builder *flatbuffers.Builder) {
-	builder.StartObject(6)
+	builder.StartObject(9)
 }
 func StepAddKernel(builder *flatbuffers.Builder, kernel flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(kernel), 0)
@@ -138,6 +174,15 @@ func StepAddSharedBytes(builder *flatbuffers.Builder, sharedBytes int32) {
 }
 func StepAddScratchBytes(builder *flatbuffers.Builder, scratchBytes int64) {
 	builder.PrependInt64Slot(5, scratchBytes, 0)
+}
+func StepAddFlops(builder *flatbuffers.Builder, flops int64) {
+	builder.PrependInt64Slot(6, flops, 0)
+}
+func StepAddBytes(builder *flatbuffers.Builder, bytes int64) {
+	builder.PrependInt64Slot(7, bytes, 0)
+}
+func StepAddTensorCore(builder *flatbuffers.Builder, tensorCore bool) {
+	builder.PrependBoolSlot(8, tensorCore, false)
 }
 func StepEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

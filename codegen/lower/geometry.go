@@ -32,6 +32,10 @@ type work struct {
 	threads int64 // independent per-thread units (grid-stride iterations, shares)
 	blocks  int64 // block-cooperative units (rows, GEMM tiles)
 	scratch bool  // the body uses its per-thread scratch
+	// The work itself, for performance models: floating-point operations
+	// (mma: on tensor cores) and bytes of the buffers read and written.
+	flops, bytes int64
+	mma          bool
 }
 
 // merge adds the needs of w (a GEMM the body calls) to the body's.
@@ -39,6 +43,8 @@ func (w *work) merge(o work) {
 	w.threads = max(w.threads, o.threads)
 	w.blocks = max(w.blocks, o.blocks)
 	w.scratch = w.scratch || o.scratch
+	w.flops += o.flops
+	w.mma = w.mma || o.mma
 }
 
 // Launch is a cuda kernel's launch geometry.
@@ -50,13 +56,31 @@ type Launch struct {
 	// Scratch says the kernel uses its per-thread scratch (the lowering's
 	// ScratchBytes); without it the launch gets none.
 	Scratch bool
+	// Flops, Bytes and TensorCore count the kernel's work (see
+	// artifact.Step).
+	Flops, Bytes int64
+	TensorCore   bool
 }
 
 // launch is the geometry for w: enough blocks of GPUBlock threads for its
 // threads, one block per block unit, within [1, MaxGrid].
 func (w work) launch() Launch {
 	grid := max(w.blocks, (w.threads+GPUBlock-1)/GPUBlock)
-	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: GPUBlock, Scratch: w.scratch}
+	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: GPUBlock, Scratch: w.scratch, Flops: w.flops, Bytes: w.bytes, TensorCore: w.mma}
+}
+
+// chainFlops counts an element-wise or reduce group's arithmetic: one
+// operation per computing node per element of its space.
+func chainFlops(g *Group) int64 {
+	ops := int64(0)
+	for _, n := range g.Nodes {
+		switch n.Op {
+		case "Const", "Reshape", "Identity":
+		default:
+			ops++
+		}
+	}
+	return ops * numel(g.Space)
 }
 
 // Launch returns the launch geometry of a cuda kernel the emitter defined

@@ -60,7 +60,11 @@ const rowSlots = 1024
 // kernel's launch geometry provides up to n threads).
 func (k *kfn) gridStride(n int64, body func(i llvm.Value)) {
 	k.work.threads = max(k.work.threads, n)
-	k.loopStep(k.tid, k.c64(n), k.nth, body)
+	hi := k.c64(n)
+	if !k.stop.IsNil() {
+		hi = k.min(hi, k.stop)
+	}
+	k.loopStep(k.tid, hi, k.nth, body)
 }
 
 // each visits this thread's iterations of [0, n), which must be

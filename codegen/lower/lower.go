@@ -190,6 +190,10 @@ type Emitter struct {
 	// launches are the cuda kernels' launch geometries, by kernel name;
 	// gemmWork the parallelism of each GPU GEMM function, by its name.
 	launches map[string]Launch
+	// capture, when set, makes kernel record a body instead of defining
+	// it (MultiTensor).
+	capture  *captured
+	mtDone   map[string]string // multi-tensor kernels by their groups' signatures
 	gemmWork map[string]work
 	gemms    map[string]cpu.Kernel // by GEMM spec
 	tables   map[string]*table     // constant tables by name
@@ -217,6 +221,7 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 		gen:      cpu.NewGenerator(tm),
 		done:     map[string]*Lowering{},
 		launches: map[string]Launch{},
+		mtDone:   map[string]string{},
 		gemmWork: map[string]work{},
 		gemms:    map[string]cpu.Kernel{},
 		tables:   map[string]*table{},

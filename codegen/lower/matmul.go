@@ -170,6 +170,8 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 		for i, d := range batch {
 			dims[i] = int64(d)
 		}
+		f0 := k.work.flops
+		defer func() { k.work.flops = f0 + (k.work.flops-f0)*nb }() // the call runs nb times
 		k.loopN(nb, func(bi llvm.Value) {
 			offs := k.offsets(bi, dims, streams)
 			st := func(t ir.Type) llvm.Type { lt, _ := e.storageType(t.DType); return lt }
@@ -641,6 +643,7 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 	vs, _ := e.storageType(v.DType)
 	err := e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
 		b := k.b
+		k.work.flops += 2 * rows * nnz
 		xT := k.alignedScratch()
 		yT := k.at(f32, xT, k.c64(W*in))
 		b0, b1 := k.share((rows+W-1)/W, 1)

@@ -136,6 +136,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	}
 
 	err = e.kernel(name, params, func(k *kfn) error {
+		k.work.flops += chainFlops(g)
 		acct := e.f64
 		var ferr error
 		// element computes the chain at offs (lanes = 0) or at lanes
