@@ -79,7 +79,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 		art.CompilerVersion = version.Version
 	}
 	for _, g := range mod.Graphs {
-		p, err := buildProgram(g, groups[g.Name], plans[g.Name], em, opt.Explain)
+		p, err := buildProgram(g, groups[g.Name], plans[g.Name], em, opt.Explain, !opt.GPUOneTensor)
 		if err != nil {
 			return nil, fmt.Errorf("codegen: graph %q: %w", g.Name, err)
 		}
@@ -178,7 +178,7 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 			}
 			plans[g.Name] = p
 		}
-		if opt.Device == "cuda" {
+		if opt.Device == "cuda" && !opt.GPUOneTensor {
 			if err := batchGraph(g, groups, plans, opt); err != nil {
 				return nil, nil, nil, err
 			}

@@ -49,6 +49,10 @@ type Options struct {
 	// (tiled shared-memory SIMT GEMMs), "tensorcore" (mma.sync for bf16
 	// products); see lower.Options.GPUKernels.
 	GPUKernels string
+	// GPUOneTensor keeps the cuda device's schedule of one kernel per group
+	// (no multi-tensor batches, batch.go): the design before them, for
+	// comparisons (slc bench --predict).
+	GPUOneTensor bool
 }
 
 // DefaultGPU is the default --gpu: sm_90 (H100/H200).

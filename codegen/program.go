@@ -34,22 +34,24 @@ type program struct {
 	producer map[string]*ir.Node
 	outputs  map[string]bool // values returned by the graph
 
-	temps    []int32 // slots in the temps region (offsets relative to its start)
-	tempsMax int64
-	extras   []int32 // slots in the extras region (offsets relative to its start)
-	extraTop int64
-	notes    []string
+	temps      []int32 // slots in the temps region (offsets relative to its start)
+	tempsMax   int64
+	extras     []int32 // slots in the extras region (offsets relative to its start)
+	extraTop   int64
+	notes      []string
+	batchFills bool // cuda: fills as multi-tensor kernels (groups are batched before, batch.go)
 }
 
 // buildProgram runs the construction; see program.
-func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, em *lower.Emitter, w io.Writer) (*artifact.Program, error) {
+func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, em *lower.Emitter, w io.Writer, batch bool) (*artifact.Program, error) {
 	b := &program{
 		g: g, plan: plan, em: em,
-		p:        &artifact.Program{Name: g.Name},
-		types:    g.Types(),
-		slotOf:   map[string]int32{},
-		producer: g.Producers(),
-		outputs:  map[string]bool{},
+		p:          &artifact.Program{Name: g.Name},
+		batchFills: batch,
+		types:      g.Types(),
+		slotOf:     map[string]int32{},
+		producer:   g.Producers(),
+		outputs:    map[string]bool{},
 	}
 	for _, o := range g.Outputs {
 		b.outputs[o.Value] = true
@@ -402,7 +404,7 @@ func (b *program) finishOutputs() error {
 	// multi-tensor kernels as batches allow (they are independent).
 	for i := 0; i < len(fills); {
 		j, elems := i+1, numelOf(fills[i].lg.Space)
-		for j < len(fills) && j-i < maxBatchGroups && elems+numelOf(fills[j].lg.Space) <= maxBatchElems && b.em.BatchKey(fills[j].lg) == "ew" && b.em.BatchKey(fills[i].lg) == "ew" {
+		for b.batchFills && j < len(fills) && j-i < maxBatchGroups && elems+numelOf(fills[j].lg.Space) <= maxBatchElems && b.em.BatchKey(fills[j].lg) == "ew" && b.em.BatchKey(fills[i].lg) == "ew" {
 			elems += numelOf(fills[j].lg.Space)
 			j++
 		}

@@ -605,6 +605,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, hi llvm.Value, err error) {
 	f32 := k.e.f32
 	r0, r1 := k.share(out, 1)
+	k.work.flops += out * nnz // each of out threads scans every entry
 	lo, hi = k.mulc(r0, in), k.mulc(r1, in)
 	k.loopN(nnz, func(j llvm.Value) {
 		p, perr := k.loadIndex(idx, k.p[1], j)

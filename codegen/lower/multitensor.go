@@ -40,6 +40,9 @@ import (
 // thread of a GPUBlock block.
 const mtChunk = 8 * GPUBlock
 
+// mtMaxArgs bounds the arguments of a group a multi-tensor kernel takes.
+const mtMaxArgs = 16
+
 // captured is a kernel body recorded instead of defined.
 type captured struct {
 	params []param
@@ -50,9 +53,12 @@ type captured struct {
 // with other groups of the same key: "ew" for an element-wise group whose
 // outputs are all over its space, "red" for a reduction of a space of two
 // or more elements to one value (its other outputs over the space), ""
-// for any other group or device.
+// for any other group or device, and for groups of more than
+// mtMaxArgs arguments (the sum of every tensor's squared norm: all its
+// operands live at once do not fit a thread's registers beside the
+// kernel's).
 func MultiTensorKey(g *Group, opt Options) string {
-	if opt.Device != "cuda" || len(g.Nodes) == 0 || len(g.Outputs) == 0 {
+	if opt.Device != "cuda" || len(g.Nodes) == 0 || len(g.Outputs) == 0 || len(g.Inputs)+len(g.Outputs) > mtMaxArgs {
 		return ""
 	}
 	n := numel(g.Space)
@@ -182,11 +188,26 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 		classOf[sig], cls[j] = len(classes), len(classes)
 		classes = append(classes, class{emit: c.emit, params: len(c.params)})
 	}
+	// Each class's body is a function of its own, f(table, first, s)
+	// (noinline: the kernel's registers are then the largest body's, not
+	// the sum of all the bodies LLVM would otherwise hoist together), run
+	// for group arguments table[first…] and, "ew", the chunk at element s.
+	fns := make([]llvm.Function, len(classes))
+	for c, cl := range classes {
+		f, err := e.classFunction(fmt.Sprintf("%s.c%d", name, c), key, cl.params, cl.emit)
+		if err != nil {
+			return err
+		}
+		fns[c] = f
+	}
 	return e.multiEntry(name, func(k *kfn, table llvm.Value) error {
 		b, i64 := k.b, e.i64
 		hw, err := k.blockRegs()
 		if err != nil {
 			return err
+		}
+		if key == "red" {
+			k.syncs = true
 		}
 		vBase, vClass, vStart := k.variable(i64, k.c64(0)), k.variable(i64, k.c64(0)), k.variable(i64, k.c64(0))
 		// locate sets the variables for the group whose units hold u.
@@ -203,45 +224,70 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 			k.when(left, func() { locate(u, lo, mid) })
 			k.when(b.Xor(left, llvm.ConstInt(e.ctx.Int1Type(), 1), ""), func() { locate(u, mid, hi) })
 		}
-		var ferr error
-		// run emits each class's body under a block-uniform branch, with
-		// the located group's pointers loaded from the table.
-		run := func(setup func()) {
-			for c, cl := range classes {
-				k.when(b.ICmp(llvm.IntEQ, k.load(i64, vClass), k.c64(int64(c)), ""), func() {
-					first := k.load(i64, vBase)
-					p := make([]llvm.Value, cl.params)
-					for i := range p {
-						v := b.Load(e.ptr, k.at(e.ptr, table, k.addc(first, int64(i))), "")
-						v.SetAlignment(8)
-						p[i] = v
-					}
-					k.p = p
-					setup()
-					if err := cl.emit(k); err != nil && ferr == nil {
-						ferr = err
-					}
-				})
-			}
-		}
 		total := starts[len(gs)]
 		k.loopStep(hw.bx, k.c64(total), hw.nb, func(u llvm.Value) {
 			locate(u, 0, len(gs))
-			if key == "red" {
-				// The group's block row: the unit is the block's only row.
-				run(func() { k.virt = &blockRegs{tx: hw.tx, nt: hw.nt, bx: k.c64(0), nb: k.c64(1)} })
-				k.virt = nil
-				return
+			// "ew": chunk u − start of the group, from element s.
+			s := k.mulc(k.sub(u, k.load(i64, vStart)), mtChunk)
+			for c, f := range fns {
+				k.when(b.ICmp(llvm.IntEQ, k.load(i64, vClass), k.c64(int64(c)), ""), func() { // block-uniform
+					b.Call(f, []llvm.Value{table, k.load(i64, vBase), s}, "")
+				})
 			}
-			// Chunk u − start of the group: elements s + tx, s + tx + ntid, … < s + mtChunk.
-			run(func() {
-				s := k.mulc(k.sub(u, k.load(i64, vStart)), mtChunk)
-				k.tid, k.nth, k.stop = k.add(s, hw.tx), hw.nt, k.addc(s, mtChunk)
-			})
 		})
 		k.work = work{blocks: total, flops: flops, bytes: bytes}
-		return ferr
+		return nil
 	})
+}
+
+// classFunction defines the internal function name(table, first, s) that
+// runs a captured group body (emit, of params arguments) with the group's
+// pointers table[first], table[first+1], …: for key "ew" over the chunk of
+// mtChunk elements from element s (thread tx taking s + tx, s + tx + ntid,
+// …), for "red" as the group's one block row.
+func (e *Emitter) classFunction(name, key string, params int, emit func(k *kfn) error) (llvm.Function, error) {
+	f := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{e.ptr, e.i64, e.i64}, false))
+	f.SetLinkage(llvm.InternalLinkage)
+	attrs := []string{"nounwind", "noinline"}
+	if key == "red" {
+		attrs = append(attrs, "convergent")
+	}
+	for _, a := range attrs {
+		if err := f.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
+			return f, err
+		}
+	}
+	k := &kfn{e: e, b: e.b, f: f}
+	k.entry = f.AppendBasicBlock("entry")
+	body := f.AppendBasicBlock("body")
+	e.ab.SetInsertPointAtEnd(k.entry)
+	e.b.SetInsertPointAtEnd(body)
+	hw, err := k.blockRegs()
+	if err != nil {
+		return f, err
+	}
+	table, first, s := f.Param(0), f.Param(1), f.Param(2)
+	k.p = make([]llvm.Value, params)
+	for i := range k.p {
+		v := e.b.Load(e.ptr, k.at(e.ptr, table, k.addc(first, int64(i))), "")
+		v.SetAlignment(8)
+		k.p[i] = v
+	}
+	if key == "red" {
+		k.tid, k.nth = k.add(e.b.Mul(hw.bx, hw.nt, ""), hw.tx), e.b.Mul(hw.nb, hw.nt, "")
+		k.virt = &blockRegs{tx: hw.tx, nt: hw.nt, bx: k.c64(0), nb: k.c64(1)}
+	} else {
+		k.tid, k.nth, k.stop = k.add(s, hw.tx), hw.nt, k.addc(s, mtChunk)
+	}
+	e.b.SetFastMath(llvm.FastMathAllowContract)
+	err = emit(k)
+	e.b.SetFastMath(llvm.FastMathNone)
+	if err != nil {
+		return f, fmt.Errorf("%s: %w", name, err)
+	}
+	e.b.RetVoid()
+	e.ab.Br(body)
+	return f, nil
 }
 
 // multiEntry defines the PTX entry name(args, scratch, stride) of the CUDA
