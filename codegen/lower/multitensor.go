@@ -32,9 +32,15 @@ import (
 //     kernel, only the groups run side by side.
 //
 // Each group's body is the one its own kernel would have (captured from
-// elementwise or reduce, see Emitter.capture), emitted once per group with
-// the group's pointers loaded from the argument table where it runs (so a
-// kernel of hundreds of tensors keeps only the pointers of one live).
+// elementwise or reduce, see Emitter.capture), emitted once per class of
+// groups with the same signature (shapes, ops, in-place pattern: a
+// layer's tensors share one) under a block-uniform branch on the located
+// group's class, with that group's pointers loaded from the argument
+// table where it runs (so a kernel of hundreds of tensors keeps only the
+// pointers of one live). The bodies stay inline: the PTX emulator cannot
+// run calls of .func with parameters, and no llama_60m multi-tensor kernel
+// spills (ptxas -v, sm_80 and sm_90, at most 56 registers) once groups of
+// more than mtMaxArgs arguments stay out.
 
 // mtChunk is the elements a block takes at a time in an "ew" kernel: 8 per
 // thread of a GPUBlock block.
@@ -188,26 +194,11 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 		classOf[sig], cls[j] = len(classes), len(classes)
 		classes = append(classes, class{emit: c.emit, params: len(c.params)})
 	}
-	// Each class's body is a function of its own, f(table, first, s)
-	// (noinline: the kernel's registers are then the largest body's, not
-	// the sum of all the bodies LLVM would otherwise hoist together), run
-	// for group arguments table[first…] and, "ew", the chunk at element s.
-	fns := make([]llvm.Function, len(classes))
-	for c, cl := range classes {
-		f, err := e.classFunction(fmt.Sprintf("%s.c%d", name, c), key, cl.params, cl.emit)
-		if err != nil {
-			return err
-		}
-		fns[c] = f
-	}
 	return e.multiEntry(name, func(k *kfn, table llvm.Value) error {
 		b, i64 := k.b, e.i64
 		hw, err := k.blockRegs()
 		if err != nil {
 			return err
-		}
-		if key == "red" {
-			k.syncs = true
 		}
 		vBase, vClass, vStart := k.variable(i64, k.c64(0)), k.variable(i64, k.c64(0)), k.variable(i64, k.c64(0))
 		// locate sets the variables for the group whose units hold u.
@@ -224,70 +215,45 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 			k.when(left, func() { locate(u, lo, mid) })
 			k.when(b.Xor(left, llvm.ConstInt(e.ctx.Int1Type(), 1), ""), func() { locate(u, mid, hi) })
 		}
+		var ferr error
+		// run emits each class's body under a block-uniform branch, with
+		// the located group's pointers loaded from the table.
+		run := func(setup func()) {
+			for c, cl := range classes {
+				k.when(b.ICmp(llvm.IntEQ, k.load(i64, vClass), k.c64(int64(c)), ""), func() {
+					first := k.load(i64, vBase)
+					p := make([]llvm.Value, cl.params)
+					for i := range p {
+						v := b.Load(e.ptr, k.at(e.ptr, table, k.addc(first, int64(i))), "")
+						v.SetAlignment(8)
+						p[i] = v
+					}
+					k.p = p
+					setup()
+					if err := cl.emit(k); err != nil && ferr == nil {
+						ferr = err
+					}
+				})
+			}
+		}
 		total := starts[len(gs)]
 		k.loopStep(hw.bx, k.c64(total), hw.nb, func(u llvm.Value) {
 			locate(u, 0, len(gs))
-			// "ew": chunk u − start of the group, from element s.
-			s := k.mulc(k.sub(u, k.load(i64, vStart)), mtChunk)
-			for c, f := range fns {
-				k.when(b.ICmp(llvm.IntEQ, k.load(i64, vClass), k.c64(int64(c)), ""), func() { // block-uniform
-					b.Call(f, []llvm.Value{table, k.load(i64, vBase), s}, "")
-				})
+			if key == "red" {
+				// The group's block row: the unit is the block's only row.
+				run(func() { k.virt = &blockRegs{tx: hw.tx, nt: hw.nt, bx: k.c64(0), nb: k.c64(1)} })
+				k.virt = nil
+				return
 			}
+			// Chunk u − start of the group: elements s + tx, s + tx + ntid, … < s + mtChunk.
+			run(func() {
+				s := k.mulc(k.sub(u, k.load(i64, vStart)), mtChunk)
+				k.tid, k.nth, k.stop = k.add(s, hw.tx), hw.nt, k.addc(s, mtChunk)
+			})
 		})
 		k.work = work{blocks: total, flops: flops, bytes: bytes}
-		return nil
+		return ferr
 	})
-}
-
-// classFunction defines the internal function name(table, first, s) that
-// runs a captured group body (emit, of params arguments) with the group's
-// pointers table[first], table[first+1], …: for key "ew" over the chunk of
-// mtChunk elements from element s (thread tx taking s + tx, s + tx + ntid,
-// …), for "red" as the group's one block row.
-func (e *Emitter) classFunction(name, key string, params int, emit func(k *kfn) error) (llvm.Function, error) {
-	f := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{e.ptr, e.i64, e.i64}, false))
-	f.SetLinkage(llvm.InternalLinkage)
-	attrs := []string{"nounwind", "noinline"}
-	if key == "red" {
-		attrs = append(attrs, "convergent")
-	}
-	for _, a := range attrs {
-		if err := f.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
-			return f, err
-		}
-	}
-	k := &kfn{e: e, b: e.b, f: f}
-	k.entry = f.AppendBasicBlock("entry")
-	body := f.AppendBasicBlock("body")
-	e.ab.SetInsertPointAtEnd(k.entry)
-	e.b.SetInsertPointAtEnd(body)
-	hw, err := k.blockRegs()
-	if err != nil {
-		return f, err
-	}
-	table, first, s := f.Param(0), f.Param(1), f.Param(2)
-	k.p = make([]llvm.Value, params)
-	for i := range k.p {
-		v := e.b.Load(e.ptr, k.at(e.ptr, table, k.addc(first, int64(i))), "")
-		v.SetAlignment(8)
-		k.p[i] = v
-	}
-	if key == "red" {
-		k.tid, k.nth = k.add(e.b.Mul(hw.bx, hw.nt, ""), hw.tx), e.b.Mul(hw.nb, hw.nt, "")
-		k.virt = &blockRegs{tx: hw.tx, nt: hw.nt, bx: k.c64(0), nb: k.c64(1)}
-	} else {
-		k.tid, k.nth, k.stop = k.add(s, hw.tx), hw.nt, k.addc(s, mtChunk)
-	}
-	e.b.SetFastMath(llvm.FastMathAllowContract)
-	err = emit(k)
-	e.b.SetFastMath(llvm.FastMathNone)
-	if err != nil {
-		return f, fmt.Errorf("%s: %w", name, err)
-	}
-	e.b.RetVoid()
-	e.ab.Br(body)
-	return f, nil
 }
 
 // multiEntry defines the PTX entry name(args, scratch, stride) of the CUDA
