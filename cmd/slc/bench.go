@@ -21,6 +21,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/peak"
+	"gitee.com/gidean/conv-linn/roofline"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/version"
@@ -132,6 +133,11 @@ func bench(c *cli.Context) error {
 	predict := c.String("predict")
 	if predict != "" && !gpu && !isArtifact(model) {
 		return usagef(cmd, "flag --predict: predicts a cuda artifact; add --device cuda")
+	}
+	if predict != "" {
+		if _, err := roofline.Lookup(predict); err != nil {
+			return usagef(cmd, "flag --predict: %v", err)
+		}
 	}
 	if gpu && predict == "" {
 		if _, err := runtime.OpenCUDA(); err != nil { // before compiling anything
