@@ -86,8 +86,8 @@ func MultiTensorKey(g *Group, opt Options) string {
 		return "ew"
 	case Reduce:
 		red := g.Nodes[len(g.Nodes)-1]
-		if red.Op != "ReduceSum" && red.Op != "ReduceMean" || n < 2 {
-			return ""
+		if red.Op != "ReduceSum" && red.Op != "ReduceMean" || n < 2 || rowChunks(n, 1) > 1 {
+			return "" // a long sum is two calls of its own (reduceRowChunksGPU)
 		}
 		for _, o := range g.Outputs {
 			m := numel(o.Type.Shape)

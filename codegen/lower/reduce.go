@@ -128,8 +128,12 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	// reduceGPU): partial sums into a temp, then a second call.
 	params := groupParams(g)
 	chunks := int64(1)
+	rowChunked := false // a long sum over the innermost axis, in chunks (reduceRowChunksGPU)
 	if e.gpu() && innerKept {
 		chunks = columnChunks(numel64(redDims), outTotal)
+	} else if e.gpu() && len(redAx) > 0 {
+		chunks = rowChunks(numel64(redDims), outTotal)
+		rowChunked = chunks > 1
 	}
 	if chunks > 1 {
 		params = append(params, param{bytes: 8 * chunks * outTotal, alias: -1})
@@ -196,6 +200,10 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				acc = k.b.FPTrunc(acc, yc, "") // a bf16 y is rounded once more by the store
 			}
 			return acc
+		}
+		if rowChunked {
+			return k.reduceRowChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
+				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.p[len(params)-1], &ferr)
 		}
 		if chunks > 1 {
 			return k.reduceChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
@@ -350,6 +358,64 @@ func columnChunks(count, outTotal int64) int64 {
 	const colChunk, target = 64, 1 << 17
 	p := (count + colChunk - 1) / colChunk
 	return max(1, min(p, target/max(outTotal, 1), 1024))
+}
+
+// rowChunks is the number of chunks the GPU splits each output's reduced
+// elements into when the innermost axis is reduced (1: no split, one
+// block per output): a sum of rowChunkMin elements or more — a whole
+// tensor's sum of squares for the gradient norm, which one block would
+// walk alone — takes chunks of about rowChunk elements, a block each, at
+// most 4,096 chunks in all.
+func rowChunks(count, outTotal int64) int64 {
+	if count < rowChunkMin {
+		return 1
+	}
+	return max(1, min((count+rowChunk-1)/rowChunk, 4096/max(outTotal, 1)))
+}
+
+const rowChunk, rowChunkMin = 1 << 15, 1 << 18
+
+// reduceRowChunksGPU is the first call of a chunked reduction over the
+// innermost axes on the GPU (grid-wide, two passes): unit u = p·outTotal
+// + o, a block row (blockRows: one block per unit, round-robin), sums in
+// f64 chunk p of output o's reduced elements (row-major index r in [p·C,
+// (p+1)·C), C = ⌈count/chunks⌉; thread tx takes r = p·C + tx, + ntid, …,
+// then blockReduce) into partial[u], storing the group's element-wise
+// outputs on the way; the second call adds the chunks in order. The same
+// result for every grid; the order depends on the block size, as a
+// block row's does.
+func (k *kfn) reduceRowChunksGPU(chunks, outTotal int64, keptDims []int64, keptStreams []stream, redDims []int64, redStreams []stream,
+	element func(offs []llvm.Value) llvm.Value, partial llvm.Value, ferr *error) error {
+	f64 := k.e.f64
+	count := numel64(redDims)
+	C := (count + chunks - 1) / chunks
+	err := k.blockRows(chunks*outTotal, func(hw blockRegs, u llvm.Value) {
+		p, o := k.divc(u, outTotal), k.remc(u, outTotal)
+		base := k.offsets(o, keptDims, keptStreams)
+		lo := k.mulc(p, C)
+		hi := k.min(k.addc(lo, C), k.c64(count))
+		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
+		k.loopStep(k.add(lo, hw.tx), hi, hw.nt, func(r llvm.Value) {
+			rel := k.offsets(r, redDims, redStreams)
+			offs := make([]llvm.Value, len(base))
+			for i := range base {
+				offs[i] = k.add(base[i], rel[i])
+			}
+			k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+		})
+		total, err := k.blockReduce(hw, redSum, k.load(f64, acc))
+		if err != nil {
+			if *ferr == nil {
+				*ferr = err
+			}
+			return
+		}
+		k.when(k.b.ICmp(llvm.IntEQ, hw.tx, k.c64(0), ""), func() { k.storeAt(total, f64, partial, u) })
+	})
+	if err != nil {
+		return err
+	}
+	return *ferr
 }
 
 // reduceChunksGPU is the first call of a chunked reduction over outer axes
