@@ -68,7 +68,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	lm := ctx.NewModule("slc")
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
-	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device, GPUKernels: opt.GPUKernels})
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, Device: opt.Device, GPUKernels: opt.GPUKernels, GPUOneTensor: opt.GPUOneTensor})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
 	}

@@ -50,8 +50,9 @@ type Options struct {
 	// products); see lower.Options.GPUKernels.
 	GPUKernels string
 	// GPUOneTensor keeps the cuda device's schedule of one kernel per group
-	// (no multi-tensor batches, batch.go): the design before them, for
-	// comparisons (slc bench --predict).
+	// (no multi-tensor batches, batch.go) and one block per reduced output
+	// (no grid-wide sums): the design before them, for comparisons (slc
+	// bench --predict).
 	GPUOneTensor bool
 }
 

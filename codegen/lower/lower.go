@@ -165,6 +165,10 @@ type Options struct {
 	// shared memory across warps ("tensorcore-emulated": each shuffle
 	// emulated through shared memory, emulateShuffle).
 	GPUKernels string
+	// GPUOneTensor keeps the cuda design before grid-wide sums (one block
+	// per reduced output however long), for comparisons (codegen's
+	// Options.GPUOneTensor).
+	GPUOneTensor bool
 }
 
 // Emitter adds kernels to one LLVM module for one target machine. Kernels

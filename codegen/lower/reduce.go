@@ -131,7 +131,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	rowChunked := false // a long sum over the innermost axis, in chunks (reduceRowChunksGPU)
 	if e.gpu() && innerKept {
 		chunks = columnChunks(numel64(redDims), outTotal)
-	} else if e.gpu() && len(redAx) > 0 {
+	} else if e.gpu() && len(redAx) > 0 && !e.opt.GPUOneTensor {
 		chunks = rowChunks(numel64(redDims), outTotal)
 		rowChunked = chunks > 1
 	}
