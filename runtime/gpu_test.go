@@ -25,8 +25,8 @@ type hostDevice struct {
 	live        map[uint64]int64
 	launches    int
 	log         []string // "kernel grid×block stride" of every launch
-	failAlloc   int64  // Alloc of this size fails
-	failKernel  string // Launch of this kernel fails
+	failAlloc   int64    // Alloc of this size fails
+	failKernel  string   // Launch of this kernel fails
 	loadErr     error
 }
 
