@@ -145,8 +145,9 @@ func Predict(art *artifact.Artifact, gpu GPU, opt Options) (*Prediction, error) 
 				grid, block = oneGrid, 256
 			case opt.OneLaunch:
 				// The blocks of the one launch that have work: the
-				// kernel's units (its own geometry) where fewer.
-				grid, block = min(oneGrid, grid), 256
+				// kernel's units (its own geometry's threads, in blocks
+				// of 256) where fewer.
+				grid, block = min(oneGrid, (grid*block+255)/256), 256
 			}
 			k := Kernel{Program: name, Step: i, Name: st.Kernel, Class: Class(st.Kernel), Grid: grid, Block: block, Usage: u,
 				Flops: st.Flops, Bytes: st.Bytes + 2*scr*int64(grid)*int64(block), TensorCore: st.TensorCore}

@@ -85,12 +85,14 @@ func TestPredict(t *testing.T) {
 				{Kernel: "slc_ew_000000000002", Grid: 800, Block: 256, Bytes: 1e9, Flops: 1e8},
 				{Kernel: "slc_red_000000000003", Grid: 1, Block: 256, Bytes: 1e8},
 				{Kernel: "slc_matmul_000000000004", Grid: 400, Block: 256, Bytes: 1e8, Flops: 1e13, TensorCore: true},
+				{Kernel: "slc_ew_000000000005", Grid: 3, Block: 32},
 			},
 		}},
 	}
 	usage := map[string]Usage{
 		"slc_ew_000000000001": {Registers: 32}, "slc_ew_000000000002": {Registers: 32},
 		"slc_red_000000000003": {Registers: 32, SharedBytes: 8192}, "slc_matmul_000000000004": {Registers: 64, SharedBytes: 18432},
+		"slc_ew_000000000005": {Registers: 32},
 	}
 	p, err := Predict(art, gpuX, Options{Usage: usage})
 	if err != nil {
@@ -108,33 +110,34 @@ func TestPredict(t *testing.T) {
 	want := []struct {
 		t     float64
 		bound string
-	}{{launch, "launch"}, {ew, "memory"}, {red, "memory"}, {mm, "compute"}}
+	}{{launch, "launch"}, {ew, "memory"}, {red, "memory"}, {mm, "compute"}, {launch, "launch"}}
 	for i, w := range want {
 		k := p.Kernels[i]
 		if math.Abs(k.Seconds-w.t) > 1e-9*w.t || k.Bound() != w.bound {
 			t.Errorf("step %d (%s): %.9f s %s, want %.9f s %s", i, k.Name, k.Seconds, k.Bound(), w.t, w.bound)
 		}
 	}
-	if p.Estimated != 0 || p.Launches("") != 4 || math.Abs(p.Seconds("p")-(launch+ew+red+mm)) > 1e-12 {
+	if p.Estimated != 0 || p.Launches("") != 5 || math.Abs(p.Seconds("p")-(2*launch+ew+red+mm)) > 1e-12 {
 		t.Errorf("estimated %d, launches %d, seconds %g", p.Estimated, p.Launches(""), p.Seconds("p"))
 	}
 	// The one-launch design: 4 blocks per SM, capped by 1 MiB of scratch
-	// per thread in 1 GiB (4 blocks of 256), and by each kernel's units.
+	// per thread in 1 GiB (4 blocks of 256), and by each kernel's units
+	// (3 blocks of 32 threads: one block of 256).
 	o, err := Predict(art, gpuX, Options{OneLaunch: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, wantGrid := range []int{1, 4, 1, 4} {
+	for i, wantGrid := range []int{1, 4, 1, 4, 1} {
 		if o.Kernels[i].Grid != wantGrid {
 			t.Errorf("one launch, step %d: grid %d, want %d", i, o.Kernels[i].Grid, wantGrid)
 		}
 	}
-	if o.Estimated != 4 {
-		t.Errorf("one launch without usage: %d estimated, want 4", o.Estimated)
+	if o.Estimated != 5 {
+		t.Errorf("one launch without usage: %d estimated, want 5", o.Estimated)
 	}
 	var buf bytes.Buffer
 	Write(&buf, p, 3e12, "test")
-	for _, s := range []string{"prediction (a roofline model, not a measurement) on X", "matmul", "step: 4 launches", "MFU predicted"} {
+	for _, s := range []string{"prediction (a roofline model, not a measurement) on X", "matmul", "step: 5 launches", "MFU predicted"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("report lacks %q:\n%s", s, buf.String())
 		}

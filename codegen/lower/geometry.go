@@ -11,14 +11,16 @@ package lower
 // one block per output tile (the simple GEMM one thread per element of C).
 // Launch turns that into the kernel's geometry, recorded per step in the
 // artifact: blocks of GPUBlock threads (8 warps, the tiled GEMM's and the
-// tensor-core GEMM's tile of work), as many as the work wants up to
-// MaxGrid (the kernels' loops take any excess in rounds), at least one.
-// The scratch a kernel uses (only those that take per-thread scratch: the
-// sparse product, the long reductions' accumulators) is sized per kernel
+// tensor-core GEMM's tile of work; fewer for a few threads of per-thread
+// work, see launch), as many as the work wants up to MaxGrid (the
+// kernels' loops take any excess in rounds), at least one. The scratch a
+// kernel uses (only those that take per-thread scratch: the sparse
+// product and scatter of an SLTrain layer) is sized per kernel
 // by the caller, which also caps the grid so that the launch's scratch
 // areas fit (codegen's program builder).
 
-// GPUBlock is the threads per block of every cuda launch.
+// GPUBlock is the threads per block of a cuda launch (fewer for a small
+// launch of per-thread work).
 const GPUBlock = 256
 
 // MaxGrid bounds a launch's blocks: 8,192 blocks of 256 threads are
@@ -62,11 +64,25 @@ type Launch struct {
 	TensorCore   bool
 }
 
+// spreadSMs is the SM count a launch of few threads is spread over (an
+// H100's 132; a smaller GPU just runs more blocks per SM).
+const spreadSMs = 132
+
 // launch is the geometry for w: enough blocks of GPUBlock threads for its
-// threads, one block per block unit, within [1, MaxGrid].
+// threads, one block per block unit, within [1, MaxGrid]. A kernel of
+// per-thread work only (no block units) with fewer threads than
+// spreadSMs blocks of GPUBlock takes smaller blocks (whole warps, at
+// least one), so that its threads spread over the SMs instead of filling a
+// few (llama_60m's sparse products, 512 threads: 16 blocks of 32, not 2
+// of 256).
 func (w work) launch() Launch {
-	grid := max(w.blocks, (w.threads+GPUBlock-1)/GPUBlock)
-	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: GPUBlock, Scratch: w.scratch, Flops: w.flops, Bytes: w.bytes, TensorCore: w.mma}
+	block := int64(GPUBlock)
+	if w.blocks == 0 && w.threads < spreadSMs*GPUBlock {
+		per := (w.threads + spreadSMs - 1) / spreadSMs
+		block = min(GPUBlock, max(32, (per+31)/32*32))
+	}
+	grid := max(w.blocks, (w.threads+block-1)/block)
+	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: int(block), Scratch: w.scratch, Flops: w.flops, Bytes: w.bytes, TensorCore: w.mma}
 }
 
 // chainFlops counts an element-wise or reduce group's arithmetic: one
