@@ -15,9 +15,13 @@
 // inside one). Scalars (learning rate, step, …) are one-element buffers.
 //
 // A cuda artifact (Target.Kind "cuda") has the same programs over PTX: each
-// step is one launch of the PTX entry Step.Kernel(args, scratch, stride) on
-// a grid the runtime chooses (see codegen/lower's CUDA ABI), with args in
-// device memory; the end of a launch is the barrier.
+// step is one launch of the PTX entry Step.Kernel(args, scratch, stride)
+// (see codegen/lower's CUDA ABI) with args in device memory, on the launch
+// geometry the compiler chose for that kernel's shape (Step.Grid, Block,
+// SharedBytes, ScratchBytes); the end of a launch is the barrier. A step
+// without a geometry (Grid 0: files of slc before per-kernel geometry) runs
+// on the runtime's one launch for every kernel, the device's Geometry capped
+// by the program's scratch — every kernel is correct on any launch.
 package artifact
 
 import "gitee.com/gidean/conv-linn/ir"
@@ -79,7 +83,28 @@ type Step struct {
 	// Kernel alone does not say which layer a step is. "" in files written
 	// before labels existed.
 	Label string
+	// The cuda launch (all 0 on the CPU, and in cuda files without a
+	// per-kernel geometry): Grid blocks of Block threads, SharedBytes of
+	// dynamic shared memory, ScratchBytes of global scratch per thread.
+	Grid, Block, SharedBytes int32
+	ScratchBytes             int64
+	// The kernel's work as the lowering counts it, for performance models
+	// (package roofline; 0 where not counted): Flops floating-point
+	// operations (a product's 2·M·N·K, an element-wise chain's nodes per
+	// element), Bytes the sizes of the buffers it reads and writes (each
+	// once), TensorCore when its products run on tensor cores.
+	Flops, Bytes int64
+	TensorCore   bool
 }
+
+// Launch limits a cuda step's geometry must respect (CUDA's: 2³¹−1 blocks
+// in x, 1024 threads per block, 227 KB of shared memory per block on
+// sm_90; MaxScratchBytes bounds one launch's scratch areas together).
+const (
+	MaxBlock        = 1024
+	MaxSharedBytes  = 227 << 10
+	MaxScratchBytes = 1 << 30
+)
 
 // Output is a program result. When Updates is set, the runtime copies the
 // slot into that state tensor after the run (nothing to do when Slot is the

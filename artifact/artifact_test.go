@@ -46,7 +46,7 @@ func sample(t testing.TB) *Artifact {
 				},
 				Steps: []Step{
 					{Kernel: "k_embed", Args: []int32{0, 1, 3}, Label: "embed_tokens forward Gather"},
-					{Kernel: "k_loss", Args: []int32{3, 4}},
+					{Kernel: "k_loss", Args: []int32{3, 4}, Grid: 132, Block: 256, SharedBytes: 1024, ScratchBytes: 64, Flops: 1 << 40, Bytes: 1 << 33, TensorCore: true},
 					{Kernel: "k_nop"},
 				},
 				Outputs: []Output{
@@ -222,6 +222,10 @@ func TestValidate(t *testing.T) {
 		{"kernel name", func(a *Artifact) { a.Programs[0].Steps[0].Kernel = "" }, "empty kernel name"},
 		{"arg range", func(a *Artifact) { a.Programs[0].Steps[1].Args[1] = 6 }, "argument 1 names slot 6 of 6"},
 		{"negative arg", func(a *Artifact) { a.Programs[0].Steps[1].Args[0] = -1 }, "names slot -1"},
+		{"launch grid", func(a *Artifact) { a.Programs[0].Steps[1].Grid = 0 }, "launch of 0 blocks"},
+		{"launch block", func(a *Artifact) { a.Programs[0].Steps[1].Block = 2048 }, "2048 threads per block"},
+		{"launch shared", func(a *Artifact) { a.Programs[0].Steps[1].SharedBytes = -1 }, "dynamic shared memory -1"},
+		{"launch scratch", func(a *Artifact) { a.Programs[0].Steps[1].ScratchBytes = 1 << 20 }, "scratch of 1048576 bytes per thread for 132×256"},
 		{"output name", func(a *Artifact) { a.Programs[0].Outputs[0].Name = "" }, "empty name"},
 		{"output twice", func(a *Artifact) { a.Programs[0].Outputs[1].Name = "loss" }, `"loss" appears twice`},
 		{"output slot", func(a *Artifact) { a.Programs[0].Outputs[0].Slot = 10 }, "names slot 10"},

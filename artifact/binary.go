@@ -117,6 +117,13 @@ func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuf
 		fbs.StepStart(b)
 		fbs.StepAddKernel(b, kernel)
 		fbs.StepAddArgs(b, args)
+		fbs.StepAddGrid(b, st.Grid)
+		fbs.StepAddBlock(b, st.Block)
+		fbs.StepAddSharedBytes(b, st.SharedBytes)
+		fbs.StepAddScratchBytes(b, st.ScratchBytes)
+		fbs.StepAddFlops(b, st.Flops)
+		fbs.StepAddBytes(b, st.Bytes)
+		fbs.StepAddTensorCore(b, st.TensorCore)
 		if label != 0 {
 			fbs.StepAddLabel(b, label)
 		}
@@ -309,7 +316,8 @@ func (d *decoder) program(fp *fbs.Program) *Program {
 			d.where = fmt.Sprintf("%s: step %d", base, i)
 			fp.Steps(&s, i)
 			d.table(s.Table(), "step")
-			st := Step{Kernel: d.str(s.Kernel(), "kernel"), Label: d.str(s.Label(), "label")}
+			st := Step{Kernel: d.str(s.Kernel(), "kernel"), Label: d.str(s.Label(), "label"), Grid: s.Grid(), Block: s.Block(), SharedBytes: s.SharedBytes(), ScratchBytes: s.ScratchBytes(),
+				Flops: s.Flops(), Bytes: s.Bytes(), TensorCore: s.TensorCore()}
 			if k := d.count(s.ArgsLength(), 4, "args"); k > 0 {
 				st.Args = make([]int32, k)
 				for j := range st.Args {

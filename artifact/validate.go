@@ -98,6 +98,9 @@ func (a *Artifact) Validate() error {
 			if st.Kernel == "" {
 				return fmt.Errorf("%s: step %d: empty kernel name", where, ti)
 			}
+			if err := st.checkLaunch(); err != nil {
+				return fmt.Errorf("%s: step %d (%s): %w", where, ti, st.Kernel, err)
+			}
 			for ai, arg := range st.Args {
 				if arg < 0 || int(arg) >= len(p.Slots) {
 					return fmt.Errorf("%s: step %d (%s): argument %d names slot %d of %d", where, ti, st.Kernel, ai, arg, len(p.Slots))
@@ -179,6 +182,29 @@ func (s Slot) check(arena int64) error {
 		}
 	default:
 		return fmt.Errorf("unknown slot kind %v", s.Kind)
+	}
+	return nil
+}
+
+// checkLaunch checks a step's launch geometry: none at all (Grid and Block
+// 0, SharedBytes and ScratchBytes too), or a launch CUDA accepts whose
+// scratch areas fit MaxScratchBytes.
+func (st Step) checkLaunch() error {
+	if st.Flops < 0 || st.Bytes < 0 {
+		return fmt.Errorf("work of %d flops and %d bytes", st.Flops, st.Bytes)
+	}
+	if st.Grid == 0 && st.Block == 0 && st.SharedBytes == 0 && st.ScratchBytes == 0 {
+		return nil
+	}
+	switch {
+	case st.Grid < 1:
+		return fmt.Errorf("launch of %d blocks", st.Grid)
+	case st.Block < 1 || st.Block > MaxBlock:
+		return fmt.Errorf("launch of %d threads per block (want 1 to %d)", st.Block, MaxBlock)
+	case st.SharedBytes < 0 || st.SharedBytes > MaxSharedBytes:
+		return fmt.Errorf("dynamic shared memory %d bytes is out of range", st.SharedBytes)
+	case st.ScratchBytes < 0 || st.ScratchBytes > MaxScratchBytes || st.ScratchBytes*int64(st.Grid)*int64(st.Block) > MaxScratchBytes:
+		return fmt.Errorf("scratch of %d bytes per thread for %d×%d threads is out of range", st.ScratchBytes, st.Grid, st.Block)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,7 +69,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
 	times := sltrainTimes(mod, opt)
-	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, SLTrainTimes: times, Device: opt.Device, GPUKernels: opt.GPUKernels, XentChunkRows: opt.XentChunkRows})
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, SLTrainTimes: times, Device: opt.Device, GPUKernels: opt.GPUKernels, XentChunkRows: opt.XentChunkRows, GPUOneTensor: opt.GPUOneTensor})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
 	}
@@ -79,7 +80,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 		art.CompilerVersion = version.Version
 	}
 	for _, g := range mod.Graphs {
-		p, err := buildProgram(g, groups[g.Name], plans[g.Name], em, opt.Explain)
+		p, err := buildProgram(g, groups[g.Name], plans[g.Name], em, opt.Explain, !opt.GPUOneTensor)
 		if err != nil {
 			return nil, fmt.Errorf("codegen: graph %q: %w", g.Name, err)
 		}
@@ -169,6 +170,10 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 	if plans == nil {
 		plans = map[string]*passes.MemoryPlan{}
 	}
+	if opt.Device == "cuda" {
+		// Copies: the caller's maps and groups stay as they were.
+		groups, plans = maps.Clone(groups), maps.Clone(plans)
+	}
 	for _, g := range mod.Graphs {
 		if groups[g.Name] == nil && len(g.Nodes) > 0 {
 			return nil, nil, nil, fmt.Errorf("codegen: graph %q has no kernel groups", g.Name)
@@ -179,6 +184,11 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 				return nil, nil, nil, fmt.Errorf("codegen: %w", err)
 			}
 			plans[g.Name] = p
+		}
+		if opt.Device == "cuda" && !opt.GPUOneTensor {
+			if err := batchGraph(g, groups, plans, opt); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 	}
 	return mod, groups, plans, nil

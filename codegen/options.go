@@ -70,6 +70,11 @@ type Options struct {
 	// XentChunkRows is the rows per chunk of a chunked loss head (passes'
 	// fuse-linear-xent); 0 sizes chunks to about 32 MiB of logits.
 	XentChunkRows int64
+	// GPUOneTensor keeps the cuda device's schedule of one kernel per group
+	// (no multi-tensor batches, batch.go) and one block per reduced output
+	// (no grid-wide sums): the design before them, for comparisons (slc
+	// bench --predict).
+	GPUOneTensor bool
 }
 
 // SLTrainLayerTimes is one row of MeasureSLTrainLayers' table: a

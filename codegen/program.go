@@ -27,7 +27,7 @@ type program struct {
 	g     *ir.Graph
 	plan  *passes.MemoryPlan
 	em    *lower.Emitter
-	lab   *labeler
+	lab   *labeler // names steps for profiles (labels.go)
 	p     *artifact.Program
 	types map[string]ir.Type
 
@@ -35,22 +35,24 @@ type program struct {
 	producer map[string]*ir.Node
 	outputs  map[string]bool // values returned by the graph
 
-	temps    []int32 // slots in the temps region (offsets relative to its start)
-	tempsMax int64
-	extras   []int32 // slots in the extras region (offsets relative to its start)
-	extraTop int64
-	notes    []string
+	temps      []int32 // slots in the temps region (offsets relative to its start)
+	tempsMax   int64
+	extras     []int32 // slots in the extras region (offsets relative to its start)
+	extraTop   int64
+	notes      []string
+	batchFills bool // cuda: fills as multi-tensor kernels (groups are batched before, batch.go)
 }
 
 // buildProgram runs the construction; see program.
-func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, em *lower.Emitter, w io.Writer) (*artifact.Program, error) {
+func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, em *lower.Emitter, w io.Writer, batch bool) (*artifact.Program, error) {
 	b := &program{
 		g: g, plan: plan, em: em, lab: newLabeler(g),
-		p:        &artifact.Program{Name: g.Name},
-		types:    g.Types(),
-		slotOf:   map[string]int32{},
-		producer: g.Producers(),
-		outputs:  map[string]bool{},
+		p:          &artifact.Program{Name: g.Name},
+		batchFills: batch,
+		types:      g.Types(),
+		slotOf:     map[string]int32{},
+		producer:   g.Producers(),
+		outputs:    map[string]bool{},
 	}
 	for _, o := range g.Outputs {
 		b.outputs[o.Value] = true
@@ -61,10 +63,21 @@ func buildProgram(g *ir.Graph, groups []*passes.Group, plan *passes.MemoryPlan, 
 	if err := b.valueSlots(groups); err != nil {
 		return nil, err
 	}
-	for _, gr := range groups {
-		if err := b.group(gr); err != nil {
+	for i := 0; i < len(groups); {
+		j := i + 1
+		for j < len(groups) && groups[j].ID == groups[i].ID { // a batch (batch.go)
+			j++
+		}
+		var err error
+		if j-i > 1 {
+			err = b.batch(groups[i:j])
+		} else {
+			err = b.group(groups[i])
+		}
+		if err != nil {
 			return nil, err
 		}
+		i = j
 	}
 	if err := b.finishOutputs(); err != nil {
 		return nil, err
@@ -163,6 +176,76 @@ func (b *program) extraSlot(name string, t ir.Type) int32 {
 
 // group lowers one group and appends its steps.
 func (b *program) group(gr *passes.Group) error {
+	lg, inSlots, outSlots, err := b.prepare(gr)
+	if lg == nil || err != nil {
+		return err
+	}
+	return b.emit(lg, inSlots, outSlots, "")
+}
+
+// batch lowers a batch of groups (batchGroups) as one multi-tensor kernel.
+func (b *program) batch(grs []*passes.Group) error {
+	var lgs []*lower.Group
+	var args []int32
+	for _, gr := range grs {
+		lg, inSlots, outSlots, err := b.prepare(gr)
+		if err != nil {
+			return err
+		}
+		if lg == nil {
+			continue
+		}
+		lgs = append(lgs, lg)
+		args = append(append(args, inSlots...), outSlots...)
+	}
+	switch len(lgs) {
+	case 0:
+		return nil
+	case 1:
+		return b.emit(lgs[0], args[:len(lgs[0].Inputs)], args[len(lgs[0].Inputs):], "")
+	}
+	return b.multi(lgs, args)
+}
+
+// multi appends the step of one multi-tensor kernel running lgs, args the
+// groups' inputs and outputs one group after another.
+func (b *program) multi(lgs []*lower.Group, args []int32) error {
+	name, err := b.em.MultiTensor(lgs)
+	if err != nil {
+		return err
+	}
+	st := artifact.Step{Kernel: name, Args: args, Label: b.multiLabel(lgs)}
+	if err := b.launch(&st, 0); err != nil {
+		return err
+	}
+	b.p.Steps = append(b.p.Steps, st)
+	return nil
+}
+
+// multiLabel names a multi-tensor step by its first group's label and the
+// number of groups it runs ("layers.0.mlp.up_proj.lora_A update Mul+… and 41
+// more").
+func (b *program) multiLabel(lgs []*lower.Group) string {
+	first := b.lab.label(lgs[0].Nodes, "", "")
+	if len(lgs) == 1 {
+		return first
+	}
+	return fmt.Sprintf("%s and %d more (multi-tensor)", first, len(lgs)-1)
+}
+
+// numelOf is the number of elements of shape.
+func numelOf(shape []int) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// prepare turns a scheduled group into the group to lower with its input
+// and output slots; a nil group when it needs no kernel (a view, a group
+// whose results nothing uses, a constant filled after the run).
+func (b *program) prepare(gr *passes.Group) (*lower.Group, []int32, []int32, error) {
 	if gr.Kind == passes.GroupView {
 		// No kernel, unless a returned view of storage outside the arena
 		// needs a slot of its own shape: then copy it.
@@ -177,22 +260,22 @@ func (b *program) group(gr *passes.Group) error {
 				Inputs:  []lower.Operand{{Name: in, Type: b.types[in]}},
 				Outputs: []lower.Operand{{Name: v, Type: b.types[v]}}}
 			if err := b.emit(lg, []int32{b.slotOf[in]}, []int32{s}, ""); err != nil {
-				return err
+				return nil, nil, nil, err
 			}
 			b.slotOf[v] = s
 		}
-		return nil
+		return nil, nil, nil, nil
 	}
 	if len(gr.Outputs) == 0 {
 		b.notes = append(b.notes, fmt.Sprintf("group %d (%s) computes nothing the program uses: skipped", gr.ID, gr.Nodes[0]))
-		return nil
+		return nil, nil, nil, nil
 	}
 	fillOnly := true
 	for _, v := range gr.Outputs {
 		fillOnly = fillOnly && b.plan.Buffers[v].Kind == passes.Fill
 	}
 	if fillOnly {
-		return nil // filled after the run, see finishOutputs
+		return nil, nil, nil, nil // filled after the run, see finishOutputs
 	}
 	lg := &lower.Group{Space: gr.Space, Nodes: gr.Nodes}
 	switch gr.Kind {
@@ -205,12 +288,12 @@ func (b *program) group(gr *passes.Group) error {
 	case passes.GroupLinearCrossEntropy:
 		lg.Kind = lower.LinearCrossEntropy
 	default:
-		return fmt.Errorf("group %d: unknown kind %v", gr.ID, gr.Kind)
+		return nil, nil, nil, fmt.Errorf("group %d: unknown kind %v", gr.ID, gr.Kind)
 	}
 	inputs := gr.Inputs
 	if lg.Kind == lower.Single {
 		if len(gr.Nodes) != 1 {
-			return fmt.Errorf("group %d: a kernel group holds %d nodes, not 1", gr.ID, len(gr.Nodes))
+			return nil, nil, nil, fmt.Errorf("group %d: a kernel group holds %d nodes, not 1", gr.ID, len(gr.Nodes))
 		}
 		inputs = gr.Nodes[0].Inputs // one operand per node input, repeats included
 	}
@@ -219,7 +302,7 @@ func (b *program) group(gr *passes.Group) error {
 	for i, v := range inputs {
 		s, ok := b.slotOf[v]
 		if !ok {
-			return fmt.Errorf("group %d reads %q, which has no storage", gr.ID, v)
+			return nil, nil, nil, fmt.Errorf("group %d reads %q, which has no storage", gr.ID, v)
 		}
 		lg.Inputs = append(lg.Inputs, lower.Operand{Name: v, Type: b.types[v]})
 		inSlots = append(inSlots, s)
@@ -228,7 +311,7 @@ func (b *program) group(gr *passes.Group) error {
 	for j, v := range gr.Outputs {
 		buf := b.plan.Buffers[v]
 		if buf.Kind == passes.Fill {
-			return fmt.Errorf("group %d writes the constant %q together with other values", gr.ID, v)
+			return nil, nil, nil, fmt.Errorf("group %d writes the constant %q together with other values", gr.ID, v)
 		}
 		lg.Outputs = append(lg.Outputs, lower.Operand{Name: v, Type: b.types[v]})
 		outSlots = append(outSlots, b.slotOf[v])
@@ -241,7 +324,7 @@ func (b *program) group(gr *passes.Group) error {
 			}
 		}
 	}
-	return b.emit(lg, inSlots, outSlots, "")
+	return lg, inSlots, outSlots, nil
 }
 
 // emit lowers lg and appends its calls as steps, with temporaries placed
@@ -275,6 +358,9 @@ func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32, scope string)
 	}
 	for i, c := range l.Calls {
 		st := artifact.Step{Kernel: c.Kernel, Label: b.lab.label(lg.Nodes, callPart(kernels, i), scope)}
+		if err := b.launch(&st, l.ScratchBytes); err != nil {
+			return err
+		}
 		for _, a := range c.Args {
 			switch a.Kind {
 			case lower.ArgInput:
@@ -294,6 +380,12 @@ func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32, scope string)
 // every other step, into the updated state's own slot when that is safe)
 // and lists the program's outputs.
 func (b *program) finishOutputs() error {
+	type fill struct {
+		lg   *lower.Group
+		slot int32
+		who  string // the state or output it fills (its label), not its shared Const
+	}
+	var fills []fill
 	returned := map[int32]int{} // slot → outputs returning it
 	for _, o := range b.g.Outputs {
 		if s, ok := b.slotOf[o.Value]; ok {
@@ -315,13 +407,11 @@ func (b *program) finishOutputs() error {
 			}
 			lg := &lower.Group{Kind: lower.Elementwise, Space: t.Shape, Nodes: []*ir.Node{n},
 				Outputs: []lower.Operand{{Name: o.Value, Type: t}}}
-			who := o.Updates // a fill is labelled by the state or output it fills, not its shared Const
+			who := o.Updates
 			if who == "" {
 				who = o.Name
 			}
-			if err := b.emit(lg, nil, []int32{s}, who); err != nil {
-				return err
-			}
+			fills = append(fills, fill{lg, s, who})
 			b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})
 			continue
 		}
@@ -333,6 +423,54 @@ func (b *program) finishOutputs() error {
 			return fmt.Errorf("output %q: slot %q is %v, the value is %v", o.Name, st.Name, st.Type, b.types[o.Value])
 		}
 		b.p.Outputs = append(b.p.Outputs, artifact.Output{Name: o.Name, Slot: s, Updates: o.Updates})
+	}
+	// The fills, after every other step: on the cuda device as few
+	// multi-tensor kernels as batches allow (they are independent).
+	for i := 0; i < len(fills); {
+		j, elems := i+1, numelOf(fills[i].lg.Space)
+		for b.batchFills && j < len(fills) && j-i < maxBatchGroups && elems+numelOf(fills[j].lg.Space) <= maxBatchElems && b.em.BatchKey(fills[j].lg) == "ew" && b.em.BatchKey(fills[i].lg) == "ew" {
+			elems += numelOf(fills[j].lg.Space)
+			j++
+		}
+		if j-i == 1 {
+			if err := b.emit(fills[i].lg, nil, []int32{fills[i].slot}, fills[i].who); err != nil {
+				return err
+			}
+			i = j
+			continue
+		}
+		var lgs []*lower.Group
+		var args []int32
+		for _, f := range fills[i:j] {
+			lgs = append(lgs, f.lg)
+			args = append(args, f.slot)
+		}
+		if err := b.multi(lgs, args); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// launch records a cuda step's launch geometry, the one the lowering chose
+// for its kernel, with the lowering's scratch when the kernel uses any and
+// the grid capped so that its scratch areas fit artifact.MaxScratchBytes
+// (64-byte strides, as the runtime lays them out). CPU steps keep none.
+func (b *program) launch(st *artifact.Step, scratch int64) error {
+	l, ok := b.em.Launch(st.Kernel)
+	if !ok {
+		return nil
+	}
+	st.Grid, st.Block, st.SharedBytes = int32(l.Grid), int32(l.Block), int32(l.SharedBytes)
+	st.Flops, st.Bytes, st.TensorCore = l.Flops, l.Bytes, l.TensorCore
+	if l.Scratch && scratch > 0 {
+		stride := align(scratch)
+		if stride*int64(l.Block) > artifact.MaxScratchBytes {
+			return fmt.Errorf("kernel %s: %d bytes of scratch per thread do not fit one block of %d threads in %d bytes", st.Kernel, scratch, l.Block, artifact.MaxScratchBytes)
+		}
+		st.Grid = int32(min(int64(st.Grid), artifact.MaxScratchBytes/(stride*int64(l.Block))))
+		st.ScratchBytes = scratch
 	}
 	return nil
 }

@@ -20,7 +20,8 @@ import (
 // autodiff write them: x·x fused into the mean over the last axis, the
 // weight's gradient summed over the rows), ReduceSum/ReduceMean over the
 // last axes, over a middle axis, over the rows (long ones in chunks: two
-// calls) and over everything, and element-wise and
+// calls) and over everything (a long one grid-wide: a block per chunk,
+// then the chunks' sum), and element-wise and
 // data-movement kernels, on odd shapes — one row, rows ≫ blocks, rows of
 // 1, 5, 33 and 300 — with blocks of 32 and 256 threads and grids of 1 and 3
 // blocks, in the portable variant (shared-memory tree reductions) and in
@@ -124,6 +125,7 @@ func rowCases() []rowCase {
 		{name: "sum_300x3_rows", build: reduce("ReduceSum", false, []int{300, 3}, 0), launchFree: true},        // in chunks
 		{name: "mean_130x2x7_outer", build: reduce("ReduceMean", true, []int{130, 2, 7}, 0), launchFree: true}, // in chunks
 		{name: "mean_all_67", build: reduce("ReduceMean", false, []int{67}, 0)},
+		{name: "sum_all_512x640", build: reduce("ReduceSum", false, []int{512, 640}, 0, 1)}, // grid-wide: chunks, then their sum
 		{name: "ew_broadcast", launchFree: true, build: func(b *ir.Builder, in func(string, ir.DType, ...int) string) map[string]string {
 			return map[string]string{"y": b.Unary("Silu", b.Add(in("x", f, 7, 33), in("b", f, 33)))}
 		}},

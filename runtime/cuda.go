@@ -15,8 +15,8 @@ const (
 	BlocksPerSM = 4
 )
 
-// MaxScratchBytes bounds the scratch areas of all GPU threads together.
-const MaxScratchBytes = 1 << 30
+// MaxScratchBytes bounds the scratch areas of one launch's GPU threads.
+const MaxScratchBytes = artifact.MaxScratchBytes
 
 // cudaDevice is the machine's first GPU through the CUDA driver
 // (libcuda.so.1, loaded at run time: a binary built without the CUDA
@@ -88,7 +88,7 @@ func (c *cudaDevice) Copy(dst, src uint64, n int64) error {
 	return cudadrv.CopyDevice(cudadrv.Ptr(dst), cudadrv.Ptr(src), n)
 }
 
-func (c *cudaDevice) Launch(kernel string, grid, block int, args, scratch, stride uint64) error {
+func (c *cudaDevice) Launch(kernel string, grid, block, shared int, args, scratch, stride uint64) error {
 	f, ok := c.funcs[kernel]
 	if !ok {
 		var err error
@@ -97,7 +97,7 @@ func (c *cudaDevice) Launch(kernel string, grid, block int, args, scratch, strid
 		}
 		c.funcs[kernel] = f
 	}
-	return cudadrv.Launch3(f, grid, block, 0, args, scratch, stride)
+	return cudadrv.Launch3(f, grid, block, shared, args, scratch, stride)
 }
 
 func (c *cudaDevice) Sync() error { return cudadrv.Sync() }

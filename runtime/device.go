@@ -27,8 +27,10 @@ type Device interface {
 	Load(target artifact.Target, ptx string) error
 	// Geometry is the launch that fills the device: blocks per grid and
 	// threads per block. slc's kernels split their work over any number of
-	// threads; the runtime launches this, or fewer blocks when the threads'
-	// scratch areas would not fit in MaxScratchBytes.
+	// threads; the runtime launches each step on the geometry the compiler
+	// recorded for it, and this for steps without one (artifacts of slc
+	// before per-kernel geometry), fewer blocks when the threads' scratch
+	// areas would not fit in MaxScratchBytes.
 	Geometry() (grid, block int)
 	// Alloc returns n zeroed bytes of device memory (aligned for any type).
 	Alloc(n int64) (uint64, error)
@@ -40,10 +42,11 @@ type Device interface {
 	Read(dst []byte, src uint64) error
 	// Copy queues a copy of n bytes on the device.
 	Copy(dst, src uint64, n int64) error
-	// Launch queues kernel on grid blocks of block threads with slc's CUDA
-	// ABI parameters (see codegen/lower: the step's argument table, the
-	// threads' scratch, its stride per thread).
-	Launch(kernel string, grid, block int, args, scratch, stride uint64) error
+	// Launch queues kernel on grid blocks of block threads with shared
+	// bytes of dynamic shared memory and slc's CUDA ABI parameters (see
+	// codegen/lower: the step's argument table, the threads' scratch, its
+	// stride per thread).
+	Launch(kernel string, grid, block, shared int, args, scratch, stride uint64) error
 	// Sync waits for everything queued; a kernel's fault surfaces here.
 	Sync() error
 	// Close releases the module (not memory from Alloc).

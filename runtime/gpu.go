@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/ir"
 )
 
@@ -34,10 +35,9 @@ func (r *Runtime) loadGPU(opt Options) error {
 	if err := r.dev.Load(r.art.Target, string(r.art.Code)); err != nil {
 		return err
 	}
-	var arena, scratch int64
+	var arena int64
 	for _, p := range r.art.Programs {
 		arena = max(arena, p.ArenaBytes)
-		scratch = max(scratch, p.ScratchBytes)
 	}
 	r.grid, r.block = r.dev.Geometry()
 	if opt.GPUGrid > 0 {
@@ -49,17 +49,23 @@ func (r *Runtime) loadGPU(opt Options) error {
 	if r.grid < 1 || r.block < 1 {
 		return fmt.Errorf("GPU launch of %d blocks of %d threads", r.grid, r.block)
 	}
-	r.stride = roundUp(scratch)
-	if fit := MaxScratchBytes / (r.stride * int64(r.block)); int64(r.grid) > fit {
-		r.grid = int(max(1, fit))
-	}
 	r.threads = r.grid * r.block
+	launches := map[string][]gpuLaunch{}
+	var scratch int64 // the largest launch's scratch areas
+	for _, ap := range r.art.Programs {
+		ls := make([]gpuLaunch, len(ap.Steps))
+		for i, st := range ap.Steps {
+			ls[i] = r.stepLaunch(ap, st, opt)
+			scratch = max(scratch, ls[i].stride*int64(ls[i].grid)*int64(ls[i].block))
+		}
+		launches[ap.Name] = ls
+	}
 	var err error
 	if r.arenaAddr, err = r.devAlloc(arena); err != nil {
 		return fmt.Errorf("the arena (%d bytes): %w", arena, err)
 	}
-	if r.scratchAddr, err = r.devAlloc(r.stride * int64(r.threads)); err != nil {
-		return fmt.Errorf("the scratch areas: %w", err)
+	if r.scratchAddr, err = r.devAlloc(scratch); err != nil {
+		return fmt.Errorf("the scratch areas (%d bytes): %w", scratch, err)
 	}
 	for _, ap := range r.art.Programs {
 		p, err := r.layout(ap, func(t ir.Type) (*buffer, error) {
@@ -89,6 +95,7 @@ func (r *Runtime) loadGPU(opt Options) error {
 		if err := r.dev.Write(base, table); err != nil {
 			return fmt.Errorf("program %q: argument tables: %w", ap.Name, err)
 		}
+		p.launches = launches[ap.Name]
 		p.tables = make([]uint64, len(ap.Steps))
 		for i, o := range offs {
 			p.tables[i] = base + uint64(o)
@@ -97,6 +104,35 @@ func (r *Runtime) loadGPU(opt Options) error {
 	}
 	sort.Strings(r.names)
 	return nil
+}
+
+// gpuLaunch is how one step is launched.
+type gpuLaunch struct {
+	grid, block, shared int
+	stride              int64 // scratch bytes per thread (64-byte multiple)
+}
+
+// stepLaunch is st's launch: the geometry the compiler recorded for it, or,
+// for a step without one (an artifact of slc before per-kernel geometry),
+// the runtime's one launch for every kernel — the device's Geometry, fewer
+// blocks when the program's scratch areas would not fit MaxScratchBytes.
+// Options.GPUGrid and GPUBlock override either (tests: every kernel is
+// correct on any launch); the scratch cap holds always.
+func (r *Runtime) stepLaunch(ap *artifact.Program, st artifact.Step, opt Options) gpuLaunch {
+	l := gpuLaunch{grid: r.grid, block: r.block, stride: roundUp(ap.ScratchBytes)}
+	if st.Grid > 0 {
+		l = gpuLaunch{grid: int(st.Grid), block: int(st.Block), shared: int(st.SharedBytes), stride: roundUp(st.ScratchBytes)}
+		if opt.GPUGrid > 0 {
+			l.grid = opt.GPUGrid
+		}
+		if opt.GPUBlock > 0 {
+			l.block = opt.GPUBlock
+		}
+	}
+	if fit := MaxScratchBytes / (l.stride * int64(l.block)); int64(l.grid) > fit {
+		l.grid = int(max(1, fit))
+	}
+	return l
 }
 
 // devAlloc allocates device memory that release frees.
@@ -130,7 +166,8 @@ func (r *Runtime) execGPU(p *program) error {
 	}
 	t0 := time.Now()
 	for i, st := range p.p.Steps {
-		if err := r.dev.Launch(st.Kernel, r.grid, r.block, p.tables[i], r.scratchAddr, uint64(r.stride)); err != nil {
+		l := p.launches[i]
+		if err := r.dev.Launch(st.Kernel, l.grid, l.block, l.shared, p.tables[i], r.scratchAddr, uint64(l.stride)); err != nil {
 			return fmt.Errorf("step %d (%s): %w", i, st.Kernel, err)
 		}
 		if prof {
@@ -166,6 +203,18 @@ func (r *Runtime) releaseGPU() error {
 // Device returns the GPU a cuda artifact runs on, nil on the CPU.
 func (r *Runtime) Device() Device { return r.dev }
 
-// Geometry returns the GPU launch (blocks, threads per block); 0, 0 on the
-// CPU.
+// Geometry returns the GPU launch of steps without a geometry of their own
+// (blocks, threads per block: the device's, or Options'); 0, 0 on the CPU.
 func (r *Runtime) Geometry() (grid, block int) { return r.grid, r.block }
+
+// StepLaunch returns the launch of step i of program name on the GPU
+// (blocks, threads per block, dynamic shared memory, scratch bytes per
+// thread); false on the CPU or for an unknown step.
+func (r *Runtime) StepLaunch(name string, i int) (grid, block, shared int, scratch int64, ok bool) {
+	p := r.programs[name]
+	if r.dev == nil || p == nil || i < 0 || i >= len(p.launches) {
+		return 0, 0, 0, 0, false
+	}
+	l := p.launches[i]
+	return l.grid, l.block, l.shared, l.stride, true
+}

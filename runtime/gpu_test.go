@@ -24,8 +24,9 @@ type hostDevice struct {
 	steps       unsafe.Pointer
 	live        map[uint64]int64
 	launches    int
-	failAlloc   int64  // Alloc of this size fails
-	failKernel  string // Launch of this kernel fails
+	log         []string // "kernel grid×block stride" of every launch
+	failAlloc   int64    // Alloc of this size fails
+	failKernel  string   // Launch of this kernel fails
 	loadErr     error
 }
 
@@ -98,7 +99,7 @@ func (d *hostDevice) Copy(dst, src uint64, n int64) error {
 	return nil
 }
 
-func (d *hostDevice) Launch(kernel string, grid, block int, args, scratch, stride uint64) error {
+func (d *hostDevice) Launch(kernel string, grid, block, shared int, args, scratch, stride uint64) error {
 	if kernel == d.failKernel {
 		return errors.New("illegal memory access")
 	}
@@ -107,6 +108,7 @@ func (d *hostDevice) Launch(kernel string, grid, block int, args, scratch, strid
 		return err
 	}
 	d.launches++
+	d.log = append(d.log, fmt.Sprintf("%s %d×%d %d", kernel, grid, block, stride))
 	setStep(d.steps, 0, fn, ptrOf(args))
 	n := grid * block
 	for tid := range n {
@@ -283,5 +285,53 @@ func TestNoCUDA(t *testing.T) {
 	_, err := Load(cudaArtifact(t), Options{})
 	if err == nil || !strings.Contains(err.Error(), "the artifact runs on a CUDA GPU (sm_90): no CUDA driver") || !strings.Contains(err.Error(), "recompile it for the CPU") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestGPUStepGeometry: steps carrying a launch geometry run on it (grid,
+// block, their own scratch stride), steps without one on the device's,
+// Options override both, and the results stay the CPU's.
+func TestGPUStepGeometry(t *testing.T) {
+	art := cudaArtifact(t)
+	tr := art.Program("train")
+	tr.Steps[0].Grid, tr.Steps[0].Block, tr.Steps[0].ScratchBytes = 5, 4, 100
+	tr.Steps[2].Grid, tr.Steps[2].Block = 1, 7
+	c := load(t, testArtifact(t), 6)
+	in := Inputs{Floats: map[string][]float32{"g": gradient()}, Scalars: map[string]float64{"lr": 0.25}}
+	want, err := c.Run("train", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		opt  Options
+		want []string
+	}{
+		{Options{}, []string{"scale_w 5×4 128", "axpy_b 2×3 64", "sum_loss 1×7 64"}},
+		{Options{GPUGrid: 3}, []string{"scale_w 3×4 128", "axpy_b 3×3 64", "sum_loss 3×7 64"}},
+		{Options{GPUBlock: 2}, []string{"scale_w 5×2 128", "axpy_b 2×2 64", "sum_loss 1×2 64"}},
+	} {
+		dev := newHostDevice(2, 3)
+		tc.opt.Device = dev
+		g, err := Load(art, tc.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := g.Run("train", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%+v: outputs %v, CPU %v", tc.opt, got, want)
+		}
+		if !reflect.DeepEqual(dev.log, tc.want) {
+			t.Errorf("%+v: launches %q, want %q", tc.opt, dev.log, tc.want)
+		}
+		gr, bl, sh, sc, ok := g.StepLaunch("train", 0)
+		if got := fmt.Sprintf("scale_w %d×%d %d", gr, bl, sc); !ok || sh != 0 || got != tc.want[0] {
+			t.Errorf("%+v: StepLaunch(train, 0) = %q, shared %d, %v; want %q", tc.opt, got, sh, ok, tc.want[0])
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

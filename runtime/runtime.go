@@ -127,15 +127,16 @@ func (b *buffer) same(o *buffer) bool { return b.ptr == o.ptr && b.addr == o.add
 // program is a loaded artifact.Program: every slot resolved to a buffer and
 // the steps laid out as a C array for the trampoline.
 type program struct {
-	p       *artifact.Program
-	bufs    []*buffer // per slot
-	steps   unsafe.Pointer
-	prof    unsafe.Pointer // C int64 per step: accumulated ns, when profiling
-	profNs  []int64        // the same on a GPU
-	runs    int64          // runs since profiling started
-	tables  []uint64       // GPU: each step's argument table
-	data    map[string]int // data slot index by name
-	scalars map[string]int // scalar slot index by name
+	p        *artifact.Program
+	bufs     []*buffer // per slot
+	steps    unsafe.Pointer
+	prof     unsafe.Pointer // C int64 per step: accumulated ns, when profiling
+	profNs   []int64        // the same on a GPU
+	runs     int64          // runs since profiling started
+	tables   []uint64       // GPU: each step's argument table
+	launches []gpuLaunch    // GPU: each step's launch
+	data     map[string]int // data slot index by name
+	scalars  map[string]int // scalar slot index by name
 }
 
 // job asks a worker thread to run a program's steps.

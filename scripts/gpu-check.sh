@@ -22,7 +22,9 @@
 #    SLTrain (tokens/s, MFU against 989 TFLOP/s dense bf16, device memory held)
 #    against PyTorch's reference of the seed's SLTrain model on the same GPU in
 #    the same run (tools/torchref/bench.py --device cuda), then ptxrun's timed
-#    updates and PyTorch's torch.cuda.max_memory_allocated at the same shapes.
+#    updates and PyTorch's torch.cuda.max_memory_allocated at the same shapes,
+#    and the roofline model's prediction for this GPU beside the measured
+#    profile, kernel by kernel (slc bench --predict / --profile).
 # 5. transformers' LlamaForCausalLM.from_pretrained of an slc export.
 # Budget: about 8 minutes on an H100/H200. Exit status 0 when every check passed.
 set -uo pipefail
@@ -57,6 +59,28 @@ for s in gpucheck/*/session.json; do
 	*) run "kernels vs the interpreter: $name" 120 "$s" ;;
 	esac
 done
+# predict_vs_measured NAME ARTIFACT: the roofline model's prediction for this
+# GPU (slc bench --predict, package roofline) beside the measured profile, per
+# kernel (ms per step, both summed over the step's programs): the first
+# calibration of the model.
+predict_vs_measured() {
+	local gpu model
+	gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+	case $gpu in *H200*) model=H200 ;; *H100*) model=H100 ;; *A100*) model=A100 ;; *) model= ;; esac
+	echo "== predicted vs measured per kernel: $1 on ${gpu:-an unknown GPU}"
+	if [ -z "$model" ]; then
+		echo "no model of this GPU (roofline knows H100, H200 and A100)"
+		return
+	fi
+	timeout 200 bin/slc-runtime bench "$2" --predict "$model" --profile 40 >"$out/predict-$1.txt" 2>&1 || { echo "FAILED: slc bench --predict"; status=1; return; }
+	timeout 300 bin/slc-runtime bench "$2" --profile 40 --steps 3 --warmup 1 >"$out/profile-$1.txt" 2>&1 || { echo "FAILED: slc bench --profile"; status=1; return; }
+	grep -E '^  (step|train_step|update):' "$out/predict-$1.txt" | head -n 3
+	printf "  %-36s %-22s %12s %12s %7s\n" kernel class "predicted ms" "measured ms" measured/predicted
+	awk 'FNR == NR { if ($1 == "predicted") { for (i = 1; i <= NF; i++) if ($i == "ms") p[$2] += $(i - 1); cls[$2] = $3 } next }
+		$2 == "ms" && $6 != "" { m[$5] += $1 }
+		END { for (k in p) if (k in m) printf "  %-36s %-22s %12.3f %12.3f %7.2f\n", k, cls[k], p[k], m[k], m[k] / p[k] }' \
+		"$out/predict-$1.txt" "$out/profile-$1.txt" | sort -k3 -g -r | head -n 40
+}
 py=python3
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null && py=/usr/bin/python3
 export SLC_PYTHON=$py
@@ -81,6 +105,7 @@ for s in gpucheck/bench-*/session.json; do
 		echo "FAILED"
 	fi
 	run "ptxrun's timed updates: $name" 120 "$s"
+	predict_vs_measured "$name" "$(dirname "$s")/m.slc"
 	tdt=$dtype
 	case $dtype in f32) tdt=float32 ;; bf16) tdt=bfloat16 ;; esac
 	echo "== PyTorch's device memory: $model, batch $batch x 256, $tdt"

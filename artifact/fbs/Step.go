@@ -67,8 +67,92 @@ func (rcv *Step) MutateArgs(j int, n int32) bool {
 	return false
 }
 
-func (rcv *Step) Label() []byte {
+func (rcv *Step) Grid() int32 {
 	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+	if o != 0 {
+		return rcv._tab.GetInt32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateGrid(n int32) bool {
+	return rcv._tab.MutateInt32Slot(8, n)
+}
+
+func (rcv *Step) Block() int32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
+	if o != 0 {
+		return rcv._tab.GetInt32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateBlock(n int32) bool {
+	return rcv._tab.MutateInt32Slot(10, n)
+}
+
+func (rcv *Step) SharedBytes() int32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetInt32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateSharedBytes(n int32) bool {
+	return rcv._tab.MutateInt32Slot(12, n)
+}
+
+func (rcv *Step) ScratchBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateScratchBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(14, n)
+}
+
+func (rcv *Step) Flops() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateFlops(n int64) bool {
+	return rcv._tab.MutateInt64Slot(16, n)
+}
+
+func (rcv *Step) Bytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Step) MutateBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(18, n)
+}
+
+func (rcv *Step) TensorCore() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *Step) MutateTensorCore(n bool) bool {
+	return rcv._tab.MutateBoolSlot(20, n)
+}
+
+func (rcv *Step) Label() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
 	if o != 0 {
 		return rcv._tab.ByteVector(o + rcv._tab.Pos)
 	}
@@ -76,7 +160,7 @@ func (rcv *Step) Label() []byte {
 }
 
 func StepStart(builder *flatbuffers.Builder) {
-	builder.StartObject(3)
+	builder.StartObject(10)
 }
 func StepAddKernel(builder *flatbuffers.Builder, kernel flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(kernel), 0)
@@ -87,8 +171,29 @@ func StepAddArgs(builder *flatbuffers.Builder, args flatbuffers.UOffsetT) {
 func StepStartArgsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
 }
+func StepAddGrid(builder *flatbuffers.Builder, grid int32) {
+	builder.PrependInt32Slot(2, grid, 0)
+}
+func StepAddBlock(builder *flatbuffers.Builder, block int32) {
+	builder.PrependInt32Slot(3, block, 0)
+}
+func StepAddSharedBytes(builder *flatbuffers.Builder, sharedBytes int32) {
+	builder.PrependInt32Slot(4, sharedBytes, 0)
+}
+func StepAddScratchBytes(builder *flatbuffers.Builder, scratchBytes int64) {
+	builder.PrependInt64Slot(5, scratchBytes, 0)
+}
+func StepAddFlops(builder *flatbuffers.Builder, flops int64) {
+	builder.PrependInt64Slot(6, flops, 0)
+}
+func StepAddBytes(builder *flatbuffers.Builder, bytes int64) {
+	builder.PrependInt64Slot(7, bytes, 0)
+}
+func StepAddTensorCore(builder *flatbuffers.Builder, tensorCore bool) {
+	builder.PrependBoolSlot(8, tensorCore, false)
+}
 func StepAddLabel(builder *flatbuffers.Builder, label flatbuffers.UOffsetT) {
-	builder.PrependUOffsetTSlot(2, flatbuffers.UOffsetT(label), 0)
+	builder.PrependUOffsetTSlot(9, flatbuffers.UOffsetT(label), 0)
 }
 func StepEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

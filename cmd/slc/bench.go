@@ -21,6 +21,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/peak"
+	"gitee.com/gidean/conv-linn/roofline"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/version"
@@ -67,6 +68,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "baseline", Value: "none", Usage: "`WHAT` to compare against in the same run: none or torch"},
 			&cli.BoolFlag{Name: "lowerings", Usage: "print each SLTrain layer's measured merged and factored forward times and auto's pick (a config on this machine's CPU)"},
 			&cli.IntFlag{Name: "profile", Usage: "after each run, list the `N` kernels that took the most time over the timed steps"},
+			&cli.StringFlag{Name: "predict", Usage: "with --device cuda: print a roofline model's prediction of each kernel class and the step on `GPU` (H100, H200 or A100) instead of timing; needs no GPU (with --profile N, also the N kernels predicted slowest)"},
 			&cli.Float64Flag{Name: "peak-tflops", Value: 989, Usage: "with --device cuda: the GPU's dense peak `TFLOPS` that GFLOP/s are a fraction of (model FLOP utilisation; 989 = H100/H200 SXM bf16)"},
 		}, pipelineFlags()...), codegenFlags()...),
 		Action: func(c *cli.Context) error { return bench(c) },
@@ -131,7 +133,16 @@ func bench(c *cli.Context) error {
 	if gpu && c.Float64("peak-tflops") <= 0 {
 		return usagef(cmd, "flag --peak-tflops: must be > 0, got %g", c.Float64("peak-tflops"))
 	}
-	if gpu {
+	predict := c.String("predict")
+	if predict != "" && !gpu && !isArtifact(model) {
+		return usagef(cmd, "flag --predict: predicts a cuda artifact; add --device cuda")
+	}
+	if predict != "" {
+		if _, err := roofline.Lookup(predict); err != nil {
+			return usagef(cmd, "flag --predict: %v", err)
+		}
+	}
+	if gpu && predict == "" {
 		if _, err := runtime.OpenCUDA(); err != nil { // before compiling anything
 			return fmt.Errorf("--device cuda: %v; without a CUDA GPU, bench on the CPU (leave --device cuda out)", err)
 		}
@@ -200,8 +211,17 @@ func bench(c *cli.Context) error {
 		}
 		printf(c, "Compiling %s (%s, batch %d × %d tokens)%s…\n", model, metaLabel(mod.Meta), ids.Type.Shape[0], ids.Type.Shape[1], how)
 	}
+	if predict != "" {
+		if !gpu {
+			return usagef(cmd, "flag --predict: %s is not a cuda artifact", model)
+		}
+		progs = progs[:1] // the lowering a user gets
+	}
 	if err := compilePrograms(c, model, mod, st, progs); err != nil {
 		return err
+	}
+	if predict != "" {
+		return benchPredict(c, model, mod, st, progs[0], predict)
 	}
 	if isArtifact(model) {
 		printf(c, "%s: a compiled artifact (%s, batch %d × %d tokens); its SLTrain lowering was fixed when it was compiled, so one program is timed (bench the config for the merged and auto ratios)\n",

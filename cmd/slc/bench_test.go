@@ -167,6 +167,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{configTiny, "--baseline", "tf"}, "flag --baseline"},
 		{[]string{configTiny, "--sltrain-lowering", "fast"}, "flag --sltrain-lowering"},
 		{[]string{art, "--threads", "0"}, "flag --threads"},
+		{[]string{configTiny, "--predict", "H100"}, "flag --predict: predicts a cuda artifact; add --device cuda"},
+		{[]string{configTiny, "--device", "cuda", "--predict", "V100"}, `flag --predict: unknown GPU "V100" (want H100, H200 or A100)`},
+		{[]string{art, "--predict", "H100"}, "flag --predict: " + art + " is not a cuda artifact"},
 		// Compile flags that contradict the artifact.
 		{[]string{art, "--peft", "full"}, "flag --peft: " + art + " is a compiled artifact (SLTrain r 4"},
 		{[]string{art, "--rank", "8"}, "flag --rank:"},

@@ -26,6 +26,14 @@ func TestCompileCUDA(t *testing.T) {
 	if out := mustSlc(t, "inspect", art); !strings.Contains(out, "Target: cuda nvptx64-nvidia-cuda sm_90") || !strings.Contains(out, "train_step") {
 		t.Errorf("inspect of the cuda artifact says:\n%s", out)
 	}
+	// The roofline model's prediction needs no GPU.
+	out = mustSlc(t, "bench", configBytes, "--rank", "4", "--device", "cuda", "--predict", "H100", "--profile", "3")
+	for _, want := range []string{"prediction (a roofline model, not a measurement) on NVIDIA H100 SXM", "  update:", "MFU predicted",
+		"the design before (one launch geometry for every kernel, one kernel per group)", "  predicted slc_"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench --predict H100 lacks %q:\n%s", want, out)
+		}
+	}
 	var refusals [][]string // on this machine, without a GPU
 	if _, err := runtime.OpenCUDA(); err != nil {
 		refusals = [][]string{{art}, {configBytes, "--rank", "4", "--device", "cuda"}}

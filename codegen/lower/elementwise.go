@@ -196,6 +196,7 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 		fills = append(fills, j)
 	}
 	err := e.kernel(name, groupParams(g), func(k *kfn) error {
+		k.work.flops += chainFlops(g)
 		for _, j := range fills {
 			o := g.Outputs[j]
 			v, err := k.constValue(producer[o.Name].Attrs.GetFloat("value", 0), o.Type.DType)

@@ -34,6 +34,15 @@ type kfn struct {
 	// (bar.sync, shfl.sync, or a call of a block-cooperative GEMM): on the
 	// GPU such a body is convergent and not nosync.
 	syncs bool
+	// work is the parallelism the body exposes, from which the cuda
+	// device's launch geometry is chosen (geometry.go).
+	work work
+	// A multi-tensor kernel (multitensor.go) runs each group's body over a
+	// part of its launch: stop, when set, bounds gridStride's iterations
+	// (from tid, by nth, both set per chunk), and virt replaces the block
+	// numbering blockRows sees.
+	stop llvm.Value
+	virt *blockRegs
 }
 
 // stamp puts the target and the attributes every kernel function has on f
@@ -57,6 +66,10 @@ func (e *Emitter) stamp(f llvm.Function) error {
 // kernel defines the exported kernel name with one buffer argument per
 // entry of params, and fills its body with emit.
 func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) error {
+	if e.capture != nil {
+		e.capture.params, e.capture.emit = params, emit
+		return nil
+	}
 	if _, dup := e.mod.NamedFunction(name); dup {
 		return fmt.Errorf("internal error: kernel %s defined twice", name)
 	}
@@ -147,6 +160,15 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 				return err
 			}
 		}
+		for j := range first {
+			for a, p := range params {
+				if slot[a] == j {
+					k.work.bytes += p.bytes
+					break
+				}
+			}
+		}
+		e.launches[name] = k.work.launch()
 		return e.ptxEntry(name, body, first)
 	}
 	// The exported wrapper.
@@ -360,6 +382,7 @@ func (k *kfn) share(n, align int64) (s, e llvm.Value) {
 	}
 	s = k.min(k.mul(k.tid, per), N)
 	e = k.min(k.add(s, per), N)
+	k.work.threads = max(k.work.threads, (n+max(align, 1)-1)/max(align, 1))
 	return s, e
 }
 

@@ -101,7 +101,7 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	k, finish := e.gemmFrame(f)
+	k, finish := e.gemmFrame(f, s)
 	b, f32, i16, i32 := e.b, e.f32, e.i16, e.i32
 	tc := e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
@@ -140,6 +140,8 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	rounds := b.UDiv(k.add(k.c64(mmaUnits-1), warps), warps, "rounds")
 	tilesM, tilesN := (M+mmaM-1)/mmaM, (N+mmaN-1)/mmaN
 	total := int64(s.Batch) * tilesM * tilesN
+	k.work.blocks = max(k.work.blocks, total)
+	k.work.mma = true
 	zero := llvm.ConstFloat(f32, 0)
 	var acc [4][4]llvm.Value // [n8 tile j][c0..c3]
 	for j := range acc {

@@ -29,7 +29,7 @@ func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	if err := e.stamp(f); err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	k, finish := e.gemmFrame(f)
+	k, finish := e.gemmFrame(f, s)
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
 	lo, hi := k.share(int64(s.Batch)*M*N, 1)

@@ -168,6 +168,9 @@ func (k *kfn) loopStep(lo, hi, step llvm.Value, body func(i llvm.Value)) {
 type blockRegs struct{ tx, nt, bx, nb llvm.Value }
 
 func (k *kfn) blockRegs() (blockRegs, error) {
+	if k.virt != nil {
+		return *k.virt, nil
+	}
 	var r blockRegs
 	for _, x := range []struct {
 		name string
@@ -200,7 +203,7 @@ func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
 // buffers, the builder in the body block, strictly in f32 (one rounding per
 // product and sum, in k order). finish closes the function and gives the
 // builder back its fast-math flags.
-func (e *Emitter) gemmFrame(f llvm.Function) (k *kfn, finish func()) {
+func (e *Emitter) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func()) {
 	k = &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
 	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
 	k.entry = f.AppendBasicBlock("entry")
@@ -210,6 +213,8 @@ func (e *Emitter) gemmFrame(f llvm.Function) (k *kfn, finish func()) {
 	fm := e.b.FastMath()
 	e.b.SetFastMath(llvm.FastMathNone)
 	return k, func() {
+		k.work.flops = 2 * int64(max(1, spec.Batch)) * int64(spec.M) * int64(spec.N) * int64(spec.K)
+		e.gemmWork[f.Name()] = k.work
 		e.b.RetVoid()
 		e.ab.Br(body)
 		e.b.SetFastMath(fm)
@@ -280,7 +285,7 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	k, finish := e.gemmFrame(f)
+	k, finish := e.gemmFrame(f, s)
 	b, f32 := e.b, e.f32
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
@@ -292,6 +297,7 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	}
 	tilesM, tilesN := (M+tileM-1)/tileM, (N+tileN-1)/tileN
 	total := int64(s.Batch) * tilesM * tilesN
+	k.work.blocks = total
 	rounds := b.UDiv(k.add(k.c64(tileThreads-1), hw.nt), hw.nt, "rounds")
 	zero := llvm.ConstFloat(f32, 0)
 	var acc [microM][microN]llvm.Value

@@ -56,9 +56,15 @@ import (
 const rowSlots = 1024
 
 // gridStride emits `for i := tid; i < n; i += nthreads { body(i) }`: the
-// GPU's coalesced mapping of independent iterations.
-func (k *kfn) gridStride(n llvm.Value, body func(i llvm.Value)) {
-	k.loopStep(k.tid, n, k.nth, body)
+// GPU's coalesced mapping of independent iterations (n of them: the
+// kernel's launch geometry provides up to n threads).
+func (k *kfn) gridStride(n int64, body func(i llvm.Value)) {
+	k.work.threads = max(k.work.threads, n)
+	hi := k.c64(n)
+	if !k.stop.IsNil() {
+		hi = k.min(hi, k.stop)
+	}
+	k.loopStep(k.tid, hi, k.nth, body)
 }
 
 // each visits this thread's iterations of [0, n), which must be
@@ -69,7 +75,7 @@ func (k *kfn) each(n, align int64, body func(i llvm.Value)) {
 		return
 	}
 	if k.e.gpu() {
-		k.gridStride(k.c64(n), body)
+		k.gridStride(n, body)
 		return
 	}
 	s, e := k.share(n, align)
@@ -84,6 +90,7 @@ func (k *kfn) blockRows(rows int64, body func(hw blockRegs, row llvm.Value)) err
 	if err != nil {
 		return err
 	}
+	k.work.blocks = max(k.work.blocks, rows)
 	k.loopStep(hw.bx, k.c64(rows), hw.nb, func(row llvm.Value) { body(hw, row) })
 	return nil
 }

@@ -137,7 +137,7 @@ func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value
 		total *= d
 	}
 	if k.e.gpu() {
-		k.gridStride(k.c64(total), func(i llvm.Value) { body(k.offsets(i, dims, ss)) })
+		k.gridStride(total, func(i llvm.Value) { body(k.offsets(i, dims, ss)) })
 		return
 	}
 	s, e := k.share(total, 16)

@@ -178,6 +178,10 @@ type Options struct {
 	// XentChunkRows is the rows per chunk of a LinearCrossEntropy group;
 	// 0 picks DefaultXentChunkElems / V (tests set it to cover chunking).
 	XentChunkRows int64
+	// GPUOneTensor keeps the cuda design before grid-wide sums (one block
+	// per reduced output however long), for comparisons (codegen's
+	// Options.GPUOneTensor).
+	GPUOneTensor bool
 }
 
 // Emitter adds kernels to one LLVM module for one target machine. Kernels
@@ -199,12 +203,20 @@ type Emitter struct {
 	// values compute in f32 (see storageType).
 	i16, bf16 llvm.Type
 
-	done   map[string]*Lowering  // by group signature
-	gemms  map[string]cpu.Kernel // by GEMM spec
-	tables map[string]*table     // constant tables by name
-	decls  map[string]llvm.Function
-	order  []string // table names in creation order
-	names  map[string]bool
+	done map[string]*Lowering // by group signature
+	// launches are the cuda kernels' launch geometries, by kernel name;
+	// gemmWork the parallelism of each GPU GEMM function, by its name.
+	launches map[string]Launch
+	// capture, when set, makes kernel record a body instead of defining
+	// it (MultiTensor).
+	capture  *captured
+	mtDone   map[string]string // multi-tensor kernels by their groups' signatures
+	gemmWork map[string]work
+	gemms    map[string]cpu.Kernel // by GEMM spec
+	tables   map[string]*table     // constant tables by name
+	decls    map[string]llvm.Function
+	order    []string // table names in creation order
+	names    map[string]bool
 }
 
 // NewEmitter prepares an emitter for module m, which must be configured for
@@ -223,12 +235,15 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	ctx := m.Context()
 	e := &Emitter{
 		ctx: ctx, mod: m, opt: opt,
-		gen:    cpu.NewGenerator(tm),
-		done:   map[string]*Lowering{},
-		gemms:  map[string]cpu.Kernel{},
-		tables: map[string]*table{},
-		decls:  map[string]llvm.Function{},
-		names:  map[string]bool{},
+		gen:      cpu.NewGenerator(tm),
+		done:     map[string]*Lowering{},
+		launches: map[string]Launch{},
+		mtDone:   map[string]string{},
+		gemmWork: map[string]work{},
+		gemms:    map[string]cpu.Kernel{},
+		tables:   map[string]*table{},
+		decls:    map[string]llvm.Function{},
+		names:    map[string]bool{},
 	}
 	e.arch = e.gen.Arch
 	e.void, e.i8 = ctx.VoidType(), ctx.Int8Type()

@@ -55,6 +55,9 @@ func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
 	if k.e.gpu() && f.HasAttribute(llvm.FunctionIndex, "convergent") {
 		k.syncs = true
 	}
+	if w, ok := k.e.gemmWork[f.Name()]; ok {
+		k.work.merge(w)
+	}
 	k.b.Call(f, []llvm.Value{c, a, b, k.scr, k.tid, k.nth}, "")
 }
 
@@ -166,6 +169,8 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 		for i, d := range batch {
 			dims[i] = int64(d)
 		}
+		f0 := k.work.flops
+		defer func() { k.work.flops = f0 + (k.work.flops-f0)*nb }() // the call runs nb times
 		k.loopN(nb, func(bi llvm.Value) {
 			offs := k.offsets(bi, dims, streams)
 			st := func(t ir.Type) llvm.Type { lt, _ := e.storageType(t.DType); return lt }
@@ -601,6 +606,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, hi llvm.Value, err error) {
 	f32 := k.e.f32
 	r0, r1 := k.share(out, 1)
+	k.work.flops += out * nnz // each of out threads scans every entry
 	lo, hi = k.mulc(r0, in), k.mulc(r1, in)
 	k.loopN(nnz, func(j llvm.Value) {
 		p, perr := k.loadIndex(idx, k.p[1], j)
@@ -639,6 +645,7 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 	vs, _ := e.storageType(v.DType)
 	err := e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
 		b := k.b
+		k.work.flops += 2 * rows * nnz
 		xT := k.alignedScratch()
 		yT := k.at(f32, xT, k.c64(W*in))
 		b0, b1 := k.share((rows+W-1)/W, 1)

@@ -119,7 +119,7 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 		if e.gpu() {
 			// Grid-stride over the output's elements (coalesced stores):
 			// element i is column i mod rowLen of row i / rowLen.
-			k.gridStride(k.c64(J*rowLen), func(i llvm.Value) {
+			k.gridStride(J*rowLen, func(i llvm.Value) {
 				j, c := k.divc(i, rowLen), k.remc(i, rowLen)
 				r, err := k.loadIndex(idx.DType, k.p[1], j)
 				if err != nil {

@@ -38,7 +38,7 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 		}
 		lines := func(body func(line llvm.Value)) {
 			if e.gpu() {
-				k.gridStride(k.c64(outer*inner), body)
+				k.gridStride(outer*inner, body)
 				return
 			}
 			s, en := k.share(outer*inner, 1)
@@ -354,7 +354,7 @@ func (k *kfn) ropeGPU(t llvm.Type, rows, within int64, S, D int, base, sign floa
 	}
 	// Grid-stride over the rows·h pairs (pair i of a row: features i and
 	// i + h), so that a warp takes consecutive features.
-	k.gridStride(k.c64(rows*int64(h)), func(pi llvm.Value) {
+	k.gridStride(rows*int64(h), func(pi llvm.Value) {
 		row, i := k.divc(pi, int64(h)), k.remc(pi, int64(h))
 		p := b.SIToFP(k.remc(k.divc(row, within), int64(S)), f64, "")
 		xr := k.at(t, k.p[0], k.mulc(row, int64(D)))
@@ -396,7 +396,7 @@ func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 		if e.gpu() {
 			// Grid-stride over the elements: element el is column el mod C
 			// of row el / C.
-			k.gridStride(k.c64(rows*C), func(el llvm.Value) {
+			k.gridStride(rows*C, func(el llvm.Value) {
 				i, j := k.remc(k.divc(el, C), R), k.remc(el, C)
 				keep := k.b.ICmp(llvm.IntSLE, j, i, "")
 				k.storeAt(k.b.Select(keep, k.loadAt(t, k.p[0], el), llvm.ConstFloat(e.computeOf(t), fill), ""), t, k.p[1], el)

@@ -128,14 +128,19 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	// reduceGPU): partial sums into a temp, then a second call.
 	params := groupParams(g)
 	chunks := int64(1)
+	rowChunked := false // a long sum over the innermost axis, in chunks (reduceRowChunksGPU)
 	if e.gpu() && innerKept {
 		chunks = columnChunks(numel64(redDims), outTotal)
+	} else if e.gpu() && len(redAx) > 0 && !e.opt.GPUOneTensor {
+		chunks = rowChunks(numel64(redDims), outTotal)
+		rowChunked = chunks > 1
 	}
 	if chunks > 1 {
 		params = append(params, param{bytes: 8 * chunks * outTotal, alias: -1})
 	}
 
 	err = e.kernel(name, params, func(k *kfn) error {
+		k.work.flops += chainFlops(g)
 		acct := e.f64
 		var ferr error
 		// element computes the chain at offs (lanes = 0) or at lanes
@@ -195,6 +200,10 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				acc = k.b.FPTrunc(acc, yc, "") // a bf16 y is rounded once more by the store
 			}
 			return acc
+		}
+		if rowChunked {
+			return k.reduceRowChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
+				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.p[len(params)-1], &ferr)
 		}
 		if chunks > 1 {
 			return k.reduceChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
@@ -313,7 +322,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 		part := ir.T(ir.F64, int(chunks*outTotal))
 		err := e.kernel(sumName, []param{{bytes: part.Bytes(), readonly: true, alias: -1}, {bytes: yType.Bytes(), alias: -1}}, func(k *kfn) error {
 			f64 := e.f64
-			k.gridStride(k.c64(outTotal), func(o llvm.Value) {
+			k.gridStride(outTotal, func(o llvm.Value) {
 				acc := k.variable(f64, llvm.ConstFloat(f64, 0))
 				k.loopN(chunks, func(p llvm.Value) {
 					k.store(k.b.FAdd(k.load(f64, acc), k.loadAt(f64, k.p[0], k.add(k.mulc(p, outTotal), o)), ""), f64, acc)
@@ -351,6 +360,64 @@ func columnChunks(count, outTotal int64) int64 {
 	return max(1, min(p, target/max(outTotal, 1), 1024))
 }
 
+// rowChunks is the number of chunks the GPU splits each output's reduced
+// elements into when the innermost axis is reduced (1: no split, one
+// block per output): a sum of rowChunkMin elements or more — a whole
+// tensor's sum of squares for the gradient norm, which one block would
+// walk alone — takes chunks of about rowChunk elements, a block each, at
+// most 4,096 chunks in all.
+func rowChunks(count, outTotal int64) int64 {
+	if count < rowChunkMin {
+		return 1
+	}
+	return max(1, min((count+rowChunk-1)/rowChunk, 4096/max(outTotal, 1)))
+}
+
+const rowChunk, rowChunkMin = 1 << 15, 1 << 18
+
+// reduceRowChunksGPU is the first call of a chunked reduction over the
+// innermost axes on the GPU (grid-wide, two passes): unit u = p·outTotal
+// + o, a block row (blockRows: one block per unit, round-robin), sums in
+// f64 chunk p of output o's reduced elements (row-major index r in [p·C,
+// (p+1)·C), C = ⌈count/chunks⌉; thread tx takes r = p·C + tx, + ntid, …,
+// then blockReduce) into partial[u], storing the group's element-wise
+// outputs on the way; the second call adds the chunks in order. The same
+// result for every grid; the order depends on the block size, as a
+// block row's does.
+func (k *kfn) reduceRowChunksGPU(chunks, outTotal int64, keptDims []int64, keptStreams []stream, redDims []int64, redStreams []stream,
+	element func(offs []llvm.Value) llvm.Value, partial llvm.Value, ferr *error) error {
+	f64 := k.e.f64
+	count := numel64(redDims)
+	C := (count + chunks - 1) / chunks
+	err := k.blockRows(chunks*outTotal, func(hw blockRegs, u llvm.Value) {
+		p, o := k.divc(u, outTotal), k.remc(u, outTotal)
+		base := k.offsets(o, keptDims, keptStreams)
+		lo := k.mulc(p, C)
+		hi := k.min(k.addc(lo, C), k.c64(count))
+		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
+		k.loopStep(k.add(lo, hw.tx), hi, hw.nt, func(r llvm.Value) {
+			rel := k.offsets(r, redDims, redStreams)
+			offs := make([]llvm.Value, len(base))
+			for i := range base {
+				offs[i] = k.add(base[i], rel[i])
+			}
+			k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+		})
+		total, err := k.blockReduce(hw, redSum, k.load(f64, acc))
+		if err != nil {
+			if *ferr == nil {
+				*ferr = err
+			}
+			return
+		}
+		k.when(k.b.ICmp(llvm.IntEQ, hw.tx, k.c64(0), ""), func() { k.storeAt(total, f64, partial, u) })
+	})
+	if err != nil {
+		return err
+	}
+	return *ferr
+}
+
 // reduceChunksGPU is the first call of a chunked reduction over outer axes
 // on the GPU: unit u = p·outTotal + o (grid-stride, so a warp takes
 // consecutive outputs o) sums, in f64 and row-major order, chunk p of
@@ -363,7 +430,7 @@ func (k *kfn) reduceChunksGPU(chunks, outTotal int64, keptDims []int64, keptStre
 	f64 := k.e.f64
 	count := numel64(redDims)
 	C := (count + chunks - 1) / chunks
-	k.gridStride(k.c64(chunks*outTotal), func(u llvm.Value) {
+	k.gridStride(chunks*outTotal, func(u llvm.Value) {
 		p, o := k.divc(u, outTotal), k.remc(u, outTotal)
 		base := k.offsets(o, keptDims, keptStreams)
 		lo := k.mulc(p, C)
@@ -411,7 +478,7 @@ func (k *kfn) reduceGPU(independent bool, outTotal int64, keptDims []int64, kept
 	element func(offs []llvm.Value) llvm.Value, store func(o, acc llvm.Value), ferr *error) error {
 	f64 := k.e.f64
 	if independent {
-		k.gridStride(k.c64(outTotal), func(o llvm.Value) {
+		k.gridStride(outTotal, func(o llvm.Value) {
 			base := k.offsets(o, keptDims, keptStreams)
 			acc := k.variable(f64, llvm.ConstFloat(f64, 0))
 			k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
@@ -477,6 +544,7 @@ func (k *kfn) nest(dims []int64, streams []stream, base []llvm.Value, body func(
 // alignedScratch returns this thread's scratch pointer rounded up to 64
 // bytes (kernels that use scratch reserve 64 extra bytes for this).
 func (k *kfn) alignedScratch() llvm.Value {
+	k.work.scratch = true
 	b := k.b
 	off := b.And(b.Sub(k.c64(0), b.PtrToInt(k.scr, k.e.i64, ""), ""), k.c64(63), "")
 	return b.InBoundsGEP(k.e.i8, k.scr, []llvm.Value{off}, "")

@@ -22,9 +22,13 @@ type Device struct {
 	live        map[uint64]*Mem
 }
 
-// NewDevice returns a device on emu that launches grid blocks of block
-// threads (small: the emulator is slow).
+// NewDevice returns a device on emu whose Geometry is grid blocks of block
+// threads (small: the emulator is slow; 2 × 32 when either is 0), the
+// launch of steps without a geometry of their own.
 func NewDevice(emu *Emu, grid, block int) *Device {
+	if grid < 1 || block < 1 {
+		grid, block = 2, 32 // a small launch: the emulator runs every thread
+	}
 	return &Device{emu: emu, grid: grid, block: block, live: map[uint64]*Mem{}}
 }
 
@@ -86,12 +90,12 @@ func (d *Device) Read(dst []byte, src uint64) error { copy(dst, at(src, int64(le
 func (d *Device) Copy(dst, src uint64, n int64) error { copy(at(dst, n), at(src, n)); return nil }
 
 // Launch implements runtime.Device.
-func (d *Device) Launch(kernel string, grid, block int, args, scratch, stride uint64) error {
+func (d *Device) Launch(kernel string, grid, block, shared int, args, scratch, stride uint64) error {
 	ptx, ok := d.entries[kernel]
 	if !ok {
 		return fmt.Errorf("kernel %s is not in the PTX", kernel)
 	}
-	return d.emu.Run(ptx, []uint64{args, scratch, stride}, block, grid, 0)
+	return d.emu.Run(ptx, []uint64{args, scratch, stride}, block, grid, shared)
 }
 
 // Sync implements runtime.Device.

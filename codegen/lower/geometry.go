@@ -1,0 +1,107 @@
+package lower
+
+// # Launch geometry
+//
+// Every cuda kernel is correct on any launch (see the CUDA ABI in ptx.go),
+// but fast only on one shaped for its work. While a kernel is emitted, the
+// mappings it uses record the parallelism they expose (kfn.work): a
+// grid-stride loop over n iterations wants n threads, a per-thread share
+// of n units in parts of align wants ⌈n/align⌉ threads, a row reduction
+// over r rows wants r blocks (one block per row), a block-cooperative GEMM
+// one block per output tile (the simple GEMM one thread per element of C).
+// Launch turns that into the kernel's geometry, recorded per step in the
+// artifact: blocks of GPUBlock threads (8 warps, the tiled GEMM's and the
+// tensor-core GEMM's tile of work; fewer for a few threads of per-thread
+// work, see launch), as many as the work wants up to MaxGrid (the
+// kernels' loops take any excess in rounds), at least one. The scratch a
+// kernel uses (only those that take per-thread scratch: the sparse
+// product and scatter of an SLTrain layer) is sized per kernel
+// by the caller, which also caps the grid so that the launch's scratch
+// areas fit (codegen's program builder).
+
+// GPUBlock is the threads per block of a cuda launch (fewer for a small
+// launch of per-thread work).
+const GPUBlock = 256
+
+// MaxGrid bounds a launch's blocks: 8,192 blocks of 256 threads are
+// 2M threads, about 8 waves of a 132-SM GPU (2,048 resident threads per
+// SM); a kernel with more work loops over it (grid-stride, rows and tiles
+// round-robin over the blocks).
+const MaxGrid = 8192
+
+// work is the parallelism a kernel body exposes.
+type work struct {
+	threads int64 // independent per-thread units (grid-stride iterations, shares)
+	blocks  int64 // block-cooperative units (rows, GEMM tiles)
+	scratch bool  // the body uses its per-thread scratch
+	// The work itself, for performance models: floating-point operations
+	// (mma: on tensor cores) and bytes of the buffers read and written.
+	flops, bytes int64
+	mma          bool
+}
+
+// merge adds the needs of w (a GEMM the body calls) to the body's.
+func (w *work) merge(o work) {
+	w.threads = max(w.threads, o.threads)
+	w.blocks = max(w.blocks, o.blocks)
+	w.scratch = w.scratch || o.scratch
+	w.flops += o.flops
+	w.mma = w.mma || o.mma
+}
+
+// Launch is a cuda kernel's launch geometry.
+type Launch struct {
+	Grid, Block int
+	// SharedBytes is the dynamic shared memory (0: every kernel's shared
+	// memory is static, module arrays ptxas counts).
+	SharedBytes int
+	// Scratch says the kernel uses its per-thread scratch (the lowering's
+	// ScratchBytes); without it the launch gets none.
+	Scratch bool
+	// Flops, Bytes and TensorCore count the kernel's work (see
+	// artifact.Step).
+	Flops, Bytes int64
+	TensorCore   bool
+}
+
+// spreadSMs is the SM count a launch of few threads is spread over (an
+// H100's 132; a smaller GPU just runs more blocks per SM).
+const spreadSMs = 132
+
+// launch is the geometry for w: enough blocks of GPUBlock threads for its
+// threads, one block per block unit, within [1, MaxGrid]. A kernel of
+// per-thread work only (no block units) with fewer threads than
+// spreadSMs blocks of GPUBlock takes smaller blocks (whole warps, at
+// least one), so that its threads spread over the SMs instead of filling a
+// few (llama_60m's sparse products, 512 threads: 16 blocks of 32, not 2
+// of 256).
+func (w work) launch() Launch {
+	block := int64(GPUBlock)
+	if w.blocks == 0 && w.threads < spreadSMs*GPUBlock {
+		per := (w.threads + spreadSMs - 1) / spreadSMs
+		block = min(GPUBlock, max(32, (per+31)/32*32))
+	}
+	grid := max(w.blocks, (w.threads+block-1)/block)
+	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: int(block), Scratch: w.scratch, Flops: w.flops, Bytes: w.bytes, TensorCore: w.mma}
+}
+
+// chainFlops counts an element-wise or reduce group's arithmetic: one
+// operation per computing node per element of its space.
+func chainFlops(g *Group) int64 {
+	ops := int64(0)
+	for _, n := range g.Nodes {
+		switch n.Op {
+		case "Const", "Reshape", "Identity":
+		default:
+			ops++
+		}
+	}
+	return ops * numel(g.Space)
+}
+
+// Launch returns the launch geometry of a cuda kernel the emitter defined
+// (false for an unknown name, or on the CPU).
+func (e *Emitter) Launch(kernel string) (Launch, bool) {
+	l, ok := e.launches[kernel]
+	return l, ok
+}
