@@ -25,6 +25,7 @@ import (
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/tokenizer"
@@ -298,6 +299,7 @@ type trainRun struct {
 	overwrite bool
 	resume    *checkpoint.Checkpoint
 	resumeDir string
+	lock      *runlock.Lock // rank 0's lock on saveDir, held for the run's life
 	lengthSet bool
 	// modelFromCkpt: no MODEL was given to a resumed run; its model is the
 	// checkpoint's.
@@ -648,6 +650,40 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	if err != nil {
 		return ready(err)
 	}
+	// The save directory and its lock before the data load and the compile:
+	// a second writer is refused before either does any work.
+	created := false
+	if lead { // the other ranks write nothing
+		if created, err = prepareSaveDir(r); err != nil {
+			return ready(err)
+		}
+		defer func() {
+			if err != nil && created {
+				// A run that fails before its first checkpoint leaves no
+				// empty directory behind (Remove leaves a non-empty one alone).
+				r.removeCreated()
+			} else {
+				r.lock.Release()
+			}
+		}()
+	}
+	// A signal before training starts stops the run at once; the directory
+	// it created goes with it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	setupDone := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			if created {
+				r.removeCreated()
+			}
+			fmt.Fprintf(c.App.ErrWriter, "slc: %v before training started: stopped; nothing was saved\n", sig)
+			os.Exit(130)
+		case <-setupDone:
+		}
+	}()
 	var trainB train.Batches
 	var evalB *data.Batcher
 	var epochRows int   // the rows of an epoch in memory
@@ -665,24 +701,6 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			return ready(err)
 		}
 		trainB, evalB, epochRows = mb, eb, mb.Rows()
-	}
-	created := false
-	if lead { // the other ranks write nothing
-		if created, err = prepareSaveDir(r); err != nil {
-			return ready(err)
-		}
-	}
-	if created {
-		// A run that fails before its first checkpoint leaves no empty
-		// directory behind (Remove leaves a non-empty one alone).
-		defer func() {
-			if err != nil {
-				if st, serr := os.Stat(r.metrics); serr == nil && st.Size() == 0 {
-					os.Remove(r.metrics)
-				}
-				os.Remove(r.saveDir)
-			}
-		}()
 	}
 
 	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, %s)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed, s.DType)
@@ -811,9 +829,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	}
 	printf(c, "Checkpoints: %s (%s); metrics: %s\n", r.saveDir, saveNote, r.metrics)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	close(setupDone)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -1066,6 +1082,14 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		created = true
 	}
+	if r.resume != nil {
+		// The checkpoint's own run may still be writing it.
+		if src := saveDirOf(r.resumeDir); filepath.Clean(src) != filepath.Clean(dir) {
+			if err := runlock.Check(src); err != nil {
+				return false, fmt.Errorf("--continue-from %s: %w", r.resumeDir, err)
+			}
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("--save-dir %s: %w", dir, unwrapPathErr(err))
 	}
@@ -1075,6 +1099,24 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 	}
 	f.Close()
 	os.Remove(f.Name())
+	if r.lock, err = runlock.Acquire(dir); err != nil {
+		if created {
+			os.Remove(dir)
+		}
+		flag := "--save-dir"
+		if r.resume != nil {
+			flag = "--continue-from"
+		}
+		return false, fmt.Errorf("%s %w", flag, err)
+	}
+	made := created
+	defer func() {
+		if err != nil && made {
+			r.removeCreated()
+		} else if err != nil {
+			r.lock.Release()
+		}
+	}()
 	if mdir := filepath.Dir(r.metrics); mdir != dir {
 		if err := os.MkdirAll(mdir, 0o755); err != nil {
 			return created, fmt.Errorf("--metrics %s: %w", r.metrics, unwrapPathErr(err))
@@ -1091,6 +1133,16 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 		return false, fmt.Errorf("--save-dir %s already holds checkpoints (%s); resume them with --continue-from %s, or start afresh with --overwrite (which replaces them) or another --save-dir", dir, firstNames(old, 3), dir)
 	}
 	return false, nil
+}
+
+// removeCreated removes the save directory a failed or stopped run created,
+// with its empty metrics file and its lock, when nothing else is in it.
+func (r *trainRun) removeCreated() {
+	if st, err := os.Stat(r.metrics); err == nil && st.Size() == 0 {
+		os.Remove(r.metrics)
+	}
+	r.lock.Remove()
+	os.Remove(r.saveDir)
 }
 
 // removeOldRun removes the checkpoints, latest link and plot of an earlier
