@@ -79,7 +79,9 @@ func trainCommand() *cli.Command {
 			"or a line (--scheduler linear-min); --scheduler linear is the seed's linear decay to 0.\n" +
 			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
 			"--save-every updates and at the end; --continue-from resumes one exactly. SIGINT/SIGTERM\n" +
-			"finish the update in progress, save a checkpoint and exit 0. Training runs in f32.\n" +
+			"finish the update in progress, save a checkpoint and exit 0. One run writes a SAVE_DIR at a time\n" +
+			"(a second is refused, naming the first's pid). --dtype picks the precision: float32 (the\n" +
+			"default), bfloat16 (pure bf16) or bf16-mixed.\n" +
 			"Data parallel: mpirun -np N slc train … (or --nproc N on this machine) trains on N ranks of Open MPI,\n" +
 			"--total-batch-size = B × G × N; rank 0 writes the checkpoints and metrics.\n" +
 			"The seed's snake_case flags (--num_training_steps, --lora_r, …) are aliases.\n\n" +
@@ -266,8 +268,23 @@ func modulePrecision(meta map[string]string) (precision, bool) {
 const dtypeHelp = "`DTYPE` of training: float32; bfloat16 (bf16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16); " +
 	"or bf16-mixed: f32 parameters, gradients and AdamW, matrix products on bf16 operands (f32 sums and results), activations saved for backward in bf16"
 
-// args returns the settings as the checkpoint's args map.
+// args returns the settings as the checkpoint's args map. File paths are
+// stored absolute, so that a run resumes (and eval finds its data) from any
+// working directory; messages of this run keep them as given.
 func (s *trainSettings) args() map[string]any {
+	abs := *s
+	for _, p := range []*string{&abs.Model, &abs.Data, &abs.EvalData, &abs.Metrics, &abs.Init} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			if a, err := filepath.Abs(*p); err == nil {
+				*p = a
+			}
+		}
+	}
+	return abs.asMap()
+}
+
+// asMap is the settings as a JSON object, paths as given.
+func (s *trainSettings) asMap() map[string]any {
 	b, _ := json.Marshal(s)
 	var m map[string]any
 	json.Unmarshal(b, &m)
@@ -323,7 +340,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	s.EvalEvery, s.SaveEvery = c.Int("eval-every"), c.Int("save-every")
 	s.Seed, s.DType, s.Shuffle = c.Uint64("seed"), c.String("dtype"), c.Bool("shuffle")
 	s.Stream, s.ShuffleBuffer = c.Bool("stream"), c.Int("shuffle-buffer")
-	s.Rows, s.Tokenizer = strings.ToLower(c.String("rows")), c.String("tokenizer")
+	s.Rows, s.Tokenizer, s.Metrics = strings.ToLower(c.String("rows")), c.String("tokenizer"), c.String("metrics")
 	if s.Tokenizer != "" {
 		if abs, err := filepath.Abs(s.Tokenizer); err == nil {
 			s.Tokenizer = abs // eval and generate find it from anywhere
@@ -339,7 +356,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	} else {
 		s.Device = ""
 	}
-	s.Metrics, s.Threads = c.String("metrics"), r.threads
+	s.Threads = r.threads
 	r.lengthSet = c.IsSet("max-length")
 	prec, ok := parsePrecision(s.DType)
 	if !ok {
@@ -846,7 +863,11 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		}
 		select {
 		case <-sigs:
-			obs.message("second signal: quitting without saving (the newest checkpoint is intact)")
+			last := "no checkpoint was saved"
+			if dir := latestCheckpoint(r.saveDir); dir != "" {
+				last = "the newest checkpoint " + dir + " is intact"
+			}
+			obs.message("second signal: quitting without saving (" + last + ")")
 			os.Exit(130)
 		case <-done:
 		}
