@@ -52,7 +52,17 @@ func openCheckpoint(c *cli.Context, cmd string) (string, *checkpoint.Checkpoint,
 	if err != nil {
 		return "", nil, err
 	}
+	warnUnverified(c, dir, ck)
 	return dir, ck, nil
+}
+
+// warnUnverified says in one line that a checkpoint saved before slc had
+// checksums was read without checking its files (they load: such a run's
+// weights are worth keeping; its next checkpoint has checksums).
+func warnUnverified(c *cli.Context, dir string, ck *checkpoint.Checkpoint) {
+	if ck.Unverified {
+		fmt.Fprintf(c.App.ErrWriter, "slc: warning: %s has no checksums (saved by slc %s); its files are read unchecked\n", dir, ck.State.Version)
+	}
 }
 
 // checkpointRuntime compiles a checkpoint's model at batch × length (0: the

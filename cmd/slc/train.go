@@ -384,6 +384,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--continue-from %s: %w", dir, err)
 		}
+		warnUnverified(c, r.resumeDir, ck)
 		saved, err := settingsFromArgs(ck.State.Args)
 		if err != nil || saved.BatchSize == 0 {
 			return nil, fmt.Errorf("--continue-from %s: the checkpoint has no slc train settings (not written by slc train?)", dir)
