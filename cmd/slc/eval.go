@@ -85,7 +85,7 @@ func checkpointRuntime(c *cli.Context, cmd, dir string, ck *checkpoint.Checkpoin
 	}
 	m, err := checkpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, batch, length)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, maxLengthUsage(cmd, c, err)
 	}
 	m.codegen = co
 	rt, err := m.load(c, threads)
@@ -128,7 +128,7 @@ func evalMain(c *cli.Context) error {
 	}
 	m, err := checkpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, 1, c.Int("max-length"))
 	if err != nil {
-		return err
+		return maxLengthUsage(cmd, c, err)
 	}
 	length := m.build.SeqLen
 	tok, err := checkpointTokenizer(c, ck, m.vocabSize)

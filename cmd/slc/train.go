@@ -113,7 +113,7 @@ func trainCommand() *cli.Command {
 			&cli.BoolFlag{Name: "overwrite", Usage: "start afresh in a --save-dir that holds checkpoints of another run, replacing them"},
 			&cli.StringFlag{Name: "continue-from", Aliases: []string{"continue_from"}, Usage: "resume from checkpoint `DIR` (a checkpoint-<step> directory, or a save dir: its latest)", TakesFile: true},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights, the sparse supports and the data order"},
-			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: dtypeHelp},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: dtypeHelp},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
 			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order); a stream shuffles its shard order per epoch and its documents through a buffer"},
 			&cli.BoolFlag{Name: "stream", Value: true, Usage: "stream --data's JSON shards (.json, .jsonl, .json.gz, .jsonl.gz) document by document in bounded memory with --rows documents and --tokenizer (--stream=false: load them whole, as packed rows and token files always are)"},
@@ -265,7 +265,7 @@ func modulePrecision(meta map[string]string) (precision, bool) {
 }
 
 // dtypeHelp is the --dtype help of train and bench.
-const dtypeHelp = "`DTYPE` of training: float32; bfloat16 (bf16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16); " +
+const dtypeHelp = "`DTYPE` of training: f32 (float32); bf16 (bfloat16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16); " +
 	"or bf16-mixed: f32 parameters, gradients and AdamW, matrix products on bf16 operands (f32 sums and results), activations saved for backward in bf16"
 
 // args returns the settings as the checkpoint's args map. File paths are
@@ -360,7 +360,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	r.lengthSet = c.IsSet("max-length")
 	prec, ok := parsePrecision(s.DType)
 	if !ok {
-		return nil, usagef(cmd, "flag --dtype: %q is not float32, bfloat16 or bf16-mixed (f16 and f64 are not built for training)", s.DType)
+		return nil, usagef(cmd, "flag --dtype: %q is not f32, bf16 or bf16-mixed (f16 and f64 are not built for training)", s.DType)
 	}
 	s.DType = prec.String()
 
@@ -895,7 +895,13 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			}
 			return fmt.Errorf("%v; stopped without saving, %s", err, last)
 		}
-		return err
+		// Anything else (a full disk, an unwritable save dir): where the run
+		// can resume from.
+		last := "no checkpoint was saved"
+		if dir := latestCheckpoint(r.saveDir); dir != "" {
+			last = fmt.Sprintf("the last good checkpoint is %s (resume with slc train --continue-from %s)", dir, r.saveDir)
+		}
+		return fmt.Errorf("%w; %s", err, last)
 	}
 	plotNote := ""
 	if steps, evals, err := readMetricsOf(lead, r.metrics); err == nil && len(steps) > 0 {
