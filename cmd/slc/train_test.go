@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/safetensors"
 )
@@ -63,13 +64,17 @@ func trainArgs(model, saveDir string, extra ...string) []string {
 }
 
 // treeHash hashes every file under dir (names and contents), to show that a
-// failed command changed nothing.
+// failed command changed nothing. The run lock is left out: every run that
+// reaches the save dir takes it and records its pid there.
 func treeHash(t *testing.T, dir string) string {
 	t.Helper()
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.Name() == runlock.FileName {
+			return nil
 		}
 		rel, _ := filepath.Rel(dir, p)
 		fmt.Fprintf(h, "%s %v\n", rel, d.Type())
