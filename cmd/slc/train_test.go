@@ -19,8 +19,8 @@ import (
 	"testing"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
-	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/safetensors"
 )
 
