@@ -110,7 +110,7 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 		s.MaxLength = cfg.MaxSequenceLength
 	}
 	if s.MaxLength > cfg.MaxSequenceLength {
-		return nil, usagef("train", "flag --max-length: %d is longer than the model's max_sequence_length %d", s.MaxLength, cfg.MaxSequenceLength)
+		return nil, usagef("train", "flag --max-length: %d is longer than the model's max_sequence_length %d (%s)", s.MaxLength, cfg.MaxSequenceLength, path)
 	}
 	return &modelSpec{
 		path: path, kind: kind, config: cfg, vocabSize: cfg.VocabSize,
@@ -347,7 +347,7 @@ func (e *lengthError) Error() string {
 func maxLengthUsage(cmd string, c *cli.Context, err error) error {
 	var le *lengthError
 	if errors.As(err, &le) && c.IsSet("max-length") {
-		return usagef(cmd, "flag --max-length: %d is longer than the model's max_sequence_length %d", le.length, le.max)
+		return usagef(cmd, "flag --max-length: %d is longer than the model's max_sequence_length %d (%s)", le.length, le.max, le.path)
 	}
 	return err
 }
