@@ -65,6 +65,10 @@ func TestTrainOneWriterPerSaveDir(t *testing.T) {
 	pid := fmt.Sprintf("pid %d", a.Process.Pid)
 	failsWith(t, 1, []string{"--save-dir " + save, "in use", pid}, trainArgs(art, save, "--seed", "1", "--overwrite")...)
 	failsWith(t, 1, []string{"--continue-from", "in use", pid}, "train", "--continue-from", save, "--threads", "2")
+	// Data-parallel ranks of another job: rank 0 takes the lock, and all stop.
+	if _, err := exec.LookPath("mpirun"); err == nil {
+		failsWith(t, 1, []string{"--save-dir " + save, "in use", pid}, trainArgs(art, save, "--seed", "1", "--overwrite", "--nproc", "2", "--threads", "1")...)
+	}
 	// Resuming A's checkpoint into another dir while A writes it is refused too.
 	failsWith(t, 1, []string{"--continue-from", "in use", pid}, "train", "--continue-from", save, "--save-dir", save+"-fork", "--threads", "2")
 	if _, err := os.Stat(save + "-fork"); err == nil {
