@@ -80,8 +80,8 @@ func trainCommand() *cli.Command {
 			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
 			"--save-every updates and at the end; --continue-from resumes one exactly. SIGINT/SIGTERM\n" +
 			"finish the update in progress, save a checkpoint and exit 0. One run writes a SAVE_DIR at a time\n" +
-			"(a second is refused, naming the first's pid). --dtype picks the precision: float32 (the\n" +
-			"default), bfloat16 (pure bf16) or bf16-mixed.\n" +
+			"(a second is refused, naming the first's pid). --dtype picks the precision: f32 (the\n" +
+			"default), bf16 (pure bf16) or bf16-mixed.\n" +
 			"Data parallel: mpirun -np N slc train … (or --nproc N on this machine) trains on N ranks of Open MPI,\n" +
 			"--total-batch-size = B × G × N; rank 0 writes the checkpoints and metrics.\n" +
 			"The seed's snake_case flags (--num_training_steps, --lora_r, …) are aliases.\n\n" +
