@@ -46,6 +46,7 @@ var flagRules = map[string]func(name string, c *cli.Context) error{
 	"eval-fraction":      unitOpen,
 	"sp-ratio":           unitOpen,
 	"min-lr-ratio":       unitClosed,
+	"peer-timeout":       durationAtLeast0,
 }
 
 // checkFlags checks every flag of flagRules that the command line sets.
@@ -116,6 +117,13 @@ func finitePositive(name string, c *cli.Context) error {
 func unitOpen(name string, c *cli.Context) error {
 	if v := c.Float64(name); !(v >= 0 && v < 1) {
 		return fmt.Errorf("flag --%s: must be in [0, 1), got %v", name, v)
+	}
+	return nil
+}
+
+func durationAtLeast0(name string, c *cli.Context) error {
+	if v := c.Duration(name); v < 0 {
+		return fmt.Errorf("flag --%s: must be >= 0, got %v", name, v)
 	}
 	return nil
 }

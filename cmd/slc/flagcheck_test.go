@@ -48,6 +48,7 @@ var badFlagValues = map[string][]string{
 	"sp-ratio":           {"1", "-0.5"},
 	"min-lr-ratio":       {"2"},
 	"nproc":              {"0"},
+	"peer-timeout":       {"-1s"},
 	"dtype":              {"banana"},
 	"emit":               {"banana"},
 	"baseline":           {"banana"},
