@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -691,6 +692,8 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	setupDone := make(chan struct{})
+	endSetup := sync.OnceFunc(func() { close(setupDone) })
+	defer endSetup() // a run that fails during setup ends the watcher too
 	go func() {
 		select {
 		case sig := <-sigs:
@@ -847,7 +850,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	}
 	printf(c, "Checkpoints: %s (%s); metrics: %s\n", r.saveDir, saveNote, r.metrics)
 
-	close(setupDone)
+	endSetup()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
