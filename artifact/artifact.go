@@ -44,6 +44,10 @@ type Artifact struct {
 	// Code is the native code: an ELF shared object for a CPU target, PTX
 	// text for a cuda one.
 	Code []byte
+	// CodeSHA256 is the SHA-256 of Code that the file records; Unmarshal
+	// sets it (Marshal computes its own), and the runtime checks Code against
+	// it before mapping it (CheckCode). Zero for an artifact never stored.
+	CodeSHA256 [32]byte
 }
 
 // Target says what the native code runs on.

@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"bytes"
+	"crypto/sha256"
 	irfbs "gitee.com/gidean/conv-linn/ir/fbs"
 	"os"
 	"path/filepath"
@@ -77,6 +78,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.CodeSHA256 = sha256.Sum256(a.Code) // what the file records
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("round trip changed the artifact:\n got %+v\nwant %+v", b, a)
 	}
@@ -114,6 +116,7 @@ func TestRoundTripEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.CodeSHA256 = sha256.Sum256(nil)
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("got %+v, want %+v", b, a)
 	}
@@ -155,22 +158,57 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
-// TestCorrupt flips bytes one at a time (keeping the size prefix and the
-// identifier, so the decoder itself is exercised) and also patches the size
-// prefix of truncated files to look whole. Unmarshal must never panic; a
-// flip it accepts must still give a valid artifact.
-func TestCorrupt(t *testing.T) {
+// TestBitFlipsRefused flips every bit of a whole file in turn: the checksum
+// must refuse each one (never a panic, never a silently different artifact).
+func TestBitFlipsRefused(t *testing.T) {
 	data, err := sample(t).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i := range data {
+		for bit := range 8 {
+			buf := bytes.Clone(data)
+			buf[i] ^= 1 << bit
+			if _, err := Unmarshal(buf); err == nil {
+				t.Fatalf("byte %d bit %d flipped: accepted", i, bit)
+			} else if !strings.HasPrefix(err.Error(), "corrupt artifact") && !strings.HasPrefix(err.Error(), "not a .slc artifact") {
+				t.Fatalf("byte %d bit %d: error %q does not say the file is corrupt", i, bit, err)
+			}
+		}
+	}
+	t.Logf("%d single-bit flips of a %d-byte artifact refused", 8*len(data), len(data))
+	if _, err := Unmarshal(data[:len(data)-TrailerSize]); err == nil || !strings.Contains(err.Error(), "no checksum") {
+		t.Errorf("file without a trailer: got %v", err)
+	}
+	a := sample(t)
+	b, _ := Unmarshal(data)
+	b.Code[0] ^= 1
+	if err := b.CheckCode(); err == nil {
+		t.Error("CheckCode accepted code changed after loading")
+	}
+	if err := a.CheckCode(); err != nil {
+		t.Errorf("CheckCode of an artifact never stored: %v", err)
+	}
+}
+
+// TestCorrupt flips bytes of the FlatBuffer one at a time and reseals the
+// checksum (keeping the size prefix and the identifier, so the decoder
+// itself is exercised, as by a hostile file with a valid checksum), and
+// also patches the size prefix of truncated files to look whole. Unmarshal
+// must never panic; a flip it accepts must still give a valid artifact.
+func TestCorrupt(t *testing.T) {
+	sealed, err := sample(t).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := sealed[:len(sealed)-TrailerSize]
 	check := func(buf []byte, what string) {
 		defer func() {
 			if r := recover(); r != nil {
 				t.Fatalf("%s: panic: %v", what, r)
 			}
 		}()
-		a, err := Unmarshal(buf)
+		a, err := unmarshalBody(buf)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "corrupt artifact") && !strings.HasPrefix(err.Error(), "not a .slc artifact") {
 				t.Errorf("%s: error %q does not say the file is corrupt", what, err)
@@ -262,6 +300,7 @@ func TestFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.CodeSHA256 = sha256.Sum256(a.Code)
 	if !reflect.DeepEqual(a, b) {
 		t.Error("file round trip changed the artifact")
 	}
@@ -307,12 +346,23 @@ func FuzzUnmarshal(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(data)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		a, err := Unmarshal(data)
+	f.Add(data, 0, byte(0))
+	f.Add(data, 40, byte(3))
+	// Besides arbitrary bytes (which the checksum refuses), pos > 0 flips bit
+	// bit of byte pos of the FlatBuffer and decodes it as if its checksum
+	// held, so that the decoder behind the checksum is exercised too.
+	f.Fuzz(func(t *testing.T, data []byte, pos int, bit byte) {
+		decode := Unmarshal
+		if len(data) > TrailerSize && pos > 0 {
+			data = bytes.Clone(data[:len(data)-TrailerSize])
+			data[pos%len(data)] ^= 1 << (bit % 8)
+			decode = unmarshalBody
+		}
+		a, err := decode(data)
 		if err != nil {
 			return
 		}
+		a.CodeSHA256 = sha256.Sum256(a.Code)
 		out, err := a.Marshal()
 		if err != nil {
 			t.Fatalf("accepted artifact does not marshal: %v", err)

@@ -17,8 +17,8 @@ import (
 const FormatVersion = 1
 
 // A .slc file is a size-prefixed FlatBuffer (schema artifact/fbs/slca.fbs): the
-// length of the rest of the file, the root table's offset, then the file
-// identifier.
+// length of the FlatBuffer's rest, the root table's offset, then the file
+// identifier; the checksum trailer (digest.go) follows it.
 
 // Marshal writes the artifact in its FlatBuffers form. It validates the
 // artifact first (see Validate) and writes nothing for an invalid one, so every
@@ -80,7 +80,7 @@ func (a *Artifact) Marshal() (data []byte, err error) {
 	fbs.ArtifactAddPrograms(b, progVec)
 	fbs.ArtifactAddCode(b, code)
 	b.FinishSizePrefixedWithFileIdentifier(fbs.ArtifactEnd(b), []byte(fbs.FileIdentifier))
-	return b.FinishedBytes(), nil
+	return seal(b.FinishedBytes(), a.Code), nil
 }
 
 func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuffers.UOffsetT, offsets func([]flatbuffers.UOffsetT) flatbuffers.UOffsetT) flatbuffers.UOffsetT {
@@ -151,11 +151,30 @@ func marshalProgram(b *flatbuffers.Builder, p *Program, str func(string) flatbuf
 }
 
 // Unmarshal reads an artifact written by Marshal. It never trusts data: it
-// checks the identifier, the size prefix and the format version, bounds every
+// checks the identifier, the size, the checksum of every byte (see seal), the
+// format version, bounds every
 // table, vector and string by the size of data, and then validates the result
 // (see Validate). Malformed input gives an error starting "corrupt artifact",
 // never a panic. The artifact shares no memory with data.
-func Unmarshal(data []byte) (a *Artifact, err error) {
+func Unmarshal(data []byte) (*Artifact, error) {
+	body, codeSum, err := unseal(data)
+	if err != nil {
+		return nil, err
+	}
+	a, err := unmarshalBody(body)
+	if err != nil {
+		return nil, err
+	}
+	a.CodeSHA256 = codeSum
+	if err := a.CheckCode(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// unmarshalBody decodes the FlatBuffer of a .slc file, whose checksum
+// Unmarshal checked; it still trusts nothing in it.
+func unmarshalBody(data []byte) (a *Artifact, err error) {
 	if err := irfbs.CheckHeader(data, fbs.FileIdentifier, "a .slc artifact", "corrupt artifact"); err != nil {
 		return nil, err
 	}

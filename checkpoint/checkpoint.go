@@ -89,6 +89,12 @@ type TrainingState struct {
 	// Format is the checkpoint layout version (Save sets it: 1, or 2 with a
 	// DataPosition).
 	Format int `json:"format_version"`
+	// Files is the SHA-256 (hex) of every other file of the checkpoint, by
+	// name; Save fills it in, Load checks it (digest.go).
+	Files map[string]string `json:"sha256,omitempty"`
+	// StateSHA256 is the SHA-256 of this state file, taken with this field
+	// written as 64 zeros; Save fills it in, Load checks it.
+	StateSHA256 string `json:"state_sha256,omitempty"`
 }
 
 // Checkpoint is a checkpoint in memory.
@@ -108,6 +114,9 @@ type Checkpoint struct {
 	// so that resuming, evaluating and exporting need nothing outside the
 	// checkpoint; nil for a LLaMA config.
 	ONNX []byte
+	// Unverified is set by Load for a checkpoint saved without checksums (by
+	// an slc older than them): its files could not be checked.
+	Unverified bool
 }
 
 // knownFiles are the only entries Save will replace in an existing directory.
@@ -240,12 +249,13 @@ func save(dir string, c *Checkpoint, hook func(step string) error) error {
 		state.Version = version.Version
 	}
 	state.Format = formatOf(&state)
-	stateJSON, err := json.MarshalIndent(&state, "", "  ")
-	if err != nil {
+	state.Files, state.StateSHA256 = nil, ""
+	if _, err := json.Marshal(&state); err != nil {
 		return fmt.Errorf("saving checkpoint %s: %s: %v", dir, StateFile, err)
 	}
 	var slJSON []byte
 	if c.SLTrain != nil {
+		var err error
 		if slJSON, err = json.MarshalIndent(c.SLTrain, "", "  "); err != nil {
 			return fmt.Errorf("saving checkpoint %s: %s: %v", dir, SLTrainFile, err)
 		}
@@ -265,8 +275,24 @@ func save(dir string, c *Checkpoint, hook func(step string) error) error {
 	if c.ONNX != nil {
 		files = append(files, DirFile{ONNXFile, WriteBytes(c.ONNX)})
 	}
-	// The state file goes last: a temporary directory holding it is complete.
-	files = append(files, DirFile{StateFile, WriteBytes(append(stateJSON, '\n'))})
+	// Every file's digest goes into the state file, which goes last: a
+	// temporary directory holding it is complete.
+	sums := map[string]string{}
+	for i := range files {
+		files[i] = hashing(files[i], sums)
+	}
+	files = append(files, DirFile{StateFile, func(w io.Writer) error {
+		state.Files, state.StateSHA256 = sums, zeroSum
+		text, err := json.MarshalIndent(&state, "", "  ")
+		if err != nil {
+			return err
+		}
+		if text, err = sealState(append(text, '\n')); err != nil {
+			return err
+		}
+		_, err = w.Write(text)
+		return err
+	}})
 	if err := replaceDir(dir, files, knownFiles, hook); err != nil {
 		return fmt.Errorf("saving checkpoint %s: %w", dir, err)
 	}
@@ -309,23 +335,58 @@ func Load(dir string) (*Checkpoint, error) {
 	if err := decodeJSON(data, &c.State); err != nil {
 		return nil, fmt.Errorf("%s: %w", path(StateFile), err)
 	}
+	sums := c.State.Files
+	switch {
+	case c.State.StateSHA256 != "":
+		if err := checkStateSum(data, c.State.StateSHA256); err != nil {
+			return nil, fmt.Errorf("%s: %w", path(StateFile), err)
+		}
+		if sums == nil {
+			sums = map[string]string{} // every other file is then unlisted
+		}
+	case sums != nil:
+		return nil, fmt.Errorf("%s: checksum mismatch: it lists its files' checksums but not its own; use another checkpoint", path(StateFile))
+	default:
+		c.Unverified = true
+	}
 	if err := checkState(&c.State); err != nil {
 		return nil, fmt.Errorf("%s: %w", path(StateFile), err)
 	}
+	// read reads a file and checks it against its checksum.
+	read := func(name string) ([]byte, error) {
+		data, err := readFile(path(name))
+		if err != nil {
+			return nil, err
+		}
+		if sums != nil {
+			if err := checkSum(sums, name, data); err != nil {
+				return nil, fmt.Errorf("%s: %w", path(name), err)
+			}
+		}
+		return data, nil
+	}
+	for name := range sums {
+		if !contains(knownFiles, name) || name == StateFile {
+			return nil, fmt.Errorf("%s: field \"sha256\": %q is not a checkpoint file", path(StateFile), name)
+		}
+		if _, err := os.Stat(path(name)); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: missing from the checkpoint (its %s lists it)", path(name), StateFile)
+		}
+	}
 
-	if c.Model, err = readTensors(path(ModelFile)); err != nil {
+	if c.Model, err = readTensors(path(ModelFile), read); err != nil {
 		return nil, err
 	}
-	if c.Optimizer, err = readTensors(path(OptimizerFile)); err != nil {
+	if c.Optimizer, err = readTensors(path(OptimizerFile), read); err != nil {
 		return nil, err
 	}
-	if c.Config, err = readFile(path(ConfigFile)); err != nil {
+	if c.Config, err = read(ConfigFile); err != nil {
 		return nil, err
 	}
 	if !json.Valid(c.Config) {
 		return nil, fmt.Errorf("%s: not valid JSON", path(ConfigFile))
 	}
-	if data, err := os.ReadFile(path(SLTrainFile)); err == nil {
+	if data, err := readOptional(path(SLTrainFile), SLTrainFile, read); err == nil {
 		if err := decodeJSON(data, &c.SLTrain); err != nil {
 			return nil, fmt.Errorf("%s: %w", path(SLTrainFile), err)
 		}
@@ -338,7 +399,7 @@ func Load(dir string) (*Checkpoint, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if data, err := os.ReadFile(path(ONNXFile)); err == nil {
+	if data, err := readOptional(path(ONNXFile), ONNXFile, read); err == nil {
 		c.ONNX = data
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -346,17 +407,36 @@ func Load(dir string) (*Checkpoint, error) {
 	return c, nil
 }
 
-// readTensors reads a checkpoint's safetensors file; a missing one is an
-// error that says so.
-func readTensors(path string) (*safetensors.File, error) {
-	f, err := safetensors.Read(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: missing from the checkpoint", path)
-	}
+// readTensors reads a checkpoint's safetensors file with read (which checks
+// its checksum); a missing one is an error that says so.
+func readTensors(path string, read func(name string) ([]byte, error)) (*safetensors.File, error) {
+	data, err := read(filepath.Base(path))
 	if err != nil {
-		return nil, fmt.Errorf("corrupt checkpoint file: %w", err)
+		return nil, err
+	}
+	f, err := safetensors.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("corrupt checkpoint file: %s: %w", path, err)
 	}
 	return f, nil
+}
+
+// readOptional reads a file a checkpoint may lack: os.ErrNotExist when it
+// does (and its checksums do not list it).
+func readOptional(path, name string, read func(name string) ([]byte, error)) ([]byte, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	return read(name)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func readFile(path string) ([]byte, error) {

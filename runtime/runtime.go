@@ -211,6 +211,9 @@ func newRuntime(a *artifact.Artifact) (*Runtime, error) {
 	if len(a.Code) == 0 {
 		return nil, errors.New("artifact has no native code")
 	}
+	if err := a.CheckCode(); err != nil { // before the code is mapped
+		return nil, err
+	}
 	return &Runtime{art: a, module: mod, state: map[string]*buffer{}, programs: map[string]*program{}}, nil
 }
 

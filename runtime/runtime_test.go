@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math"
 	"os"
@@ -640,6 +641,11 @@ func TestLoadErrors(t *testing.T) {
 		{"missing symbol", func(a *artifact.Artifact) { a.Programs[1].Steps[0].Kernel = "embed_v2" }, Options{}, `program "embed", step 0: kernel "embed_v2" is not in the artifact's code`},
 		{"no code", func(a *artifact.Artifact) { a.Code = nil }, Options{}, "artifact has no native code"},
 		{"bad code", func(a *artifact.Artifact) { a.Code = []byte("not an ELF file") }, Options{}, "loading the artifact's code"},
+		{"code changed after reading", func(a *artifact.Artifact) {
+			a.CodeSHA256 = sha256.Sum256(a.Code) // as read from a file
+			a.Code = append([]byte(nil), a.Code...)
+			a.Code[len(a.Code)/2] ^= 1
+		}, Options{}, "corrupt artifact: the native code does not match its checksum"},
 		{"no module", func(a *artifact.Artifact) { a.Module = nil }, Options{}, "artifact has no module"},
 		{"bad module", func(a *artifact.Artifact) { a.Module = a.Module[:len(a.Module)/2] }, Options{}, "artifact module:"},
 		{"state not in module", func(a *artifact.Artifact) {

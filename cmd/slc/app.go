@@ -12,7 +12,7 @@ import (
 // newApp builds the CLI. Output goes to stdout and stderr; errors are returned,
 // never printed or turned into os.Exit by urfave/cli, so runMain decides.
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "slc",
 		Usage:   "compile and train LLaMA models with SLTrain (sparse plus low-rank) pretraining",
 		Version: version.String(),
@@ -33,6 +33,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return cli.ShowAppHelp(c)
 		},
 	}
+	for _, cmd := range app.Commands {
+		cmd.Before = checkFlags // every flag's limits before any work (flagcheck.go)
+	}
+	return app
 }
 
 // Defaults of slc compile: the seed's 60M recipe uses sequences of 256.

@@ -61,7 +61,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`N` sequences per batch"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence"},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights and the random tokens"},
-			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "`DTYPE` of the model: float32, bfloat16 (bf16: the seed's pure bf16) or bf16-mixed, as slc train --dtype"},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of the model: f32 (float32), bf16 (bfloat16: the seed's pure bf16) or bf16-mixed, as slc train --dtype"},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads, >= 1", DefaultText: "all cores"},
 			&cli.IntFlag{Name: "steps", Value: 5, Usage: "`N` timed steps"},
 			&cli.IntFlag{Name: "warmup", Value: 2, Usage: "`N` untimed steps first"},
@@ -112,7 +112,7 @@ func bench(c *cli.Context) error {
 	}
 	prec, ok := parsePrecision(c.String("dtype"))
 	if !ok {
-		return usagef(cmd, "flag --dtype: %q is not float32, bfloat16 or bf16-mixed", c.String("dtype"))
+		return usagef(cmd, "flag --dtype: %q is not f32, bf16 or bf16-mixed (f16 and f64 are not built for training)", c.String("dtype"))
 	}
 	baseline := c.String("baseline")
 	if baseline != "none" && baseline != "torch" {
@@ -318,6 +318,7 @@ func compileBench(c *cli.Context, model string, po passes.Options) (*ir.Module, 
 	}
 	opt := defaultBuild(c)
 	m, err := buildLlama(src.path, &opt, c.IsSet("max-length"))
+	err = maxLengthUsage("bench", c, err)
 	if err != nil {
 		return nil, nil, nil, err
 	}

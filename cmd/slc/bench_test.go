@@ -161,8 +161,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{configTiny, "--threads", "0"}, "flag --threads: must be >= 1, got 0"},
-		{[]string{configTiny, "--threads", "-2"}, "flag --threads: must be >= 1, got -2"},
+		{[]string{configTiny, "--threads", "0"}, "flag --threads: must be between 1 and 1024, got 0"},
+		{[]string{configTiny, "--threads", "-2"}, "flag --threads: must be between 1 and 1024, got -2"},
 		{[]string{configTiny, "--steps", "0"}, "flag --steps"},
 		{[]string{configTiny, "--baseline", "tf"}, "flag --baseline"},
 		{[]string{configTiny, "--sltrain-lowering", "fast"}, "flag --sltrain-lowering"},

@@ -65,11 +65,8 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	dt := prec.DType
 	if !mixed {
 		var err error
-		if dt, err = ir.ParseDType(c.String("dtype")); err != nil {
-			return nil, usagef(cmd, "flag --dtype: %v (or bf16-mixed)", err)
-		}
-		if dt != ir.F32 && dt != ir.BF16 && dt != ir.F64 {
-			return nil, usagef(cmd, "flag --dtype: %v is not built (want f32, bf16, bf16-mixed or f64)", dt)
+		if dt, err = ir.ParseDType(c.String("dtype")); err != nil || dt != ir.F32 && dt != ir.BF16 && dt != ir.F64 {
+			return nil, usagef(cmd, "flag --dtype: %q is not f32, bf16, bf16-mixed or f64 (the dtypes a model is built in)", c.String("dtype"))
 		}
 	}
 	o.build.DType = dt
@@ -143,6 +140,7 @@ func compile(c *cli.Context) error {
 	var m *ir.Module
 	if src.kind == kindConfig {
 		if m, err = buildLlama(src.path, &o.build, c.IsSet("max-length")); err != nil {
+			err = maxLengthUsage("compile", c, err)
 			return err
 		}
 	} else {
@@ -260,6 +258,9 @@ func buildLlama(path string, opt *frontend.Options, lengthSet bool) (*ir.Module,
 	}
 	if !lengthSet && cfg.MaxSequenceLength < opt.SeqLen {
 		opt.SeqLen = cfg.MaxSequenceLength
+	}
+	if opt.SeqLen > cfg.MaxSequenceLength { // --max-length: a usage error in every command
+		return nil, &lengthError{path: path, length: opt.SeqLen, max: cfg.MaxSequenceLength}
 	}
 	m, err := frontend.BuildLlama(cfg, *opt)
 	if err != nil {

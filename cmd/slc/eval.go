@@ -52,7 +52,17 @@ func openCheckpoint(c *cli.Context, cmd string) (string, *checkpoint.Checkpoint,
 	if err != nil {
 		return "", nil, err
 	}
+	warnUnverified(c, dir, ck)
 	return dir, ck, nil
+}
+
+// warnUnverified says in one line that a checkpoint saved before slc had
+// checksums was read without checking its files (they load: such a run's
+// weights are worth keeping; its next checkpoint has checksums).
+func warnUnverified(c *cli.Context, dir string, ck *checkpoint.Checkpoint) {
+	if ck.Unverified {
+		fmt.Fprintf(c.App.ErrWriter, "slc: warning: %s has no checksums (saved by slc %s); its files are read unchecked\n", dir, ck.State.Version)
+	}
 }
 
 // checkpointRuntime compiles a checkpoint's model at batch × length (0: the
@@ -75,7 +85,7 @@ func checkpointRuntime(c *cli.Context, cmd, dir string, ck *checkpoint.Checkpoin
 	}
 	m, err := checkpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, batch, length)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, maxLengthUsage(cmd, c, err)
 	}
 	m.codegen = co
 	rt, err := m.load(c, threads)
@@ -118,7 +128,7 @@ func evalMain(c *cli.Context) error {
 	}
 	m, err := checkpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, 1, c.Int("max-length"))
 	if err != nil {
-		return err
+		return maxLengthUsage(cmd, c, err)
 	}
 	length := m.build.SeqLen
 	tok, err := checkpointTokenizer(c, ck, m.vocabSize)

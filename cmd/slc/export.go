@@ -37,7 +37,7 @@ func exportCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the export to `DIR`", TakesFile: true},
 			&cli.StringFlag{Name: "format", Value: "hf", Usage: "`FORMAT`: hf (dense, merged), sltrain (factored) or onnx (an inference graph)"},
 			&cli.BoolFlag{Name: "factored", Usage: "--format onnx: keep SLTrain layers factored (W = B·A·scale + S computed in the graph)"},
-			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: "`DTYPE` of the weights: float32 or bfloat16"},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: "`DTYPE` of the weights: f32 (float32) or bf16 (bfloat16)"},
 		},
 		Action: func(c *cli.Context) error { return exportMain(c) },
 	}
@@ -68,7 +68,7 @@ func exportMain(c *cli.Context) error {
 	case format == "onnx" && c.IsSet("dtype") && dt != ir.F32:
 		return usagef(cmd, "flag --dtype: --format onnx writes the model as it was trained (float32)")
 	case !ok:
-		return usagef(cmd, "flag --dtype: %q is not float32 or bfloat16", c.String("dtype"))
+		return usagef(cmd, "flag --dtype: %q is not f32 or bf16 (an export's weights)", c.String("dtype"))
 	}
 	dir, ck, err := openCheckpoint(c, cmd)
 	if err != nil {

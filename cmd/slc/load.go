@@ -111,8 +111,14 @@ func sniff(path string, data []byte) (sourceKind, error) {
 		return kindBinary, nil
 	}
 	ext := strings.ToLower(filepath.Ext(path))
-	if ext == ".onnx" || (len(data) > 0 && data[0] == 0x08) { // ONNX: protobuf, field 1 (ir_version) first
+	if len(data) > 0 && data[0] == 0x08 { // ONNX: protobuf, field 1 (ir_version) first
 		return kindONNX, nil
+	}
+	if trimmed := bytes.TrimSpace(data); ext == ".onnx" && (len(trimmed) == 0 || trimmed[0] != '{') {
+		if len(data) == 0 {
+			return 0, errors.New("empty file")
+		}
+		return 0, fmt.Errorf("not an ONNX model: a ModelProto starts with its ir_version field (byte 0x08), this file with 0x%02x", data[0])
 	}
 	if ext == ".slir" {
 		return 0, fmt.Errorf("not binary slc IR: no %q file identifier", binaryIdent)

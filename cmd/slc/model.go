@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -109,7 +110,7 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 		s.MaxLength = cfg.MaxSequenceLength
 	}
 	if s.MaxLength > cfg.MaxSequenceLength {
-		return nil, usagef("train", "flag --max-length: %d is longer than the model's max_sequence_length %d", s.MaxLength, cfg.MaxSequenceLength)
+		return nil, usagef("train", "flag --max-length: %d is longer than the model's max_sequence_length %d (%s)", s.MaxLength, cfg.MaxSequenceLength, path)
 	}
 	return &modelSpec{
 		path: path, kind: kind, config: cfg, vocabSize: cfg.VocabSize,
@@ -200,7 +201,7 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 		}
 	}
 	if length > cfg.MaxSequenceLength {
-		return nil, fmt.Errorf("%s: a length of %d is longer than the model's max_sequence_length %d", path, length, cfg.MaxSequenceLength)
+		return nil, &lengthError{path: path, length: length, max: cfg.MaxSequenceLength}
 	}
 	seed, prec, po, err := checkpointSettings(path, sl, args)
 	if err != nil {
@@ -331,4 +332,24 @@ func checkpointONNX(path string, desc *onnx.Descriptor, sl map[string]any, args 
 		build:  frontend.Options{BatchSize: b, SeqLen: l, Seed: seed, DType: prec.DType, LossMask: lossMask},
 		passes: po,
 	}, nil
+}
+
+// lengthError is a sequence length above the model's max_sequence_length.
+type lengthError struct {
+	path        string
+	length, max int
+}
+
+func (e *lengthError) Error() string {
+	return fmt.Sprintf("%s: a length of %d is longer than the model's max_sequence_length %d", e.path, e.length, e.max)
+}
+
+// maxLengthUsage turns a lengthError of a length that --max-length asked
+// for into the usage error every command gives for it.
+func maxLengthUsage(cmd string, c *cli.Context, err error) error {
+	var le *lengthError
+	if errors.As(err, &le) && c.IsSet("max-length") {
+		return usagef(cmd, "flag --max-length: %d is longer than the model's max_sequence_length %d (%s)", le.length, le.max, le.path)
+	}
+	return err
 }

@@ -41,20 +41,21 @@ func codegenOptions(c *cli.Context, cmd string, st *passes.State, explain io.Wri
 	if o.CPU != "" && !slices.Contains(codegen.X86CPUs(), o.CPU) {
 		return o, usagef(cmd, "flag --cpu: %q is not an x86-64 CPU LLVM knows (for example x86-64-v3, x86-64-v4, znver4; leave it out for this machine's)", o.CPU)
 	}
+	// --gpu and --gpu-kernels are checked with or without --device cuda, so
+	// that a bad value is refused the same way everywhere.
+	if _, ok := codegen.GPUs[c.String("gpu")]; !ok {
+		return o, usagef(cmd, "flag --gpu: %q is not one of %s", c.String("gpu"), strings.Join(codegen.GPUNames(), ", "))
+	}
+	kernels := strings.ToLower(c.String("gpu-kernels"))
+	if kernels != "portable" && kernels != "tensorcore" {
+		return o, usagef(cmd, "flag --gpu-kernels: %q is not portable or tensorcore", kernels)
+	}
 	switch d := strings.ToLower(c.String("device")); d {
 	case "", "cpu":
 	case "cuda":
-		o.Device, o.GPU = d, c.String("gpu")
-		if _, ok := codegen.GPUs[o.GPU]; !ok {
-			return o, usagef(cmd, "flag --gpu: %q is not one of %s", o.GPU, strings.Join(codegen.GPUNames(), ", "))
-		}
+		o.Device, o.GPU, o.GPUKernels = d, c.String("gpu"), kernels
 		if o.CPU != "" {
 			return o, usagef(cmd, "flag --cpu: names an x86-64 CPU; --device cuda takes --gpu")
-		}
-		switch o.GPUKernels = strings.ToLower(c.String("gpu-kernels")); o.GPUKernels {
-		case "portable", "tensorcore":
-		default:
-			return o, usagef(cmd, "flag --gpu-kernels: %q is not portable or tensorcore", o.GPUKernels)
 		}
 	default:
 		return o, usagef(cmd, "flag --device: %q is not cpu or cuda", d)

@@ -165,7 +165,7 @@ var notHashed = []string{"threads", "cpu", "metrics"}
 // rankSettings is what must be the same on every rank: the settings, the
 // model's config and where the run resumes.
 func rankSettings(s *trainSettings, config []byte, from int, data string) []byte {
-	m := s.args()
+	m := s.asMap() // paths as given: the ranks may run in other directories
 	for _, k := range notHashed {
 		delete(m, k)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,18 +31,12 @@ func TestCheckpointOfAnotherCPU(t *testing.T) {
 	// The foreign copy: training_state.json says it ran on a Sapphire Rapids.
 	foreign := filepath.Join(dir, "foreign")
 	copyTree(t, save, foreign)
-	statePath := filepath.Join(foreign, "checkpoint-4", checkpoint.StateFile)
-	raw, err := os.ReadFile(statePath)
+	fck, err := checkpoint.Load(filepath.Join(foreign, "checkpoint-4"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var state map[string]any
-	if err := json.Unmarshal(raw, &state); err != nil {
-		t.Fatal(err)
-	}
-	state["args"].(map[string]any)["cpu"] = "sapphirerapids"
-	raw, _ = json.Marshal(state)
-	if err := os.WriteFile(statePath, raw, 0o644); err != nil {
+	fck.State.Args["cpu"] = "sapphirerapids"
+	if err := checkpoint.Save(filepath.Join(foreign, "checkpoint-4"), fck); err != nil {
 		t.Fatal(err)
 	}
 

@@ -229,7 +229,7 @@ func TestTokenizeUsage(t *testing.T) {
 		{[]string{"tokenize", "--tokenizer", unigramModel, "-o", out}, 2, "missing DATA argument (run 'slc tokenize --help')"},
 		{[]string{"tokenize", a, "-o", out}, 2, "missing --tokenizer FILE.model (run 'slc tokenize --help')"},
 		{[]string{"tokenize", a, "--tokenizer", unigramModel}, 2, "missing -o DIR (run 'slc tokenize --help')"},
-		{[]string{"tokenize", a, "--tokenizer", unigramModel, "-o", out, "--threads", "0"}, 2, "flag --threads: must be >= 1, got 0 (run 'slc tokenize --help')"},
+		{[]string{"tokenize", a, "--tokenizer", unigramModel, "-o", out, "--threads", "0"}, 2, "flag --threads: must be between 1 and 1024, got 0 (run 'slc tokenize --help')"},
 		{[]string{"tokenize", a, "--tokenizer", unigramModel, "-o", out, "--dtype", "int8"}, 2, `flag --dtype: "int8" is not auto, uint16 or uint32 (run 'slc tokenize --help')`},
 		{[]string{"tokenize", txt, "--tokenizer", unigramModel, "-o", out}, 1, txt + ": not a shard (want .json.gz, .jsonl.gz, .json or .jsonl)"},
 		{[]string{"tokenize", dir, "--tokenizer", unigramModel, "-o", out}, 1, filepath.Join(dir, "a.json") + " and " + a + " would both be written to " + filepath.Join(out, "a.bin")},

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/tokenizer"
@@ -78,7 +80,9 @@ func trainCommand() *cli.Command {
 			"or a line (--scheduler linear-min); --scheduler linear is the seed's linear decay to 0.\n" +
 			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
 			"--save-every updates and at the end; --continue-from resumes one exactly. SIGINT/SIGTERM\n" +
-			"finish the update in progress, save a checkpoint and exit 0. Training runs in f32.\n" +
+			"finish the update in progress, save a checkpoint and exit 0. One run writes a SAVE_DIR at a time\n" +
+			"(a second is refused, naming the first's pid). --dtype picks the precision: f32 (the\n" +
+			"default), bf16 (pure bf16) or bf16-mixed.\n" +
 			"Data parallel: mpirun -np N slc train … (or --nproc N on this machine) trains on N ranks of Open MPI,\n" +
 			"--total-batch-size = B × G × N; rank 0 writes the checkpoints and metrics.\n" +
 			"The seed's snake_case flags (--num_training_steps, --lora_r, …) are aliases.\n\n" +
@@ -110,7 +114,7 @@ func trainCommand() *cli.Command {
 			&cli.BoolFlag{Name: "overwrite", Usage: "start afresh in a --save-dir that holds checkpoints of another run, replacing them"},
 			&cli.StringFlag{Name: "continue-from", Aliases: []string{"continue_from"}, Usage: "resume from checkpoint `DIR` (a checkpoint-<step> directory, or a save dir: its latest)", TakesFile: true},
 			&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "`S` seeds the initial weights, the sparse supports and the data order"},
-			&cli.StringFlag{Name: "dtype", Value: "float32", Usage: dtypeHelp},
+			&cli.StringFlag{Name: "dtype", Value: "f32", Usage: dtypeHelp},
 			&cli.IntFlag{Name: "threads", Value: defaultThreads(), Usage: "`N` CPU threads", DefaultText: "all cores"},
 			&cli.BoolFlag{Name: "shuffle", Value: true, Usage: "shuffle the rows with a seeded permutation per epoch (--shuffle=false: in order); a stream shuffles its shard order per epoch and its documents through a buffer"},
 			&cli.BoolFlag{Name: "stream", Value: true, Usage: "stream --data's JSON shards (.json, .jsonl, .json.gz, .jsonl.gz) document by document in bounded memory with --rows documents and --tokenizer (--stream=false: load them whole, as packed rows and token files always are)"},
@@ -262,11 +266,26 @@ func modulePrecision(meta map[string]string) (precision, bool) {
 }
 
 // dtypeHelp is the --dtype help of train and bench.
-const dtypeHelp = "`DTYPE` of training: float32; bfloat16 (bf16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16); " +
+const dtypeHelp = "`DTYPE` of training: f32 (float32); bf16 (bfloat16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16); " +
 	"or bf16-mixed: f32 parameters, gradients and AdamW, matrix products on bf16 operands (f32 sums and results), activations saved for backward in bf16"
 
-// args returns the settings as the checkpoint's args map.
+// args returns the settings as the checkpoint's args map. File paths are
+// stored absolute, so that a run resumes (and eval finds its data) from any
+// working directory; messages of this run keep them as given.
 func (s *trainSettings) args() map[string]any {
+	abs := *s
+	for _, p := range []*string{&abs.Model, &abs.Data, &abs.EvalData, &abs.Metrics, &abs.Init} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			if a, err := filepath.Abs(*p); err == nil {
+				*p = a
+			}
+		}
+	}
+	return abs.asMap()
+}
+
+// asMap is the settings as a JSON object, paths as given.
+func (s *trainSettings) asMap() map[string]any {
 	b, _ := json.Marshal(s)
 	var m map[string]any
 	json.Unmarshal(b, &m)
@@ -298,6 +317,7 @@ type trainRun struct {
 	overwrite bool
 	resume    *checkpoint.Checkpoint
 	resumeDir string
+	lock      *runlock.Lock // rank 0's lock on saveDir, held for the run's life
 	lengthSet bool
 	// modelFromCkpt: no MODEL was given to a resumed run; its model is the
 	// checkpoint's.
@@ -321,7 +341,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	s.EvalEvery, s.SaveEvery = c.Int("eval-every"), c.Int("save-every")
 	s.Seed, s.DType, s.Shuffle = c.Uint64("seed"), c.String("dtype"), c.Bool("shuffle")
 	s.Stream, s.ShuffleBuffer = c.Bool("stream"), c.Int("shuffle-buffer")
-	s.Rows, s.Tokenizer = strings.ToLower(c.String("rows")), c.String("tokenizer")
+	s.Rows, s.Tokenizer, s.Metrics = strings.ToLower(c.String("rows")), c.String("tokenizer"), c.String("metrics")
 	if s.Tokenizer != "" {
 		if abs, err := filepath.Abs(s.Tokenizer); err == nil {
 			s.Tokenizer = abs // eval and generate find it from anywhere
@@ -337,11 +357,11 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	} else {
 		s.Device = ""
 	}
-	s.Metrics, s.Threads = c.String("metrics"), r.threads
+	s.Threads = r.threads
 	r.lengthSet = c.IsSet("max-length")
 	prec, ok := parsePrecision(s.DType)
 	if !ok {
-		return nil, usagef(cmd, "flag --dtype: %q is not float32, bfloat16 or bf16-mixed (f16 and f64 are not built for training)", s.DType)
+		return nil, usagef(cmd, "flag --dtype: %q is not f32, bf16 or bf16-mixed (f16 and f64 are not built for training)", s.DType)
 	}
 	s.DType = prec.String()
 
@@ -365,6 +385,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--continue-from %s: %w", dir, err)
 		}
+		warnUnverified(c, r.resumeDir, ck)
 		saved, err := settingsFromArgs(ck.State.Args)
 		if err != nil || saved.BatchSize == 0 {
 			return nil, fmt.Errorf("--continue-from %s: the checkpoint has no slc train settings (not written by slc train?)", dir)
@@ -648,6 +669,42 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	if err != nil {
 		return ready(err)
 	}
+	// The save directory and its lock before the data load and the compile:
+	// a second writer is refused before either does any work.
+	created := false
+	if lead { // the other ranks write nothing
+		if created, err = prepareSaveDir(r); err != nil {
+			return ready(err)
+		}
+		defer func() {
+			if err != nil && created {
+				// A run that fails before its first checkpoint leaves no
+				// empty directory behind (Remove leaves a non-empty one alone).
+				r.removeCreated()
+			} else {
+				r.lock.Release()
+			}
+		}()
+	}
+	// A signal before training starts stops the run at once; the directory
+	// it created goes with it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	setupDone := make(chan struct{})
+	endSetup := sync.OnceFunc(func() { close(setupDone) })
+	defer endSetup() // a run that fails during setup ends the watcher too
+	go func() {
+		select {
+		case sig := <-sigs:
+			if created {
+				r.removeCreated()
+			}
+			fmt.Fprintf(c.App.ErrWriter, "slc: %v before training started: stopped; nothing was saved\n", sig)
+			os.Exit(130)
+		case <-setupDone:
+		}
+	}()
 	var trainB train.Batches
 	var evalB *data.Batcher
 	var epochRows int   // the rows of an epoch in memory
@@ -665,24 +722,6 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			return ready(err)
 		}
 		trainB, evalB, epochRows = mb, eb, mb.Rows()
-	}
-	created := false
-	if lead { // the other ranks write nothing
-		if created, err = prepareSaveDir(r); err != nil {
-			return ready(err)
-		}
-	}
-	if created {
-		// A run that fails before its first checkpoint leaves no empty
-		// directory behind (Remove leaves a non-empty one alone).
-		defer func() {
-			if err != nil {
-				if st, serr := os.Stat(r.metrics); serr == nil && st.Size() == 0 {
-					os.Remove(r.metrics)
-				}
-				os.Remove(r.saveDir)
-			}
-		}()
 	}
 
 	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, %s)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed, s.DType)
@@ -827,9 +866,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	}
 	printf(c, "Checkpoints: %s (%s); metrics: %s\n", r.saveDir, saveNote, r.metrics)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	endSetup()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -846,7 +883,11 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		}
 		select {
 		case <-sigs:
-			obs.message("second signal: quitting without saving (the newest checkpoint is intact)")
+			last := "no checkpoint was saved"
+			if dir := latestCheckpoint(r.saveDir); dir != "" {
+				last = "the newest checkpoint " + dir + " is intact"
+			}
+			obs.message("second signal: quitting without saving (" + last + ")")
 			os.Exit(130)
 		case <-done:
 		}
@@ -873,7 +914,13 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			}
 			return fmt.Errorf("%v; stopped without saving, %s", err, last)
 		}
-		return err
+		// Anything else (a full disk, an unwritable save dir): where the run
+		// can resume from.
+		last := "no checkpoint was saved"
+		if dir := latestCheckpoint(r.saveDir); dir != "" {
+			last = fmt.Sprintf("the last good checkpoint is %s (resume with slc train --continue-from %s)", dir, r.saveDir)
+		}
+		return fmt.Errorf("%w; %s", err, last)
 	}
 	plotNote := ""
 	if steps, evals, err := readMetricsOf(lead, r.metrics); err == nil && len(steps) > 0 {
@@ -1082,6 +1129,14 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		created = true
 	}
+	if r.resume != nil {
+		// The checkpoint's own run may still be writing it.
+		if src := saveDirOf(r.resumeDir); filepath.Clean(src) != filepath.Clean(dir) {
+			if err := runlock.Check(src); err != nil {
+				return false, fmt.Errorf("--continue-from %s: %w", r.resumeDir, err)
+			}
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("--save-dir %s: %w", dir, unwrapPathErr(err))
 	}
@@ -1091,6 +1146,24 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 	}
 	f.Close()
 	os.Remove(f.Name())
+	if r.lock, err = runlock.Acquire(dir); err != nil {
+		if created {
+			os.Remove(dir)
+		}
+		flag := "--save-dir"
+		if r.resume != nil {
+			flag = "--continue-from"
+		}
+		return false, fmt.Errorf("%s %w", flag, err)
+	}
+	made := created
+	defer func() {
+		if err != nil && made {
+			r.removeCreated()
+		} else if err != nil {
+			r.lock.Release()
+		}
+	}()
 	if mdir := filepath.Dir(r.metrics); mdir != dir {
 		if err := os.MkdirAll(mdir, 0o755); err != nil {
 			return created, fmt.Errorf("--metrics %s: %w", r.metrics, unwrapPathErr(err))
@@ -1107,6 +1180,16 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 		return false, fmt.Errorf("--save-dir %s already holds checkpoints (%s); resume them with --continue-from %s, or start afresh with --overwrite (which replaces them) or another --save-dir", dir, firstNames(old, 3), dir)
 	}
 	return false, nil
+}
+
+// removeCreated removes the save directory a failed or stopped run created,
+// with its empty metrics file and its lock, when nothing else is in it.
+func (r *trainRun) removeCreated() {
+	if st, err := os.Stat(r.metrics); err == nil && st.Size() == 0 {
+		os.Remove(r.metrics)
+	}
+	r.lock.Remove()
+	os.Remove(r.saveDir)
 }
 
 // removeOldRun removes the checkpoints, latest link and plot of an earlier

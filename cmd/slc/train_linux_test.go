@@ -81,3 +81,26 @@ func listDir(dir string) []string {
 	}
 	return names
 }
+
+// A disk that fills up during training: the run stops with one line that
+// names the last good checkpoint. It needs a small tmpfs (root); skipped
+// where mount is not allowed.
+func TestTrainDiskFullNamesLastGoodCheckpoint(t *testing.T) {
+	art := tinyArtifact(t)
+	dir := t.TempDir()
+	// One checkpoint of the tiny model is about 150 KB: the first fits, the second does not.
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	save := filepath.Join(dir, "run")
+	_, errs, code := slc(t, trainArgs(art, save, "--num-training-steps", "6", "--save-every", "1", "--eval-every", "0")...)
+	msg := strings.TrimSpace(errs)
+	if code != 1 || strings.Contains(msg, "\n") || !strings.Contains(msg, "no space left on device") {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	want := "the last good checkpoint is " + filepath.Join(save, "checkpoint-1")
+	if !strings.Contains(msg, want) {
+		t.Errorf("%q does not say %q", msg, want)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/checkpoint"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/safetensors"
 )
 
@@ -63,13 +64,17 @@ func trainArgs(model, saveDir string, extra ...string) []string {
 }
 
 // treeHash hashes every file under dir (names and contents), to show that a
-// failed command changed nothing.
+// failed command changed nothing. The run lock is left out: every run that
+// reaches the save dir takes it and records its pid there.
 func treeHash(t *testing.T, dir string) string {
 	t.Helper()
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.Name() == runlock.FileName {
+			return nil
 		}
 		rel, _ := filepath.Rel(dir, p)
 		fmt.Fprintf(h, "%s %v\n", rel, d.Type())
@@ -426,7 +431,7 @@ func TestTrainBadInput(t *testing.T) {
 		{"no --data", []string{"train", art, "--save-dir", good}, 2, []string{"missing --data"}},
 		{"total batch not a multiple", append(trainArgs(art, good, "--total-batch-size", "6"), "--overwrite"), 2, []string{"--total-batch-size: 6 is not a multiple of --batch-size 4"}},
 		{"bf16 flag on an f32 artifact", append(trainArgs(art, good, "--dtype", "bfloat16"), "--overwrite"), 2, []string{"--dtype", "compiled f32 artifact"}},
-		{"f16 training", append(trainArgs(art, good, "--dtype", "float16"), "--overwrite"), 2, []string{`"float16" is not float32, bfloat16 or bf16-mixed`}},
+		{"f16 training", append(trainArgs(art, good, "--dtype", "float16"), "--overwrite"), 2, []string{`"float16" is not f32, bf16 or bf16-mixed`}},
 		{"another optimizer", append(trainArgs(art, good, "--optimizer", "sgd"), "--overwrite"), 2, []string{`"sgd"`, "adamw"}},
 		{"artifact flags", append(trainArgs(art, good, "--rank", "8"), "--overwrite"), 2, []string{"--rank", "compiled artifact"}},
 		{"save dir of another run", trainArgs(art, good), 1, []string{"already holds checkpoints", "--continue-from", "--overwrite"}},
