@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gitee.com/gidean/conv-linn/ir"
@@ -29,9 +30,13 @@ func ParseOptimizer(s string) (string, error) {
 	}
 	switch {
 	case n == "adam8bit":
-		return "", fmt.Errorf("%q (bitsandbytes' block-wise 8-bit Adam) is not built yet: slc has no 8-bit state tensors; use adam (the same update with 32-bit states)", s)
+		return "", fmt.Errorf("%q (bitsandbytes' block-wise 8-bit Adam) is not built: slc has no 8-bit state tensors yet; use adam or adamw (32-bit states)", s)
 	case strings.HasSuffix(n, "_per_layer"):
-		return "", fmt.Errorf("%q (updates fused into the backward, one per parameter) is not built yet; use %s", s, strings.TrimSuffix(n, "_per_layer"))
+		base := strings.TrimSuffix(n, "_per_layer")
+		if base == "adam8bit" {
+			base = "adam or adamw"
+		}
+		return "", fmt.Errorf("%q (updates fused into the backward, one per parameter) is not built; use %s (one update after the backward)", s, base)
 	}
 	return "", fmt.Errorf("%q is not %s", s, strings.Join(Optimizers, ", "))
 }
@@ -135,6 +140,9 @@ func optimizer(s *State) error {
 		m.Meta = map[string]string{}
 	}
 	m.Meta["optimizer"] = name
+	if name == "sgd" || name == "adafactor" {
+		m.Meta["beta1"] = strconv.FormatFloat(o.Beta1, 'g', -1, 64)
+	}
 	prec := ct.String()
 	if u.bf16 {
 		prec = "bf16 parameters"
@@ -190,7 +198,9 @@ func (u *updateBuilder) toCT(v string) string { return u.cast(v, u.ct) }
 
 // F widens to f32, R rounds to bf16: torch's per-op bf16 arithmetic.
 func (u *updateBuilder) F(v string) string { return u.cast(v, ir.F32) }
-func (u *updateBuilder) R(v string) string { return u.b.Op("Cast", ir.Attrs{"to": ir.String("bf16")}, v) }
+func (u *updateBuilder) R(v string) string {
+	return u.b.Op("Cast", ir.Attrs{"to": ir.String("bf16")}, v)
+}
 
 // state declares P's state input "P<suffix>" of type t and role (zeros).
 func (u *updateBuilder) state(P *ir.Input, suffix string, t ir.Type, role ir.Role) string {
