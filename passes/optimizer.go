@@ -15,10 +15,10 @@ const clipEps = 1e-6
 
 // Optimizers are the update rules the optimizer pass builds, by their
 // canonical (lower-case) names: the seed's build_optimizer choices.
-var Optimizers = []string{"adam", "adamw", "sgd", "adafactor"}
+var Optimizers = []string{"adam", "adamw", "sgd", "adafactor", "adam8bit"}
 
 // ParseOptimizer reads an optimizer name in the seed's spellings
-// (case-insensitive: Adam, AdamW, SGD, Adafactor) and returns its canonical
+// (case-insensitive: Adam, AdamW, SGD, Adafactor, adam8bit) and returns its canonical
 // name, or an error that says which names exist and why a seed name is not
 // built.
 func ParseOptimizer(s string) (string, error) {
@@ -29,14 +29,8 @@ func ParseOptimizer(s string) (string, error) {
 		}
 	}
 	switch {
-	case n == "adam8bit":
-		return "", fmt.Errorf("%q (bitsandbytes' block-wise 8-bit Adam) is not built: slc has no 8-bit state tensors yet; use adam or adamw (32-bit states)", s)
 	case strings.HasSuffix(n, "_per_layer"):
-		base := strings.TrimSuffix(n, "_per_layer")
-		if base == "adam8bit" {
-			base = "adam or adamw"
-		}
-		return "", fmt.Errorf("%q (updates fused into the backward, one per parameter) is not built; use %s (one update after the backward)", s, base)
+		return "", fmt.Errorf("%q (updates fused into the backward, one per parameter) is not built; use %s (one update after the backward)", s, strings.TrimSuffix(n, "_per_layer"))
 	}
 	return "", fmt.Errorf("%q is not %s", s, strings.Join(Optimizers, ", "))
 }
@@ -49,7 +43,7 @@ func ParseOptimizer(s string) (string, error) {
 //	coef      = min(1, max_grad_norm / (grad_norm + 1e-6)); g = g·coef
 //
 // then the optimizer's rule per parameter (optimizer_adam.go,
-// optimizer_sgd.go, optimizer_adafactor.go), and the accumulators "P.grad"
+// optimizer_sgd.go, optimizer_adafactor.go, optimizer_adam8bit.go), and the accumulators "P.grad"
 // are reset to zero. Inputs, per trainable P: P, "P.grad" (GradAccum) and the
 // optimizer's states "P.<state>" (OptState, zeros); then the f64 Scalars
 // "lr", "step" (1-based, as a float), "weight_decay" and "max_grad_norm"
@@ -167,6 +161,7 @@ var optimizerRules = map[string]optimizerRule{
 	"adam":      {check: checkAdam, describe: describeAdam("L2 weight decay added to the gradient"), step: adamStep(true)},
 	"sgd":       {check: checkSGD, describe: describeSGD, step: sgdStep},
 	"adafactor": {check: checkAdafactor, describe: describeAdafactor, step: adafactorStep},
+	"adam8bit":  {check: checkAdam, describe: describeAdam8bit, step: adam8bitStep},
 }
 
 // updateBuilder is the update graph being built, with the helpers every

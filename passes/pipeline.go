@@ -27,7 +27,7 @@ var Pipeline = []Pass{
 	{Name: "sltrain-fuse", Doc: "rewrite targeted Linear ops into LowRankSparseAdd (W = B·A·scale + S)", Run: sltrainFuse},
 	{Name: "autodiff", Doc: "derive train_step: forward + reverse-mode backward seeded by grad_scale, gradients added to P.grad accumulators", Run: autodiff},
 	{Name: "mixed-precision", Doc: "bf16-mixed only: every matrix product takes bf16-rounded operands and returns f32 (saved activations read from their bf16 copies)", Run: mixedPrecision},
-	{Name: "optimizer", Doc: "build update: global-norm clipping + the optimizer (adam, adamw, sgd, adafactor) over the accumulated gradients, accumulators reset", Run: optimizer},
+	{Name: "optimizer", Doc: "build update: global-norm clipping + the optimizer (adam, adamw, sgd, adafactor, adam8bit) over the accumulated gradients, accumulators reset", Run: optimizer},
 	{Name: "programs", Doc: "derive eval (loss) and infer (logits) from forward, drop forward, order the graphs", Run: programs},
 	{Name: "fold", Doc: "constant folding: element-wise ops, casts and data movement of uniform Consts become Consts", Run: fold},
 	{Name: "algebra", Doc: "algebraic simplification (x·1, x+0, x−0, x/1, no-op casts/reshapes/expands/transposes, composed transposes/reshapes), table-driven", Run: algebra},
@@ -61,6 +61,9 @@ type Options struct {
 	Beta1     float64 // Adam/AdamW β1 (exp_avg decay); SGD's momentum; Adafactor's β1 (0: none)
 	Beta2     float64 // Adam/AdamW β2 (exp_avg_sq decay)
 	Eps       float64 // Adam/AdamW ε added to the bias-corrected √v
+	// Adam8bitMinSize is bitsandbytes' min_8bit_size: adam8bit keeps f32
+	// states for tensors with fewer elements (0: its default, 4096).
+	Adam8bitMinSize int
 	// BF16Mixed is slc's bf16-mixed precision for an f32 model: matrix
 	// products on bf16-rounded operands with f32 results, activations saved
 	// for backward in bf16; parameters, gradients and AdamW stay f32.
