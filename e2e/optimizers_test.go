@@ -21,7 +21,7 @@ func TestOptimizersCompiled(t *testing.T) {
 	for _, c := range []struct {
 		opt   string
 		beta1 float64
-	}{{"adam", 0.9}, {"sgd", 0.9}, {"adafactor", 0.9}, {"adafactor", 0}} {
+	}{{"adam", 0.9}, {"sgd", 0.9}, {"adafactor", 0.9}, {"adafactor", 0}, {"adam8bit", 0.9}} {
 		for _, prec := range []string{"f32", "bf16", "bf16-mixed"} {
 			t.Run(c.opt+"-"+prec, func(t *testing.T) {
 				if c.opt == "adafactor" && c.beta1 == 0 && prec != "f32" {
@@ -44,8 +44,14 @@ func TestOptimizersCompiled(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer rt.Close()
-				if len(m.Graph("update").InputsWithRole(ir.OptState)) == 0 {
-					t.Fatal("no optimizer state")
+				codes := 0
+				for _, in := range m.Graph("update").InputsWithRole(ir.OptState) {
+					if in.Type.DType == ir.U8 {
+						codes++
+					}
+				}
+				if (codes > 0) != (c.opt == "adam8bit") {
+					t.Fatalf("%d 8-bit states with %s", codes, c.opt)
 				}
 				lowPrecisionSteps(t, m, rt)
 			})
@@ -67,6 +73,7 @@ func optimizerTiny(t *testing.T, opt string, beta1 float64, dt ir.DType, mixed b
 	o := passes.DefaultOptions()
 	o.Rank, o.SpRatio, o.Seed, o.BF16Mixed = 4, 0.1, 3, mixed
 	o.Optimizer, o.Beta1 = opt, beta1
+	o.Adam8bitMinSize = 100 // the tiny model's matrices (128 to 512 elements) take 8-bit states
 	s := &passes.State{Module: m, Options: o, Verify: true}
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
