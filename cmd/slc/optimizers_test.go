@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/safetensors"
 )
 
@@ -23,6 +24,7 @@ func TestTrainOptimizersResumeBitIdentical(t *testing.T) {
 		{"Adam", "0", "Adam (L2 weight decay)", []string{".exp_avg", ".exp_avg_sq"}},
 		{"sgd", "0.9", "SGD (momentum 0.9)", []string{".momentum_buffer"}},
 		{"adafactor", "0.9", "Adafactor (β1 0.9)", []string{".exp_avg_sq_row", ".exp_avg_sq_col", ".exp_avg_sq", ".exp_avg"}},
+		{"adam8bit", "0", "Adam8bit (8-bit block-wise moments)", []string{".state1", ".state2", ".absmax1", ".absmax2"}},
 	} {
 		t.Run(c.opt, func(t *testing.T) {
 			dir := t.TempDir()
@@ -59,7 +61,11 @@ func TestTrainOptimizersResumeBitIdentical(t *testing.T) {
 				t.Fatal(err)
 			}
 			seen := map[string]bool{}
+			codes := 0
 			for _, name := range st.Names() {
+				if st.Get(name).DType == ir.U8 {
+					codes++
+				}
 				for _, s := range c.states {
 					if strings.HasSuffix(name, s) {
 						seen[s] = true
@@ -68,6 +74,9 @@ func TestTrainOptimizersResumeBitIdentical(t *testing.T) {
 				if strings.HasSuffix(name, ".exp_avg_sq") && c.opt == "adafactor" && strings.Contains(name, "lora_") {
 					t.Errorf("%s: a matrix's Adafactor second moment is not factored", name)
 				}
+			}
+			if (codes > 0) != (c.opt == "adam8bit") {
+				t.Errorf("%d u8 tensors in optimizer.safetensors of %s", codes, c.opt)
 			}
 			for _, s := range c.states {
 				if !seen[s] {
@@ -93,7 +102,6 @@ func TestTrainSeedFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--optimizer", "adam8bit"}, "--optimizer: \"adam8bit\""},
 		{[]string{"--optimizer", "adam8bit_per_layer"}, "one per parameter"},
 		{[]string{"--optimizer", "lion"}, "is not adam, adamw, sgd, adafactor"},
 		{[]string{"--optimizer", "Adam", "--beta1", "0.5"}, "--beta1: 0.5 applies to sgd"},

@@ -93,6 +93,8 @@ func optimizerLabel(s *trainSettings) string {
 		return "Adam (L2 weight decay)"
 	case "sgd":
 		return fmt.Sprintf("SGD (momentum %g)", s.Beta1)
+	case "adam8bit":
+		return "Adam8bit (8-bit block-wise moments)"
 	case "adafactor":
 		if s.Beta1 > 0 {
 			return fmt.Sprintf("Adafactor (β1 %g)", s.Beta1)
