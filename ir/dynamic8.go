@@ -1,7 +1,6 @@
 package ir
 
 import (
-	"math"
 	"sort"
 	"sync"
 )
@@ -30,9 +29,8 @@ func initDynamic() {
 			if signed {
 				k = 1 << e
 			}
-			scale := math.Pow(10, float64(e-6))
 			for j := 0; j < k; j++ {
-				v := float64(float32(scale * (0.1 + 0.9*(float64(j)+0.5)/float64(k))))
+				v := DynamicValue(e, j, k)
 				vals = append(vals, v)
 				if signed {
 					vals = append(vals, -v)
@@ -45,6 +43,20 @@ func initDynamic() {
 			dynMids[s][i] = (vals[i] + vals[i+1]) / 2 // exact: f32 values in f64
 		}
 	}
+}
+
+// DynamicPow10 are the code's decimal scales 10^(e−6), e = 0…6, as
+// literals (the kernels use the same constants).
+var DynamicPow10 = [7]float64{1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1}
+
+// DynamicValue is the code value k of K in decade e, computed in float64
+// in this order, without fused multiply-adds, and rounded to f32:
+// 10^(e−6)·(0.1 + 0.9·((k + ½)/K)). The GPU kernels compute it the same way.
+func DynamicValue(e, k, K int) float64 {
+	f := float64((float64(k) + 0.5) / float64(K))
+	g := float64(0.9 * f) // explicit conversions: no fused multiply-add
+	h := float64(0.1 + g)
+	return float64(float32(DynamicPow10[e] * h))
 }
 
 func signIndex(signed bool) int {
