@@ -180,7 +180,7 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 	}
 	if c.IsSet("optimizer") {
 		if opt, err := passes.ParseOptimizer(c.String("optimizer")); err == nil && opt != have["optimizer"] {
-			return nil, usagef("train", "flag --optimizer: %s is a compiled artifact whose update is %s; its optimizer is fixed (give the config to compile it anew)", path, have["optimizer"])
+			return nil, usagef("train", "flag --optimizer: %q: %s is a compiled artifact whose update is %s; its optimizer is fixed (give the config to compile it anew)", c.String("optimizer"), path, have["optimizer"])
 		}
 	}
 	artB1, _ := strconv.ParseFloat(meta["beta1"], 64) // "" (the Adam family): 0, as the flag
