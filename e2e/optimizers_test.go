@@ -27,6 +27,9 @@ func TestOptimizersCompiled(t *testing.T) {
 				if c.opt == "adafactor" && c.beta1 == 0 && prec != "f32" {
 					t.Skip("β1 = 0 is checked in f32")
 				}
+				if (c.opt == "adam" || c.opt == "sgd") && prec == "bf16-mixed" {
+					t.Skip("bf16-mixed's update graph is the f32 one for adam and sgd (f32 parameters and states)")
+				}
 				dt := ir.F32
 				if prec == "bf16" {
 					dt = ir.BF16
