@@ -22,7 +22,7 @@ func pipelineFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "sp-ratio", Aliases: []string{"sp_ratio"}, Value: d.SpRatio, Usage: "SLTrain sparsity `δ`: nnz = ⌊δ·in·out⌋ per layer (0 = low-rank only)"},
 		&cli.Float64Flag{Name: "lora-alpha", Aliases: []string{"lora_alpha"}, Value: d.LoraAlpha, Usage: "SLTrain `α`: scale = α/r"},
 		&cli.StringFlag{Name: "target-modules", Aliases: []string{"target_modules"}, Usage: "comma-separated `NAMES`: fuse Linear layers whose module name contains one (default attn,attention,mlp; an ONNX MatMul/Gemm weight's module is its node's scope, /model/layers.0/mlp/up_proj/MatMul → model.layers.0.mlp.up_proj)"},
-		&cli.StringFlag{Name: "optimizer", Value: d.Optimizer, Usage: "`NAME` of the update, the seed's choices (any case): adam (torch Adam: L2 weight decay into the gradient; the seed's default), adamw (decoupled weight decay; slc's default), " +
+		&cli.StringFlag{Name: "optimizer", Value: d.Optimizer, Usage: "`NAME` of the update, the seed's choices (any case): adam (torch Adam: L2 weight decay into the gradient; what the seed builds without --optimizer), adamw (decoupled weight decay), " +
 			"sgd (momentum --beta1, dampening 0), adafactor (HF's with the seed's settings: factored second moment, update clipping 1.0, β1 = --beta1 when > 0), adam8bit (bitsandbytes' Adam8bit: both moments 8-bit, block-wise); the *_per_layer variants are refused (not built)"},
 		&cli.Float64Flag{Name: "beta1", Value: 0, Usage: "`B1`: sgd's momentum and adafactor's β1 (0: none), as the seed's --beta1; adam and adamw keep torch's β (0.9, 0.999), as in the seed"},
 		&cli.StringFlag{Name: "passes", Usage: "run only these comma-separated `PASSES`, in this order, or none (default: the whole pipeline)"},
