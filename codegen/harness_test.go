@@ -189,6 +189,8 @@ func tensorBytes(v *interp.Tensor) []byte {
 			binary.LittleEndian.PutUint32(b[4*i:], uint32(int32(v.I[i])))
 		case ir.I64:
 			binary.LittleEndian.PutUint64(b[8*i:], uint64(v.I[i]))
+		case ir.U8:
+			b[i] = uint8(v.I[i])
 		default:
 			panic("tensorBytes: dtype " + d.String())
 		}
@@ -212,6 +214,8 @@ func tensorFrom(t ir.Type, b []byte) *interp.Tensor {
 			v.I[i] = int64(int32(binary.LittleEndian.Uint32(b[4*i:])))
 		case ir.I64:
 			v.I[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
+		case ir.U8:
+			v.I[i] = int64(b[i])
 		}
 	}
 	return v

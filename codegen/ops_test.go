@@ -1,6 +1,7 @@
 package codegen
 
 import (
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
@@ -90,6 +91,23 @@ func opCases() []opCase {
 			b.Output("roundTrip", b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, b.Op("Cast", ir.Attrs{"to": ir.String("f64")}, x)))
 			b.Output("fromI64", b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, i64(b, "i", 7)))
 			b.Output("toI32", b.Op("Cast", ir.Attrs{"to": ir.String("i32")}, i64(b, "j", 7)))
+		}},
+		// The 8-bit optimizer's pieces: the nearest code index over several
+		// decades, its round trip through u8 and the code table, and the
+		// block absmax.
+		opCase{name: "Quant8", build: func(b *ir.Builder) {
+			x := f32(b, "x", 3, 301)
+			u8 := func(v string) string { return b.Op("Cast", ir.Attrs{"to": ir.String("u8")}, v) }
+			back := func(v string) string { return b.Op("Cast", ir.Attrs{"to": ir.String(caseFloat.String())}, v) }
+			for i, scale := range []float64{0.5, 1e-3, 1e-6} {
+				v := b.Mul(x, b.Scalar(scale, x))
+				qs, qu := u8(b.Unary("Quant8Signed", v)), u8(b.Unary("Quant8Unsigned", b.Mul(v, v)))
+				b.Output(fmt.Sprintf("qs%d", i), qs)
+				b.Output(fmt.Sprintf("qu%d", i), qu)
+				b.Output(fmt.Sprintf("ds%d", i), b.Unary("Dequant8Signed", back(qs)))
+				b.Output(fmt.Sprintf("du%d", i), b.Unary("Dequant8Unsigned", back(qu)))
+			}
+			b.Output("absmax", b.Op("AbsMaxLast", nil, x))
 		}},
 		// A fused chain: RMSNorm (x·x → mean → +ε → rsqrt → x·r·w) then SwiGLU.
 		opCase{name: "FusedRMSNormSwiGLU", normwise: true, build: func(b *ir.Builder) {

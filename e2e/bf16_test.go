@@ -95,6 +95,16 @@ func lowPrecisionSteps(t *testing.T, m *ir.Module, rt *runtime.Runtime) {
 func sync(t *testing.T, rt *runtime.Runtime, ref *reference) {
 	t.Helper()
 	for name, v := range ref.state {
+		if v.Type.DType == ir.U8 { // adam8bit's codes
+			x, err := rt.State(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.I, err = x.Int64s(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		if !v.Type.DType.IsFloat() {
 			continue
 		}

@@ -38,8 +38,16 @@ func TestCUDATrainMatchesCPU(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
-	for _, c := range []struct{ peft, lowering string }{{"full", "auto"}, {"sltrain", "merged"}, {"sltrain", "factored"}} {
-		t.Run(c.peft+"-"+c.lowering, func(t *testing.T) {
+	// The last two cases swap the optimizer: adam8bit (code tables, block
+	// absmax, u8 states; tensors from 100 elements on) and adafactor
+	// (row and column means).
+	for _, c := range []struct{ peft, lowering, opt string }{{"full", "auto", ""}, {"sltrain", "merged", ""}, {"sltrain", "factored", ""},
+		{"sltrain", "merged", "adam8bit"}, {"sltrain", "merged", "adafactor"}} {
+		name := c.peft + "-" + c.lowering
+		if c.opt != "" {
+			name += "-" + c.opt
+		}
+		t.Run(name, func(t *testing.T) {
 			cfg, err := frontend.ReadLlamaConfig("../testdata/configs/llama_tiny.json")
 			if err != nil {
 				t.Fatal(err)
@@ -50,6 +58,9 @@ func TestCUDATrainMatchesCPU(t *testing.T) {
 			}
 			o := passes.DefaultOptions()
 			o.PEFT, o.Rank, o.SpRatio, o.Seed = c.peft, 4, 0.1, 3
+			if c.opt != "" {
+				o.Optimizer, o.Adam8bitMinSize = c.opt, 100
+			}
 			s := &passes.State{Module: m, Options: o, Verify: true}
 			if err := passes.Run(s, passes.Pipeline); err != nil {
 				t.Fatal(err)
@@ -142,7 +153,7 @@ func TestCUDATrainMatchesCPU(t *testing.T) {
 			session := map[string]any{"artifact": artPath, "emulator": lib, "out": filepath.Join(work, "out"),
 				"state": files, "runs": runs, "expect": expectDir, "expect_tol": 1e-5} // each step on its own launch geometry, the artifact's
 			if dir := os.Getenv("SLC_CUDA_PREPARE"); dir != "" {
-				prepareTrain(t, filepath.Join(dir, "train-"+c.peft+"-"+c.lowering), session)
+				prepareTrain(t, filepath.Join(dir, "train-"+name), session)
 			}
 			js, _ := json.Marshal(session)
 			sf := filepath.Join(work, "session.json")

@@ -139,6 +139,10 @@ func compareState(t *testing.T, when string, rt *runtime.Runtime, ref *reference
 	worst, worstName := 0.0, ""
 	for _, name := range names {
 		want := ref.state[name]
+		if want.Type.DType == ir.U8 {
+			compareCodes(t, when, name, rt, want)
+			continue
+		}
 		if !want.Type.DType.IsFloat() {
 			continue
 		}
@@ -159,6 +163,36 @@ func compareState(t *testing.T, when string, rt *runtime.Runtime, ref *reference
 		}
 	}
 	t.Logf("%s: worst relative error %.3g (%s)", when, worst, worstName)
+}
+
+// compareCodes checks an 8-bit optimizer state (adam8bit's code indices):
+// the kernels and the interpreter quantize values that may differ in their
+// last f32 bit (contracted multiply-adds), so an index may be one off where
+// a value sits on a midpoint; no more than 1% of them, and never by more.
+func compareCodes(t *testing.T, when, name string, rt *runtime.Runtime, want *interp.Tensor) {
+	t.Helper()
+	got, err := rt.State(name)
+	if err != nil {
+		t.Fatalf("%s: runtime state %s: %v", when, name, err)
+	}
+	v, err := got.Int64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 0
+	for i, w := range want.I {
+		switch d := v[i] - w; {
+		case d == 0:
+		case d == 1 || d == -1:
+			off++
+		default:
+			t.Errorf("%s: %s[%d] = %d, interpreter %d", when, name, i, v[i], w)
+			return
+		}
+	}
+	if off*100 > len(want.I) {
+		t.Errorf("%s: %s: %d of %d codes one off", when, name, off, len(want.I))
+	}
 }
 
 // TestTrainStepsMatchInterpreter runs two update steps of two micro-batches

@@ -19,9 +19,10 @@ const (
 	F16
 	I32
 	I64
+	U8 // 8-bit codes of block-wise quantized optimizer states
 )
 
-var dtypeNames = [...]string{InvalidDType: "invalid", F32: "f32", F64: "f64", BF16: "bf16", F16: "f16", I32: "i32", I64: "i64"}
+var dtypeNames = [...]string{InvalidDType: "invalid", F32: "f32", F64: "f64", BF16: "bf16", F16: "f16", I32: "i32", I64: "i64", U8: "u8"}
 
 func (d DType) String() string {
 	if int(d) < len(dtypeNames) {
@@ -39,6 +40,8 @@ func (d DType) Size() int {
 		return 8
 	case BF16, F16:
 		return 2
+	case U8:
+		return 1
 	}
 	return 0
 }
@@ -47,7 +50,7 @@ func (d DType) Size() int {
 func (d DType) IsFloat() bool { return d == F32 || d == F64 || d == BF16 || d == F16 }
 
 // IsInt reports whether d is an integer type.
-func (d DType) IsInt() bool { return d == I32 || d == I64 }
+func (d DType) IsInt() bool { return d == I32 || d == I64 || d == U8 }
 
 // ParseDType reads a dtype name ("f32", "bf16", …). It also accepts the long
 // spellings used by PyTorch and safetensors ("float32", "bfloat16", "int64", …).
@@ -65,8 +68,10 @@ func ParseDType(s string) (DType, error) {
 		return I32, nil
 	case "i64", "int64", "long":
 		return I64, nil
+	case "u8", "uint8":
+		return U8, nil
 	}
-	return InvalidDType, fmt.Errorf("unknown dtype %q (want f32, f64, bf16, f16, i32 or i64)", s)
+	return InvalidDType, fmt.Errorf("unknown dtype %q (want f32, f64, bf16, f16, i32, i64 or u8)", s)
 }
 
 // Type is the static type of a value: its element type and shape. A scalar has

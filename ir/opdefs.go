@@ -18,6 +18,10 @@ var unaryOps = []struct{ name, doc string }{
 	{"Recip", "y = 1/x"},
 	{"Sigmoid", "y = 1/(1+exp(-x))"},
 	{"Silu", "y = x·sigmoid(x)"},
+	{"Quant8Signed", "y = index (0…255, as a float) of the signed 8-bit dynamic code value nearest to x (ir.QuantizeDynamic)"},
+	{"Quant8Unsigned", "y = index (0…255, as a float) of the unsigned 8-bit dynamic code value nearest to x (ir.QuantizeDynamic)"},
+	{"Dequant8Signed", "y = signed 8-bit dynamic code value number x (x truncated, clamped to 0…255; ir.DequantizeDynamic)"},
+	{"Dequant8Unsigned", "y = unsigned 8-bit dynamic code value number x (x truncated, clamped to 0…255; ir.DequantizeDynamic)"},
 }
 
 // Element-wise binary ops with NumPy broadcasting; both inputs have one dtype.
@@ -334,6 +338,20 @@ func init() {
 				return nil, fmt.Errorf("num_rows must be >= 1, got %d", rows)
 			}
 			return one(Type{u.DType, append([]int{int(rows)}, u.Shape[idx.Rank():]...)}), nil
+		}})
+
+	Register(&OpDef{Name: "AbsMaxLast", Doc: "y[..., 0] = max_j |x[..., j]| over the last axis (kept as size 1); NaNs are skipped, an empty or all-NaN row gives 0: block-wise 8-bit quantization's absmax",
+		Category: CatOther, MinInputs: 1, MaxInputs: 1, NumOutputs: 1,
+		Infer: func(in []Type, a Attrs) ([]Type, error) {
+			if err := needFloat(0, in[0]); err != nil {
+				return nil, err
+			}
+			if in[0].Rank() < 1 {
+				return nil, fmt.Errorf("AbsMaxLast needs rank >= 1, got %v", in[0])
+			}
+			s := append([]int(nil), in[0].Shape...)
+			s[len(s)-1] = 1
+			return one(Type{in[0].DType, s}), nil
 		}})
 
 	Register(&OpDef{Name: "Softmax", Doc: "y = exp(x - max x) / Σ exp(x - max x) along axis",

@@ -359,10 +359,48 @@ func autodiff(s *State) error {
 	}
 	g.Outputs = outs
 	dead := deadCodeElim(g)
+	hoistAccumulations(g)
 	insertGraphAfter(m, "forward", g)
 	s.Note("autodiff: train_step differentiates %d parameters (%d elements) with %d nodes (%d forward nodes unused by it removed)",
 		len(params), elems, len(g.Nodes), dead)
 	return nil
+}
+
+// hoistAccumulations moves each accumulation "P.grad + g" to right after
+// the node that produces g, so that the schedule (node order) adds every
+// gradient into its accumulator (in place, see PlanMemory) as soon as it is
+// complete: the transient gradient then dies at once instead of living until
+// the end of the backward, where all of them would be live together (the
+// whole model's gradients in the arena).
+func hoistAccumulations(g *ir.Graph) {
+	producer := map[string]*ir.Node{}
+	for _, n := range g.Nodes {
+		for _, o := range n.Outputs {
+			producer[o.Name] = n
+		}
+	}
+	after := map[*ir.Node][]*ir.Node{} // producer of g → its accumulations
+	moved := map[*ir.Node]bool{}
+	for _, o := range g.Outputs {
+		in := g.Input(o.Updates)
+		n := producer[o.Value]
+		if in == nil || in.Role != ir.GradAccum || n == nil || n.Op != "Add" || len(n.Inputs) != 2 || n.Inputs[0] != in.Name {
+			continue
+		}
+		if p := producer[n.Inputs[1]]; p != nil && p != n {
+			after[p] = append(after[p], n)
+			moved[n] = true
+		}
+	}
+	nodes := make([]*ir.Node, 0, len(g.Nodes))
+	for _, n := range g.Nodes {
+		if moved[n] {
+			continue
+		}
+		nodes = append(nodes, n)
+		nodes = append(nodes, after[n]...)
+	}
+	g.Nodes = nodes
 }
 
 // trainable returns the graph's trainable parameters: floating-point Param inputs.

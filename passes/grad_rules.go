@@ -16,8 +16,13 @@ type gradRule func(c *gradCtx, dy string) ([]string, error)
 // piecewise constant (Greater) or have no inputs (Const). Integer values carry
 // none either; autodiff never asks for them.
 var noGradient = map[string]string{
-	"Greater": "a step function: zero gradient almost everywhere",
-	"Const":   "no inputs",
+	"Greater":          "a step function: zero gradient almost everywhere",
+	"Quant8Signed":     "8-bit quantization (optimizer state): a step function",
+	"Quant8Unsigned":   "8-bit quantization (optimizer state): a step function",
+	"Dequant8Signed":   "a code table lookup of optimizer state: a step function",
+	"Dequant8Unsigned": "a code table lookup of optimizer state: a step function",
+	"AbsMaxLast":       "the 8-bit optimizer's block absmax, only in the update graph",
+	"Const":            "no inputs",
 }
 
 // gradRules is the table of reverse-mode rules, one per differentiable op. The

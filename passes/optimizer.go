@@ -3,6 +3,9 @@ package passes
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
+	"strings"
 
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -10,28 +13,49 @@ import (
 // clipEps is the 1e-6 that torch.nn.utils.clip_grad_norm_ adds to the norm.
 const clipEps = 1e-6
 
-// optimizer is the "optimizer" pass: it builds the "update" graph, one AdamW
-// step over the gradients accumulated by train_step, exactly as PyTorch 1.13's
-// torch.optim.AdamW (single-tensor path) after clip_grad_norm_:
+// Optimizers are the update rules the optimizer pass builds, by their
+// canonical (lower-case) names: the seed's build_optimizer choices.
+var Optimizers = []string{"adam", "adamw", "sgd", "adafactor", "adam8bit"}
+
+// ParseOptimizer reads an optimizer name in the seed's spellings
+// (case-insensitive: Adam, AdamW, SGD, Adafactor, adam8bit) and returns its canonical
+// name, or an error that says which names exist and why a seed name is not
+// built.
+func ParseOptimizer(s string) (string, error) {
+	n := strings.ToLower(strings.TrimSpace(s))
+	for _, o := range Optimizers {
+		if n == o {
+			return n, nil
+		}
+	}
+	switch {
+	case strings.HasSuffix(n, "_per_layer"):
+		return "", fmt.Errorf("%q (updates fused into the backward, one per parameter) is not built; use %s (one update after the backward)", s, strings.TrimSuffix(n, "_per_layer"))
+	}
+	return "", fmt.Errorf("%q is not %s", s, strings.Join(Optimizers, ", "))
+}
+
+// optimizer is the "optimizer" pass: it builds the "update" graph, one step
+// of Options.Optimizer over the gradients accumulated by train_step, after
+// torch.nn.utils.clip_grad_norm_:
 //
 //	grad_norm = √Σ_P ‖g_P‖²                              (output "grad_norm")
 //	coef      = min(1, max_grad_norm / (grad_norm + 1e-6)); g = g·coef
-//	p = p·(1 − lr·wd)
-//	m = β1·m + (1−β1)·g
-//	v = β2·v + (1−β2)·g·g
-//	bc1 = 1 − β1^step; bc2 = 1 − β2^step
-//	p = p − (lr/bc1)·m / (√v/√bc2 + ε)
 //
-// and the accumulators "P.grad" are reset to zero. Inputs, per trainable P: P,
-// "P.grad" (GradAccum), "P.exp_avg" and "P.exp_avg_sq" (OptState, zeros); then
-// the Scalars "lr", "step" (1-based, as a float), "weight_decay" and
-// "max_grad_norm" (+Inf: no clipping). β1, β2 and ε are Consts from Options.
-// The Scalars are f64 and the per-step scalars (1 − lr·wd, lr/bc1, √bc2) are
-// computed in f64 and rounded once to the arithmetic's dtype, as PyTorch
-// computes them in Python floats: β2 rounded to f32 would put a 1e-5 relative
-// error into 1 − β2^step. Tensor arithmetic is f32 (f64 when the parameters
-// are f64); the optimizer state has its parameter's dtype, as
-// torch.zeros_like(p).
+// then the optimizer's rule per parameter (optimizer_adam.go,
+// optimizer_sgd.go, optimizer_adafactor.go, optimizer_adam8bit.go), and the accumulators "P.grad"
+// are reset to zero. Inputs, per trainable P: P, "P.grad" (GradAccum) and the
+// optimizer's states "P.<state>" (OptState, zeros); then the f64 Scalars
+// "lr", "step" (1-based, as a float), "weight_decay" and "max_grad_norm"
+// (+Inf: no clipping). β1, β2 and ε are Consts from Options. Per-step
+// scalars (1 − lr·wd, lr/bc1, √bc2) are computed in f64 and rounded once to
+// the arithmetic's dtype, as PyTorch computes them in Python floats: β2
+// rounded to f32 would put a 1e-5 relative error into 1 − β2^step. Tensor
+// arithmetic is f32 (f64 when the parameters are f64). Pure bf16 models
+// (every parameter bf16) clip with torch's bf16 rounding (see bf16Clip);
+// adam, adamw and sgd then round every op to bf16 as torch's foreach
+// kernels do, with bf16 states; adafactor computes in f32 with f32 states
+// and rounds the parameter once, as HF's Adafactor does for bf16 tensors.
 func optimizer(s *State) error {
 	m := s.Module
 	ts := m.Graph("train_step")
@@ -43,16 +67,17 @@ func optimizer(s *State) error {
 		return fmt.Errorf("the module already has an \"update\" graph")
 	}
 	o := s.Options
-	for _, c := range []struct {
-		name string
-		v    float64
-	}{{"beta1", o.Beta1}, {"beta2", o.Beta2}} {
-		if !(c.v >= 0 && c.v < 1) {
-			return fmt.Errorf("AdamW %s must be in [0, 1), got %v", c.name, c.v)
-		}
+	name := o.Optimizer
+	if name == "" {
+		name = "adamw"
 	}
-	if !(o.Eps >= 0) || !isFinite(o.Eps) {
-		return fmt.Errorf("AdamW eps must be finite and >= 0, got %v", o.Eps)
+	name, err := ParseOptimizer(name)
+	if err != nil {
+		return &OptionError{Option: "optimizer", Msg: err.Error()}
+	}
+	rule := optimizerRules[name]
+	if err := rule.check(o); err != nil {
+		return err
 	}
 
 	var params []*ir.Input
@@ -69,44 +94,172 @@ func optimizer(s *State) error {
 	}
 
 	b := ir.NewBuilder("update")
-	st := make([]adamState, len(params))
-	addState := func(name string, t ir.Type, role ir.Role, of string) string {
-		v := b.AddInput(name, t, role, &ir.Init{Kind: ir.InitZeros})
-		if v != "" {
-			b.G.Input(v).Of = of
-		}
-		return v
-	}
+	u := &updateBuilder{b: b, o: o, ct: ct, bf16: allBF16(params)}
+	pv := make([]string, len(params))
+	gv := make([]string, len(params))
 	for i, p := range params {
-		st[i].p = b.AddInput(p.Name, p.Type, ir.Param, p.Init.Clone())
-		st[i].g = addState(p.Name+".grad", p.Type, ir.GradAccum, p.Name)
-		st[i].m = addState(p.Name+".exp_avg", p.Type, ir.OptState, p.Name)
-		st[i].v = addState(p.Name+".exp_avg_sq", p.Type, ir.OptState, p.Name)
+		pv[i] = b.AddInput(p.Name, p.Type, ir.Param, p.Init.Clone())
+		gv[i] = u.state(p, ".grad", p.Type, ir.GradAccum)
 	}
 	scalar := func(name string) string { return b.AddInput(name, ir.Type{DType: ir.F64}, ir.Scalar, nil) }
-	lr, step, wd, maxNorm := scalar("lr"), scalar("step"), scalar("weight_decay"), scalar("max_grad_norm")
-	c := func(v float64) string { return b.Const(v, ir.Type{DType: ct}) }
-	c64 := func(v float64) string { return b.Const(v, ir.Type{DType: ir.F64}) }
-	toCT := func(v string) string {
-		if b.Type(v).DType == ct {
-			return v
-		}
-		return b.Op("Cast", ir.Attrs{"to": ir.String(ct.String())}, v)
-	}
+	u.lr, u.step, u.wd = scalar("lr"), scalar("step"), scalar("weight_decay")
+	maxNorm := scalar("max_grad_norm")
 	if err := b.Err(); err != nil {
 		return err
 	}
 
-	if allBF16(params) {
-		return bf16Update(s, b, params, st, lr, step, wd, maxNorm)
+	var norm string
+	var grads []string
+	if u.bf16 {
+		norm, grads = u.bf16Clip(gv, maxNorm)
+	} else {
+		norm, grads = u.clip(gv, maxNorm)
 	}
+	u.outs = []*ir.Output{{Name: "grad_norm", Value: norm}}
+	for i, p := range params {
+		b.Scope = p.Name
+		if err := rule.step(u, p, pv[i], grads[i]); err != nil {
+			return err
+		}
+		u.outs = append(u.outs, &ir.Output{Name: gv[i], Value: b.Const(0, p.Type), Updates: gv[i]})
+	}
+	b.Scope = ""
+	if err := b.Err(); err != nil {
+		return err
+	}
+	b.G.Outputs = u.outs
+	orderInputs(b.G, params)
+	insertGraphAfter(m, "train_step", b.G)
+	if m.Meta == nil {
+		m.Meta = map[string]string{}
+	}
+	m.Meta["optimizer"] = name
+	if name == "sgd" || name == "adafactor" {
+		m.Meta["beta1"] = strconv.FormatFloat(o.Beta1, 'g', -1, 64)
+	}
+	prec := ct.String()
+	if u.bf16 {
+		prec = "bf16 parameters"
+	}
+	s.Note("optimizer: update runs %s (%s), global-norm clipping, on %d parameters in %s", name, rule.describe(o), len(params), prec)
+	return nil
+}
 
-	// Global-norm clipping.
-	grads := make([]string, len(params))
+// optimizerRule is one optimizer: its option checks, a one-line summary and
+// its per-parameter step.
+type optimizerRule struct {
+	check    func(o Options) error
+	describe func(o Options) string
+	// step builds P's update from its value p and its clipped gradient g
+	// (in the arithmetic dtype; in pure bf16, f32 holding a bf16 value),
+	// declaring P's states and adding the outputs that update P and them.
+	step func(u *updateBuilder, P *ir.Input, p, g string) error
+}
+
+var optimizerRules = map[string]optimizerRule{
+	"adamw":     {check: checkAdam, describe: describeAdam("decoupled weight decay"), step: adamStep(false)},
+	"adam":      {check: checkAdam, describe: describeAdam("L2 weight decay added to the gradient"), step: adamStep(true)},
+	"sgd":       {check: checkSGD, describe: describeSGD, step: sgdStep},
+	"adafactor": {check: checkAdafactor, describe: describeAdafactor, step: adafactorStep},
+	"adam8bit":  {check: checkAdam, describe: describeAdam8bit, step: adam8bitStep},
+}
+
+// updateBuilder is the update graph being built, with the helpers every
+// optimizer's step shares.
+type updateBuilder struct {
+	b    *ir.Builder
+	o    Options
+	ct   ir.DType // arithmetic dtype: f32, or f64 for f64 parameters
+	bf16 bool     // pure bf16 parameters
+	// lr, step, wd are the f64 Scalars.
+	lr, step, wd string
+	outs         []*ir.Output
+}
+
+// c is a rank-0 Const in the arithmetic dtype; c64 one in f64.
+func (u *updateBuilder) c(v float64) string   { return u.b.Const(v, ir.Type{DType: u.ct}) }
+func (u *updateBuilder) c64(v float64) string { return u.b.Const(v, ir.Type{DType: ir.F64}) }
+
+// cast converts v to dt (nothing when it is dt already).
+func (u *updateBuilder) cast(v string, dt ir.DType) string {
+	if u.b.Type(v).DType == dt {
+		return v
+	}
+	return u.b.Op("Cast", ir.Attrs{"to": ir.String(dt.String())}, v)
+}
+
+// toCT converts v to the arithmetic dtype.
+func (u *updateBuilder) toCT(v string) string { return u.cast(v, u.ct) }
+
+// F widens to f32, R rounds to bf16: torch's per-op bf16 arithmetic.
+func (u *updateBuilder) F(v string) string { return u.cast(v, ir.F32) }
+func (u *updateBuilder) R(v string) string {
+	return u.b.Op("Cast", ir.Attrs{"to": ir.String("bf16")}, v)
+}
+
+// state declares P's state input "P<suffix>" of type t and role (zeros).
+func (u *updateBuilder) state(P *ir.Input, suffix string, t ir.Type, role ir.Role) string {
+	v := u.b.AddInput(P.Name+suffix, t, role, &ir.Init{Kind: ir.InitZeros})
+	if v != "" {
+		u.b.G.Input(v).Of = P.Name
+	}
+	return v
+}
+
+// optState declares an optimizer state of P.
+func (u *updateBuilder) optState(P *ir.Input, suffix string, t ir.Type) string {
+	return u.state(P, suffix, t, ir.OptState)
+}
+
+// set adds the output that replaces state (or parameter) name by v, cast to
+// name's dtype.
+func (u *updateBuilder) set(name, v string) {
+	u.outs = append(u.outs, &ir.Output{Name: name, Value: u.cast(v, u.b.Type(name).DType), Updates: name})
+}
+
+// clip is clip_grad_norm_ in the arithmetic dtype: the global norm and each
+// gradient times coef = min(1, max/(norm + 1e-6)).
+func (u *updateBuilder) clip(grads []string, maxNorm string) (string, []string) {
+	b := u.b
+	out := make([]string, len(grads))
 	var sumsq string
-	for i := range params {
-		grads[i] = toCT(st[i].g)
-		sq := sumSquares(b, grads[i])
+	for i, g := range grads {
+		out[i] = u.toCT(g)
+		sq := sumSquares(b, out[i])
+		if sumsq == "" {
+			sumsq = sq
+		} else {
+			sumsq = b.Add(sumsq, sq)
+		}
+	}
+	if sumsq == "" {
+		sumsq = u.c(0)
+	}
+	norm := b.Unary("Sqrt", sumsq)
+	coef := b.Op("Min", nil, u.c(1), b.Div(u.toCT(maxNorm), b.Add(norm, u.c(clipEps))))
+	for i := range out {
+		out[i] = b.Mul(out[i], coef)
+	}
+	return norm, out
+}
+
+// bf16Clip is clip_grad_norm_ on bf16 gradients as the seed's GPU computes
+// it (tools/torchref's clip_grad_norm_bf16), each op in f32 on widened
+// values, rounded once to bf16 (R):
+//
+//	n_P  = R(√Σ g_P²)                    per-tensor vector_norm
+//	norm = R(√Σ_P n_P²)                  vector_norm of the stacked norms ("grad_norm")
+//	coef = min(1, R(R(1/R(norm + 1e-6))·max))   max / t is t.reciprocal()·max
+//	g = R(g·coef)
+//
+// The clipped gradients are returned widened to f32.
+func (u *updateBuilder) bf16Clip(grads []string, maxNorm string) (string, []string) {
+	b, F, R := u.b, u.F, u.R
+	c := func(v float64) string { return b.Const(v, ir.Type{DType: ir.F32}) }
+	var sumsq string
+	for _, g := range grads {
+		n := F(R(b.Unary("Sqrt", sumSquares(b, F(g)))))
+		sq := b.Mul(n, n)
 		if sumsq == "" {
 			sumsq = sq
 		} else {
@@ -116,52 +269,34 @@ func optimizer(s *State) error {
 	if sumsq == "" {
 		sumsq = c(0)
 	}
-	norm := b.Unary("Sqrt", sumsq)
-	one := c(1)
-	coef := b.Op("Min", nil, one, b.Div(toCT(maxNorm), b.Add(norm, c(clipEps))))
-
-	// Per-step scalars, shared by every parameter, in f64 like Python's.
-	one64 := c64(1)
-	decay := toCT(b.Sub(one64, b.Mul(lr, wd)))
-	bc1 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta1), step))
-	bc2 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta2), step))
-	stepSize := toCT(b.Div(lr, bc1))
-	bc2Sqrt := toCT(b.Unary("Sqrt", bc2))
-	beta1, beta2 := c(o.Beta1), c(o.Beta2)
-	oneMinusB1, oneMinusB2, eps := c(1-o.Beta1), c(1-o.Beta2), c(o.Eps)
-
-	outs := []*ir.Output{{Name: "grad_norm", Value: norm}}
-	back := func(v string, like string) string {
-		if dt := b.Type(like).DType; dt != ct {
-			return b.Op("Cast", ir.Attrs{"to": ir.String(dt.String())}, v)
-		}
-		return v
+	norm := R(b.Unary("Sqrt", sumsq))
+	recip := F(R(b.Div(c(1), F(R(b.Add(F(norm), c(clipEps)))))))
+	coef := b.Op("Min", nil, c(1), F(R(b.Mul(recip, F(maxNorm)))))
+	out := make([]string, len(grads))
+	for i, g := range grads {
+		out[i] = F(R(b.Mul(F(g), coef)))
 	}
+	return norm, out
+}
+
+// orderInputs sorts the update's inputs by parameter (each parameter, its
+// accumulator, then its states in declaration order) with the Scalars last,
+// so that state lists and checkpoints read parameter by parameter.
+func orderInputs(g *ir.Graph, params []*ir.Input) {
+	rank := map[string]int{}
 	for i, p := range params {
-		ps := st[i]
-		b.Scope = p.Name
-		g := b.Mul(grads[i], coef)
-		pw := b.Mul(toCT(ps.p), decay)
-		m1 := b.Add(b.Mul(toCT(ps.m), beta1), b.Mul(g, oneMinusB1))
-		v1 := b.Add(b.Mul(toCT(ps.v), beta2), b.Mul(b.Mul(g, oneMinusB2), g))
-		denom := b.Add(b.Div(b.Unary("Sqrt", v1), bc2Sqrt), eps)
-		p1 := b.Sub(pw, b.Div(b.Mul(m1, stepSize), denom))
-		zero := b.Const(0, p.Type)
-		outs = append(outs,
-			&ir.Output{Name: p.Name, Value: back(p1, ps.p), Updates: ps.p},
-			&ir.Output{Name: ps.m, Value: back(m1, ps.m), Updates: ps.m},
-			&ir.Output{Name: ps.v, Value: back(v1, ps.v), Updates: ps.v},
-			&ir.Output{Name: ps.g, Value: zero, Updates: ps.g})
+		rank[p.Name] = i
 	}
-	b.Scope = ""
-	if err := b.Err(); err != nil {
-		return err
+	key := func(in *ir.Input) int {
+		if in.Role == ir.Scalar {
+			return len(params)
+		}
+		if in.Of != "" {
+			return rank[in.Of]
+		}
+		return rank[in.Name]
 	}
-	b.G.Outputs = outs
-	insertGraphAfter(m, "train_step", b.G)
-	s.Note("optimizer: update runs AdamW (β1=%g, β2=%g, ε=%g, decoupled weight decay, global-norm clipping) on %d parameters in %v",
-		o.Beta1, o.Beta2, o.Eps, len(params), ct)
-	return nil
+	slices.SortStableFunc(g.Inputs, func(a, b *ir.Input) int { return key(a) - key(b) })
 }
 
 // sumSquares returns Σ v² as a rank-0 value.
@@ -176,10 +311,6 @@ func sumSquares(b *ir.Builder, v string) string {
 // isFinite reports whether f is neither NaN nor infinite.
 func isFinite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-// adamState names one parameter's inputs of the update graph: the
-// parameter, its gradient accumulator and its two AdamW moments.
-type adamState struct{ p, g, m, v string }
-
 // allBF16 reports whether every parameter is bf16: the seed's pure-bf16
 // training (model.to(torch.bfloat16)), whose update has its own rounding.
 func allBF16(params []*ir.Input) bool {
@@ -189,89 +320,4 @@ func allBF16(params []*ir.Input) bool {
 		}
 	}
 	return len(params) > 0
-}
-
-// bf16Update builds the update of bf16 parameters as the seed's GPU
-// computes it: torch.nn.utils.clip_grad_norm_ and torch ≥ 2.1's AdamW
-// (foreach, the CUDA default) on bf16 tensors, each op computing in f32 on
-// the widened values with Python scalars in f32, and rounding its result to
-// bf16 once (R):
-//
-//	n_P  = R(√Σ g_P²)                    per-tensor vector_norm
-//	norm = R(√Σ_P n_P²)                  vector_norm of the stacked norms ("grad_norm")
-//	coef = min(1, R(R(1/R(norm + 1e-6))·max))   max / t is t.reciprocal()·max
-//	g = R(g·coef)
-//	p = R(p·(1 − lr·wd))                 _foreach_mul_
-//	m = R(m + (1−β1)·(g − m))            _foreach_lerp_ (weight 1−β1 < ½)
-//	v = R(R(v·β2) + (1−β2)·g·g)          _foreach_mul_, _foreach_addcmul_
-//	d = R(R(R(√v) / √bc2) + ε)           _foreach_sqrt, _foreach_div_, _foreach_add_
-//	p = R(p − (lr/bc1)·m/d)              _foreach_addcdiv_
-//
-// This is tools/torchref's Bf16AdamW. (PyTorch 1.13's CPU kernels differ:
-// they round every Python scalar to bf16 first, so that v·0.999 becomes
-// v·0.99609375.) The exp_avg and exp_avg_sq states are bf16, as
-// torch.zeros_like(p).
-func bf16Update(s *State, b *ir.Builder, params []*ir.Input, st []adamState, lr, step, wd, maxNorm string) error {
-	o := s.Options
-	F := func(v string) string {
-		if b.Type(v).DType == ir.F32 {
-			return v
-		}
-		return b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, v)
-	}
-	R := func(v string) string { return b.Op("Cast", ir.Attrs{"to": ir.String("bf16")}, v) }
-	c := func(v float64) string { return b.Const(v, ir.Type{DType: ir.F32}) }
-	c64 := func(v float64) string { return b.Const(v, ir.Type{DType: ir.F64}) }
-
-	var sumsq string
-	for i := range params {
-		n := F(R(b.Unary("Sqrt", sumSquares(b, F(st[i].g)))))
-		sq := b.Mul(n, n)
-		if sumsq == "" {
-			sumsq = sq
-		} else {
-			sumsq = b.Add(sumsq, sq)
-		}
-	}
-	norm := R(b.Unary("Sqrt", sumsq))
-	recip := F(R(b.Div(c(1), F(R(b.Add(F(norm), c(clipEps)))))))
-	coef := b.Op("Min", nil, c(1), F(R(b.Mul(recip, F(maxNorm)))))
-
-	one64 := c64(1)
-	decay := F(b.Sub(one64, b.Mul(lr, wd)))
-	bc1 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta1), step))
-	bc2 := b.Sub(one64, b.Op("Pow", nil, c64(o.Beta2), step))
-	negStepSize := F(b.Unary("Neg", b.Div(lr, bc1)))
-	bc2Sqrt := F(b.Unary("Sqrt", bc2))
-	beta2, oneMinusB1, oneMinusB2, eps := c(o.Beta2), c(1-o.Beta1), c(1-o.Beta2), c(o.Eps)
-	if 1-o.Beta1 >= 0.5 {
-		return fmt.Errorf("bf16 AdamW: β1 %v < 0.5 takes lerp's other branch, not built", o.Beta1)
-	}
-
-	outs := []*ir.Output{{Name: "grad_norm", Value: norm}}
-	for i, p := range params {
-		ps := st[i]
-		b.Scope = p.Name
-		g := F(R(b.Mul(F(ps.g), coef)))
-		pw := F(R(b.Mul(F(ps.p), decay)))
-		m := F(ps.m)
-		m1 := R(b.Add(m, b.Mul(oneMinusB1, b.Sub(g, m))))
-		v1 := R(b.Add(F(R(b.Mul(F(ps.v), beta2))), b.Mul(oneMinusB2, b.Mul(g, g))))
-		denom := F(R(b.Add(F(R(b.Div(F(R(b.Unary("Sqrt", F(v1)))), bc2Sqrt))), eps)))
-		p1 := R(b.Add(pw, b.Mul(negStepSize, b.Div(F(m1), denom))))
-		outs = append(outs,
-			&ir.Output{Name: p.Name, Value: p1, Updates: ps.p},
-			&ir.Output{Name: ps.m, Value: m1, Updates: ps.m},
-			&ir.Output{Name: ps.v, Value: v1, Updates: ps.v},
-			&ir.Output{Name: ps.g, Value: b.Const(0, p.Type), Updates: ps.g})
-	}
-	b.Scope = ""
-	if err := b.Err(); err != nil {
-		return err
-	}
-	b.G.Outputs = outs
-	insertGraphAfter(s.Module, "train_step", b.G)
-	s.Note("optimizer: update runs AdamW (β1=%g, β2=%g, ε=%g, decoupled weight decay, global-norm clipping) on %d bf16 parameters with PyTorch's bf16 rounding at every op",
-		o.Beta1, o.Beta2, o.Eps, len(params))
-	return nil
 }

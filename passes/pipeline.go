@@ -27,7 +27,7 @@ var Pipeline = []Pass{
 	{Name: "sltrain-fuse", Doc: "rewrite targeted Linear ops into LowRankSparseAdd (W = B·A·scale + S)", Run: sltrainFuse},
 	{Name: "autodiff", Doc: "derive train_step: forward + reverse-mode backward seeded by grad_scale, gradients added to P.grad accumulators", Run: autodiff},
 	{Name: "mixed-precision", Doc: "bf16-mixed only: every matrix product takes bf16-rounded operands and returns f32 (saved activations read from their bf16 copies)", Run: mixedPrecision},
-	{Name: "optimizer", Doc: "build update: global-norm clipping + AdamW (PyTorch 1.13) over the accumulated gradients, accumulators reset", Run: optimizer},
+	{Name: "optimizer", Doc: "build update: global-norm clipping + the optimizer (adam, adamw, sgd, adafactor, adam8bit) over the accumulated gradients, accumulators reset", Run: optimizer},
 	{Name: "programs", Doc: "derive eval (loss) and infer (logits) from forward, drop forward, order the graphs", Run: programs},
 	{Name: "fold", Doc: "constant folding: element-wise ops, casts and data movement of uniform Consts become Consts", Run: fold},
 	{Name: "algebra", Doc: "algebraic simplification (x·1, x+0, x−0, x/1, no-op casts/reshapes/expands/transposes, composed transposes/reshapes), table-driven", Run: algebra},
@@ -57,9 +57,14 @@ type Options struct {
 	LoraAlpha     float64  // scale = alpha / r
 	Seed          uint64   // seed for the sparse supports and the low-rank init
 	TargetModules []string // substrings of module names to fuse; nil = the seed's rule
-	Beta1         float64  // AdamW β1 (exp_avg decay)
-	Beta2         float64  // AdamW β2 (exp_avg_sq decay)
-	Eps           float64  // AdamW ε added to the bias-corrected √v
+	// Optimizer is the update rule (ParseOptimizer's names; "" is adamw).
+	Optimizer string
+	Beta1     float64 // Adam/AdamW β1 (exp_avg decay); SGD's momentum; Adafactor's β1 (0: none)
+	Beta2     float64 // Adam/AdamW β2 (exp_avg_sq decay)
+	Eps       float64 // Adam/AdamW ε added to the bias-corrected √v
+	// Adam8bitMinSize is bitsandbytes' min_8bit_size: adam8bit keeps f32
+	// states for tensors with fewer elements (0: its default, 4096).
+	Adam8bitMinSize int
 	// BF16Mixed is slc's bf16-mixed precision for an f32 model: matrix
 	// products on bf16-rounded operands with f32 results, activations saved
 	// for backward in bf16; parameters, gradients and AdamW stay f32.
@@ -75,7 +80,7 @@ var DefaultTargetModules = []string{"attn", "attention", "mlp"}
 
 // DefaultOptions are the seed's SLTrain settings.
 func DefaultOptions() Options {
-	return Options{PEFT: "sltrain", Rank: 128, SpRatio: 0.03, LoraAlpha: 32, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+	return Options{PEFT: "sltrain", Rank: 128, SpRatio: 0.03, LoraAlpha: 32, Optimizer: "adamw", Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
 }
 
 // State is what the passes share: the module being compiled, the options and

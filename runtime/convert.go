@@ -56,6 +56,11 @@ func putInt(b []byte, d ir.DType, i int, v int64) error {
 			return fmt.Errorf("value %d at index %d does not fit in i32", v, i)
 		}
 		le.PutUint32(b[4*i:], uint32(int32(v)))
+	case ir.U8:
+		if v != int64(uint8(v)) {
+			return fmt.Errorf("value %d at index %d does not fit in u8", v, i)
+		}
+		b[i] = uint8(v)
 	default:
 		return fmt.Errorf("%v is not an integer type", d)
 	}
@@ -122,6 +127,10 @@ func (t Tensor) Int64s() ([]int64, error) {
 		for i := range out {
 			out[i] = int64(int32(le.Uint32(t.Data[4*i:])))
 		}
+	case ir.U8:
+		for i := range out {
+			out[i] = int64(t.Data[i])
+		}
 	default:
 		return nil, fmt.Errorf("tensor is %v, not an integer type", t.Type)
 	}
@@ -142,6 +151,8 @@ func (t Tensor) Scalar() (float64, error) {
 		return float64(int64(le.Uint64(t.Data))), nil
 	case ir.I32:
 		return float64(int32(le.Uint32(t.Data))), nil
+	case ir.U8:
+		return float64(t.Data[0]), nil
 	}
 	return getFloat(t.Data, t.Type.DType, 0), nil
 }

@@ -73,6 +73,15 @@ func fill(t ir.Type, dst []byte, init *ir.Init) error {
 		return ir.Fill(init, unsafe.Slice((*int32)(p), n))
 	case ir.I64:
 		return ir.Fill(init, unsafe.Slice((*int64)(p), n))
+	case ir.U8:
+		tmp := make([]int32, n)
+		if err := ir.Fill(init, tmp); err != nil {
+			return err
+		}
+		for i, x := range tmp {
+			dst[i] = uint8(x)
+		}
+		return nil
 	case ir.BF16, ir.F16:
 		// Drawn in float64 and rounded once, as the interpreter does.
 		tmp := make([]float64, n)

@@ -10,7 +10,7 @@
 // little-endian, row-major bytes. Write lays the tensors out in order without
 // gaps and pads the header with spaces to a multiple of 8 bytes, as the
 // reference implementation does; Read accepts exactly what that implementation
-// accepts for the dtypes slc has (F64, F32, F16, BF16, I64, I32) and rejects
+// accepts for the dtypes slc has (F64, F32, F16, BF16, I64, I32, U8) and rejects
 // everything else with an error that names the file and the tensor.
 package safetensors
 
@@ -56,7 +56,7 @@ type File struct {
 
 // dtypeNames maps slc's dtypes to the format's names.
 var dtypeNames = map[ir.DType]string{
-	ir.F64: "F64", ir.F32: "F32", ir.F16: "F16", ir.BF16: "BF16", ir.I64: "I64", ir.I32: "I32",
+	ir.F64: "F64", ir.F32: "F32", ir.F16: "F16", ir.BF16: "BF16", ir.I64: "I64", ir.I32: "I32", ir.U8: "U8",
 }
 
 // DTypeName returns the safetensors name of d ("F32", "BF16", …), or "" when
@@ -64,14 +64,14 @@ var dtypeNames = map[ir.DType]string{
 func DTypeName(d ir.DType) string { return dtypeNames[d] }
 
 // ParseDTypeName reads a safetensors dtype name. Names of the format that slc
-// has no type for (BOOL, U8, I8, I16, F8_*, …) are errors.
+// has no type for (BOOL, I8, I16, F8_*, …) are errors.
 func ParseDTypeName(s string) (ir.DType, error) {
 	for d, n := range dtypeNames {
 		if n == s {
 			return d, nil
 		}
 	}
-	return ir.InvalidDType, fmt.Errorf("unsupported dtype %q (want F64, F32, F16, BF16, I64 or I32)", s)
+	return ir.InvalidDType, fmt.Errorf("unsupported dtype %q (want F64, F32, F16, BF16, I64, I32 or U8)", s)
 }
 
 // Type returns the tensor's ir type.

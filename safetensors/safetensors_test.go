@@ -133,7 +133,7 @@ func TestParseErrors(t *testing.T) {
 		{"no dtype", header(`{"a":{"shape":[],"data_offsets":[0,4]}}`, 4), `"dtype" is missing`},
 		{"no shape", header(`{"a":{"dtype":"F32","data_offsets":[0,4]}}`, 4), `"shape" is missing`},
 		{"no offsets", header(`{"a":{"dtype":"F32","shape":[]}}`, 4), `"data_offsets" is missing`},
-		{"unknown dtype", header(`{"a":{"dtype":"U8","shape":[],"data_offsets":[0,1]}}`, 1), `tensor "a": unsupported dtype "U8"`},
+		{"unknown dtype", header(`{"a":{"dtype":"I8","shape":[],"data_offsets":[0,1]}}`, 1), `tensor "a": unsupported dtype "I8"`},
 		{"dtype not string", header(`{"a":{"dtype":3,"shape":[],"data_offsets":[0,1]}}`, 1), `field "dtype"`},
 		{"negative dim", header(`{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}`, 4), "out of range"},
 		{"fractional dim", header(`{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}`, 4), `field "shape"`},

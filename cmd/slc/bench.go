@@ -30,7 +30,7 @@ import (
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bench",
-		Usage:     "time full training steps (train_step + AdamW update) of a model on random tokens",
+		Usage:     "time full training steps (train_step + the --optimizer update, AdamW by default) of a model on random tokens",
 		ArgsUsage: "MODEL",
 		Description: "MODEL is a LLaMA config (compiled first, with the flags of slc compile) or a .slc artifact,\n" +
 			"whose batch, length and SLTrain settings are fixed (a compile flag that says otherwise is a\n" +
@@ -121,6 +121,9 @@ func bench(c *cli.Context) error {
 	po, err := pipelineOptions(c, cmd)
 	if err != nil {
 		return err
+	}
+	if baseline == "torch" && po.Optimizer != "adamw" {
+		return usagef(cmd, "flag --baseline: torch times AdamW (tools/torchref/bench.py); --optimizer %s has no torch baseline here", po.Optimizer)
 	}
 	if c.IsSet("dtype") || !isArtifact(model) {
 		po.BF16Mixed = prec.Mixed

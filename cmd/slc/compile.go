@@ -176,6 +176,7 @@ func compile(c *cli.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", src.path, err)
 		}
+		fmt.Fprintf(c.App.Writer, "optimizer: %s (its state is the optimizer state row)\n", o.passes.Optimizer)
 		return passes.WriteMemoryReport(c.App.Writer, cols...)
 	}
 	if len(printAfter(c)) > 0 {

@@ -56,7 +56,7 @@ func isArtifact(path string) bool {
 }
 
 // passOptions are the pipeline options of a run's SLTrain settings and
-// precision.
+// precision, with the default optimizer (withOptimizer sets another).
 func passOptions(peft string, rank int, spRatio, alpha float64, targets string, seed uint64, mixed bool) passes.Options {
 	o := passes.DefaultOptions()
 	o.PEFT, o.Rank, o.SpRatio, o.LoraAlpha, o.Seed, o.BF16Mixed = peft, rank, spRatio, alpha, seed, mixed
@@ -64,6 +64,16 @@ func passOptions(peft string, rank int, spRatio, alpha float64, targets string, 
 		if t = strings.TrimSpace(t); t != "" {
 			o.TargetModules = append(o.TargetModules, t)
 		}
+	}
+	return o
+}
+
+// withOptimizer sets o's optimizer from a run's settings (checked by
+// trainFlags; a name that does not parse keeps the default, for a
+// checkpoint of an older slc).
+func withOptimizer(o passes.Options, s *trainSettings) passes.Options {
+	if opt, b1, err := optimizerOptions(s.Optimizer, s.Beta1, s.Beta1 != 0); err == nil {
+		o.Optimizer, o.Beta1 = opt, b1
 	}
 	return o
 }
@@ -115,7 +125,7 @@ func configModel(path, kind string, cfgJSON []byte, lengthSet bool, s *trainSett
 	return &modelSpec{
 		path: path, kind: kind, config: cfg, vocabSize: cfg.VocabSize,
 		build:   frontend.Options{BatchSize: s.BatchSize, SeqLen: s.MaxLength, Seed: s.Seed, DType: settingsPrecision(s).DType, LossMask: s.Rows == "documents"},
-		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, settingsPrecision(s).Mixed),
+		passes:  withOptimizer(passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, settingsPrecision(s).Mixed), s),
 		codegen: co,
 	}, nil
 }
@@ -165,6 +175,21 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 		alpha, _ := strconv.ParseFloat(meta["lora_alpha"], 64)
 		have["peft"], have["rank"], have["sp-ratio"], have["lora-alpha"], have["target-modules"] = "sltrain", r, sp, alpha, meta["target_modules"]
 	}
+	have["optimizer"] = meta["optimizer"]
+	if have["optimizer"] == "" {
+		have["optimizer"] = "adamw" // compiled before slc had other optimizers
+	}
+	if c.IsSet("optimizer") {
+		if opt, err := passes.ParseOptimizer(c.String("optimizer")); err == nil && opt != have["optimizer"] {
+			return nil, usagef("train", "flag --optimizer: %q: %s is a compiled artifact whose update is %s; its optimizer is fixed (give the config to compile it anew)", c.String("optimizer"), path, have["optimizer"])
+		}
+	}
+	artB1, _ := strconv.ParseFloat(meta["beta1"], 64) // "" (the Adam family): 0, as the flag
+	if c.IsSet("beta1") && c.Float64("beta1") != artB1 {
+		return nil, usagef("train", "flag --beta1: %s is a compiled artifact whose update is %s (β1 %s); its optimizer is fixed (give the config to compile it anew)", path, have["optimizer"], meta["beta1"])
+	}
+	s.Optimizer = have["optimizer"].(string)
+	s.Beta1 = artB1
 	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "rows"} {
 		if !c.IsSet(f) {
 			continue
@@ -302,6 +327,11 @@ func checkpointSettings(path string, sl map[string]any, args map[string]any) (ui
 			}
 		}
 		po = passOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed, prec.Mixed)
+	}
+	opt, _ := args["optimizer"].(string)
+	b1, _ := args["beta1"].(float64)
+	if opt != "" {
+		po = withOptimizer(po, &trainSettings{Optimizer: opt, Beta1: b1})
 	}
 	return seed, prec, po, nil
 }

@@ -95,7 +95,7 @@ func onnxModel(cmd, path, kind string, data []byte, desc *onnx.Descriptor, dims 
 	return &modelSpec{
 		path: path, kind: kind, onnx: data, onnxModule: m, desc: d, vocabSize: d.VocabSize,
 		build:   frontend.Options{BatchSize: batch, SeqLen: length, Seed: s.Seed, DType: ir.F32, LossMask: s.Rows == "documents"},
-		passes:  passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, prec.Mixed),
+		passes:  withOptimizer(passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, prec.Mixed), s),
 		codegen: co,
 	}, nil
 }

@@ -22,6 +22,9 @@ func pipelineFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "sp-ratio", Aliases: []string{"sp_ratio"}, Value: d.SpRatio, Usage: "SLTrain sparsity `δ`: nnz = ⌊δ·in·out⌋ per layer (0 = low-rank only)"},
 		&cli.Float64Flag{Name: "lora-alpha", Aliases: []string{"lora_alpha"}, Value: d.LoraAlpha, Usage: "SLTrain `α`: scale = α/r"},
 		&cli.StringFlag{Name: "target-modules", Aliases: []string{"target_modules"}, Usage: "comma-separated `NAMES`: fuse Linear layers whose module name contains one (default attn,attention,mlp; an ONNX MatMul/Gemm weight's module is its node's scope, /model/layers.0/mlp/up_proj/MatMul → model.layers.0.mlp.up_proj)"},
+		&cli.StringFlag{Name: "optimizer", Value: d.Optimizer, Usage: "`NAME` of the update, the seed's choices (any case): adam (torch Adam: L2 weight decay into the gradient; what the seed builds without --optimizer), adamw (decoupled weight decay), " +
+			"sgd (momentum --beta1, dampening 0), adafactor (HF's with the seed's settings: factored second moment, update clipping 1.0, β1 = --beta1 when > 0), adam8bit (bitsandbytes' Adam8bit: both moments 8-bit, block-wise); the *_per_layer variants are refused (not built)"},
+		&cli.Float64Flag{Name: "beta1", Value: 0, Usage: "`B1`: sgd's momentum and adafactor's β1 (0: none), as the seed's --beta1; adam and adamw keep torch's β (0.9, 0.999), as in the seed"},
 		&cli.StringFlag{Name: "passes", Usage: "run only these comma-separated `PASSES`, in this order, or none (default: the whole pipeline)"},
 		&cli.StringFlag{Name: "print-after", Usage: "print the IR text after `PASS` (a name, a comma-separated list, or all) to stdout"},
 		&cli.BoolFlag{Name: "explain", Usage: "print one line per compiler decision (fusion, groups, memory)"},
@@ -38,6 +41,10 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 	o.LoraAlpha = c.Float64("lora-alpha")
 	o.Seed = c.Uint64("seed")
 	o.Device = strings.ToLower(c.String("device")) // "" where the command has no --device
+	var err error
+	if o.Optimizer, o.Beta1, err = optimizerOptions(c.String("optimizer"), c.Float64("beta1"), c.IsSet("beta1")); err != nil {
+		return o, usagef(cmd, "%v", err)
+	}
 	if t := strings.TrimSpace(c.String("target-modules")); t != "" {
 		for _, s := range strings.Split(t, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -64,6 +71,27 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// optimizerOptions reads --optimizer and --beta1 as the seed does: β1 is
+// SGD's momentum and Adafactor's β1; the Adam family keeps torch's default
+// β (0.9, 0.999), so a --beta1 other than 0 for it is refused rather than
+// ignored.
+func optimizerOptions(name string, beta1 float64, beta1Set bool) (string, float64, error) {
+	opt, err := passes.ParseOptimizer(name)
+	if err != nil {
+		return "", 0, fmt.Errorf("flag --optimizer: %v", err)
+	}
+	switch {
+	case opt == "sgd" || opt == "adafactor":
+		if !(beta1 >= 0 && beta1 < 1) {
+			return "", 0, fmt.Errorf("flag --beta1: %s's β1 must be in [0, 1), got %v", opt, beta1)
+		}
+		return opt, beta1, nil
+	case beta1Set && beta1 != 0:
+		return "", 0, fmt.Errorf("flag --beta1: %v applies to sgd (momentum) and adafactor; %s uses torch's β1 0.9, as the seed's %s does", beta1, opt, opt)
+	}
+	return opt, passes.DefaultOptions().Beta1, nil
 }
 
 func passList(c *cli.Context) string {

@@ -46,7 +46,7 @@ const (
 
 // sltrainFlagNames are the pipeline flags slc train takes (the SLTrain
 // settings of slc compile; not --passes, --print-after, --explain, --memory).
-var sltrainFlagNames = []string{"peft", "rank", "sp-ratio", "lora-alpha", "target-modules"}
+var sltrainFlagNames = []string{"peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "optimizer", "beta1"}
 
 // sltrainFlags returns the SLTrain flags of slc compile.
 func sltrainFlags() []cli.Flag {
@@ -75,7 +75,7 @@ func trainCommand() *cli.Command {
 			"unless --eval-data is given. With --rows documents and --tokenizer, JSON shards are streamed\n" +
 			"document by document in bounded memory (--stream), so C4 at its real size trains; a stream\n" +
 			"cannot be split: give it --eval-data (or --eval-fraction 0). One update runs --total-batch-size / --batch-size micro-batches\n" +
-			"and one AdamW step; the learning rate is warmed up linearly for --warmup-steps updates, then\n" +
+			"and one step of --optimizer (AdamW by default); the learning rate is warmed up linearly for --warmup-steps updates, then\n" +
 			"decays to --min-lr-ratio × --lr at --num-training-steps along the seed's cosine (the default)\n" +
 			"or a line (--scheduler linear-min); --scheduler linear is the seed's linear decay to 0.\n" +
 			"Checkpoints go to SAVE_DIR/checkpoint-<step> (SAVE_DIR/latest links the newest) every\n" +
@@ -98,7 +98,6 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "eval-batches", Aliases: []string{"eval_batches"}, Usage: "`N` eval micro-batches per evaluation", DefaultText: "every full batch of the held-out rows, up to 100"},
 			&cli.Int64Flag{Name: "eval-tokens", Aliases: []string{"eval_tokens"}, Usage: "evaluate the seed's way: the held-out rows shuffled (seed 42), batches until more than `N` non-pad tokens (the seed's 10,000,000) or the rows end; reports the seed's sum / (batches + 1) beside the mean"},
 			&cli.Float64Flag{Name: "lr", Value: defaultLR, Usage: "peak learning `RATE` (the seed's 60M recipe uses 0.003)"},
-			&cli.StringFlag{Name: "optimizer", Value: "adamw", Usage: "`NAME`: adamw (β 0.9/0.999, ε 1e-8, decoupled weight decay; the only one)"},
 			&cli.IntFlag{Name: "batch-size", Aliases: []string{"batch_size"}, Value: defaultBatchSize, Usage: "`B` sequences per micro-batch"},
 			&cli.IntFlag{Name: "total-batch-size", Aliases: []string{"total_batch_size"}, Usage: "`N` sequences per update, a multiple of --batch-size: gradient accumulation over N/B micro-batches", DefaultText: "--batch-size"},
 			&cli.IntFlag{Name: "max-length", Aliases: []string{"max_length"}, Value: defaultMaxLength, Usage: "`L` tokens per sequence", DefaultText: "256, or the model's max_sequence_length if smaller"},
@@ -106,7 +105,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "warmup-steps", Aliases: []string{"warmup_steps"}, Usage: "`W` updates of linear warmup", DefaultText: "10% of --num-training-steps, the seed's recipe"},
 			&cli.Float64Flag{Name: "min-lr-ratio", Aliases: []string{"min_lr_ratio"}, Value: defaultMinLRRatio, Usage: "`M`: cosine and linear-min decay towards M × --lr (reached at --num-training-steps); the seed's linear ignores it"},
 			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's, to --min-lr-ratio), linear (the seed's, to 0, ignoring --min-lr-ratio) or linear-min (a line to --min-lr-ratio)"},
-			&cli.Float64Flag{Name: "weight-decay", Aliases: []string{"weight_decay"}, Value: 0, Usage: "AdamW's decoupled weight decay `WD`"},
+			&cli.Float64Flag{Name: "weight-decay", Aliases: []string{"weight_decay"}, Value: 0, Usage: "weight decay `WD`: decoupled for adamw, added to the gradient (L2) for adam and sgd, Adafactor's p −= WD·lr·p"},
 			&cli.Float64Flag{Name: "grad-clipping", Aliases: []string{"grad_clipping"}, Value: 0, Usage: "clip the global gradient norm to `MAX` (0: off)"},
 			&cli.IntFlag{Name: "eval-every", Aliases: []string{"eval_every"}, Usage: "evaluate every `N` updates (0: only at the end)", DefaultText: "10 times a run"},
 			&cli.IntFlag{Name: "save-every", Aliases: []string{"save_every"}, Value: defaultSaveEvery, Usage: "save a checkpoint every `N` updates (0: only at the end)"},
@@ -129,7 +128,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "log-every", Usage: "print a progress line every `N` updates when stdout is not a terminal", DefaultText: "about 50 a run"},
 			&cli.IntFlag{Name: "nproc", Value: 1, Usage: "train data-parallel on `N` processes of this machine: runs mpirun -np N --oversubscribe of this command (Open MPI; under mpirun -np N, leave it out)"},
 			&cli.DurationFlag{Name: "peer-timeout", Value: collective.DefaultTimeout, Usage: "with several ranks, give up on a rank that does not answer a collective within `D` (a dead rank or an unreachable machine)"},
-		}, sltrainFlags()...), codegenFlags()...),
+		}, append(sltrainFlags(), seedTrainFlags()...)...), codegenFlags()...),
 		Action: func(c *cli.Context) error { return trainMain(c) },
 	}
 }
@@ -147,6 +146,7 @@ type trainSettings struct {
 	EvalTokens     int64   `json:"eval_tokens,omitempty"`
 	LR             float64 `json:"lr"`
 	Optimizer      string  `json:"optimizer"`
+	Beta1          float64 `json:"beta1"`
 	BatchSize      int     `json:"batch_size"`
 	TotalBatchSize int     `json:"total_batch_size"`
 	MaxLength      int     `json:"max_length"`
@@ -183,7 +183,7 @@ type trainSettings struct {
 // the command line overrides the checkpoint's setting when resuming.
 var settingFlags = map[string]string{
 	"data": "data", "eval_data": "eval-data", "eval_fraction": "eval-fraction", "eval_batches": "eval-batches", "eval_tokens": "eval-tokens",
-	"lr": "lr", "optimizer": "optimizer", "batch_size": "batch-size", "total_batch_size": "total-batch-size",
+	"lr": "lr", "optimizer": "optimizer", "beta1": "beta1", "batch_size": "batch-size", "total_batch_size": "total-batch-size",
 	"max_length": "max-length", "num_training_steps": "num-training-steps", "warmup_steps": "warmup-steps",
 	"min_lr_ratio": "min-lr-ratio", "scheduler": "scheduler", "weight_decay": "weight-decay",
 	"grad_clipping": "grad-clipping", "eval_every": "eval-every", "save_every": "save-every", "seed": "seed",
@@ -195,7 +195,7 @@ var settingFlags = map[string]string{
 
 // fixedOnResume are the settings a resumed run must keep: changing them would
 // change the model, the data order or what a step means.
-var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "rows", "dtype", "optimizer",
+var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "rows", "dtype", "optimizer", "beta1",
 	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction", "shuffle_buffer"}
 
 // machineLocal are settings a resumed run does not take from its checkpoint:
@@ -334,7 +334,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	if s.EvalTokens = c.Int64("eval-tokens"); s.EvalTokens < 0 {
 		return nil, usagef(cmd, "flag --eval-tokens: must be >= 0, got %d", s.EvalTokens)
 	}
-	s.LR, s.Optimizer = c.Float64("lr"), strings.ToLower(c.String("optimizer"))
+	s.LR, s.Optimizer, s.Beta1 = c.Float64("lr"), c.String("optimizer"), c.Float64("beta1")
 	s.BatchSize, s.TotalBatchSize, s.MaxLength = c.Int("batch-size"), c.Int("total-batch-size"), c.Int("max-length")
 	s.Steps, s.Warmup, s.MinLRRatio, s.Scheduler = c.Int("num-training-steps"), c.Int("warmup-steps"), c.Float64("min-lr-ratio"), c.String("scheduler")
 	s.WeightDecay, s.GradClipping = c.Float64("weight-decay"), c.Float64("grad-clipping")
@@ -447,11 +447,17 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		return nil, err
 	}
 
+	opt, _, err := optimizerOptions(s.Optimizer, s.Beta1, s.Beta1 != 0)
+	if err != nil {
+		return nil, usagef(cmd, "%v", err)
+	}
+	s.Optimizer = opt
+	if err := seedFlags(c, r); err != nil {
+		return nil, err
+	}
 	switch {
 	case s.LR < 0 || math.IsNaN(s.LR) || math.IsInf(s.LR, 0):
 		return nil, usagef(cmd, "flag --lr: must be a finite number >= 0, got %v", s.LR)
-	case s.Optimizer != "adamw":
-		return nil, usagef(cmd, "flag --optimizer: %q is not supported (adamw is the only optimizer)", s.Optimizer)
 	case s.BatchSize < 1:
 		return nil, usagef(cmd, "flag --batch-size: must be >= 1, got %d", s.BatchSize)
 	case s.MaxLength < 2:
@@ -480,6 +486,13 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		if err := r.setAccum(); err != nil {
 			return nil, err
 		}
+	}
+	perUpdate := s.TotalBatchSize
+	if perUpdate == 0 {
+		perUpdate = s.BatchSize * max(nproc, 1)
+	}
+	if err := maxTrainTokens(c, r, int64(perUpdate)*int64(s.MaxLength)); err != nil {
+		return nil, err
 	}
 	if !c.IsSet("warmup-steps") && r.resume == nil {
 		s.Warmup = s.Steps / 10
@@ -789,9 +802,9 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	if comm.Size() > 1 {
 		ranks, where = fmt.Sprintf(" on each of %d ranks", comm.Size()), where+" per rank"
 	}
-	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d%s) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; AdamW, weight decay %g, clipping %s; %s\n",
+	printf(c, "Training: %d updates × %d sequences (%d micro-batch%s of %d%s) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; %s, weight decay %g, clipping %s; %s\n",
 		s.Steps, s.TotalBatchSize, r.accum, plural(r.accum, "", "es"), s.BatchSize, ranks, summary.Grouped(tokensPerUpdate),
-		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, s.WeightDecay, clip, where)
+		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, optimizerLabel(s), s.WeightDecay, clip, where)
 
 	if s.Init != "" {
 		rep, err := train.LoadInit(rt, s.Init)

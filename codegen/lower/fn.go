@@ -415,8 +415,10 @@ func (e *Emitter) scalarType(d ir.DType) (llvm.Type, error) {
 		return e.i64, nil
 	case ir.I32:
 		return e.i32, nil
+	case ir.U8:
+		return e.i8, nil
 	}
-	return llvm.Type{}, fmt.Errorf("dtype %v is not supported by the CPU kernels (f32, f64, bf16, i32 and i64 are)", d)
+	return llvm.Type{}, fmt.Errorf("dtype %v is not supported by the CPU kernels (f32, f64, bf16, i32, i64 and u8 are)", d)
 }
 
 // storageType is the LLVM element type of a buffer of dtype d: LLVM's
@@ -431,6 +433,8 @@ func (e *Emitter) storageType(d ir.DType) (llvm.Type, error) {
 // bitsType is an integer type of d's size, for copies that move bits.
 func (e *Emitter) bitsType(d ir.DType) (llvm.Type, error) {
 	switch d.Size() {
+	case 1:
+		return e.i8, nil
 	case 2:
 		return e.ctx.Int16Type(), nil
 	case 4:

@@ -320,6 +320,8 @@ func (e *Emitter) single(name string, g *Group) (*Lowering, error) {
 		return e.rope(name, g)
 	case "CausalMask":
 		return e.causalMask(name, g)
+	case "AbsMaxLast":
+		return e.absMaxLast(name, g)
 	case "ReduceSum", "ReduceMean":
 		return e.reduce(name, &Group{Kind: Reduce, Space: g.Inputs[0].Type.Shape, Nodes: g.Nodes, Inputs: g.Inputs, Outputs: g.Outputs})
 	}

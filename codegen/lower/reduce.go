@@ -574,6 +574,10 @@ func vectorLanes(e *Emitter, g *Group, dims []int64, ss []stream, redAx []int) i
 		if n.Outputs[0].Type.DType != ir.F32 {
 			return 0
 		}
+		switch n.Op {
+		case "Quant8Signed", "Quant8Unsigned", "Dequant8Signed", "Dequant8Unsigned":
+			return 0 // table lookups: scalar only (dynamic8)
+		}
 	}
 	return w
 }

@@ -31,6 +31,9 @@ func (k *kfn) constValue(v float64, d ir.DType) (llvm.Value, error) {
 	if d == ir.I32 {
 		iv = int64(int32(iv))
 	}
+	if d == ir.U8 {
+		iv = int64(uint8(iv))
+	}
 	return llvm.ConstInt(t, iv), nil
 }
 
@@ -73,6 +76,8 @@ func (k *kfn) unaryOp(op string, d ir.DType, x llvm.Value) (llvm.Value, error) {
 			return s, err
 		}
 		return b.FMul(x, s, ""), nil
+	case "Quant8Signed", "Quant8Unsigned", "Dequant8Signed", "Dequant8Unsigned":
+		return k.dynamic8(op, x)
 	}
 	return llvm.Value{}, fmt.Errorf("no CPU kernel for element-wise op %q", op)
 }
@@ -235,8 +240,16 @@ func (k *kfn) castOp(from, to ir.DType, x llvm.Value) (llvm.Value, error) {
 			return b.FPExt(x, t, ""), nil
 		}
 		return b.FPTrunc(x, t, ""), nil
+	case from == ir.U8 && to.IsFloat():
+		return b.UIToFP(x, t, ""), nil
 	case from.IsInt() && to.IsFloat():
 		return b.SIToFP(x, t, ""), nil
+	case from.IsFloat() && to == ir.U8:
+		f, err := k.e.mod.Intrinsic("llvm.fptoui.sat", t, x.Type())
+		if err != nil {
+			return llvm.Value{}, err
+		}
+		return b.Call(f, []llvm.Value{x}, ""), nil
 	case from.IsFloat() && to.IsInt():
 		f, err := k.e.mod.Intrinsic("llvm.fptosi.sat", t, x.Type())
 		if err != nil {
@@ -244,6 +257,9 @@ func (k *kfn) castOp(from, to ir.DType, x llvm.Value) (llvm.Value, error) {
 		}
 		return b.Call(f, []llvm.Value{x}, ""), nil
 	default:
+		if ts > fs && from == ir.U8 {
+			return b.ZExt(x, t, ""), nil
+		}
 		if ts > fs {
 			return b.SExt(x, t, ""), nil
 		}

@@ -14,6 +14,7 @@ const (
 	DTypeF16     DType = 4
 	DTypeI32     DType = 5
 	DTypeI64     DType = 6
+	DTypeU8      DType = 7
 )
 
 var EnumNamesDType = map[DType]string{
@@ -24,6 +25,7 @@ var EnumNamesDType = map[DType]string{
 	DTypeF16:     "F16",
 	DTypeI32:     "I32",
 	DTypeI64:     "I64",
+	DTypeU8:      "U8",
 }
 
 var EnumValuesDType = map[string]DType{
@@ -34,6 +36,7 @@ var EnumValuesDType = map[string]DType{
 	"F16":     DTypeF16,
 	"I32":     DTypeI32,
 	"I64":     DTypeI64,
+	"U8":      DTypeU8,
 }
 
 func (v DType) String() string {

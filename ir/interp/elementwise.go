@@ -10,15 +10,36 @@ import (
 // unaryFloat gives the float64 formula of each element-wise unary op (the Doc
 // strings in ir/opdefs.go).
 var unaryFloat = map[string]func(float64) float64{
-	"Identity": func(x float64) float64 { return x },
-	"Neg":      func(x float64) float64 { return -x },
-	"Exp":      math.Exp,
-	"Log":      math.Log,
-	"Sqrt":     math.Sqrt,
-	"Rsqrt":    func(x float64) float64 { return 1 / math.Sqrt(x) },
-	"Recip":    func(x float64) float64 { return 1 / x },
-	"Sigmoid":  sigmoid,
-	"Silu":     func(x float64) float64 { return x * sigmoid(x) },
+	"Identity":         func(x float64) float64 { return x },
+	"Neg":              func(x float64) float64 { return -x },
+	"Exp":              math.Exp,
+	"Log":              math.Log,
+	"Sqrt":             math.Sqrt,
+	"Rsqrt":            func(x float64) float64 { return 1 / math.Sqrt(x) },
+	"Recip":            func(x float64) float64 { return 1 / x },
+	"Sigmoid":          sigmoid,
+	"Silu":             func(x float64) float64 { return x * sigmoid(x) },
+	"Quant8Signed":     func(x float64) float64 { return float64(ir.QuantizeDynamic(x, true)) },
+	"Quant8Unsigned":   func(x float64) float64 { return float64(ir.QuantizeDynamic(x, false)) },
+	"Dequant8Signed":   func(x float64) float64 { return ir.DequantizeDynamic(x, true) },
+	"Dequant8Unsigned": func(x float64) float64 { return ir.DequantizeDynamic(x, false) },
+}
+
+// absMaxLastKernel is AbsMaxLast: max |x| over the last axis, NaNs
+// skipped, from 0.
+func absMaxLastKernel(_ *ir.Node, in []*Tensor, t ir.Type) (*Tensor, error) {
+	x, y := in[0], NewTensor(t)
+	c := x.Type.Shape[x.Type.Rank()-1]
+	for r := range y.F {
+		m := 0.0
+		for _, v := range x.F[r*c : (r+1)*c] {
+			if a := math.Abs(v); a > m {
+				m = a
+			}
+		}
+		y.F[r] = m
+	}
+	return y, nil
 }
 
 // unaryInt gives the exact integer form of the unary ops that have one. The

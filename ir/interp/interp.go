@@ -33,6 +33,7 @@ var kernels = map[string]kernel{
 	"LowRankSparseAdd":        lowRankSparseAddKernel,
 	"ReduceSum":               reduceKernel(false),
 	"ReduceMean":              reduceKernel(true),
+	"AbsMaxLast":              absMaxLastKernel,
 	"Reshape":                 reshapeKernel,
 	"Expand":                  expandKernel,
 	"Transpose":               transposeKernel,
@@ -90,6 +91,12 @@ func InitState(g *ir.Graph) (map[string]*Tensor, error) {
 			}
 		case ir.I64:
 			err = ir.Fill(in.Init, t.I)
+		case ir.U8:
+			v := make([]int32, len(t.I))
+			err = ir.Fill(in.Init, v)
+			for i, x := range v {
+				t.I[i] = int64(uint8(x))
+			}
 		default:
 			err = fmt.Errorf("invalid dtype %v", in.Type.DType)
 		}
@@ -194,8 +201,12 @@ func runNode(n *ir.Node, env map[string]*Tensor) (y *Tensor, err error) {
 // finish rounds a node's result to its dtype: F32/BF16/F16 floats to their
 // precision, I32 integers wrapped to int32.
 func finish(t *Tensor) {
-	if t.Type.DType == ir.I32 {
+	switch t.Type.DType {
+	case ir.I32:
 		wrapI32(t.I)
+		return
+	case ir.U8:
+		wrapU8(t.I)
 		return
 	}
 	roundSlice(t.Type.DType, t.F)

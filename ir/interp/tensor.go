@@ -58,6 +58,9 @@ func FromInts(t ir.Type, v []int64) *Tensor {
 	if t.DType == ir.I32 {
 		wrapI32(r.I)
 	}
+	if t.DType == ir.U8 {
+		wrapU8(r.I)
+	}
 	return r
 }
 
@@ -142,6 +145,13 @@ func roundSlice(d ir.DType, f []float64) {
 	}
 }
 
+// wrapU8 wraps integers to uint8.
+func wrapU8(v []int64) {
+	for i, x := range v {
+		v[i] = int64(uint8(x))
+	}
+}
+
 func wrapI32(v []int64) {
 	for i, x := range v {
 		v[i] = int64(int32(x))
@@ -189,6 +199,9 @@ func toInt(x float64, d ir.DType) (int64, error) {
 	v := int64(t)
 	if d == ir.I32 {
 		v = int64(int32(v))
+	}
+	if d == ir.U8 { // saturates, as the kernels' fptoui.sat
+		v = max(0, min(255, v))
 	}
 	return v, nil
 }

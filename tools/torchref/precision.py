@@ -56,7 +56,8 @@ torchref reproduces that op by op, with the seed's op graph:
 - Clipping: torch.nn.utils.clip_grad_norm_ on the bf16 grads (clip_grad_norm_bf16):
   per-tensor norms n_i = b(‖g_i‖), total = b(‖n‖), coef = b(b(1/b(total + 1e-6))·C)
   (PyTorch's `C / tensor` is reciprocal then multiply), clamped at 1, g = b(g·coef).
-- AdamW: Bf16AdamW below, torch ≥ 2.1's AdamW (foreach, the CUDA default) op by op.
+- AdamW: Bf16AdamW below, torch ≥ 2.1's AdamW (foreach, the CUDA default) op by op;
+  Adam (L2 decay) and SGD likewise: Bf16Adam, Bf16SGD.
 
 Where PyTorch 1.13's CPU bf16 kernels compute something else than the seed's GPU,
 torchref computes the GPU's fp32-math-rounded-once result itself: silu (the CPU kernel
@@ -416,6 +417,59 @@ class Bf16AdamW(torch.optim.AdamW):
                 m.copy_(m32)
                 v.copy_(v32)
                 p.copy_(p32)
+        return None
+
+
+class Bf16Adam(Bf16AdamW):
+    """torch.optim.Adam (the seed's default optimizer: L2 weight decay added to the
+    gradient) on bf16 parameters, as torch >= 2.1's foreach Adam computes it on the GPU:
+    g = b(g + wd·p) (_foreach_add with alpha=wd), then Bf16AdamW's steps without the
+    decoupled decay."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        assert closure is None
+        saved = []
+        for group in self.param_groups:
+            wd = group["weight_decay"]
+            saved.append(wd)
+            for p in group["params"]:
+                if p.grad is not None and wd != 0:
+                    p.grad.copy_((p.grad.float() + _f32(wd) * p.float()).to(p.dtype))
+            group["weight_decay"] = 0
+        super().step()
+        for group, wd in zip(self.param_groups, saved):
+            group["weight_decay"] = wd
+        return None
+
+
+class Bf16SGD(torch.optim.SGD):
+    """torch.optim.SGD(momentum=μ, dampening=0, nesterov=False) on bf16 parameters, as
+    torch >= 2.1's foreach SGD computes it on the GPU, each op rounded once:
+    g = b(g + wd·p); buf = g on the first step, else b(b(buf·μ) + g); p = b(p − lr·buf)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        assert closure is None
+        for group in self.param_groups:
+            lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                dt = p.dtype
+                r = lambda x: x.to(dt).float()  # noqa: E731
+                g = p.grad.float()
+                if wd != 0:
+                    g = r(g + _f32(wd) * p.float())
+                if mu != 0:
+                    st = self.state[p]
+                    if "momentum_buffer" not in st:
+                        st["momentum_buffer"] = g.to(dt).clone()
+                    else:
+                        buf = st["momentum_buffer"]
+                        st["momentum_buffer"] = r(r(buf.float() * _f32(mu)) + g).to(dt)
+                    g = st["momentum_buffer"].float()
+                p.copy_(r(p.float() + _f32(-lr) * g))
         return None
 
 

@@ -427,6 +427,12 @@ func decode(b []byte, t ir.Type) (*interp.Tensor, error) {
 			v[i] = int64(int32(binary.LittleEndian.Uint32(b[4*i:])))
 		}
 		return interp.FromInts(t, v), nil
+	case ir.U8:
+		v := make([]int64, n)
+		for i := range v {
+			v[i] = int64(b[i])
+		}
+		return interp.FromInts(t, v), nil
 	}
 	return nil, fmt.Errorf("dtype %v", t.DType)
 }
