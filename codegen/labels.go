@@ -24,13 +24,17 @@ import (
 // labeler labels the groups of one graph.
 type labeler struct {
 	graph    string
+	scalar   map[string]bool // rank-0 values: shared scalars (an optimizer's bias corrections) don't name a layer
 	backward map[string]bool // values the loss does not depend on, in a graph returning one
 	state    map[string]bool // values that are state inputs, or casts/reshapes of them
 	products map[string]bool // scopes of Linear and LowRankSparseAdd nodes
 }
 
 func newLabeler(g *ir.Graph) *labeler {
-	l := &labeler{graph: g.Name, backward: map[string]bool{}, state: map[string]bool{}, products: map[string]bool{}}
+	l := &labeler{graph: g.Name, scalar: map[string]bool{}, backward: map[string]bool{}, state: map[string]bool{}, products: map[string]bool{}}
+	for v, t := range g.Types() {
+		l.scalar[v] = len(t.Shape) == 0
+	}
 	for _, in := range g.Inputs {
 		if in.Role.IsState() {
 			l.state[in.Name] = true
@@ -73,7 +77,7 @@ func newLabeler(g *ir.Graph) *labeler {
 // lowering ("" for a one-call group); scope, when set, is the layer.
 func (l *labeler) label(nodes []*ir.Node, part, scope string) string {
 	if scope == "" {
-		scope = commonScope(nodes)
+		scope = commonScope(l.scoping(nodes))
 	} else {
 		scope = strings.TrimPrefix(scope, "model.")
 	}
@@ -95,6 +99,47 @@ func (l *labeler) label(nodes []*ir.Node, part, scope string) string {
 		}
 	}
 	return strings.Join(words, " ")
+}
+
+// scoping is the nodes whose names say the layer: not the constants and
+// rank-0 values, which CSE shares among layers under the first one's name
+// (the update's bias corrections), unless there is nothing else.
+func (l *labeler) scoping(nodes []*ir.Node) []*ir.Node {
+	var out []*ir.Node
+	for _, n := range nodes {
+		if n.Op != "Const" && !(len(n.Outputs) > 0 && l.scalar[n.Outputs[0].Name]) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nodes
+	}
+	return out
+}
+
+// lossHead labels a call of the chunked loss head (fuse-linear-xent: the
+// lm_head product, the cross-entropy and, in training, their backward
+// products, chunk by chunk): by the product's layer and what the call
+// does, "lm_head + loss forward (logits chunk)", "lm_head + loss (softmax,
+// loss, dlogits)", "lm_head dx+dW".
+func (l *labeler) lossHead(nodes []*ir.Node, kernel string) string {
+	scope := ""
+	for _, n := range nodes {
+		if n.Op == "Linear" || n.Op == "MatMul" {
+			scope = strings.TrimPrefix(n.Name, "model.")
+			break
+		}
+	}
+	if scope == "" {
+		scope = commonScope(l.scoping(nodes))
+	}
+	switch {
+	case strings.Contains(kernel, "_bwd_c"):
+		return scope + " dx+dW (chunked with the loss)"
+	case strings.Contains(kernel, "_rows_c"):
+		return scope + " + loss (softmax, loss, dlogits; chunked)"
+	}
+	return scope + " + loss forward (logits chunk)"
 }
 
 // productRole names a backward MatMul of a Linear or SLTrain layer.

@@ -35,8 +35,10 @@ func TestStepLabels(t *testing.T) {
 		"train_step: layers.1.mlp.up_proj dA",
 		"train_step: layers.0.self_attn.q_proj W",
 		"train_step: layers.0.self_attn.q_proj backward ScatterAdd",
-		"train_step: lm_head dW",
-		"train_step: lm_head dx",
+		"train_step: lm_head dx+dW (chunked with the loss)",
+		"train_step: lm_head + loss forward (logits chunk)",
+		"train_step: lm_head + loss (softmax, loss, dlogits; chunked)",
+		"eval: lm_head + loss forward (logits chunk)",
 		"eval: layers.0.self_attn.k_proj forward LowRankSparseAdd (GEMM)",
 		"update: layers.0.self_attn.q_proj.lora_A.grad update Fill",
 	} {

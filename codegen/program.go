@@ -358,6 +358,9 @@ func (b *program) emit(lg *lower.Group, inSlots, outSlots []int32, scope string)
 	}
 	for i, c := range l.Calls {
 		st := artifact.Step{Kernel: c.Kernel, Label: b.lab.label(lg.Nodes, callPart(kernels, i), scope)}
+		if lg.Kind == lower.LinearCrossEntropy {
+			st.Label = b.lab.lossHead(lg.Nodes, c.Kernel)
+		}
 		if err := b.launch(&st, l.ScratchBytes); err != nil {
 			return err
 		}

@@ -260,7 +260,7 @@ func TestOpenErrors(t *testing.T) {
 		{"corrupt checkpoint", func(d string) {
 			checkpoint.Save(d, &checkpoint.Checkpoint{Model: factored, Config: tinyConfig, SLTrain: tinySL})
 			os.WriteFile(filepath.Join(d, "model.safetensors"), []byte{1, 2, 3}, 0o644)
-		}, "corrupt checkpoint file: " + filepath.Join(root, "corrupt checkpoint", "model.safetensors")},
+		}, filepath.Join(root, "corrupt checkpoint", "model.safetensors") + ": checksum mismatch"}, // the checkpoint's own SHA-256 catches it first
 		{"no sltrain config", func(d string) { writeExport(t, d, factored, nil) }, "has SLTrain factors but there is no SLTrain config (sltrain_config.json)"},
 		{"bad sltrain config", func(d string) { writeExport(t, d, factored, []byte(`{"r": 0, "lora_alpha": 3}`)) }, `sltrain_config.json: SLTrain config field "r": want a positive integer, got 0`},
 		{"rank mismatch", func(d string) { writeExport(t, d, factored, []byte(`{"r": 3, "lora_alpha": 3}`)) }, "rank 2, but the SLTrain config says r = 3"},

@@ -78,6 +78,7 @@ func TestFlagValuesRefusedFirst(t *testing.T) {
 		"generate": {filepath.Join(dir, "no-checkpoint")},
 		"export":   {filepath.Join(dir, "no-checkpoint"), "-o", filepath.Join(dir, "out")},
 		"plot":     {filepath.Join(dir, "no-metrics.jsonl"), "-o", filepath.Join(dir, "p.png")},
+		"analyze":  {filepath.Join(dir, "no-checkpoint"), "-o", filepath.Join(dir, "spectra")},
 		"tokenize": {filepath.Join(dir, "no-data.txt"), "--tokenizer", filepath.Join(dir, "no.model"), "-o", filepath.Join(dir, "tok")},
 	}
 	app := newApp(io.Discard, io.Discard)
