@@ -141,54 +141,71 @@ func layers(c *checkpoint.Checkpoint) (map[string]*layer, error) {
 // check validates a layer's shapes, dtypes and sparse support against the
 // config's rank r.
 func (l *layer) check(r int) error {
+	var err error
+	l.in, l.out, err = CheckFactors(l.module, l.a, l.b, l.v, l.idx, r)
+	l.r = r
+	return err
+}
+
+// CheckFactors validates the four tensors of the SLTrain layer module (any
+// of them nil is an error naming it): float lora_A [r, in], lora_B [out, r]
+// and sparse_value [nnz], an integer sparse_index [nnz] of distinct flat
+// indices inside [out, in], and the rank equal to the config's r and at most
+// min(out, in). It returns in and out. Export and slc analyze read
+// checkpoints and exports through it, so both refuse the same layers with
+// the same words.
+func CheckFactors(module string, a, b, v, idx *safetensors.Tensor, r int) (in, out int, err error) {
 	for _, p := range []struct {
 		t      *safetensors.Tensor
 		suffix string
-	}{{l.a, suffixA}, {l.b, suffixB}, {l.v, suffixValue}, {l.idx, suffixIndex}} {
+	}{{a, suffixA}, {b, suffixB}, {v, suffixValue}, {idx, suffixIndex}} {
 		if p.t == nil {
-			return fmt.Errorf("has no %s (an SLTrain layer needs lora_A, lora_B, sparse_value and sparse_index)", l.module+p.suffix)
+			return 0, 0, fmt.Errorf("has no %s (an SLTrain layer needs lora_A, lora_B, sparse_value and sparse_index)", module+p.suffix)
 		}
 	}
-	for _, t := range []*safetensors.Tensor{l.a, l.b, l.v} {
+	for _, t := range []*safetensors.Tensor{a, b, v} {
 		if !t.DType.IsFloat() {
-			return fmt.Errorf("%s is %v, not a float tensor", t.Name, t.Type())
+			return 0, 0, fmt.Errorf("%s is %v, not a float tensor", t.Name, t.Type())
 		}
 	}
-	if !l.idx.DType.IsInt() {
-		return fmt.Errorf("%s is %v, not an integer tensor", l.idx.Name, l.idx.Type())
+	if !idx.DType.IsInt() {
+		return 0, 0, fmt.Errorf("%s is %v, not an integer tensor", idx.Name, idx.Type())
 	}
-	if len(l.a.Shape) != 2 || len(l.b.Shape) != 2 || len(l.v.Shape) != 1 || len(l.idx.Shape) != 1 {
-		return fmt.Errorf("shapes lora_A %v, lora_B %v, sparse_value %v, sparse_index %v; want [r, in], [out, r], [nnz], [nnz]", l.a.Shape, l.b.Shape, l.v.Shape, l.idx.Shape)
+	if len(a.Shape) != 2 || len(b.Shape) != 2 || len(v.Shape) != 1 || len(idx.Shape) != 1 {
+		return 0, 0, fmt.Errorf("shapes lora_A %v, lora_B %v, sparse_value %v, sparse_index %v; want [r, in], [out, r], [nnz], [nnz]", a.Shape, b.Shape, v.Shape, idx.Shape)
 	}
-	l.r, l.in, l.out = l.a.Shape[0], l.a.Shape[1], l.b.Shape[0]
-	if l.b.Shape[1] != l.r {
-		return fmt.Errorf("lora_B %v and lora_A %v disagree on the rank", l.b.Shape, l.a.Shape)
+	rank, in, out := a.Shape[0], a.Shape[1], b.Shape[0]
+	switch {
+	case rank < 1 || in < 1 || out < 1:
+		return 0, 0, fmt.Errorf("lora_A %v, lora_B %v: empty", a.Shape, b.Shape)
+	case b.Shape[1] != rank:
+		return 0, 0, fmt.Errorf("lora_B %v and lora_A %v disagree on the rank", b.Shape, a.Shape)
+	case rank != r:
+		return 0, 0, fmt.Errorf("rank %d, but the SLTrain config says r = %d (the scale lora_alpha/r would be wrong)", rank, r)
+	case rank > out || rank > in:
+		return 0, 0, fmt.Errorf("rank %d exceeds the layer's [%d, %d]", rank, out, in)
+	case v.Shape[0] != idx.Shape[0]:
+		return 0, 0, fmt.Errorf("sparse_value %v and sparse_index %v differ in length", v.Shape, idx.Shape)
 	}
-	if l.r != r {
-		return fmt.Errorf("rank %d, but the SLTrain config says r = %d (the scale lora_alpha/r would be wrong)", l.r, r)
+	total := int64(out) * int64(in)
+	if int64(v.Shape[0]) > total {
+		return 0, 0, fmt.Errorf("%d sparse values for a [%d, %d] weight", v.Shape[0], out, in)
 	}
-	if l.v.Shape[0] != l.idx.Shape[0] {
-		return fmt.Errorf("sparse_value %v and sparse_index %v differ in length", l.v.Shape, l.idx.Shape)
-	}
-	total := int64(l.out) * int64(l.in)
-	if int64(l.v.Shape[0]) > total {
-		return fmt.Errorf("%d sparse values for a [%d, %d] weight", l.v.Shape[0], l.out, l.in)
-	}
-	idx, err := l.idx.Int64s()
+	ids, err := idx.Int64s()
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	seen := make([]bool, total)
-	for k, j := range idx {
+	for k, j := range ids {
 		if j < 0 || j >= total {
-			return fmt.Errorf("sparse_index[%d] = %d is outside the [%d, %d] weight", k, j, l.out, l.in)
+			return 0, 0, fmt.Errorf("sparse_index[%d] = %d is outside the [%d, %d] weight", k, j, out, in)
 		}
 		if seen[j] {
-			return fmt.Errorf("sparse_index[%d] = %d repeats an index", k, j)
+			return 0, 0, fmt.Errorf("sparse_index[%d] = %d repeats an index", k, j)
 		}
 		seen[j] = true
 	}
-	return nil
+	return in, out, nil
 }
 
 // merge returns the dense weight W = B·(A·scale) + S of a layer, [out, in]

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/export"
 	"gitee.com/gidean/conv-linn/safetensors"
 )
 
@@ -249,52 +250,8 @@ func (l *Layer) check(rank int) error {
 		}
 		return nil
 	}
-	for _, p := range []struct {
-		t      *safetensors.Tensor
-		suffix string
-	}{{l.A, suffixA}, {l.B, suffixB}, {l.Value, suffixValue}, {l.Index, suffixIndex}} {
-		if p.t == nil {
-			return fmt.Errorf("has no %s (an SLTrain layer needs lora_A, lora_B, sparse_value and sparse_index)", l.Name+p.suffix)
-		}
-	}
-	for _, t := range []*safetensors.Tensor{l.A, l.B, l.Value} {
-		if !t.DType.IsFloat() {
-			return fmt.Errorf("%s is %v, not a float tensor", t.Name, t.Type())
-		}
-	}
-	if !l.Index.DType.IsInt() {
-		return fmt.Errorf("%s is %v, not an integer tensor", l.Index.Name, l.Index.Type())
-	}
-	if len(l.A.Shape) != 2 || len(l.B.Shape) != 2 || len(l.Value.Shape) != 1 || len(l.Index.Shape) != 1 {
-		return fmt.Errorf("shapes lora_A %v, lora_B %v, sparse_value %v, sparse_index %v; want [r, in], [out, r], [nnz], [nnz]", l.A.Shape, l.B.Shape, l.Value.Shape, l.Index.Shape)
-	}
-	l.R, l.In, l.Out = l.A.Shape[0], l.A.Shape[1], l.B.Shape[0]
-	switch {
-	case l.R < 1 || l.In < 1 || l.Out < 1:
-		return fmt.Errorf("lora_A %v, lora_B %v: empty", l.A.Shape, l.B.Shape)
-	case l.B.Shape[1] != l.R:
-		return fmt.Errorf("lora_B %v and lora_A %v disagree on the rank", l.B.Shape, l.A.Shape)
-	case l.R != rank:
-		return fmt.Errorf("rank %d, but the SLTrain config says r = %d (the scale lora_alpha/r would be wrong)", l.R, rank)
-	case l.R > l.Out || l.R > l.In:
-		return fmt.Errorf("rank %d exceeds the layer's [%d, %d]", l.R, l.Out, l.In)
-	case l.Value.Shape[0] != l.Index.Shape[0]:
-		return fmt.Errorf("sparse_value %v and sparse_index %v differ in length", l.Value.Shape, l.Index.Shape)
-	}
-	idx, err := l.Index.Int64s()
-	if err != nil {
-		return err
-	}
-	total := int64(l.Out) * int64(l.In)
-	seen := make([]bool, total)
-	for k, j := range idx {
-		if j < 0 || j >= total {
-			return fmt.Errorf("sparse_index[%d] = %d is outside the [%d, %d] weight", k, j, l.Out, l.In)
-		}
-		if seen[j] {
-			return fmt.Errorf("sparse_index[%d] = %d repeats an index", k, j)
-		}
-		seen[j] = true
-	}
-	return nil
+	var err error
+	l.In, l.Out, err = export.CheckFactors(l.Name, l.A, l.B, l.Value, l.Index, rank)
+	l.R = rank
+	return err
 }
