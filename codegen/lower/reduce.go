@@ -396,12 +396,7 @@ func (k *kfn) reduceRowChunksGPU(chunks, outTotal int64, keptDims []int64, keptS
 		hi := k.min(k.addc(lo, C), k.c64(count))
 		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
 		k.loopStep(k.add(lo, hw.tx), hi, hw.nt, func(r llvm.Value) {
-			rel := k.offsets(r, redDims, redStreams)
-			offs := make([]llvm.Value, len(base))
-			for i := range base {
-				offs[i] = k.add(base[i], rel[i])
-			}
-			k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
 		total, err := k.blockReduce(hw, redSum, k.load(f64, acc))
 		if err != nil {
@@ -437,16 +432,24 @@ func (k *kfn) reduceChunksGPU(chunks, outTotal int64, keptDims []int64, keptStre
 		hi := k.min(k.addc(lo, C), k.c64(count))
 		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
 		k.loop(lo, hi, func(r llvm.Value) {
-			rel := k.offsets(r, redDims, redStreams)
-			offs := make([]llvm.Value, len(base))
-			for i := range base {
-				offs[i] = k.add(base[i], rel[i])
-			}
-			k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
 		k.storeAt(k.load(f64, acc), f64, partial, u)
 	})
 	return *ferr
+}
+
+// addElementAt adds element's value at the reduced point r (its row-major
+// index over redDims) of the output whose offsets are base to the f64
+// accumulator acc: the inner step of every GPU sum below.
+func (k *kfn) addElementAt(acc llvm.Value, base []llvm.Value, r llvm.Value, redDims []int64, redStreams []stream, element func(offs []llvm.Value) llvm.Value) {
+	rel := k.offsets(r, redDims, redStreams)
+	offs := make([]llvm.Value, len(base))
+	for i := range base {
+		offs[i] = k.add(base[i], rel[i])
+	}
+	f64 := k.e.f64
+	k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
 }
 
 // numel64 is the product of dims (1 for none).
@@ -488,20 +491,12 @@ func (k *kfn) reduceGPU(independent bool, outTotal int64, keptDims []int64, kept
 		})
 		return *ferr
 	}
-	count := int64(1)
-	for _, d := range redDims {
-		count *= d
-	}
+	count := numel64(redDims)
 	err := k.blockRows(outTotal, func(hw blockRegs, o llvm.Value) {
 		base := k.offsets(o, keptDims, keptStreams)
 		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
 		k.rowStride(hw, k.c64(count), func(r llvm.Value) {
-			rel := k.offsets(r, redDims, redStreams)
-			offs := make([]llvm.Value, len(base))
-			for i := range base {
-				offs[i] = k.add(base[i], rel[i])
-			}
-			k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
 		total, err := k.blockReduce(hw, redSum, k.load(f64, acc))
 		if err != nil {
