@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"gitee.com/gidean/conv-linn/frontend/nexttoken"
 	"gitee.com/gidean/conv-linn/ir"
 )
 
@@ -218,7 +219,7 @@ func (l *llama) declareInputs() {
 // forward emits LlamaForCausalLM.forward with labels = input_ids.
 func (l *llama) forward() {
 	b := l.b
-	bs, seq, v := l.opt.BatchSize, l.opt.SeqLen, l.cfg.VocabSize
+	seq := l.opt.SeqLen
 
 	b.Scope = "model.embed_tokens"
 	x := b.Op("Gather", nil, l.embed, l.ids)
@@ -234,30 +235,8 @@ func (l *llama) forward() {
 	// (and its gradient) moves [B, L, d] instead of [B, L, V], and lm_head
 	// does L−1 rows of work in training. The "logits" output keeps all L.
 	b.Scope = "loss"
-	n := bs * (seq - 1)
 	head := l.linear("lm_head", b.Slice(x, 1, 0, seq-1), l.lmHead)
-	b.Scope = "loss"
-	shifted := b.Reshape(head, n, v)
-	labels := b.Reshape(b.Slice(l.ids, 1, 1, seq), n)
-	ce := b.Op("SoftmaxCrossEntropy", nil, shifted, labels)
-	var loss string
-	if l.opt.LossMask {
-		// HF's CrossEntropyLoss(ignore_index=-100) on the micro-batch: the sum
-		// over the kept positions divided by their count (nll_loss sums and
-		// divides in f32 and rounds once).
-		mask := b.Reshape(b.AddInput("loss_mask", ir.T(ir.F32, bs, seq-1), ir.Data, nil), n)
-		cef := ce
-		if l.dt != ir.F32 {
-			cef = b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, ce)
-		}
-		loss = b.Div(b.Reduce("ReduceSum", b.Mul(cef, mask), false, 0), b.Reduce("ReduceSum", mask, false, 0))
-		if l.dt != ir.F32 {
-			loss = b.Op("Cast", ir.Attrs{"to": ir.String(l.dt.String())}, loss)
-		}
-	} else {
-		loss = b.Reduce("ReduceMean", ce, false, 0)
-	}
-	b.Scope = ""
+	loss := nexttoken.Loss(b, head, l.ids, l.opt.LossMask)
 	b.Output("loss", loss)
 	b.Output("logits", logits)
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"gitee.com/gidean/conv-linn/frontend/nexttoken"
 	"gitee.com/gidean/conv-linn/ir"
 )
 
@@ -139,25 +140,7 @@ func AddCausalLM(m *ir.Module, o LMOptions) (*Descriptor, error) {
 	}
 	b = ir.BuilderFor(g) // the renamed input
 	b.Scope = "loss"
-	n := bs * (seq - 1)
-	shifted := b.Reshape(b.Slice(lo.Value, 1, 0, seq-1), n, v)
-	labels := b.Reshape(b.Slice("input_ids", 1, 1, seq), n)
-	ce := b.Op("SoftmaxCrossEntropy", nil, shifted, labels)
-	var loss string
-	if o.LossMask {
-		mask := b.Reshape(b.AddInput("loss_mask", ir.T(ir.F32, bs, seq-1), ir.Data, nil), n)
-		cef := ce
-		if lt.DType != ir.F32 {
-			cef = b.Op("Cast", ir.Attrs{"to": ir.String("f32")}, ce)
-		}
-		loss = b.Div(b.Reduce("ReduceSum", b.Mul(cef, mask), false, 0), b.Reduce("ReduceSum", mask, false, 0))
-		if lt.DType != ir.F32 {
-			loss = b.Op("Cast", ir.Attrs{"to": ir.String(lt.DType.String())}, loss)
-		}
-	} else {
-		loss = b.Reduce("ReduceMean", ce, false, 0)
-	}
-	b.Scope = ""
+	loss := nexttoken.Loss(b, b.Slice(lo.Value, 1, 0, seq-1), "input_ids", o.LossMask)
 	logitsValue := lo.Value
 	g.Outputs = nil
 	b.Output("loss", loss)
