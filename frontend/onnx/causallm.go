@@ -57,10 +57,64 @@ func AddCausalLM(m *ir.Module, o LMOptions) (*Descriptor, error) {
 		return nil, fmt.Errorf("no forward graph")
 	}
 	b := ir.BuilderFor(g)
-	logits := o.Logits
-	if logits == "" {
+	logits, err := logitsOutput(g, b, o.Logits)
+	if err != nil {
+		return nil, err
+	}
+	lo := g.Output(logits)
+	lt := b.Type(lo.Value)
+	if lt.Rank() != 3 || !lt.DType.IsFloat() {
+		return nil, fmt.Errorf("output %q is %v, want logits [B, L, V] of floats", logits, lt)
+	}
+	ids, err := tokenInput(g)
+	if err != nil {
+		return nil, err
+	}
+	bs, seq, v := lt.Shape[0], lt.Shape[1], lt.Shape[2]
+	if ids.Type.DType != ir.I64 || !slices.Equal(ids.Type.Shape, []int{bs, seq}) {
+		return nil, fmt.Errorf("input %q is %v, want i64[%d, %d] for logits %v", ids.Name, ids.Type, bs, seq, lt)
+	}
+	if seq < 2 {
+		return nil, fmt.Errorf("a next-token loss needs rows of >= 2 tokens; input %q is %v", ids.Name, ids.Type)
+	}
+	if ids.Name != "input_ids" {
+		if g.Input("input_ids") != nil {
+			return nil, fmt.Errorf("input_ids is taken by a non-data input")
+		}
+		rename(g, ids, "input_ids")
+	}
+	b = ir.BuilderFor(g) // the renamed input
+	b.Scope = "loss"
+	loss := nexttoken.Loss(b, b.Slice(lo.Value, 1, 0, seq-1), "input_ids", o.LossMask)
+	logitsValue := lo.Value
+	g.Outputs = nil
+	b.Output("loss", loss)
+	b.Output("logits", logitsValue)
+	if err := b.Err(); err != nil {
+		return nil, err
+	}
+	if err := g.Verify(); err != nil {
+		return nil, err
+	}
+	if m.Meta == nil {
+		m.Meta = map[string]string{}
+	}
+	m.Meta["batch_size"] = strconv.Itoa(bs)
+	m.Meta["max_length"] = strconv.Itoa(seq)
+	m.Meta["dtype"] = lt.DType.String()
+	if o.LossMask {
+		m.Meta["rows"] = "documents"
+	}
+	opset, _ := strconv.ParseInt(m.Meta["onnx_opset"], 10, 64)
+	return &Descriptor{ModelType: "onnx", ONNXFile: "model.onnx", Logits: logits, VocabSize: v, MaxSequenceLength: seq, Opset: opset}, nil
+}
+
+// logitsOutput names the output holding the logits: name when given, else
+// "logits", else the only rank-3 float output.
+func logitsOutput(g *ir.Graph, b *ir.Builder, name string) (string, error) {
+	if name == "" {
 		if g.Output("logits") != nil {
-			logits = "logits"
+			name = "logits"
 		} else {
 			var cands []string
 			for _, out := range g.Outputs {
@@ -69,23 +123,24 @@ func AddCausalLM(m *ir.Module, o LMOptions) (*Descriptor, error) {
 				}
 			}
 			if len(cands) != 1 {
-				return nil, fmt.Errorf("no output named \"logits\" and %d rank-3 float outputs %v: name the logits [B, L, V] with --logits", len(cands), cands)
+				return "", fmt.Errorf("no output named \"logits\" and %d rank-3 float outputs %v: name the logits [B, L, V] with --logits", len(cands), cands)
 			}
-			logits = cands[0]
+			name = cands[0]
 		}
 	}
-	lo := g.Output(logits)
-	if lo == nil {
+	if g.Output(name) == nil {
 		var names []string
 		for _, out := range g.Outputs {
 			names = append(names, out.Name)
 		}
-		return nil, fmt.Errorf("no output %q (outputs: %v)", logits, names)
+		return "", fmt.Errorf("no output %q (outputs: %v)", name, names)
 	}
-	lt := b.Type(lo.Value)
-	if lt.Rank() != 3 || !lt.DType.IsFloat() {
-		return nil, fmt.Errorf("output %q is %v, want logits [B, L, V] of floats", logits, lt)
-	}
+	return name, nil
+}
+
+// tokenInput is the graph's token input: the data input "input_ids", else
+// its only integer data input of rank 2; it must be the only data input.
+func tokenInput(g *ir.Graph) (*ir.Input, error) {
 	var ids *ir.Input
 	var data []string
 	for _, in := range g.Inputs {
@@ -112,56 +167,25 @@ func AddCausalLM(m *ir.Module, o LMOptions) (*Descriptor, error) {
 	if len(data) != 1 {
 		return nil, fmt.Errorf("slc trains on token ids alone, but the model has the data inputs %v (export it with input_ids only)", data)
 	}
-	bs, seq, v := lt.Shape[0], lt.Shape[1], lt.Shape[2]
-	if ids.Type.DType != ir.I64 || !slices.Equal(ids.Type.Shape, []int{bs, seq}) {
-		return nil, fmt.Errorf("input %q is %v, want i64[%d, %d] for logits %v", ids.Name, ids.Type, bs, seq, lt)
-	}
-	if seq < 2 {
-		return nil, fmt.Errorf("a next-token loss needs rows of >= 2 tokens; input %q is %v", ids.Name, ids.Type)
-	}
-	if ids.Name != "input_ids" {
-		if g.Input("input_ids") != nil {
-			return nil, fmt.Errorf("input_ids is taken by a non-data input")
-		}
-		old := ids.Name
-		ids.Name = "input_ids"
-		for _, n := range g.Nodes {
-			for k, in := range n.Inputs {
-				if in == old {
-					n.Inputs[k] = "input_ids"
-				}
-			}
-		}
-		for _, out := range g.Outputs {
-			if out.Value == old {
-				out.Value = "input_ids"
+	return ids, nil
+}
+
+// rename gives the input in a new name, in every node and output that reads it.
+func rename(g *ir.Graph, in *ir.Input, name string) {
+	old := in.Name
+	in.Name = name
+	for _, n := range g.Nodes {
+		for k, v := range n.Inputs {
+			if v == old {
+				n.Inputs[k] = name
 			}
 		}
 	}
-	b = ir.BuilderFor(g) // the renamed input
-	b.Scope = "loss"
-	loss := nexttoken.Loss(b, b.Slice(lo.Value, 1, 0, seq-1), "input_ids", o.LossMask)
-	logitsValue := lo.Value
-	g.Outputs = nil
-	b.Output("loss", loss)
-	b.Output("logits", logitsValue)
-	if err := b.Err(); err != nil {
-		return nil, err
+	for _, out := range g.Outputs {
+		if out.Value == old {
+			out.Value = name
+		}
 	}
-	if err := g.Verify(); err != nil {
-		return nil, err
-	}
-	if m.Meta == nil {
-		m.Meta = map[string]string{}
-	}
-	m.Meta["batch_size"] = strconv.Itoa(bs)
-	m.Meta["max_length"] = strconv.Itoa(seq)
-	m.Meta["dtype"] = lt.DType.String()
-	if o.LossMask {
-		m.Meta["rows"] = "documents"
-	}
-	opset, _ := strconv.ParseInt(m.Meta["onnx_opset"], 10, 64)
-	return &Descriptor{ModelType: "onnx", ONNXFile: "model.onnx", Logits: logits, VocabSize: v, MaxSequenceLength: seq, Opset: opset}, nil
 }
 
 // InputDims lists the dims of a model's graph inputs that are not
