@@ -294,7 +294,7 @@ func settingsPrecision(s *trainSettings) precision {
 
 // runsOn says where a runtime runs its kernels, for progress lines.
 func runsOn(rt *runtime.Runtime) string {
-	if rt.Device() != nil {
+	if rt.Target().IsCUDA() {
 		grid, block := rt.Geometry()
 		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
 	}
