@@ -225,7 +225,8 @@ func groupKey(gr *passes.Group, types map[string]ir.Type, opt lower.Options) str
 // saves launches and its arena stays within twice the unbatched one (plus
 // 64 MiB): batches keep more temporaries live at once.
 func batchGraph(g *ir.Graph, groups map[string][]*passes.Group, plans map[string]*passes.MemoryPlan, opt Options) error {
-	gs, saved := batchGroups(g, groups[g.Name], lower.Options{Device: opt.Device, GPUKernels: opt.GPUKernels, SLTrainLowering: opt.SLTrainLowering})
+	device, kernels := opt.lowerTarget()
+	gs, saved := batchGroups(g, groups[g.Name], lower.Options{Device: device, GPUKernels: kernels, SLTrainLowering: opt.SLTrainLowering})
 	if saved == 0 {
 		return nil
 	}

@@ -68,14 +68,15 @@ type calibration struct {
 // hostTarget reports whether opt compiles for this machine (so that its
 // kernels can be timed here), and when not, why.
 func hostTarget(opt Options) (bool, string) {
-	if opt.Device == "cuda" {
+	t := opt.Target
+	if t.IsCUDA() {
 		return false, "the target is --device cuda, not this machine's CPU"
 	}
 	host := llvm.HostCPUName()
-	if opt.CPU != "" && opt.CPU != host {
-		return false, fmt.Sprintf("--cpu %s is not this machine's CPU (%s)", opt.CPU, host)
+	if t.CPU != "" && t.CPU != host {
+		return false, fmt.Sprintf("--cpu %s is not this machine's CPU (%s)", t.CPU, host)
 	}
-	if opt.Features != "" && opt.Features != llvm.HostCPUFeatures() {
+	if t.Features != "" && t.Features != llvm.HostCPUFeatures() {
 		return false, "the target features are not this machine's"
 	}
 	return true, ""
@@ -109,7 +110,7 @@ func sltrainTimes(m *ir.Module, opt Options) map[lower.SLTrainShape]lower.SLTrai
 
 // newCalibration fixes the machine part of a measurement.
 func newCalibration(opt Options) *calibration {
-	c := &calibration{opt: opt, cpu: opt.CPU, feats: opt.Features, threads: opt.Threads}
+	c := &calibration{opt: opt, cpu: opt.Target.CPU, feats: opt.Target.Features, threads: opt.Threads}
 	if c.cpu == "" {
 		c.cpu = llvm.HostCPUName()
 		if c.feats == "" {
@@ -179,7 +180,7 @@ func (c *calibration) time(layers []sltrainLayer) (map[lower.SLTrainShape]lower.
 		}
 	}()
 	for i, mode := range []string{"merged", "factored"} {
-		art, err := Compile(m, Options{CPU: c.opt.CPU, Features: c.opt.Features, SLTrainLowering: mode, CC: c.opt.CC, Version: c.opt.Version})
+		art, err := Compile(m, Options{Target: c.opt.Target, SLTrainLowering: mode, CC: c.opt.CC, Version: c.opt.Version})
 		if err != nil {
 			return nil, fmt.Errorf("compiling the %s candidates: %w", mode, err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/codegen/lower"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // sltrainModule is one graph with one LowRankSparseAdd of the given shape.
@@ -109,7 +110,7 @@ func TestCalibrationNotHost(t *testing.T) {
 	var ex bytes.Buffer
 	cpu := "x86-64-v2"
 	m := sltrainModule(t, 16, 16, 16, 4, 7, ir.F32, ir.F32)
-	if _, err := Compile(m, Options{CPU: cpu, MeasureSLTrain: true, CacheDir: t.TempDir(), Explain: &ex}); err != nil {
+	if _, err := Compile(m, Options{Target: target.NewCPU(cpu, ""), MeasureSLTrain: true, CacheDir: t.TempDir(), Explain: &ex}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(ex.String(), "not measured (--cpu x86-64-v2 is not this machine's CPU") ||

@@ -10,6 +10,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
 	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // ulps is the distance between two float32s in units in the last place.
@@ -156,7 +157,7 @@ func TestOtherTargets(t *testing.T) {
 	mod := buildCases(t, cases)
 	for _, cpu := range []string{"x86-64-v3", "x86-64"} {
 		t.Run(cpu, func(t *testing.T) {
-			art, err := Compile(mod, Options{CPU: cpu})
+			art, err := Compile(mod, Options{Target: target.NewCPU(cpu, "")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,10 +200,10 @@ func TestCompileErrors(t *testing.T) {
 		{"no cc", ok(), Options{CC: "slc-no-such-cc"}, "C compiler"},
 		{"plans without groups", ok(), Options{Plans: map[string]*passes.MemoryPlan{}}, "without the Groups"},
 		{"bad lowering", ok(), Options{SLTrainLowering: "sideways"}, "sideways"},
-		{"bad cpu", ok(), Options{CPU: "no-such-cpu-xyz"}, "unknown x86-64 CPU"},
-		{"32-bit cpu", ok(), Options{CPU: "i686"}, "unknown x86-64 CPU"},
-		{"bad features", ok(), Options{CPU: "x86-64", Features: "avx2"}, "bad CPU feature"},
-		{"no sse2", ok(), Options{Features: "+avx,-sse2"}, "cannot be disabled"},
+		{"bad cpu", ok(), Options{Target: target.NewCPU("no-such-cpu-xyz", "")}, "unknown x86-64 CPU"},
+		{"32-bit cpu", ok(), Options{Target: target.NewCPU("i686", "")}, "unknown x86-64 CPU"},
+		{"bad features", ok(), Options{Target: target.NewCPU("x86-64", "avx2")}, "bad CPU feature"},
+		{"no sse2", ok(), Options{Target: target.NewCPU("", "+avx,-sse2")}, "cannot be disabled"},
 		{"f16", f16(), Options{}, "f16 is not supported"},
 		{"f64 matmul", f64mm(), Options{}, "f32 and bf16 only"},
 	} {

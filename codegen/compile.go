@@ -30,6 +30,7 @@ import (
 	"gitee.com/gidean/conv-linn/codegen/lower"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/target"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -46,7 +47,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	cuda := opt.Device == "cuda"
+	cuda := opt.Target.IsCUDA()
 	var ccPath string
 	if !cuda {
 		cc := opt.CC
@@ -69,7 +70,8 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
 	times := sltrainTimes(mod, opt)
-	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, SLTrainTimes: times, Device: opt.Device, GPUKernels: opt.GPUKernels, XentChunkRows: opt.XentChunkRows, GPUOneTensor: opt.GPUOneTensor})
+	device, kernels := opt.lowerTarget()
+	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, SLTrainTimes: times, Device: device, GPUKernels: kernels, XentChunkRows: opt.XentChunkRows, GPUOneTensor: opt.GPUOneTensor})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)
 	}
@@ -147,7 +149,7 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group, map[string]*passes.MemoryPlan, error) {
 	groups, plans := opt.Groups, opt.Plans
 	mod := m
-	if opt.Device == "cuda" && hasLinearXent(groups) {
+	if opt.Target.IsCUDA() && hasLinearXent(groups) {
 		// Groups planned for the CPU (fuse-linear-xent ran without the
 		// device): the cuda device runs the loss head unfused, so partition
 		// and plan afresh.
@@ -170,7 +172,7 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 	if plans == nil {
 		plans = map[string]*passes.MemoryPlan{}
 	}
-	if opt.Device == "cuda" {
+	if opt.Target.IsCUDA() {
 		// Copies: the caller's maps and groups stay as they were.
 		groups, plans = maps.Clone(groups), maps.Clone(plans)
 	}
@@ -185,7 +187,7 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 			}
 			plans[g.Name] = p
 		}
-		if opt.Device == "cuda" && !opt.GPUOneTensor {
+		if opt.Target.IsCUDA() && !opt.GPUOneTensor {
 			if err := batchGraph(g, groups, plans, opt); err != nil {
 				return nil, nil, nil, err
 			}
@@ -207,21 +209,19 @@ func hasLinearXent(groups map[string][]*passes.Group) bool {
 	return false
 }
 
-// targetMachine creates the -O3, position-independent x86-64 machine that
-// opt asks for.
+// targetMachine creates the -O3 machine that opt.Target asks for: a
+// position-independent x86-64 one, or NVPTX; and the target the artifact
+// records (a CPU target resolved: this machine's CPU named).
 func targetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
-	switch opt.Device {
-	case "", "cpu":
-	case "cuda":
-		return cudaTargetMachine(opt)
-	default:
-		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: unknown device %q (want cpu or cuda)", opt.Device)
+	t := opt.Target
+	if err := t.Check(); err != nil {
+		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: %w", err)
 	}
-	if err := checkTarget(opt.CPU, opt.Features); err != nil {
-		return llvm.TargetMachine{}, artifact.Target{}, err
+	if t.IsCUDA() {
+		return cudaTargetMachine(t)
 	}
 	triple := llvm.DefaultTargetTriple()
-	cpu, feats := opt.CPU, opt.Features
+	cpu, feats := t.CPU, t.Features
 	if cpu == "" {
 		cpu = llvm.HostCPUName()
 		if feats == "" {
@@ -240,28 +240,16 @@ func targetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
 	// The artifact records every extension the code may use, those the CPU
 	// name implies included, so that the runtime can refuse a host without
 	// them (a named CPU comes with no feature string of its own).
-	return tm, artifact.Target{Kind: "cpu", Triple: triple, CPU: cpu, Features: isaFeatures(tm)}, nil
+	return tm, artifact.RecordTarget(target.NewCPU(cpu, isaFeatures(tm)), triple), nil
 }
 
-// cudaTargetMachine is the NVPTX machine of opt.GPU.
-func cudaTargetMachine(opt Options) (llvm.TargetMachine, artifact.Target, error) {
-	if opt.CPU != "" || opt.Features != "" {
-		return llvm.TargetMachine{}, artifact.Target{}, errors.New("codegen: a CPU name or features do not apply to the cuda device (use the GPU)")
-	}
-	gpu := opt.GPU
-	if gpu == "" {
-		gpu = DefaultGPU
-	}
-	ptx, ok := GPUs[gpu]
-	if !ok {
-		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: unknown GPU %q (want one of %s)", gpu, strings.Join(GPUNames(), ", "))
-	}
-	const triple = "nvptx64-nvidia-cuda"
-	tm, err := llvm.NewTargetMachine(triple, llvm.MachineOptions{CPU: gpu, Features: ptx, OptLevel: llvm.CodeGenAggressive})
+// cudaTargetMachine is the NVPTX machine of a (checked) CUDA target.
+func cudaTargetMachine(t target.Target) (llvm.TargetMachine, artifact.Target, error) {
+	tm, err := llvm.NewTargetMachine(target.CUDATriple, llvm.MachineOptions{CPU: t.GPU(), Features: t.PTX(), OptLevel: llvm.CodeGenAggressive})
 	if err != nil {
 		return llvm.TargetMachine{}, artifact.Target{}, fmt.Errorf("codegen: %w", err)
 	}
-	return tm, artifact.Target{Kind: "cuda", Triple: triple, CPU: gpu, Features: ptx}, nil
+	return tm, artifact.RecordTarget(t, target.CUDATriple), nil
 }
 
 // link turns the kernels' object (plus the C source of their constant

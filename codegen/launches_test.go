@@ -6,6 +6,7 @@ import (
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // TestCUDALaunchesPerUpdate compiles llama_60m SLTrain in pure bf16 at
@@ -32,7 +33,7 @@ func TestCUDALaunchesPerUpdate(t *testing.T) {
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
 	}
-	art, err := Compile(s.Module, Options{Groups: s.Groups, Plans: s.Plans, Device: "cuda"})
+	art, err := Compile(s.Module, Options{Groups: s.Groups, Plans: s.Plans, Target: target.NewCUDA("", "")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // opCase is one small graph whose compiled outputs are checked against the
@@ -421,7 +422,7 @@ func TestSLTrainLowerings(t *testing.T) {
 					c := lowRankCase("lrsa_" + mode)
 					mod := buildCases(t, []opCase{c})
 					caseFloat = ir.F32
-					art, err := Compile(mod, Options{SLTrainLowering: mode, CPU: cpu})
+					art, err := Compile(mod, Options{SLTrainLowering: mode, Target: target.NewCPU(cpu, "")})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -478,7 +479,7 @@ func TestMixedProducts(t *testing.T) {
 			t.Run(mode+"/cpu="+cpu, func(t *testing.T) {
 				cases := []opCase{products, lrsa(mode), ceGrad}
 				mod := buildCases(t, cases)
-				art, err := Compile(mod, Options{SLTrainLowering: mode, CPU: cpu})
+				art, err := Compile(mod, Options{SLTrainLowering: mode, Target: target.NewCPU(cpu, "")})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -526,7 +527,7 @@ func TestOpsBF16(t *testing.T) {
 	mod := buildCases(t, cases)
 	for _, cpu := range []string{"", "x86-64-v3"} {
 		t.Run("cpu="+cpu, func(t *testing.T) {
-			art, err := Compile(mod, Options{CPU: cpu})
+			art, err := Compile(mod, Options{Target: target.NewCPU(cpu, "")})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"gitee.com/gidean/conv-linn/roofline"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // TestPTXAssembles runs NVIDIA's ptxas -v ($SLC_PTXAS, else ptxas on PATH;
@@ -28,7 +29,7 @@ func TestPTXAssembles(t *testing.T) {
 	entry := regexp.MustCompile(`(?m)^\.visible \.entry (\S+)\(`)
 	for _, gpu := range []string{"sm_90", "sm_80"} {
 		for _, kernels := range []string{"portable", "tensorcore"} {
-			art, err := Compile(s.Module, Options{Groups: s.Groups, Plans: s.Plans, Device: "cuda", GPU: gpu, GPUKernels: kernels})
+			art, err := Compile(s.Module, Options{Groups: s.Groups, Plans: s.Plans, Target: target.NewCUDA(gpu, target.Kernels(kernels))})
 			if err != nil {
 				t.Fatal(err)
 			}

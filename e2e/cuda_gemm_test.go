@@ -22,6 +22,7 @@ import (
 	"gitee.com/gidean/conv-linn/internal/ptxemu"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // The cuda device's matrix products in the PTX emulator, on shapes that
@@ -189,7 +190,7 @@ func TestCUDAGEMMGraphs(t *testing.T) {
 		}
 		m.Graphs = append(m.Graphs, b.G)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Device: "cuda"})
+	art, err := codegen.Compile(m, codegen.Options{Target: target.NewCUDA("", "")})
 	if err != nil {
 		t.Fatal(err)
 	}

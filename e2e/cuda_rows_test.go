@@ -12,6 +12,7 @@ import (
 	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // The cuda device's row kernels and grid-stride kernels in the PTX
@@ -187,7 +188,7 @@ func rowsArtifact(t *testing.T, cases []rowCase, kernels, work string, files map
 		}
 		m.Graphs = append(m.Graphs, b.G)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Device: "cuda", GPUKernels: kernels})
+	art, err := codegen.Compile(m, codegen.Options{Target: target.NewCUDA("", target.Kernels(kernels))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
 	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // The cuda device without a GPU: the tiny LLaMA's programs compiled to PTX
@@ -278,7 +279,7 @@ func compileTinyCUDAWith(t *testing.T, peft, lowering, dtype, kernels string) (*
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Device: "cuda", GPUKernels: kernels})
+	art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Target: target.NewCUDA("", target.Kernels(kernels))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/target"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -65,14 +66,14 @@ func TestCUDATrainMatchesCPU(t *testing.T) {
 			if err := passes.Run(s, passes.Pipeline); err != nil {
 				t.Fatal(err)
 			}
-			compile := func(device string) *artifact.Artifact {
-				art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: c.lowering, Device: device})
+			compile := func(tg target.Target) *artifact.Artifact {
+				art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: c.lowering, Target: tg})
 				if err != nil {
 					t.Fatal(err)
 				}
 				return art
 			}
-			gpuArt, cpuArt := compile("cuda"), compile("")
+			gpuArt, cpuArt := compile(target.NewCUDA("", "")), compile(target.Host())
 			cpu, err := runtime.Load(cpuArt, runtime.Options{Threads: 2, Version: version.Version})
 			if err != nil {
 				t.Fatal(err)

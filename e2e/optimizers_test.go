@@ -8,6 +8,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/target"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -35,7 +36,7 @@ func TestOptimizersCompiled(t *testing.T) {
 					dt = ir.BF16
 				}
 				m, s := optimizerTiny(t, c.opt, c.beta1, dt, prec == "bf16-mixed")
-				if _, err := codegen.Compile(m.Clone(), codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: "merged", Device: "cuda"}); err != nil {
+				if _, err := codegen.Compile(m.Clone(), codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: "merged", Target: target.NewCUDA("", "")}); err != nil {
 					t.Fatalf("cuda: %v", err)
 				}
 				art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: "merged"})

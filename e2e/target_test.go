@@ -11,6 +11,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/target"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -33,7 +34,7 @@ func TestHostFeaturesSupported(t *testing.T) {
 // runtime can check, so a named CPU never yields an artifact that is refused
 // for "cannot check".
 func TestEveryCPUFeatureKnown(t *testing.T) {
-	for _, cpu := range append(codegen.X86CPUs(), "") {
+	for _, cpu := range append(target.X86CPUs(), "") {
 		feats, err := codegen.TargetFeatures(cpu)
 		if err != nil {
 			t.Fatalf("%q: %v", cpu, err)
@@ -79,7 +80,7 @@ func TestTargetsLoadOrRefuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cpu := range []string{"", "x86-64-v3", "x86-64", "znver5", "sapphirerapids", "graniterapids"} {
-		art, err := codegen.Compile(m, codegen.Options{CPU: cpu, Groups: st.Groups, Plans: st.Plans})
+		art, err := codegen.Compile(m, codegen.Options{Target: target.NewCPU(cpu, ""), Groups: st.Groups, Plans: st.Plans})
 		if err != nil {
 			t.Fatalf("%q: %v", cpu, err)
 		}

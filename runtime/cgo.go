@@ -20,10 +20,15 @@ package runtime
 // The kernel ABI of package artifact.
 typedef void (*slc_kernel)(void **args, int64_t tid, int64_t nthreads, void *scratch);
 
-// One step of a program: a resolved kernel and its argument pointers.
+// One step of a program: a resolved kernel, its argument pointers, the
+// threads that run it (tid < nthreads; the others only wait at its barrier)
+// and their scratch areas (thread tid's at scratch + tid·stride).
 typedef struct {
 	slc_kernel fn;
 	void **args;
+	char *scratch;
+	int64_t stride;
+	int64_t nthreads;
 } slc_step;
 
 // A reusable barrier for nthreads threads: waiters spin briefly on the
@@ -99,20 +104,23 @@ static void slc_barrier_wait(slc_barrier *b) {
 	pthread_mutex_unlock(&b->mu);
 }
 
-// slc_run is the trampoline: thread tid runs every step of a program, with a
-// barrier after each one (the last barrier tells the caller that all threads
-// are done). It is one cgo call per thread per program run, so the per-step
-// cost is a kernel call plus a barrier.
+// slc_run is the trampoline: thread tid of nthreads runs every step of a
+// program, with a barrier after each one (the last barrier tells the caller
+// that all threads are done). It is one cgo call per thread per program run,
+// so the per-step cost is a kernel call plus a barrier.
 // When ns is not NULL (profiling, thread 0 only), ns[i] accumulates the
 // wall time of step i, barrier included: the time the step holds up the run.
 static void slc_run(const slc_step *steps, int64_t nsteps, int64_t tid, int64_t nthreads,
-		void *scratch, slc_barrier *b, int64_t *ns) {
+		slc_barrier *b, int64_t *ns) {
 	struct timespec t0, t1;
 	if (ns != NULL) {
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 	}
 	for (int64_t i = 0; i < nsteps; i++) {
-		steps[i].fn(steps[i].args, tid, nthreads, scratch);
+		const slc_step *s = &steps[i];
+		if (tid < s->nthreads) {
+			s->fn(s->args, tid, s->nthreads, s->scratch + tid * s->stride);
+		}
 		if (nthreads > 1) {
 			slc_barrier_wait(b);
 		}
@@ -221,17 +229,21 @@ func newBarrier(nthreads int) (barrier, error) {
 
 func (b barrier) free() { C.slc_barrier_free(b.b) }
 
-// setStep fills step i of a C step array with a kernel address and its C
-// array of argument pointers.
-func setStep(steps unsafe.Pointer, i int, fn, args unsafe.Pointer) {
+// setStep fills step i of a C step array: a kernel address, its C array of
+// argument pointers, the threads that run it and their scratch areas (one
+// of stride bytes each from scratch).
+func setStep(steps unsafe.Pointer, i int, fn, args, scratch unsafe.Pointer, stride int64, nthreads int) {
 	s := (*C.slc_step)(unsafe.Add(steps, i*stepSize))
 	s.fn = C.slc_kernel(fn)
 	s.args = (*unsafe.Pointer)(args)
+	s.scratch = (*C.char)(scratch)
+	s.stride = C.int64_t(stride)
+	s.nthreads = C.int64_t(nthreads)
 }
 
 // runSteps runs nsteps steps from a C step array as thread tid of nthreads;
-// ns, when not nil, is a C array of nsteps int64 that accumulates each step's
+// ns, when not nil, holds nsteps int64 that accumulate each step's
 // nanoseconds.
-func runSteps(steps unsafe.Pointer, nsteps, tid, nthreads int, scratch unsafe.Pointer, b barrier, ns unsafe.Pointer) {
-	C.slc_run((*C.slc_step)(steps), C.int64_t(nsteps), C.int64_t(tid), C.int64_t(nthreads), scratch, b.b, (*C.int64_t)(ns))
+func runSteps(steps unsafe.Pointer, nsteps, tid, nthreads int, b barrier, ns *int64) {
+	C.slc_run((*C.slc_step)(steps), C.int64_t(nsteps), C.int64_t(tid), C.int64_t(nthreads), b.b, (*C.int64_t)(unsafe.Pointer(ns)))
 }

@@ -8,22 +8,25 @@ import (
 	"gitee.com/gidean/conv-linn/artifact"
 )
 
-// Device is the GPU a cuda artifact runs on: its memory, the artifact's PTX
-// and kernel launches queued in order. The runtime lays the artifact out in
-// device memory (state, one arena, scratch, each step's argument table) and
-// drives it through these few calls only, so that the training loop,
-// checkpoints and export see the same Runtime on every device. The CUDA
-// driver implements it (OpenCUDA, the default); slc's tests implement it
-// over a PTX emulator.
+// Device is what an artifact runs on: this machine's CPU (a CPU artifact's
+// shared object, C memory and a pool of threads; cpu.go) or a GPU (a cuda
+// artifact's PTX in device memory; OpenCUDA, the default, through the CUDA
+// driver; slc's tests implement it over a PTX emulator). The artifact's
+// target chooses it. The runtime lays the artifact out in device memory
+// (state, one arena, scratch, each step's argument table) and drives it
+// through these few calls only, so that the training loop, checkpoints and
+// export see the same Runtime on every device.
 //
 // Addresses are the device's: the kernels dereference them. A Device is used
 // by one Runtime at a time, from one goroutine at a time.
 type Device interface {
-	// Name describes the device for messages ("NVIDIA H200 (sm_90)").
+	// Name describes the device for messages ("NVIDIA H200 (sm_90)",
+	// "the CPU (8 threads)").
 	Name() string
-	// Load prepares the artifact's PTX module for target (one clear error
-	// when the device cannot run it: an older GPU, a driver too old for the
-	// PTX version).
+	// Load prepares the artifact's code for target: a GPU's PTX module, the
+	// CPU's shared object (one clear error when the device cannot run it:
+	// an older GPU, a driver too old for the PTX version, a CPU without an
+	// extension the code uses).
 	Load(target artifact.Target, ptx string) error
 	// Geometry is the launch that fills the device: blocks per grid and
 	// threads per block. slc's kernels split their work over any number of
@@ -45,7 +48,7 @@ type Device interface {
 	// Launch queues kernel on grid blocks of block threads with shared
 	// bytes of dynamic shared memory and slc's CUDA ABI parameters (see
 	// codegen/lower: the step's argument table, the threads' scratch, its
-	// stride per thread).
+	// stride per thread; the CPU's kernel ABI takes the same, per thread).
 	Launch(kernel string, grid, block, shared int, args, scratch, stride uint64) error
 	// Sync waits for everything queued; a kernel's fault surfaces here.
 	Sync() error

@@ -74,9 +74,6 @@ func (d *hostDevice) mem(addr uint64, n int64) []byte {
 	return unsafe.Slice((*byte)(ptrOf(addr)), n)
 }
 
-// ptrOf turns a device (here: host) address back into a pointer.
-func ptrOf(addr uint64) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&addr)) }
-
 func (d *hostDevice) Free(addr uint64) error {
 	if _, ok := d.live[addr]; !ok {
 		return fmt.Errorf("free of %#x, not allocated", addr)
@@ -109,10 +106,10 @@ func (d *hostDevice) Launch(kernel string, grid, block, shared int, args, scratc
 	}
 	d.launches++
 	d.log = append(d.log, fmt.Sprintf("%s %d×%d %d", kernel, grid, block, stride))
-	setStep(d.steps, 0, fn, ptrOf(args))
 	n := grid * block
+	setStep(d.steps, 0, fn, ptrOf(args), ptrOf(scratch), int64(stride), n)
 	for tid := range n {
-		runSteps(d.steps, 1, tid, n, ptrOf(scratch+uint64(tid)*stride), d.bar, nil)
+		runSteps(d.steps, 1, tid, n, d.bar, nil)
 	}
 	return nil
 }

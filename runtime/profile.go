@@ -1,9 +1,6 @@
 package runtime
 
-import (
-	"sort"
-	"unsafe"
-)
+import "sort"
 
 // KernelTime is the time one labelled kernel took over the profiled runs,
 // summed over every step with that label (artifact.Step.Label: the layer,
@@ -25,10 +22,10 @@ func (k KernelTime) Name() string {
 	return k.Kernel
 }
 
-// Profile turns per-step timing on or off. While it is on, thread 0 reads the
-// clock after every step (its barrier included), which costs well under a
-// microsecond per step; turning it on clears earlier figures. On a GPU the
-// host waits for every step instead (a launch's latency is then counted in
+// Profile turns per-step timing on or off. While it is on, on the CPU thread
+// 0 reads the clock after every step (its barrier included), which costs
+// well under a microsecond per step; turning it on clears earlier figures.
+// On a GPU the host waits for every step instead (a launch's latency is then counted in
 // its step, and steps no longer overlap the host's queueing).
 func (r *Runtime) Profile(on bool) error {
 	r.mu.Lock()
@@ -41,20 +38,8 @@ func (r *Runtime) Profile(on bool) error {
 		return nil
 	}
 	for _, p := range r.programs {
-		n := int64(len(p.p.Steps))
 		p.runs = 0
-		if r.dev != nil {
-			p.profNs = make([]int64, n)
-			continue
-		}
-		if p.prof == nil {
-			buf, err := r.alloc(8 * max(n, 1))
-			if err != nil {
-				return err
-			}
-			p.prof = buf
-		}
-		clear(unsafe.Slice((*int64)(p.prof), max(n, 1)))
+		p.profNs = make([]int64, len(p.p.Steps))
 	}
 	return nil
 }
@@ -66,9 +51,6 @@ func (r *Runtime) ProfileReport() []KernelTime {
 	var out []KernelTime
 	for name, p := range r.programs {
 		ns := p.profNs
-		if p.prof != nil {
-			ns = unsafe.Slice((*int64)(p.prof), len(p.p.Steps))
-		}
 		if ns == nil || p.runs == 0 {
 			continue
 		}

@@ -16,9 +16,5 @@ func (r *Runtime) ReadState(name string, dst []byte) error {
 	if int64(len(dst)) != b.typ.Bytes() {
 		return fmt.Errorf("state %q (%v) takes %d bytes, got a buffer of %d", name, b.typ, b.typ.Bytes(), len(dst))
 	}
-	if r.dev != nil {
-		return r.dev.Read(dst, b.addr)
-	}
-	copy(dst, b.bytes())
-	return nil
+	return r.dev.Read(dst, b.addr)
 }

@@ -25,7 +25,8 @@ type Inputs struct {
 }
 
 // Run runs a program once: it binds the inputs, runs the steps in order on
-// all threads (each step on every thread, with a barrier between steps),
+// the device (on the CPU each step on every thread, with a barrier between
+// steps),
 // applies the outputs that update state, and returns the others (the loss,
 // the gradient norm, logits, …) by output name. On a binding error nothing
 // runs and the state is untouched.
@@ -42,38 +43,14 @@ func (r *Runtime) Run(name string, in Inputs) (map[string]Tensor, error) {
 	if err := r.bind(p, in); err != nil {
 		return nil, fmt.Errorf("program %q: %w", name, err)
 	}
-	if r.dev != nil {
-		if err := r.execGPU(p); err != nil {
-			return nil, fmt.Errorf("program %q on %s: %w", name, r.dev.Name(), err)
-		}
-	} else {
-		r.exec(p)
+	if err := r.exec(p); err != nil {
+		return nil, fmt.Errorf("program %q on %s: %w", name, r.dev.Name(), err)
 	}
 	out, err := r.outputs(p)
 	if err != nil {
 		return nil, fmt.Errorf("program %q: %w", name, err)
 	}
 	return out, nil
-}
-
-// exec runs p's steps on every thread and returns when all are done.
-func (r *Runtime) exec(p *program) {
-	n := len(p.p.Steps)
-	if n == 0 {
-		return
-	}
-	j := job{steps: p.steps, nsteps: n}
-	for _, ch := range r.jobs {
-		ch <- j
-	}
-	// The trampoline ends with a barrier, so when thread 0 returns every
-	// thread has finished the last step.
-	var ns unsafe.Pointer
-	if r.profiling {
-		ns = p.prof
-		p.runs++
-	}
-	runSteps(p.steps, n, 0, r.threads, r.scratch, r.bar, ns)
 }
 
 // bind checks the inputs against the program's slots and copies them into
@@ -222,22 +199,15 @@ func (r *Runtime) outputs(p *program) (map[string]Tensor, error) {
 		updates = append(updates, u)
 	}
 	for _, u := range updates {
-		switch {
-		case r.dev == nil && u.staged != nil:
-			copy(u.dst.bytes(), u.staged)
-		case r.dev == nil:
-			copy(u.dst.bytes(), u.src.bytes())
-		case u.staged != nil:
+		if u.staged != nil {
 			if err := r.dev.Write(u.dst.addr, u.staged); err != nil {
 				return nil, err
 			}
-		default:
-			if err := r.dev.Copy(u.dst.addr, u.src.addr, u.dst.typ.Bytes()); err != nil {
-				return nil, err
-			}
+		} else if err := r.dev.Copy(u.dst.addr, u.src.addr, u.dst.typ.Bytes()); err != nil {
+			return nil, err
 		}
 	}
-	if r.dev != nil && len(updates) > 0 {
+	if len(updates) > 0 {
 		return res, r.dev.Sync()
 	}
 	return res, nil

@@ -1,9 +1,11 @@
 // Package runtime executes a compiled .slc artifact: it loads the artifact's
 // native code, owns the model's state (parameters, buffers, optimizer state)
-// and runs programs (train step, eval, …). A CPU artifact runs on a
-// persistent pool of OS threads over C memory; a cuda artifact on a GPU
-// (Device: the CUDA driver, loaded at run time) with the state resident in
-// device memory. Callers see the same Runtime either way.
+// and runs programs (train step, eval, …). The artifact's target chooses the
+// Device: a CPU artifact runs on this machine's CPU (a persistent pool of OS
+// threads over C memory), a cuda artifact on a GPU (the CUDA driver, loaded
+// at run time) with the state resident in device memory. The runtime lays
+// the artifact out and drives it through the Device interface alone, so
+// callers see the same Runtime either way.
 //
 // The runtime links no LLVM and imports nothing of the compiler (a test
 // enforces it), so an artifact compiled on one machine runs anywhere slc's
@@ -16,15 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	goruntime "runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/target"
 )
 
 // MaxThreads bounds Options.Threads: far more threads than any machine has
@@ -33,7 +33,8 @@ const MaxThreads = 1024
 
 // Options configure Load.
 type Options struct {
-	// Threads is the number of OS threads running kernels (0: one per CPU).
+	// Threads is the number of OS threads running a CPU artifact's kernels
+	// (0: one per CPU).
 	Threads int
 	// Version is the slc version the artifact must have been compiled by
 	// (normally version.Version). Kernels and runtime agree on buffers and
@@ -42,10 +43,11 @@ type Options struct {
 	Version string
 	// Device is the GPU a cuda artifact runs on; nil opens the machine's
 	// first CUDA GPU (OpenCUDA). The Runtime does not close it unless it
-	// opened it. CPU artifacts ignore it (and GPU artifacts Threads).
+	// opened it. CPU artifacts ignore it (they run on this machine's CPU),
+	// and GPU artifacts Threads.
 	Device Device
-	// GPUGrid and GPUBlock override the device's launch geometry (blocks,
-	// threads per block); 0 keeps it.
+	// GPUGrid and GPUBlock override a cuda artifact's launch geometry
+	// (blocks, threads per block); 0 keeps it.
 	GPUGrid, GPUBlock int
 }
 
@@ -54,102 +56,93 @@ type Runtime struct {
 	mu       sync.Mutex
 	closed   bool
 	art      *artifact.Artifact
+	target   target.Target
 	module   *ir.Module
 	threads  int
-	lib      *library
 	state    map[string]*buffer
 	names    []string // state names, sorted
 	programs map[string]*program
 
-	arena   unsafe.Pointer
-	scratch unsafe.Pointer // threads × scratchStride bytes
-	stride  int64
-	bar     barrier
-	jobs    []chan job // one per worker thread (tid 1 … threads-1)
-	workers sync.WaitGroup
-
-	allocs []unsafe.Pointer // every C allocation, freed by Close
-
 	profiling bool
 
-	// The cuda device (gpu.go); dev is nil on the CPU.
+	// The device (layout.go) and what the runtime holds of it.
 	dev                    Device
 	ownDev                 bool
+	mem                    memory
 	grid, block            int
 	arenaAddr, scratchAddr uint64
 	devAllocs              []uint64
 	devBytes               int64
 }
 
-// buffer is one tensor: in C memory on the CPU (ptr), in device memory on a
-// GPU (addr).
+// buffer is one tensor in device memory.
 type buffer struct {
 	typ  ir.Type
-	ptr  unsafe.Pointer
 	addr uint64
 }
 
-// bytes views a CPU buffer as a Go slice; it must not outlive the Runtime.
-func (b *buffer) bytes() []byte {
-	return unsafe.Slice((*byte)(b.ptr), b.typ.Bytes())
+// memory is how the runtime fills and reads buffers on its device.
+type memory interface {
+	// staging returns the bytes to fill for b: the buffer itself on a
+	// device with host memory, a host copy to commit otherwise.
+	staging(b *buffer) []byte
+	// commit writes bytes filled through staging to the device.
+	commit(b *buffer, data []byte) error
 }
 
-// staging returns the bytes to fill for b: the buffer itself on the CPU, a
-// host copy to commit on a GPU.
-func (r *Runtime) staging(b *buffer) []byte {
-	if r.dev == nil {
-		return b.bytes()
+// hostMem fills a hostMemory device's buffers in place: no copies.
+type hostMem struct{ d hostMemory }
+
+func (h hostMem) staging(b *buffer) []byte            { return h.d.Bytes(b.addr, b.typ.Bytes()) }
+func (h hostMem) commit(b *buffer, data []byte) error { return nil }
+
+// copyMem stages in host memory and copies to the device.
+type copyMem struct{ d Device }
+
+func (c copyMem) staging(b *buffer) []byte            { return make([]byte, b.typ.Bytes()) }
+func (c copyMem) commit(b *buffer, data []byte) error { return c.d.Write(b.addr, data) }
+
+// memoryOf is d's memory.
+func memoryOf(d Device) memory {
+	if h, ok := d.(hostMemory); ok {
+		return hostMem{h}
 	}
-	return make([]byte, b.typ.Bytes())
+	return copyMem{d}
 }
 
-// commit writes bytes filled through staging to the device (nothing to do
-// on the CPU).
-func (r *Runtime) commit(b *buffer, data []byte) error {
-	if r.dev == nil {
-		return nil
-	}
-	return r.dev.Write(b.addr, data)
-}
+// staging returns the bytes to fill for b (see memory).
+func (r *Runtime) staging(b *buffer) []byte { return r.mem.staging(b) }
+
+// commit writes bytes filled through staging to the device.
+func (r *Runtime) commit(b *buffer, data []byte) error { return r.mem.commit(b, data) }
 
 // read returns a copy of b's bytes.
 func (r *Runtime) read(b *buffer) ([]byte, error) {
-	if r.dev == nil {
-		return append([]byte(nil), b.bytes()...), nil
-	}
 	out := make([]byte, b.typ.Bytes())
 	return out, r.dev.Read(out, b.addr)
 }
 
 // same reports whether two buffers are the same memory.
-func (b *buffer) same(o *buffer) bool { return b.ptr == o.ptr && b.addr == o.addr }
+func (b *buffer) same(o *buffer) bool { return b.addr == o.addr }
 
-// program is a loaded artifact.Program: every slot resolved to a buffer and
-// the steps laid out as a C array for the trampoline.
+// program is a loaded artifact.Program: every slot resolved to a buffer,
+// each step's argument table in device memory and its launch.
 type program struct {
 	p        *artifact.Program
-	bufs     []*buffer // per slot
-	steps    unsafe.Pointer
-	prof     unsafe.Pointer // C int64 per step: accumulated ns, when profiling
-	profNs   []int64        // the same on a GPU
+	bufs     []*buffer      // per slot
+	profNs   []int64        // accumulated ns per step, when profiling
 	runs     int64          // runs since profiling started
-	tables   []uint64       // GPU: each step's argument table
-	launches []gpuLaunch    // GPU: each step's launch
+	tables   []uint64       // each step's argument table
+	launches []launch       // each step's launch
 	data     map[string]int // data slot index by name
 	scalars  map[string]int // scalar slot index by name
 }
 
-// job asks a worker thread to run a program's steps.
-type job struct {
-	steps  unsafe.Pointer
-	nsteps int
-}
-
 // Load prepares an artifact to run: it checks the artifact (validity,
-// compiler version, target), loads its native code, resolves every kernel,
-// allocates and initialises the state from the module's init specs, and
-// starts the threads. Close releases all of it. The Runtime keeps a: do not
-// modify it afterwards.
+// compiler version, target), opens the device its target names, loads its
+// code there, lays out the state and the programs in the device's memory
+// and initialises the state from the module's init specs. Close releases
+// all of it. The Runtime keeps a: do not modify it afterwards.
 func Load(a *artifact.Artifact, opt Options) (rt *Runtime, err error) {
 	if a == nil {
 		return nil, errors.New("no artifact")
@@ -160,42 +153,40 @@ func Load(a *artifact.Artifact, opt Options) (rt *Runtime, err error) {
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid artifact: %w", err)
 	}
-	if a.Target.Kind == artifact.TargetCUDA {
-		return loadGPU(a, opt)
-	}
-	if err := checkTarget(a.Target); err != nil {
+	t, err := a.Target.Parse()
+	if err != nil {
 		return nil, err
 	}
-	threads := opt.Threads
-	switch {
-	case threads < 0 || threads > MaxThreads:
-		return nil, fmt.Errorf("threads must be between 1 and %d (or 0 for one per CPU), got %d", MaxThreads, threads)
-	case threads == 0:
-		threads = goruntime.NumCPU()
+	threads := 0
+	if !t.IsCUDA() {
+		// Refused before anything is allocated.
+		if err := checkTarget(a.Target); err != nil {
+			return nil, err
+		}
+		if threads, err = cpuThreads(opt.Threads); err != nil {
+			return nil, err
+		}
+		opt.GPUGrid, opt.GPUBlock = 0, 0
 	}
 	r, err := newRuntime(a)
 	if err != nil {
 		return nil, err
 	}
-	r.threads = threads
+	r.target = t
 	defer func() {
 		if err != nil {
 			r.release()
 		}
 	}()
-	if r.lib, err = openCode(a.Code); err != nil {
+	if err = r.open(opt, threads); err != nil {
 		return nil, err
 	}
-	if err = r.allocate(); err != nil {
+	if err = r.load(opt); err != nil {
 		return nil, err
 	}
 	if err = r.resetState(); err != nil {
 		return nil, err
 	}
-	if r.bar, err = newBarrier(threads); err != nil {
-		return nil, err
-	}
-	r.startWorkers()
 	return r, nil
 }
 
@@ -217,24 +208,27 @@ func newRuntime(a *artifact.Artifact) (*Runtime, error) {
 	return &Runtime{art: a, module: mod, state: map[string]*buffer{}, programs: map[string]*program{}}, nil
 }
 
-// loadGPU is Load for a cuda artifact.
-func loadGPU(a *artifact.Artifact, opt Options) (rt *Runtime, err error) {
-	r, err := newRuntime(a)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
+// open opens the device r's target names: this machine's CPU on threads
+// threads, or opt.Device, or the machine's CUDA GPU.
+func (r *Runtime) open(opt Options, threads int) error {
+	switch {
+	case !r.target.IsCUDA():
+		d, err := newCPUDevice(threads)
 		if err != nil {
-			r.release()
+			return err
 		}
-	}()
-	if err = r.loadGPU(opt); err != nil {
-		return nil, err
+		r.dev, r.ownDev = d, true
+	case opt.Device != nil:
+		r.dev = opt.Device
+	default:
+		d, err := OpenCUDA()
+		if err != nil {
+			return fmt.Errorf("the artifact runs on a CUDA GPU (%s): %w; recompile it for the CPU (without --device cuda) to run it here", r.art.Target.CPU, err)
+		}
+		r.dev, r.ownDev = d, true
 	}
-	if err = r.resetState(); err != nil {
-		return nil, err
-	}
-	return r, nil
+	r.mem = memoryOf(r.dev)
+	return nil
 }
 
 // openCode writes the shared object to a private temporary file, loads it and
@@ -267,16 +261,6 @@ func openCode(code []byte) (*library, error) {
 	return lib, nil
 }
 
-// alloc returns zeroed, aligned C memory that Close frees.
-func (r *Runtime) alloc(n int64) (unsafe.Pointer, error) {
-	p, err := cAlloc(roundUp(n), artifact.Alignment)
-	if err != nil {
-		return nil, err
-	}
-	r.allocs = append(r.allocs, p)
-	return p, nil
-}
-
 // roundUp rounds n up to a whole number of alignment units (at least one), so
 // that buffers never share a cache line and none is a zero-size allocation.
 func roundUp(n int64) int64 {
@@ -286,75 +270,15 @@ func roundUp(n int64) int64 {
 	return (n + artifact.Alignment - 1) / artifact.Alignment * artifact.Alignment
 }
 
-// allocate resolves the kernels and allocates the state, the arena, the
-// scratch areas and each program's data and scalar buffers and step array.
-func (r *Runtime) allocate() error {
-	var arena, scratch int64
-	for _, p := range r.art.Programs {
-		arena = max(arena, p.ArenaBytes)
-		scratch = max(scratch, p.ScratchBytes)
-	}
-	var err error
-	if r.arena, err = r.alloc(arena); err != nil {
-		return err
-	}
-	r.stride = roundUp(scratch)
-	if r.scratch, err = r.alloc(r.stride * int64(r.threads)); err != nil {
-		return err
-	}
-
-	kernels := map[string]unsafe.Pointer{}
-	for _, ap := range r.art.Programs {
-		p, err := r.layout(ap, func(t ir.Type) (*buffer, error) {
-			ptr, err := r.alloc(t.Bytes())
-			return &buffer{typ: t, ptr: ptr}, err
-		}, func(t ir.Type, off int64) *buffer { return &buffer{typ: t, ptr: unsafe.Add(r.arena, off)} })
-		if err != nil {
-			return err
-		}
-
-		nargs := 0
-		for _, st := range ap.Steps {
-			nargs += len(st.Args)
-		}
-		if p.steps, err = r.alloc(int64(len(ap.Steps)) * stepSize); err != nil {
-			return err
-		}
-		// One spare entry, so that a step without arguments still gets a
-		// pointer inside the array.
-		args, err := r.alloc(int64(nargs+1) * int64(unsafe.Sizeof(unsafe.Pointer(nil))))
-		if err != nil {
-			return err
-		}
-		argv := unsafe.Slice((*unsafe.Pointer)(args), nargs+1)
-		next := 0
-		for i, st := range ap.Steps {
-			fn, ok := kernels[st.Kernel]
-			if !ok {
-				if fn, err = r.lib.sym(st.Kernel); err != nil {
-					return fmt.Errorf("program %q, step %d: kernel %q is not in the artifact's code: %v", ap.Name, i, st.Kernel, err)
-				}
-				kernels[st.Kernel] = fn
-			}
-			first := next
-			for _, a := range st.Args {
-				argv[next] = p.bufs[a].ptr
-				next++
-			}
-			setStep(p.steps, i, fn, unsafe.Pointer(&argv[first]))
-		}
-		r.programs[ap.Name] = p
-	}
-	sort.Strings(r.names)
-	return nil
-}
-
 // layout resolves a program's slots to buffers: a state tensor is one
 // buffer shared by name across programs, an arena slot is the arena at its
-// offset (at), and each data and scalar slot gets a buffer of its own
-// (alloc). The CPU and the GPU differ only in those two.
-func (r *Runtime) layout(ap *artifact.Program, alloc func(ir.Type) (*buffer, error), at func(t ir.Type, off int64) *buffer) (*program, error) {
+// offset, and each data and scalar slot gets a buffer of its own.
+func (r *Runtime) layout(ap *artifact.Program) (*program, error) {
 	p := &program{p: ap, bufs: make([]*buffer, len(ap.Slots)), data: map[string]int{}, scalars: map[string]int{}}
+	alloc := func(t ir.Type) (*buffer, error) {
+		addr, err := r.devAlloc(t.Bytes())
+		return &buffer{typ: t, addr: addr}, err
+	}
 	for i, s := range ap.Slots {
 		var b *buffer
 		var err error
@@ -368,7 +292,7 @@ func (r *Runtime) layout(ap *artifact.Program, alloc func(ir.Type) (*buffer, err
 				r.names = append(r.names, s.Name)
 			}
 		case artifact.SlotArena:
-			b = at(s.Type, s.Offset)
+			b = &buffer{typ: s.Type, addr: r.arenaAddr + uint64(s.Offset)}
 		default:
 			if b, err = alloc(s.Type); err != nil {
 				return nil, fmt.Errorf("program %q: %v %q: %w", ap.Name, s.Kind, s.Name, err)
@@ -384,29 +308,13 @@ func (r *Runtime) layout(ap *artifact.Program, alloc func(ir.Type) (*buffer, err
 	return p, nil
 }
 
-// startWorkers starts threads−1 worker goroutines, each locked to its own OS
-// thread; the caller of Run is thread 0.
-func (r *Runtime) startWorkers() {
-	r.jobs = make([]chan job, r.threads-1)
-	for i := range r.jobs {
-		ch := make(chan job, 1)
-		r.jobs[i] = ch
-		r.workers.Add(1)
-		go func(tid int) {
-			defer r.workers.Done()
-			goruntime.LockOSThread()
-			defer goruntime.UnlockOSThread()
-			scratch := unsafe.Add(r.scratch, int64(tid)*r.stride)
-			for j := range ch {
-				runSteps(j.steps, j.nsteps, tid, r.threads, scratch, r.bar, nil)
-			}
-		}(i + 1)
-	}
-}
-
 // Threads returns the number of threads that run kernels (on a GPU, blocks ×
 // threads per block).
 func (r *Runtime) Threads() int { return r.threads }
+
+// Target returns the target the artifact was compiled for, which chose the
+// device.
+func (r *Runtime) Target() target.Target { return r.target }
 
 // Module returns the compiled module embedded in the artifact (graphs, init
 // specs, metadata such as the model config). Callers must not modify it.
@@ -438,33 +346,11 @@ func (r *Runtime) Close() error {
 
 // release undoes Load, also after a partial one.
 func (r *Runtime) release() error {
-	for _, ch := range r.jobs {
-		close(ch)
-	}
-	r.workers.Wait()
-	r.jobs = nil
-	if r.bar.b != nil {
-		r.bar.free()
-		r.bar = barrier{}
-	}
-	for _, p := range r.allocs {
-		cFree(p)
-	}
-	r.allocs = nil
 	r.state, r.programs, r.names = nil, nil, nil
-	var err error
-	if r.dev != nil {
-		if err = r.releaseGPU(); err != nil {
-			err = fmt.Errorf("releasing the GPU's memory: %w", err)
-		}
+	if r.dev == nil { // Load failed before the device opened
+		return nil
 	}
-	if r.lib != nil {
-		if cerr := r.lib.close(); cerr != nil && err == nil {
-			err = fmt.Errorf("unloading the artifact's code: %w", cerr)
-		}
-		r.lib = nil
-	}
-	return err
+	return r.releaseDevice()
 }
 
 // errClosed is returned by every call on a closed Runtime.

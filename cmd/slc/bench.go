@@ -132,7 +132,7 @@ func bench(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	gpu := co.Device == "cuda"
+	gpu := co.Target.IsCUDA()
 	if gpu && c.Float64("peak-tflops") <= 0 {
 		return usagef(cmd, "flag --peak-tflops: must be > 0, got %g", c.Float64("peak-tflops"))
 	}

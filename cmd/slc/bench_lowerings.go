@@ -17,7 +17,7 @@ func printLowerings(c *cli.Context, model string, mod *ir.Module) error {
 	if err != nil {
 		return err
 	}
-	if co.Device == "cuda" || co.CPU != "" {
+	if co.Target.IsCUDA() || co.Target.CPU != "" {
 		return usagef("bench", "flag --lowerings: times kernels for this machine's CPU; leave --device and --cpu out")
 	}
 	co.Threads = c.Int("threads")

@@ -244,7 +244,7 @@ func checkpointModel(path string, cfgJSON []byte, sl map[string]any, args map[st
 func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) {
 	art := m.art
 	var dev runtime.Device
-	if m.codegen.Device == "cuda" || (art != nil && art.Target.Kind == artifact.TargetCUDA) {
+	if m.codegen.Target.IsCUDA() || (art != nil && art.Target.Kind == artifact.TargetCUDA) {
 		d, err := runtime.OpenCUDA()
 		if err != nil {
 			if art != nil {
@@ -267,7 +267,7 @@ func (m *modelSpec) load(c *cli.Context, threads int) (*runtime.Runtime, error) 
 			return nil, &internalError{fmt.Errorf("the IR built from %s does not verify: %w", m.path, err)}
 		}
 		po := m.passes
-		po.Device = m.codegen.Device // the pipeline's groups are for the device compiled for
+		po.Device = m.codegen.Target.Device.String() // the pipeline's groups are for the device compiled for
 		st := &passes.State{Module: mod, Options: po}
 		if err := passes.Run(st, passes.Pipeline); err != nil {
 			return nil, passError(c.Command.Name, m.path, err)
@@ -294,7 +294,7 @@ func settingsPrecision(s *trainSettings) precision {
 
 // runsOn says where a runtime runs its kernels, for progress lines.
 func runsOn(rt *runtime.Runtime) string {
-	if rt.Device() != nil {
+	if rt.Target().IsCUDA() {
 		grid, block := rt.Geometry()
 		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
 	}

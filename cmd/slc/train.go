@@ -655,7 +655,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		if err != nil {
 			return ready(err)
 		}
-		co.CPU, co.SLTrainLowering = s.CPU, s.Lowering
+		co.Target.CPU, co.SLTrainLowering = s.CPU, s.Lowering
 		if desc, ok := onnx.ParseDescriptor(r.resume.Config); ok {
 			mod, err = onnxModel("train", r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, nil, nil, "", true, true, s, co)
 		} else {

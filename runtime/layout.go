@@ -5,34 +5,25 @@ import (
 	"fmt"
 	"sort"
 	"time"
+	"unsafe"
 
 	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/ir"
 )
 
-// The cuda half of the runtime. A cuda artifact's buffers live in device
-// memory: every state tensor, one arena (the largest program's plan; programs
-// run one at a time), the GPU threads' scratch areas, each program's data and
+// The runtime on its device. Every buffer lives in the device's memory:
+// every state tensor, one arena (the largest program's plan; programs run
+// one at a time), the threads' scratch areas, each program's data and
 // scalar slots, and, per step, the table of its argument addresses the
 // kernel reads (written once at load: the layout never changes). A run
-// copies the bound data and scalars in, queues the steps' launches in
-// order, waits, and copies the outputs out; state stays on the device and
-// crosses to the host only through State and SetState* (checkpoints,
-// export, init).
+// fills the bound data and scalars (in place on the CPU, copied in on a
+// GPU), queues the steps' launches in order, waits, and reads the outputs;
+// state stays on the device and crosses to the host only through State and
+// SetState* (checkpoints, export, init).
 
-// loadGPU lays a cuda artifact out on its device (opt.Device, or the
-// machine's CUDA GPU).
-func (r *Runtime) loadGPU(opt Options) error {
-	if opt.Device != nil {
-		r.dev = opt.Device
-	} else {
-		d, err := OpenCUDA()
-		if err != nil {
-			return fmt.Errorf("the artifact runs on a CUDA GPU (%s): %w; recompile it for the CPU (without --device cuda) to run it here", r.art.Target.CPU, err)
-		}
-		r.dev, r.ownDev = d, true
-	}
-	if err := r.dev.Load(r.art.Target, string(r.art.Code)); err != nil {
+// load loads the artifact's code on r's device and lays the artifact out
+// in its memory.
+func (r *Runtime) load(opt Options) error {
+	if err := r.dev.Load(r.art.Target, unsafe.String(unsafe.SliceData(r.art.Code), len(r.art.Code))); err != nil {
 		return err
 	}
 	var arena int64
@@ -50,15 +41,24 @@ func (r *Runtime) loadGPU(opt Options) error {
 		return fmt.Errorf("GPU launch of %d blocks of %d threads", r.grid, r.block)
 	}
 	r.threads = r.grid * r.block
-	launches := map[string][]gpuLaunch{}
+	launches := map[string][]launch{}
 	var scratch int64 // the largest launch's scratch areas
 	for _, ap := range r.art.Programs {
-		ls := make([]gpuLaunch, len(ap.Steps))
+		ls := make([]launch, len(ap.Steps))
 		for i, st := range ap.Steps {
 			ls[i] = r.stepLaunch(ap, st, opt)
 			scratch = max(scratch, ls[i].stride*int64(ls[i].grid)*int64(ls[i].block))
 		}
 		launches[ap.Name] = ls
+	}
+	if res, ok := r.dev.(kernelResolver); ok {
+		for _, ap := range r.art.Programs {
+			for i, st := range ap.Steps {
+				if err := res.Resolve(st.Kernel); err != nil {
+					return fmt.Errorf("program %q, step %d: kernel %q is not in the artifact's code: %v", ap.Name, i, st.Kernel, err)
+				}
+			}
+		}
 	}
 	var err error
 	if r.arenaAddr, err = r.devAlloc(arena); err != nil {
@@ -68,10 +68,7 @@ func (r *Runtime) loadGPU(opt Options) error {
 		return fmt.Errorf("the scratch areas (%d bytes): %w", scratch, err)
 	}
 	for _, ap := range r.art.Programs {
-		p, err := r.layout(ap, func(t ir.Type) (*buffer, error) {
-			addr, err := r.devAlloc(t.Bytes())
-			return &buffer{typ: t, addr: addr}, err
-		}, func(t ir.Type, off int64) *buffer { return &buffer{typ: t, addr: r.arenaAddr + uint64(off)} })
+		p, err := r.layout(ap)
 		if err != nil {
 			return err
 		}
@@ -106,8 +103,8 @@ func (r *Runtime) loadGPU(opt Options) error {
 	return nil
 }
 
-// gpuLaunch is how one step is launched.
-type gpuLaunch struct {
+// launch is how one step is launched.
+type launch struct {
 	grid, block, shared int
 	stride              int64 // scratch bytes per thread (64-byte multiple)
 }
@@ -118,10 +115,10 @@ type gpuLaunch struct {
 // blocks when the program's scratch areas would not fit MaxScratchBytes.
 // Options.GPUGrid and GPUBlock override either (tests: every kernel is
 // correct on any launch); the scratch cap holds always.
-func (r *Runtime) stepLaunch(ap *artifact.Program, st artifact.Step, opt Options) gpuLaunch {
-	l := gpuLaunch{grid: r.grid, block: r.block, stride: roundUp(ap.ScratchBytes)}
+func (r *Runtime) stepLaunch(ap *artifact.Program, st artifact.Step, opt Options) launch {
+	l := launch{grid: r.grid, block: r.block, stride: roundUp(ap.ScratchBytes)}
 	if st.Grid > 0 {
-		l = gpuLaunch{grid: int(st.Grid), block: int(st.Block), shared: int(st.SharedBytes), stride: roundUp(st.ScratchBytes)}
+		l = launch{grid: int(st.Grid), block: int(st.Block), shared: int(st.SharedBytes), stride: roundUp(st.ScratchBytes)}
 		if opt.GPUGrid > 0 {
 			l.grid = opt.GPUGrid
 		}
@@ -147,16 +144,17 @@ func (r *Runtime) devAlloc(n int64) (uint64, error) {
 }
 
 // DeviceBytes returns the device memory the runtime holds (state, arena,
-// scratch, data and scalar slots, argument tables); 0 on the CPU.
+// scratch, data and scalar slots, argument tables; on the CPU, C memory).
 func (r *Runtime) DeviceBytes() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.devBytes
 }
 
-// execGPU queues p's steps and waits for them. With profiling on it waits
-// after every step and charges the step the wall time since the previous.
-func (r *Runtime) execGPU(p *program) error {
+// exec queues p's steps and waits for them. With profiling on, a device
+// that times steps itself (the CPU) does; on another the host waits after
+// every step and charges the step the wall time since the previous.
+func (r *Runtime) exec(p *program) error {
 	prof := r.profiling
 	if prof {
 		if p.profNs == nil {
@@ -164,13 +162,15 @@ func (r *Runtime) execGPU(p *program) error {
 		}
 		p.runs++
 	}
+	timed, selfTimed := r.dev.(timedSyncer)
+	perStep := prof && !selfTimed
 	t0 := time.Now()
 	for i, st := range p.p.Steps {
 		l := p.launches[i]
 		if err := r.dev.Launch(st.Kernel, l.grid, l.block, l.shared, p.tables[i], r.scratchAddr, uint64(l.stride)); err != nil {
 			return fmt.Errorf("step %d (%s): %w", i, st.Kernel, err)
 		}
-		if prof {
+		if perStep {
 			if err := r.dev.Sync(); err != nil {
 				return fmt.Errorf("step %d (%s): %w", i, st.Kernel, err)
 			}
@@ -179,15 +179,19 @@ func (r *Runtime) execGPU(p *program) error {
 			t0 = t1
 		}
 	}
+	if prof && selfTimed {
+		return timed.SyncTimed(p.profNs)
+	}
 	return r.dev.Sync()
 }
 
-// releaseGPU frees the device memory and closes a device the runtime opened.
-func (r *Runtime) releaseGPU() error {
+// releaseDevice frees the device memory and closes a device the runtime
+// opened.
+func (r *Runtime) releaseDevice() error {
 	var first error
 	for _, a := range r.devAllocs {
 		if err := r.dev.Free(a); err != nil && first == nil {
-			first = err
+			first = fmt.Errorf("releasing the device's memory: %w", err)
 		}
 	}
 	r.devAllocs, r.devBytes = nil, 0
@@ -200,19 +204,21 @@ func (r *Runtime) releaseGPU() error {
 	return first
 }
 
-// Device returns the GPU a cuda artifact runs on, nil on the CPU.
+// Device returns the device the artifact runs on: this machine's CPU or a
+// GPU (Target says which).
 func (r *Runtime) Device() Device { return r.dev }
 
-// Geometry returns the GPU launch of steps without a geometry of their own
-// (blocks, threads per block: the device's, or Options'); 0, 0 on the CPU.
+// Geometry returns the launch of steps without a geometry of their own
+// (blocks, threads per block: the device's, or Options'; on the CPU, one
+// block per thread).
 func (r *Runtime) Geometry() (grid, block int) { return r.grid, r.block }
 
-// StepLaunch returns the launch of step i of program name on the GPU
-// (blocks, threads per block, dynamic shared memory, scratch bytes per
-// thread); false on the CPU or for an unknown step.
+// StepLaunch returns the launch of step i of program name (blocks, threads
+// per block, dynamic shared memory, scratch bytes per thread); false for an
+// unknown step.
 func (r *Runtime) StepLaunch(name string, i int) (grid, block, shared int, scratch int64, ok bool) {
 	p := r.programs[name]
-	if r.dev == nil || p == nil || i < 0 || i >= len(p.launches) {
+	if p == nil || i < 0 || i >= len(p.launches) {
 		return 0, 0, 0, 0, false
 	}
 	l := p.launches[i]
