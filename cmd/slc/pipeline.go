@@ -25,6 +25,8 @@ func pipelineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "optimizer", Value: d.Optimizer, Usage: "`NAME` of the update, the seed's choices (any case): adam (torch Adam: L2 weight decay into the gradient; what the seed builds without --optimizer), adamw (decoupled weight decay), " +
 			"sgd (momentum --beta1, dampening 0), adafactor (HF's with the seed's settings: factored second moment, update clipping 1.0, β1 = --beta1 when > 0), adam8bit (bitsandbytes' Adam8bit: both moments 8-bit, block-wise); the *_per_layer variants are refused (not built)"},
 		&cli.Float64Flag{Name: "beta1", Value: 0, Usage: "`B1`: sgd's momentum and adafactor's β1 (0: none), as the seed's --beta1; adam and adamw keep torch's β (0.9, 0.999), as in the seed"},
+		&cli.BoolFlag{Name: "activation-checkpointing", Aliases: []string{"activation_checkpointing"}, Usage: "recompute each decoder layer's activations in the backward instead of keeping them (the seed's HF gradient checkpointing: each layer's input is kept); the same loss and gradients, bit for bit"},
+		&cli.StringFlag{Name: "memory-budget", Aliases: []string{"memory_budget"}, Usage: "`SIZE` (8GB) for the compiler to fit by choosing what to recompute: refused (not built; --activation-checkpointing recomputes every layer)"},
 		&cli.StringFlag{Name: "passes", Usage: "run only these comma-separated `PASSES`, in this order, or none (default: the whole pipeline)"},
 		&cli.StringFlag{Name: "print-after", Usage: "print the IR text after `PASS` (a name, a comma-separated list, or all) to stdout"},
 		&cli.BoolFlag{Name: "explain", Usage: "print one line per compiler decision (fusion, groups, memory)"},
@@ -41,6 +43,10 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 	o.LoraAlpha = c.Float64("lora-alpha")
 	o.Seed = c.Uint64("seed")
 	o.Device = strings.ToLower(c.String("device")) // "" where the command has no --device
+	o.ActivationCheckpointing = c.Bool("activation-checkpointing")
+	if c.IsSet("memory-budget") {
+		return o, usagef(cmd, "flag --memory-budget: %q: not built (the compiler does not choose what to recompute); --activation-checkpointing recomputes every decoder layer", c.String("memory-budget"))
+	}
 	var err error
 	if o.Optimizer, o.Beta1, err = optimizerOptions(c.String("optimizer"), c.Float64("beta1"), c.IsSet("beta1")); err != nil {
 		return o, usagef(cmd, "%v", err)

@@ -1,0 +1,203 @@
+package passes
+
+import (
+	"math"
+	"testing"
+
+	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/ir/interp"
+)
+
+// recomputeCase is one model the recompute tests compile twice, with and
+// without activation checkpointing.
+type recomputeCase struct {
+	name  string
+	dtype ir.DType
+	mixed bool
+	peft  string
+}
+
+var recomputeCases = []recomputeCase{
+	{"f32/full", ir.F32, false, "full"},
+	{"f32/sltrain", ir.F32, false, "sltrain"},
+	{"bf16/sltrain", ir.BF16, false, "sltrain"},
+	{"bf16-mixed/sltrain", ir.F32, true, "sltrain"},
+	{"f64/full", ir.F64, false, "full"},
+}
+
+// compileRecompute builds config at batch × seq in c's precision and runs the
+// whole pipeline, recomputing or not.
+func compileRecompute(t testing.TB, config string, c recomputeCase, batch, seq int, recompute bool) *State {
+	t.Helper()
+	cfg, err := frontend.ReadLlamaConfig("../testdata/configs/" + config + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := frontend.BuildLlama(cfg, frontend.Options{BatchSize: batch, SeqLen: seq, Seed: 3, DType: c.dtype})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := DefaultOptions()
+	o.PEFT, o.Seed, o.BF16Mixed, o.ActivationCheckpointing = c.peft, 7, c.mixed, recompute
+	if config == "llama_tiny" {
+		o.Rank, o.SpRatio = 4, 0.1
+	}
+	s := &State{Module: m, Options: o}
+	runPasses(t, s, "")
+	return s
+}
+
+// TestRecomputeTinyLlama: with --activation-checkpointing, train_step's loss
+// and gradients are bit-identical to the step without it, in every
+// precision; the backward reads no value of a layer's forward except the
+// layers' outputs (each layer's input is the one kept); the plan is sound
+// (simulated) and needs less arena than without.
+func TestRecomputeTinyLlama(t *testing.T) {
+	for _, c := range recomputeCases {
+		t.Run(c.name, func(t *testing.T) {
+			ref := compileRecompute(t, "llama_tiny", c, 2, 32, false)
+			s := compileRecompute(t, "llama_tiny", c, 2, 32, true)
+			g, rg := s.Module.Graph("train_step"), ref.Module.Graph("train_step")
+			if len(g.Nodes) <= len(rg.Nodes) {
+				t.Fatalf("train_step has %d nodes, %d without recomputation: nothing was copied", len(g.Nodes), len(rg.Nodes))
+			}
+			st := tinyState(t, g, 5)
+			st["grad_scale"] = interp.FromFloats(g.Input("grad_scale").Type, []float64{0.5})
+			got, err := interp.Run(g, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := interp.Run(rg, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, w := range want {
+				gv := got[name]
+				if gv == nil {
+					t.Fatalf("output %s is gone", name)
+				}
+				for i := range w.F {
+					if math.Float64bits(w.F[i]) != math.Float64bits(gv.F[i]) {
+						t.Fatalf("output %s[%d] = %v, %v without recomputation", name, i, gv.F[i], w.F[i])
+					}
+				}
+			}
+			checkOnlyLayerInputsKept(t, g)
+			checkPlan(t, g, s.Groups["train_step"], s.Plans["train_step"])
+			simulatePlan(t, g, s.Groups["train_step"], s.Plans["train_step"], 9)
+			if a, r := s.Memory.Activations, ref.Memory.Activations; a >= r {
+				t.Errorf("planned activations %d bytes with recomputation, %d without", a, r)
+			}
+			// eval and infer are untouched.
+			for _, name := range []string{"eval", "infer", "update"} {
+				if h, rh := s.Module.Graph(name), ref.Module.Graph(name); h != nil && !h.Equal(rh) {
+					t.Errorf("graph %s changed", name)
+				}
+			}
+		})
+	}
+}
+
+// checkOnlyLayerInputsKept fails when a node of g's backward part (from the
+// first node that depends on grad_scale on, recomputed copies included) reads a value
+// that a decoder layer's node computed in the forward part (before the
+// first backward node) unless another layer or the model outside the
+// layers reads it in the forward too: the one value per layer HF's
+// checkpointing keeps, its output.
+func checkOnlyLayerInputsKept(t testing.TB, g *ir.Graph) {
+	t.Helper()
+	producer := g.Producers()
+	pos := map[*ir.Node]int{}
+	for i, n := range g.Nodes {
+		pos[n] = i
+	}
+	fromSeed := map[string]bool{"grad_scale": true}
+	backward := map[*ir.Node]bool{}
+	first := len(g.Nodes)
+	for i, n := range g.Nodes {
+		for _, in := range n.Inputs {
+			if fromSeed[in] {
+				backward[n] = true
+			}
+		}
+		if backward[n] {
+			first = min(first, i)
+			for _, o := range n.Outputs {
+				fromSeed[o.Name] = true
+			}
+		}
+	}
+	readOutside := map[string]bool{}
+	for _, n := range g.Nodes {
+		if backward[n] {
+			continue
+		}
+		for _, in := range n.Inputs {
+			if p := producer[in]; p != nil && layerOf(p) != "" && layerOf(p) != layerOf(n) {
+				readOutside[in] = true
+			}
+		}
+	}
+	kept := 0
+	for _, n := range g.Nodes[first:] { // the backward and the recomputed copies
+		for _, in := range n.Inputs {
+			p := producer[in]
+			if p == nil || p.Op == "Const" || layerOf(p) == "" || pos[p] >= first {
+				continue
+			}
+			if !readOutside[in] {
+				t.Fatalf("node %s of the backward reads %s, which layer %s computed in the forward and does not hand on", n, in, layerOf(p))
+			}
+			kept++
+		}
+	}
+	if kept == 0 {
+		t.Errorf("no backward node reads a layer's output: the test sees nothing")
+	}
+}
+
+// TestRecomputeOff: without the option the pass leaves the module as it is.
+func TestRecomputeOff(t *testing.T) {
+	s := llamaState(t, "llama_tiny", "sltrain", 2, 8)
+	runPasses(t, s, "sltrain-fuse,autodiff,programs,cse,dce")
+	before := s.Module.Clone()
+	runPasses(t, s, "recompute")
+	if !s.Module.Equal(before) {
+		t.Error("recompute changed the module without ActivationCheckpointing")
+	}
+}
+
+// TestRecomputeNeedsTrainStep: an inference module has nothing to
+// recompute; a train_step without the seed input is refused.
+func TestRecomputeNeedsTrainStep(t *testing.T) {
+	b := ir.NewBuilder("train_step")
+	x := b.AddInput("x", ir.T(ir.F32, 4), ir.Data, nil)
+	b.Scope = "model.layers.0"
+	b.Output("y", b.Unary("Exp", x))
+	if _, err := recomputeLayers(b.G); err == nil {
+		t.Error("a train_step without grad_scale was accepted")
+	}
+	s := &State{Module: &ir.Module{}, Options: Options{ActivationCheckpointing: true}}
+	if err := recompute(s); err != nil || len(s.Notes) != 1 {
+		t.Errorf("no train_step: %v, notes %q", err, s.Notes)
+	}
+}
+
+// TestRecomputeMemory60m logs the planned activations of llama_60m at batch
+// 8 × 256 with and without recomputation, and requires recomputation to
+// plan less.
+func TestRecomputeMemory60m(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds llama_60m")
+	}
+	c := recomputeCase{"f32/sltrain", ir.F32, false, "sltrain"}
+	ref := compileRecompute(t, "llama_60m", c, 8, 256, false)
+	s := compileRecompute(t, "llama_60m", c, 8, 256, true)
+	t.Logf("llama_60m sltrain f32, batch 8 × 256: activations %s planned with recomputation, %s without",
+		mib(s.Memory.Activations), mib(ref.Memory.Activations))
+	if s.Memory.Activations >= ref.Memory.Activations {
+		t.Errorf("recomputation plans %d bytes, %d without", s.Memory.Activations, ref.Memory.Activations)
+	}
+	checkPlan(t, s.Module.Graph("train_step"), s.Groups["train_step"], s.Plans["train_step"])
+}
