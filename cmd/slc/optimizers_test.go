@@ -107,7 +107,7 @@ func TestTrainSeedFlags(t *testing.T) {
 		{[]string{"--optimizer", "Adam", "--beta1", "0.5"}, "--beta1: 0.5 applies to sgd"},
 		{[]string{"--optimizer", "sgd", "--beta1", "1"}, "--beta1: sgd's β1 must be in [0, 1)"},
 		{[]string{"--scheduler", "cosine_restarts"}, "--scheduler: cosine_restarts"},
-		{[]string{"--activation_checkpointing"}, "--activation-checkpointing: not built"},
+		{[]string{"--memory_budget", "8GB"}, "--memory-budget: \"8GB\": not built"},
 		{[]string{"--train_scaling"}, "--train-scaling: not built"},
 		{[]string{"--lora_dropout", "0.1"}, "--lora-dropout: 0.1 is not built"},
 		{[]string{"--max_train_tokens", "12Q"}, "--max-train-tokens: \"12Q\" is not a token count"},
