@@ -37,7 +37,7 @@ import (
 // into its original, and before fuse-groups, which groups and schedules the
 // copies where they stand.
 func recompute(s *State) error {
-	if !s.Options.ActivationCheckpointing {
+	if !s.Options.ActivationCheckpointing && s.Options.MemoryBudget <= 0 {
 		return nil
 	}
 	g := s.Module.Graph("train_step")
@@ -45,17 +45,130 @@ func recompute(s *State) error {
 		s.Note("recompute: no train_step (inference only): nothing to recompute")
 		return nil
 	}
-	st, err := recomputeLayers(g)
+	layers := decoderLayers(g)
+	k := len(layers) // layers recomputed, the first k in forward order
+	if !s.Options.ActivationCheckpointing {
+		var err error
+		if k, err = fitBudget(s, len(layers)); err != nil || k == 0 {
+			return err
+		}
+	}
+	chosen := map[string]bool{}
+	for _, l := range layers[:k] {
+		chosen[l] = true
+	}
+	st, err := recomputeLayers(g, chosen)
 	if err != nil {
 		return err
 	}
 	if s.Module.Meta == nil {
 		s.Module.Meta = map[string]string{}
 	}
-	s.Module.Meta["activation_checkpointing"] = "decoder layers"
+	s.Module.Meta["activation_checkpointing"] = fmt.Sprintf("%d of %d decoder layers", k, len(layers))
 	s.Note("recompute: train_step recomputes %d forward nodes of %d decoder layers in the backward (%d nodes no longer kept for it removed)",
 		st.copies, st.layers, st.removed)
 	return nil
+}
+
+// decoderLayers lists g's decoder layers (layerOf) in forward order.
+func decoderLayers(g *ir.Graph) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range g.Nodes {
+		if l := layerOf(n); l != "" && !seen[l] {
+			seen[l] = true
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// fitBudget is --memory-budget's choice: the fewest decoder layers (the
+// first k) whose recomputation brings the module's planned total (the
+// memory table's: state, data and the largest arena) within
+// Options.MemoryBudget, found by bisection over k with the rest of the
+// pipeline run on a copy of the module for each k tried (recomputing more
+// layers never plans more). A budget that even k = layers misses is the
+// user's to change (an OptionError naming what the plan needs).
+func fitBudget(s *State, layers int) (int, error) {
+	budget := s.Options.MemoryBudget
+	rest := passesAfterRecompute()
+	total := func(k int) (int64, error) {
+		o := s.Options
+		o.ActivationCheckpointing, o.MemoryBudget = false, 0
+		t := &State{Module: s.Module.Clone(), Options: o}
+		if k > 0 {
+			g := t.Module.Graph("train_step")
+			chosen := map[string]bool{}
+			for _, l := range decoderLayers(g)[:k] {
+				chosen[l] = true
+			}
+			if _, err := recomputeLayers(g, chosen); err != nil {
+				return 0, err
+			}
+		}
+		for _, p := range rest { // (not Run, which reads Pipeline: an initialization cycle)
+			if err := p.Run(t); err != nil {
+				return 0, fmt.Errorf("pass %s: %w", p.Name, err)
+			}
+		}
+		return t.Memory.Total(), nil
+	}
+	none, err := total(0)
+	if err != nil || none <= budget {
+		s.Note("recompute: --memory-budget %s: the plan needs %s without recomputation: nothing recomputed", gib(budget), gib(none))
+		return 0, err
+	}
+	all, err := total(layers)
+	if err != nil {
+		return 0, err
+	}
+	if all > budget {
+		return 0, &OptionError{Option: "memory-budget", Msg: fmt.Sprintf("%s: the plan needs %s with every one of the %d decoder layers recomputed (%s without recomputation); slc compile --memory shows where it goes",
+			gib(budget), gib(all), layers, gib(none))}
+	}
+	lo, hi := 0, layers // total(lo) > budget >= total(hi)
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		t, err := total(mid)
+		if err != nil {
+			return 0, err
+		}
+		if t <= budget {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	s.Note("recompute: --memory-budget %s: %d of %d decoder layers recomputed (the plan needs %s without recomputation)", gib(budget), hi, layers, gib(none))
+	return hi, nil
+}
+
+// passesAfterRecompute returns the pipeline's passes after recompute; it is
+// set in init because Pipeline, which holds recompute, cannot be read from
+// the functions its initializer refers to.
+var passesAfterRecompute func() []Pass
+
+func init() {
+	passesAfterRecompute = func() []Pass {
+		for i, p := range Pipeline {
+			if p.Name == "recompute" {
+				return Pipeline[i+1:]
+			}
+		}
+		return nil
+	}
+}
+
+// gib formats a byte count in GiB, MiB below 1 GiB, bytes below 1 MiB.
+func gib(b int64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return mib(b)
+	}
+	return fmt.Sprintf("%d bytes", b)
 }
 
 // recomputeStats says what recomputeLayers did.
@@ -76,8 +189,9 @@ func layerOf(n *ir.Node) string {
 	return ""
 }
 
-// recomputeLayers rewrites g (see recompute).
-func recomputeLayers(g *ir.Graph) (recomputeStats, error) {
+// recomputeLayers rewrites g (see recompute) for the decoder layers in
+// chosen.
+func recomputeLayers(g *ir.Graph, chosen map[string]bool) (recomputeStats, error) {
 	var st recomputeStats
 	if g.Input("grad_scale") == nil {
 		return st, fmt.Errorf("graph %q has no grad_scale input: not a train_step autodiff derived", g.Name)
@@ -123,7 +237,7 @@ func recomputeLayers(g *ir.Graph) (recomputeStats, error) {
 			escapes[p] = true
 		}
 	}
-	internal := func(n *ir.Node) bool { return n != nil && layer[n] != "" && !escapes[n] }
+	internal := func(n *ir.Node) bool { return n != nil && chosen[layer[n]] && !escapes[n] }
 
 	b := ir.BuilderFor(g)
 	copied := map[string]string{} // internal value → its copy

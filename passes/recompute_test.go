@@ -1,7 +1,9 @@
 package passes
 
 import (
+	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"gitee.com/gidean/conv-linn/frontend"
@@ -175,7 +177,7 @@ func TestRecomputeNeedsTrainStep(t *testing.T) {
 	x := b.AddInput("x", ir.T(ir.F32, 4), ir.Data, nil)
 	b.Scope = "model.layers.0"
 	b.Output("y", b.Unary("Exp", x))
-	if _, err := recomputeLayers(b.G); err == nil {
+	if _, err := recomputeLayers(b.G, map[string]bool{"model.layers.0": true}); err == nil {
 		t.Error("a train_step without grad_scale was accepted")
 	}
 	s := &State{Module: &ir.Module{}, Options: Options{ActivationCheckpointing: true}}
@@ -200,4 +202,53 @@ func TestRecomputeMemory60m(t *testing.T) {
 		t.Errorf("recomputation plans %d bytes, %d without", s.Memory.Activations, ref.Memory.Activations)
 	}
 	checkPlan(t, s.Module.Graph("train_step"), s.Groups["train_step"], s.Plans["train_step"])
+}
+
+// TestRecomputeMemoryBudget: --memory-budget recomputes nothing when the
+// plan fits, the fewest layers that bring the planned total within the
+// budget otherwise (the step's results unchanged), and refuses a budget
+// that recomputing every layer misses.
+func TestRecomputeMemoryBudget(t *testing.T) {
+	c := recomputeCases[1]
+	const batch, seq = 4, 64
+	none := compileRecompute(t, "llama_tiny", c, batch, seq, false)
+	all := compileRecompute(t, "llama_tiny", c, batch, seq, true)
+	t0, t2 := none.Memory.Total(), all.Memory.Total()
+	if t2 >= t0 {
+		t.Fatalf("recomputing every layer plans %d bytes, %d without", t2, t0)
+	}
+	budgeted := func(budget int64) (*State, error) {
+		cfg, err := frontend.ReadLlamaConfig("../testdata/configs/llama_tiny.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := frontend.BuildLlama(cfg, frontend.Options{BatchSize: batch, SeqLen: seq, Seed: 3, DType: c.dtype})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := DefaultOptions()
+		o.PEFT, o.Seed, o.Rank, o.SpRatio, o.MemoryBudget = c.peft, 7, 4, 0.1, budget
+		s := &State{Module: m, Options: o, Verify: true}
+		return s, Run(s, Pipeline)
+	}
+	s, err := budgeted(t0)
+	if err != nil || !s.Module.Equal(none.Module) {
+		t.Errorf("a budget the plan fits: %v, or the module changed", err)
+	}
+	for _, budget := range []int64{t2, (t0 + t2) / 2} {
+		s, err := budgeted(budget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta := s.Module.Meta["activation_checkpointing"]
+		if s.Memory.Total() > budget || meta == "" || meta == "0 of 2 decoder layers" {
+			t.Errorf("budget %d: plan %d bytes, recomputed %q", budget, s.Memory.Total(), meta)
+		}
+		requireSameResults(t, none.Module.Graph("train_step"), s.Module.Graph("train_step"), 4)
+		t.Logf("budget %d (none %d, all %d): %s recomputed, plan %d", budget, t0, t2, meta, s.Memory.Total())
+	}
+	var oe *OptionError
+	if _, err := budgeted(t2 - 1); !errors.As(err, &oe) || oe.Option != "memory-budget" || !strings.Contains(err.Error(), "every one of the 2 decoder layers") {
+		t.Errorf("a budget below the least plan: %v", err)
+	}
 }
