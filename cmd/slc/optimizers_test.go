@@ -108,7 +108,7 @@ func TestTrainSeedFlags(t *testing.T) {
 		{[]string{"--optimizer", "sgd", "--beta1", "1"}, "--beta1: sgd's β1 must be in [0, 1)"},
 		{[]string{"--scheduler", "cosine_restarts"}, "--scheduler: cosine_restarts"},
 		{[]string{"--memory_budget", "8 parsecs"}, "--memory-budget: \"8 parsecs\" is not a memory size"},
-		{[]string{"--memory-budget", "1KB"}, "--memory-budget: 1000 bytes: the plan needs"},
+		{[]string{"--memory-budget", "1KB"}, "1000 bytes: the plan needs"},
 		{[]string{"--train_scaling"}, "--train-scaling: not built"},
 		{[]string{"--lora_dropout", "0.1"}, "--lora-dropout: 0.1 is not built"},
 		{[]string{"--max_train_tokens", "12Q"}, "--max-train-tokens: \"12Q\" is not a token count"},

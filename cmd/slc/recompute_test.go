@@ -44,6 +44,13 @@ func TestTrainActivationCheckpointing(t *testing.T) {
 			}
 		})
 	}
+	for _, flag := range [][]string{{"--activation_checkpointing"}, {"--memory-budget", "8GB"}} {
+		_, stderr, code := slc(t, trainArgs(tinyArtifact(t), filepath.Join(dir, "art"), flag...)...)
+		name := strings.ReplaceAll(flag[0], "_", "-")
+		if code != 2 || !strings.Contains(stderr, "flag "+name+": ") || !strings.Contains(stderr, "is a compiled artifact") {
+			t.Errorf("%v on an artifact compiled without it: exit %d, %q", flag, code, stderr)
+		}
+	}
 	out := mustSlc(t, "compile", configBytes, "--batch-size", "4", "--max-length", "32", "--rank", "4", "--activation-checkpointing", "--explain")
 	if !strings.Contains(out, "recompute: train_step recomputes") || !strings.Contains(out, "of 2 decoder layers") {
 		t.Errorf("compile --explain does not report the recomputation:\n%s", out)
