@@ -46,6 +46,10 @@ func recompute(s *State) error {
 		return nil
 	}
 	layers := decoderLayers(g)
+	if len(layers) == 0 {
+		opt := map[bool]string{true: "activation-checkpointing", false: "memory-budget"}[s.Options.ActivationCheckpointing]
+		return &OptionError{Option: opt, Msg: "the model has no decoder layers to recompute (no node is named …layers.N or …layers.N.…)"}
+	}
 	k := len(layers) // layers recomputed, the first k in forward order
 	if !s.Options.ActivationCheckpointing {
 		var err error

@@ -224,6 +224,20 @@ func TestRecomputeNeedsTrainStep(t *testing.T) {
 	if err := recompute(s); err != nil || len(s.Notes) != 1 {
 		t.Errorf("no train_step: %v, notes %q", err, s.Notes)
 	}
+	// A train_step without decoder layers: the flag is refused, not ignored.
+	fb := ir.NewBuilder("forward")
+	w := fb.AddInput("w", ir.T(ir.F32, 4), ir.Param, &ir.Init{Kind: ir.InitZeros})
+	fb.Scope = "model.head"
+	fb.Output("loss", fb.Reduce("ReduceSum", fb.Unary("Exp", w), false, 0))
+	if fb.Err() != nil {
+		t.Fatal(fb.Err())
+	}
+	m := &ir.Module{Graphs: []*ir.Graph{fb.G}}
+	s = &State{Module: m, Options: Options{ActivationCheckpointing: true}}
+	var oe *OptionError
+	if err := Run(s, []Pass{{Name: "autodiff", Run: autodiff}, {Name: "recompute", Run: recompute}}); !errors.As(err, &oe) || oe.Option != "activation-checkpointing" {
+		t.Errorf("a model without decoder layers: %v", err)
+	}
 }
 
 // TestRecomputeMemory60m logs the planned activations of llama_60m at batch
