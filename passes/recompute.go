@@ -17,7 +17,8 @@ import (
 // A decoder layer is the nodes whose source name is "…layers.N" or
 // "…layers.N.…" (the frontend's model.layers.N.*, an imported ONNX model's
 // scopes). The forward part of train_step is every node that does not
-// depend on the "grad_scale" seed; it includes what the gradient rules
+// depend on the "grad_scale" seed (nor on another runtime scalar or on
+// optimizer or accumulator state); it includes what the gradient rules
 // compute from forward values alone (a sigmoid for Silu's derivative,
 // bf16-mixed's saved copies). A forward node of a layer is internal when
 // only nodes of the same layer and the backward read it: not a graph output,
@@ -201,9 +202,17 @@ func recomputeLayers(g *ir.Graph, chosen map[string]bool) (recomputeStats, error
 		return st, fmt.Errorf("graph %q has no grad_scale input: not a train_step autodiff derived", g.Name)
 	}
 	producer := g.Producers()
-	// backward: nodes that depend on the seed of the backward pass.
+	// backward: nodes that depend on the seed of the backward pass, or on
+	// any other runtime scalar or optimizer or accumulator state (an update
+	// placed in train_step): what is left is the forward, a function of
+	// the parameters, buffers and data.
 	backward := map[*ir.Node]bool{}
-	fromSeed := map[string]bool{"grad_scale": true}
+	fromSeed := map[string]bool{}
+	for _, in := range g.Inputs {
+		if in.Role == ir.Scalar || in.Role == ir.OptState || in.Role == ir.GradAccum {
+			fromSeed[in.Name] = true
+		}
+	}
 	for _, n := range g.Nodes {
 		for _, in := range n.Inputs {
 			if fromSeed[in] {
