@@ -33,6 +33,7 @@ var Pipeline = []Pass{
 	{Name: "algebra", Doc: "algebraic simplification (x·1, x+0, x−0, x/1, no-op casts/reshapes/expands/transposes, composed transposes/reshapes), table-driven", Run: algebra},
 	{Name: "cse", Doc: "merge nodes with the same op, inputs and attributes (Consts included)", Run: cse},
 	{Name: "dce", Doc: "remove nodes whose results reach no graph output", Run: dce},
+	{Name: "recompute", Doc: "--activation-checkpointing or --memory-budget only: train_step keeps each decoder layer's input and recomputes the layer's values in its backward, bit-identically (every layer, or the fewest that fit the budget)", Run: recompute},
 	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops (State.Groups)", Run: fuseGroups},
 	{Name: "fuse-linear-xent", Doc: "CPU: lm_head's product, the cross-entropy, its gradient and lm_head's backward products become one kernel run in chunks of rows; the [T, V] logits are never stored", Run: fuseLinearXent},
 	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena, best-fit reuse of freed space; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan},
@@ -69,6 +70,14 @@ type Options struct {
 	// products on bf16-rounded operands with f32 results, activations saved
 	// for backward in bf16; parameters, gradients and AdamW stay f32.
 	BF16Mixed bool
+	// ActivationCheckpointing recomputes each decoder layer's forward
+	// values in train_step's backward instead of keeping them (the seed's
+	// --activation_checkpointing; the recompute pass).
+	ActivationCheckpointing bool
+	// MemoryBudget, when > 0 and without ActivationCheckpointing, has the
+	// recompute pass recompute the fewest decoder layers that bring the
+	// planned total (MemoryUsage.Total) within this many bytes.
+	MemoryBudget int64
 	// Device is the target the groups are for: "" or "cpu", or "cuda"
 	// (fuse-linear-xent leaves the cuda device's loss head unfused).
 	Device string

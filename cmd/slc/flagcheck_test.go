@@ -61,6 +61,7 @@ var badFlagValues = map[string][]string{
 	"device":             {"banana"},
 	"gpu-kernels":        {"banana"},
 	"cpu":                {"banana"},
+	"memory-budget":      {"banana", "0", "-1GB", "8XB"},
 }
 
 // TestFlagValuesRefusedFirst runs every command with every bad value of

@@ -70,8 +70,10 @@ func passOptions(peft string, rank int, spRatio, alpha float64, targets string, 
 
 // withOptimizer sets o's optimizer from a run's settings (checked by
 // trainFlags; a name that does not parse keeps the default, for a
-// checkpoint of an older slc).
+// checkpoint of an older slc), and its recomputation (activation
+// checkpointing, memory budget).
 func withOptimizer(o passes.Options, s *trainSettings) passes.Options {
+	o.ActivationCheckpointing, o.MemoryBudget = s.ActivationCheckpointing, s.MemoryBudget
 	if opt, b1, err := optimizerOptions(s.Optimizer, s.Beta1, s.Beta1 != 0); err == nil {
 		o.Optimizer, o.Beta1 = opt, b1
 	}
@@ -190,6 +192,13 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 	}
 	s.Optimizer = have["optimizer"].(string)
 	s.Beta1 = artB1
+	if art := meta["activation_checkpointing"] != ""; s.ActivationCheckpointing != art && c.IsSet("activation-checkpointing") {
+		return nil, usagef("train", "flag --activation-checkpointing: %s is a compiled artifact (activation checkpointing %v); it is fixed (compile it with or without the flag, or give the config)", path, art)
+	}
+	if c.IsSet("memory-budget") {
+		return nil, usagef("train", "flag --memory-budget: %s is a compiled artifact; what it recomputes is fixed (slc compile --memory-budget, or give the config)", path)
+	}
+	s.ActivationCheckpointing, s.MemoryBudget = false, 0 // the artifact's, compiled in
 	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "rows"} {
 		if !c.IsSet(f) {
 			continue

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -25,6 +26,8 @@ func pipelineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "optimizer", Value: d.Optimizer, Usage: "`NAME` of the update, the seed's choices (any case): adam (torch Adam: L2 weight decay into the gradient; what the seed builds without --optimizer), adamw (decoupled weight decay), " +
 			"sgd (momentum --beta1, dampening 0), adafactor (HF's with the seed's settings: factored second moment, update clipping 1.0, β1 = --beta1 when > 0), adam8bit (bitsandbytes' Adam8bit: both moments 8-bit, block-wise); the *_per_layer variants are refused (not built)"},
 		&cli.Float64Flag{Name: "beta1", Value: 0, Usage: "`B1`: sgd's momentum and adafactor's β1 (0: none), as the seed's --beta1; adam and adamw keep torch's β (0.9, 0.999), as in the seed"},
+		&cli.BoolFlag{Name: "activation-checkpointing", Aliases: []string{"activation_checkpointing"}, Usage: "recompute each decoder layer's activations in the backward instead of keeping them (the seed's HF gradient checkpointing: each layer's input is kept); the same loss and gradients, bit for bit"},
+		&cli.StringFlag{Name: "memory-budget", Aliases: []string{"memory_budget"}, Usage: "`SIZE` (8GB, 6.5GiB; KB, MB, GB are powers of 1000) the planned total of --memory must fit: the compiler recomputes the fewest decoder layers that bring it there, or says what the least plan needs (with --activation-checkpointing every layer is recomputed)"},
 		&cli.StringFlag{Name: "passes", Usage: "run only these comma-separated `PASSES`, in this order, or none (default: the whole pipeline)"},
 		&cli.StringFlag{Name: "print-after", Usage: "print the IR text after `PASS` (a name, a comma-separated list, or all) to stdout"},
 		&cli.BoolFlag{Name: "explain", Usage: "print one line per compiler decision (fusion, groups, memory)"},
@@ -41,7 +44,13 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 	o.LoraAlpha = c.Float64("lora-alpha")
 	o.Seed = c.Uint64("seed")
 	o.Device = strings.ToLower(c.String("device")) // "" where the command has no --device
+	o.ActivationCheckpointing = c.Bool("activation-checkpointing")
 	var err error
+	if c.IsSet("memory-budget") {
+		if o.MemoryBudget, err = parseByteSize(c.String("memory-budget")); err != nil {
+			return o, usagef(cmd, "flag --memory-budget: %v", err)
+		}
+	}
 	if o.Optimizer, o.Beta1, err = optimizerOptions(c.String("optimizer"), c.Float64("beta1"), c.IsSet("beta1")); err != nil {
 		return o, usagef(cmd, "%v", err)
 	}
@@ -94,6 +103,27 @@ func optimizerOptions(name string, beta1 float64, beta1Set bool) (string, float6
 	return opt, passes.DefaultOptions().Beta1, nil
 }
 
+// parseByteSize reads a memory size: a number with an optional B, KB, MB,
+// GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024) suffix.
+func parseByteSize(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		mult   float64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || !(f > 0) || f*mult > 1<<60 {
+		return 0, fmt.Errorf("%q is not a memory size (a number > 0 with B, KB, MB, GB, TB, KiB, MiB, GiB or TiB: 8GB)", s)
+	}
+	return int64(f * mult), nil
+}
+
 func passList(c *cli.Context) string {
 	if l := c.String("passes"); l != "none" {
 		return l
@@ -141,12 +171,21 @@ func memoryColumns(forward *ir.Module, o passes.Options) ([]passes.NamedUsage, e
 		oo := o
 		oo.PEFT = peft
 		s := &passes.State{Module: forward.Clone(), Options: oo}
-		if err := passes.Run(s, passes.Pipeline); err != nil {
+		err := passes.Run(s, passes.Pipeline)
+		over := ""
+		var oe *passes.OptionError
+		if errors.As(err, &oe) && oe.Option == "memory-budget" && peft != o.PEFT {
+			// The other column misses the budget: shown recomputing every layer.
+			oo.ActivationCheckpointing, over = true, ", over budget"
+			s = &passes.State{Module: forward.Clone(), Options: oo}
+			err = passes.Run(s, passes.Pipeline)
+		}
+		if err != nil {
 			return nil, err
 		}
-		name := "--peft full"
+		name := "--peft full" + over
 		if peft == "sltrain" {
-			name = fmt.Sprintf("--peft sltrain (r %d, δ %g)", oo.Rank, oo.SpRatio)
+			name = fmt.Sprintf("--peft sltrain (r %d, δ %g%s)", oo.Rank, oo.SpRatio, over)
 		}
 		cols = append(cols, passes.NamedUsage{Name: name, Usage: s.Memory})
 	}

@@ -15,7 +15,6 @@ import (
 func seedTrainFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "max-train-tokens", Aliases: []string{"max_train_tokens"}, Usage: "train on `N` tokens (100M, 1B, 2.5B or a number) instead of --num-training-steps: the steps become ⌈N / (--total-batch-size × --max-length)⌉, overriding --num-training-steps as the seed's flag does"},
-		&cli.BoolFlag{Name: "activation-checkpointing", Aliases: []string{"activation_checkpointing"}, Usage: "the seed's recomputation of each decoder layer in the backward: refused (not built; every activation the backward needs is kept, see slc compile --memory)"},
 		&cli.BoolFlag{Name: "train-scaling", Aliases: []string{"train_scaling"}, Usage: "the seed's trainable SLTrain scale: refused (not built; the scale is α/r, fixed)"},
 		&cli.Float64Flag{Name: "lora-dropout", Aliases: []string{"lora_dropout"}, Value: 0, Usage: "`P`: the seed's dropout on the low-rank path's input; only 0, the seed's own value, is built"},
 	}
@@ -27,8 +26,6 @@ func seedFlags(c *cli.Context, r *trainRun) error {
 	const cmd = "train"
 	s := &r.set
 	switch {
-	case c.Bool("activation-checkpointing"):
-		return usagef(cmd, "flag --activation-checkpointing: not built: slc keeps every activation the backward needs (slc compile --memory shows them); leave the flag out")
 	case c.Bool("train-scaling"):
 		return usagef(cmd, "flag --train-scaling: not built: the SLTrain scale is the fixed α/r (--lora-alpha / --rank); leave the flag out")
 	case c.Float64("lora-dropout") != 0:

@@ -46,7 +46,7 @@ const (
 
 // sltrainFlagNames are the pipeline flags slc train takes (the SLTrain
 // settings of slc compile; not --passes, --print-after, --explain, --memory).
-var sltrainFlagNames = []string{"peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "optimizer", "beta1"}
+var sltrainFlagNames = []string{"peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "optimizer", "beta1", "activation-checkpointing", "memory-budget"}
 
 // sltrainFlags returns the SLTrain flags of slc compile.
 func sltrainFlags() []cli.Flag {
@@ -177,6 +177,11 @@ type trainSettings struct {
 	Init           string  `json:"init,omitempty"`
 	Metrics        string  `json:"metrics,omitempty"`
 	Threads        int     `json:"threads"`
+	// ActivationCheckpointing: recompute each layer in the backward (memory
+	// only: the same results, so a resumed run may change it).
+	ActivationCheckpointing bool `json:"activation_checkpointing,omitempty"`
+	// MemoryBudget: --memory-budget in bytes (0: none), memory only too.
+	MemoryBudget int64 `json:"memory_budget,omitempty"`
 }
 
 // settingFlags maps each setting (by JSON name) to its flag; a flag given on
@@ -190,7 +195,8 @@ var settingFlags = map[string]string{
 	"dtype": "dtype", "shuffle": "shuffle", "peft": "peft", "rank": "rank", "sp_ratio": "sp-ratio",
 	"lora_alpha": "lora-alpha", "target_modules": "target-modules", "sltrain_lowering": "sltrain-lowering", "cpu": "cpu",
 	"device": "device", "gpu": "gpu", "metrics": "metrics", "threads": "threads", "rows": "rows", "tokenizer": "tokenizer",
-	"stream": "stream", "shuffle_buffer": "shuffle-buffer",
+	"stream": "stream", "shuffle_buffer": "shuffle-buffer", "activation_checkpointing": "activation-checkpointing",
+	"memory_budget": "memory-budget",
 }
 
 // fixedOnResume are the settings a resumed run must keep: changing them would
@@ -335,6 +341,8 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		return nil, usagef(cmd, "flag --eval-tokens: must be >= 0, got %d", s.EvalTokens)
 	}
 	s.LR, s.Optimizer, s.Beta1 = c.Float64("lr"), c.String("optimizer"), c.Float64("beta1")
+	s.ActivationCheckpointing = c.Bool("activation-checkpointing")
+	s.MemoryBudget, _ = parseByteSize(c.String("memory-budget")) // checked by pipelineOptions
 	s.BatchSize, s.TotalBatchSize, s.MaxLength = c.Int("batch-size"), c.Int("total-batch-size"), c.Int("max-length")
 	s.Steps, s.Warmup, s.MinLRRatio, s.Scheduler = c.Int("num-training-steps"), c.Int("warmup-steps"), c.Float64("min-lr-ratio"), c.String("scheduler")
 	s.WeightDecay, s.GradClipping = c.Float64("weight-decay"), c.Float64("grad-clipping")
