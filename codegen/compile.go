@@ -69,6 +69,11 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	defer lm.Dispose()
 	lm.ConfigureFor(tm)
 	times := sltrainTimes(mod, opt)
+	if opt.Decisions != nil {
+		if opt.Decisions.SLTrain, err = sltrainChoices(mod, opt.SLTrainLowering, times); err != nil {
+			return nil, fmt.Errorf("codegen: %w", err)
+		}
+	}
 	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, SLTrainTimes: times, Device: opt.Device, GPUKernels: opt.GPUKernels, XentChunkRows: opt.XentChunkRows, GPUOneTensor: opt.GPUOneTensor})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)

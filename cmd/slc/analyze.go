@@ -119,7 +119,7 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	}
 	files, err := spectrum.Files(runs, block, tailFrom)
 	if err != nil {
-		return &internalError{err}
+		return &internalError{Err: err}
 	}
 	if err := spectrum.WriteDir(out, files); err != nil {
 		return err

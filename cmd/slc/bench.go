@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"gitee.com/gidean/conv-linn/driver"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
@@ -110,7 +111,7 @@ func bench(c *cli.Context) error {
 	case c.Int("batch-size") < 1 || c.Int("max-length") < 2:
 		return usagef(cmd, "flags --batch-size and --max-length: must be >= 1 and >= 2")
 	}
-	prec, ok := parsePrecision(c.String("dtype"))
+	prec, ok := driver.ParsePrecision(c.String("dtype"))
 	if !ok {
 		return usagef(cmd, "flag --dtype: %q is not f32, bf16 or bf16-mixed (f16 and f64 are not built for training)", c.String("dtype"))
 	}
@@ -316,16 +317,16 @@ func compileBench(c *cli.Context, model string, po passes.Options) (*ir.Module, 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if src.kind != kindConfig {
-		return nil, nil, nil, fmt.Errorf("%s: slc bench needs a LLaMA config or a .slc artifact, not %s", model, src.kind)
+	if src.Kind != kindConfig {
+		return nil, nil, nil, fmt.Errorf("%s: slc bench needs a LLaMA config or a .slc artifact, not %s", model, src.Kind)
 	}
 	opt := defaultBuild(c)
-	m, err := buildLlama(src.path, &opt, c.IsSet("max-length"))
+	m, err := driver.BuildLlama(src.Path, &opt, c.IsSet("max-length"))
 	err = maxLengthUsage("bench", c, err)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st, err := runPipeline(c, src.path, m, true, po)
+	st, err := runPipeline(c, src.Path, m, true, po)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -369,24 +370,25 @@ func compilePrograms(c *cli.Context, model string, mod *ir.Module, st *passes.St
 			continue
 		}
 		start := time.Now()
-		var explain bytes.Buffer
-		var w io.Writer = &explain
+		var explain io.Writer
 		if c.Bool("explain") {
-			w = io.MultiWriter(&explain, c.App.Writer)
+			explain = c.App.Writer
 		}
-		co, err := codegenOptions(c, "bench", st, w)
+		co, err := codegenOptions(c, "bench", st, explain)
 		if err != nil {
 			return err
 		}
+		var chosen codegen.Decisions
+		co.Decisions = &chosen
 		if p.lowering != "" {
 			co.SLTrainLowering = p.lowering
 		}
-		if p.art, err = compileNative(model, mod, co); err != nil {
+		if p.art, err = driver.Compile(model, mod, co); err != nil {
 			return err
 		}
 		p.compile = time.Since(start).Seconds()
 		if p.lowering == "auto" {
-			merged, factored := lowRankChoices(explain.String(), "train_step")
+			merged, factored := chosen.SLTrainCount("train_step")
 			printf(c, "  auto: %d of train_step's %d LowRankSparseAdd layers factored, %d merged\n", factored, merged+factored, merged)
 			switch {
 			case factored == 0 && merged > 0:
@@ -397,32 +399,6 @@ func compilePrograms(c *cli.Context, model string, mod *ir.Module, st *passes.St
 		}
 	}
 	return nil
-}
-
-// lowRankChoice matches codegen's note on a LowRankSparseAdd's lowering.
-var lowRankChoice = regexp.MustCompile(`: LowRankSparseAdd (merged|factored) \(`)
-
-// lowRankChoices counts the merged and factored LowRankSparseAdd layers of
-// a graph in codegen's explain output.
-func lowRankChoices(explain, graph string) (merged, factored int) {
-	in := false
-	for _, line := range strings.Split(explain, "\n") {
-		if strings.HasPrefix(line, "graph ") {
-			in = strings.HasPrefix(line, "graph "+graph+":")
-			continue
-		}
-		if !in {
-			continue
-		}
-		if m := lowRankChoice.FindStringSubmatch(line); m != nil {
-			if m[1] == "merged" {
-				merged++
-			} else {
-				factored++
-			}
-		}
-	}
-	return merged, factored
 }
 
 // timeProgram loads a program and times it.
@@ -449,7 +425,7 @@ func timeProgram(c *cli.Context, model string, p *benchProgram, vocab, steps, wa
 // artifactSettings are an artifact's settings under the names of the flags
 // that would contradict them.
 func artifactSettings(mod *ir.Module, art *artifact.Artifact) map[string]string {
-	prec, _ := modulePrecision(mod.Meta)
+	prec, _ := driver.ModulePrecision(mod.Meta)
 	have := map[string]string{"peft": "full", "cpu": art.Target.CPU, "dtype": prec.String()}
 	if g := mod.Graph("train_step"); g != nil {
 		if ids := g.Input("input_ids"); ids != nil && ids.Type.Rank() == 2 {
@@ -493,7 +469,7 @@ func sameSetting(flag, have string, v any) bool {
 	}
 	s := fmt.Sprint(v)
 	if flag == "dtype" {
-		d, _ := parsePrecision(s)
+		d, _ := driver.ParsePrecision(s)
 		return d.String() == have
 	}
 	if flag == "target-modules" { // a set: the order does not matter
@@ -614,14 +590,14 @@ func torchArgs(mod *ir.Module, threads, steps, warmup int) ([]string, error) {
 	if meta["model_config"] == "" {
 		return nil, usagef("bench", "--baseline torch: the module records no model config (was it built from a LLaMA config?)")
 	}
-	prec, ok := modulePrecision(meta)
+	prec, ok := driver.ModulePrecision(meta)
 	if !ok && meta["dtype"] == "f64" {
-		prec, ok = precision{DType: ir.F64}, true
+		prec, ok = driver.Precision{DType: ir.F64}, true
 	}
 	if !ok {
 		return nil, usagef("bench", "--baseline torch: the model is %s; tools/torchref/bench.py runs float32, float64, bfloat16 or bf16-mixed only", meta["dtype"])
 	}
-	dtype := prec.torchName()
+	dtype := prec.TorchName()
 	shape := g.Input("input_ids").Type.Shape
 	args := []string{torchScript, "--config", torchConfigArg, "--dtype", dtype,
 		"--batch-size", strconv.Itoa(shape[0]), "--max-length", strconv.Itoa(shape[1]),
@@ -760,7 +736,7 @@ func lastLine(b []byte) []byte {
 // defaultBuild reads the model-building flags of slc bench (its --dtype
 // already checked).
 func defaultBuild(c *cli.Context) frontend.Options {
-	p, _ := parsePrecision(c.String("dtype"))
+	p, _ := driver.ParsePrecision(c.String("dtype"))
 	return frontend.Options{BatchSize: c.Int("batch-size"), SeqLen: c.Int("max-length"), Seed: c.Uint64("seed"), DType: p.DType}
 }
 

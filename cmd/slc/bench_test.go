@@ -137,23 +137,6 @@ func TestBenchLowerings(t *testing.T) {
 	}
 }
 
-func TestLowRankChoices(t *testing.T) {
-	explain := `graph eval: 40 nodes in 30 groups
-  a: LowRankSparseAdd merged (cost merged 1, factored 2 flop-eq; rows 1)
-graph train_step: 100 nodes in 80 groups
-  model.layers.0.self_attn.q_proj: LowRankSparseAdd factored (cost merged 3, factored 2 flop-eq; rows 16)
-  model.layers.0.mlp.up_proj: LowRankSparseAdd merged (cost merged 1, factored 2 flop-eq; rows 16)
-  model.layers.0.mlp.down_proj: LowRankSparseAdd factored (cost merged 3, factored 2 flop-eq; rows 16)
-graph update: 10 nodes
-kernels: 12 distinct groups lowered`
-	if m, f := lowRankChoices(explain, "train_step"); m != 1 || f != 2 {
-		t.Errorf("train_step: %d merged, %d factored; want 1, 2", m, f)
-	}
-	if m, f := lowRankChoices(explain, "eval"); m != 1 || f != 0 {
-		t.Errorf("eval: %d merged, %d factored; want 1, 0", m, f)
-	}
-}
-
 // Usage errors exit 2 before anything is compiled or timed.
 func TestBenchUsageErrors(t *testing.T) {
 	art := tinyArtifact(t)

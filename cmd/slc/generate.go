@@ -118,10 +118,10 @@ func generateMain(c *cli.Context) error {
 		return err
 	}
 	defer rt.Close()
-	if m.build.BatchSize != 1 {
-		return fmt.Errorf("%s: slc generate runs one row, but the checkpoint's ONNX model has a fixed batch of %d (export it with a symbolic batch dim)", dir, m.build.BatchSize)
+	if m.Build.BatchSize != 1 {
+		return fmt.Errorf("%s: slc generate runs one row, but the checkpoint's ONNX model has a fixed batch of %d (export it with a symbolic batch dim)", dir, m.Build.BatchSize)
 	}
-	vocab, length := m.vocabSize, m.build.SeqLen
+	vocab, length := m.VocabSize, m.Build.SeqLen
 	sep := separatorFor(vocab)
 	tok, err := checkpointTokenizer(c, ck, vocab)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"gitee.com/gidean/conv-linn/driver"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,7 @@ func benchPredict(c *cli.Context, model string, mod *ir.Module, st *passes.State
 		co.SLTrainLowering = prog.lowering
 	}
 	co.GPUOneTensor = true
-	old, err := compileNative(model, mod, co)
+	old, err := driver.Compile(model, mod, co)
 	if err != nil {
 		return err
 	}

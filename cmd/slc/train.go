@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/driver"
 	"io/fs"
 	"math"
 	"os"
@@ -25,7 +26,6 @@ import (
 	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/frontend/onnx"
-	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
@@ -205,66 +205,6 @@ var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "se
 // values stay a record.
 var machineLocal = []string{"cpu", "device", "gpu"}
 
-// precision is how a model trains: its dtype (parameters, gradients,
-// AdamW's moments, activations) and whether it is bf16-mixed (an f32 model
-// whose matrix products take bf16 operands and whose saved activations are
-// bf16; passes.Options.BF16Mixed).
-type precision struct {
-	DType ir.DType
-	Mixed bool
-}
-
-// String is the precision's name in checkpoints and messages: f32, bf16 or
-// bf16-mixed.
-func (p precision) String() string {
-	if p.Mixed {
-		return "bf16-mixed"
-	}
-	return p.DType.String()
-}
-
-// torchName is the precision's --dtype spelling in the seed's and
-// torchref's command lines.
-func (p precision) torchName() string {
-	switch {
-	case p.Mixed:
-		return "bf16-mixed"
-	case p.DType == ir.BF16:
-		return "bfloat16"
-	case p.DType == ir.F64:
-		return "float64"
-	}
-	return "float32"
-}
-
-// parsePrecision reads a training --dtype (the seed's spellings and
-// slc's): f32, bf16, or bf16-mixed (PyTorch Lightning's name for the same
-// idea).
-func parsePrecision(s string) (precision, bool) {
-	switch strings.ToLower(s) {
-	case "f32", "float32", "fp32", "float":
-		return precision{DType: ir.F32}, true
-	case "bf16", "bfloat16":
-		return precision{DType: ir.BF16}, true
-	case "bf16-mixed", "mixed":
-		return precision{DType: ir.F32, Mixed: true}, true
-	}
-	return precision{}, false
-}
-
-// modulePrecision is the precision a compiled module records in its
-// metadata ("dtype" from the frontend, "precision" from mixed-precision).
-func modulePrecision(meta map[string]string) (precision, bool) {
-	if meta["precision"] == "bf16-mixed" {
-		return precision{DType: ir.F32, Mixed: true}, meta["dtype"] == "f32"
-	}
-	dt := meta["dtype"]
-	if dt == "" {
-		dt = "f32"
-	}
-	return parsePrecision(dt)
-}
-
 // dtypeHelp is the --dtype help of train and bench.
 const dtypeHelp = "`DTYPE` of training: f32 (float32); bf16 (bfloat16) for the seed's pure bf16: every parameter, gradient and AdamW moment in bf16, as model.to(torch.bfloat16); " +
 	"or bf16-mixed: f32 parameters, gradients and AdamW, matrix products on bf16 operands (f32 sums and results), activations saved for backward in bf16"
@@ -359,7 +299,7 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	}
 	s.Threads = r.threads
 	r.lengthSet = c.IsSet("max-length")
-	prec, ok := parsePrecision(s.DType)
+	prec, ok := driver.ParsePrecision(s.DType)
 	if !ok {
 		return nil, usagef(cmd, "flag --dtype: %q is not f32, bf16 or bf16-mixed (f16 and f64 are not built for training)", s.DType)
 	}
@@ -412,9 +352,9 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		if len(changed) > 0 {
 			hint := ""
 			if c.IsSet("dtype") && s.DType != saved.DType {
-				want, _ := parsePrecision(s.DType)
+				want, _ := driver.ParsePrecision(s.DType)
 				hint = fmt.Sprintf("; to train on in %s, export the weights (slc export %s -o DIR --format sltrain --dtype %s) and start a new run with --init DIR/model.safetensors (AdamW's moments start afresh)",
-					s.DType, dir, map[bool]string{false: want.torchName(), true: "float32"}[want.Mixed])
+					s.DType, dir, map[bool]string{false: want.TorchName(), true: "float32"}[want.Mixed])
 			}
 			return nil, usagef(cmd, "--continue-from resumes the same run; these differ: %s%s", strings.Join(changed, ", "), hint)
 		}
@@ -656,11 +596,13 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			return ready(err)
 		}
 		co.CPU, co.SLTrainLowering = s.CPU, s.Lowering
+		sp, o := s.spec(), driver.OpenOptions{Cmd: "train", LengthSet: true, BatchSet: true, Codegen: co}
 		if desc, ok := onnx.ParseDescriptor(r.resume.Config); ok {
-			mod, err = onnxModel("train", r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, nil, nil, "", true, true, s, co)
+			mod, err = driver.OpenONNX(r.resumeDir+"/"+checkpoint.ONNXFile, "checkpoint's ONNX model", r.resume.ONNX, desc, &sp, o)
 		} else {
-			mod, err = configModel(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, true, s, co)
+			mod, err = driver.OpenConfig(r.resumeDir+"/"+checkpoint.ConfigFile, "checkpoint config", r.resume.Config, &sp, o)
 		}
+		s.take(sp)
 		if err != nil {
 			return ready(err)
 		}
@@ -678,7 +620,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	if s.Rows == "documents" && s.Tokenizer == "" {
 		return ready(usagef("train", "flag --rows documents: needs --tokenizer (the pad id of document rows is the tokenizer's; T5's is 0)"))
 	}
-	tok, err := loadTokenizer(s.Tokenizer, mod.vocabSize, s.Rows == "documents")
+	tok, err := loadTokenizer(s.Tokenizer, mod.VocabSize, s.Rows == "documents")
 	if err != nil {
 		return ready(err)
 	}
@@ -723,21 +665,21 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 	var epochRows int   // the rows of an epoch in memory
 	var shards []string // the streamed shards
 	if s.Stream {
-		sb, eb, files, err := streamTrainData(s, mod.vocabSize, tok)
+		sb, eb, files, err := streamTrainData(s, mod.VocabSize, tok)
 		if err != nil {
 			return ready(err)
 		}
 		defer sb.Close()
 		trainB, evalB, shards = sb, eb, files
 	} else {
-		mb, eb, err := loadTrainData(s, mod.vocabSize, tok)
+		mb, eb, err := loadTrainData(s, mod.VocabSize, tok)
 		if err != nil {
 			return ready(err)
 		}
 		trainB, evalB, epochRows = mb, eb, mb.Rows()
 	}
 
-	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, %s)\n", s.Model, mod.kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed, s.DType)
+	printf(c, "Model: %s (%s; %s; batch %d × %d tokens, seed %d, %s)\n", s.Model, mod.Kind, peftLabelAlpha(s), s.BatchSize, s.MaxLength, s.Seed, s.DType)
 	// The lead compiles first, the other ranks after it: auto's measured
 	// SLTrain lowering times are then in the cache of the ranks on its
 	// machine, which compile the same program instead of timing anew.
@@ -746,7 +688,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 			return err
 		}
 	}
-	rt, err := mod.load(c, r.threads)
+	rt, err := loadModel(c, mod, r.threads)
 	if lead && comm.Size() > 1 {
 		if rerr := ready(err); rerr != nil {
 			if rt != nil {
@@ -836,7 +778,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		Args:        s.args(),
 		Observer:    obs,
 		Comm:        comm,
-		ONNX:        mod.onnx,
+		ONNX:        mod.ONNX,
 	})
 	if err != nil {
 		return ready(err)
@@ -847,7 +789,7 @@ func trainRank(c *cli.Context, comm collective.Comm) (err error) {
 		}
 		printf(c, "Resuming %s at update %d of %d (%s tokens seen)\n", r.resumeDir, from, s.Steps, summary.Grouped(r.resume.State.TokensSeen))
 	}
-	cfgJSON, _ := json.Marshal(mod.config)
+	cfgJSON, _ := json.Marshal(mod.Config)
 	if err := ready(nil); err != nil { // every rank is set up, or all stop
 		return err
 	}
@@ -1151,11 +1093,11 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, fmt.Errorf("--save-dir %s: %w", dir, unwrapPathErr(err))
+		return false, fmt.Errorf("--save-dir %s: %w", dir, driver.UnwrapPathErr(err))
 	}
 	f, err := os.CreateTemp(dir, ".slc-write-test-*")
 	if err != nil {
-		return created, fmt.Errorf("--save-dir %s: cannot write there: %w", dir, unwrapPathErr(err))
+		return created, fmt.Errorf("--save-dir %s: cannot write there: %w", dir, driver.UnwrapPathErr(err))
 	}
 	f.Close()
 	os.Remove(f.Name())
@@ -1179,7 +1121,7 @@ func prepareSaveDir(r *trainRun) (created bool, err error) {
 	}()
 	if mdir := filepath.Dir(r.metrics); mdir != dir {
 		if err := os.MkdirAll(mdir, 0o755); err != nil {
-			return created, fmt.Errorf("--metrics %s: %w", r.metrics, unwrapPathErr(err))
+			return created, fmt.Errorf("--metrics %s: %w", r.metrics, driver.UnwrapPathErr(err))
 		}
 	}
 	if r.resume != nil {
@@ -1240,24 +1182,16 @@ func firstNames(names []string, n int) string {
 	return strings.Join(names[:n], ", ") + fmt.Sprintf(", and %d more", len(names)-n)
 }
 
-func unwrapPathErr(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // sameModel checks that the model being resumed is the checkpoint's model:
 // the same ONNX model, or the same config.
 func sameModel(m *modelSpec, ck *checkpoint.Checkpoint) error {
-	if m.onnx != nil || ck.ONNX != nil {
-		if !bytes.Equal(m.onnx, ck.ONNX) {
+	if m.ONNX != nil || ck.ONNX != nil {
+		if !bytes.Equal(m.ONNX, ck.ONNX) {
 			return fmt.Errorf("the model differs from the checkpoint's %s", checkpoint.ONNXFile)
 		}
 		return nil
 	}
-	return sameConfig(m.config, ck.Config)
+	return sameConfig(m.Config, ck.Config)
 }
 
 // sameConfig checks that the model being resumed is the checkpoint's model.
