@@ -241,5 +241,5 @@ func (b *layerBar) finish() {
 	if b.tty {
 		fmt.Fprint(b.w, "\r\033[K")
 	}
-	fmt.Fprintf(b.w, "%s: %d layers analyzed in %s\n", b.label, b.done, formatDuration(time.Since(b.start)))
+	fmt.Fprintf(b.w, "%s: %d layers analyzed in %s\n", b.label, b.done, train.FormatDuration(time.Since(b.start)))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/train"
 	"regexp"
 	"strings"
 
@@ -27,15 +28,15 @@ func exitCode(err error) int {
 	var ue *usageError
 	var ie *internalError
 	var ce cli.ExitCoder // urfave/cli's own: "No help topic for 'x'"
-	var qe *quietError
-	var re *rankSetupError
+	var qe *train.QuietError
+	var re *train.RankSetupError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &qe):
-		return qe.code
+		return qe.Code
 	case errors.As(err, &re):
-		return re.code
+		return re.Code
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitUsage
 	case errors.As(err, &ie):

@@ -133,7 +133,7 @@ func evalMain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opt := data.LoadOptions{VocabSize: m.VocabSize, Separator: separatorFor(m.VocabSize)}
+	opt := data.LoadOptions{VocabSize: m.VocabSize, Separator: train.SeparatorFor(m.VocabSize)}
 	if tok != nil {
 		opt.Tokenizer, opt.Separator = tok, int(tok.EOSID())
 	}

@@ -27,34 +27,16 @@ const (
 	kindONNX     = driver.KindONNX
 )
 
-// spec is the model part of a run's settings (checked by trainFlags).
-func (s *trainSettings) spec() driver.Spec {
-	p, _ := driver.ParsePrecision(s.DType)
-	return driver.Spec{
-		BatchSize: s.BatchSize, MaxLength: s.MaxLength, Seed: s.Seed, Precision: p, Rows: s.Rows,
-		PEFT: s.PEFT, Rank: s.Rank, SpRatio: s.SpRatio, LoraAlpha: s.LoraAlpha, TargetModules: s.TargetModules,
-		Optimizer: s.Optimizer, Beta1: s.Beta1, Lowering: s.Lowering, CPU: s.CPU,
-	}
-}
-
-// take records what opening the model fixed (an artifact's settings, an
-// ONNX model's static dims, a config's shorter length).
-func (s *trainSettings) take(sp driver.Spec) {
-	s.BatchSize, s.MaxLength, s.Seed, s.DType, s.Rows = sp.BatchSize, sp.MaxLength, sp.Seed, sp.Precision.String(), sp.Rows
-	s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules = sp.PEFT, sp.Rank, sp.SpRatio, sp.LoraAlpha, sp.TargetModules
-	s.Optimizer, s.Beta1, s.Lowering, s.CPU = sp.Optimizer, sp.Beta1, sp.Lowering, sp.CPU
-}
-
 // artifactFlags are the flags an artifact's settings may contradict.
 var artifactFlags = []string{"dtype", "optimizer", "beta1", "batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "rows"}
 
 // openOptions are slc train's flags of opening a model.
-func openOptions(c *cli.Context, lengthSet bool) (driver.OpenOptions, error) {
+func openOptions(c *cli.Context) (driver.OpenOptions, error) {
 	co, err := codegenOptions(c, "train", nil, nil)
 	if err != nil {
 		return driver.OpenOptions{}, err
 	}
-	o := driver.OpenOptions{Cmd: "train", LengthSet: lengthSet, BatchSet: c.IsSet("batch-size"), Codegen: co,
+	o := driver.OpenOptions{Cmd: "train", BatchSet: c.IsSet("batch-size"), Codegen: co,
 		Freeze: driver.FreezePatterns(c.StringSlice("freeze")), Logits: c.String("logits"),
 		ONNXFlags: c.IsSet("dim") || c.IsSet("logits") || c.IsSet("freeze"), Given: map[string]any{}}
 	for _, f := range artifactFlags {
@@ -64,22 +46,6 @@ func openOptions(c *cli.Context, lengthSet bool) (driver.OpenOptions, error) {
 	}
 	o.DimFlags = c.StringSlice("dim")
 	return o, nil
-}
-
-// openModel reads slc train's MODEL with the run's settings, which take
-// what the model fixes.
-func openModel(c *cli.Context, path string, lengthSet bool, s *trainSettings) (*modelSpec, error) {
-	o, err := openOptions(c, lengthSet)
-	if err != nil {
-		return nil, err
-	}
-	sp := s.spec()
-	m, err := driver.Open(path, &sp, o)
-	if err != nil {
-		return nil, err
-	}
-	s.take(sp)
-	return m, nil
 }
 
 // runsOn says where a runtime runs its kernels, for progress lines.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"gitee.com/gidean/conv-linn/train"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,7 +147,7 @@ func TestTrainStreamBadInput(t *testing.T) {
 	os.WriteFile(filepath.Join(notGzip, "c4-train.00000-of-00001.json.gz"), []byte(`{"text": "plain"}`+"\n"), 0o644)
 	save := filepath.Join(dir, "r1")
 	oneLine("not gzip", streamArgs(art, notGzip, save, "--eval-fraction", "0"), 1, "update 1: ", "c4-train.00000-of-00001.json.gz", "gzip", "no checkpoint was saved")
-	if old := oldCheckpoints(save); len(old) > 0 {
+	if old := train.CheckpointNames(save); len(old) > 0 {
 		t.Errorf("checkpoints saved before the bad shard: %v", old)
 	}
 
@@ -163,7 +164,7 @@ func TestTrainStreamBadInput(t *testing.T) {
 	save = filepath.Join(dir, "r2")
 	oneLine("bad line", streamArgs(art, badDir, save, "--eval-fraction", "0", "--shuffle=false", "--save-every", "1"), 1,
 		"update 3: ", "a.jsonl:21:", "training stopped without saving this state", "the last good checkpoint is "+filepath.Join(save, "checkpoint-2"))
-	if old := oldCheckpoints(save); strings.Join(old, " ") != "checkpoint-1 checkpoint-2" {
+	if old := train.CheckpointNames(save); strings.Join(old, " ") != "checkpoint-1 checkpoint-2" {
 		t.Errorf("checkpoints %v, want checkpoint-1 and checkpoint-2 only", old)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/train"
 	"io"
 	"math"
 	"os"
@@ -373,7 +374,7 @@ func (p *tokenizeProgress) update(read, tokens int64) {
 	frac := float64(p.done+read) / float64(max(p.total, 1))
 	eta := "?"
 	if frac > 0 {
-		eta = formatDuration(time.Duration(sec * (1 - frac) / frac * float64(time.Second)))
+		eta = train.FormatDuration(time.Duration(sec * (1 - frac) / frac * float64(time.Second)))
 	}
 	fmt.Fprintf(p.w, "\r\033[Ktokenize: shard %d/%d %3.0f%%  %s tokens  %s tokens/s  ETA %s",
 		p.shard+1, p.n, 100*frac, summary.Grouped(p.tokens+tokens), summary.Grouped(int64(float64(p.tokens+tokens)/sec)), eta)
@@ -387,7 +388,7 @@ func (p *tokenizeProgress) shardDone(i int, in, out string, st tokenizeStats) {
 	p.tokens += st.tokens
 	p.shard = i + 1
 	fmt.Fprintf(p.w, "tokenize: %d/%d %s: %s documents, %s tokens in %s (%s tokens/s)\n",
-		i+1, p.n, out, summary.Grouped(st.docs), summary.Grouped(st.tokens), strings.TrimSpace(formatDuration(time.Duration(st.sec*float64(time.Second)))), summary.Grouped(int64(float64(st.tokens)/max(st.sec, 1e-9))))
+		i+1, p.n, out, summary.Grouped(st.docs), summary.Grouped(st.tokens), strings.TrimSpace(train.FormatDuration(time.Duration(st.sec*float64(time.Second)))), summary.Grouped(int64(float64(st.tokens)/max(st.sec, 1e-9))))
 }
 
 // clear removes a redrawn line.
