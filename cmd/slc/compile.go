@@ -104,7 +104,9 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	return o, nil
 }
 
-// compile runs slc compile.
+// compile runs slc compile: read the model, run the pipeline, then print
+// the memory budget, emit native code (an artifact, LLVM IR, assembly),
+// write IR, or print the summary.
 func compile(c *cli.Context) error {
 	o, err := compileFlags(c)
 	if err != nil {
@@ -114,120 +116,131 @@ func compile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if src.Kind != kindONNX && c.IsSet("dim") {
-		return usagef("compile", "flag --dim binds an ONNX model's symbolic dimensions, but %s is %s", src.Path, src.Kind)
+	m, err := compileSource(c, o, src)
+	if err != nil {
+		return err
 	}
-	if src.Kind != kindONNX && c.IsSet("freeze") {
-		return usagef("compile", "flag --freeze applies to an ONNX model's initializers, but %s is %s", src.Path, src.Kind)
-	}
-	var m *ir.Module
-	if src.Kind == kindConfig {
-		if m, err = driver.BuildLlama(src.Path, &o.build, c.IsSet("max-length")); err != nil {
-			err = maxLengthUsage("compile", c, err)
-			return err
-		}
-	} else {
-		for _, f := range buildFlags {
-			if c.IsSet(f) {
-				return usagef("compile", "flag --%s applies to a LLaMA config, but %s is %s", f, src.Path, src.Kind)
-			}
-		}
-		if src.Kind == kindONNX {
-			dims, derr := driver.ParseDims(c.StringSlice("dim"))
-			if derr != nil {
-				return derr
-			}
-			m, err = driver.ImportONNX(src, dims, driver.FreezePatterns(c.StringSlice("freeze")))
-		} else {
-			m, err = driver.ParseIR(src)
-		}
-		if err != nil {
-			return err
-		}
-	}
-
 	forward := m.Clone()
 	st, err := runPipeline(c, src.Path, m, src.Kind == kindConfig || src.Kind == kindONNX, o.passes)
 	if err != nil {
 		return err
 	}
 	if c.Bool("memory") {
-		if forward.Graph("forward") == nil {
-			return fmt.Errorf("%s: --memory needs a model with a forward graph (a LLaMA config or uncompiled IR)", src.Path)
-		}
-		cols, err := driver.MemoryColumns(forward, o.passes)
-		if err != nil {
-			return fmt.Errorf("%s: %w", src.Path, err)
-		}
-		fmt.Fprintf(c.App.Writer, "optimizer: %s (its state is the optimizer state row)\n", o.passes.Optimizer)
-		return passes.WriteMemoryReport(c.App.Writer, cols...)
+		return printMemory(c, src.Path, forward, o.passes)
 	}
 	if len(printAfter(c)) > 0 {
 		return nil // the IR after the named passes is the output
 	}
-
-	var wrote int
 	var codegenNotes bytes.Buffer
 	wroteArtifact := ""
 	if kind, _ := driver.OutputFormat(o.output); kind == kindArtifact || o.emit == "llvm" || o.emit == "asm" || o.emit == "ptx" {
-		var explainTo io.Writer
-		if c.Bool("explain") {
-			explainTo = &codegenNotes // printed after the pass notes
-		}
-		co, err := codegenOptions(c, "compile", st, explainTo)
-		if err != nil {
+		if wroteArtifact, err = emitNative(c, o, src.Path, m, st, &codegenNotes); err != nil || o.emit != "summary" {
 			return err
-		}
-		switch o.emit {
-		case "llvm":
-			co.EmitLLVM = c.App.Writer
-		case "asm", "ptx":
-			co.EmitAsm = c.App.Writer
-		}
-		art, err := driver.Compile(src.Path, m, co)
-		if err != nil {
-			return err
-		}
-		if kind == kindArtifact {
-			if err := artifact.WriteFile(o.output, art); err != nil {
-				return err
-			}
-			wroteArtifact = fmt.Sprintf("Wrote %s (%s bytes: %d programs, %s bytes of native code for %s %s)\n", o.output,
-				summary.Grouped(fileSize(o.output)), len(art.Programs), summary.Grouped(int64(len(art.Code))), art.Target.Triple, art.Target.CPU)
-		}
-		if o.emit != "summary" {
-			return nil
 		}
 		o.output = "" // written
 	}
+	var wrote int
 	if o.output != "" {
 		if wrote, err = writeModule(o.output, m); err != nil {
 			return err
 		}
 	}
-	switch o.emit {
-	case "ir":
+	if o.emit == "ir" {
 		_, err := c.App.Writer.Write(m.MarshalText())
 		return err
-	default:
-		if src.Kind == kindConfig {
-			printf(c, "Model: %s (%s; batch %d, max length %d, seed %d, %s)\n", src.Path, src.Kind, o.build.BatchSize, o.build.SeqLen, o.build.Seed, o.build.DType)
-		} else {
-			printf(c, "Model: %s (%s)\n", src.Path, src.Kind)
-		}
-		summary.Of(m).Write(c.App.Writer)
-		if c.Bool("explain") {
-			for _, n := range st.Notes {
-				printf(c, "%s\n", n)
-			}
-			c.App.Writer.Write(codegenNotes.Bytes())
-		}
-		if o.output != "" {
-			printf(c, "Wrote %s (%s bytes)\n", o.output, summary.Grouped(int64(wrote)))
-		}
-		printf(c, "%s", wroteArtifact)
 	}
+	if src.Kind == kindConfig {
+		printf(c, "Model: %s (%s; batch %d, max length %d, seed %d, %s)\n", src.Path, src.Kind, o.build.BatchSize, o.build.SeqLen, o.build.Seed, o.build.DType)
+	} else {
+		printf(c, "Model: %s (%s)\n", src.Path, src.Kind)
+	}
+	summary.Of(m).Write(c.App.Writer)
+	if c.Bool("explain") {
+		for _, n := range st.Notes {
+			printf(c, "%s\n", n)
+		}
+		c.App.Writer.Write(codegenNotes.Bytes())
+	}
+	if o.output != "" {
+		printf(c, "Wrote %s (%s bytes)\n", o.output, summary.Grouped(int64(wrote)))
+	}
+	printf(c, "%s", wroteArtifact)
 	return nil
+}
+
+// compileSource is the module of slc compile's MODEL: a config built with
+// the build flags, an ONNX model imported with --dim and --freeze, or IR.
+// Flags that do not apply to the kind of model are usage errors.
+func compileSource(c *cli.Context, o *compileOptions, src *driver.Source) (*ir.Module, error) {
+	if src.Kind != kindONNX && c.IsSet("dim") {
+		return nil, usagef("compile", "flag --dim binds an ONNX model's symbolic dimensions, but %s is %s", src.Path, src.Kind)
+	}
+	if src.Kind != kindONNX && c.IsSet("freeze") {
+		return nil, usagef("compile", "flag --freeze applies to an ONNX model's initializers, but %s is %s", src.Path, src.Kind)
+	}
+	if src.Kind == kindConfig {
+		m, err := driver.BuildLlama(src.Path, &o.build, c.IsSet("max-length"))
+		return m, maxLengthUsage("compile", c, err)
+	}
+	for _, f := range buildFlags {
+		if c.IsSet(f) {
+			return nil, usagef("compile", "flag --%s applies to a LLaMA config, but %s is %s", f, src.Path, src.Kind)
+		}
+	}
+	if src.Kind != kindONNX {
+		return driver.ParseIR(src)
+	}
+	dims, err := driver.ParseDims(c.StringSlice("dim"))
+	if err != nil {
+		return nil, err
+	}
+	return driver.ImportONNX(src, dims, driver.FreezePatterns(c.StringSlice("freeze")))
+}
+
+// printMemory is --memory: the budget of --peft full and --peft sltrain
+// side by side.
+func printMemory(c *cli.Context, path string, forward *ir.Module, po passes.Options) error {
+	if forward.Graph("forward") == nil {
+		return fmt.Errorf("%s: --memory needs a model with a forward graph (a LLaMA config or uncompiled IR)", path)
+	}
+	cols, err := driver.MemoryColumns(forward, po)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	fmt.Fprintf(c.App.Writer, "optimizer: %s (its state is the optimizer state row)\n", po.Optimizer)
+	return passes.WriteMemoryReport(c.App.Writer, cols...)
+}
+
+// emitNative compiles m to native code: --emit llvm, asm or ptx to stdout,
+// and the artifact of -o FILE.slc, whose line it returns. --explain's notes
+// go to notes, printed after the pass notes.
+func emitNative(c *cli.Context, o *compileOptions, path string, m *ir.Module, st *passes.State, notes io.Writer) (string, error) {
+	var explainTo io.Writer
+	if c.Bool("explain") {
+		explainTo = notes
+	}
+	co, err := codegenOptions(c, "compile", st, explainTo)
+	if err != nil {
+		return "", err
+	}
+	switch o.emit {
+	case "llvm":
+		co.EmitLLVM = c.App.Writer
+	case "asm", "ptx":
+		co.EmitAsm = c.App.Writer
+	}
+	art, err := driver.Compile(path, m, co)
+	if err != nil {
+		return "", err
+	}
+	if kind, _ := driver.OutputFormat(o.output); kind != kindArtifact {
+		return "", nil
+	}
+	if err := artifact.WriteFile(o.output, art); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Wrote %s (%s bytes: %d programs, %s bytes of native code for %s %s)\n", o.output,
+		summary.Grouped(fileSize(o.output)), len(art.Programs), summary.Grouped(int64(len(art.Code))), art.Target.Triple, art.Target.CPU), nil
 }
 
 // writeModule writes m as IR text or binary, chosen by the extension, and
