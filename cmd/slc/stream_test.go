@@ -175,3 +175,23 @@ func TestTrainStreamBadInput(t *testing.T) {
 	mustSlc(t, streamArgs(art, shards, mem, "--eval-fraction", "0", "--stream=false", "--num-training-steps", "2", "--save-every", "1")...)
 	oneLine("resume in memory streamed", []string{"train", "--continue-from", filepath.Join(mem, "checkpoint-1"), "--stream"}, 2, "in memory", "--stream=false")
 }
+
+// A streamed run that asks for no evaluation (--eval-every 0, no
+// --eval-data) needs no split: it trains as --eval-fraction 0 does. An
+// --eval-fraction given with it still asks for a split a stream cannot make.
+func TestTrainStreamNoEvalAsked(t *testing.T) {
+	art := docArtifact(t)
+	dir := t.TempDir()
+	shards := synthShards(t, filepath.Join(dir, "train"), 2, 6, 0)
+	noEval, noSplit := filepath.Join(dir, "noeval"), filepath.Join(dir, "nosplit")
+	out := mustSlc(t, streamArgs(art, shards, noEval, "--shuffle=false", "--eval-every", "0")...)
+	if !strings.Contains(out, "no evaluation") || strings.Contains(out, "eval loss") {
+		t.Errorf("--eval-every 0 on a stream evaluates:\n%s", out)
+	}
+	mustSlc(t, streamArgs(art, shards, noSplit, "--shuffle=false", "--eval-fraction", "0")...)
+	sameWeights(t, filepath.Join(noEval, "checkpoint-4"), filepath.Join(noSplit, "checkpoint-4"))
+	_, stderr, code := slc(t, streamArgs(art, shards, filepath.Join(dir, "split"), "--eval-every", "0", "--eval-fraction", "0.1")...)
+	if code != exitUsage || !strings.Contains(stderr, "cannot be split") {
+		t.Errorf("--eval-fraction 0.1 on a stream: exit %d, %q", code, stderr)
+	}
+}

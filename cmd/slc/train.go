@@ -55,7 +55,7 @@ func trainCommand() *cli.Command {
 			"directory or a glob of them. The last --eval-fraction of the rows is held out for evaluation\n" +
 			"unless --eval-data is given. With --rows documents and --tokenizer, JSON shards are streamed\n" +
 			"document by document in bounded memory (--stream), so C4 at its real size trains; a stream\n" +
-			"cannot be split: give it --eval-data (or --eval-fraction 0). One update runs --total-batch-size / --batch-size micro-batches\n" +
+			"cannot be split: give it --eval-data to evaluate (or --eval-fraction 0 or --eval-every 0: no evaluation). One update runs --total-batch-size / --batch-size micro-batches\n" +
 			"and one step of --optimizer (AdamW by default); the learning rate is warmed up linearly for --warmup-steps updates, then\n" +
 			"decays to --min-lr-ratio × --lr at --num-training-steps along the seed's cosine (the default)\n" +
 			"or a line (--scheduler linear-min); --scheduler linear is the seed's linear decay to 0.\n" +
@@ -88,7 +88,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's, to --min-lr-ratio), linear (the seed's, to 0, ignoring --min-lr-ratio) or linear-min (a line to --min-lr-ratio)"},
 			&cli.Float64Flag{Name: "weight-decay", Aliases: []string{"weight_decay"}, Value: 0, Usage: "weight decay `WD`: decoupled for adamw, added to the gradient (L2) for adam and sgd, Adafactor's p −= WD·lr·p"},
 			&cli.Float64Flag{Name: "grad-clipping", Aliases: []string{"grad_clipping"}, Value: 0, Usage: "clip the global gradient norm to `MAX` (0: off)"},
-			&cli.IntFlag{Name: "eval-every", Aliases: []string{"eval_every"}, Usage: "evaluate every `N` updates (0: only at the end)", DefaultText: "10 times a run"},
+			&cli.IntFlag{Name: "eval-every", Aliases: []string{"eval_every"}, Usage: "evaluate every `N` updates (0: only at the end; a streamed --data without --eval-data: never)", DefaultText: "10 times a run"},
 			&cli.IntFlag{Name: "save-every", Aliases: []string{"save_every"}, Value: defaultSaveEvery, Usage: "save a checkpoint every `N` updates (0: only at the end)"},
 			&cli.StringFlag{Name: "save-dir", Aliases: []string{"save_dir"}, Usage: "checkpoint `DIR`", DefaultText: "checkpoints/<model>-<date>-<time>; with --continue-from, the checkpoint's", TakesFile: true},
 			&cli.BoolFlag{Name: "overwrite", Usage: "start afresh in a --save-dir that holds checkpoints of another run, replacing them"},
