@@ -184,3 +184,60 @@ func (r *run) loadData(vocab int, tok *tokenizer.Model) (*runData, error) {
 	}
 	return &runData{train: mb, eval: eb, rows: mb.Rows(), close: func() {}, tok: tok}, nil
 }
+
+// HeldOut is the data slc eval evaluates a checkpoint on: the last
+// fraction of a corpus's rows (or documents), or all of it.
+type HeldOut struct {
+	path   string
+	length int
+	tokens []int32   // packed rows
+	docs   [][]int32 // document rows (a run that trained on them)
+	tok    *tokenizer.Model
+}
+
+// LoadHeldOut loads path as a run of vocab ids trained (byte-level or with
+// tok), keeping the last frac of its rows of length tokens (0: all of
+// them), as the run's held-out split took them; documents cuts it into
+// document rows at tok's end-of-text id.
+func LoadHeldOut(path string, frac float64, vocab, length int, documents bool, tok *tokenizer.Model) (*HeldOut, error) {
+	opt := data.LoadOptions{VocabSize: vocab, Separator: SeparatorFor(vocab)}
+	if tok != nil {
+		opt.Tokenizer, opt.Separator = tok, int(tok.EOSID())
+	}
+	tokens, err := data.Load(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	h := &HeldOut{path: path, length: length, tok: tok}
+	switch {
+	case documents: // the run trained on document rows
+		h.tokens, h.docs = tokens, data.Documents(tokens, tok.EOSID())
+		if frac > 0 {
+			if _, h.docs, err = data.SplitDocuments(h.docs, frac); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	case frac > 0:
+		if _, h.tokens, err = data.Split(tokens, length, frac); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	default:
+		h.tokens = tokens
+	}
+	return h, nil
+}
+
+// Batcher is the held-out rows in batches of batch rows, in order.
+func (h *HeldOut) Batcher(batch int) (*data.Batcher, error) {
+	var b *data.Batcher
+	var err error
+	if h.docs != nil {
+		b, err = data.NewDocumentBatcher(h.docs, h.length, batch, h.tok.PadID(), false, 0)
+	} else {
+		b, err = data.NewBatcher(h.tokens, h.length, batch, false, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", h.path, err)
+	}
+	return b, nil
+}

@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
-	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/train"
@@ -133,40 +132,18 @@ func evalMain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opt := data.LoadOptions{VocabSize: m.VocabSize, Separator: train.SeparatorFor(m.VocabSize)}
-	if tok != nil {
-		opt.Tokenizer, opt.Separator = tok, int(tok.EOSID())
-	}
-	tokens, err := data.Load(path, opt)
+	held, err := train.LoadHeldOut(path, frac, m.VocabSize, length, m.Build.LossMask, tok)
 	if err != nil {
 		return err
-	}
-	var docs [][]int32
-	if m.Build.LossMask { // the run trained on document rows
-		docs = data.Documents(tokens, tok.EOSID())
-		if frac > 0 {
-			if _, docs, err = data.SplitDocuments(docs, frac); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-		}
-	} else if frac > 0 {
-		if _, tokens, err = data.Split(tokens, length, frac); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
 	}
 	rt, m, err := checkpointRuntime(c, cmd, dir, ck, c.Int("batch-size"), length, threads)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	var b *data.Batcher
-	if docs != nil {
-		b, err = data.NewDocumentBatcher(docs, length, m.Build.BatchSize, tok.PadID(), false, 0)
-	} else {
-		b, err = data.NewBatcher(tokens, length, m.Build.BatchSize, false, 0)
-	}
+	b, err := held.Batcher(m.Build.BatchSize)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return err
 	}
 	if nb == 0 {
 		nb = max(1, b.Rows()/b.Batch())
