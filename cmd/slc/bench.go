@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
@@ -392,49 +391,18 @@ func compileBench(c *cli.Context, model string, po passes.Options) (*ir.Module, 
 	return m, st, progs, nil
 }
 
-// compilePrograms compiles each lowering of a config module (st: its kernel
-// groups and memory plans); when auto chose one lowering for every layer of
-// train_step, that lowering is not compiled again.
+// compilePrograms compiles each lowering of a config module (st: its
+// kernel groups and memory plans) with the codegen flags (bench.Compile).
 func compilePrograms(c *cli.Context, model string, mod *ir.Module, st *passes.State, progs []*bench.Program) error {
-	autoAll := "" // the lowering auto chose for every layer, if one
-	for _, p := range progs {
-		if p.Art != nil {
-			continue
-		}
-		if p.Lowering != "auto" && p.Lowering == autoAll {
-			p.SameAs = "auto"
-			continue
-		}
-		start := time.Now()
-		var explain io.Writer
-		if c.Bool("explain") {
-			explain = c.App.Writer
-		}
-		co, err := codegenOptions(c, "bench", st, explain)
-		if err != nil {
-			return err
-		}
-		var chosen codegen.Decisions
-		co.Decisions = &chosen
-		if p.Lowering != "" {
-			co.SLTrainLowering = p.Lowering
-		}
-		if p.Art, err = driver.Compile(model, mod, co); err != nil {
-			return err
-		}
-		p.Compile = time.Since(start).Seconds()
-		if p.Lowering == "auto" {
-			merged, factored := chosen.SLTrainCount("train_step")
-			printf(c, "  auto: %d of train_step's %d LowRankSparseAdd layers factored, %d merged\n", factored, merged+factored, merged)
-			switch {
-			case factored == 0 && merged > 0:
-				autoAll = "merged"
-			case merged == 0 && factored > 0:
-				autoAll = "factored"
-			}
-		}
+	var explain io.Writer
+	if c.Bool("explain") {
+		explain = c.App.Writer
 	}
-	return nil
+	co, err := codegenOptions(c, "bench", st, explain)
+	if err != nil {
+		return err
+	}
+	return bench.Compile(model, mod, progs, co, c.App.Writer)
 }
 
 // timeProgram loads a program and times it.
