@@ -76,17 +76,9 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	if err := spectrum.CheckOutput(out); err != nil {
 		return err
 	}
-	runs := make([]spectrum.Run, len(args))
-	rank := c.Int("rank")
-	for i, a := range args {
-		m, err := spectrum.Open(train.ResolveCheckpoint(a))
-		if err != nil {
-			return err
-		}
-		if m.SLTrain() && rank == 0 {
-			rank = m.Rank
-		}
-		runs[i] = spectrum.Run{Label: labels[i], Model: m}
+	runs, rank, err := openRuns(args, labels, c.Int("rank"))
+	if err != nil {
+		return err
 	}
 	block, err := analyzeBlock(c, runs)
 	if err != nil {
@@ -130,6 +122,23 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	}
 	printf(c, "Wrote %s: %s (figures of block %d, tail from index %d)\n", out, strings.Join(names, ", "), block, tailFrom)
 	return nil
+}
+
+// openRuns opens each CKPT's model; the rank is --rank, else the first
+// SLTrain model's.
+func openRuns(args, labels []string, rank int) ([]spectrum.Run, int, error) {
+	runs := make([]spectrum.Run, len(args))
+	for i, a := range args {
+		m, err := spectrum.Open(train.ResolveCheckpoint(a))
+		if err != nil {
+			return nil, 0, err
+		}
+		if m.SLTrain() && rank == 0 {
+			rank = m.Rank
+		}
+		runs[i] = spectrum.Run{Label: labels[i], Model: m}
+	}
+	return runs, rank, nil
 }
 
 // analyzeBlock is the block the figures show: --layer, else the first run's
