@@ -19,7 +19,8 @@ import (
 	"gitee.com/gidean/conv-linn/runtime"
 )
 
-// Defaults of a run (the seed's recipe where it has one).
+// Files a run writes in its save directory: the metrics (unless --metrics
+// names another file) and the loss curve.
 const (
 	DefaultMetricsName = "metrics.jsonl"
 	LossPlotName       = "loss.png"
