@@ -13,15 +13,13 @@ import (
 type modelSpec = driver.Model
 
 var (
-	isArtifact  = driver.IsArtifact
-	readSource  = driver.ReadSource
-	passOptions = driver.PassOptions
+	isArtifact = driver.IsArtifact
+	readSource = driver.ReadSource
 )
 
 // The kinds of model file (driver.Kind).
 const (
 	kindConfig   = driver.KindConfig
-	kindText     = driver.KindText
 	kindBinary   = driver.KindBinary
 	kindArtifact = driver.KindArtifact
 	kindONNX     = driver.KindONNX
