@@ -71,6 +71,11 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 	lm.ConfigureFor(tm)
 	times := sltrainTimes(mod, opt)
 	device, kernels := opt.lowerTarget()
+	if opt.Decisions != nil {
+		if opt.Decisions.SLTrain, err = sltrainChoices(mod, opt.SLTrainLowering, times); err != nil {
+			return nil, fmt.Errorf("codegen: %w", err)
+		}
+	}
 	em, err := lower.NewEmitter(lm, tm, lower.Options{SLTrainLowering: opt.SLTrainLowering, SLTrainTimes: times, Device: device, GPUKernels: kernels, XentChunkRows: opt.XentChunkRows, GPUOneTensor: opt.GPUOneTensor})
 	if err != nil {
 		return nil, fmt.Errorf("codegen: %w", err)

@@ -44,6 +44,9 @@ type Options struct {
 	// Explain, when set, receives one line per graph and per decision worth
 	// reporting (kernels, arena, SLTrain lowerings).
 	Explain io.Writer
+	// Decisions, when set, receives Compile's decisions as data (what a
+	// caller acts on, where Explain words them for a reader).
+	Decisions *Decisions
 	// EmitLLVM and EmitAsm, when set, receive the optimized LLVM IR and the
 	// x86-64 assembly of the kernels.
 	EmitLLVM, EmitAsm io.Writer
@@ -63,6 +66,33 @@ type Options struct {
 	// (no grid-wide sums): the design before them, for comparisons (slc
 	// bench --predict).
 	GPUOneTensor bool
+}
+
+// Decisions are the choices Compile made that a caller may act on.
+type Decisions struct {
+	// SLTrain is every LowRankSparseAdd's lowering, in graph and node order.
+	SLTrain []SLTrainChoice
+}
+
+// SLTrainChoice is the lowering Compile gave one LowRankSparseAdd:
+// "merged" or "factored".
+type SLTrainChoice struct {
+	Graph, Node, Lowering string
+}
+
+// SLTrainCount is how many of graph's LowRankSparseAdd layers are merged and
+// how many factored.
+func (d *Decisions) SLTrainCount(graph string) (merged, factored int) {
+	for _, c := range d.SLTrain {
+		switch {
+		case c.Graph != graph:
+		case c.Lowering == "merged":
+			merged++
+		case c.Lowering == "factored":
+			factored++
+		}
+	}
+	return merged, factored
 }
 
 // SLTrainLayerTimes is one row of MeasureSLTrainLayers' table: a

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"gitee.com/gidean/conv-linn/atomicfile"
+	"gitee.com/gidean/conv-linn/summary"
 	"io/fs"
 	"math"
 	"os"
@@ -260,4 +261,13 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// SeedNote describes the seed's eval figure of e, when it was asked for
+// (--eval-tokens), for a run's lines.
+func (e EvalRecord) SeedNote() string {
+	if e.EvalTokens == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; the seed's figure (loss sum / (batches + 1)) %.4f, perplexity %.2f, over %s tokens", e.SeedLoss, e.SeedPPL, summary.Grouped(e.EvalTokens))
 }

@@ -13,9 +13,9 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 )
 
-// Run is one training run's curves, as read back by ReadMetrics, with the
+// Curves is one training run's curves, as read back by ReadMetrics, with the
 // name its legend entries carry.
-type Run struct {
+type Curves struct {
 	Label string
 	Steps []StepRecord
 	Evals []EvalRecord
@@ -56,7 +56,7 @@ var glyphs = []draw.GlyphDrawer{
 // evaluation, against the update step. Points that are not finite are left
 // out.
 func PlotLoss(path, title string, steps []StepRecord, evals []EvalRecord) error {
-	return PlotRuns(path, []Run{{Steps: steps, Evals: evals}}, PlotOptions{Title: title})
+	return PlotRuns(path, []Curves{{Steps: steps, Evals: evals}}, PlotOptions{Title: title})
 }
 
 // PlotRuns draws the loss curves of one or more runs against the update step
@@ -67,7 +67,7 @@ func PlotLoss(path, title string, steps []StepRecord, evals []EvalRecord) error 
 // colour and one marker shape, the legend has one entry per run and a grey
 // key to the two line styles. Points that are not finite are left out; a run
 // with nothing finite to draw is an error naming it.
-func PlotRuns(path string, runs []Run, opt PlotOptions) error {
+func PlotRuns(path string, runs []Curves, opt PlotOptions) error {
 	img, err := RenderRuns(runs, opt)
 	if err != nil {
 		return err
@@ -76,7 +76,7 @@ func PlotRuns(path string, runs []Run, opt PlotOptions) error {
 }
 
 // RenderRuns is PlotRuns without the file: the PNG's bytes.
-func RenderRuns(runs []Run, opt PlotOptions) ([]byte, error) {
+func RenderRuns(runs []Curves, opt PlotOptions) ([]byte, error) {
 	if len(runs) == 0 {
 		return nil, errors.New("no run to plot")
 	}
@@ -174,7 +174,7 @@ func RenderRuns(runs []Run, opt PlotOptions) ([]byte, error) {
 }
 
 // finiteXYs are a run's finite training (unless evalOnly) and eval points.
-func finiteXYs(r Run, evalOnly bool) (train, eval plotter.XYs) {
+func finiteXYs(r Curves, evalOnly bool) (train, eval plotter.XYs) {
 	if !evalOnly {
 		for _, s := range r.Steps {
 			if isFinite(s.Loss) {

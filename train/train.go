@@ -1,8 +1,15 @@
-// Package train runs SLTrain pretraining on a loaded runtime: the update loop
-// with gradient accumulation over micro-batches held in memory or streamed
-// (Batches), the learning-rate schedule of DESIGN.md, periodic evaluation on
-// a held-out split, atomic checkpoints that resume bit-identically,
-// metrics.jsonl and the loss-curve plot.
+// Package train owns a training run. Run (run.go) is the whole of slc
+// train on one rank, in the order of llm.c's train_gpt2.c main: resolve the
+// settings (config.go: defaults, the checkpoint's when resuming, the
+// checks), open the model (package driver), load the data (data.go), hold
+// the save directory (savedir.go), compile and load, agree with the other
+// ranks (ranks.go), run the loop, and summarise (summary.go); signals.go is
+// what SIGINT and SIGTERM do to it. Below Run, the Trainer runs SLTrain
+// pretraining on a loaded runtime: the update loop with gradient
+// accumulation over micro-batches held in memory or streamed (Batches), the
+// learning-rate schedule of DESIGN.md, periodic evaluation on a held-out
+// split, atomic checkpoints that resume bit-identically, metrics.jsonl and
+// the loss-curve plot.
 //
 // One update u (counted from 0) runs G micro-batches through the train_step
 // program, each with grad_scale = 1/G so that the accumulated gradient is the

@@ -76,17 +76,9 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	if err := spectrum.CheckOutput(out); err != nil {
 		return err
 	}
-	runs := make([]spectrum.Run, len(args))
-	rank := c.Int("rank")
-	for i, a := range args {
-		m, err := spectrum.Open(train.ResolveCheckpoint(a))
-		if err != nil {
-			return err
-		}
-		if m.SLTrain() && rank == 0 {
-			rank = m.Rank
-		}
-		runs[i] = spectrum.Run{Label: labels[i], Model: m}
+	runs, rank, err := openRuns(args, labels, c.Int("rank"))
+	if err != nil {
+		return err
 	}
 	block, err := analyzeBlock(c, runs)
 	if err != nil {
@@ -119,7 +111,7 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	}
 	files, err := spectrum.Files(runs, block, tailFrom)
 	if err != nil {
-		return &internalError{err}
+		return &internalError{Err: err}
 	}
 	if err := spectrum.WriteDir(out, files); err != nil {
 		return err
@@ -130,6 +122,23 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	}
 	printf(c, "Wrote %s: %s (figures of block %d, tail from index %d)\n", out, strings.Join(names, ", "), block, tailFrom)
 	return nil
+}
+
+// openRuns opens each CKPT's model; the rank is --rank, else the first
+// SLTrain model's.
+func openRuns(args, labels []string, rank int) ([]spectrum.Run, int, error) {
+	runs := make([]spectrum.Run, len(args))
+	for i, a := range args {
+		m, err := spectrum.Open(train.ResolveCheckpoint(a))
+		if err != nil {
+			return nil, 0, err
+		}
+		if m.SLTrain() && rank == 0 {
+			rank = m.Rank
+		}
+		runs[i] = spectrum.Run{Label: labels[i], Model: m}
+	}
+	return runs, rank, nil
 }
 
 // analyzeBlock is the block the figures show: --layer, else the first run's
@@ -241,5 +250,5 @@ func (b *layerBar) finish() {
 	if b.tty {
 		fmt.Fprint(b.w, "\r\033[K")
 	}
-	fmt.Fprintf(b.w, "%s: %d layers analyzed in %s\n", b.label, b.done, formatDuration(time.Since(b.start)))
+	fmt.Fprintf(b.w, "%s: %d layers analyzed in %s\n", b.label, b.done, train.FormatDuration(time.Since(b.start)))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"gitee.com/gidean/conv-linn/bench"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,14 +44,14 @@ func printLowerings(c *cli.Context, model string, mod *ir.Module) error {
 
 // printAutoVsBest compares auto's step with the faster of all-merged and
 // all-factored, when all three were timed.
-func printAutoVsBest(c *cli.Context, results map[string]*benchResult) {
+func printAutoVsBest(c *cli.Context, results map[string]*bench.Result) {
 	a, m, f := results["auto"], results["merged"], results["factored"]
 	if a == nil || m == nil || f == nil {
 		return
 	}
-	best, name := m.stepSeconds, "merged"
-	if f.stepSeconds < best {
-		best, name = f.stepSeconds, "factored"
+	best, name := m.StepSeconds, "merged"
+	if f.StepSeconds < best {
+		best, name = f.StepSeconds, "factored"
 	}
-	printf(c, "auto vs best: auto %.3f s/step, all-%s %.3f s/step: auto is %+.1f%%\n", a.stepSeconds, name, best, 100*(a.stepSeconds/best-1))
+	printf(c, "auto vs best: auto %.3f s/step, all-%s %.3f s/step: auto is %+.1f%%\n", a.StepSeconds, name, best, 100*(a.StepSeconds/best-1))
 }

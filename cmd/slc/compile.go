@@ -3,10 +3,9 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"gitee.com/gidean/conv-linn/driver"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -60,7 +59,7 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	if o.build.SeqLen <= 0 {
 		return nil, usagef(cmd, "flag --max-length: must be > 0, got %d", o.build.SeqLen)
 	}
-	prec, mixed := parsePrecision(c.String("dtype"))
+	prec, mixed := driver.ParsePrecision(c.String("dtype"))
 	mixed = mixed && prec.Mixed
 	dt := prec.DType
 	if !mixed {
@@ -90,7 +89,7 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 		return nil, usagef(cmd, "flag --emit ptx: needs --device cuda (the CPU's assembly is --emit asm)")
 	}
 	if o.output != "" {
-		if _, err := outputFormat(o.output); err != nil {
+		if _, err := driver.OutputFormat(o.output); err != nil {
 			return nil, usagef(cmd, "flag -o %s: %v", o.output, err)
 		}
 	}
@@ -105,23 +104,9 @@ func compileFlags(c *cli.Context) (*compileOptions, error) {
 	return o, nil
 }
 
-// outputFormat says how a file is written, from its extension.
-func outputFormat(path string) (sourceKind, error) {
-	switch ext := strings.ToLower(filepath.Ext(path)); ext {
-	case ".json":
-		return kindText, nil
-	case ".slir":
-		return kindBinary, nil
-	case ".slc":
-		return kindArtifact, nil
-	case "":
-		return 0, fmt.Errorf("no extension (want .json for IR text, .slir for binary IR or .slc for a compiled artifact)")
-	default:
-		return 0, fmt.Errorf("unknown extension %q (want .json for IR text, .slir for binary IR or .slc for a compiled artifact)", ext)
-	}
-}
-
-// compile runs slc compile.
+// compile runs slc compile: read the model, run the pipeline, then print
+// the memory budget, emit native code (an artifact, LLVM IR, assembly),
+// write IR, or print the summary.
 func compile(c *cli.Context) error {
 	o, err := compileFlags(c)
 	if err != nil {
@@ -131,152 +116,137 @@ func compile(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if src.kind != kindONNX && c.IsSet("dim") {
-		return usagef("compile", "flag --dim binds an ONNX model's symbolic dimensions, but %s is %s", src.path, src.kind)
+	m, err := compileSource(c, o, src)
+	if err != nil {
+		return err
 	}
-	if src.kind != kindONNX && c.IsSet("freeze") {
-		return usagef("compile", "flag --freeze applies to an ONNX model's initializers, but %s is %s", src.path, src.kind)
-	}
-	var m *ir.Module
-	if src.kind == kindConfig {
-		if m, err = buildLlama(src.path, &o.build, c.IsSet("max-length")); err != nil {
-			err = maxLengthUsage("compile", c, err)
-			return err
-		}
-	} else {
-		for _, f := range buildFlags {
-			if c.IsSet(f) {
-				return usagef("compile", "flag --%s applies to a LLaMA config, but %s is %s", f, src.path, src.kind)
-			}
-		}
-		if src.kind == kindONNX {
-			dims, derr := parseDims(c.StringSlice("dim"))
-			if derr != nil {
-				return derr
-			}
-			m, err = importONNX(src, dims, freezePatterns(c.StringSlice("freeze")))
-		} else {
-			m, err = parseIR(src)
-		}
-		if err != nil {
-			return err
-		}
-	}
-
 	forward := m.Clone()
-	st, err := runPipeline(c, src.path, m, src.kind == kindConfig || src.kind == kindONNX, o.passes)
+	st, err := runPipeline(c, src.Path, m, src.Kind == kindConfig || src.Kind == kindONNX, o.passes)
 	if err != nil {
 		return err
 	}
 	if c.Bool("memory") {
-		if forward.Graph("forward") == nil {
-			return fmt.Errorf("%s: --memory needs a model with a forward graph (a LLaMA config or uncompiled IR)", src.path)
-		}
-		cols, err := memoryColumns(forward, o.passes)
-		if err != nil {
-			return fmt.Errorf("%s: %w", src.path, err)
-		}
-		fmt.Fprintf(c.App.Writer, "optimizer: %s (its state is the optimizer state row)\n", o.passes.Optimizer)
-		return passes.WriteMemoryReport(c.App.Writer, cols...)
+		return printMemory(c, src.Path, forward, o.passes)
 	}
 	if len(printAfter(c)) > 0 {
 		return nil // the IR after the named passes is the output
 	}
-
-	var wrote int
 	var codegenNotes bytes.Buffer
 	wroteArtifact := ""
-	if kind, _ := outputFormat(o.output); kind == kindArtifact || o.emit == "llvm" || o.emit == "asm" || o.emit == "ptx" {
-		var explainTo io.Writer
-		if c.Bool("explain") {
-			explainTo = &codegenNotes // printed after the pass notes
-		}
-		co, err := codegenOptions(c, "compile", st, explainTo)
-		if err != nil {
+	if kind, _ := driver.OutputFormat(o.output); kind == kindArtifact || o.emit == "llvm" || o.emit == "asm" || o.emit == "ptx" {
+		if wroteArtifact, err = emitNative(c, o, src.Path, m, st, &codegenNotes); err != nil || o.emit != "summary" {
 			return err
-		}
-		switch o.emit {
-		case "llvm":
-			co.EmitLLVM = c.App.Writer
-		case "asm", "ptx":
-			co.EmitAsm = c.App.Writer
-		}
-		art, err := compileNative(src.path, m, co)
-		if err != nil {
-			return err
-		}
-		if kind == kindArtifact {
-			if err := artifact.WriteFile(o.output, art); err != nil {
-				return err
-			}
-			wroteArtifact = fmt.Sprintf("Wrote %s (%s bytes: %d programs, %s bytes of native code for %s %s)\n", o.output,
-				summary.Grouped(fileSize(o.output)), len(art.Programs), summary.Grouped(int64(len(art.Code))), art.Target.Triple, art.Target.CPU)
-		}
-		if o.emit != "summary" {
-			return nil
 		}
 		o.output = "" // written
 	}
+	var wrote int
 	if o.output != "" {
 		if wrote, err = writeModule(o.output, m); err != nil {
 			return err
 		}
 	}
-	switch o.emit {
-	case "ir":
+	if o.emit == "ir" {
 		_, err := c.App.Writer.Write(m.MarshalText())
 		return err
-	default:
-		if src.kind == kindConfig {
-			printf(c, "Model: %s (%s; batch %d, max length %d, seed %d, %s)\n", src.path, src.kind, o.build.BatchSize, o.build.SeqLen, o.build.Seed, o.build.DType)
-		} else {
-			printf(c, "Model: %s (%s)\n", src.path, src.kind)
-		}
-		summary.Of(m).Write(c.App.Writer)
-		if c.Bool("explain") {
-			for _, n := range st.Notes {
-				printf(c, "%s\n", n)
-			}
-			c.App.Writer.Write(codegenNotes.Bytes())
-		}
-		if o.output != "" {
-			printf(c, "Wrote %s (%s bytes)\n", o.output, summary.Grouped(int64(wrote)))
-		}
-		printf(c, "%s", wroteArtifact)
 	}
+	if src.Kind == kindConfig {
+		printf(c, "Model: %s (%s; batch %d, max length %d, seed %d, %s)\n", src.Path, src.Kind, o.build.BatchSize, o.build.SeqLen, o.build.Seed, o.build.DType)
+	} else {
+		printf(c, "Model: %s (%s)\n", src.Path, src.Kind)
+	}
+	summary.Of(m).Write(c.App.Writer)
+	if c.Bool("explain") {
+		for _, n := range st.Notes {
+			printf(c, "%s\n", n)
+		}
+		c.App.Writer.Write(codegenNotes.Bytes())
+	}
+	if o.output != "" {
+		printf(c, "Wrote %s (%s bytes)\n", o.output, summary.Grouped(int64(wrote)))
+	}
+	printf(c, "%s", wroteArtifact)
 	return nil
 }
 
-// buildLlama reads a LLaMA config and builds its IR. Unless the length was
-// given explicitly, the default length shrinks to the model's
-// max_sequence_length, so that small test models compile without flags; opt
-// records the length used. A module the frontend builds but that does not
-// verify is slc's bug, not the user's.
-func buildLlama(path string, opt *frontend.Options, lengthSet bool) (*ir.Module, error) {
-	cfg, err := frontend.ReadLlamaConfig(path) // errors start with the path
+// compileSource is the module of slc compile's MODEL: a config built with
+// the build flags, an ONNX model imported with --dim and --freeze, or IR.
+// Flags that do not apply to the kind of model are usage errors.
+func compileSource(c *cli.Context, o *compileOptions, src *driver.Source) (*ir.Module, error) {
+	if src.Kind != kindONNX && c.IsSet("dim") {
+		return nil, usagef("compile", "flag --dim binds an ONNX model's symbolic dimensions, but %s is %s", src.Path, src.Kind)
+	}
+	if src.Kind != kindONNX && c.IsSet("freeze") {
+		return nil, usagef("compile", "flag --freeze applies to an ONNX model's initializers, but %s is %s", src.Path, src.Kind)
+	}
+	if src.Kind == kindConfig {
+		m, err := driver.BuildLlama(src.Path, &o.build, c.IsSet("max-length"))
+		return m, maxLengthUsage("compile", c, err)
+	}
+	for _, f := range buildFlags {
+		if c.IsSet(f) {
+			return nil, usagef("compile", "flag --%s applies to a LLaMA config, but %s is %s", f, src.Path, src.Kind)
+		}
+	}
+	if src.Kind != kindONNX {
+		return driver.ParseIR(src)
+	}
+	dims, err := driver.ParseDims(c.StringSlice("dim"))
 	if err != nil {
 		return nil, err
 	}
-	if !lengthSet && cfg.MaxSequenceLength < opt.SeqLen {
-		opt.SeqLen = cfg.MaxSequenceLength
+	return driver.ImportONNX(src, dims, driver.FreezePatterns(c.StringSlice("freeze")))
+}
+
+// printMemory is --memory: the budget of --peft full and --peft sltrain
+// side by side.
+func printMemory(c *cli.Context, path string, forward *ir.Module, po passes.Options) error {
+	if forward.Graph("forward") == nil {
+		return fmt.Errorf("%s: --memory needs a model with a forward graph (a LLaMA config or uncompiled IR)", path)
 	}
-	if opt.SeqLen > cfg.MaxSequenceLength { // --max-length: a usage error in every command
-		return nil, &lengthError{path: path, length: opt.SeqLen, max: cfg.MaxSequenceLength}
-	}
-	m, err := frontend.BuildLlama(cfg, *opt)
+	cols, err := driver.MemoryColumns(forward, po)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	if err := m.Verify(); err != nil {
-		return nil, &internalError{fmt.Errorf("the IR built from %s does not verify: %w", path, err)}
+	fmt.Fprintf(c.App.Writer, "optimizer: %s (its state is the optimizer state row)\n", po.Optimizer)
+	return passes.WriteMemoryReport(c.App.Writer, cols...)
+}
+
+// emitNative compiles m to native code: --emit llvm, asm or ptx to stdout,
+// and the artifact of -o FILE.slc, whose line it returns. --explain's notes
+// go to notes, printed after the pass notes.
+func emitNative(c *cli.Context, o *compileOptions, path string, m *ir.Module, st *passes.State, notes io.Writer) (string, error) {
+	var explainTo io.Writer
+	if c.Bool("explain") {
+		explainTo = notes
 	}
-	return m, nil
+	co, err := codegenOptions(c, "compile", st, explainTo)
+	if err != nil {
+		return "", err
+	}
+	switch o.emit {
+	case "llvm":
+		co.EmitLLVM = c.App.Writer
+	case "asm", "ptx":
+		co.EmitAsm = c.App.Writer
+	}
+	art, err := driver.Compile(path, m, co)
+	if err != nil {
+		return "", err
+	}
+	if kind, _ := driver.OutputFormat(o.output); kind != kindArtifact {
+		return "", nil
+	}
+	if err := artifact.WriteFile(o.output, art); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Wrote %s (%s bytes: %d programs, %s bytes of native code for %s %s)\n", o.output,
+		summary.Grouped(fileSize(o.output)), len(art.Programs), summary.Grouped(int64(len(art.Code))), art.Target.Triple, art.Target.CPU), nil
 }
 
 // writeModule writes m as IR text or binary, chosen by the extension, and
 // returns the number of bytes written.
 func writeModule(path string, m *ir.Module) (int, error) {
-	kind, err := outputFormat(path)
+	kind, err := driver.OutputFormat(path)
 	if err != nil {
 		return 0, usagef("compile", "flag -o %s: %v", path, err)
 	}
@@ -301,21 +271,4 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return fi.Size()
-}
-
-// parseDims reads the --dim NAME=N flags.
-func parseDims(flags []string) (map[string]int, error) {
-	dims := map[string]int{}
-	for _, f := range flags {
-		name, val, ok := strings.Cut(f, "=")
-		n, err := strconv.Atoi(strings.TrimSpace(val))
-		if name = strings.TrimSpace(name); !ok || name == "" || err != nil || n < 1 {
-			return nil, usagef("compile", "flag --dim: %q is not NAME=N with N >= 1", f)
-		}
-		if _, dup := dims[name]; dup {
-			return nil, usagef("compile", "flag --dim: %s is bound twice", name)
-		}
-		dims[name] = n
-	}
-	return dims, nil
 }

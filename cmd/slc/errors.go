@@ -3,52 +3,40 @@ package main
 import (
 	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/train"
 	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/driver"
 )
 
-// usageError is a wrong command line. It exits with exitUsage and points to the
-// command's help instead of printing it.
-type usageError struct {
-	cmd string // "compile", or "" for slc itself
-	msg string
-}
+// usageError is a wrong command line (driver's, so that the packages that
+// find one report it the same way). It exits with exitUsage and points to
+// the command's help instead of printing it.
+type usageError = driver.UsageError
 
-func (e *usageError) Error() string {
-	help := "slc --help"
-	if e.cmd != "" {
-		help = "slc " + e.cmd + " --help"
-	}
-	return e.msg + " (run '" + help + "')"
-}
-
-func usagef(cmd, format string, args ...any) error {
-	return &usageError{cmd: cmd, msg: fmt.Sprintf(format, args...)}
-}
+func usagef(cmd, format string, args ...any) error { return driver.Usagef(cmd, format, args...) }
 
 // internalError is a bug in slc (for example a built module that does not
 // verify); it exits with exitInternal.
-type internalError struct{ err error }
-
-func (e *internalError) Error() string { return "internal error: " + e.err.Error() }
-func (e *internalError) Unwrap() error { return e.err }
+type internalError = driver.InternalError
 
 // exitCode maps an error to the process exit status.
 func exitCode(err error) int {
 	var ue *usageError
 	var ie *internalError
 	var ce cli.ExitCoder // urfave/cli's own: "No help topic for 'x'"
-	var qe *quietError
-	var re *rankSetupError
+	var qe *train.QuietError
+	var re *train.RankSetupError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &qe):
-		return qe.code
+		return qe.Code
 	case errors.As(err, &re):
-		return re.code
+		return re.Code
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitUsage
 	case errors.As(err, &ie):
@@ -61,7 +49,7 @@ func exitCode(err error) int {
 // spell flags the way the help does (--batch-size, not -batch-size).
 func onUsageError(cmd string) cli.OnUsageErrorFunc {
 	return func(c *cli.Context, err error, _ bool) error {
-		return &usageError{cmd: cmd, msg: flagMessage(c, err)}
+		return &usageError{Cmd: cmd, Msg: flagMessage(c, err)}
 	}
 }
 

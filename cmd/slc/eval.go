@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
+	"gitee.com/gidean/conv-linn/driver"
 	"math"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
-	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/train"
@@ -78,17 +78,14 @@ func checkpointRuntime(c *cli.Context, cmd, dir string, ck *checkpoint.Checkpoin
 		co.SLTrainLowering = l
 	}
 	if batch == 0 {
-		batch = defaultBatchSize
-		if v, ok := ck.State.Args["batch_size"].(float64); ok && v >= 1 {
-			batch = int(v)
-		}
+		batch = driver.CheckpointBatch(ck)
 	}
-	m, err := checkpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, batch, length)
+	m, err := driver.CheckpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, batch, length)
 	if err != nil {
 		return nil, nil, maxLengthUsage(cmd, c, err)
 	}
-	m.codegen = co
-	rt, err := m.load(c, threads)
+	m.Codegen = co
+	rt, err := loadModel(c, m, threads)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -126,49 +123,27 @@ func evalMain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := checkpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, 1, c.Int("max-length"))
+	m, err := driver.CheckpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, 1, c.Int("max-length"))
 	if err != nil {
 		return maxLengthUsage(cmd, c, err)
 	}
-	length := m.build.SeqLen
-	tok, err := checkpointTokenizer(c, ck, m.vocabSize)
+	length := m.Build.SeqLen
+	tok, err := checkpointTokenizer(c, ck, m.VocabSize)
 	if err != nil {
 		return err
 	}
-	opt := data.LoadOptions{VocabSize: m.vocabSize, Separator: separatorFor(m.vocabSize)}
-	if tok != nil {
-		opt.Tokenizer, opt.Separator = tok, int(tok.EOSID())
-	}
-	tokens, err := data.Load(path, opt)
+	held, err := train.LoadHeldOut(path, frac, m.VocabSize, length, m.Build.LossMask, tok)
 	if err != nil {
 		return err
-	}
-	var docs [][]int32
-	if m.build.LossMask { // the run trained on document rows
-		docs = data.Documents(tokens, tok.EOSID())
-		if frac > 0 {
-			if _, docs, err = data.SplitDocuments(docs, frac); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-		}
-	} else if frac > 0 {
-		if _, tokens, err = data.Split(tokens, length, frac); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
 	}
 	rt, m, err := checkpointRuntime(c, cmd, dir, ck, c.Int("batch-size"), length, threads)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	var b *data.Batcher
-	if docs != nil {
-		b, err = data.NewDocumentBatcher(docs, length, m.build.BatchSize, tok.PadID(), false, 0)
-	} else {
-		b, err = data.NewBatcher(tokens, length, m.build.BatchSize, false, 0)
-	}
+	b, err := held.Batcher(m.Build.BatchSize)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return err
 	}
 	if nb == 0 {
 		nb = max(1, b.Rows()/b.Batch())

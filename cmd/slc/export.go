@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"gitee.com/gidean/conv-linn/driver"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -9,10 +10,7 @@ import (
 	"gitee.com/gidean/conv-linn/atomicfile"
 	"gitee.com/gidean/conv-linn/checkpoint"
 	"gitee.com/gidean/conv-linn/export"
-	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
-	"gitee.com/gidean/conv-linn/passes"
-	"gitee.com/gidean/conv-linn/safetensors"
 	"gitee.com/gidean/conv-linn/summary"
 )
 
@@ -104,7 +102,7 @@ func exportMain(c *cli.Context) error {
 // forward graph at the trained batch and length, SLTrain fused as it was
 // trained, without the loss, with the checkpoint's values.
 func exportONNX(c *cli.Context, dir string, ck *checkpoint.Checkpoint, out string, factored bool) error {
-	g, m, values, err := checkpointForward(dir, ck)
+	g, m, values, err := driver.CheckpointForward("export", dir, ck)
 	if err != nil {
 		return err
 	}
@@ -113,7 +111,7 @@ func exportONNX(c *cli.Context, dir string, ck *checkpoint.Checkpoint, out strin
 		return fmt.Errorf("%s: %w", dir, err)
 	}
 	if err := atomicfile.WriteBytes(out, 0o644, data); err != nil {
-		return fmt.Errorf("%s: %w", out, unwrapPathErr(err))
+		return fmt.Errorf("%s: %w", out, driver.UnwrapPathErr(err))
 	}
 	how := "SLTrain layers merged as W = B·A·scale + S"
 	switch {
@@ -123,68 +121,6 @@ func exportONNX(c *cli.Context, dir string, ck *checkpoint.Checkpoint, out strin
 		how = "SLTrain layers factored (W computed from lora_B, lora_A, sparse_value, sparse_index)"
 	}
 	printf(c, "Wrote %s (ONNX opset %d, input_ids i64[%d,%d] → logits; %s; %s bytes) from %s (update %d)\n",
-		out, export.ONNXOpset, m.build.BatchSize, m.build.SeqLen, how, summary.Grouped(int64(len(data))), dir, ck.State.Step)
+		out, export.ONNXOpset, m.Build.BatchSize, m.Build.SeqLen, how, summary.Grouped(int64(len(data))), dir, ck.State.Step)
 	return nil
-}
-
-// checkpointForward is a checkpoint's model as an inference graph: the
-// forward graph at the trained batch and length, SLTrain fused as it was
-// trained, without the loss; values reads the checkpoint's tensors.
-func checkpointForward(dir string, ck *checkpoint.Checkpoint) (*ir.Graph, *modelSpec, export.ONNXValues, error) {
-	batch := defaultBatchSize
-	if v, ok := ck.State.Args["batch_size"].(float64); ok && v >= 1 {
-		batch = int(v)
-	}
-	m, err := checkpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, batch, 0)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if m.build.DType != ir.F32 && m.build.DType != ir.InvalidDType || m.passes.BF16Mixed {
-		return nil, nil, nil, fmt.Errorf("%s: --format onnx writes float32 models; this one trained in %s", dir, ck.State.Args["dtype"])
-	}
-	var mod *ir.Module
-	if m.onnxModule != nil {
-		mod = m.onnxModule.Clone()
-	} else if mod, err = frontend.BuildLlama(m.config, m.build); err != nil {
-		return nil, nil, nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	fuse, _ := passes.Lookup("sltrain-fuse")
-	if err := passes.Run(&passes.State{Module: mod, Options: m.passes}, []passes.Pass{fuse}); err != nil {
-		return nil, nil, nil, passError("export", dir, err)
-	}
-	g := mod.Graph("forward")
-	var outs []*ir.Output
-	for _, o := range g.Outputs {
-		if o.Name != "loss" {
-			outs = append(outs, o)
-		}
-	}
-	g.Outputs = outs
-	tensors := map[string]*safetensors.Tensor{}
-	for k := range ck.Model.Tensors {
-		tensors[ck.Model.Tensors[k].Name] = &ck.Model.Tensors[k]
-	}
-	values := func(name string) ([]float64, []int64, bool) {
-		t, ok := tensors[name]
-		if !ok { // a derived buffer of an imported model: its import-time values
-			if in := g.Input(name); in != nil && in.Init != nil && in.Init.Kind == ir.InitExplicit {
-				if in.Type.DType.IsFloat() {
-					return in.Init.Data, nil, true
-				}
-				iv := make([]int64, len(in.Init.Data))
-				for k, v := range in.Init.Data {
-					iv[k] = int64(v)
-				}
-				return nil, iv, true
-			}
-			return nil, nil, false
-		}
-		if t.DType.IsFloat() {
-			f, err := t.Float64s()
-			return f, nil, err == nil
-		}
-		i, err := t.Int64s()
-		return nil, i, err == nil
-	}
-	return g, m, values, nil
 }

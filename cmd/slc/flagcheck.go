@@ -58,7 +58,7 @@ func checkFlags(c *cli.Context) error {
 			continue
 		}
 		if err := rule(name, c); err != nil {
-			return &usageError{cmd: c.Command.Name, msg: err.Error()}
+			return &usageError{Cmd: c.Command.Name, Msg: err.Error()}
 		}
 	}
 	return nil

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
+	"gitee.com/gidean/conv-linn/generate"
+	"gitee.com/gidean/conv-linn/train"
 	"math"
-	"sort"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
-	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/tokenizer"
 )
@@ -45,52 +42,6 @@ func generateCommand() *cli.Command {
 	}
 }
 
-// sampler draws the next token from logits.
-type sampler struct {
-	temperature float64
-	topK        int
-	rng         *ir.RNG
-	idx         []int
-	p           []float64
-}
-
-// next returns the sampled token id: the argmax at temperature 0, else a draw
-// from softmax(logits/T) restricted to the topK largest logits (ties broken
-// by the lower id).
-func (s *sampler) next(logits []float32) int {
-	n := len(logits)
-	if cap(s.idx) < n {
-		s.idx, s.p = make([]int, n), make([]float64, n)
-	}
-	idx := s.idx[:n]
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
-	if s.temperature == 0 {
-		return idx[0]
-	}
-	k := n
-	if s.topK > 0 && s.topK < n {
-		k = s.topK
-	}
-	top := float64(logits[idx[0]])
-	var sum float64
-	p := s.p[:k]
-	for i := 0; i < k; i++ {
-		p[i] = math.Exp((float64(logits[idx[i]]) - top) / s.temperature)
-		sum += p[i]
-	}
-	u := s.rng.Float64() * sum
-	for i := 0; i < k; i++ {
-		if u < p[i] {
-			return idx[i]
-		}
-		u -= p[i]
-	}
-	return idx[k-1]
-}
-
 func generateMain(c *cli.Context) error {
 	const cmd = "generate"
 	maxNew, temp, topK, threads := c.Int("max-new-tokens"), c.Float64("temperature"), c.Int("top-k"), c.Int("threads")
@@ -118,117 +69,21 @@ func generateMain(c *cli.Context) error {
 		return err
 	}
 	defer rt.Close()
-	if m.build.BatchSize != 1 {
-		return fmt.Errorf("%s: slc generate runs one row, but the checkpoint's ONNX model has a fixed batch of %d (export it with a symbolic batch dim)", dir, m.build.BatchSize)
+	if m.Build.BatchSize != 1 {
+		return fmt.Errorf("%s: slc generate runs one row, but the checkpoint's ONNX model has a fixed batch of %d (export it with a symbolic batch dim)", dir, m.Build.BatchSize)
 	}
-	vocab, length := m.vocabSize, m.build.SeqLen
-	sep := separatorFor(vocab)
+	vocab, length := m.VocabSize, m.Build.SeqLen
+	sep := train.SeparatorFor(vocab)
 	tok, err := checkpointTokenizer(c, ck, vocab)
 	if err != nil {
 		return err
 	}
+	s := generate.NewSampler(temp, topK, c.Uint64("seed"))
 	if tok != nil {
-		return generateTokens(c, rt, tok, vocab, length, maxNew, &sampler{temperature: temp, topK: topK, rng: ir.NewRNG(c.Uint64("seed"))})
+		return generate.Tokens(c.App.Writer, rt, tok, c.String("prompt"), vocab, length, maxNew, s)
 	}
 
-	ctx := make([]int64, 0, len(c.String("prompt"))+maxNew+1)
-	for _, b := range []byte(c.String("prompt")) {
-		if int(b) >= vocab {
-			return fmt.Errorf("--prompt: byte %d is outside the model's vocabulary of %d ids", b, vocab)
-		}
-		ctx = append(ctx, int64(b))
-	}
-	if len(ctx) == 0 {
-		ctx = append(ctx, int64(sep)) // a document boundary: start a new one
-	}
-	out := &textWriter{w: bufio.NewWriter(c.App.Writer)}
-	defer out.w.Flush()
-	out.w.WriteString(c.String("prompt"))
-	s := &sampler{temperature: temp, topK: topK, rng: ir.NewRNG(c.Uint64("seed"))}
-	ids := make([]int64, length)
-	for i := 0; i < maxNew; i++ {
-		next, err := nextToken(rt, ctx, ids, vocab, s)
-		if err != nil {
-			return err
-		}
-		if next == sep && sep == 256 {
-			break // the end of the document
-		}
-		ctx = append(ctx, int64(next))
-		out.token(next)
-	}
-	out.end()
-	return nil
-}
-
-// generateTokens is generate with a SentencePiece tokenizer: the prompt is
-// its ids (no end-of-text id), the text printed is the decoding of prompt
-// and continuation, written as it grows; the end-of-text id ends it.
-func generateTokens(c *cli.Context, rt *runtime.Runtime, tok *tokenizer.Model, vocab, length, maxNew int, s *sampler) error {
-	prompt := tok.Encode(c.String("prompt"))
-	ctx := make([]int64, 0, len(prompt)+maxNew+1)
-	for _, id := range prompt {
-		ctx = append(ctx, int64(id))
-	}
-	if len(ctx) == 0 {
-		ctx = append(ctx, int64(tok.EOSID())) // a document boundary: start a new one
-	}
-	w := bufio.NewWriter(c.App.Writer)
-	defer w.Flush()
-	all := append([]int32(nil), prompt...)
-	printed := ""
-	flush := func() error {
-		text, err := tok.Decode(all)
-		if err != nil {
-			return fmt.Errorf("decoding the generated ids: %w", err)
-		}
-		if strings.HasPrefix(text, printed) {
-			w.WriteString(text[len(printed):])
-			printed = text
-		}
-		return w.Flush()
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	ids := make([]int64, length)
-	for i := 0; i < maxNew; i++ {
-		next, err := nextToken(rt, ctx, ids, vocab, s)
-		if err != nil {
-			return err
-		}
-		if int32(next) == tok.EOSID() {
-			break
-		}
-		ctx = append(ctx, int64(next))
-		if next < tok.VocabSize() { // a model id past the tokenizer's: nothing to print
-			all = append(all, int32(next))
-		}
-		if err := flush(); err != nil {
-			return err
-		}
-	}
-	w.WriteString("\n")
-	return nil
-}
-
-// nextToken samples the token after ctx: the infer program on the last
-// len(ids) tokens of ctx (ids is the reused input buffer), the logits of the
-// last real position.
-func nextToken(rt *runtime.Runtime, ctx, ids []int64, vocab int, s *sampler) (int, error) {
-	window := ctx[max(0, len(ctx)-len(ids)):]
-	copy(ids, window)
-	clear(ids[len(window):]) // causal: what follows the last real token does not matter
-	res, err := rt.Run("infer", runtime.Inputs{Data: map[string][]int64{"input_ids": ids}})
-	if err != nil {
-		return 0, err
-	}
-	logits, err := res["logits"].Float32s()
-	if err != nil {
-		return 0, fmt.Errorf("infer: logits: %w", err)
-	}
-	pos := len(window) - 1
-	return s.next(logits[pos*vocab : (pos+1)*vocab]), nil
+	return generate.Bytes(c.App.Writer, rt, c.String("prompt"), sep, vocab, length, maxNew, s)
 }
 
 // checkpointTokenizer is the tokenizer of eval and generate: --tokenizer,
@@ -242,51 +97,5 @@ func checkpointTokenizer(c *cli.Context, ck *checkpoint.Checkpoint, vocab int) (
 	if rows == "documents" && path == "" {
 		return nil, usagef(c.Command.Name, "the checkpoint trained on document rows of a tokenizer it does not name; give --tokenizer")
 	}
-	return loadTokenizer(path, vocab, rows == "documents")
-}
-
-// textWriter prints generated byte tokens as text: complete UTF-8 sequences
-// as they are, invalid ones, control bytes (other than newline and tab) and
-// ids that are no byte as U+FFFD, so that a half-trained model cannot send
-// escape sequences to the terminal.
-type textWriter struct {
-	w       *bufio.Writer
-	pending []byte
-}
-
-const replacement = "\uFFFD"
-
-func (t *textWriter) token(id int) {
-	if id >= 256 {
-		t.flushPending()
-		t.w.WriteString(replacement)
-		return
-	}
-	t.pending = append(t.pending, byte(id))
-	for len(t.pending) > 0 && utf8.FullRune(t.pending) {
-		r, size := utf8.DecodeRune(t.pending)
-		switch {
-		case r == utf8.RuneError && size == 1, r < 0x20 && r != '\n' && r != '\t', r == 0x7f:
-			t.w.WriteString(replacement)
-		default:
-			t.w.Write(t.pending[:size])
-		}
-		t.pending = t.pending[size:]
-		if r == '\n' {
-			t.w.Flush()
-		}
-	}
-}
-
-// flushPending prints an incomplete UTF-8 sequence as U+FFFD.
-func (t *textWriter) flushPending() {
-	if len(t.pending) > 0 {
-		t.w.WriteString(replacement)
-		t.pending = t.pending[:0]
-	}
-}
-
-func (t *textWriter) end() {
-	t.flushPending()
-	t.w.WriteString("\n")
+	return train.LoadTokenizer(path, vocab, rows == "documents")
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"gitee.com/gidean/conv-linn/driver"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,15 +25,15 @@ func inspect(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if src.kind == kindConfig {
+	if src.Kind == kindConfig {
 		return fmt.Errorf("%s: is a LLaMA config, not slc IR (compile it with 'slc compile %s')", path, path)
 	}
-	m, err := parseIR(src)
+	m, err := driver.ParseIR(src)
 	if err != nil {
 		return err
 	}
 	s := summary.Of(m)
-	printf(c, "File: %s (%s)\n", path, src.kind)
+	printf(c, "File: %s (%s)\n", path, src.Kind)
 	s.Write(c.App.Writer)
 	s.WriteOps(c.App.Writer)
 	return nil

@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"gitee.com/gidean/conv-linn/train"
 	"io"
 	"os"
 	"runtime/debug"
@@ -61,8 +62,8 @@ func report(stderr io.Writer, err error) int {
 	if err == nil {
 		return exitOK
 	}
-	if q, ok := err.(*quietError); ok { // another process printed the line
-		return q.code
+	if q, ok := err.(*train.QuietError); ok { // another process printed the line
+		return q.Code
 	}
 	fmt.Fprintf(stderr, "slc: %s\n", oneLine(err.Error()))
 	return exitCode(err)

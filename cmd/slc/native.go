@@ -1,16 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
 	goruntime "runtime"
 
 	"github.com/urfave/cli/v2"
 
-	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/codegen"
-	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/target"
 )
@@ -46,18 +43,6 @@ func codegenOptions(c *cli.Context, cmd string, st *passes.State, explain io.Wri
 		o.Groups, o.Plans = st.Groups, st.Plans
 	}
 	return o, nil
-}
-
-// compileNative lowers a compiled module to native code.
-func compileNative(path string, m *ir.Module, o codegen.Options) (*artifact.Artifact, error) {
-	if m.Graph("train_step") == nil && m.Graph("infer") == nil {
-		return nil, fmt.Errorf("%s: nothing to run: the module has no train_step or infer graph (was --passes used?)", path)
-	}
-	art, err := codegen.Compile(m, o)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return art, nil
 }
 
 func defaultThreads() int { return goruntime.NumCPU() }

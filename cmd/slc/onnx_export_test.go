@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
@@ -27,14 +28,14 @@ func TestExportONNX(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, m, values, err := checkpointForward(ckDir, ck)
+	g, m, values, err := driver.CheckpointForward("export", ckDir, ck)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rng := ir.NewRNG(3)
-	ids := make([]int64, m.build.BatchSize*m.build.SeqLen)
+	ids := make([]int64, m.Build.BatchSize*m.Build.SeqLen)
 	for k := range ids {
-		ids[k] = int64(rng.Uint64() % uint64(m.vocabSize))
+		ids[k] = int64(rng.Uint64() % uint64(m.VocabSize))
 	}
 	logits := func(g *ir.Graph, fromCkpt bool) []float64 {
 		bind, err := interp.InitState(g)

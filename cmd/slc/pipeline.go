@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 )
@@ -82,26 +82,8 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 	return o, nil
 }
 
-// optimizerOptions reads --optimizer and --beta1 as the seed does: β1 is
-// SGD's momentum and Adafactor's β1; the Adam family keeps torch's default
-// β (0.9, 0.999), so a --beta1 other than 0 for it is refused rather than
-// ignored.
-func optimizerOptions(name string, beta1 float64, beta1Set bool) (string, float64, error) {
-	opt, err := passes.ParseOptimizer(name)
-	if err != nil {
-		return "", 0, fmt.Errorf("flag --optimizer: %v", err)
-	}
-	switch {
-	case opt == "sgd" || opt == "adafactor":
-		if !(beta1 >= 0 && beta1 < 1) {
-			return "", 0, fmt.Errorf("flag --beta1: %s's β1 must be in [0, 1), got %v", opt, beta1)
-		}
-		return opt, beta1, nil
-	case beta1Set && beta1 != 0:
-		return "", 0, fmt.Errorf("flag --beta1: %v applies to sgd (momentum) and adafactor; %s uses torch's β1 0.9, as the seed's %s does", beta1, opt, opt)
-	}
-	return opt, passes.DefaultOptions().Beta1, nil
-}
+// optimizerOptions reads --optimizer and --beta1 (driver.OptimizerOptions).
+var optimizerOptions = driver.OptimizerOptions
 
 // parseByteSize reads a memory size: a number with an optional B, KB, MB,
 // GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024) suffix.
@@ -141,63 +123,9 @@ func printAfter(c *cli.Context) []string {
 	return out
 }
 
-// runPipeline compiles m in place: a model built from a config goes through the
-// whole pipeline, IR read from a file only through the passes named with
-// --passes (it may be compiled already). Errors from a pass are the user's (a
-// rank too big for a layer, …) and name the model file.
+// runPipeline compiles m in place through the passes the flags name
+// (driver.RunPipeline).
 func runPipeline(c *cli.Context, path string, m *ir.Module, fromConfig bool, o passes.Options) (*passes.State, error) {
-	s := &passes.State{Module: m, Options: o, PrintAfter: printAfter(c), Trace: c.App.Writer}
-	if c.String("passes") == "none" || (!fromConfig && !c.IsSet("passes")) {
-		return s, nil
-	}
-	list, err := passes.Select(passList(c))
-	if err != nil {
-		return nil, usagef("compile", "flag --passes: %v", err)
-	}
-	if err := passes.Run(s, list); err != nil {
-		return nil, passError(c.Command.Name, path, err)
-	}
-	if err := m.Verify(); err != nil {
-		return nil, &internalError{fmt.Errorf("%s: the compiled IR does not verify: %w", path, err)}
-	}
-	return s, nil
-}
-
-// memoryColumns compiles the forward module twice more, full-rank and SLTrain,
-// for the side-by-side memory table.
-func memoryColumns(forward *ir.Module, o passes.Options) ([]passes.NamedUsage, error) {
-	var cols []passes.NamedUsage
-	for _, peft := range []string{"full", "sltrain"} {
-		oo := o
-		oo.PEFT = peft
-		s := &passes.State{Module: forward.Clone(), Options: oo}
-		err := passes.Run(s, passes.Pipeline)
-		over := ""
-		var oe *passes.OptionError
-		if errors.As(err, &oe) && oe.Option == "memory-budget" && peft != o.PEFT {
-			// The other column misses the budget: shown recomputing every layer.
-			oo.ActivationCheckpointing, over = true, ", over budget"
-			s = &passes.State{Module: forward.Clone(), Options: oo}
-			err = passes.Run(s, passes.Pipeline)
-		}
-		if err != nil {
-			return nil, err
-		}
-		name := "--peft full" + over
-		if peft == "sltrain" {
-			name = fmt.Sprintf("--peft sltrain (r %d, δ %g%s)", oo.Rank, oo.SpRatio, over)
-		}
-		cols = append(cols, passes.NamedUsage{Name: name, Usage: s.Memory})
-	}
-	return cols, nil
-}
-
-// passError is a failed pass as the CLI reports it: an option that does not
-// fit the model (--rank larger than a layer) is a usage error of cmd.
-func passError(cmd, path string, err error) error {
-	var oe *passes.OptionError
-	if errors.As(err, &oe) {
-		return usagef(cmd, "flag --%s: %s: %s", oe.Option, path, oe.Msg)
-	}
-	return fmt.Errorf("%s: %w", path, err)
+	return driver.RunPipeline(path, m, fromConfig, o, driver.Pipeline{Cmd: c.Command.Name, Passes: c.String("passes"),
+		PassesSet: c.IsSet("passes"), PrintAfter: printAfter(c), Trace: c.App.Writer})
 }

@@ -71,7 +71,7 @@ func plotMain(c *cli.Context, labels []string) error {
 		labels = defaultLabels(paths)
 	}
 	evalOnly := c.Bool("eval-only")
-	runs := make([]train.Run, len(paths))
+	runs := make([]train.Curves, len(paths))
 	for i, p := range paths {
 		r, err := readRun(p, evalOnly)
 		if err != nil {
@@ -86,29 +86,29 @@ func plotMain(c *cli.Context, labels []string) error {
 		}
 		return err
 	}
-	printf(c, "Plot: %s (%d run%s: %s)\n", out, len(runs), plural(len(runs), "", "s"), strings.Join(labels, ", "))
+	printf(c, "Plot: %s (%d run%s: %s)\n", out, len(runs), map[bool]string{true: "", false: "s"}[len(runs) == 1], strings.Join(labels, ", "))
 	return nil
 }
 
 // readRun reads one metrics file; a missing, unreadable or empty file, a
 // malformed line, or (with evalOnly) a run without evaluations is an error
 // naming the file and, for a line, its number.
-func readRun(path string, evalOnly bool) (train.Run, error) {
+func readRun(path string, evalOnly bool) (train.Curves, error) {
 	steps, evals, err := train.ReadMetrics(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			return train.Run{}, fmt.Errorf("%s: %w", path, pe.Err)
+			return train.Curves{}, fmt.Errorf("%s: %w", path, pe.Err)
 		}
-		return train.Run{}, err // "path:line: …"
+		return train.Curves{}, err // "path:line: …"
 	}
 	switch {
 	case len(steps) == 0 && len(evals) == 0:
-		return train.Run{}, fmt.Errorf("%s: no update or evaluation with a finite loss in it (slc train writes a line with \"loss\" per update and one with \"eval_loss\" per evaluation)", path)
+		return train.Curves{}, fmt.Errorf("%s: no update or evaluation with a finite loss in it (slc train writes a line with \"loss\" per update and one with \"eval_loss\" per evaluation)", path)
 	case evalOnly && len(evals) == 0:
-		return train.Run{}, fmt.Errorf("%s: no evaluation in it (--eval-only draws only eval losses)", path)
+		return train.Curves{}, fmt.Errorf("%s: no evaluation in it (--eval-only draws only eval losses)", path)
 	}
-	return train.Run{Steps: steps, Evals: evals}, nil
+	return train.Curves{Steps: steps, Evals: evals}, nil
 }
 
 // defaultLabels names each run by the directory its metrics file is in

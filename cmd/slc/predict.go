@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"gitee.com/gidean/conv-linn/bench"
+	"gitee.com/gidean/conv-linn/driver"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,15 +23,15 @@ import (
 // compiles the design before per-kernel geometry and multi-tensor kernels
 // (one launch geometry for every kernel, one kernel per group) and prints
 // its prediction by the same model.
-func benchPredict(c *cli.Context, model string, mod *ir.Module, st *passes.State, prog *benchProgram, gpuName string) error {
+func benchPredict(c *cli.Context, model string, mod *ir.Module, st *passes.State, prog *bench.Program, gpuName string) error {
 	gpu, err := roofline.Lookup(gpuName)
 	if err != nil {
 		return usagef("bench", "flag --predict: %v", err)
 	}
 	flops := summary.FLOPs(mod.Graph("train_step"))
 	programs := []string{"train_step", "update"}
-	usage, from := ptxasUsage(prog.art)
-	p, err := roofline.Predict(prog.art, gpu, roofline.Options{Usage: usage, Programs: programs})
+	usage, from := ptxasUsage(prog.Art)
+	p, err := roofline.Predict(prog.Art, gpu, roofline.Options{Usage: usage, Programs: programs})
 	if err != nil {
 		return fmt.Errorf("%s: %w", model, err)
 	}
@@ -42,7 +44,7 @@ func benchPredict(c *cli.Context, model string, mod *ir.Module, st *passes.State
 	if n := c.Int("profile"); n > 0 {
 		roofline.WriteKernels(w, p, n)
 	}
-	if prog.lowering == "" && isArtifact(model) {
+	if prog.Lowering == "" && isArtifact(model) {
 		fmt.Fprintf(w, "the design before (one launch geometry, one kernel per group): not predicted for an artifact (bench the config)\n")
 		return nil
 	}
@@ -50,11 +52,11 @@ func benchPredict(c *cli.Context, model string, mod *ir.Module, st *passes.State
 	if err != nil {
 		return err
 	}
-	if prog.lowering != "" {
-		co.SLTrainLowering = prog.lowering
+	if prog.Lowering != "" {
+		co.SLTrainLowering = prog.Lowering
 	}
 	co.GPUOneTensor = true
-	old, err := compileNative(model, mod, co)
+	old, err := driver.Compile(model, mod, co)
 	if err != nil {
 		return err
 	}

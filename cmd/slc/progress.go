@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/urfave/cli/v2"
-
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/train"
 )
@@ -25,16 +23,12 @@ type progress struct {
 	drawn    bool // a redrawn line is on screen
 }
 
-func newProgress(c *cli.Context, logEvery int) *progress {
-	return &progress{w: c.App.Writer, tty: isTerminal(c.App.Writer), logEvery: logEvery}
-}
-
 // Step implements train.Observer.
 func (p *progress) Step(r train.StepRecord, total int, eta time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	stats := fmt.Sprintf("loss %.4f  lr %.3g  grad_norm %.3g  %s tok/s  elapsed %s  ETA %s",
-		r.Loss, r.LR, r.GradNorm, summary.Grouped(int64(r.TokensPerS)), formatDuration(time.Duration(r.ElapsedS*float64(time.Second))), formatDuration(eta))
+		r.Loss, r.LR, r.GradNorm, summary.Grouped(int64(r.TokensPerS)), train.FormatDuration(time.Duration(r.ElapsedS*float64(time.Second))), train.FormatDuration(eta))
 	if p.tty {
 		const width = 20
 		done := width * r.Step / total
@@ -50,15 +44,7 @@ func (p *progress) Step(r train.StepRecord, total int, eta time.Duration) {
 
 // Eval implements train.Observer.
 func (p *progress) Eval(e train.EvalRecord) {
-	p.line(fmt.Sprintf("eval at step %d: loss %.4f, perplexity %.2f%s", e.Step, e.EvalLoss, e.EvalPPL, seedEval(e)))
-}
-
-// seedEval describes the seed's eval figure of e, when it was asked for.
-func seedEval(e train.EvalRecord) string {
-	if e.EvalTokens == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; the seed's figure (loss sum / (batches + 1)) %.4f, perplexity %.2f, over %s tokens", e.SeedLoss, e.SeedPPL, summary.Grouped(e.EvalTokens))
+	p.line(fmt.Sprintf("eval at step %d: loss %.4f, perplexity %.2f%s", e.Step, e.EvalLoss, e.EvalPPL, e.SeedNote()))
 }
 
 // Saved implements train.Observer.
@@ -66,8 +52,8 @@ func (p *progress) Saved(dir string, step int) {
 	p.line(fmt.Sprintf("saved %s", dir))
 }
 
-// message prints a line of its own.
-func (p *progress) message(s string) { p.line(s) }
+// Message implements train.Progress: a line of its own.
+func (p *progress) Message(s string) { p.line(s) }
 
 func (p *progress) line(s string) {
 	p.mu.Lock()
@@ -79,8 +65,9 @@ func (p *progress) line(s string) {
 	fmt.Fprintln(p.w, s)
 }
 
-// finish ends a redrawn line, so what follows starts on its own.
-func (p *progress) finish() {
+// Finish implements train.Progress: it ends a redrawn line, so what
+// follows starts on its own.
+func (p *progress) Finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.drawn {

@@ -20,42 +20,30 @@ func seedTrainFlags() []cli.Flag {
 	}
 }
 
-// seedFlags applies or refuses the seed's flags of seedTrainFlags and the
-// seed's schedulers slc does not build.
-func seedFlags(c *cli.Context, r *trainRun) error {
+// seedFlags refuses the seed's flags of seedTrainFlags that slc does not
+// build (train.Run refuses the seed's schedulers it does not build).
+func seedFlags(c *cli.Context) error {
 	const cmd = "train"
-	s := &r.set
 	switch {
 	case c.Bool("train-scaling"):
 		return usagef(cmd, "flag --train-scaling: not built: the SLTrain scale is the fixed α/r (--lora-alpha / --rank); leave the flag out")
 	case c.Float64("lora-dropout") != 0:
 		return usagef(cmd, "flag --lora-dropout: %v is not built (slc's SLTrain layers have no dropout); only 0, the seed's default, is", c.Float64("lora-dropout"))
-	case strings.EqualFold(s.Scheduler, "cosine_restarts"):
-		return usagef(cmd, "flag --scheduler: cosine_restarts (the seed's cyclical cosine with --cycle_length and --restart_warmup_steps) is not built; use cosine, linear or linear-min")
 	}
 	return nil
 }
 
-// maxTrainTokens sets --num-training-steps from --max-train-tokens, when
-// given: the updates that train on at least N tokens at tokensPerUpdate.
-func maxTrainTokens(c *cli.Context, r *trainRun, tokensPerUpdate int64) error {
+// maxTrainTokens reads --max-train-tokens (0 when not given); train.Run
+// turns it into updates.
+func maxTrainTokens(c *cli.Context) (int64, error) {
 	if !c.IsSet("max-train-tokens") {
-		return nil
+		return 0, nil
 	}
-	v := c.String("max-train-tokens")
-	n, err := parseTokenCount(v)
+	n, err := parseTokenCount(c.String("max-train-tokens"))
 	if err != nil {
-		return usagef("train", "flag --max-train-tokens: %v", err)
+		return 0, usagef("train", "flag --max-train-tokens: %v", err)
 	}
-	if tokensPerUpdate < 1 {
-		return usagef("train", "flag --max-train-tokens: no tokens per update")
-	}
-	steps := (n + tokensPerUpdate - 1) / tokensPerUpdate
-	if steps > math.MaxInt32 {
-		return usagef("train", "flag --max-train-tokens: %s is %d updates of %d tokens, too many", v, steps, tokensPerUpdate)
-	}
-	r.set.Steps = int(steps)
-	return nil
+	return n, nil
 }
 
 // parseTokenCount reads a token count as the seed writes it: a number with
@@ -81,22 +69,4 @@ func parseTokenCount(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a token count (a number >= 1, optionally with K, M or B: 100M, 1B)", s)
 	}
 	return int64(math.Round(f * mult)), nil
-}
-
-// optimizerLabel names a run's optimizer for the Training line.
-func optimizerLabel(s *trainSettings) string {
-	switch s.Optimizer {
-	case "adam":
-		return "Adam (L2 weight decay)"
-	case "sgd":
-		return fmt.Sprintf("SGD (momentum %g)", s.Beta1)
-	case "adam8bit":
-		return "Adam8bit (8-bit block-wise moments)"
-	case "adafactor":
-		if s.Beta1 > 0 {
-			return fmt.Sprintf("Adafactor (β1 %g)", s.Beta1)
-		}
-		return "Adafactor"
-	}
-	return "AdamW"
 }

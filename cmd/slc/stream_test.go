@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"gitee.com/gidean/conv-linn/train"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,7 +147,7 @@ func TestTrainStreamBadInput(t *testing.T) {
 	os.WriteFile(filepath.Join(notGzip, "c4-train.00000-of-00001.json.gz"), []byte(`{"text": "plain"}`+"\n"), 0o644)
 	save := filepath.Join(dir, "r1")
 	oneLine("not gzip", streamArgs(art, notGzip, save, "--eval-fraction", "0"), 1, "update 1: ", "c4-train.00000-of-00001.json.gz", "gzip", "no checkpoint was saved")
-	if old := oldCheckpoints(save); len(old) > 0 {
+	if old := train.CheckpointNames(save); len(old) > 0 {
 		t.Errorf("checkpoints saved before the bad shard: %v", old)
 	}
 
@@ -163,7 +164,7 @@ func TestTrainStreamBadInput(t *testing.T) {
 	save = filepath.Join(dir, "r2")
 	oneLine("bad line", streamArgs(art, badDir, save, "--eval-fraction", "0", "--shuffle=false", "--save-every", "1"), 1,
 		"update 3: ", "a.jsonl:21:", "training stopped without saving this state", "the last good checkpoint is "+filepath.Join(save, "checkpoint-2"))
-	if old := oldCheckpoints(save); strings.Join(old, " ") != "checkpoint-1 checkpoint-2" {
+	if old := train.CheckpointNames(save); strings.Join(old, " ") != "checkpoint-1 checkpoint-2" {
 		t.Errorf("checkpoints %v, want checkpoint-1 and checkpoint-2 only", old)
 	}
 
@@ -173,4 +174,24 @@ func TestTrainStreamBadInput(t *testing.T) {
 	mem := filepath.Join(dir, "r3")
 	mustSlc(t, streamArgs(art, shards, mem, "--eval-fraction", "0", "--stream=false", "--num-training-steps", "2", "--save-every", "1")...)
 	oneLine("resume in memory streamed", []string{"train", "--continue-from", filepath.Join(mem, "checkpoint-1"), "--stream"}, 2, "in memory", "--stream=false")
+}
+
+// A streamed run that asks for no evaluation (--eval-every 0, no
+// --eval-data) needs no split: it trains as --eval-fraction 0 does. An
+// --eval-fraction given with it still asks for a split a stream cannot make.
+func TestTrainStreamNoEvalAsked(t *testing.T) {
+	art := docArtifact(t)
+	dir := t.TempDir()
+	shards := synthShards(t, filepath.Join(dir, "train"), 2, 6, 0)
+	noEval, noSplit := filepath.Join(dir, "noeval"), filepath.Join(dir, "nosplit")
+	out := mustSlc(t, streamArgs(art, shards, noEval, "--shuffle=false", "--eval-every", "0")...)
+	if !strings.Contains(out, "no evaluation") || strings.Contains(out, "eval loss") {
+		t.Errorf("--eval-every 0 on a stream evaluates:\n%s", out)
+	}
+	mustSlc(t, streamArgs(art, shards, noSplit, "--shuffle=false", "--eval-fraction", "0")...)
+	sameWeights(t, filepath.Join(noEval, "checkpoint-4"), filepath.Join(noSplit, "checkpoint-4"))
+	_, stderr, code := slc(t, streamArgs(art, shards, filepath.Join(dir, "split"), "--eval-every", "0", "--eval-fraction", "0.1")...)
+	if code != exitUsage || !strings.Contains(stderr, "cannot be split") {
+		t.Errorf("--eval-fraction 0.1 on a stream: exit %d, %q", code, stderr)
+	}
 }

@@ -1,24 +1,20 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
+	"gitee.com/gidean/conv-linn/data"
+	"gitee.com/gidean/conv-linn/driver"
+	"gitee.com/gidean/conv-linn/train"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"gitee.com/gidean/conv-linn/atomicfile"
 	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/tokenizer"
@@ -51,18 +47,6 @@ func tokenizeCommand() *cli.Command {
 		Action: func(c *cli.Context) error { return tokenizeMain(c) },
 	}
 }
-
-// llm.c token shards: a header of 256 little-endian int32 (magic, version,
-// token count), then the tokens.
-const (
-	binHeaderWords = 256
-	binMagicU16    = 20240520 // version 1, uint16 tokens
-	binMagicU32    = 20240801 // version 7, uint32 tokens
-)
-
-// tokenizeBatchBytes is about how much text one batch of documents holds: a
-// thread's unit of work.
-const tokenizeBatchBytes = 128 << 10
 
 func tokenizeMain(c *cli.Context) error {
 	const cmd = "tokenize"
@@ -114,16 +98,16 @@ func tokenizeMain(c *cli.Context) error {
 		seen[outs[i]] = f
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
-		return fmt.Errorf("%s: %w", out, unwrapPath(err))
+		return fmt.Errorf("%s: %w", out, driver.UnwrapPathErr(err))
 	}
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	p := newTokenizeProgress(c.App.ErrWriter, files)
 	start := time.Now()
-	var total tokenizeStats
+	var total data.ShardStats
 	for i, f := range files {
-		st, err := tokenizeShard(ctx, f, outs[i], m, wide, threads, p)
+		st, err := data.TokenizeShard(ctx, f, outs[i], m, data.ShardOptions{Wide: wide, Threads: threads, Progress: p.update})
 		if err != nil {
 			p.clear()
 			if ctx.Err() != nil && c.Context.Err() == nil {
@@ -131,8 +115,8 @@ func tokenizeMain(c *cli.Context) error {
 			}
 			return err
 		}
-		total.docs += st.docs
-		total.tokens += st.tokens
+		total.Docs += st.Docs
+		total.Tokens += st.Tokens
 		p.shardDone(i, f, outs[i], st)
 	}
 	sec := time.Since(start).Seconds()
@@ -141,194 +125,7 @@ func tokenizeMain(c *cli.Context) error {
 		typ = "uint32"
 	}
 	printf(c, "tokenized %d shards into %s: %s documents, %s %s tokens (end-of-text id %d after each document) in %.1f s, %s tokens/s on %d threads\n",
-		len(files), out, summary.Grouped(total.docs), summary.Grouped(total.tokens), typ, m.EOSID(), sec, summary.Grouped(int64(float64(total.tokens)/sec)), threads)
-	return nil
-}
-
-// unwrapPath drops the os package's repetition of the operation and path.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
-type tokenizeStats struct {
-	docs, tokens int64
-	sec          float64
-}
-
-// tokenizeBatch is a run of consecutive documents of a shard and, once done
-// is closed, their tokens as the shard stores them.
-type tokenizeBatch struct {
-	docs   []string
-	err    error // the read error that ends the shard (then docs is empty)
-	out    []byte
-	tokens int64
-	done   chan struct{}
-}
-
-// tokenizeShard writes the tokens of shard in to out. One goroutine reads the
-// documents into batches, threads goroutines tokenize them, and this one
-// writes the batches in read order, so the bytes do not depend on threads.
-func tokenizeShard(ctx context.Context, in, out string, m *tokenizer.Model, wide bool, threads int, p *tokenizeProgress) (tokenizeStats, error) {
-	sh, err := c4.OpenShard(in, 0)
-	if err != nil {
-		return tokenizeStats{}, err
-	}
-	defer sh.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel (deferred below), before sh.Close
-	defer cancel()
-
-	jobs := make(chan *tokenizeBatch, threads)
-	order := make(chan *tokenizeBatch, 2*threads)
-	wg.Add(1 + threads)
-	go func() {
-		defer wg.Done()
-		defer close(jobs)
-		defer close(order)
-		for eof := false; !eof; {
-			b := &tokenizeBatch{done: make(chan struct{})}
-			for size := 0; size < tokenizeBatchBytes; {
-				d, err := sh.Next()
-				if err != nil {
-					if err != io.EOF {
-						b.err = err
-					}
-					eof = true
-					break
-				}
-				b.docs = append(b.docs, d.Text)
-				size += len(d.Text) + 1
-			}
-			if len(b.docs) == 0 && b.err == nil {
-				return
-			}
-			select {
-			case order <- b:
-			case <-ctx.Done():
-				return
-			}
-			if b.err != nil {
-				close(b.done)
-				return
-			}
-			select {
-			case jobs <- b:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	eos := m.EOSID()
-	for range threads {
-		go func() {
-			defer wg.Done()
-			for b := range jobs {
-				for _, text := range b.docs {
-					ids := append(m.Encode(text), eos)
-					b.tokens += int64(len(ids))
-					for _, id := range ids {
-						if wide {
-							b.out = binary.LittleEndian.AppendUint32(b.out, uint32(id))
-						} else {
-							b.out = binary.LittleEndian.AppendUint16(b.out, uint16(id))
-						}
-					}
-				}
-				close(b.done)
-			}
-		}()
-	}
-
-	var st tokenizeStats
-	start := time.Now()
-	err = writeTokenShard(out, wide, func(w io.Writer) (int64, error) {
-		for b := range order {
-			select {
-			case <-b.done:
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
-			if b.err != nil {
-				return 0, b.err
-			}
-			if st.tokens+b.tokens > math.MaxInt32 {
-				return 0, fmt.Errorf("%s: more than %d tokens, the most an llm.c shard's header counts; split the shard", in, math.MaxInt32)
-			}
-			if _, err := w.Write(b.out); err != nil {
-				return 0, fmt.Errorf("%s: %w", out, unwrapPath(err))
-			}
-			st.docs += int64(len(b.docs))
-			st.tokens += b.tokens
-			p.update(sh.BytesRead(), st.tokens)
-		}
-		return st.tokens, ctx.Err()
-	})
-	st.sec = time.Since(start).Seconds()
-	return st, err
-}
-
-// writeTokenShard writes an llm.c token shard atomically: a temporary file in
-// the same directory gets a blank header, the tokens fill writes (it returns
-// their count), then the header; it is fsynced and renamed over path. On any
-// error the temporary file is removed and path is untouched.
-func writeTokenShard(path string, wide bool, fill func(io.Writer) (int64, error)) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, unwrapPath(err))
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	fail := func(err error) error { return fmt.Errorf("%s: %w", path, unwrapPath(err)) }
-	header := make([]byte, 4*binHeaderWords)
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if _, err := bw.Write(header); err != nil {
-		return fail(err)
-	}
-	count, err := fill(bw)
-	if err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return fail(err)
-	}
-	magic, version := uint32(binMagicU16), uint32(1)
-	if wide {
-		magic, version = binMagicU32, 7
-	}
-	binary.LittleEndian.PutUint32(header[0:], magic)
-	binary.LittleEndian.PutUint32(header[4:], version)
-	binary.LittleEndian.PutUint32(header[8:], uint32(count))
-	if _, err := tmp.WriteAt(header, 0); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fail(err)
-	}
-	if err := atomicfile.SyncDir(dir); err != nil {
-		return fail(err)
-	}
+		len(files), out, summary.Grouped(total.Docs), summary.Grouped(total.Tokens), typ, m.EOSID(), sec, summary.Grouped(int64(float64(total.Tokens)/sec)), threads)
 	return nil
 }
 
@@ -373,7 +170,7 @@ func (p *tokenizeProgress) update(read, tokens int64) {
 	frac := float64(p.done+read) / float64(max(p.total, 1))
 	eta := "?"
 	if frac > 0 {
-		eta = formatDuration(time.Duration(sec * (1 - frac) / frac * float64(time.Second)))
+		eta = train.FormatDuration(time.Duration(sec * (1 - frac) / frac * float64(time.Second)))
 	}
 	fmt.Fprintf(p.w, "\r\033[Ktokenize: shard %d/%d %3.0f%%  %s tokens  %s tokens/s  ETA %s",
 		p.shard+1, p.n, 100*frac, summary.Grouped(p.tokens+tokens), summary.Grouped(int64(float64(p.tokens+tokens)/sec)), eta)
@@ -381,13 +178,13 @@ func (p *tokenizeProgress) update(read, tokens int64) {
 }
 
 // shardDone prints a finished shard's line.
-func (p *tokenizeProgress) shardDone(i int, in, out string, st tokenizeStats) {
+func (p *tokenizeProgress) shardDone(i int, in, out string, st data.ShardStats) {
 	p.clear()
 	p.done += p.sizes[i]
-	p.tokens += st.tokens
+	p.tokens += st.Tokens
 	p.shard = i + 1
 	fmt.Fprintf(p.w, "tokenize: %d/%d %s: %s documents, %s tokens in %s (%s tokens/s)\n",
-		i+1, p.n, out, summary.Grouped(st.docs), summary.Grouped(st.tokens), strings.TrimSpace(formatDuration(time.Duration(st.sec*float64(time.Second)))), summary.Grouped(int64(float64(st.tokens)/max(st.sec, 1e-9))))
+		i+1, p.n, out, summary.Grouped(st.Docs), summary.Grouped(st.Tokens), strings.TrimSpace(train.FormatDuration(time.Duration(st.Seconds*float64(time.Second)))), summary.Grouped(int64(float64(st.Tokens)/max(st.Seconds, 1e-9))))
 }
 
 // clear removes a redrawn line.

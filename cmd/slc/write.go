@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"gitee.com/gidean/conv-linn/atomicfile"
+	"gitee.com/gidean/conv-linn/driver"
 	"os"
 )
 
@@ -16,7 +17,7 @@ func writeFileAtomic(path string, data []byte) (err error) {
 		return fmt.Errorf("%s: is a directory", path)
 	}
 	if err := atomicfile.WriteBytes(path, 0o644, data); err != nil {
-		return fileError(path, err)
+		return driver.FileError(path, err)
 	}
 	return nil
 }

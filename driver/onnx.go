@@ -1,23 +1,21 @@
-package main
+package driver
 
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 
-	"gitee.com/gidean/conv-linn/codegen"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
 )
 
-// onnxLM imports an ONNX model as a causal language model to train (onnx.AddCausalLM):
+// ONNXLM imports an ONNX model as a causal language model to train (onnx.AddCausalLM):
 // the token input's symbolic dims are bound to batch (dim 0) and length (dim 1)
 // unless dims names them (and rebind is false: a checkpoint's record of the
 // dims it was trained with gives way to the batch and length asked for); a static dim fixes batch or length (a flag that
 // says otherwise, set is true, is a usage error of cmd). It returns the
 // module, with its "model_config" (the onnx.Descriptor), and the bound shape.
-func onnxLM(cmd, path string, data []byte, dims map[string]int, freeze []string, logits string, batch, length int, batchSet, lengthSet, lossMask, rebind bool) (*ir.Module, *onnx.Descriptor, int, int, error) {
+func ONNXLM(cmd, path string, data []byte, dims map[string]int, freeze []string, logits string, batch, length int, batchSet, lengthSet, lossMask, rebind bool) (*ir.Module, *onnx.Descriptor, int, int, error) {
 	sizes, params, err := onnx.InputDims(data)
 	if err != nil {
 		return nil, nil, 0, 0, fmt.Errorf("%s: %w", path, err)
@@ -44,7 +42,7 @@ func onnxLM(cmd, path string, data []byte, dims map[string]int, freeze []string,
 			flag, set := []string{"batch-size", "max-length"}[k], []bool{batchSet, lengthSet}[k]
 			switch p := params[token][k]; {
 			case s[k] >= 0 && set && s[k] != int64(want):
-				return nil, nil, 0, 0, usagef(cmd, "flag --%s: %s's input %q has a fixed dim %d of %d (export the model with a symbolic dim to change it)", flag, path, token, k, s[k])
+				return nil, nil, 0, 0, Usagef(cmd, "flag --%s: %s's input %q has a fixed dim %d of %d (export the model with a symbolic dim to change it)", flag, path, token, k, s[k])
 			case p != "":
 				if _, ok := bound[p]; !ok || rebind {
 					bound[p] = want
@@ -73,17 +71,18 @@ func onnxLM(cmd, path string, data []byte, dims map[string]int, freeze []string,
 	return m, desc, t.Shape[0], t.Shape[1], nil
 }
 
-// onnxModel is slc train's model from an ONNX model's bytes. desc, when
-// resuming, is the checkpoint's record of how it was imported.
-func onnxModel(cmd, path, kind string, data []byte, desc *onnx.Descriptor, dims map[string]int, freeze []string, logits string, batchSet, lengthSet bool, s *trainSettings, co codegen.Options) (*modelSpec, error) {
-	prec := settingsPrecision(s)
-	if prec.DType != ir.F32 {
-		return nil, usagef(cmd, "flag --dtype: %s is an ONNX model; slc trains it in its own float32 (or --dtype bf16-mixed)", path)
+// OpenONNX is a model to train from an ONNX model's bytes. desc, when
+// resuming, is the checkpoint's record of how it was imported (its dims,
+// frozen initializers and logits output replace o's).
+func OpenONNX(path, kind string, data []byte, desc *onnx.Descriptor, s *Spec, o OpenOptions) (*Model, error) {
+	if s.Precision.DType != ir.F32 {
+		return nil, Usagef(o.Cmd, "flag --dtype: %s is an ONNX model; slc trains it in its own float32 (or --dtype bf16-mixed)", path)
 	}
+	dims, freeze, logits := o.Dims, o.Freeze, o.Logits
 	if desc != nil {
 		dims, freeze, logits = desc.Dims, desc.Freeze, desc.Logits
 	}
-	m, d, batch, length, err := onnxLM(cmd, path, data, dims, freeze, logits, s.BatchSize, s.MaxLength, batchSet, lengthSet, s.Rows == "documents", desc != nil)
+	m, d, batch, length, err := ONNXLM(o.Cmd, path, data, dims, freeze, logits, s.BatchSize, s.MaxLength, o.BatchSet, o.LengthSet, s.Rows == "documents", desc != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -92,23 +91,10 @@ func onnxModel(cmd, path, kind string, data []byte, desc *onnx.Descriptor, dims 
 	}
 	s.BatchSize, s.MaxLength = batch, length
 	m.Meta["seed"] = fmt.Sprint(s.Seed)
-	return &modelSpec{
-		path: path, kind: kind, onnx: data, onnxModule: m, desc: d, vocabSize: d.VocabSize,
-		build:   frontend.Options{BatchSize: batch, SeqLen: length, Seed: s.Seed, DType: ir.F32, LossMask: s.Rows == "documents"},
-		passes:  withOptimizer(passOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, prec.Mixed), s),
-		codegen: co,
+	return &Model{
+		Path: path, Kind: kind, ONNX: data, ONNXModule: m, Desc: d, VocabSize: d.VocabSize,
+		Build:   frontend.Options{BatchSize: batch, SeqLen: length, Seed: s.Seed, DType: ir.F32, LossMask: s.Rows == "documents"},
+		Passes:  s.passOptions(),
+		Codegen: o.Codegen,
 	}, nil
-}
-
-// freezePatterns reads --freeze (comma-separated, repeatable).
-func freezePatterns(flags []string) []string {
-	var out []string
-	for _, f := range flags {
-		for _, p := range strings.Split(f, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }

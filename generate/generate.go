@@ -1,0 +1,218 @@
+// Package generate samples text from a model's infer program: the next
+// token by temperature and top-k, byte-level text written as valid UTF-8,
+// and SentencePiece text decoded as it grows.
+package generate
+
+import (
+	"bufio"
+	"fmt"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/tokenizer"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Sampler draws the next token from logits.
+type Sampler struct {
+	temperature float64
+	topK        int
+	rng         *ir.RNG
+	idx         []int
+	p           []float64
+}
+
+// Next returns the sampled token id: the argmax at temperature 0, else a draw
+// from softmax(logits/T) restricted to the topK largest logits (ties broken
+// by the lower id).
+func (s *Sampler) Next(logits []float32) int {
+	n := len(logits)
+	if cap(s.idx) < n {
+		s.idx, s.p = make([]int, n), make([]float64, n)
+	}
+	idx := s.idx[:n]
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+	if s.temperature == 0 {
+		return idx[0]
+	}
+	k := n
+	if s.topK > 0 && s.topK < n {
+		k = s.topK
+	}
+	top := float64(logits[idx[0]])
+	var sum float64
+	p := s.p[:k]
+	for i := 0; i < k; i++ {
+		p[i] = math.Exp((float64(logits[idx[i]]) - top) / s.temperature)
+		sum += p[i]
+	}
+	u := s.rng.Float64() * sum
+	for i := 0; i < k; i++ {
+		if u < p[i] {
+			return idx[i]
+		}
+		u -= p[i]
+	}
+	return idx[k-1]
+}
+
+// NewSampler is a sampler at temperature (0: the argmax) from the topK
+// largest logits (0: all), its draws seeded by seed.
+func NewSampler(temperature float64, topK int, seed uint64) *Sampler {
+	return &Sampler{temperature: temperature, topK: topK, rng: ir.NewRNG(seed)}
+}
+
+// Bytes generates byte-level text (ids 0–255 are bytes; sep, the
+// separator id, ends a document), printing the prompt and what follows to
+// out as it grows.
+func Bytes(out io.Writer, rt *runtime.Runtime, prompt string, sep, vocab, length, maxNew int, s *Sampler) error {
+	ctx := make([]int64, 0, len(prompt)+maxNew+1)
+	for _, b := range []byte(prompt) {
+		if int(b) >= vocab {
+			return fmt.Errorf("--prompt: byte %d is outside the model's vocabulary of %d ids", b, vocab)
+		}
+		ctx = append(ctx, int64(b))
+	}
+	if len(ctx) == 0 {
+		ctx = append(ctx, int64(sep)) // a document boundary: start a new one
+	}
+	tw := &textWriter{w: bufio.NewWriter(out)}
+	defer tw.w.Flush()
+	tw.w.WriteString(prompt)
+	ids := make([]int64, length)
+	for i := 0; i < maxNew; i++ {
+		next, err := Next(rt, ctx, ids, vocab, s)
+		if err != nil {
+			return err
+		}
+		if next == sep && sep == 256 {
+			break // the end of the document
+		}
+		ctx = append(ctx, int64(next))
+		tw.token(next)
+	}
+	tw.end()
+	return nil
+}
+
+// Tokens generates with a SentencePiece tokenizer, printing to out: the prompt is
+// its ids (no end-of-text id), the text printed is the decoding of prompt
+// and continuation, written as it grows; the end-of-text id ends it.
+func Tokens(out io.Writer, rt *runtime.Runtime, tok *tokenizer.Model, promptText string, vocab, length, maxNew int, s *Sampler) error {
+	prompt := tok.Encode(promptText)
+	ctx := make([]int64, 0, len(prompt)+maxNew+1)
+	for _, id := range prompt {
+		ctx = append(ctx, int64(id))
+	}
+	if len(ctx) == 0 {
+		ctx = append(ctx, int64(tok.EOSID())) // a document boundary: start a new one
+	}
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	all := append([]int32(nil), prompt...)
+	printed := ""
+	flush := func() error {
+		text, err := tok.Decode(all)
+		if err != nil {
+			return fmt.Errorf("decoding the generated ids: %w", err)
+		}
+		if strings.HasPrefix(text, printed) {
+			w.WriteString(text[len(printed):])
+			printed = text
+		}
+		return w.Flush()
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	ids := make([]int64, length)
+	for i := 0; i < maxNew; i++ {
+		next, err := Next(rt, ctx, ids, vocab, s)
+		if err != nil {
+			return err
+		}
+		if int32(next) == tok.EOSID() {
+			break
+		}
+		ctx = append(ctx, int64(next))
+		if next < tok.VocabSize() { // a model id past the tokenizer's: nothing to print
+			all = append(all, int32(next))
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	w.WriteString("\n")
+	return nil
+}
+
+// Next samples the token after ctx: the infer program on the last
+// len(ids) tokens of ctx (ids is the reused input buffer), the logits of the
+// last real position.
+func Next(rt *runtime.Runtime, ctx, ids []int64, vocab int, s *Sampler) (int, error) {
+	window := ctx[max(0, len(ctx)-len(ids)):]
+	copy(ids, window)
+	clear(ids[len(window):]) // causal: what follows the last real token does not matter
+	res, err := rt.Run("infer", runtime.Inputs{Data: map[string][]int64{"input_ids": ids}})
+	if err != nil {
+		return 0, err
+	}
+	logits, err := res["logits"].Float32s()
+	if err != nil {
+		return 0, fmt.Errorf("infer: logits: %w", err)
+	}
+	pos := len(window) - 1
+	return s.Next(logits[pos*vocab : (pos+1)*vocab]), nil
+}
+
+// textWriter prints generated byte tokens as text: complete UTF-8 sequences
+// as they are, invalid ones, control bytes (other than newline and tab) and
+// ids that are no byte as U+FFFD, so that a half-trained model cannot send
+// escape sequences to the terminal.
+type textWriter struct {
+	w       *bufio.Writer
+	pending []byte
+}
+
+const replacement = "\uFFFD"
+
+func (t *textWriter) token(id int) {
+	if id >= 256 {
+		t.flushPending()
+		t.w.WriteString(replacement)
+		return
+	}
+	t.pending = append(t.pending, byte(id))
+	for len(t.pending) > 0 && utf8.FullRune(t.pending) {
+		r, size := utf8.DecodeRune(t.pending)
+		switch {
+		case r == utf8.RuneError && size == 1, r < 0x20 && r != '\n' && r != '\t', r == 0x7f:
+			t.w.WriteString(replacement)
+		default:
+			t.w.Write(t.pending[:size])
+		}
+		t.pending = t.pending[size:]
+		if r == '\n' {
+			t.w.Flush()
+		}
+	}
+}
+
+// flushPending prints an incomplete UTF-8 sequence as U+FFFD.
+func (t *textWriter) flushPending() {
+	if len(t.pending) > 0 {
+		t.w.WriteString(replacement)
+		t.pending = t.pending[:0]
+	}
+}
+
+func (t *textWriter) end() {
+	t.flushPending()
+	t.w.WriteString("\n")
+}
