@@ -59,7 +59,7 @@ func ptxrunFor(t *testing.T) (ptxrun, lib string) {
 		t.Skip("no PTX emulator (../shared/tools/ptxemu): the cuda GEMMs are not run")
 	}
 	ptxrun = filepath.Join(t.TempDir(), "ptxrun")
-	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", ptxrun, "../cmd/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
 	return ptxrun, lib

@@ -51,7 +51,7 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 	// the compiler's: it runs in ptxrun, a process without LLVM 19.
 	dir := t.TempDir()
 	ptxrun := filepath.Join(dir, "ptxrun")
-	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", ptxrun, "../cmd/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
 	for _, c := range []struct{ peft, lowering, dtype, kernels string }{

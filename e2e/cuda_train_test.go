@@ -35,7 +35,7 @@ func TestCUDATrainMatchesCPU(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ptxrun := filepath.Join(dir, "ptxrun")
-	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", ptxrun, "../cmd/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
 	// The last two cases swap the optimizer: adam8bit (code tables, block
