@@ -32,7 +32,8 @@ func TestCUDALaunchesPerUpdate(t *testing.T) {
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
 	}
-	art, err := Compile(s.Module, Options{Groups: s.Groups, Plans: s.Plans, Device: "cuda"})
+	c := scheduled(t, s.Module) // the cuda device's groups: the loss head unfused
+	art, err := Compile(c.Module, Options{Groups: c.Groups, Plans: c.Plans, Device: "cuda"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,27 @@
+package passes
+
+import (
+	"errors"
+
+	"gitee.com/gidean/conv-linn/ir"
+)
+
+// Schedule runs the required passes of the pipeline (fuse-groups, then
+// memory-plan) on a copy of m and returns their State: the copy, with each
+// graph's kernel groups and memory plan. It is for a module that comes to
+// codegen without them — IR read from a file, a --passes list that left
+// them out, a module built by hand in a test, a module whose groups were
+// formed for another device (fuse-linear-xent's CPU loss head on cuda) —
+// since codegen compiles only a planned module. The copy is what to
+// compile: fuse-groups adds Const copies to the graphs it partitions.
+// fuse-linear-xent, not a required pass, is not run.
+func Schedule(m *ir.Module) (*State, error) {
+	if m == nil {
+		return nil, errors.New("no module to schedule")
+	}
+	s := &State{Module: m.Clone()}
+	if err := Run(s, Required(Pipeline)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
