@@ -32,7 +32,10 @@ func TestCUDALaunchesPerUpdate(t *testing.T) {
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
 	}
-	c := scheduled(t, s.Module) // the cuda device's groups: the loss head unfused
+	c, err := s.ForDevice("cuda") // the loss head unfused
+	if err != nil {
+		t.Fatal(err)
+	}
 	art, err := Compile(c.Module, Options{Groups: c.Groups, Plans: c.Plans, Device: "cuda"})
 	if err != nil {
 		t.Fatal(err)

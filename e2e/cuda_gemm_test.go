@@ -22,6 +22,7 @@ import (
 	"gitee.com/gidean/conv-linn/internal/ptxemu"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/passes"
 )
 
 // The cuda device's matrix products in the PTX emulator, on shapes that
@@ -189,7 +190,11 @@ func TestCUDAGEMMGraphs(t *testing.T) {
 		}
 		m.Graphs = append(m.Graphs, b.G)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Device: "cuda"})
+	s, err := passes.Schedule(m) // built by hand: the groups and plan from the required passes
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := codegen.Compile(s.Module, codegen.Options{Groups: s.Groups, Plans: s.Plans, Device: "cuda"})
 	if err != nil {
 		t.Fatal(err)
 	}

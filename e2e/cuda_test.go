@@ -278,7 +278,10 @@ func compileTinyCUDAWith(t *testing.T, peft, lowering, dtype, kernels string) (*
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Device: "cuda", GPUKernels: kernels})
+	if s, err = s.ForDevice("cuda"); err != nil { // the loss head unfused
+		t.Fatal(err)
+	}
+	art, err := codegen.Compile(s.Module, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Device: "cuda", GPUKernels: kernels})
 	if err != nil {
 		t.Fatal(err)
 	}

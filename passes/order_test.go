@@ -106,3 +106,36 @@ func TestSchedule(t *testing.T) {
 		t.Error("Schedule(nil): no error")
 	}
 }
+
+// TestForDevice checks which State is compiled for a device: the CPU
+// pipeline's own for the CPU, a fresh schedule without the chunked loss
+// head for cuda, the cuda pipeline's own for cuda.
+func TestForDevice(t *testing.T) {
+	for _, device := range []string{"", "cuda"} {
+		o := DefaultOptions()
+		o.Rank, o.Device = 4, device
+		s := &State{Module: buildLlama(t, "llama_tiny", 2, 8), Options: o}
+		if err := Run(s, Pipeline); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.ForDevice(device); err != nil || got != s {
+			t.Errorf("pipeline for %q, compiled for it: got another State (%v)", device, err)
+		}
+		if device != "" {
+			continue
+		}
+		if !hasChunkedLossHead(s.Groups) {
+			t.Fatal("the CPU pipeline formed no chunked loss head")
+		}
+		c, err := s.ForDevice("cuda")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c == s || c.Module == s.Module || hasChunkedLossHead(c.Groups) || len(c.Plans) != len(s.Module.Graphs) {
+			t.Errorf("CPU pipeline compiled for cuda: not a fresh schedule of a copy without the chunked loss head")
+		}
+	}
+	if c, err := (&State{Module: buildLlama(t, "llama_tiny", 2, 8)}).ForDevice(""); err != nil || c.Groups == nil || c.Plans == nil {
+		t.Errorf("a State without groups: not scheduled (%v)", err)
+	}
+}

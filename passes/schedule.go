@@ -25,3 +25,29 @@ func Schedule(m *ir.Module) (*State, error) {
 	}
 	return s, nil
 }
+
+// ForDevice returns the planned State to compile s's module for device ("",
+// "cpu" or "cuda"): s itself when it holds groups and plans that suit the
+// device, else Schedule(s.Module). The cuda device runs the loss head
+// unfused, so the groups of a pipeline run for the CPU that hold
+// fuse-linear-xent's chunked loss head are formed afresh, on a copy; so
+// are the groups and plans of a State that has none.
+func (s *State) ForDevice(device string) (*State, error) {
+	if s.Groups != nil && s.Plans != nil && (device != "cuda" || !hasChunkedLossHead(s.Groups)) {
+		return s, nil
+	}
+	return Schedule(s.Module)
+}
+
+// hasChunkedLossHead reports whether any graph's groups hold
+// fuse-linear-xent's kernel (GroupLinearCrossEntropy).
+func hasChunkedLossHead(groups map[string][]*Group) bool {
+	for _, gs := range groups {
+		for _, g := range gs {
+			if g.Kind == GroupLinearCrossEntropy {
+				return true
+			}
+		}
+	}
+	return false
+}
