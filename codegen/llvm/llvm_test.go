@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"gitee.com/gidean/conv-linn/codegen/internal/dl"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // buildSaxpy defines
@@ -149,7 +149,7 @@ func TestSaxpyRunsFromSharedObject(t *testing.T) {
 	if out, err := exec.Command(cc, "-shared", "-o", so, obj).CombinedOutput(); err != nil {
 		t.Fatalf("cc -shared: %v\n%s", err, out)
 	}
-	lib, err := dl.Open(so)
+	lib, err := native.Open(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestSaxpyRunsFromSharedObject(t *testing.T) {
 	for i := range want {
 		want[i] = a*x[i] + y[i]
 	}
-	dl.CallSaxpy(fn, y, x, a)
+	native.CallSaxpy(fn, y, x, a)
 	for i := range y {
 		if d := math.Abs(float64(y[i] - want[i])); d > 1e-5*(1+math.Abs(float64(want[i]))) {
 			t.Fatalf("y[%d] = %v, want %v", i, y[i], want[i])
