@@ -250,13 +250,8 @@ func lastLine(b []byte) string {
 	return lines[len(lines)-1]
 }
 
-// compileTinyCUDA compiles the f32 tiny LLaMA for the cuda device.
-func compileTinyCUDA(t *testing.T, peft, lowering, dtype string) (*ir.Module, *artifact.Artifact) {
-	t.Helper()
-	return compileTinyCUDAWith(t, peft, lowering, dtype, "")
-}
-
-// compileTinyCUDAWith is compileTinyCUDA with the given GPU kernels
+// compileTinyCUDAWith compiles the tiny LLaMA (peft, lowering and dtype as
+// named) for the cuda device with the given GPU kernels
 // (codegen.Options.GPUKernels).
 func compileTinyCUDAWith(t *testing.T, peft, lowering, dtype, kernels string) (*ir.Module, *artifact.Artifact) {
 	t.Helper()
