@@ -11,8 +11,8 @@ import (
 	"unsafe"
 
 	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/codegen/internal/kcall"
 	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // BenchmarkCompileLlama20M measures Compile on llama_20m's four programs
@@ -78,17 +78,17 @@ type prepared struct {
 	m      *machine
 	p      *artifact.Program
 	nth    int
-	bufs   []*kcall.Buffer
-	args   []*kcall.Args
+	bufs   []*native.Buffer
+	args   []*native.Args
 	fns    []unsafe.Pointer
-	scr    []*kcall.Buffer
+	scr    []*native.Buffer
 	byKind map[string]time.Duration
 }
 
 func newPrepared(b *testing.B, m *machine, p *artifact.Program, nth int) *prepared {
 	r := &prepared{m: m, p: p, nth: nth, byKind: map[string]time.Duration{}}
 	rng := rand.New(rand.NewPCG(1, 2))
-	arena, err := kcall.Alloc(p.ArenaBytes)
+	arena, err := native.NewBuffer(p.ArenaBytes)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func newPrepared(b *testing.B, m *machine, p *artifact.Program, nth int) *prepar
 				v.F[j] *= 0.02
 			}
 		}
-		buf, err := kcall.Alloc(sl.Type.Bytes())
+		buf, err := native.NewBuffer(sl.Type.Bytes())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -132,11 +132,11 @@ func newPrepared(b *testing.B, m *machine, p *artifact.Program, nth int) *prepar
 		for i, s := range st.Args {
 			a[i] = ptrs[s]
 		}
-		r.args = append(r.args, kcall.NewArgs(a))
+		r.args = append(r.args, native.NewArgs(a))
 		r.fns = append(r.fns, m.fns[st.Kernel])
 	}
 	for range nth {
-		s, err := kcall.Alloc(p.ScratchBytes)
+		s, err := native.NewBuffer(p.ScratchBytes)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func (r *prepared) step() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				kcall.Call(r.fns[i], r.args[i], tid, r.nth, r.scr[tid])
+				native.Call(r.fns[i], r.args[i], tid, r.nth, r.scr[tid])
 			}()
 		}
 		wg.Wait()

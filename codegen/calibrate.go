@@ -12,6 +12,7 @@ import (
 	"gitee.com/gidean/conv-linn/codegen/lower"
 	"gitee.com/gidean/conv-linn/hostcpu"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -171,6 +172,12 @@ func (c *calibration) time(layers []sltrainLayer) (map[lower.SLTrainShape]lower.
 	if err != nil {
 		return nil, err
 	}
+	// The candidates' module is built here, not by the pipeline: it gets
+	// its kernel groups and memory plan from the required passes.
+	s, err := passes.Schedule(m)
+	if err != nil {
+		return nil, fmt.Errorf("planning the candidates: %w", err)
+	}
 	var ex [2]*executor
 	defer func() {
 		for _, e := range ex {
@@ -180,7 +187,7 @@ func (c *calibration) time(layers []sltrainLayer) (map[lower.SLTrainShape]lower.
 		}
 	}()
 	for i, mode := range []string{"merged", "factored"} {
-		art, err := Compile(m, Options{Target: c.opt.Target, SLTrainLowering: mode, CC: c.opt.CC, Version: c.opt.Version})
+		art, err := Compile(s.Module, Options{Target: c.opt.Target, SLTrainLowering: mode, CC: c.opt.CC, Version: c.opt.Version, Groups: s.Groups, Plans: s.Plans})
 		if err != nil {
 			return nil, fmt.Errorf("compiling the %s candidates: %w", mode, err)
 		}

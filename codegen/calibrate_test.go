@@ -57,7 +57,7 @@ func TestCalibrationTiny(t *testing.T) {
 		m := sltrainModule(t, 32, 48, 40, 8, 57, dt[0], dt[1])
 		var ex, prog bytes.Buffer
 		opt := Options{MeasureSLTrain: true, Threads: 2, CacheDir: dir, Explain: &ex, Progress: &prog}
-		art1, err := Compile(m, opt)
+		art1, err := compilePlanned(m, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestCalibrationTiny(t *testing.T) {
 		}
 		ex.Reset()
 		prog.Reset()
-		art2, err := Compile(m, opt)
+		art2, err := compilePlanned(m, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,12 +91,12 @@ func TestCalibrationTiny(t *testing.T) {
 	}
 	var prog bytes.Buffer
 	m := sltrainModule(t, 32, 48, 40, 8, 57, ir.F32, ir.F32)
-	if _, err := Compile(m, Options{MeasureSLTrain: true, Threads: 1, CacheDir: dir, Progress: &prog}); err != nil {
+	if _, err := compilePlanned(m, Options{MeasureSLTrain: true, Threads: 1, CacheDir: dir, Progress: &prog}); err != nil {
 		t.Fatal(err)
 	}
 	// Threads 1 is another key: no file read. Back to 2 threads: corrupt.
 	prog.Reset()
-	if _, err := Compile(m, Options{MeasureSLTrain: true, Threads: 2, CacheDir: dir, Progress: &prog, Warnings: &prog}); err != nil {
+	if _, err := compilePlanned(m, Options{MeasureSLTrain: true, Threads: 2, CacheDir: dir, Progress: &prog, Warnings: &prog}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(prog.String(), "is corrupt") || !strings.Contains(prog.String(), "slc: timing merged") {
@@ -110,7 +110,7 @@ func TestCalibrationNotHost(t *testing.T) {
 	var ex bytes.Buffer
 	cpu := "x86-64-v2"
 	m := sltrainModule(t, 16, 16, 16, 4, 7, ir.F32, ir.F32)
-	if _, err := Compile(m, Options{Target: target.NewCPU(cpu, ""), MeasureSLTrain: true, CacheDir: t.TempDir(), Explain: &ex}); err != nil {
+	if _, err := compilePlanned(m, Options{Target: target.NewCPU(cpu, ""), MeasureSLTrain: true, CacheDir: t.TempDir(), Explain: &ex}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(ex.String(), "not measured (--cpu x86-64-v2 is not this machine's CPU") ||

@@ -44,7 +44,7 @@ func TestExpAccuracy(t *testing.T) {
 	b := ir.NewBuilder("exp")
 	b.Output("y", b.Unary("Exp", f32(b, "x", n)))
 	mod := &ir.Module{Graphs: []*ir.Graph{b.G}}
-	art, err := Compile(mod, Options{})
+	art, err := compilePlanned(mod, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestStateUpdates(t *testing.T) {
 	}
 	b.G.Outputs = append(b.G.Outputs, &ir.Output{Name: "p.new", Value: pNew, Updates: "p"}, &ir.Output{Name: "p.grad.new", Value: zero, Updates: "p.grad"})
 	mod := &ir.Module{Graphs: []*ir.Graph{b.G}}
-	art, err := Compile(mod, Options{})
+	art, err := compilePlanned(mod, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +136,11 @@ func TestStateUpdates(t *testing.T) {
 // TestDeterministicCode checks that compiling twice gives the same bytes.
 func TestDeterministicCode(t *testing.T) {
 	cases := opCases()[:40]
-	a, err := Compile(buildCases(t, cases), Options{})
+	a, err := compilePlanned(buildCases(t, cases), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Compile(buildCases(t, cases), Options{})
+	b, err := compilePlanned(buildCases(t, cases), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestOtherTargets(t *testing.T) {
 	mod := buildCases(t, cases)
 	for _, cpu := range []string{"x86-64-v3", "x86-64"} {
 		t.Run(cpu, func(t *testing.T) {
-			art, err := Compile(mod, Options{Target: target.NewCPU(cpu, "")})
+			art, err := compilePlanned(mod, Options{Target: target.NewCPU(cpu, "")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,7 +208,7 @@ func TestCompileErrors(t *testing.T) {
 		{"f64 matmul", f64mm(), Options{}, "f32 and bf16 only"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Compile(c.m, c.opt)
+			_, err := compilePlanned(c.m, c.opt)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %v, want one mentioning %q", err, c.want)
 			}
@@ -221,7 +221,7 @@ func TestEmitLLVM(t *testing.T) {
 	b := ir.NewBuilder("g")
 	b.Output("y", b.Unary("Silu", f32(b, "x", 64)))
 	var ll, asm bytes.Buffer
-	if _, err := Compile(&ir.Module{Graphs: []*ir.Graph{b.G}}, Options{EmitLLVM: &ll, EmitAsm: &asm}); err != nil {
+	if _, err := compilePlanned(&ir.Module{Graphs: []*ir.Graph{b.G}}, Options{EmitLLVM: &ll, EmitAsm: &asm}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(ll.String(), "define void @slc_ew_") || !strings.Contains(asm.String(), "slc_ew_") {

@@ -5,12 +5,12 @@
 // call them over a planned memory arena, and the module itself.
 //
 // Compile is the driver. For each graph it takes the kernel groups and the
-// memory plan of the passes package (fuse-groups and memory-plan; computed
-// here when the caller has none), assigns every buffer a slot, lowers every
-// group to kernels — identical groups share one kernel across all graphs —
-// optimizes the LLVM module at -O3 for the target CPU, emits an object and
-// links it, with the system C compiler, into the shared object the runtime
-// loads.
+// memory plan of the passes package (fuse-groups and memory-plan; it
+// refuses a module without them, see UnplannedError), assigns every buffer
+// a slot, lowers every group to kernels — identical groups share one
+// kernel across all graphs — optimizes the LLVM module at -O3 for the
+// target CPU, emits an object and links it, with the system C compiler,
+// into the shared object the runtime loads.
 package codegen
 
 import (
@@ -150,32 +150,21 @@ func Compile(m *ir.Module, opt Options) (*artifact.Artifact, error) {
 }
 
 // schedule returns the module to compile with each graph's groups and
-// memory plan: the caller's, or computed on a copy of m.
+// memory plan: the caller's (an *UnplannedError when they are missing).
 func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group, map[string]*passes.MemoryPlan, error) {
 	groups, plans := opt.Groups, opt.Plans
 	mod := m
 	if opt.Target.IsCUDA() && hasLinearXent(groups) {
-		// Groups planned for the CPU (fuse-linear-xent ran without the
-		// device): the cuda device runs the loss head unfused, so partition
-		// and plan afresh.
-		groups, plans = nil, nil
+		return nil, nil, nil, &UnplannedError{Reason: "its groups were formed for the CPU (fuse-linear-xent's chunked loss head); the cuda device runs the loss head unfused"}
 	}
 	if groups == nil {
 		if plans != nil {
-			return nil, nil, nil, errors.New("codegen: Options.Plans given without the Groups they were planned for")
+			return nil, nil, nil, &UnplannedError{Reason: "Options.Plans given without the Groups they were planned for"}
 		}
-		mod = m.Clone()
-		groups = map[string][]*passes.Group{}
-		for _, g := range mod.Graphs {
-			gs, err := passes.PartitionGraph(g)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("codegen: %w", err)
-			}
-			groups[g.Name] = gs
-		}
+		return nil, nil, nil, &UnplannedError{Reason: "no Options.Groups and Options.Plans"}
 	}
 	if plans == nil {
-		plans = map[string]*passes.MemoryPlan{}
+		return nil, nil, nil, &UnplannedError{Reason: "Options.Groups given without their memory Plans"}
 	}
 	if opt.Target.IsCUDA() {
 		// Copies: the caller's maps and groups stay as they were.
@@ -183,14 +172,10 @@ func schedule(m *ir.Module, opt Options) (*ir.Module, map[string][]*passes.Group
 	}
 	for _, g := range mod.Graphs {
 		if groups[g.Name] == nil && len(g.Nodes) > 0 {
-			return nil, nil, nil, fmt.Errorf("codegen: graph %q has no kernel groups", g.Name)
+			return nil, nil, nil, &UnplannedError{Graph: g.Name, Reason: "no kernel groups"}
 		}
 		if plans[g.Name] == nil {
-			p, err := passes.PlanMemory(g, groups[g.Name])
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("codegen: %w", err)
-			}
-			plans[g.Name] = p
+			return nil, nil, nil, &UnplannedError{Graph: g.Name, Reason: "no memory plan"}
 		}
 		if opt.Target.IsCUDA() && !opt.GPUOneTensor {
 			if err := batchGraph(g, groups, plans, opt); err != nil {

@@ -2,6 +2,7 @@ package codegen
 
 import (
 	"bytes"
+	"gitee.com/gidean/conv-linn/target"
 	"regexp"
 	"testing"
 
@@ -16,14 +17,14 @@ func TestDecisionsMatchExplain(t *testing.T) {
 	m := sltrainModule(t, 16, 16, 16, 4, 7, ir.F32, ir.F32)
 	for _, o := range []Options{
 		{MeasureSLTrain: true, Threads: 1, CacheDir: t.TempDir()},
-		{CPU: "x86-64-v2", MeasureSLTrain: true, CacheDir: t.TempDir()},
+		{Target: target.NewCPU("x86-64-v2", ""), MeasureSLTrain: true, CacheDir: t.TempDir()},
 		{SLTrainLowering: "merged"},
 		{SLTrainLowering: "factored"},
 	} {
 		var ex bytes.Buffer
 		var d Decisions
 		o.Explain, o.Decisions = &ex, &d
-		if _, err := Compile(m, o); err != nil {
+		if _, err := compilePlanned(m, o); err != nil {
 			t.Fatal(err)
 		}
 		notes := lowRankNote.FindAllStringSubmatch(ex.String(), -1)

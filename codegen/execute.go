@@ -14,21 +14,20 @@ import (
 	"unsafe"
 
 	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/codegen/internal/dl"
-	"gitee.com/gidean/conv-linn/codegen/internal/kcall"
 	"gitee.com/gidean/conv-linn/hostcpu"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // executor runs the programs of a CPU artifact codegen just compiled, on
 // random operands, to time candidate kernels (calibrate.go). It is not the
 // runtime (which codegen must not need, nor the runtime codegen): just the
 // artifact's execution model — slots, one arena, per-thread scratch, every
-// step called by all threads with a barrier between steps — over
-// codegen/internal/dl and kcall.
+// step called by all threads with a barrier between steps — over package
+// native, the loader and C memory the runtime uses too.
 type executor struct {
 	art  *artifact.Artifact
-	lib  *dl.Lib
+	lib  *native.Lib
 	path string
 	fns  map[string]unsafe.Pointer
 }
@@ -56,10 +55,10 @@ func newExecutor(art *artifact.Artifact) (*executor, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	lib, err := dl.Open(path)
+	lib, err := native.Open(path)
 	if err != nil {
 		os.Remove(path)
-		return nil, err
+		return nil, fmt.Errorf("dlopen: %w", err)
 	}
 	ex := &executor{art: art, lib: lib, path: path, fns: map[string]unsafe.Pointer{}}
 	for _, p := range art.Programs {
@@ -87,9 +86,9 @@ type preparedRun struct {
 	ex      *executor
 	p       *artifact.Program
 	threads int
-	bufs    []*kcall.Buffer
-	steps   []*kcall.Args
-	scratch []*kcall.Buffer
+	bufs    []*native.Buffer
+	steps   []*native.Args
+	scratch []*native.Buffer
 }
 
 // prepare allocates program name's arena, state and scratch, fills the
@@ -102,8 +101,8 @@ func (ex *executor) prepare(name string, threads int) (*preparedRun, error) {
 		return nil, fmt.Errorf("no program %q", name)
 	}
 	r := &preparedRun{ex: ex, p: p, threads: threads}
-	alloc := func(n int64) (*kcall.Buffer, error) {
-		b, err := kcall.Alloc(n)
+	alloc := func(n int64) (*native.Buffer, error) {
+		b, err := native.NewBuffer(n)
 		if err == nil {
 			r.bufs = append(r.bufs, b)
 		}
@@ -157,7 +156,7 @@ func (ex *executor) prepare(name string, threads int) (*preparedRun, error) {
 		for i, a := range st.Args {
 			args[i] = ptrs[a]
 		}
-		r.steps = append(r.steps, kcall.NewArgs(args))
+		r.steps = append(r.steps, native.NewArgs(args))
 	}
 	return r, nil
 }
@@ -171,10 +170,10 @@ func (r *preparedRun) do() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				kcall.Call(fn, a, tid, r.threads, r.scratch[tid])
+				native.Call(fn, a, tid, r.threads, r.scratch[tid])
 			}()
 		}
-		kcall.Call(fn, a, 0, r.threads, r.scratch[0])
+		native.Call(fn, a, 0, r.threads, r.scratch[0])
 		wg.Wait()
 	}
 }

@@ -13,11 +13,10 @@ import (
 	"unsafe"
 
 	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/codegen/internal/dl"
-	"gitee.com/gidean/conv-linn/codegen/internal/kcall"
 	"gitee.com/gidean/conv-linn/hostcpu"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // The test harness runs artifacts in-process the way the runtime will:
@@ -30,7 +29,7 @@ import (
 // machine is a loaded artifact.
 type machine struct {
 	art *artifact.Artifact
-	lib *dl.Lib
+	lib *native.Lib
 	fns map[string]unsafe.Pointer
 }
 
@@ -48,7 +47,7 @@ func load(t testing.TB, art *artifact.Artifact) *machine {
 			t.Skipf("artifact uses AMX tiles, the host refuses them: %v", err)
 		}
 	}
-	lib, err := dl.Open(path)
+	lib, err := native.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,13 +93,13 @@ func poison(b []byte) {
 func (m *machine) run(t testing.TB, name string, values map[string]*interp.Tensor, nthreads int) map[string]*interp.Tensor {
 	t.Helper()
 	p := m.program(t, name)
-	arena, err := kcall.Alloc(p.ArenaBytes)
+	arena, err := native.NewBuffer(p.ArenaBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer arena.Free()
 	poison(arena.Bytes())
-	bound := map[string]*kcall.Buffer{}
+	bound := map[string]*native.Buffer{}
 	defer func() {
 		for _, b := range bound {
 			b.Free()
@@ -124,7 +123,7 @@ func (m *machine) run(t testing.TB, name string, values map[string]*interp.Tenso
 				if !v.Type.Equal(s.Type) {
 					t.Fatalf("slot %q is %v, bound to %v", s.Name, s.Type, v.Type)
 				}
-				if b, err = kcall.Alloc(s.Type.Bytes()); err != nil {
+				if b, err = native.NewBuffer(s.Type.Bytes()); err != nil {
 					t.Fatal(err)
 				}
 				copy(b.Bytes(), tensorBytes(v))
@@ -133,9 +132,9 @@ func (m *machine) run(t testing.TB, name string, values map[string]*interp.Tenso
 			ptrs[i] = b.Ptr()
 		}
 	}
-	scratch := make([]*kcall.Buffer, nthreads)
+	scratch := make([]*native.Buffer, nthreads)
 	for i := range scratch {
-		if scratch[i], err = kcall.Alloc(p.ScratchBytes); err != nil {
+		if scratch[i], err = native.NewBuffer(p.ScratchBytes); err != nil {
 			t.Fatal(err)
 		}
 		poison(scratch[i].Bytes())
@@ -146,14 +145,14 @@ func (m *machine) run(t testing.TB, name string, values map[string]*interp.Tenso
 		for i, a := range st.Args {
 			args[i] = ptrs[a]
 		}
-		a := kcall.NewArgs(args)
+		a := native.NewArgs(args)
 		fn := m.fns[st.Kernel]
 		var wg sync.WaitGroup
 		for tid := 0; tid < nthreads; tid++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				kcall.Call(fn, a, tid, nthreads, scratch[tid])
+				native.Call(fn, a, tid, nthreads, scratch[tid])
 			}()
 		}
 		wg.Wait()

@@ -300,7 +300,7 @@ var (
 func opsArtifact(t testing.TB) *artifact.Artifact {
 	t.Helper()
 	opsOnce.Do(func() {
-		opsArt, opsErr = Compile(buildCases(t, opCases()), Options{})
+		opsArt, opsErr = compilePlanned(buildCases(t, opCases()), Options{})
 	})
 	if opsErr != nil {
 		t.Fatal(opsErr)
@@ -422,7 +422,7 @@ func TestSLTrainLowerings(t *testing.T) {
 					c := lowRankCase("lrsa_" + mode)
 					mod := buildCases(t, []opCase{c})
 					caseFloat = ir.F32
-					art, err := Compile(mod, Options{SLTrainLowering: mode, Target: target.NewCPU(cpu, "")})
+					art, err := compilePlanned(mod, Options{SLTrainLowering: mode, Target: target.NewCPU(cpu, "")})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -479,7 +479,7 @@ func TestMixedProducts(t *testing.T) {
 			t.Run(mode+"/cpu="+cpu, func(t *testing.T) {
 				cases := []opCase{products, lrsa(mode), ceGrad}
 				mod := buildCases(t, cases)
-				art, err := Compile(mod, Options{SLTrainLowering: mode, Target: target.NewCPU(cpu, "")})
+				art, err := compilePlanned(mod, Options{SLTrainLowering: mode, Target: target.NewCPU(cpu, "")})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -527,7 +527,7 @@ func TestOpsBF16(t *testing.T) {
 	mod := buildCases(t, cases)
 	for _, cpu := range []string{"", "x86-64-v3"} {
 		t.Run("cpu="+cpu, func(t *testing.T) {
-			art, err := Compile(mod, Options{Target: target.NewCPU(cpu, "")})
+			art, err := compilePlanned(mod, Options{Target: target.NewCPU(cpu, "")})
 			if err != nil {
 				t.Fatal(err)
 			}

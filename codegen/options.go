@@ -51,9 +51,9 @@ type Options struct {
 	// x86-64 assembly of the kernels.
 	EmitLLVM, EmitAsm io.Writer
 	// Groups and Plans are the fuse-groups and memory-plan results
-	// (passes.State.Groups and .Plans) for m's graphs. When Groups is nil,
-	// Compile partitions and plans a copy of m itself; Plans without Groups
-	// is an error (a plan is only valid for its groups).
+	// (passes.State.Groups and .Plans) for every graph of m, both required:
+	// Compile refuses a module without them (UnplannedError); passes.Schedule
+	// plans a module that did not go through the pipeline.
 	Groups map[string][]*passes.Group
 	Plans  map[string]*passes.MemoryPlan
 	// CC is the C compiler used to link the shared object ("" = "cc").

@@ -105,10 +105,24 @@ func (m *Model) compile(cmd string) (*artifact.Artifact, error) {
 	return Compile(m.Path, mod, co)
 }
 
-// Compile lowers a compiled module to native code. Errors start with path.
+// Compile lowers a compiled module to native code. A module without the
+// pipeline's groups and plans (IR read from a file, a --passes list that
+// left fuse-groups or memory-plan out) gets them from the required passes,
+// run on a copy (passes.Schedule), which is what is compiled. Errors start
+// with path.
 func Compile(path string, m *ir.Module, o codegen.Options) (*artifact.Artifact, error) {
 	if m.Graph("train_step") == nil && m.Graph("infer") == nil {
 		return nil, fmt.Errorf("%s: nothing to run: the module has no train_step or infer graph (was --passes used?)", path)
+	}
+	if o.Groups == nil || o.Plans == nil {
+		if err := m.Verify(); err != nil {
+			return nil, fmt.Errorf("%s: codegen: %w", path, err)
+		}
+		s, err := passes.Schedule(m)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		m, o.Groups, o.Plans = s.Module, s.Groups, s.Plans
 	}
 	art, err := codegen.Compile(m, o)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"gitee.com/gidean/conv-linn/internal/ptxemu"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/target"
 )
 
@@ -60,7 +61,7 @@ func ptxrunFor(t *testing.T) (ptxrun, lib string) {
 		t.Skip("no PTX emulator (../shared/tools/ptxemu): the cuda GEMMs are not run")
 	}
 	ptxrun = filepath.Join(t.TempDir(), "ptxrun")
-	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", ptxrun, "../cmd/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
 	return ptxrun, lib
@@ -190,7 +191,11 @@ func TestCUDAGEMMGraphs(t *testing.T) {
 		}
 		m.Graphs = append(m.Graphs, b.G)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Target: target.NewCUDA("", "")})
+	s, err := passes.Schedule(m) // built by hand: the groups and plan from the required passes
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, err := codegen.Compile(s.Module, codegen.Options{Groups: s.Groups, Plans: s.Plans, Target: target.NewCUDA("", "")})
 	if err != nil {
 		t.Fatal(err)
 	}

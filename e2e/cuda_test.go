@@ -52,7 +52,7 @@ func TestCUDAProgramsInEmulator(t *testing.T) {
 	// the compiler's: it runs in ptxrun, a process without LLVM 19.
 	dir := t.TempDir()
 	ptxrun := filepath.Join(dir, "ptxrun")
-	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", ptxrun, "../cmd/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
 	for _, c := range []struct{ peft, lowering, dtype, kernels string }{
@@ -251,13 +251,8 @@ func lastLine(b []byte) string {
 	return lines[len(lines)-1]
 }
 
-// compileTinyCUDA compiles the f32 tiny LLaMA for the cuda device.
-func compileTinyCUDA(t *testing.T, peft, lowering, dtype string) (*ir.Module, *artifact.Artifact) {
-	t.Helper()
-	return compileTinyCUDAWith(t, peft, lowering, dtype, "")
-}
-
-// compileTinyCUDAWith is compileTinyCUDA with the given GPU kernels
+// compileTinyCUDAWith compiles the tiny LLaMA (peft, lowering and dtype as
+// named) for the cuda device with the given GPU kernels
 // (codegen.Options.GPUKernels).
 func compileTinyCUDAWith(t *testing.T, peft, lowering, dtype, kernels string) (*ir.Module, *artifact.Artifact) {
 	t.Helper()
@@ -279,7 +274,10 @@ func compileTinyCUDAWith(t *testing.T, peft, lowering, dtype, kernels string) (*
 	if err := passes.Run(s, passes.Pipeline); err != nil {
 		t.Fatal(err)
 	}
-	art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Target: target.NewCUDA("", target.Kernels(kernels))})
+	if s, err = s.ForDevice("cuda"); err != nil { // the loss head unfused
+		t.Fatal(err)
+	}
+	art, err := codegen.Compile(s.Module, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: lowering, Target: target.NewCUDA("", target.Kernels(kernels))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func TestCUDATrainMatchesCPU(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ptxrun := filepath.Join(dir, "ptxrun")
-	if out, err := exec.Command("go", "build", "-o", ptxrun, "../internal/ptxemu/ptxrun").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", ptxrun, "../cmd/ptxrun").CombinedOutput(); err != nil {
 		t.Fatalf("building ptxrun: %v\n%s", err, out)
 	}
 	// The last two cases swap the optimizer: adam8bit (code tables, block
@@ -67,7 +67,11 @@ func TestCUDATrainMatchesCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			compile := func(tg target.Target) *artifact.Artifact {
-				art, err := codegen.Compile(m, codegen.Options{Groups: s.Groups, Plans: s.Plans, SLTrainLowering: c.lowering, Target: tg})
+				ds, err := s.ForDevice(tg.Device.String()) // cuda: the loss head unfused
+				if err != nil {
+					t.Fatal(err)
+				}
+				art, err := codegen.Compile(ds.Module, codegen.Options{Groups: ds.Groups, Plans: ds.Plans, SLTrainLowering: c.lowering, Target: tg})
 				if err != nil {
 					t.Fatal(err)
 				}

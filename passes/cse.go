@@ -79,23 +79,6 @@ func nodeKey(n *ir.Node) string {
 	return b.String()
 }
 
-// renameUses replaces every read of a value named in rename (by node inputs
-// and graph outputs) with its new name. Renames may chain (a→b, b→c); each
-// target must be defined before every use of the renamed value, which holds
-// when a value is replaced by an input of its producer or by an earlier
-// duplicate.
-func renameUses(g *ir.Graph, rename map[string]string) {
-	if len(rename) == 0 {
-		return
-	}
-	for _, n := range g.Nodes {
-		for i, in := range n.Inputs {
-			n.Inputs[i] = resolve(rename, in)
-		}
-	}
-	renameOutputs(g, rename)
-}
-
 // renameOutputs applies rename to the graph outputs' values.
 func renameOutputs(g *ir.Graph, rename map[string]string) {
 	for _, o := range g.Outputs {

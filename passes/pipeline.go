@@ -19,10 +19,16 @@ type Pass struct {
 	Name string
 	Doc  string
 	Run  func(s *State) error
+	// Required marks a pass whose result codegen cannot do without (the
+	// kernel groups and the memory plan): a --passes list may leave it out
+	// to look at the IR, but a module is compiled to native code only after
+	// it ran (Schedule runs the required passes for such a module).
+	Required bool
 }
 
 // Pipeline is the compiler, in order. Go's cmd/compile/internal/ssa keeps its
-// passes the same way: one list, read top to bottom.
+// passes the same way: one list, read top to bottom, its ordering rules
+// stated beside it (passOrder, order.go) and checked when the package loads.
 var Pipeline = []Pass{
 	{Name: "sltrain-fuse", Doc: "rewrite targeted Linear ops into LowRankSparseAdd (W = B·A·scale + S)", Run: sltrainFuse},
 	{Name: "autodiff", Doc: "derive train_step: forward + reverse-mode backward seeded by grad_scale, gradients added to P.grad accumulators", Run: autodiff},
@@ -34,9 +40,9 @@ var Pipeline = []Pass{
 	{Name: "cse", Doc: "merge nodes with the same op, inputs and attributes (Consts included)", Run: cse},
 	{Name: "dce", Doc: "remove nodes whose results reach no graph output", Run: dce},
 	{Name: "recompute", Doc: "--activation-checkpointing or --memory-budget only: train_step keeps each decoder layer's input and recomputes the layer's values in its backward, bit-identically (every layer, or the fewest that fit the budget)", Run: recompute},
-	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops (State.Groups)", Run: fuseGroups},
+	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops (State.Groups)", Run: fuseGroups, Required: true},
 	{Name: "fuse-linear-xent", Doc: "CPU: lm_head's product, the cross-entropy, its gradient and lm_head's backward products become one kernel run in chunks of rows; the [T, V] logits are never stored", Run: fuseLinearXent},
-	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena, best-fit reuse of freed space; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan},
+	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena, best-fit reuse of freed space; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan, Required: true},
 }
 
 // OptionError is an option that does not fit the model, such as a rank

@@ -1,15 +1,15 @@
 package runtime
 
-// The whole cgo surface of the runtime: dlopen/dlsym/dlclose, aligned
-// allocation, and the trampoline that runs a program's steps on one thread.
+// The runtime's own cgo: the trampoline that runs a program's steps on one
+// thread, and its barrier. Loading the kernels (dlopen/dlsym/dlclose) and
+// aligned allocation are package native's, shared with codegen.
 //
 // Every buffer a kernel sees is C memory (posix_memalign), so no Go pointer
 // ever crosses into C: the cgo pointer rules hold trivially, and the Go
 // garbage collector never scans or moves tensor data.
 
 /*
-#cgo LDFLAGS: -ldl -lpthread
-#include <dlfcn.h>
+#cgo LDFLAGS: -lpthread
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -131,90 +131,40 @@ static void slc_run(const slc_step *steps, int64_t nsteps, int64_t tid, int64_t 
 		}
 	}
 }
-
-// slc_alloc returns size bytes (at least 1), zeroed, aligned on align; NULL
-// when memory is short.
-static void *slc_alloc(size_t size, size_t align) {
-	void *p = NULL;
-	if (size == 0) {
-		size = 1;
-	}
-	if (posix_memalign(&p, align, size) != 0) {
-		return NULL;
-	}
-	memset(p, 0, size);
-	return p;
-}
-
-static void *slc_dlopen(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
-
-// slc_dlsym clears dlerror first, so a NULL with an error set means "missing".
-static void *slc_dlsym(void *h, const char *name, int *missing) {
-	dlerror();
-	void *s = dlsym(h, name);
-	*missing = s == NULL && dlerror() != NULL;
-	return s;
-}
-
-static const char *slc_dlerror(void) {
-	const char *e = dlerror();
-	return e == NULL ? "unknown error" : e;
-}
 */
 import "C"
 
 import (
 	"errors"
-	"fmt"
 	"unsafe"
+
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // stepSize is the size of one C slc_step, for laying out a program's steps.
 const stepSize = C.sizeof_slc_step
 
 // cAlloc returns n zeroed bytes of C memory aligned on align; free them with
-// cFree.
-func cAlloc(n int64, align int) (unsafe.Pointer, error) {
-	p := C.slc_alloc(C.size_t(n), C.size_t(align))
-	if p == nil {
-		return nil, fmt.Errorf("out of memory allocating %d bytes", n)
-	}
-	return p, nil
-}
+// cFree (package native, which codegen's kernel timing shares).
+func cAlloc(n int64, align int) (unsafe.Pointer, error) { return native.Alloc(n, align) }
 
-func cFree(p unsafe.Pointer) { C.free(p) }
+func cFree(p unsafe.Pointer) { native.Free(p) }
 
-// library is an open shared object.
-type library struct{ h unsafe.Pointer }
+// library is an open shared object: the artifact's kernels.
+type library struct{ *native.Lib }
 
 func dlopen(path string) (*library, error) {
-	p := C.CString(path)
-	defer C.free(unsafe.Pointer(p))
-	h := C.slc_dlopen(p)
-	if h == nil {
-		return nil, errors.New(C.GoString(C.slc_dlerror()))
+	l, err := native.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	return &library{h}, nil
+	return &library{l}, nil
 }
 
 // sym returns the address of a symbol.
-func (l *library) sym(name string) (unsafe.Pointer, error) {
-	p := C.CString(name)
-	defer C.free(unsafe.Pointer(p))
-	var missing C.int
-	s := C.slc_dlsym(l.h, p, &missing)
-	if missing != 0 || s == nil {
-		return nil, fmt.Errorf("symbol %q not found", name)
-	}
-	return s, nil
-}
+func (l *library) sym(name string) (unsafe.Pointer, error) { return l.Sym(name) }
 
-func (l *library) close() error {
-	if C.dlclose(l.h) != 0 {
-		return errors.New(C.GoString(C.slc_dlerror()))
-	}
-	return nil
-}
+func (l *library) close() error { return l.Close() }
 
 // barrier wraps the C barrier the trampoline uses between steps.
 type barrier struct{ b *C.slc_barrier }

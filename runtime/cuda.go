@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/internal/cudadrv"
+	"gitee.com/gidean/conv-linn/runtime/internal/cudadrv"
 )
 
 // CUDA geometry: 256 threads per block (8 warps), BlocksPerSM blocks on

@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-$GO build -o bin/ptxrun ./internal/ptxemu/ptxrun
+$GO build -o bin/ptxrun ./cmd/ptxrun
 $GO build -o bin/slc ./cmd/slc
 $GO build -tags slc_runtime -o bin/slc-runtime ./cmd/slc
 rm -rf gpucheck

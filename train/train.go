@@ -84,7 +84,7 @@ type Options struct {
 	// every full micro-batch of the eval split (at least one), up to
 	// DefaultMaxEvalBatches.
 	EvalBatches int
-	// EvalTokens > 0 evaluates the seed's way instead (EvaluateSeed): the
+	// EvalTokens > 0 evaluates the seed's way instead (EvaluateSeedOn): the
 	// eval batcher should be shuffled with the seed's 42.
 	EvalTokens int64
 	// Seed is the run's seed, recorded in checkpoints.
@@ -686,17 +686,13 @@ func gatherFailure(c collective.Comm, failed error) (error, error) {
 	return &RankError{Rank: -1, Msg: "failed"}, nil
 }
 
-// EvaluateSeed is the seed's evaluate_model: from the start of b, micro-batches
-// until more than maxTokens non-pad tokens have been evaluated (checked
-// before each batch) or b's epoch ends; the seed reports the sum of the
-// batch losses divided by batches + 1 (its total_batches starts at 1), in
-// SeedLoss; EvalLoss is the plain mean.
-func EvaluateSeed(rt *runtime.Runtime, b *data.Batcher, maxTokens int64) (EvalRecord, error) {
-	return EvaluateSeedOn(collective.Single{}, rt, b, maxTokens)
-}
-
-// EvaluateSeedOn is EvaluateSeed split across the ranks of c (which batches
-// are evaluated depends on the data alone, so every rank knows them).
+// EvaluateSeedOn is the seed's evaluate_model, split across the ranks of c
+// (which batches are evaluated depends on the data alone, so every rank
+// knows them): from the start of b, micro-batches until more than
+// maxTokens non-pad tokens have been evaluated (checked before each batch)
+// or b's epoch ends; the seed reports the sum of the batch losses divided
+// by batches + 1 (its total_batches starts at 1), in SeedLoss; EvalLoss is
+// the plain mean.
 func EvaluateSeedOn(c collective.Comm, rt *runtime.Runtime, b *data.Batcher, maxTokens int64) (EvalRecord, error) {
 	if err := b.Seek(data.Position{}); err != nil {
 		return EvalRecord{}, err

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"unsafe"
 
-	"gitee.com/gidean/conv-linn/codegen/internal/dl"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // TestTileEmulation checks the emulated tile instructions on their own,
@@ -113,7 +113,7 @@ func TestTileEmulation(t *testing.T) {
 	}
 	af := unsafe.Slice((*float32)(unsafe.Pointer(&aBuf[0])), len(aBuf)/2)
 	bfl := unsafe.Slice((*float32)(unsafe.Pointer(&bBuf[0])), len(bBuf)/2)
-	dl.CallGEMM(fns[0], outBuf, af, bfl, area, 0, 1)
+	native.CallGEMM(fns[0], outBuf, af, bfl, area, 0, 1)
 
 	val := func(h uint16) float64 { return float64(math.Float32frombits(uint32(h) << 16)) }
 	for m := 0; m < cRows; m++ {
@@ -163,7 +163,7 @@ func TestTileEmulation(t *testing.T) {
 	if bytes[tileStateOff] != 1 || bytes[tileStateOff+48] != cRows || bytes[tileStateOff+16] != 4*cCols {
 		t.Errorf("loaded configuration: %v", bytes[tileStateOff:tileStateOff+64])
 	}
-	dl.CallGEMM(fns[0], outBuf, af, bfl, area, 1, 2)
+	native.CallGEMM(fns[0], outBuf, af, bfl, area, 1, 2)
 	for i := tileStateOff; i < tileDataOff+8*1024; i++ {
 		if bytes[i] != 0 {
 			t.Fatalf("after tilerelease byte %d of the tile area = %#x, want 0", i-tileStateOff, bytes[i])

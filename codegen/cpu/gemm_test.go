@@ -8,8 +8,8 @@ import (
 	"testing"
 	"unsafe"
 
-	"gitee.com/gidean/conv-linn/codegen/internal/dl"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // guard is how many floats past the end of C each test buffer has; they,
@@ -204,7 +204,7 @@ func TestGEMM(t *testing.T) {
 	k, fn := kernels[0], fns[0]
 	c := []float32{42}
 	for _, th := range [][2]int{{1, 1}, {-1, 2}, {0, 0}, {0, -3}} {
-		dl.CallGEMM(fn, c, []float32{1}, []float32{1}, newScratch(k, 1)[0], th[0], th[1])
+		native.CallGEMM(fn, c, []float32{1}, []float32{1}, newScratch(k, 1)[0], th[0], th[1])
 		if c[0] != 42 {
 			t.Errorf("tid %d of %d wrote C", th[0], th[1])
 		}

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"unsafe"
 
-	"gitee.com/gidean/conv-linn/codegen/internal/dl"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/hostcpu"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // hostMachine returns an -O3 PIC machine for the host, disposed at the end
@@ -168,7 +168,7 @@ func linkLib(tb testing.TB, objs [][]byte, kernels []Kernel) []unsafe.Pointer {
 		// package runtime does (a refusal shows in TestGEMMAMX).
 		_ = hostcpu.RequestAMX()
 	}
-	lib, err := dl.Open(so)
+	lib, err := native.Open(so)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func runThreads(fn unsafe.Pointer, k Kernel, c, a, b []float32, scratch [][]floa
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dl.CallGEMM(fn, c, a, b, scratch[tid], tid, len(scratch))
+			native.CallGEMM(fn, c, a, b, scratch[tid], tid, len(scratch))
 		}()
 	}
 	wg.Wait()

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"gitee.com/gidean/conv-linn/codegen/internal/dl"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // buildSaxpy defines
@@ -149,7 +149,7 @@ func TestSaxpyRunsFromSharedObject(t *testing.T) {
 	if out, err := exec.Command(cc, "-shared", "-o", so, obj).CombinedOutput(); err != nil {
 		t.Fatalf("cc -shared: %v\n%s", err, out)
 	}
-	lib, err := dl.Open(so)
+	lib, err := native.Open(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestSaxpyRunsFromSharedObject(t *testing.T) {
 	for i := range want {
 		want[i] = a*x[i] + y[i]
 	}
-	dl.CallSaxpy(fn, y, x, a)
+	native.CallSaxpy(fn, y, x, a)
 	for i := range y {
 		if d := math.Abs(float64(y[i] - want[i])); d > 1e-5*(1+math.Abs(float64(want[i]))) {
 			t.Fatalf("y[%d] = %v, want %v", i, y[i], want[i])
@@ -409,21 +409,18 @@ func TestTypes(t *testing.T) {
 func TestConstantsAndCasts(t *testing.T) {
 	ctx := NewContext()
 	defer ctx.Dispose()
-	i8, i32, i64, f32, f64 := ctx.Int8Type(), ctx.Int32Type(), ctx.Int64Type(), ctx.FloatType(), ctx.DoubleType()
+	i32, i64, f32, f64 := ctx.Int32Type(), ctx.Int64Type(), ctx.FloatType(), ctx.DoubleType()
 	ptr := ctx.PointerType(0)
 	for _, c := range []struct {
 		v    Value
 		want string
 	}{
 		{ConstInt(i32, -3), "i32 -3"},
-		{ConstUint(i8, 255), "i8 -1"},
 		{ConstFloat(f64, 0.5), "double 5.000000e-01"},
 		{ConstSplat(4, ConstFloat(f32, 2)), "<4 x float> <float 2.000000e+00, float 2.000000e+00, float 2.000000e+00, float 2.000000e+00>"},
 		{ConstVector([]Value{ConstInt(i32, 0), ConstInt(i32, 1)}), "<2 x i32> <i32 0, i32 1>"},
-		{Undef(i32), "i32 undef"},
 		{Poison(f32), "float poison"},
 		{ConstNull(VectorType(f32, 2)), "<2 x float> zeroinitializer"},
-		{ConstPointerNull(ptr), "ptr null"},
 	} {
 		if got := c.v.String(); got != c.want {
 			t.Errorf("String() = %q, want %q", got, c.want)

@@ -148,9 +148,6 @@ func (c Context) MDNode(ops ...Metadata) Metadata {
 	return Metadata{C.LLVMMDNodeInContext2(c.c, p, C.size_t(len(refs)))}
 }
 
-// ValueAsMetadata wraps a constant or global (such as a function) as metadata.
-func ValueAsMetadata(v Value) Metadata { return Metadata{C.LLVMValueAsMetadata(v.c)} }
-
 // AddNamedMetadataOperand appends node to the module-level named metadata
 // name, creating it if needed (e.g. "nvvm.annotations").
 func (m Module) AddNamedMetadataOperand(name string, node Metadata) {

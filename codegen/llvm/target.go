@@ -80,12 +80,6 @@ func TargetFromTriple(triple string) (Target, error) {
 	return Target{ref}, nil
 }
 
-// Name returns the back end's short name, e.g. "x86-64" or "nvptx64".
-func (t Target) Name() string { return C.GoString(C.LLVMGetTargetName(t.c)) }
-
-// Description returns the back end's one-line description.
-func (t Target) Description() string { return C.GoString(C.LLVMGetTargetDescription(t.c)) }
-
 // CodeGenOptLevel is the back end's optimization level, as in
 // LLVMCodeGenOptLevel.
 type CodeGenOptLevel int

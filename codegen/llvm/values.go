@@ -105,12 +105,6 @@ func ConstInt(t Type, v int64) Value {
 	return Value{C.LLVMConstInt(t.c, C.ulonglong(uint64(v)), 1)}
 }
 
-// ConstUint is an integer constant holding v, zero-extended or truncated to
-// t's width.
-func ConstUint(t Type, v uint64) Value {
-	return Value{C.LLVMConstInt(t.c, C.ulonglong(v), 0)}
-}
-
 // ConstFloat is a floating-point constant of type t holding v, rounded to t.
 func ConstFloat(t Type, v float64) Value { return Value{C.LLVMConstReal(t.c, C.double(v))} }
 
@@ -132,13 +126,7 @@ func ConstSplat(n int, v Value) Value {
 // ConstNull is the all-zero constant of t (zeroinitializer for aggregates).
 func ConstNull(t Type) Value { return Value{C.LLVMConstNull(t.c)} }
 
-// ConstPointerNull is the null pointer of pointer type t.
-func ConstPointerNull(t Type) Value { return Value{C.LLVMConstPointerNull(t.c)} }
-
-// Undef is the undef value of t.
-func Undef(t Type) Value { return Value{C.LLVMGetUndef(t.c)} }
-
-// Poison is the poison value of t; prefer it to Undef for "don't care".
+// Poison is the poison value of t, the "don't care" value.
 func Poison(t Type) Value { return Value{C.LLVMGetPoison(t.c)} }
 
 // BasicBlock is a straight-line sequence of instructions ending in a
