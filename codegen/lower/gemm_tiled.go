@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
@@ -86,7 +87,7 @@ func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
 	}
 	ro, rw := param{readonly: true, alias: -1}, param{alias: -1}
 	err = e.kernel(name, []param{ro, ro, rw}, func(k *kfn) error {
-		k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+		k.callGEMM(f, k.P[2], k.P[0], k.P[1])
 		return nil
 	})
 	if err != nil {
@@ -100,8 +101,8 @@ func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
 // nounwind and convergent (it calls barriers), and — unlike stamp's kernel
 // functions — not nosync.
 func (e *Emitter) gpuGEMMFunction(name string) (llvm.Function, error) {
-	ptr, i64 := e.ptr, e.i64
-	f := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
+	ptr, i64 := e.Ptr, e.I64
+	f := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
 	f.SetLinkage(llvm.InternalLinkage)
 	for _, a := range []string{"nounwind", "convergent"} {
 		if err := f.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
@@ -115,67 +116,66 @@ func (e *Emitter) gpuGEMMFunction(name string) (llvm.Function, error) {
 // type t (addrspace(3), 16-byte aligned), defined on first use. The GEMMs
 // of a module share their staging arrays: a kernel runs one GEMM at a time.
 func (e *Emitter) sharedArray(name string, t llvm.Type, n int) llvm.Value {
-	if g, ok := e.mod.NamedGlobal(name); ok {
+	if g, ok := e.Mod.NamedGlobal(name); ok {
 		return g
 	}
-	return e.mod.AddGlobalArray(name, t, n, 3, 16)
+	return e.Mod.AddGlobalArray(name, t, n, 3, 16)
 }
 
 // sreg reads PTX special register r (tid.x, ntid.x, ctaid.x, nctaid.x,
 // laneid) as an i64.
 func (k *kfn) sreg(r string) (llvm.Value, error) {
-	f, err := k.e.intrinsic("llvm.nvvm.read.ptx.sreg." + r)
+	f, err := k.e.Intrinsic("llvm.nvvm.read.ptx.sreg." + r)
 	if err != nil {
 		return llvm.Value{}, err
 	}
-	return k.b.ZExt(k.b.Call(f, nil, ""), k.e.i64, ""), nil
+	return k.B.ZExt(k.B.Call(f, nil, ""), k.e.I64, ""), nil
 }
 
 // barrier is bar.sync 0: every thread of the block waits for the others
 // (and their shared-memory writes).
 func (k *kfn) barrier() error {
-	k.syncs = true
-	f, err := k.e.intrinsic("llvm.nvvm.barrier0")
+	k.Syncs = true
+	f, err := k.e.Intrinsic("llvm.nvvm.barrier0")
 	if err != nil {
 		return err
 	}
-	k.b.Call(f, nil, "")
+	k.B.Call(f, nil, "")
 	return nil
 }
 
 // loopStep emits `for i := lo; i < hi; i += step { body(i) }` over i64
 // (step > 0).
-func (k *kfn) loopStep(lo, hi, step llvm.Value, body func(i llvm.Value)) {
-	b := k.b
+func (k *kfn) LoopStep(lo, hi, step llvm.Value, body func(i llvm.Value)) {
+	b := k.B
 	pre := b.InsertBlock()
-	head := k.f.AppendBasicBlock("loop")
-	in := k.f.AppendBasicBlock("body")
-	exit := k.f.AppendBasicBlock("exit")
+	head := k.F.AppendBasicBlock("loop")
+	in := k.F.AppendBasicBlock("body")
+	exit := k.F.AppendBasicBlock("exit")
 	b.Br(head)
 	b.SetInsertPointAtEnd(head)
-	i := b.Phi(k.e.i64, "i")
+	i := b.Phi(k.e.I64, "i")
 	b.CondBr(b.ICmp(llvm.IntSLT, i, hi, ""), in, exit)
 	b.SetInsertPointAtEnd(in)
 	body(i)
-	next := k.add(i, step)
+	next := k.Add(i, step)
 	latch := b.InsertBlock()
 	b.Br(head)
 	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
 	b.SetInsertPointAtEnd(exit)
 }
 
-// blockRegs are the hardware numbering a block-cooperative GEMM works by.
-type blockRegs struct{ tx, nt, bx, nb llvm.Value }
+// kernel.BlockRegs are the hardware numbering a block-cooperative GEMM works by.
 
-func (k *kfn) blockRegs() (blockRegs, error) {
-	if k.virt != nil {
-		return *k.virt, nil
+func (k *kfn) blockRegs() (kernel.BlockRegs, error) {
+	if k.Virt != nil {
+		return *k.Virt, nil
 	}
-	var r blockRegs
+	var r kernel.BlockRegs
 	for _, x := range []struct {
 		name string
 		v    *llvm.Value
-	}{{"tid.x", &r.tx}, {"ntid.x", &r.nt}, {"ctaid.x", &r.bx}, {"nctaid.x", &r.nb}} {
+	}{{"tid.x", &r.Tx}, {"ntid.x", &r.Nt}, {"ctaid.x", &r.Bx}, {"nctaid.x", &r.Nb}} {
 		v, err := k.sreg(x.name)
 		if err != nil {
 			return r, err
@@ -190,12 +190,12 @@ func (k *kfn) blockRegs() (blockRegs, error) {
 // simtGEMM's epilogue.
 func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
 	if s.Alpha != 1 {
-		v = k.b.FMul(v, llvm.ConstFloat(k.e.f32, float64(s.Alpha)), "")
+		v = k.B.FMul(v, llvm.ConstFloat(k.e.F32, float64(s.Alpha)), "")
 	}
 	if s.Accumulate {
-		v = k.b.FAdd(k.loadAt(tc, k.p[0], cAt), v, "")
+		v = k.B.FAdd(k.LoadAt(tc, k.P[0], cAt), v, "")
 	}
-	k.storeAt(v, tc, k.p[0], cAt)
+	k.StoreAt(v, tc, k.P[0], cAt)
 }
 
 // gemmFrame opens f, a GPU GEMM of the cpu.GEMM ABI (c, a, b, scratch,
@@ -204,17 +204,17 @@ func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
 // product and sum, in k order). finish closes the function and gives the
 // builder back its fast-math flags.
 func (e *Emitter) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func()) {
-	k = &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
-	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
-	k.entry = f.AppendBasicBlock("entry")
+	k = &kfn{Fn: &kernel.Fn{Types: e.Types, B: e.b, AB: e.ab, F: f, Tid: f.Param(4), Nth: f.Param(5), Scr: f.Param(3)}, e: e}
+	k.P = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
+	k.Entry = f.AppendBasicBlock("entry")
 	body := f.AppendBasicBlock("body")
-	e.ab.SetInsertPointAtEnd(k.entry)
+	e.ab.SetInsertPointAtEnd(k.Entry)
 	e.b.SetInsertPointAtEnd(body)
 	fm := e.b.FastMath()
 	e.b.SetFastMath(llvm.FastMathNone)
 	return k, func() {
-		k.work.flops = 2 * int64(max(1, spec.Batch)) * int64(spec.M) * int64(spec.N) * int64(spec.K)
-		e.gemmWork[f.Name()] = k.work
+		k.Work.Flops = 2 * int64(max(1, spec.Batch)) * int64(spec.M) * int64(spec.N) * int64(spec.K)
+		e.gemmWork[f.Name()] = k.Work
 		e.b.RetVoid()
 		e.ab.Br(body)
 		e.b.SetFastMath(fm)
@@ -225,11 +225,11 @@ func (e *Emitter) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func
 // items have tilesM×tilesN tiles of tm×tn: its first row m0 and column n0,
 // and the item's offsets into A, B and C.
 func (k *kfn) tileOrigin(s cpu.GEMM, tile llvm.Value, tilesM, tilesN, tm, tn int64) (m0, n0, aBase, bBase, cBase llvm.Value) {
-	item := k.divc(tile, tilesM*tilesN)
-	rest := k.remc(tile, tilesM*tilesN)
-	m0 = k.mulc(k.divc(rest, tilesN), tm)
-	n0 = k.mulc(k.remc(rest, tilesN), tn)
-	return m0, n0, k.mul(item, k.c64(s.StrideA)), k.mul(item, k.c64(s.StrideB)), k.mul(item, k.c64(s.StrideC))
+	item := k.Divc(tile, tilesM*tilesN)
+	rest := k.Remc(tile, tilesM*tilesN)
+	m0 = k.Mulc(k.Divc(rest, tilesN), tm)
+	n0 = k.Mulc(k.Remc(rest, tilesN), tn)
+	return m0, n0, k.Mul(item, k.C64(s.StrideA)), k.Mul(item, k.C64(s.StrideB)), k.Mul(item, k.C64(s.StrideC))
 }
 
 // storeTile finishes a thread's r×c accumulators (f32 variables) into C
@@ -240,9 +240,9 @@ func (k *kfn) storeTile(s cpu.GEMM, tc llvm.Type, cBase llvm.Value, r, c int, ac
 	for i := 0; i < r; i++ {
 		for j := 0; j < c; j++ {
 			row, col := at(i, j)
-			in := k.b.And(k.b.ICmp(llvm.IntSLT, row, k.c64(M), ""), k.b.ICmp(llvm.IntSLT, col, k.c64(N), ""), "")
-			k.when(in, func() {
-				k.gemmStore(s, tc, k.add(cBase, k.add(k.mulc(row, N), col)), k.load(k.e.f32, acc(i, j)))
+			in := k.B.And(k.B.ICmp(llvm.IntSLT, row, k.C64(M), ""), k.B.ICmp(llvm.IntSLT, col, k.C64(N), ""), "")
+			k.When(in, func() {
+				k.gemmStore(s, tc, k.Add(cBase, k.Add(k.Mulc(row, N), col)), k.Load(k.e.F32, acc(i, j)))
 			})
 		}
 	}
@@ -251,9 +251,9 @@ func (k *kfn) storeTile(s cpu.GEMM, tc llvm.Type, cBase llvm.Value, r, c int, ac
 // gemmElem is the LLVM storage type of a GEMM element type.
 func (e *Emitter) gemmElem(el cpu.Elem) llvm.Type {
 	if el == cpu.BF16 {
-		return e.bf16
+		return e.BF16
 	}
-	return e.f32
+	return e.F32
 }
 
 // tiledGEMM defines the tiled shared-memory SIMT GEMM for spec (see the
@@ -286,7 +286,7 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
 	k, finish := e.gemmFrame(f, s)
-	b, f32 := e.b, e.f32
+	b, f32 := e.b, e.F32
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
 	as := e.sharedArray("slc_gemm_tile_a", f32, tileK*tileM) // [tileK][tileM]
@@ -297,99 +297,99 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	}
 	tilesM, tilesN := (M+tileM-1)/tileM, (N+tileN-1)/tileN
 	total := int64(s.Batch) * tilesM * tilesN
-	k.work.blocks = total
-	rounds := b.UDiv(k.add(k.c64(tileThreads-1), hw.nt), hw.nt, "rounds")
+	k.Work.Blocks = total
+	rounds := b.UDiv(k.Add(k.C64(tileThreads-1), hw.Nt), hw.Nt, "rounds")
 	zero := llvm.ConstFloat(f32, 0)
 	var acc [microM][microN]llvm.Value
 	for r := range acc {
 		for c := range acc[r] {
-			acc[r][c] = k.variable(f32, zero)
+			acc[r][c] = k.Variable(f32, zero)
 		}
 	}
-	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.c64(n), "") }
+	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.C64(n), "") }
 	var ferr error
-	k.loopStep(hw.bx, k.c64(total), hw.nb, func(tile llvm.Value) {
+	k.LoopStep(hw.Bx, k.C64(total), hw.Nb, func(tile llvm.Value) {
 		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, tileM, tileN)
-		k.loop(k.c64(0), rounds, func(round llvm.Value) {
-			u := k.add(hw.tx, k.mul(round, hw.nt))
+		k.Loop(k.C64(0), rounds, func(round llvm.Value) {
+			u := k.Add(hw.Tx, k.Mul(round, hw.Nt))
 			active := lt(u, tileThreads)
-			ty, tx := k.divc(u, tileN/microN), k.remc(u, tileN/microN)
+			ty, tx := k.Divc(u, tileN/microN), k.Remc(u, tileN/microN)
 			for r := range acc {
 				for c := range acc[r] {
-					k.store(zero, f32, acc[r][c])
+					k.Store(zero, f32, acc[r][c])
 				}
 			}
-			k.loopN((K+tileK-1)/tileK, func(kt llvm.Value) {
-				k0 := k.mulc(kt, tileK)
+			k.LoopN((K+tileK-1)/tileK, func(kt llvm.Value) {
+				k0 := k.Mulc(kt, tileK)
 				if err := k.barrier(); err != nil { // the last k-tile's readers are done
 					ferr = err
 				}
 				// The A tile: as[kk][mm] = A[m0+mm, k0+kk] (0 outside A).
-				k.loopStep(hw.tx, k.c64(tileM*tileK), hw.nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(tileM*tileK), hw.Nt, func(el llvm.Value) {
 					var mm, kk, idx llvm.Value
 					if s.TransA { // A stored [K, M]: rows of M
-						kk, mm = k.divc(el, tileM), k.remc(el, tileM)
+						kk, mm = k.Divc(el, tileM), k.Remc(el, tileM)
 					} else {
-						mm, kk = k.divc(el, tileK), k.remc(el, tileK)
+						mm, kk = k.Divc(el, tileK), k.Remc(el, tileK)
 					}
-					gm, gk := k.add(m0, mm), k.add(k0, kk)
+					gm, gk := k.Add(m0, mm), k.Add(k0, kk)
 					in := b.And(lt(gm, M), lt(gk, K), "")
 					if s.TransA {
-						idx = k.add(k.mulc(gk, M), gm)
+						idx = k.Add(k.Mulc(gk, M), gm)
 					} else {
-						idx = k.add(k.mulc(gm, K), gk)
+						idx = k.Add(k.Mulc(gm, K), gk)
 					}
-					v := k.loadAt(ta, k.p[1], b.Select(in, k.add(aBase, idx), aBase, ""))
-					k.storeAt(b.Select(in, v, zero, ""), f32, as, k.add(k.mulc(kk, tileM), mm))
+					v := k.LoadAt(ta, k.P[1], b.Select(in, k.Add(aBase, idx), aBase, ""))
+					k.StoreAt(b.Select(in, v, zero, ""), f32, as, k.Add(k.Mulc(kk, tileM), mm))
 				})
 				// The B tile: bs[kk][nn] = B[k0+kk, n0+nn] (0 outside B).
-				k.loopStep(hw.tx, k.c64(tileK*tileN), hw.nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(tileK*tileN), hw.Nt, func(el llvm.Value) {
 					var nn, kk, idx llvm.Value
 					if s.TransB { // B stored [N, K]: rows of K
-						nn, kk = k.divc(el, tileK), k.remc(el, tileK)
+						nn, kk = k.Divc(el, tileK), k.Remc(el, tileK)
 					} else {
-						kk, nn = k.divc(el, tileN), k.remc(el, tileN)
+						kk, nn = k.Divc(el, tileN), k.Remc(el, tileN)
 					}
-					gn, gk := k.add(n0, nn), k.add(k0, kk)
+					gn, gk := k.Add(n0, nn), k.Add(k0, kk)
 					in := b.And(lt(gn, N), lt(gk, K), "")
 					if s.TransB {
-						idx = k.add(k.mulc(gn, K), gk)
+						idx = k.Add(k.Mulc(gn, K), gk)
 					} else {
-						idx = k.add(k.mulc(gk, N), gn)
+						idx = k.Add(k.Mulc(gk, N), gn)
 					}
-					v := k.loadAt(tb, k.p[2], b.Select(in, k.add(bBase, idx), bBase, ""))
-					k.storeAt(b.Select(in, v, zero, ""), f32, bs, k.add(k.mulc(kk, tileN), nn))
+					v := k.LoadAt(tb, k.P[2], b.Select(in, k.Add(bBase, idx), bBase, ""))
+					k.StoreAt(b.Select(in, v, zero, ""), f32, bs, k.Add(k.Mulc(kk, tileN), nn))
 				})
 				if err := k.barrier(); err != nil { // the tiles are in
 					ferr = err
 				}
-				k.when(active, func() {
-					steps := k.min(k.c64(tileK), k.sub(k.c64(K), k0))
-					k.loop(k.c64(0), steps, func(kk llvm.Value) {
+				k.When(active, func() {
+					steps := k.Min(k.C64(tileK), k.Sub(k.C64(K), k0))
+					k.Loop(k.C64(0), steps, func(kk llvm.Value) {
 						var av [microM]llvm.Value
 						var bv [microN]llvm.Value
 						for r := range av {
-							av[r] = k.loadAt(f32, as, k.add(k.mulc(kk, tileM), k.addc(ty, int64(r*tileM/microM))))
+							av[r] = k.LoadAt(f32, as, k.Add(k.Mulc(kk, tileM), k.Addc(ty, int64(r*tileM/microM))))
 						}
 						for c := range bv {
-							bv[c] = k.loadAt(f32, bs, k.add(k.mulc(kk, tileN), k.addc(tx, int64(c*tileN/microN))))
+							bv[c] = k.LoadAt(f32, bs, k.Add(k.Mulc(kk, tileN), k.Addc(tx, int64(c*tileN/microN))))
 						}
 						for r := range acc {
 							for c := range acc[r] {
-								sum, err := k.callIntrinsic("llvm.fma", f32, av[r], bv[c], k.load(f32, acc[r][c]))
+								sum, err := k.callIntrinsic("llvm.fma", f32, av[r], bv[c], k.Load(f32, acc[r][c]))
 								if err != nil {
 									ferr = err
 									return
 								}
-								k.store(sum, f32, acc[r][c])
+								k.Store(sum, f32, acc[r][c])
 							}
 						}
 					})
 				})
 			})
-			k.when(active, func() {
+			k.When(active, func() {
 				k.storeTile(s, tc, cBase, microM, microN, func(r, c int) llvm.Value { return acc[r][c] }, func(r, c int) (llvm.Value, llvm.Value) {
-					return k.add(m0, k.addc(ty, int64(r*tileM/microM))), k.add(n0, k.addc(tx, int64(c*tileN/microN)))
+					return k.Add(m0, k.Addc(ty, int64(r*tileM/microM))), k.Add(n0, k.Addc(tx, int64(c*tileN/microN)))
 				})
 			})
 		})

@@ -191,13 +191,13 @@ func TestCPUKernelsKeepNosync(t *testing.T) {
 		}
 		names = append(names, l.Calls[0].Kernel)
 	}
-	attrs := bodyAttrs(e.mod.String())
+	attrs := bodyAttrs(e.Mod.String())
 	for _, n := range names {
 		if a := attrs[n]; !strings.Contains(a, "nosync") || strings.Contains(a, "convergent") {
 			t.Errorf("%s: attributes { %s }", n, a)
 		}
 	}
-	if err := e.mod.Verify(); err != nil {
+	if err := e.Mod.Verify(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -65,6 +65,7 @@ import (
 	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -189,19 +190,13 @@ type Options struct {
 // in-place pattern as an earlier one reuses its functions. An Emitter is not
 // safe for concurrent use.
 type Emitter struct {
-	ctx  llvm.Context
-	mod  llvm.Module
-	opt  Options
-	arch cpu.Arch
-	gen  *cpu.Generator
+	*kernel.Types // the module and its types
+	opt           Options
+	arch          cpu.Arch
+	gen           *cpu.Generator
 
 	b  *llvm.Builder
 	ab *llvm.Builder // positioned in the current function's alloca block
-
-	void, i8, i32, i64, f32, f64, ptr llvm.Type
-	// bf16 marks bf16 storage: buffers of LLVM bfloat hold the bits,
-	// values compute in f32 (see storageType).
-	i16, bf16 llvm.Type
 
 	done map[string]*Lowering // by group signature
 	// launches are the cuda kernels' launch geometries, by kernel name;
@@ -211,7 +206,7 @@ type Emitter struct {
 	// it (MultiTensor).
 	capture  *captured
 	mtDone   map[string]string // multi-tensor kernels by their groups' signatures
-	gemmWork map[string]work
+	gemmWork map[string]kernel.Work
 	gemms    map[string]cpu.Kernel // by GEMM spec
 	tables   map[string]*table     // constant tables by name
 	decls    map[string]llvm.Function
@@ -234,22 +229,18 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	}
 	ctx := m.Context()
 	e := &Emitter{
-		ctx: ctx, mod: m, opt: opt,
+		Types: kernel.NewTypes(m), opt: opt,
 		gen:      cpu.NewGenerator(tm),
 		done:     map[string]*Lowering{},
 		launches: map[string]Launch{},
 		mtDone:   map[string]string{},
-		gemmWork: map[string]work{},
+		gemmWork: map[string]kernel.Work{},
 		gemms:    map[string]cpu.Kernel{},
 		tables:   map[string]*table{},
 		decls:    map[string]llvm.Function{},
 		names:    map[string]bool{},
 	}
 	e.arch = e.gen.Arch
-	e.void, e.i8 = ctx.VoidType(), ctx.Int8Type()
-	e.i32, e.i64 = ctx.Int32Type(), ctx.Int64Type()
-	e.f32, e.f64, e.ptr = ctx.FloatType(), ctx.DoubleType(), ctx.PointerType(0)
-	e.i16, e.bf16 = ctx.Int16Type(), ctx.BFloatType()
 	e.b = ctx.NewBuilder()
 	e.ab = ctx.NewBuilder()
 	return e, nil

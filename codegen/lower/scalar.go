@@ -39,7 +39,7 @@ func (k *kfn) constValue(v float64, d ir.DType) (llvm.Value, error) {
 
 // unaryOp computes op(x) for a value of dtype d.
 func (k *kfn) unaryOp(op string, d ir.DType, x llvm.Value) (llvm.Value, error) {
-	b := k.b
+	b := k.B
 	if op == "Identity" {
 		return x, nil
 	}
@@ -85,7 +85,7 @@ func (k *kfn) unaryOp(op string, d ir.DType, x llvm.Value) (llvm.Value, error) {
 // sigmoid is 1/(1+e^-x) for x ≥ 0 and e^x/(1+e^x) otherwise, as the
 // interpreter computes it, so that neither branch overflows.
 func (k *kfn) sigmoid(x llvm.Value) (llvm.Value, error) {
-	b, t := k.b, x.Type()
+	b, t := k.B, x.Type()
 	ax, err := k.callIntrinsic("llvm.fabs", t, x)
 	if err != nil {
 		return ax, err
@@ -116,8 +116,8 @@ func (k *kfn) exp(x llvm.Value) (llvm.Value, error) {
 // come out right. NaN gives NaN, large x +Inf, very negative x 0. Accuracy
 // is within 2 ulp of the correctly rounded value.
 func (k *kfn) expf(x llvm.Value) llvm.Value {
-	b, f := k.b, x.Type()
-	i32 := k.e.i32
+	b, f := k.B, x.Type()
+	i32 := k.e.I32
 	if f.Kind() == llvm.VectorTypeKind {
 		i32 = llvm.VectorType(i32, f.VectorSize())
 	}
@@ -165,7 +165,7 @@ func (k *kfn) splatInt(t llvm.Type, v int64) llvm.Value {
 
 // binaryOp computes op(x, y) for values of dtype d.
 func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, error) {
-	b, t := k.b, x.Type()
+	b, t := k.B, x.Type()
 	if d.IsInt() {
 		zero, one := k.splatInt(t, 0), k.splatInt(t, 1)
 		switch op {
@@ -219,7 +219,7 @@ func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, erro
 // even, ints convert exactly (or wrap), float→int truncates toward zero and
 // saturates (NaN → 0).
 func (k *kfn) castOp(from, to ir.DType, x llvm.Value) (llvm.Value, error) {
-	b := k.b
+	b := k.B
 	t, err := k.e.scalarType(to)
 	if err != nil {
 		return llvm.Value{}, err
@@ -245,13 +245,13 @@ func (k *kfn) castOp(from, to ir.DType, x llvm.Value) (llvm.Value, error) {
 	case from.IsInt() && to.IsFloat():
 		return b.SIToFP(x, t, ""), nil
 	case from.IsFloat() && to == ir.U8:
-		f, err := k.e.mod.Intrinsic("llvm.fptoui.sat", t, x.Type())
+		f, err := k.e.Mod.Intrinsic("llvm.fptoui.sat", t, x.Type())
 		if err != nil {
 			return llvm.Value{}, err
 		}
 		return b.Call(f, []llvm.Value{x}, ""), nil
 	case from.IsFloat() && to.IsInt():
-		f, err := k.e.mod.Intrinsic("llvm.fptosi.sat", t, x.Type())
+		f, err := k.e.Mod.Intrinsic("llvm.fptosi.sat", t, x.Type())
 		if err != nil {
 			return llvm.Value{}, err
 		}
