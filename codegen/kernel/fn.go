@@ -214,3 +214,40 @@ func (e *Types) SizeOf(t llvm.Type) int {
 	}
 	return 1
 }
+
+// Splat is the floating-point constant v of type t, or a vector of it.
+func (k *Fn) Splat(t llvm.Type, v float64) llvm.Value {
+	if t.Kind() == llvm.VectorTypeKind {
+		return llvm.ConstSplat(t.VectorSize(), llvm.ConstFloat(t.ElementType(), v))
+	}
+	return llvm.ConstFloat(t, v)
+}
+
+// Widen is v (f32 or f64) as f64, exactly.
+func (k *Fn) Widen(v llvm.Value) llvm.Value {
+	if v.Type().Kind() == llvm.DoubleTypeKind {
+		return v
+	}
+	return k.B.FPExt(v, k.F64, "")
+}
+
+// LoopStep emits `for i := lo; i < hi; i += step { body(i) }` over i64
+// (step > 0).
+func (k *Fn) LoopStep(lo, hi, step llvm.Value, body func(i llvm.Value)) {
+	b := k.B
+	pre := b.InsertBlock()
+	head := k.F.AppendBasicBlock("loop")
+	in := k.F.AppendBasicBlock("body")
+	exit := k.F.AppendBasicBlock("exit")
+	b.Br(head)
+	b.SetInsertPointAtEnd(head)
+	i := b.Phi(k.I64, "i")
+	b.CondBr(b.ICmp(llvm.IntSLT, i, hi, ""), in, exit)
+	b.SetInsertPointAtEnd(in)
+	body(i)
+	next := k.Add(i, step)
+	latch := b.InsertBlock()
+	b.Br(head)
+	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
+	b.SetInsertPointAtEnd(exit)
+}

@@ -3,6 +3,7 @@ package lower
 import (
 	"fmt"
 
+	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
@@ -150,8 +151,8 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 				}
 			}
 		}
-		e.launches[name] = launchOf(k.Work)
-		return e.ptxEntry(name, body, first)
+		e.launches[name] = gpu.LaunchOf(k.Work)
+		return e.dev.Entry(name, body, first)
 	}
 	// The exported wrapper.
 	w := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{e.Ptr, e.I64, e.I64, e.Ptr}, false))
@@ -217,7 +218,7 @@ func (e *Emitter) bitsType(d ir.DType) (llvm.Type, error) {
 // callIntrinsic calls an overloaded intrinsic on args, all of type t.
 func (k *kfn) callIntrinsic(name string, t llvm.Type, args ...llvm.Value) (llvm.Value, error) {
 	if k.e.gpu() {
-		if v, ok := k.gpuMath(name, t, args); ok {
+		if v, ok := k.e.dev.Math(k.Fn, name, t, args); ok {
 			return v, nil
 		}
 	}

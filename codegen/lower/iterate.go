@@ -137,7 +137,7 @@ func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value
 		total *= d
 	}
 	if k.e.gpu() {
-		k.gridStride(total, func(i llvm.Value) { body(k.offsets(i, dims, ss)) })
+		k.e.dev.GridStride(k.Fn, total, func(i llvm.Value) { body(k.offsets(i, dims, ss)) })
 		return
 	}
 	s, e := k.Share(total, 16)

@@ -334,7 +334,7 @@ func (e *Emitter) xentRows(k *kfn, x *xentHead, nin int, r0, n int64, chunk, chu
 		}
 	}
 	lse := func(m, total llvm.Value) llvm.Value {
-		mw := k.widen(m)
+		mw := k.Widen(m)
 		logS, err := k.callIntrinsic("llvm.log", f64, total)
 		fail(err)
 		absM, err := k.callIntrinsic("llvm.fabs", f64, mw)
@@ -351,7 +351,7 @@ func (e *Emitter) xentRows(k *kfn, x *xentHead, nin int, r0, n int64, chunk, chu
 			return
 		}
 		ok := k.inRange(label, k.C64(0), k.C64(V))
-		xl := k.widen(k.LoadAt(t, xp, b.Select(ok, label, k.C64(0), "")))
+		xl := k.Widen(k.LoadAt(t, xp, b.Select(ok, label, k.C64(0), "")))
 		m, err := k.rowMax(t, V, xp, 1)
 		fail(err)
 		inPlace := x.grad && !x.mixed
@@ -378,13 +378,13 @@ func (e *Emitter) xentRows(k *kfn, x *xentHead, nin int, r0, n int64, chunk, chu
 				return
 			}
 		}
-		dloss := k.widen(k.LoadAt(gt, k.P[x.dloss], row))
+		dloss := k.Widen(k.LoadAt(gt, k.P[x.dloss], row))
 		scale := b.Select(ok, dloss, llvm.ConstFloat(f64, math.NaN()), "")
 		one, zero := llvm.ConstFloat(f64, 1), llvm.ConstFloat(f64, 0)
 		inv := b.FDiv(one, total, "")
 		k.LoopN(V, func(l llvm.Value) {
 			p := k.At(gt, yp, l)
-			prob := b.FMul(k.widen(k.Load(gt, p)), inv, "")
+			prob := b.FMul(k.Widen(k.Load(gt, p)), inv, "")
 			hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
 			k.Store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), gt), gt, p)
 		})

@@ -65,6 +65,7 @@ import (
 	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
@@ -197,21 +198,21 @@ type Emitter struct {
 
 	b  *llvm.Builder
 	ab *llvm.Builder // positioned in the current function's alloca block
+	// dev is the cuda device's kernel pieces (nil for the CPU).
+	dev *gpu.Backend
 
 	done map[string]*Lowering // by group signature
 	// launches are the cuda kernels' launch geometries, by kernel name;
-	// gemmWork the parallelism of each GPU GEMM function, by its name.
 	launches map[string]Launch
 	// capture, when set, makes kernel record a body instead of defining
 	// it (MultiTensor).
-	capture  *captured
-	mtDone   map[string]string // multi-tensor kernels by their groups' signatures
-	gemmWork map[string]kernel.Work
-	gemms    map[string]cpu.Kernel // by GEMM spec
-	tables   map[string]*table     // constant tables by name
-	decls    map[string]llvm.Function
-	order    []string // table names in creation order
-	names    map[string]bool
+	capture *captured
+	mtDone  map[string]string     // multi-tensor kernels by their groups' signatures
+	gemms   map[string]cpu.Kernel // by GEMM spec
+	tables  map[string]*table     // constant tables by name
+	decls   map[string]llvm.Function
+	order   []string // table names in creation order
+	names   map[string]bool
 }
 
 // NewEmitter prepares an emitter for module m, which must be configured for
@@ -234,7 +235,6 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 		done:     map[string]*Lowering{},
 		launches: map[string]Launch{},
 		mtDone:   map[string]string{},
-		gemmWork: map[string]kernel.Work{},
 		gemms:    map[string]cpu.Kernel{},
 		tables:   map[string]*table{},
 		decls:    map[string]llvm.Function{},
@@ -243,6 +243,9 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	e.arch = e.gen.Arch
 	e.b = ctx.NewBuilder()
 	e.ab = ctx.NewBuilder()
+	if opt.Device == "cuda" {
+		e.dev = gpu.New(e.Types, e.b, e.ab, gpu.Options{GPUKernels: opt.GPUKernels}, e.stamp)
+	}
 	return e, nil
 }
 

@@ -30,7 +30,7 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 		// Every caller of gemm calls the GEMM uniformly (all threads of the
 		// launch, the same operands), so the block-cooperative variants are
 		// safe here; see "GPU matrix products" in gemm_tiled.go.
-		k, f, err := e.gemmGPU(spec)
+		k, f, err := e.dev.GEMM(spec)
 		if err == nil {
 			e.gemms[key] = k
 		}
@@ -55,8 +55,10 @@ func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
 	if k.e.gpu() && f.HasAttribute(llvm.FunctionIndex, "convergent") {
 		k.Syncs = true
 	}
-	if w, ok := k.e.gemmWork[f.Name()]; ok {
-		k.Work.Merge(w)
+	if k.e.gpu() {
+		if w, ok := k.e.dev.GEMMWork(f.Name()); ok {
+			k.Work.Merge(w)
+		}
 	}
 	k.B.Call(f, []llvm.Value{c, a, b, k.Scr, k.Tid, k.Nth}, "")
 }
@@ -663,7 +665,7 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 				})
 			})
 			k.LoopN(out*W, func(i llvm.Value) { k.StoreAt(llvm.ConstFloat(f32, 0), f32, yT, i) })
-			acc := k.Variable(vt, k.splat(vt, 0))
+			acc := k.Variable(vt, k.Splat(vt, 0))
 			cur := k.Variable(e.I64, k.C64(-1))
 			flush := func() {
 				c := k.Load(e.I64, cur)
@@ -683,7 +685,7 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 					i := k.Sub(p, k.Mulc(o, in))
 					k.When(b.ICmp(llvm.IntNE, o, k.Load(e.I64, cur), ""), func() {
 						flush()
-						k.Store(k.splat(vt, 0), vt, acc)
+						k.Store(k.Splat(vt, 0), vt, acc)
 						k.Store(o, e.I64, cur)
 					})
 					val := b.VectorSplat(int(W), k.LoadAt(vs, k.P[1], j), "")

@@ -119,7 +119,7 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 		if e.gpu() {
 			// Grid-stride over the output's elements (coalesced stores):
 			// element i is column i mod rowLen of row i / rowLen.
-			k.gridStride(J*rowLen, func(i llvm.Value) {
+			k.e.dev.GridStride(k.Fn, J*rowLen, func(i llvm.Value) {
 				j, c := k.Divc(i, rowLen), k.Remc(i, rowLen)
 				r, err := k.loadIndex(idx.DType, k.P[1], j)
 				if err != nil {

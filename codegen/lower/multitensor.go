@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
@@ -44,8 +45,8 @@ import (
 // more than mtMaxArgs arguments stay out.
 
 // mtChunk is the elements a block takes at a time in an "ew" kernel: 8 per
-// thread of a GPUBlock block.
-const mtChunk = 8 * GPUBlock
+// thread of a gpu.GPUBlock block.
+const mtChunk = 8 * gpu.GPUBlock
 
 // mtMaxArgs bounds the arguments of a group a multi-tensor kernel takes.
 const mtMaxArgs = 16
@@ -197,7 +198,7 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 	}
 	return e.multiEntry(name, func(k *kfn, table llvm.Value) error {
 		b, i64 := k.B, e.I64
-		hw, err := k.blockRegs()
+		hw, err := k.e.dev.Regs(k.Fn)
 		if err != nil {
 			return err
 		}
@@ -275,7 +276,7 @@ func (e *Emitter) multiEntry(name string, emit func(k *kfn, table llvm.Value) er
 	body := w.AppendBasicBlock("body")
 	e.ab.SetInsertPointAtEnd(k.Entry)
 	e.b.SetInsertPointAtEnd(body)
-	hw, err := k.blockRegs()
+	hw, err := k.e.dev.Regs(k.Fn)
 	if err != nil {
 		return err
 	}
@@ -289,7 +290,7 @@ func (e *Emitter) multiEntry(name string, emit func(k *kfn, table llvm.Value) er
 	}
 	e.b.RetVoid()
 	e.ab.Br(body)
-	e.launches[name] = launchOf(k.Work)
+	e.launches[name] = gpu.LaunchOf(k.Work)
 	return nil
 }
 

@@ -39,7 +39,7 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 		}
 		lines := func(body func(line llvm.Value)) {
 			if e.gpu() {
-				k.gridStride(outer*inner, body)
+				k.e.dev.GridStride(k.Fn, outer*inner, body)
 				return
 			}
 			s, en := k.Share(outer*inner, 1)
@@ -62,7 +62,7 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 			}
 			k.LoopN(L, func(l llvm.Value) {
 				p := at(yp, l)
-				k.Store(k.narrow(k.B.FDiv(k.widen(k.Load(t, p)), total, ""), t), t, p)
+				k.Store(k.narrow(k.B.FDiv(k.Widen(k.Load(t, p)), total, ""), t), t, p)
 			})
 		})
 		return ferr
@@ -86,22 +86,22 @@ func (k *kfn) softmaxRows(t llvm.Type, rows, L int64) error {
 			ferr = err
 		}
 	}
-	err := k.blockRows(rows, func(hw kernel.BlockRegs, row llvm.Value) {
+	err := k.e.dev.BlockRows(k.Fn, rows, func(hw kernel.BlockRegs, row llvm.Value) {
 		xp := k.At(t, k.P[0], k.Mulc(row, L))
 		yp := k.At(t, k.P[1], k.Mulc(row, L))
-		m, err := k.blockRowMax(hw, t, L, xp)
+		m, err := k.e.dev.BlockRowMax(k.Fn, hw, t, L, xp)
 		if err != nil {
 			fail(err)
 			return
 		}
-		total, err := k.blockRowExpSum(hw, t, t, L, xp, yp, m)
+		total, err := k.e.dev.BlockRowExpSum(k.Fn, hw, t, t, L, xp, yp, m, k.exp)
 		if err != nil {
 			fail(err)
 			return
 		}
-		k.rowStride(hw, k.C64(L), func(l llvm.Value) {
+		k.e.dev.RowStride(k.Fn, hw, k.C64(L), func(l llvm.Value) {
 			p := k.At(t, yp, l)
-			k.Store(k.narrow(k.B.FDiv(k.widen(k.Load(t, p)), total, ""), t), t, p)
+			k.Store(k.narrow(k.B.FDiv(k.Widen(k.Load(t, p)), total, ""), t), t, p)
 		})
 	})
 	if err != nil {
@@ -110,15 +110,7 @@ func (k *kfn) softmaxRows(t llvm.Type, rows, L int64) error {
 	return ferr
 }
 
-// widen converts a float to f64; narrow converts an f64 to t.
-func (k *kfn) widen(v llvm.Value) llvm.Value {
-	if v.Type().Kind() == llvm.DoubleTypeKind {
-		return v
-	}
-	return k.B.FPExt(v, k.e.F64, "")
-}
-
-// A bf16 storage t narrows to f32: the store rounds it on to bf16.
+// narrow converts an f64 to t. A bf16 storage t narrows to f32: the store rounds it on to bf16.
 func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
 	t = k.e.ComputeOf(t)
 	if t.Kind() == llvm.DoubleTypeKind {
@@ -170,7 +162,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			var m llvm.Value
 			var err error
 			if hw != nil {
-				m, err = k.blockRowMax(*hw, t, V, xp)
+				m, err = k.e.dev.BlockRowMax(k.Fn, *hw, t, V, xp)
 			} else {
 				m, err = k.rowMax(t, V, xp, 1)
 			}
@@ -184,7 +176,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			}
 			var total llvm.Value
 			if hw != nil {
-				total, err = k.blockRowExpSum(*hw, t, ot, V, xp, yp, m)
+				total, err = k.e.dev.BlockRowExpSum(k.Fn, *hw, t, ot, V, xp, yp, m, k.exp)
 			} else {
 				total, err = k.rowExpSum(t, ot, V, xp, yp, 1, m)
 			}
@@ -192,7 +184,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 				fail(err)
 				return
 			}
-			mw := k.widen(m)
+			mw := k.Widen(m)
 			logS, err := k.callIntrinsic("llvm.log", f64, total)
 			if err != nil {
 				fail(err)
@@ -212,7 +204,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			ok := k.inRange(label, k.C64(0), k.C64(V))
 			nan := llvm.ConstFloat(f64, math.NaN())
 			if !grad {
-				xl := k.widen(k.LoadAt(t, xp, b.Select(ok, label, k.C64(0), "")))
+				xl := k.Widen(k.LoadAt(t, xp, b.Select(ok, label, k.C64(0), "")))
 				loss := b.Select(ok, b.FSub(lse, xl, ""), nan, "")
 				if hw != nil {
 					k.When(b.ICmp(llvm.IntEQ, hw.Tx, k.C64(0), ""), func() { k.StoreAt(k.narrow(loss, t), t, k.P[out], j) })
@@ -221,7 +213,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 				}
 				return
 			}
-			dloss := k.widen(k.LoadAt(ot, k.P[2], j))
+			dloss := k.Widen(k.LoadAt(ot, k.P[2], j))
 			scale := b.Select(ok, dloss, nan, "")
 			one := llvm.ConstFloat(f64, 1)
 			zero := llvm.ConstFloat(f64, 0)
@@ -231,17 +223,17 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			inv := b.FDiv(one, total, "")
 			elems := func(body func(l llvm.Value)) { k.LoopN(V, body) }
 			if hw != nil {
-				elems = func(body func(l llvm.Value)) { k.rowStride(*hw, k.C64(V), body) } // the thread's own exponentials
+				elems = func(body func(l llvm.Value)) { k.e.dev.RowStride(k.Fn, *hw, k.C64(V), body) } // the thread's own exponentials
 			}
 			elems(func(l llvm.Value) {
 				p := k.At(ot, yp, l)
-				prob := b.FMul(k.widen(k.Load(ot, p)), inv, "")
+				prob := b.FMul(k.Widen(k.Load(ot, p)), inv, "")
 				hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
 				k.Store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), ot), ot, p)
 			})
 		}
 		if e.gpu() {
-			if err := k.blockRows(J, func(hw kernel.BlockRegs, j llvm.Value) { row(&hw, j) }); err != nil {
+			if err := k.e.dev.BlockRows(k.Fn, J, func(hw kernel.BlockRegs, j llvm.Value) { row(&hw, j) }); err != nil {
 				return err
 			}
 			return ferr
@@ -335,8 +327,8 @@ func (k *kfn) rotatePair(t llvm.Type, xr, yr, i llvm.Value, h int64, c, sn llvm.
 	if sign < 0 {
 		sn = b.FNeg(sn, "")
 	}
-	x0 := k.widen(k.LoadAt(t, xr, i))
-	x1 := k.widen(k.LoadAt(t, xr, ih))
+	x0 := k.Widen(k.LoadAt(t, xr, i))
+	x1 := k.Widen(k.LoadAt(t, xr, ih))
 	y0 := b.FSub(b.FMul(x0, c, ""), b.FMul(x1, sn, ""), "")
 	y1 := b.FAdd(b.FMul(x1, c, ""), b.FMul(x0, sn, ""), "")
 	k.StoreAt(k.narrow(y0, t), t, yr, i)
@@ -355,14 +347,14 @@ func (k *kfn) ropeGPU(t llvm.Type, rows, within int64, S, D int, base, sign floa
 	}
 	// Grid-stride over the rows·h pairs (pair i of a row: features i and
 	// i + h), so that a warp takes consecutive features.
-	k.gridStride(rows*int64(h), func(pi llvm.Value) {
+	k.e.dev.GridStride(k.Fn, rows*int64(h), func(pi llvm.Value) {
 		row, i := k.Divc(pi, int64(h)), k.Remc(pi, int64(h))
 		p := b.SIToFP(k.Remc(k.Divc(row, within), int64(S)), f64, "")
 		xr := k.At(t, k.P[0], k.Mulc(row, int64(D)))
 		yr := k.At(t, k.P[1], k.Mulc(row, int64(D)))
 		e := b.FMul(b.SIToFP(i, f64, ""), llvm.ConstFloat(f64, -2/float64(D)), "")
-		inv := k.exp64(b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
-		c, sn := k.sincos64(b.FMul(p, inv, ""))
+		inv := k.e.dev.Exp64(k.Fn, b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
+		c, sn := k.e.dev.Sincos64(k.Fn, b.FMul(p, inv, ""))
 		k.rotatePair(t, xr, yr, i, int64(h), c, sn, sign)
 	})
 	b.SetFastMath(llvm.FastMathAllowContract)
@@ -397,7 +389,7 @@ func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 		if e.gpu() {
 			// Grid-stride over the elements: element el is column el mod C
 			// of row el / C.
-			k.gridStride(rows*C, func(el llvm.Value) {
+			k.e.dev.GridStride(k.Fn, rows*C, func(el llvm.Value) {
 				i, j := k.Remc(k.Divc(el, C), R), k.Remc(el, C)
 				keep := k.B.ICmp(llvm.IntSLE, j, i, "")
 				k.StoreAt(k.B.Select(keep, k.LoadAt(t, k.P[0], el), llvm.ConstFloat(e.ComputeOf(t), fill), ""), t, k.P[1], el)

@@ -3,6 +3,7 @@ package lower
 import (
 	"fmt"
 
+	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
@@ -228,7 +229,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			s, en := k.Share(outTotal, 16)
 			k.Loop(s, en, func(o llvm.Value) {
 				base := k.offsets(o, keptDims, keptStreams)
-				accV := k.Variable(vt, k.splat(vt, 0))
+				accV := k.Variable(vt, k.Splat(vt, 0))
 				accS := k.Variable(acct, llvm.ConstFloat(acct, 0))
 				k.nest(outerDims, outerStreams, base, func(offs []llvm.Value) {
 					at := func(l llvm.Value) []llvm.Value {
@@ -323,7 +324,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 		part := ir.T(ir.F64, int(chunks*outTotal))
 		err := e.kernel(sumName, []param{{bytes: part.Bytes(), readonly: true, alias: -1}, {bytes: yType.Bytes(), alias: -1}}, func(k *kfn) error {
 			f64 := e.F64
-			k.gridStride(outTotal, func(o llvm.Value) {
+			k.e.dev.GridStride(k.Fn, outTotal, func(o llvm.Value) {
 				acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
 				k.LoopN(chunks, func(p llvm.Value) {
 					k.Store(k.B.FAdd(k.Load(f64, acc), k.LoadAt(f64, k.P[0], k.Add(k.Mulc(p, outTotal), o)), ""), f64, acc)
@@ -390,7 +391,7 @@ func (k *kfn) reduceRowChunksGPU(chunks, outTotal int64, keptDims []int64, keptS
 	f64 := k.e.F64
 	count := numel64(redDims)
 	C := (count + chunks - 1) / chunks
-	err := k.blockRows(chunks*outTotal, func(hw kernel.BlockRegs, u llvm.Value) {
+	err := k.e.dev.BlockRows(k.Fn, chunks*outTotal, func(hw kernel.BlockRegs, u llvm.Value) {
 		p, o := k.Divc(u, outTotal), k.Remc(u, outTotal)
 		base := k.offsets(o, keptDims, keptStreams)
 		lo := k.Mulc(p, C)
@@ -399,7 +400,7 @@ func (k *kfn) reduceRowChunksGPU(chunks, outTotal int64, keptDims []int64, keptS
 		k.LoopStep(k.Add(lo, hw.Tx), hi, hw.Nt, func(r llvm.Value) {
 			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
-		total, err := k.blockReduce(hw, redSum, k.Load(f64, acc))
+		total, err := k.e.dev.BlockReduce(k.Fn, hw, gpu.RedSum, k.Load(f64, acc))
 		if err != nil {
 			if *ferr == nil {
 				*ferr = err
@@ -426,7 +427,7 @@ func (k *kfn) reduceChunksGPU(chunks, outTotal int64, keptDims []int64, keptStre
 	f64 := k.e.F64
 	count := numel64(redDims)
 	C := (count + chunks - 1) / chunks
-	k.gridStride(chunks*outTotal, func(u llvm.Value) {
+	k.e.dev.GridStride(k.Fn, chunks*outTotal, func(u llvm.Value) {
 		p, o := k.Divc(u, outTotal), k.Remc(u, outTotal)
 		base := k.offsets(o, keptDims, keptStreams)
 		lo := k.Mulc(p, C)
@@ -482,7 +483,7 @@ func (k *kfn) reduceGPU(independent bool, outTotal int64, keptDims []int64, kept
 	element func(offs []llvm.Value) llvm.Value, store func(o, acc llvm.Value), ferr *error) error {
 	f64 := k.e.F64
 	if independent {
-		k.gridStride(outTotal, func(o llvm.Value) {
+		k.e.dev.GridStride(k.Fn, outTotal, func(o llvm.Value) {
 			base := k.offsets(o, keptDims, keptStreams)
 			acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
 			k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
@@ -493,13 +494,13 @@ func (k *kfn) reduceGPU(independent bool, outTotal int64, keptDims []int64, kept
 		return *ferr
 	}
 	count := numel64(redDims)
-	err := k.blockRows(outTotal, func(hw kernel.BlockRegs, o llvm.Value) {
+	err := k.e.dev.BlockRows(k.Fn, outTotal, func(hw kernel.BlockRegs, o llvm.Value) {
 		base := k.offsets(o, keptDims, keptStreams)
 		acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
-		k.rowStride(hw, k.C64(count), func(r llvm.Value) {
+		k.e.dev.RowStride(k.Fn, hw, k.C64(count), func(r llvm.Value) {
 			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
-		total, err := k.blockReduce(hw, redSum, k.Load(f64, acc))
+		total, err := k.e.dev.BlockReduce(k.Fn, hw, gpu.RedSum, k.Load(f64, acc))
 		if err != nil {
 			if *ferr == nil {
 				*ferr = err

@@ -57,7 +57,7 @@ func (k *kfn) rowMax(t llvm.Type, n int64, row llvm.Value, stride int64) (llvm.V
 	from := int64(0)
 	if svt, w, ok := k.vectorRow(st, n, stride); ok {
 		vt := k.e.ComputeOf(svt)
-		acc := k.Variable(vt, k.splat(vt, math.Inf(-1)))
+		acc := k.Variable(vt, k.Splat(vt, math.Inf(-1)))
 		k.LoopN(n/w, func(c llvm.Value) {
 			v, err := maxOf(vt, k.Load(vt, acc), k.loadVec(svt, k.At(st, row, k.Mulc(c, w))))
 			if err != nil {
@@ -98,7 +98,7 @@ func (k *kfn) rowExpSum(t, ot llvm.Type, n int64, row, out llvm.Value, stride in
 	if vt, w, ok := k.vectorRow(t, n, stride); ok {
 		dt := llvm.VectorType(f64, int(w))
 		ovt := llvm.VectorType(ot, int(w))
-		acc := k.Variable(dt, k.splat(dt, 0))
+		acc := k.Variable(dt, k.Splat(dt, 0))
 		mv := k.B.VectorSplat(int(w), m, "")
 		k.LoopN(n/w, func(c llvm.Value) {
 			l := k.Mulc(c, w)
@@ -126,7 +126,7 @@ func (k *kfn) rowExpSum(t, ot llvm.Type, n int64, row, out llvm.Value, stride in
 		if !out.IsNil() {
 			k.StoreAt(e, ot, out, off)
 		}
-		k.Store(k.B.FAdd(k.Load(f64, sum), k.widen(e), ""), f64, sum)
+		k.Store(k.B.FAdd(k.Load(f64, sum), k.Widen(e), ""), f64, sum)
 	})
 	return k.Load(f64, sum), ferr
 }

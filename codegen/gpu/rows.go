@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"math"
@@ -68,21 +68,6 @@ func (k *kfn) gridStride(n int64, body func(i llvm.Value)) {
 	k.LoopStep(k.Tid, hi, k.Nth, body)
 }
 
-// each visits this thread's iterations of [0, n), which must be
-// independent of each other: on the CPU a contiguous share (parts that are
-// multiples of align), on the GPU grid-stride.
-func (k *kfn) each(n, align int64, body func(i llvm.Value)) {
-	if n <= 0 {
-		return
-	}
-	if k.e.gpu() {
-		k.gridStride(n, body)
-		return
-	}
-	s, e := k.Share(n, align)
-	k.Loop(s, e, body)
-}
-
 // blockRows runs body for each of rows rows this block takes: rows ctaid.x,
 // ctaid.x + nctaid.x, … (a block-uniform loop: body may reduce). Every
 // thread of the block runs body for the row; rowStride splits its elements.
@@ -103,18 +88,18 @@ func (k *kfn) rowStride(hw kernel.BlockRegs, n llvm.Value, body func(l llvm.Valu
 	k.LoopStep(hw.Tx, n, hw.Nt, body)
 }
 
-// redOp is a block reduction's operation.
-type redOp int
+// RedOp is a block reduction's operation.
+type RedOp int
 
 const (
-	redSum redOp = iota // FAdd (f64 partial sums)
-	redMax              // IEEE maximum (llvm.maximum: NaN-propagating, +0 above −0), exact in any order
+	RedSum RedOp = iota // FAdd (f64 partial sums)
+	RedMax              // IEEE maximum (llvm.maximum: NaN-propagating, +0 above −0), exact in any order
 )
 
 // identity is op's neutral element of type t: +0 for the sum (partial sums
 // start at +0, so no −0 is lost), −Inf for the maximum.
-func (k *kfn) identity(op redOp, t llvm.Type) llvm.Value {
-	if op == redMax {
+func (k *kfn) identity(op RedOp, t llvm.Type) llvm.Value {
+	if op == RedMax {
 		return llvm.ConstFloat(t, math.Inf(-1))
 	}
 	return llvm.ConstFloat(t, 0)
@@ -122,8 +107,8 @@ func (k *kfn) identity(op redOp, t llvm.Type) llvm.Value {
 
 // combine is op(a, b). Both operations are commutative bit for bit, which
 // is what makes every lane of a butterfly end with the same value.
-func (k *kfn) combine(op redOp, a, b llvm.Value) (llvm.Value, error) {
-	if op == redMax {
+func (k *kfn) combine(op RedOp, a, b llvm.Value) (llvm.Value, error) {
+	if op == RedMax {
 		return k.callIntrinsic("llvm.maximum", a.Type(), a, b)
 	}
 	return k.B.FAdd(a, b, ""), nil
@@ -138,7 +123,7 @@ func (k *kfn) combine(op redOp, a, b llvm.Value) (llvm.Value, error) {
 // GPU-only "tensorcore" variant: warpReduce (warp shuffles, shared memory
 // only across warps), "tensorcore-emulated" the same with every shuffle
 // emulated through shared memory, for the PTX emulator.
-func (k *kfn) blockReduce(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
+func (k *kfn) blockReduce(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
 	k.Syncs = true
 	switch k.e.opt.GPUKernels {
 	case "tensorcore", "tensorcore-emulated":
@@ -156,13 +141,13 @@ func (k *kfn) blockReduce(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Val
 // with tx + s < S combines slot tx with slot tx + s, bar.sync after each
 // step; every thread reads slot 0. An f32 value travels widened to f64,
 // exactly.
-func (k *kfn) treeReduce(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
+func (k *kfn) treeReduce(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
 	b, f64 := k.B, k.e.F64
 	t := v.Type()
 	sh := k.e.sharedArray("slc_rows_partials", f64, rowSlots)
 	slots := k.Min(hw.Nt, k.C64(rowSlots))
 	rounds := b.UDiv(k.Addc(hw.Nt, rowSlots-1), k.C64(rowSlots), "")
-	wide := k.widen(v)
+	wide := k.Widen(v)
 	var ferr error
 	if err := k.barrier(); err != nil {
 		return v, err
@@ -216,7 +201,7 @@ func (k *kfn) treeReduce(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Valu
 // warp reads the ntid/32 slots (lane l slot l, the identity past the last
 // warp) and runs the butterfly again. Other blocks take treeReduce (a
 // block-uniform branch).
-func (k *kfn) warpReduce(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
+func (k *kfn) warpReduce(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
 	b, f64 := k.B, k.e.F64
 	t := v.Type()
 	res := k.Variable(t, k.identity(op, t))
@@ -234,7 +219,7 @@ func (k *kfn) warpReduce(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Valu
 			ferr = err
 			return
 		}
-		k.When(b.ICmp(llvm.IntEQ, lane, k.C64(0), ""), func() { k.StoreAt(k.widen(w), f64, sh, warp) })
+		k.When(b.ICmp(llvm.IntEQ, lane, k.C64(0), ""), func() { k.StoreAt(k.Widen(w), f64, sh, warp) })
 		if err := k.barrier(); err != nil {
 			ferr = err
 			return
@@ -264,7 +249,7 @@ func (k *kfn) warpReduce(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Valu
 
 // butterfly combines v over the 32 lanes of each warp: v = op(v,
 // shfl.bfly(v, m)) for m = 16, 8, 4, 2, 1.
-func (k *kfn) butterfly(hw kernel.BlockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
+func (k *kfn) butterfly(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
 	for m := int64(16); m >= 1; m /= 2 {
 		o, err := k.shuffleXor(hw, v, m)
 		if err != nil {
@@ -319,7 +304,7 @@ func (k *kfn) emulateShuffle(hw kernel.BlockRegs, v llvm.Value, m int64) (llvm.V
 	if err := k.barrier(); err != nil {
 		return v, err
 	}
-	k.StoreAt(k.widen(v), f64, stage, hw.Tx)
+	k.StoreAt(k.Widen(v), f64, stage, hw.Tx)
 	if err := k.barrier(); err != nil {
 		return v, err
 	}
@@ -335,10 +320,10 @@ func (k *kfn) emulateShuffle(hw kernel.BlockRegs, v llvm.Value, m int64) (llvm.V
 // strided elements, then blockReduce.
 func (k *kfn) blockRowMax(hw kernel.BlockRegs, st llvm.Type, n int64, row llvm.Value) (llvm.Value, error) {
 	t := k.e.ComputeOf(st)
-	m := k.Variable(t, k.identity(redMax, t))
+	m := k.Variable(t, k.identity(RedMax, t))
 	var ferr error
 	k.rowStride(hw, k.C64(n), func(l llvm.Value) {
-		v, err := k.combine(redMax, k.Load(t, m), k.LoadAt(st, row, l))
+		v, err := k.combine(RedMax, k.Load(t, m), k.LoadAt(st, row, l))
 		if err != nil {
 			ferr = err
 			return
@@ -348,19 +333,19 @@ func (k *kfn) blockRowMax(hw kernel.BlockRegs, st llvm.Type, n int64, row llvm.V
 	if ferr != nil {
 		return m, ferr
 	}
-	return k.blockReduce(hw, redMax, k.Load(t, m))
+	return k.blockReduce(hw, RedMax, k.Load(t, m))
 }
 
 // blockRowExpSum is rowExpSum over the block (a contiguous row of n):
 // e_l = exp(row[l] − m), stored to out[l] (of storage ot) unless out is the
 // zero Value, by the thread that owns l; returns Σ e_l in f64 (each thread's
 // part in element order, then blockReduce).
-func (k *kfn) blockRowExpSum(hw kernel.BlockRegs, t, ot llvm.Type, n int64, row, out, m llvm.Value) (llvm.Value, error) {
+func (k *kfn) blockRowExpSum(hw kernel.BlockRegs, t, ot llvm.Type, n int64, row, out, m llvm.Value, exp func(llvm.Value) (llvm.Value, error)) (llvm.Value, error) {
 	f64 := k.e.F64
 	sum := k.Variable(f64, llvm.ConstFloat(f64, 0))
 	var ferr error
 	k.rowStride(hw, k.C64(n), func(l llvm.Value) {
-		e, err := k.exp(k.B.FSub(k.LoadAt(t, row, l), m, ""))
+		e, err := exp(k.B.FSub(k.LoadAt(t, row, l), m, ""))
 		if err != nil {
 			ferr = err
 			return
@@ -368,10 +353,10 @@ func (k *kfn) blockRowExpSum(hw kernel.BlockRegs, t, ot llvm.Type, n int64, row,
 		if !out.IsNil() {
 			k.StoreAt(e, ot, out, l)
 		}
-		k.Store(k.B.FAdd(k.Load(f64, sum), k.widen(e), ""), f64, sum)
+		k.Store(k.B.FAdd(k.Load(f64, sum), k.Widen(e), ""), f64, sum)
 	})
 	if ferr != nil {
 		return sum, ferr
 	}
-	return k.blockReduce(hw, redSum, k.Load(f64, sum))
+	return k.blockReduce(hw, RedSum, k.Load(f64, sum))
 }

@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"fmt"
@@ -43,24 +43,24 @@ import (
 // MatMul, its batch loop, Linear and every GEMM of LowRankSparseAdd), so
 // gemm gives them the block-cooperative variants.
 
-// Tile geometry of tiledGEMM: a block computes tileM×tileN of C at a time
-// from k-tiles of tileK; a thread keeps microM×microN of it in registers,
+// Tile geometry of tiledGEMM: a block computes TileM×TileN of C at a time
+// from k-tiles of TileK; a thread keeps microM×microN of it in registers,
 // rows ty + 16·r and columns tx + 16·c of the tile for the micro-tile
 // (ty, tx) (strided, so that the threads of a warp read consecutive
 // columns of the B tile and write consecutive elements of C).
 const (
-	tileM, tileN, tileK = 64, 64, 16
+	TileM, TileN, TileK = 64, 64, 16
 	microM, microN      = 4, 4
 	// tileThreads is the number of micro-tiles of a tile: a block of
 	// tileThreads threads computes a tile in one round; a smaller block
 	// takes ⌈tileThreads/ntid⌉ rounds (each reloading the k-tiles), a larger
 	// one leaves threads idle in the compute (they still load).
-	tileThreads = (tileM / microM) * (tileN / microN)
+	tileThreads = (TileM / microM) * (TileN / microN)
 )
 
 // gemmGPU is the cuda device's GEMM for spec, the variant
 // Options.GPUKernels picks (see the rule above: gemm's callers are uniform).
-func (e *Emitter) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	switch e.opt.GPUKernels {
 	case "simt":
 		return e.simtGEMM(spec)
@@ -75,32 +75,10 @@ func (e *Emitter) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	return cpu.Kernel{}, llvm.Function{}, fmt.Errorf("GPU kernels %q: want portable, tensorcore or simt", e.opt.GPUKernels)
 }
 
-// GEMMKernel defines kernel name(a, b, c) computing the GEMM spec alone
-// (codegen/cpu's semantics: C = alpha·op(A)·op(B), + C with Accumulate),
-// with the GEMM the options select for the device, and returns how to call
-// it (inputs a, b; output c). It is what benchmarks and the GPU GEMM tests
-// run, outside any graph.
-func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
-	kern, f, err := e.gemm(spec)
-	if err != nil {
-		return nil, err
-	}
-	ro, rw := param{readonly: true, alias: -1}, param{alias: -1}
-	err = e.kernel(name, []param{ro, ro, rw}, func(k *kfn) error {
-		k.callGEMM(f, k.P[2], k.P[0], k.P[1])
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	args := []Arg{{ArgInput, 0}, {ArgInput, 1}, {ArgOutput, 0}}
-	return &Lowering{Calls: []Call{{Kernel: name, Args: args}}, ScratchBytes: kern.ScratchBytes}, nil
-}
-
 // gpuGEMMFunction adds the function of a block-cooperative GEMM: internal,
 // nounwind and convergent (it calls barriers), and — unlike stamp's kernel
 // functions — not nosync.
-func (e *Emitter) gpuGEMMFunction(name string) (llvm.Function, error) {
+func (e *Backend) gpuGEMMFunction(name string) (llvm.Function, error) {
 	ptr, i64 := e.Ptr, e.I64
 	f := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
 	f.SetLinkage(llvm.InternalLinkage)
@@ -115,7 +93,7 @@ func (e *Emitter) gpuGEMMFunction(name string) (llvm.Function, error) {
 // sharedArray is the module's shared-memory array name of n elements of
 // type t (addrspace(3), 16-byte aligned), defined on first use. The GEMMs
 // of a module share their staging arrays: a kernel runs one GEMM at a time.
-func (e *Emitter) sharedArray(name string, t llvm.Type, n int) llvm.Value {
+func (e *Backend) sharedArray(name string, t llvm.Type, n int) llvm.Value {
 	if g, ok := e.Mod.NamedGlobal(name); ok {
 		return g
 	}
@@ -144,29 +122,8 @@ func (k *kfn) barrier() error {
 	return nil
 }
 
-// loopStep emits `for i := lo; i < hi; i += step { body(i) }` over i64
-// (step > 0).
-func (k *kfn) LoopStep(lo, hi, step llvm.Value, body func(i llvm.Value)) {
-	b := k.B
-	pre := b.InsertBlock()
-	head := k.F.AppendBasicBlock("loop")
-	in := k.F.AppendBasicBlock("body")
-	exit := k.F.AppendBasicBlock("exit")
-	b.Br(head)
-	b.SetInsertPointAtEnd(head)
-	i := b.Phi(k.e.I64, "i")
-	b.CondBr(b.ICmp(llvm.IntSLT, i, hi, ""), in, exit)
-	b.SetInsertPointAtEnd(in)
-	body(i)
-	next := k.Add(i, step)
-	latch := b.InsertBlock()
-	b.Br(head)
-	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
-	b.SetInsertPointAtEnd(exit)
-}
-
-// kernel.BlockRegs are the hardware numbering a block-cooperative GEMM works by.
-
+// blockRegs reads the hardware numbering a block-cooperative GEMM works
+// by (a multi-tensor kernel's virtual numbering when it sets Virt).
 func (k *kfn) blockRegs() (kernel.BlockRegs, error) {
 	if k.Virt != nil {
 		return *k.Virt, nil
@@ -203,7 +160,7 @@ func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
 // buffers, the builder in the body block, strictly in f32 (one rounding per
 // product and sum, in k order). finish closes the function and gives the
 // builder back its fast-math flags.
-func (e *Emitter) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func()) {
+func (e *Backend) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func()) {
 	k = &kfn{Fn: &kernel.Fn{Types: e.Types, B: e.b, AB: e.ab, F: f, Tid: f.Param(4), Nth: f.Param(5), Scr: f.Param(3)}, e: e}
 	k.P = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
 	k.Entry = f.AppendBasicBlock("entry")
@@ -249,7 +206,7 @@ func (k *kfn) storeTile(s cpu.GEMM, tc llvm.Type, cBase llvm.Value, r, c int, ac
 }
 
 // gemmElem is the LLVM storage type of a GEMM element type.
-func (e *Emitter) gemmElem(el cpu.Elem) llvm.Type {
+func (e *Backend) gemmElem(el cpu.Elem) llvm.Type {
 	if el == cpu.BF16 {
 		return e.BF16
 	}
@@ -259,24 +216,24 @@ func (e *Emitter) gemmElem(el cpu.Elem) llvm.Type {
 // tiledGEMM defines the tiled shared-memory SIMT GEMM for spec (see the
 // rule at the top of this file: every thread of the launch must call it).
 //
-// The output tiles (tileM×tileN of C, batch items included, numbered item
+// The output tiles (TileM×TileN of C, batch items included, numbered item
 // by item, row of tiles by row) go to the blocks round-robin: block ctaid.x
 // takes tiles ctaid.x, ctaid.x + nctaid.x, … For a tile, in rounds of ntid
 // micro-tiles (micro-tile u = tid.x + round·ntid, active while u <
 // tileThreads), each thread zeroes its microM×microN f32 accumulators, and
-// for every k-tile of tileK the block
+// for every k-tile of TileK the block
 //
-//	bar.sync; loads the A tile (tileM×tileK) and the B tile (tileK×tileN)
+//	bar.sync; loads the A tile (TileM×TileK) and the B tile (TileK×TileN)
 //	into shared memory, widened to f32, zero outside A and B, element e
 //	of a tile by thread e mod ntid (consecutive threads take consecutive
 //	elements of the operand's rows, so loads coalesce whatever the
 //	transposes); bar.sync; each active thread then runs the k-tile's
-//	min(tileK, K − k0) steps, fma(a, b, acc) per output, in k order.
+//	min(TileK, K − k0) steps, fma(a, b, acc) per output, in k order.
 //
 // Then each active thread finishes its outputs inside C (gemmStore). Every
 // loop bound and condition around a barrier is the same for all threads of
 // a block, so any block size and any grid work.
-func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	s := spec
 	if s.Batch == 0 {
 		s.Batch = 1
@@ -289,13 +246,13 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	b, f32 := e.b, e.F32
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
-	as := e.sharedArray("slc_gemm_tile_a", f32, tileK*tileM) // [tileK][tileM]
-	bs := e.sharedArray("slc_gemm_tile_b", f32, tileK*tileN) // [tileK][tileN]
+	as := e.sharedArray("slc_gemm_tile_a", f32, TileK*TileM) // [TileK][TileM]
+	bs := e.sharedArray("slc_gemm_tile_b", f32, TileK*TileN) // [TileK][TileN]
 	hw, err := k.blockRegs()
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	tilesM, tilesN := (M+tileM-1)/tileM, (N+tileN-1)/tileN
+	tilesM, tilesN := (M+TileM-1)/TileM, (N+TileN-1)/TileN
 	total := int64(s.Batch) * tilesM * tilesN
 	k.Work.Blocks = total
 	rounds := b.UDiv(k.Add(k.C64(tileThreads-1), hw.Nt), hw.Nt, "rounds")
@@ -309,28 +266,28 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.C64(n), "") }
 	var ferr error
 	k.LoopStep(hw.Bx, k.C64(total), hw.Nb, func(tile llvm.Value) {
-		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, tileM, tileN)
+		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, TileM, TileN)
 		k.Loop(k.C64(0), rounds, func(round llvm.Value) {
 			u := k.Add(hw.Tx, k.Mul(round, hw.Nt))
 			active := lt(u, tileThreads)
-			ty, tx := k.Divc(u, tileN/microN), k.Remc(u, tileN/microN)
+			ty, tx := k.Divc(u, TileN/microN), k.Remc(u, TileN/microN)
 			for r := range acc {
 				for c := range acc[r] {
 					k.Store(zero, f32, acc[r][c])
 				}
 			}
-			k.LoopN((K+tileK-1)/tileK, func(kt llvm.Value) {
-				k0 := k.Mulc(kt, tileK)
+			k.LoopN((K+TileK-1)/TileK, func(kt llvm.Value) {
+				k0 := k.Mulc(kt, TileK)
 				if err := k.barrier(); err != nil { // the last k-tile's readers are done
 					ferr = err
 				}
 				// The A tile: as[kk][mm] = A[m0+mm, k0+kk] (0 outside A).
-				k.LoopStep(hw.Tx, k.C64(tileM*tileK), hw.Nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(TileM*TileK), hw.Nt, func(el llvm.Value) {
 					var mm, kk, idx llvm.Value
 					if s.TransA { // A stored [K, M]: rows of M
-						kk, mm = k.Divc(el, tileM), k.Remc(el, tileM)
+						kk, mm = k.Divc(el, TileM), k.Remc(el, TileM)
 					} else {
-						mm, kk = k.Divc(el, tileK), k.Remc(el, tileK)
+						mm, kk = k.Divc(el, TileK), k.Remc(el, TileK)
 					}
 					gm, gk := k.Add(m0, mm), k.Add(k0, kk)
 					in := b.And(lt(gm, M), lt(gk, K), "")
@@ -340,15 +297,15 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 						idx = k.Add(k.Mulc(gm, K), gk)
 					}
 					v := k.LoadAt(ta, k.P[1], b.Select(in, k.Add(aBase, idx), aBase, ""))
-					k.StoreAt(b.Select(in, v, zero, ""), f32, as, k.Add(k.Mulc(kk, tileM), mm))
+					k.StoreAt(b.Select(in, v, zero, ""), f32, as, k.Add(k.Mulc(kk, TileM), mm))
 				})
 				// The B tile: bs[kk][nn] = B[k0+kk, n0+nn] (0 outside B).
-				k.LoopStep(hw.Tx, k.C64(tileK*tileN), hw.Nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(TileK*TileN), hw.Nt, func(el llvm.Value) {
 					var nn, kk, idx llvm.Value
 					if s.TransB { // B stored [N, K]: rows of K
-						nn, kk = k.Divc(el, tileK), k.Remc(el, tileK)
+						nn, kk = k.Divc(el, TileK), k.Remc(el, TileK)
 					} else {
-						kk, nn = k.Divc(el, tileN), k.Remc(el, tileN)
+						kk, nn = k.Divc(el, TileN), k.Remc(el, TileN)
 					}
 					gn, gk := k.Add(n0, nn), k.Add(k0, kk)
 					in := b.And(lt(gn, N), lt(gk, K), "")
@@ -358,21 +315,21 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 						idx = k.Add(k.Mulc(gk, N), gn)
 					}
 					v := k.LoadAt(tb, k.P[2], b.Select(in, k.Add(bBase, idx), bBase, ""))
-					k.StoreAt(b.Select(in, v, zero, ""), f32, bs, k.Add(k.Mulc(kk, tileN), nn))
+					k.StoreAt(b.Select(in, v, zero, ""), f32, bs, k.Add(k.Mulc(kk, TileN), nn))
 				})
 				if err := k.barrier(); err != nil { // the tiles are in
 					ferr = err
 				}
 				k.When(active, func() {
-					steps := k.Min(k.C64(tileK), k.Sub(k.C64(K), k0))
+					steps := k.Min(k.C64(TileK), k.Sub(k.C64(K), k0))
 					k.Loop(k.C64(0), steps, func(kk llvm.Value) {
 						var av [microM]llvm.Value
 						var bv [microN]llvm.Value
 						for r := range av {
-							av[r] = k.LoadAt(f32, as, k.Add(k.Mulc(kk, tileM), k.Addc(ty, int64(r*tileM/microM))))
+							av[r] = k.LoadAt(f32, as, k.Add(k.Mulc(kk, TileM), k.Addc(ty, int64(r*TileM/microM))))
 						}
 						for c := range bv {
-							bv[c] = k.LoadAt(f32, bs, k.Add(k.Mulc(kk, tileN), k.Addc(tx, int64(c*tileN/microN))))
+							bv[c] = k.LoadAt(f32, bs, k.Add(k.Mulc(kk, TileN), k.Addc(tx, int64(c*TileN/microN))))
 						}
 						for r := range acc {
 							for c := range acc[r] {
@@ -389,7 +346,7 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 			})
 			k.When(active, func() {
 				k.storeTile(s, tc, cBase, microM, microN, func(r, c int) llvm.Value { return acc[r][c] }, func(r, c int) (llvm.Value, llvm.Value) {
-					return k.Add(m0, k.Addc(ty, int64(r*tileM/microM))), k.Add(n0, k.Addc(tx, int64(c*tileN/microN)))
+					return k.Add(m0, k.Addc(ty, int64(r*TileM/microM))), k.Add(n0, k.Addc(tx, int64(c*TileN/microN)))
 				})
 			})
 		})

@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"math"
@@ -76,8 +76,8 @@ func (k *kfn) ieeeMinMax(x, y llvm.Value, isMax bool) llvm.Value {
 func (k *kfn) log64(x llvm.Value) llvm.Value {
 	b, f := k.B, x.Type()
 	i64 := k.e.WithElem(f, k.e.I64)
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
-	ci := func(v int64) llvm.Value { return k.splatInt(i64, v) }
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
+	ci := func(v int64) llvm.Value { return k.IntSplat(i64, v) }
 	sub := b.FCmp(llvm.FloatOLT, x, c(0x1p-1022), "")
 	xs := b.Select(sub, b.FMul(x, c(0x1p54), ""), x, "")
 	bias := b.Select(sub, ci(-54), ci(0), "")
@@ -109,8 +109,8 @@ func (k *kfn) log64(x llvm.Value) llvm.Value {
 func (k *kfn) exp64(x llvm.Value) llvm.Value {
 	b, f := k.B, x.Type()
 	i64 := k.e.WithElem(f, k.e.I64)
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
-	ci := func(v int64) llvm.Value { return k.splatInt(i64, v) }
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
+	ci := func(v int64) llvm.Value { return k.IntSplat(i64, v) }
 	isNaN := b.FCmp(llvm.FloatUNO, x, x, "")
 	xc := b.Select(b.FCmp(llvm.FloatOLT, x, c(-746), ""), c(-746), x, "")
 	xc = b.Select(b.FCmp(llvm.FloatOGT, xc, c(710), ""), c(710), xc, "")
@@ -144,7 +144,7 @@ func (k *kfn) exp64(x llvm.Value) llvm.Value {
 // an integer y (negative for an odd one) and NaN otherwise.
 func (k *kfn) pow64(x, y llvm.Value) llvm.Value {
 	b, f := k.B, x.Type()
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
 	ax, _ := k.callIntrinsic("llvm.fabs", f, x)
 	mag := k.exp64(b.FMul(y, k.log64(ax), ""))
 	ty, _ := k.callIntrinsic("llvm.trunc", f, y)
@@ -167,8 +167,8 @@ func (k *kfn) pow64(x, y llvm.Value) llvm.Value {
 func (k *kfn) sincos64(x llvm.Value) (cos, sin llvm.Value) {
 	b, f := k.B, x.Type()
 	i64 := k.e.WithElem(f, k.e.I64)
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
-	ci := func(v int64) llvm.Value { return k.splatInt(i64, v) }
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
+	ci := func(v int64) llvm.Value { return k.IntSplat(i64, v) }
 	const magic = 6755399441055744 // 1.5·2^52
 	n := b.FSub(b.FAdd(b.FMul(x, c(2/math.Pi), ""), c(magic), ""), c(magic), "")
 	// π/2 = p1 + p2 + p3 (fdlibm's pio2_1, pio2_2, pio2_3).

@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"gitee.com/gidean/conv-linn/codegen/cpu"
@@ -18,7 +18,7 @@ import (
 // variants (gemm_tiled.go, gemm_mma.go) are faster but need uniform calls.
 // Options.GPUKernels "simt" takes it for every GEMM: the reference the
 // tiled variant is checked against, bit for bit.
-func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	s := spec
 	if s.Batch == 0 {
 		s.Batch = 1

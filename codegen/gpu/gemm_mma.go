@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"gitee.com/gidean/conv-linn/codegen/cpu"
@@ -86,7 +86,7 @@ const (
 // rule of gemm_tiled.go holds: every thread of the launch calls it). A
 // block whose size is not a multiple of 32 threads (no whole warps for
 // mma.sync) runs the tiled SIMT GEMM instead, which the function calls.
-func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	s := spec
 	if s.Batch == 0 {
 		s.Batch = 1

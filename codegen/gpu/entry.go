@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"fmt"
@@ -43,13 +43,10 @@ import (
 // the launch runs every thread through the body, and the body's
 // synchronizing code sits in block-uniform control flow only.
 
-// gpu reports whether the emitter targets the cuda device.
-func (e *Emitter) gpu() bool { return e.opt.Device == "cuda" }
-
 // ptxEntry defines kernel name as a PTX entry calling body with the buffer
 // pointers first lists (argument indices) and this GPU thread's tid,
 // nthreads and scratch.
-func (e *Emitter) ptxEntry(name string, body llvm.Function, first []int) error {
+func (e *Backend) ptxEntry(name string, body llvm.Function, first []int) error {
 	w := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{e.Ptr, e.Ptr, e.I64}, false))
 	w.SetCallConv(llvm.PTXKernelCallConv)
 	for _, a := range []string{"nounwind"} {

@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import "gitee.com/gidean/conv-linn/codegen/kernel"
 
@@ -57,7 +57,7 @@ const spreadSMs = 132
 // least one), so that its threads spread over the SMs instead of filling a
 // few (llama_60m's sparse products, 512 threads: 16 blocks of 32, not 2
 // of 256).
-func launchOf(w kernel.Work) Launch {
+func LaunchOf(w kernel.Work) Launch {
 	block := int64(GPUBlock)
 	if w.Blocks == 0 && w.Threads < spreadSMs*GPUBlock {
 		per := (w.Threads + spreadSMs - 1) / spreadSMs
@@ -65,25 +65,4 @@ func launchOf(w kernel.Work) Launch {
 	}
 	grid := max(w.Blocks, (w.Threads+block-1)/block)
 	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: int(block), Scratch: w.Scratch, Flops: w.Flops, Bytes: w.Bytes, TensorCore: w.MMA}
-}
-
-// chainFlops counts an element-wise or reduce group's arithmetic: one
-// operation per computing node per element of its space.
-func chainFlops(g *Group) int64 {
-	ops := int64(0)
-	for _, n := range g.Nodes {
-		switch n.Op {
-		case "Const", "Reshape", "Identity":
-		default:
-			ops++
-		}
-	}
-	return ops * numel(g.Space)
-}
-
-// Launch returns the launch geometry of a cuda kernel the emitter defined
-// (false for an unknown name, or on the CPU).
-func (e *Emitter) Launch(kernel string) (Launch, bool) {
-	l, ok := e.launches[kernel]
-	return l, ok
 }
