@@ -3,7 +3,6 @@ package lower
 import (
 	"fmt"
 
-	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
@@ -132,45 +131,7 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 	e.b.Br(done)
 	e.ab.Br(start)
 
-	if e.gpu() {
-		if k.Syncs {
-			// Barriers or shuffles inside: the body synchronizes, and no
-			// transformation may make its calls control-dependent on more.
-			if err := body.RemoveAttribute(llvm.FunctionIndex, "nosync"); err != nil {
-				return err
-			}
-			if err := body.AddAttribute(llvm.FunctionIndex, "convergent", 0); err != nil {
-				return err
-			}
-		}
-		for j := range first {
-			for a, p := range params {
-				if slot[a] == j {
-					k.Work.Bytes += p.bytes
-					break
-				}
-			}
-		}
-		e.launches[name] = gpu.LaunchOf(k.Work)
-		return e.dev.Entry(name, body, first)
-	}
-	// The exported wrapper.
-	w := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{e.Ptr, e.I64, e.I64, e.Ptr}, false))
-	if err := e.stamp(w); err != nil {
-		return err
-	}
-	e.b.SetInsertPointAtEnd(w.AppendBasicBlock("entry"))
-	args := make([]llvm.Value, 0, len(types))
-	for _, i := range first {
-		slotPtr := e.b.InBoundsGEP(e.Ptr, w.Param(0), []llvm.Value{llvm.ConstInt(e.I64, int64(i))}, "")
-		v := e.b.Load(e.Ptr, slotPtr, fmt.Sprintf("arg%d", i))
-		v.SetAlignment(8)
-		args = append(args, v)
-	}
-	args = append(args, w.Param(1), w.Param(2), w.Param(3))
-	e.b.Call(body, args, "")
-	e.b.RetVoid()
-	return nil
+	return e.be.export(k, name, params, slot, first)
 }
 
 // scalarType is the LLVM type values of dtype d are computed in: bf16
@@ -217,10 +178,8 @@ func (e *Emitter) bitsType(d ir.DType) (llvm.Type, error) {
 
 // callIntrinsic calls an overloaded intrinsic on args, all of type t.
 func (k *kfn) callIntrinsic(name string, t llvm.Type, args ...llvm.Value) (llvm.Value, error) {
-	if k.e.gpu() {
-		if v, ok := k.e.dev.Math(k.Fn, name, t, args); ok {
-			return v, nil
-		}
+	if v, ok := k.e.be.math(k, name, t, args); ok {
+		return v, nil
 	}
 	f, err := k.e.Intrinsic(name, t)
 	if err != nil {
@@ -244,4 +203,26 @@ func groupParams(g *Group) []param {
 		ps = append(ps, p)
 	}
 	return ps
+}
+
+// export defines the exported wrapper of the CPU ABI (lower.go): it loads
+// the buffer pointers from args and calls the body.
+func (cpuBackend) export(k *kfn, name string, params []param, slot, first []int) error {
+	e, body := k.e, k.F
+	w := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{e.Ptr, e.I64, e.I64, e.Ptr}, false))
+	if err := e.stamp(w); err != nil {
+		return err
+	}
+	e.b.SetInsertPointAtEnd(w.AppendBasicBlock("entry"))
+	args := make([]llvm.Value, 0, len(first)+3)
+	for _, i := range first {
+		slotPtr := e.b.InBoundsGEP(e.Ptr, w.Param(0), []llvm.Value{llvm.ConstInt(e.I64, int64(i))}, "")
+		v := e.b.Load(e.Ptr, slotPtr, fmt.Sprintf("arg%d", i))
+		v.SetAlignment(8)
+		args = append(args, v)
+	}
+	args = append(args, w.Param(1), w.Param(2), w.Param(3))
+	e.b.Call(body, args, "")
+	e.b.RetVoid()
+	return nil
 }

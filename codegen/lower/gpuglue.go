@@ -52,9 +52,6 @@ func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
 	return &Lowering{Calls: []Call{{Kernel: name, Args: args}}, ScratchBytes: kern.ScratchBytes}, nil
 }
 
-// gpu reports whether the emitter targets the cuda device.
-func (e *Emitter) gpu() bool { return e.dev != nil }
-
 // each visits this thread's iterations of [0, n), which must be
 // independent of each other: on the CPU a contiguous share (parts that are
 // multiples of align), on the GPU grid-stride.
@@ -62,10 +59,5 @@ func (k *kfn) each(n, align int64, body func(i llvm.Value)) {
 	if n <= 0 {
 		return
 	}
-	if k.e.gpu() {
-		k.e.dev.GridStride(k.Fn, n, body)
-		return
-	}
-	s, e := k.Share(n, align)
-	k.Loop(s, e, body)
+	k.e.be.each(k, n, align, body)
 }

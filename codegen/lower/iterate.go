@@ -136,10 +136,12 @@ func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value
 	for _, d := range dims {
 		total *= d
 	}
-	if k.e.gpu() {
-		k.e.dev.GridStride(k.Fn, total, func(i llvm.Value) { body(k.offsets(i, dims, ss)) })
-		return
-	}
+	k.e.be.forEach(k, total, dims, ss, body)
+}
+
+// forEach gives the thread a contiguous share of the points (parts of 16)
+// and walks it row by row: the innermost merged axis a counted loop.
+func (cpuBackend) forEach(k *kfn, total int64, dims []int64, ss []stream, body func(offs []llvm.Value)) {
 	s, e := k.Share(total, 16)
 	inner := dims[len(dims)-1]
 	innerLoop := func(rowOffs []llvm.Value, lo, hi llvm.Value) {

@@ -158,7 +158,7 @@ func xentWiring(g *Group) (*xentHead, error) {
 // linearCrossEntropy lowers a LinearCrossEntropy group (see above) to
 // per-chunk calls: fwd, rows, bwd, and a final rounding of a bf16 dW.
 func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
-	if e.gpu() {
+	if !e.tr.chunkedXent {
 		return nil, fmt.Errorf("the chunked linear cross-entropy is CPU only (the cuda device keeps lm_head and the cross-entropy apart)")
 	}
 	x, err := xentWiring(g)

@@ -198,7 +198,12 @@ type Emitter struct {
 
 	b  *llvm.Builder
 	ab *llvm.Builder // positioned in the current function's alloca block
-	// dev is the cuda device's kernel pieces (nil for the CPU).
+	// be is the target's backend, chosen once from Options.Device, and tr
+	// its traits.
+	be backend
+	tr traits
+	// dev is the cuda device's kernel pieces, which the GPU's own op
+	// lowerings (those the traits pick) use; nil on the CPU.
 	dev *gpu.Backend
 
 	done map[string]*Lowering // by group signature
@@ -223,11 +228,6 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	default:
 		return nil, fmt.Errorf("SLTrain lowering %q: want merged, factored or auto", opt.SLTrainLowering)
 	}
-	switch opt.Device {
-	case "", "cpu", "cuda":
-	default:
-		return nil, fmt.Errorf("device %q: want cpu or cuda", opt.Device)
-	}
 	ctx := m.Context()
 	e := &Emitter{
 		Types: kernel.NewTypes(m), opt: opt,
@@ -243,9 +243,12 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	e.arch = e.gen.Arch
 	e.b = ctx.NewBuilder()
 	e.ab = ctx.NewBuilder()
-	if opt.Device == "cuda" {
-		e.dev = gpu.New(e.Types, e.b, e.ab, gpu.Options{GPUKernels: opt.GPUKernels}, e.stamp)
+	be, err := newBackend(e, opt)
+	if err != nil {
+		e.Dispose()
+		return nil, err
 	}
+	e.be, e.tr, e.dev = be, be.traits(), be.device()
 	return e, nil
 }
 

@@ -26,25 +26,11 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	}
 	h := sha256.Sum256([]byte(key))
 	spec.Name = fmt.Sprintf("slc_gemm_%dx%dx%d_%s", spec.M, spec.N, spec.K, hex.EncodeToString(h[:4]))
-	if e.gpu() {
-		// Every caller of gemm calls the GEMM uniformly (all threads of the
-		// launch, the same operands), so the block-cooperative variants are
-		// safe here; see "GPU matrix products" in gemm_tiled.go.
-		k, f, err := e.dev.GEMM(spec)
-		if err == nil {
-			e.gemms[key] = k
-		}
-		return k, f, err
-	}
-	k, err := e.gen.Add(e.Mod, spec)
+	k, f, err := e.be.gemm(e, spec)
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
 	e.gemms[key] = k
-	f, ok := e.Mod.NamedFunction(k.Name)
-	if !ok {
-		return cpu.Kernel{}, llvm.Function{}, fmt.Errorf("internal error: GEMM %s not in the module", k.Name)
-	}
 	return k, f, nil
 }
 
@@ -52,14 +38,7 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 // A block-cooperative GPU GEMM (convergent: it synchronizes) makes the
 // calling kernel body synchronize too.
 func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
-	if k.e.gpu() && f.HasAttribute(llvm.FunctionIndex, "convergent") {
-		k.Syncs = true
-	}
-	if k.e.gpu() {
-		if w, ok := k.e.dev.GEMMWork(f.Name()); ok {
-			k.Work.Merge(w)
-		}
-	}
+	k.e.be.calledGEMM(k, f)
 	k.B.Call(f, []llvm.Value{c, a, b, k.Scr, k.Tid, k.Nth}, "")
 }
 

@@ -116,7 +116,7 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 			return nil
 		}
 		var ferr error
-		if e.gpu() {
+		if e.tr.coalesce {
 			// Grid-stride over the output's elements (coalesced stores):
 			// element i is column i mod rowLen of row i / rowLen.
 			k.e.dev.GridStride(k.Fn, J*rowLen, func(i llvm.Value) {

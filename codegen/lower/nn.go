@@ -34,18 +34,10 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 			return nil
 		}
 		var ferr error
-		if e.gpu() && inner == 1 {
+		if e.tr.blockRows && inner == 1 {
 			return k.softmaxRows(t, outer, L)
 		}
-		lines := func(body func(line llvm.Value)) {
-			if e.gpu() {
-				k.e.dev.GridStride(k.Fn, outer*inner, body)
-				return
-			}
-			s, en := k.Share(outer*inner, 1)
-			k.Loop(s, en, body)
-		}
-		lines(func(line llvm.Value) {
+		k.each(outer*inner, 1, func(line llvm.Value) {
 			base := k.Add(k.Mulc(k.Divc(line, inner), L*inner), k.Remc(line, inner))
 			xp := k.At(t, k.P[0], base)
 			yp := k.At(t, k.P[1], base)
@@ -232,7 +224,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 				k.Store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), ot), ot, p)
 			})
 		}
-		if e.gpu() {
+		if e.tr.blockRows {
 			if err := k.e.dev.BlockRows(k.Fn, J, func(hw kernel.BlockRegs, j llvm.Value) { row(&hw, j) }); err != nil {
 				return err
 			}
@@ -284,7 +276,7 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 		}
 	}
 	var get llvm.Function
-	if !e.gpu() { // the GPU computes the angles (no constant tables there)
+	if !e.tr.computeConsts { // the GPU computes the angles (no constant tables there)
 		get = e.table("rope_"+strconv.Itoa(S)+"_"+strconv.Itoa(D)+"_"+fmt.Sprintf("%x", math.Float64bits(base)), tab)
 	}
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
@@ -293,7 +285,7 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 		}
 		b, f64 := k.B, e.F64
 		b.SetFastMath(llvm.FastMathNone)
-		if e.gpu() {
+		if e.tr.computeConsts {
 			return k.ropeGPU(t, rows, within, S, D, base, sign)
 		}
 		cosTab := b.Call(get, nil, "")
@@ -386,7 +378,7 @@ func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 		if rows*C == 0 {
 			return nil
 		}
-		if e.gpu() {
+		if e.tr.coalesce {
 			// Grid-stride over the elements: element el is column el mod C
 			// of row el / C.
 			k.e.dev.GridStride(k.Fn, rows*C, func(el llvm.Value) {

@@ -26,7 +26,7 @@ func (k *kfn) dynamic8(op string, x llvm.Value) (llvm.Value, error) {
 	if t.Kind() != llvm.DoubleTypeKind {
 		x64 = b.FPExt(x, e.F64, "")
 	}
-	if e.gpu() {
+	if e.tr.computeConsts {
 		// No constant tables on the GPU: the code values are computed.
 		fm := b.FastMath()
 		b.SetFastMath(llvm.FastMathNone)

@@ -117,7 +117,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	redDims, redStreams := pick(redAx)
 	outTotal := numel(yType.Shape)
 	var scratch int64
-	if innerKept && !e.gpu() {
+	if innerKept && !e.tr.coalesce { // the CPU's vector accumulators per kept column
 		scratch = 64 + 8*keptDims[len(keptDims)-1]
 	}
 	yc, err := e.scalarType(yType.DType) // computed in
@@ -131,9 +131,9 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	params := groupParams(g)
 	chunks := int64(1)
 	rowChunked := false // a long sum over the innermost axis, in chunks (reduceRowChunksGPU)
-	if e.gpu() && innerKept {
+	if e.tr.splitSums && innerKept {
 		chunks = columnChunks(numel64(redDims), outTotal)
-	} else if e.gpu() && len(redAx) > 0 && !e.opt.GPUOneTensor {
+	} else if e.tr.splitSums && len(redAx) > 0 && !e.opt.GPUOneTensor {
 		chunks = rowChunks(numel64(redDims), outTotal)
 		rowChunked = chunks > 1
 	}
@@ -211,7 +211,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			return k.reduceChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
 				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.P[len(params)-1], &ferr)
 		}
-		if e.gpu() {
+		if e.tr.coalesce { // outputs grid-stride, or rows to blocks
 			return k.reduceGPU(innerKept || len(redAx) == 0, outTotal, keptDims, keptStreams, redDims, redStreams,
 				func(offs []llvm.Value) llvm.Value { return element(0, offs) },
 				func(o, acc llvm.Value) { k.StoreAt(finish(acc), yt, k.P[yIdx], o) }, &ferr)
