@@ -24,7 +24,7 @@ func (e *Backend) Math(k *kernel.Fn, name string, t llvm.Type, args []llvm.Value
 	return e.fn(k).gpuMath(name, t, args)
 }
 
-// Exp64 is e^x for f64 x, inline; Sincos64 cos x and sin x (math.go).
+// Exp64 is e^x for f64 x, inline (math.go).
 func (e *Backend) Exp64(k *kernel.Fn, x llvm.Value) llvm.Value { return e.fn(k).exp64(x) }
 
 // Sincos64 is cos x and sin x for f64 x, inline (math.go).

@@ -19,7 +19,7 @@ import (
 // t = ctaid.x·ntid.x + tid.x, nthreads T = nctaid.x·ntid.x and its scratch
 // at scratch + t·stride. The GPU shares the CPU's lowering of each op's
 // math, but not how the work maps to threads (see "How the GPU maps
-// iterations to threads" in gpurows.go):
+// iterations to threads" in rows.go):
 //
 //   - independent iterations (element-wise groups, data movement, Gather,
 //     RoPE, CausalMask, the bf16 roundings and zero fills around the

@@ -4,9 +4,9 @@ import "gitee.com/gidean/conv-linn/codegen/kernel"
 
 // # Launch geometry
 //
-// Every cuda kernel is correct on any launch (see the CUDA ABI in ptx.go),
+// Every cuda kernel is correct on any launch (see the CUDA ABI in entry.go),
 // but fast only on one shaped for its work. While a kernel is emitted, the
-// mappings it uses record the parallelism they expose (kfn.work): a
+// mappings it uses record the parallelism they expose (kernel.Fn.Work): a
 // grid-stride loop over n iterations wants n threads, a per-thread share
 // of n units in parts of align wants ⌈n/align⌉ threads, a row reduction
 // over r rows wants r blocks (one block per row), a block-cooperative GEMM

@@ -48,7 +48,7 @@ import (
 // the shapes, values every thread of the block loaded alike), never on
 // tid.x; only the loops between reductions (rowStride's element loops,
 // the stores of one thread) may depend on the thread. A kernel body that
-// synchronizes is marked convergent and loses nosync (kernel, in fn.go).
+// synchronizes is marked convergent and loses nosync (codegen/lower's Emitter.kernel, through its gpuBackend.export).
 
 // rowSlots is the number of f64 partials the portable block reduction
 // stages in shared memory (8 KB): a block of more threads (beyond CUDA's

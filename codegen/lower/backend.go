@@ -78,6 +78,16 @@ func newBackend(e *Emitter, opt Options) (backend, error) {
 	return nil, fmt.Errorf("device %q: want cpu or cuda", opt.Device)
 }
 
+// each visits this thread's iterations of [0, n), which must be
+// independent of each other: on the CPU a contiguous share (parts that are
+// multiples of align), on the GPU grid-stride.
+func (k *kfn) each(n, align int64, body func(i llvm.Value)) {
+	if n <= 0 {
+		return
+	}
+	k.e.be.each(k, n, align, body)
+}
+
 // cpuBackend lowers to x86-64 kernels of the CPU ABI.
 type cpuBackend struct{}
 

@@ -1,6 +1,6 @@
 // Package lower turns slc's IR into kernels, as LLVM IR: native x86-64 ones
 // for the CPU, or NVPTX ones for the cuda device (Options.Device; see the
-// CUDA ABI in ptx.go).
+// CUDA ABI in codegen/gpu's entry.go).
 //
 // The unit of lowering is a Group: the nodes codegen runs as one kernel
 // (an element-wise chain, a reduction closing one, or a single op such as a
@@ -22,7 +22,7 @@
 // with tid or nthreads out of range does nothing) and its own scratch area of
 // at least Lowering.ScratchBytes bytes; each does a disjoint share of the
 // output, so no barrier is needed inside a call. (The cuda device's ABI is
-// in ptx.go: there the threads of a block may synchronize inside a call.)
+// in codegen/gpu's entry.go: there the threads of a block may synchronize inside a call.)
 //
 // # What runs as one kernel
 //
@@ -37,7 +37,19 @@
 // Gather, ScatterAdd), Softmax, the cross-entropy and its gradient, RoPE,
 // CausalMask, and the products (MatMul, Linear, LowRankSparseAdd), which
 // call codegen/cpu's generated GEMMs on the CPU and the GPU GEMMs of
-// gemm_tiled.go, gemm_mma.go and gemm_simt.go on the cuda device.
+// codegen/gpu's gemm_tiled.go, gemm_mma.go and gemm_simt.go on the cuda device.
+//
+// # Backends
+//
+// The target's part of the lowering is a backend value chosen once, when
+// NewEmitter reads Options.Device (backend.go): cpuBackend exports kernels
+// with the ABI above and calls codegen/cpu's GEMMs; gpuBackend wraps
+// codegen/gpu (the GPU's GEMMs, block rows and reductions, inline math,
+// PTX entries and launch geometry). The shared lowering of every op asks
+// it how to export a kernel, make and call a GEMM, map independent
+// iterations to threads and reach a constant table, and picks an op's
+// per-target lowering by its traits. Kernel bodies are built with
+// codegen/kernel's Fn, which codegen/gpu and codegen/cpu use too.
 //
 // # Numerics
 //
@@ -53,7 +65,7 @@
 // results are bit-identical from run to run and across thread counts. (On
 // the cuda device the block-cooperative row reductions add their partial
 // sums in an order fixed by the block size: bit-identical from run to run
-// for a launch, within the last bits of the CPU's; see gpurows.go.) exp on
+// for a launch, within the last bits of the CPU's; see codegen/gpu's rows.go.) exp on
 // f32 is an inline Cody–Waite + polynomial evaluation (within 2 ulp,
 // vectorizable); log, pow and f64 exp are libm calls.
 package lower
@@ -160,7 +172,7 @@ type Options struct {
 	// cost model's pick.
 	SLTrainTimes map[SLTrainShape]SLTrainTiming
 	// Device is the target: "" or "cpu" for x86-64 kernels (the ABI above),
-	// "cuda" for NVPTX kernels (see the CUDA ABI in ptx.go). The module
+	// "cuda" for NVPTX kernels (see the CUDA ABI in codegen/gpu's entry.go). The module
 	// and target machine must be the device's.
 	Device string
 	// GPUKernels picks the cuda device's matrix products (see gemmGPU) and

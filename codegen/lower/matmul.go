@@ -42,6 +42,28 @@ func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
 	k.B.Call(f, []llvm.Value{c, a, b, k.Scr, k.Tid, k.Nth}, "")
 }
 
+// GEMMKernel defines kernel name(a, b, c) computing the GEMM spec alone
+// (codegen/cpu's semantics: C = alpha·op(A)·op(B), + C with Accumulate),
+// with the GEMM the options select for the device, and returns how to call
+// it (inputs a, b; output c). It is what benchmarks and the GPU GEMM tests
+// run, outside any graph.
+func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
+	kern, f, err := e.gemm(spec)
+	if err != nil {
+		return nil, err
+	}
+	ro, rw := param{readonly: true, alias: -1}, param{alias: -1}
+	err = e.kernel(name, []param{ro, ro, rw}, func(k *kfn) error {
+		k.callGEMM(f, k.P[2], k.P[0], k.P[1])
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	args := []Arg{{ArgInput, 0}, {ArgInput, 1}, {ArgOutput, 0}}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: args}}, ScratchBytes: kern.ScratchBytes}, nil
+}
+
 // needGEMMTypes refuses products of dtypes the GEMM generator lacks: it
 // takes f32 and bf16 operands (accumulating in f32).
 func needGEMMTypes(op string, types ...ir.Type) error {

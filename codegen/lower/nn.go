@@ -14,7 +14,7 @@ import (
 // viewed as [outer, L, inner]; threads split the outer·inner lines. Each
 // line takes three passes: the max, then the exponentials (stored) and their
 // f64 sum, then the division. On the GPU a softmax over the last axis
-// (inner = 1) takes block rows (gpurows.go: a block per line, its threads
+// (inner = 1) takes block rows (codegen/gpu's rows.go: a block per line, its threads
 // strided over the line, the max and the sum by blockReduce); over another
 // axis the lines go grid-stride, one per thread (consecutive threads take
 // consecutive lines, adjacent in memory), as on the CPU but coalesced.
@@ -114,7 +114,7 @@ func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
 // crossEntropy emits SoftmaxCrossEntropy (loss[j] = logsumexp(row j) −
 // row_j[label j]) and its gradient (dlogits[j, v] = (softmax(row j)[v] −
 // [v = label j])·dloss[j]). Threads split the rows; on the GPU blocks take
-// them (block rows, gpurows.go). The log-sum-exp is the
+// them (block rows, codegen/gpu's rows.go). The log-sum-exp is the
 // interpreter's: m + log Σ exp(x − m) with an f64 sum, and m itself when m is
 // infinite. A label out of range gives NaN (the interpreter's error). The
 // gradient's softmax is exp(x − m)·(1/Σ), within an f64 ulp of the

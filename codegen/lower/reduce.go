@@ -474,7 +474,7 @@ func numel64(dims []int64) int64 {
 //     (Long sums over outer axes, with few outputs, are split into chunks
 //     first, see reduceChunksGPU: two calls instead of this one.)
 //   - The innermost axis reduced (RMSNorm's mean of squares, the row sums
-//     of its backward, a row's mean): block rows (gpurows.go). The block
+//     of its backward, a row's mean): block rows (codegen/gpu's rows.go). The block
 //     takes outputs ctaid.x, ctaid.x + nctaid.x, …; thread tx sums, in f64,
 //     the reduced elements tx, tx + ntid, … (their row-major index over the
 //     reduced axes: consecutive threads read consecutive elements of a
