@@ -12,7 +12,7 @@ import (
 //
 // On the cuda device a GEMM spec becomes one of three functions, all with
 // the ABI of codegen/cpu's GEMMs, void f(c, a, b, scratch, tid, nthreads),
-// so that a kernel calls each as it calls a CPU GEMM (callGEMM):
+// so that a kernel calls each as it calls a CPU GEMM (codegen/lower's callGEMM):
 //
 //   - simtGEMM (gemm_simt.go): every thread computes its contiguous share
 //     of C's elements one by one. Runs anywhere, from any control flow.
@@ -39,7 +39,7 @@ import (
 // (matMul's loop over broadcast batch items). A call under a condition or
 // in a loop that depends on tid — a per-thread share, a per-row loop —
 // would deadlock or race: such a call site must take simtGEMM.
-// Every call site in matmul.go is uniform (checked when this was written:
+// Every call site in codegen/lower's matmul.go is uniform (checked when this was written:
 // MatMul, its batch loop, Linear and every GEMM of LowRankSparseAdd), so
 // gemm gives them the block-cooperative variants.
 

@@ -10,7 +10,7 @@ import (
 // # How the GPU maps iterations to threads
 //
 // The CPU gives each of its few threads a contiguous share of a kernel's
-// iterations (kfn.share). On the cuda device that mapping is the slow one:
+// iterations (kernel.Fn.Share). On the cuda device that mapping is the slow one:
 // neighbouring threads of a warp touch addresses a whole share apart (no
 // coalescing), and a row handled by one thread serializes its reduction
 // while the rest of the GPU idles. So the cuda device maps work three ways:

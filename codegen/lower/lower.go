@@ -175,8 +175,8 @@ type Options struct {
 	// "cuda" for NVPTX kernels (see the CUDA ABI in codegen/gpu's entry.go). The module
 	// and target machine must be the device's.
 	Device string
-	// GPUKernels picks the cuda device's matrix products (see gemmGPU) and
-	// block reductions (see blockReduce):
+	// GPUKernels picks the cuda device's matrix products (see codegen/gpu's gemmGPU) and
+	// block reductions (see its blockReduce):
 	// "" or "portable", the tiled shared-memory SIMT GEMM (any launch, and
 	// the PTX emulator runs it); "tensorcore", mma.sync tensor-core GEMMs
 	// (sm_80 and later) for products of two bf16 operands, the rest
