@@ -71,7 +71,7 @@ func newTileOps(e *emitter, name string, emulate bool) (tileOps, error) {
 		{&t.ldcfg, "llvm.x86.ldtilecfg"}, {&t.rel, "llvm.x86.tilerelease"}, {&t.zero_, "llvm.x86.tilezero"},
 		{&t.ld, "llvm.x86.tileloadd64"}, {&t.st, "llvm.x86.tilestored64"}, {&t.dp, "llvm.x86.tdpbf16ps"},
 	} {
-		f, err := e.m.Intrinsic(x.name)
+		f, err := e.Mod.Intrinsic(x.name)
 		if err != nil {
 			return nil, err
 		}
@@ -86,19 +86,19 @@ type amxTiles struct {
 	ldcfg, rel, zero_, ld, st, dp llvm.Function
 }
 
-func (t *amxTiles) imm(n int) llvm.Value { return llvm.ConstInt(t.e.ctx.Int8Type(), int64(n)) }
+func (t *amxTiles) imm(n int) llvm.Value { return llvm.ConstInt(t.e.Ctx.Int8Type(), int64(n)) }
 
-func (t *amxTiles) config(_, cfg llvm.Value) { t.e.b.Call(t.ldcfg, []llvm.Value{cfg}, "") }
-func (t *amxTiles) release(llvm.Value)       { t.e.b.Call(t.rel, nil, "") }
-func (t *amxTiles) zero(_ llvm.Value, n int) { t.e.b.Call(t.zero_, []llvm.Value{t.imm(n)}, "") }
+func (t *amxTiles) config(_, cfg llvm.Value) { t.e.B.Call(t.ldcfg, []llvm.Value{cfg}, "") }
+func (t *amxTiles) release(llvm.Value)       { t.e.B.Call(t.rel, nil, "") }
+func (t *amxTiles) zero(_ llvm.Value, n int) { t.e.B.Call(t.zero_, []llvm.Value{t.imm(n)}, "") }
 func (t *amxTiles) load(_ llvm.Value, n int, base, stride llvm.Value) {
-	t.e.b.Call(t.ld, []llvm.Value{t.imm(n), base, stride}, "")
+	t.e.B.Call(t.ld, []llvm.Value{t.imm(n), base, stride}, "")
 }
 func (t *amxTiles) store(_ llvm.Value, n int, base, stride llvm.Value) {
-	t.e.b.Call(t.st, []llvm.Value{t.imm(n), base, stride}, "")
+	t.e.B.Call(t.st, []llvm.Value{t.imm(n), base, stride}, "")
 }
 func (t *amxTiles) dot(_ llvm.Value, c, a, b int) {
-	t.e.b.Call(t.dp, []llvm.Value{t.imm(c), t.imm(a), t.imm(b)}, "")
+	t.e.B.Call(t.dp, []llvm.Value{t.imm(c), t.imm(a), t.imm(b)}, "")
 }
 
 // configTiles writes the kernel's tile configuration to the tile area and
@@ -107,7 +107,7 @@ func (t *amxTiles) dot(_ llvm.Value, c, a, b int) {
 // values at 16+2i, rows[i] at 48+i, everything else zero). Edge tiles use
 // the full shape on zero-padded panels, so one configuration serves all.
 func (g *gemmGen) configTiles() {
-	i8 := g.ctx.Int8Type()
+	i8 := g.Ctx.Int8Type()
 	bytes := make([]llvm.Value, 64)
 	for i := range bytes {
 		v := 0
@@ -142,15 +142,15 @@ func (g *gemmGen) kLoopAMX(kc, rows, cols int, ap, bp, tr llvm.Value) {
 			t.zero(tr, tileC(i, j))
 		}
 	}
-	strideA, strideB := g.c64(2*kcp), g.c64(4*nr)
-	g.forLoop("kt", g.c64(0), g.c64(kcp), 32, func(k0 llvm.Value) {
+	strideA, strideB := g.C64(2*kcp), g.C64(4*nr)
+	g.forLoop("kt", g.C64(0), g.C64(kcp), 32, func(k0 llvm.Value) {
 		for i := 0; i < mt; i++ {
-			t.load(tr, tileA(i), g.elemAt(BF16, ap, g.add(k0, g.c64(int64(16*i)*kcp))), strideA)
+			t.load(tr, tileA(i), g.elemAt(BF16, ap, g.Add(k0, g.C64(int64(16*i)*kcp))), strideA)
 		}
 		for j := 0; j < nt; j++ {
 			// Pair row k0/2 starts at (k0/2)·2NR = k0·NR; columns 16j on
 			// are 32j halves further.
-			t.load(tr, tileB(j), g.elemAt(BF16, bp, g.add(g.mul(k0, g.c64(nr)), g.c64(int64(32*j)))), strideB)
+			t.load(tr, tileB(j), g.elemAt(BF16, bp, g.Add(g.Mul(k0, g.C64(nr)), g.C64(int64(32*j)))), strideB)
 		}
 		for i := 0; i < mt; i++ {
 			for j := 0; j < nt; j++ {
@@ -161,7 +161,7 @@ func (g *gemmGen) kLoopAMX(kc, rows, cols int, ap, bp, tr llvm.Value) {
 	stage := g.atc(tr, tileStageOff/4)
 	for i := 0; i < mt; i++ {
 		for j := 0; j < nt; j++ {
-			t.store(tr, tileC(i, j), g.atc(stage, int64(256*tileC(i, j))), g.c64(64))
+			t.store(tr, tileC(i, j), g.atc(stage, int64(256*tileC(i, j))), g.C64(64))
 		}
 	}
 }

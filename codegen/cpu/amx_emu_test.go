@@ -47,21 +47,21 @@ func TestTileEmulation(t *testing.T) {
 		cfgOff       = tileDataOff + 8*1024
 		cinOff       = cfgOff + 64
 	)
-	fn, err := e.newFunction("tiletest", []llvm.Type{e.ptr, e.ptr, e.ptr, e.ptr, e.i64, e.i64}, false)
+	fn, err := e.newFunction("tiletest", []llvm.Type{e.Ptr, e.Ptr, e.Ptr, e.Ptr, e.I64, e.I64}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out, a, b, tr, tid := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4)
 	at := func(p llvm.Value, off int) llvm.Value { return e.elemAtc(BF16, p, int64(off/2)) }
-	e.ifElse("run", e.b.ICmp(llvm.IntEQ, tid, e.c64(0), ""), func() {
+	e.ifElse("run", e.B.ICmp(llvm.IntEQ, tid, e.C64(0), ""), func() {
 		ops.config(tr, at(tr, cfgOff))
-		ops.load(tr, 0, at(tr, cinOff), e.c64(strideC))
-		ops.load(tr, 1, a, e.c64(strideA))
-		ops.load(tr, 2, b, e.c64(strideB))
+		ops.load(tr, 0, at(tr, cinOff), e.C64(strideC))
+		ops.load(tr, 1, a, e.C64(strideA))
+		ops.load(tr, 2, b, e.C64(strideB))
 		ops.dot(tr, 0, 1, 2)
-		ops.store(tr, 0, out, e.c64(strideOut))
+		ops.store(tr, 0, out, e.C64(strideOut))
 	}, func() { ops.release(tr) })
-	e.b.RetVoid()
+	e.B.RetVoid()
 	if err := Optimize(m, tm); err != nil {
 		t.Fatal(err)
 	}

@@ -3,32 +3,29 @@ package cpu
 import (
 	"strconv"
 
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
-// emitter carries what every piece of generated code needs: the builder, the
-// module, the function being filled and the common types.
+// emitter carries what every piece of generated code needs: the shared
+// kernel-building layer (codegen/kernel: the module and its types, the
+// builder B, the function being filled F, and the index arithmetic), the
+// target and its vector type.
 type emitter struct {
-	m    llvm.Module
-	ctx  llvm.Context
-	b    *llvm.Builder
-	fn   llvm.Function
+	*kernel.Fn
 	arch Arch
 	w    int // floats per vector
 
-	void, i1, i16, i32, i64, f32, ptr, vec llvm.Type
-	fma                                    llvm.Function // llvm.fma or llvm.fmuladd on vec
+	vec llvm.Type
+	fma llvm.Function // llvm.fma or llvm.fmuladd on vec
 }
 
 // newEmitter prepares types and intrinsics for m; callers set fn before
 // emitting instructions and dispose the builder with close.
 func newEmitter(m llvm.Module, arch Arch) (*emitter, error) {
-	ctx := m.Context()
-	e := &emitter{m: m, ctx: ctx, b: ctx.NewBuilder(), arch: arch, w: arch.VectorWidth}
-	e.void, e.i1, e.i32, e.i64 = ctx.VoidType(), ctx.Int1Type(), ctx.Int32Type(), ctx.Int64Type()
-	e.i16 = ctx.Int16Type()
-	e.f32, e.ptr = ctx.FloatType(), ctx.PointerType(0)
-	e.vec = llvm.VectorType(e.f32, e.w)
+	t := kernel.NewTypes(m)
+	e := &emitter{Fn: &kernel.Fn{Types: t, B: t.Ctx.NewBuilder()}, arch: arch, w: arch.VectorWidth}
+	e.vec = llvm.VectorType(e.F32, e.w)
 	// llvm.fma is one vfmadd on FMA hardware; elsewhere it would become a
 	// libm call per lane, so use llvm.fmuladd there (mul + add, fused only
 	// where that is fast).
@@ -44,16 +41,16 @@ func newEmitter(m llvm.Module, arch Arch) (*emitter, error) {
 	e.fma = fma
 	// Only contraction is allowed: a·b + c may become one fma, nothing is
 	// reassociated, so results are reproducible.
-	e.b.SetFastMath(llvm.FastMathAllowContract)
+	e.B.SetFastMath(llvm.FastMathAllowContract)
 	return e, nil
 }
 
-func (e *emitter) close() { e.b.Dispose() }
+func (e *emitter) close() { e.B.Dispose() }
 
 // newFunction adds a function of type void(params) named name, stamps the
 // target attributes on it and positions the builder in its entry block.
 func (e *emitter) newFunction(name string, params []llvm.Type, internal bool) (llvm.Function, error) {
-	fn := e.m.AddFunction(name, llvm.FunctionType(e.void, params, false))
+	fn := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, params, false))
 	if internal {
 		fn.SetLinkage(llvm.InternalLinkage)
 	}
@@ -69,8 +66,8 @@ func (e *emitter) newFunction(name string, params []llvm.Type, internal bool) (l
 			return fn, err
 		}
 	}
-	e.fn = fn
-	e.b.SetInsertPointAtEnd(fn.AppendBasicBlock("entry"))
+	e.F = fn
+	e.B.SetInsertPointAtEnd(fn.AppendBasicBlock("entry"))
 	return fn, nil
 }
 
@@ -89,12 +86,9 @@ func (e *emitter) markPointer(fn llvm.Function, i int, ro bool) error {
 	return nil
 }
 
-// c64 is the i64 constant v.
-func (e *emitter) c64(v int64) llvm.Value { return llvm.ConstInt(e.i64, v) }
-
 // at is the address of float element idx of p.
 func (e *emitter) at(p, idx llvm.Value) llvm.Value {
-	return e.b.InBoundsGEP(e.f32, p, []llvm.Value{idx}, "")
+	return e.B.InBoundsGEP(e.F32, p, []llvm.Value{idx}, "")
 }
 
 // atc is the address of float element idx (a constant) of p.
@@ -102,21 +96,21 @@ func (e *emitter) atc(p llvm.Value, idx int64) llvm.Value {
 	if idx == 0 {
 		return p
 	}
-	return e.at(p, e.c64(idx))
+	return e.at(p, e.C64(idx))
 }
 
 // elemType is the LLVM type memory of element type el holds: float, or
 // i16 for bf16 bit patterns.
 func (e *emitter) elemType(el Elem) llvm.Type {
 	if el == BF16 {
-		return e.i16
+		return e.I16
 	}
-	return e.f32
+	return e.F32
 }
 
 // elemAt is the address of element idx of p, an array of el.
 func (e *emitter) elemAt(el Elem, p, idx llvm.Value) llvm.Value {
-	return e.b.InBoundsGEP(e.elemType(el), p, []llvm.Value{idx}, "")
+	return e.B.InBoundsGEP(e.elemType(el), p, []llvm.Value{idx}, "")
 }
 
 // elemAtc is elemAt with a constant index.
@@ -124,7 +118,7 @@ func (e *emitter) elemAtc(el Elem, p llvm.Value, idx int64) llvm.Value {
 	if idx == 0 {
 		return p
 	}
-	return e.elemAt(el, p, e.c64(idx))
+	return e.elemAt(el, p, e.C64(idx))
 }
 
 // loadF32 reads n consecutive elements of type el at p (exactly those) as
@@ -136,7 +130,7 @@ func (e *emitter) loadF32(el Elem, p llvm.Value, n int) llvm.Value {
 	}
 	v := e.load(t, p, el.Size())
 	if el == BF16 {
-		v = e.widenBF16(v, n)
+		v = e.WidenBF16(v)
 	}
 	return v
 }
@@ -148,23 +142,11 @@ func (e *emitter) loadF32Masked(el Elem, p llvm.Value, lanes int) (llvm.Value, e
 	if el == F32 {
 		return e.maskedLoad(p, lanes)
 	}
-	v, err := e.maskedLoadOf(llvm.VectorType(e.i16, e.w), p, lanes, 2)
+	v, err := e.maskedLoadOf(llvm.VectorType(e.I16, e.w), p, lanes, 2)
 	if err != nil {
 		return v, err
 	}
-	return e.widenBF16(v, e.w), nil
-}
-
-// widenBF16 converts bf16 bit patterns (i16, or <n x i16> when n > 0) to
-// float exactly: the 16 bits become the top half of the float's.
-func (e *emitter) widenBF16(v llvm.Value, n int) llvm.Value {
-	i32t, ft := e.i32, e.f32
-	sh := llvm.ConstInt(e.i32, 16)
-	if n > 0 {
-		i32t, ft = llvm.VectorType(e.i32, n), llvm.VectorType(e.f32, n)
-		sh = llvm.ConstSplat(n, sh)
-	}
-	return e.b.BitCast(e.b.Shl(e.b.ZExt(v, i32t, ""), sh, ""), ft, "")
+	return e.WidenBF16(v), nil
 }
 
 // roundBF16 rounds the float vector v (n lanes) to bf16 bit patterns,
@@ -173,9 +155,9 @@ func (e *emitter) widenBF16(v llvm.Value, n int) llvm.Value {
 // top bits with the quiet bit set). Denormals are rounded, not flushed.
 // It is plain integer arithmetic, so every target gives the same bits.
 func (e *emitter) roundBF16(v llvm.Value, n int) llvm.Value {
-	b := e.b
-	it := llvm.VectorType(e.i32, n)
-	c := func(x int64) llvm.Value { return llvm.ConstSplat(n, llvm.ConstInt(e.i32, x)) }
+	b := e.B
+	it := llvm.VectorType(e.I32, n)
+	c := func(x int64) llvm.Value { return llvm.ConstSplat(n, llvm.ConstInt(e.I32, x)) }
 	u := b.BitCast(v, it, "")
 	hi := b.LShr(u, c(16), "")
 	// u + 0x7fff + lsb(hi) cannot wrap: only NaN bit patterns are that
@@ -183,69 +165,56 @@ func (e *emitter) roundBF16(v llvm.Value, n int) llvm.Value {
 	r := b.LShr(b.Add(u, b.Add(c(0x7fff), b.And(hi, c(1), ""), ""), ""), c(16), "")
 	nan := b.FCmp(llvm.FloatUNO, v, v, "")
 	r = b.Select(nan, b.Or(hi, c(0x40), ""), r, "")
-	return b.Trunc(r, llvm.VectorType(e.i16, n), "")
+	return b.Trunc(r, llvm.VectorType(e.I16, n), "")
 }
 
 // load reads a value of type t from p with the given alignment.
 func (e *emitter) load(t llvm.Type, p llvm.Value, align int) llvm.Value {
-	v := e.b.Load(t, p, "")
+	v := e.B.Load(t, p, "")
 	v.SetAlignment(align)
 	return v
 }
 
 // store writes v to p with the given alignment.
-func (e *emitter) store(v, p llvm.Value, align int) { e.b.Store(v, p).SetAlignment(align) }
-
-func (e *emitter) add(x, y llvm.Value) llvm.Value { return e.b.NSWAdd(x, y, "") }
-func (e *emitter) sub(x, y llvm.Value) llvm.Value { return e.b.NSWSub(x, y, "") }
-func (e *emitter) mul(x, y llvm.Value) llvm.Value { return e.b.NSWMul(x, y, "") }
-
-// min and max are signed i64 minimum and maximum.
-func (e *emitter) min(x, y llvm.Value) llvm.Value {
-	return e.b.Select(e.b.ICmp(llvm.IntSLT, x, y, ""), x, y, "")
-}
-
-func (e *emitter) max(x, y llvm.Value) llvm.Value {
-	return e.b.Select(e.b.ICmp(llvm.IntSGT, x, y, ""), x, y, "")
-}
+func (e *emitter) store(v, p llvm.Value, align int) { e.B.Store(v, p).SetAlignment(align) }
 
 // forLoop emits `for i := lo; i < hi; i += step { body(i) }` with signed
 // i64 bounds; the loop runs zero times when lo ≥ hi. It leaves the builder
 // after the loop.
 func (e *emitter) forLoop(name string, lo, hi llvm.Value, step int64, body func(i llvm.Value)) {
-	pre := e.b.InsertBlock()
-	loop := e.fn.AppendBasicBlock(name)
-	exit := e.fn.AppendBasicBlock(name + ".end")
-	e.b.CondBr(e.b.ICmp(llvm.IntSLT, lo, hi, ""), loop, exit)
-	e.b.SetInsertPointAtEnd(loop)
-	i := e.b.Phi(e.i64, name)
+	pre := e.B.InsertBlock()
+	loop := e.F.AppendBasicBlock(name)
+	exit := e.F.AppendBasicBlock(name + ".end")
+	e.B.CondBr(e.B.ICmp(llvm.IntSLT, lo, hi, ""), loop, exit)
+	e.B.SetInsertPointAtEnd(loop)
+	i := e.B.Phi(e.I64, name)
 	body(i)
-	latch := e.b.InsertBlock()
-	next := e.add(i, e.c64(step))
-	e.b.CondBr(e.b.ICmp(llvm.IntSLT, next, hi, ""), loop, exit)
+	latch := e.B.InsertBlock()
+	next := e.Add(i, e.C64(step))
+	e.B.CondBr(e.B.ICmp(llvm.IntSLT, next, hi, ""), loop, exit)
 	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
-	e.b.SetInsertPointAtEnd(exit)
+	e.B.SetInsertPointAtEnd(exit)
 }
 
 // ifElse emits `if cond { then() } else { els() }`; els may be nil. It
 // leaves the builder after both.
 func (e *emitter) ifElse(name string, cond llvm.Value, then, els func()) {
-	tb := e.fn.AppendBasicBlock(name + ".then")
-	join := e.fn.AppendBasicBlock(name + ".end")
+	tb := e.F.AppendBasicBlock(name + ".then")
+	join := e.F.AppendBasicBlock(name + ".end")
 	eb := join
 	if els != nil {
-		eb = e.fn.AppendBasicBlock(name + ".else")
+		eb = e.F.AppendBasicBlock(name + ".else")
 	}
-	e.b.CondBr(cond, tb, eb)
-	e.b.SetInsertPointAtEnd(tb)
+	e.B.CondBr(cond, tb, eb)
+	e.B.SetInsertPointAtEnd(tb)
 	then()
-	e.b.Br(join)
+	e.B.Br(join)
 	if els != nil {
-		e.b.SetInsertPointAtEnd(eb)
+		e.B.SetInsertPointAtEnd(eb)
 		els()
-		e.b.Br(join)
+		e.B.Br(join)
 	}
-	e.b.SetInsertPointAtEnd(join)
+	e.B.SetInsertPointAtEnd(join)
 }
 
 // laneMask is the constant <W x i1> mask whose first n lanes are set.
@@ -256,7 +225,7 @@ func (e *emitter) laneMask(n int) llvm.Value {
 		if i < n {
 			v = 1
 		}
-		lanes[i] = llvm.ConstInt(e.i1, v)
+		lanes[i] = llvm.ConstInt(e.I1, v)
 	}
 	return llvm.ConstVector(lanes)
 }
@@ -270,21 +239,21 @@ func (e *emitter) maskedLoad(p llvm.Value, n int) (llvm.Value, error) {
 // maskedLoadOf is maskedLoad for a W-lane vector type t with element
 // alignment align.
 func (e *emitter) maskedLoadOf(t llvm.Type, p llvm.Value, n, align int) (llvm.Value, error) {
-	f, err := e.m.Intrinsic("llvm.masked.load", t, e.ptr)
+	f, err := e.Mod.Intrinsic("llvm.masked.load", t, e.Ptr)
 	if err != nil {
 		return llvm.Value{}, err
 	}
-	return e.b.Call(f, []llvm.Value{p, llvm.ConstInt(e.i32, int64(align)), e.laneMask(n), llvm.ConstNull(t)}, ""), nil
+	return e.B.Call(f, []llvm.Value{p, llvm.ConstInt(e.I32, int64(align)), e.laneMask(n), llvm.ConstNull(t)}, ""), nil
 }
 
 // maskedStore writes the first n lanes of the W-lane vector v to p and
 // nothing past them; align is the alignment of one element.
 func (e *emitter) maskedStore(v, p llvm.Value, n, align int) error {
-	f, err := e.m.Intrinsic("llvm.masked.store", v.Type(), e.ptr)
+	f, err := e.Mod.Intrinsic("llvm.masked.store", v.Type(), e.Ptr)
 	if err != nil {
 		return err
 	}
-	e.b.Call(f, []llvm.Value{v, p, llvm.ConstInt(e.i32, int64(align)), e.laneMask(n)}, "")
+	e.B.Call(f, []llvm.Value{v, p, llvm.ConstInt(e.I32, int64(align)), e.laneMask(n)}, "")
 	return nil
 }
 

@@ -470,7 +470,7 @@ func (g *gemmGen) emit() error {
 // the five BLIS loops around the micro-kernel.
 func (g *gemmGen) emitDriver() error {
 	p, s := g.p, g.p.s
-	fn, err := g.newFunction(s.Name, []llvm.Type{g.ptr, g.ptr, g.ptr, g.ptr, g.i64, g.i64}, false)
+	fn, err := g.newFunction(s.Name, []llvm.Type{g.Ptr, g.Ptr, g.Ptr, g.Ptr, g.I64, g.I64}, false)
 	if err != nil {
 		return err
 	}
@@ -485,8 +485,8 @@ func (g *gemmGen) emitDriver() error {
 	for i, n := range []string{"C", "A", "B", "scratch", "tid", "nthreads"} {
 		fn.Param(i).SetName(n)
 	}
-	b := g.b
-	zero := g.c64(0)
+	b := g.B
+	zero := g.C64(0)
 
 	// Refuse tid/nthreads out of range by doing nothing.
 	ok := b.And(b.ICmp(llvm.IntSGE, tid, zero, ""), b.ICmp(llvm.IntSLT, tid, nthreads, ""), "")
@@ -499,43 +499,43 @@ func (g *gemmGen) emitDriver() error {
 
 	// Align scratch to 64 bytes; the A block comes first, then the B block,
 	// then the workspace.
-	i8 := g.ctx.Int8Type()
-	off := b.And(b.Sub(zero, b.PtrToInt(scratch, g.i64, ""), ""), g.c64(63), "")
+	i8 := g.Ctx.Int8Type()
+	off := b.And(b.Sub(zero, b.PtrToInt(scratch, g.I64, ""), ""), g.C64(63), "")
 	ap := b.InBoundsGEP(i8, scratch, []llvm.Value{off}, "ap")
-	bp := b.InBoundsGEP(i8, ap, []llvm.Value{g.c64(int64(roundUp(p.apBytes, 64)))}, "bp")
-	ws := b.InBoundsGEP(i8, bp, []llvm.Value{g.c64(int64(roundUp(p.bpBytes, 64)))}, "w")
+	bp := b.InBoundsGEP(i8, ap, []llvm.Value{g.C64(int64(roundUp(p.apBytes, 64)))}, "bp")
+	ws := b.InBoundsGEP(i8, bp, []llvm.Value{g.C64(int64(roundUp(p.bpBytes, 64)))}, "w")
 	if p.amx {
 		// The tile area follows the workspace. The tile configuration is
 		// per thread: set it on entry, release it on exit.
-		g.tr = b.InBoundsGEP(i8, ws, []llvm.Value{g.c64(int64(roundUp(p.wBytes, 64)))}, "tiles")
+		g.tr = b.InBoundsGEP(i8, ws, []llvm.Value{g.C64(int64(roundUp(p.wBytes, 64)))}, "tiles")
 		g.configTiles()
 	}
 
 	// This thread's part: units [u0, u1) of batch·tiles, where thread t
 	// starts at t·q + min(t, r) with q, r = total / nthreads, total mod
 	// nthreads (balanced, and free of overflow for any nthreads).
-	total := g.c64(int64(s.Batch) * int64(p.tiles))
+	total := g.C64(int64(s.Batch) * int64(p.tiles))
 	q := b.UDiv(total, nthreads, "q")
 	r := b.URem(total, nthreads, "r")
-	start := func(t llvm.Value) llvm.Value { return g.add(g.mul(t, q), g.min(t, r)) }
+	start := func(t llvm.Value) llvm.Value { return g.Add(g.Mul(t, q), g.Min(t, r)) }
 	u0 := start(tid)
-	u1 := start(g.add(tid, g.c64(1)))
-	tiles := g.c64(int64(p.tiles))
+	u1 := start(g.Add(tid, g.C64(1)))
+	tiles := g.C64(int64(p.tiles))
 
 	body := func(bi, lo, hi llvm.Value) {
 		ab, bb, cb := aArg, bArg, cArg
 		if s.Batch > 1 {
-			ab = g.elemAt(s.ElemA, aArg, g.mul(bi, g.c64(s.StrideA)))
-			bb = g.elemAt(s.ElemB, bArg, g.mul(bi, g.c64(s.StrideB)))
-			cb = g.elemAt(s.ElemC, cArg, g.mul(bi, g.c64(s.StrideC)))
+			ab = g.elemAt(s.ElemA, aArg, g.Mul(bi, g.C64(s.StrideA)))
+			bb = g.elemAt(s.ElemB, bArg, g.Mul(bi, g.C64(s.StrideB)))
+			cb = g.elemAt(s.ElemC, cArg, g.Mul(bi, g.C64(s.StrideC)))
 		}
-		m0, m1, n0, n1 := zero, g.c64(int64(s.M)), zero, g.c64(int64(s.N))
+		m0, m1, n0, n1 := zero, g.C64(int64(s.M)), zero, g.C64(int64(s.N))
 		if p.splitN {
-			n0 = g.mul(lo, g.c64(int64(p.b.NR)))
-			n1 = g.min(g.mul(hi, g.c64(int64(p.b.NR))), n1)
+			n0 = g.Mul(lo, g.C64(int64(p.b.NR)))
+			n1 = g.Min(g.Mul(hi, g.C64(int64(p.b.NR))), n1)
 		} else {
-			m0 = g.mul(lo, g.c64(int64(p.b.MR)))
-			m1 = g.min(g.mul(hi, g.c64(int64(p.b.MR))), m1)
+			m0 = g.Mul(lo, g.C64(int64(p.b.MR)))
+			m1 = g.Min(g.Mul(hi, g.C64(int64(p.b.MR))), m1)
 		}
 		g.ifElse("part", b.ICmp(llvm.IntSLT, lo, hi, ""), func() {
 			g.emitBlocks(ab, bb, cb, ap, bp, ws, m0, m1, n0, n1)
@@ -545,11 +545,11 @@ func (g *gemmGen) emitDriver() error {
 		body(zero, u0, u1)
 	} else {
 		first := b.UDiv(u0, tiles, "b0")
-		last := b.UDiv(g.add(u1, g.c64(int64(p.tiles-1))), tiles, "b1")
+		last := b.UDiv(g.Add(u1, g.C64(int64(p.tiles-1))), tiles, "b1")
 		g.forLoop("batch", first, last, 1, func(bi llvm.Value) {
-			base := g.mul(bi, tiles)
-			lo := g.max(g.sub(u0, base), zero)
-			hi := g.min(g.sub(u1, base), tiles)
+			base := g.Mul(bi, tiles)
+			lo := g.Max(g.Sub(u0, base), zero)
+			hi := g.Min(g.Sub(u1, base), tiles)
 			body(bi, lo, hi)
 		})
 	}
@@ -565,17 +565,17 @@ func (g *gemmGen) emitDriver() error {
 // through the workspace ws (plan.viaW), so that they only need an MW×NC
 // block of it.
 func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, ws, m0, m1, n0, n1 llvm.Value) {
-	p, s, b := g.p, g.p.s, g.b
+	p, s, b := g.p, g.p.s, g.B
 	mr, nr := int64(p.b.MR), int64(p.b.NR)
-	bigK, bigM, bigN := g.c64(int64(s.K)), g.c64(int64(s.M)), g.c64(int64(s.N))
+	bigK, bigM, bigN := g.C64(int64(s.K)), g.C64(int64(s.M)), g.C64(int64(s.N))
 	pe := p.packElem()
 	// The panels of a block are kcp deep: kc rounded up to even for pairs.
 	depth := func(kc llvm.Value) llvm.Value {
 		switch {
 		case p.amx:
-			return b.And(g.add(kc, g.c64(31)), g.c64(-32), "kcp")
+			return b.And(g.Add(kc, g.C64(31)), g.C64(-32), "kcp")
 		case p.dot:
-			return b.And(g.add(kc, g.c64(1)), g.c64(-2), "kcp")
+			return b.And(g.Add(kc, g.C64(1)), g.C64(-2), "kcp")
 		}
 		return kc
 	}
@@ -583,22 +583,22 @@ func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, ws, m0, m1, n0, n1 llvm.Value) {
 	// iw is the first row of the workspace block.
 	tiles := func(iw, ic, mc, jc, nc, kc, first, last llvm.Value) {
 		kcp := depth(kc)
-		g.forLoop("jr", g.c64(0), nc, nr, func(jr llvm.Value) {
-			col := g.add(jc, jr)
-			bpan := g.elemAt(pe, bp, g.mul(jr, kcp))
-			colFull := b.ICmp(llvm.IntSLE, g.add(col, g.c64(nr)), bigN, "")
-			g.forLoop("ir", g.c64(0), mc, mr, func(ir llvm.Value) {
-				row := g.add(ic, ir)
-				apan := g.elemAt(pe, ap, g.mul(ir, kcp))
-				ct := g.elemAt(s.ElemC, c, g.add(g.mul(row, bigN), col))
-				rowFull := b.ICmp(llvm.IntSLE, g.add(row, g.c64(mr)), bigM, "")
-				kFull := b.ICmp(llvm.IntEQ, kc, g.c64(int64(p.b.KC)), "")
+		g.forLoop("jr", g.C64(0), nc, nr, func(jr llvm.Value) {
+			col := g.Add(jc, jr)
+			bpan := g.elemAt(pe, bp, g.Mul(jr, kcp))
+			colFull := b.ICmp(llvm.IntSLE, g.Add(col, g.C64(nr)), bigN, "")
+			g.forLoop("ir", g.C64(0), mc, mr, func(ir llvm.Value) {
+				row := g.Add(ic, ir)
+				apan := g.elemAt(pe, ap, g.Mul(ir, kcp))
+				ct := g.elemAt(s.ElemC, c, g.Add(g.Mul(row, bigN), col))
+				rowFull := b.ICmp(llvm.IntSLE, g.Add(row, g.C64(mr)), bigM, "")
+				kFull := b.ICmp(llvm.IntEQ, kc, g.C64(int64(p.b.KC)), "")
 				args := []llvm.Value{apan, bpan, ct, first}
 				if p.viaW {
 					// The tile of the workspace: MR×NR floats, contiguous,
 					// MW/MR of them per NR-column panel.
-					wrow := g.add(g.sub(ic, iw), ir)
-					wt := g.at(ws, g.add(g.mul(jr, g.c64(int64(p.mw))), g.mul(wrow, g.c64(nr))))
+					wrow := g.Add(g.Sub(ic, iw), ir)
+					wt := g.at(ws, g.Add(g.Mul(jr, g.C64(int64(p.mw))), g.Mul(wrow, g.C64(nr))))
 					args = append(args, wt, last)
 				}
 				if p.amx {
@@ -609,17 +609,17 @@ func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, ws, m0, m1, n0, n1 llvm.Value) {
 		})
 	}
 	g.forLoop("jc", n0, n1, int64(p.b.NC), func(jc llvm.Value) {
-		nc := g.min(g.c64(int64(p.b.NC)), g.sub(n1, jc))
+		nc := g.Min(g.C64(int64(p.b.NC)), g.Sub(n1, jc))
 		if p.viaW {
 			g.forLoop("iw", m0, m1, int64(p.mw), func(iw llvm.Value) {
-				mwEnd := g.min(g.add(iw, g.c64(int64(p.mw))), m1)
-				g.forLoop("pc", g.c64(0), bigK, int64(p.b.KC), func(pc llvm.Value) {
-					kc := g.min(g.c64(int64(p.b.KC)), g.sub(bigK, pc))
-					first := b.ICmp(llvm.IntEQ, pc, g.c64(0), "first")
-					last := b.ICmp(llvm.IntEQ, g.add(pc, kc), bigK, "last")
+				mwEnd := g.Min(g.Add(iw, g.C64(int64(p.mw))), m1)
+				g.forLoop("pc", g.C64(0), bigK, int64(p.b.KC), func(pc llvm.Value) {
+					kc := g.Min(g.C64(int64(p.b.KC)), g.Sub(bigK, pc))
+					first := b.ICmp(llvm.IntEQ, pc, g.C64(0), "first")
+					last := b.ICmp(llvm.IntEQ, g.Add(pc, kc), bigK, "last")
 					b.Call(g.packB, []llvm.Value{bm, bp, pc, kc, jc, nc}, "")
 					g.forLoop("ic", iw, mwEnd, int64(p.b.MC), func(ic llvm.Value) {
-						mc := g.min(g.c64(int64(p.b.MC)), g.sub(mwEnd, ic))
+						mc := g.Min(g.C64(int64(p.b.MC)), g.Sub(mwEnd, ic))
 						b.Call(g.packA, []llvm.Value{a, ap, ic, mc, pc, kc}, "")
 						tiles(iw, ic, mc, jc, nc, kc, first, last)
 					})
@@ -627,12 +627,12 @@ func (g *gemmGen) emitBlocks(a, bm, c, ap, bp, ws, m0, m1, n0, n1 llvm.Value) {
 			})
 			return
 		}
-		g.forLoop("pc", g.c64(0), bigK, int64(p.b.KC), func(pc llvm.Value) {
-			kc := g.min(g.c64(int64(p.b.KC)), g.sub(bigK, pc))
-			first := b.ICmp(llvm.IntEQ, pc, g.c64(0), "first")
+		g.forLoop("pc", g.C64(0), bigK, int64(p.b.KC), func(pc llvm.Value) {
+			kc := g.Min(g.C64(int64(p.b.KC)), g.Sub(bigK, pc))
+			first := b.ICmp(llvm.IntEQ, pc, g.C64(0), "first")
 			b.Call(g.packB, []llvm.Value{bm, bp, pc, kc, jc, nc}, "")
 			g.forLoop("ic", m0, m1, int64(p.b.MC), func(ic llvm.Value) {
-				mc := g.min(g.c64(int64(p.b.MC)), g.sub(m1, ic))
+				mc := g.Min(g.C64(int64(p.b.MC)), g.Sub(m1, ic))
 				b.Call(g.packA, []llvm.Value{a, ap, ic, mc, pc, kc}, "")
 				tiles(ic, ic, mc, jc, nc, kc, first, llvm.Value{})
 			})
@@ -650,7 +650,7 @@ func (g *gemmGen) dispatch(k mkKey, level int, conds [3]llvm.Value, args []llvm.
 			g.err = errNoVariant // unreachable by construction
 			return
 		}
-		g.b.Call(f, args, "")
+		g.B.Call(f, args, "")
 		return
 	}
 	var opts []int

@@ -36,12 +36,12 @@ import (
 func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 	p, s := g.p, g.p.s
 	name := fmt.Sprintf("%s.mk.k%d.m%d.n%d", s.Name, kc, rows, cols)
-	params := []llvm.Type{g.ptr, g.ptr, g.ptr, g.i1}
+	params := []llvm.Type{g.Ptr, g.Ptr, g.Ptr, g.I1}
 	if p.viaW {
-		params = append(params, g.ptr, g.i1)
+		params = append(params, g.Ptr, g.I1)
 	}
 	if p.amx {
-		params = append(params, g.ptr) // the tile area
+		params = append(params, g.Ptr) // the tile area
 	}
 	fn, err := g.newFunction(name, params, true)
 	if err != nil {
@@ -118,7 +118,7 @@ func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 	if err != nil {
 		return fn, err
 	}
-	g.b.RetVoid()
+	g.B.RetVoid()
 	return fn, nil
 }
 
@@ -127,7 +127,7 @@ func (g *gemmGen) microKernel(kc, rows, cols int) (llvm.Function, error) {
 // tile w when the plan has one (first: store into w; last: add w and
 // round into C; otherwise add into w).
 func (g *gemmGen) epilogue(c, w, first, last llvm.Value, acc [][]llvm.Value, cols int) error {
-	p, b := g.p, g.b
+	p, b := g.p, g.B
 	if !p.viaW {
 		return g.storeTile(c, acc, cols, first)
 	}
@@ -156,7 +156,7 @@ func (g *gemmGen) epilogue(c, w, first, last llvm.Value, acc [][]llvm.Value, col
 // C tile at c.
 func (g *gemmGen) prefetchTile(c llvm.Value, rows, cols int) error {
 	s := g.p.s
-	pf, err := g.m.Intrinsic("llvm.prefetch", g.ptr)
+	pf, err := g.Mod.Intrinsic("llvm.prefetch", g.Ptr)
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func (g *gemmGen) prefetchTile(c llvm.Value, rows, cols int) error {
 		// be aligned): offsets 0, line, ... and the last column.
 		for off := 0; off < cols+line-1; off += line {
 			ptr := g.elemAtc(s.ElemC, c, int64(r*s.N+min(off, cols-1)))
-			g.b.Call(pf, []llvm.Value{ptr, llvm.ConstInt(g.i32, 1), llvm.ConstInt(g.i32, 3), llvm.ConstInt(g.i32, 1)}, "")
+			g.B.Call(pf, []llvm.Value{ptr, llvm.ConstInt(g.I32, 1), llvm.ConstInt(g.I32, 3), llvm.ConstInt(g.I32, 1)}, "")
 		}
 	}
 	return nil
@@ -175,12 +175,12 @@ func (g *gemmGen) prefetchTile(c llvm.Value, rows, cols int) error {
 // prefetchLines prefetches, for writing, the bytes 64-byte lines from p
 // (64-byte aligned).
 func (g *gemmGen) prefetchLines(p llvm.Value, bytes int) error {
-	pf, err := g.m.Intrinsic("llvm.prefetch", g.ptr)
+	pf, err := g.Mod.Intrinsic("llvm.prefetch", g.Ptr)
 	if err != nil {
 		return err
 	}
 	for off := 0; off < bytes; off += 64 {
-		g.b.Call(pf, []llvm.Value{g.atc(p, int64(off/4)), llvm.ConstInt(g.i32, 1), llvm.ConstInt(g.i32, 3), llvm.ConstInt(g.i32, 1)}, "")
+		g.B.Call(pf, []llvm.Value{g.atc(p, int64(off/4)), llvm.ConstInt(g.I32, 1), llvm.ConstInt(g.I32, 3), llvm.ConstInt(g.I32, 1)}, "")
 	}
 	return nil
 }
@@ -192,7 +192,7 @@ func (g *gemmGen) prefetchLines(p llvm.Value, bytes int) error {
 // acc (rows × nv vectors) in place.
 func (g *gemmGen) kLoop(fn llvm.Function, steps int, el Elem, aStep, bStep int64, ap, bp llvm.Value,
 	acc [][]llvm.Value, step func(apk, bpk llvm.Value, koff int)) {
-	b := g.b
+	b := g.B
 	u := g.p.b.Unroll
 	iters, rem := steps/u, steps%u
 	switch {
@@ -202,7 +202,7 @@ func (g *gemmGen) kLoop(fn llvm.Function, steps int, el Elem, aStep, bStep int64
 		after := fn.AppendBasicBlock("k.end")
 		b.Br(loop)
 		b.SetInsertPointAtEnd(loop)
-		apPhi, bpPhi, nPhi := b.Phi(g.ptr, "ap"), b.Phi(g.ptr, "bp"), b.Phi(g.i64, "n")
+		apPhi, bpPhi, nPhi := b.Phi(g.Ptr, "ap"), b.Phi(g.Ptr, "bp"), b.Phi(g.I64, "n")
 		phis := make([][]llvm.Value, len(acc))
 		init := make([][]llvm.Value, len(acc))
 		for r := range acc {
@@ -218,12 +218,12 @@ func (g *gemmGen) kLoop(fn llvm.Function, steps int, el Elem, aStep, bStep int64
 		}
 		apNext := g.elemAtc(el, apPhi, int64(u)*aStep)
 		bpNext := g.elemAtc(el, bpPhi, int64(u)*bStep)
-		nNext := g.add(nPhi, g.c64(1))
-		b.CondBr(b.ICmp(llvm.IntSLT, nNext, g.c64(int64(iters)), ""), loop, after)
+		nNext := g.Add(nPhi, g.C64(1))
+		b.CondBr(b.ICmp(llvm.IntSLT, nNext, g.C64(int64(iters)), ""), loop, after)
 		blocks := []llvm.BasicBlock{entry, loop}
 		apPhi.AddIncoming([]llvm.Value{ap, apNext}, blocks)
 		bpPhi.AddIncoming([]llvm.Value{bp, bpNext}, blocks)
-		nPhi.AddIncoming([]llvm.Value{g.c64(0), nNext}, blocks)
+		nPhi.AddIncoming([]llvm.Value{g.C64(0), nNext}, blocks)
 		for r := range phis {
 			for j := range phis[r] {
 				phis[r][j].AddIncoming([]llvm.Value{init[r][j], acc[r][j]}, blocks)
@@ -246,7 +246,7 @@ func (g *gemmGen) kLoop(fn llvm.Function, steps int, el Elem, aStep, bStep int64
 
 // kLoopF32 performs the kc rank-1 updates of float panels with llvm.fma.
 func (g *gemmGen) kLoopF32(fn llvm.Function, kc, rows, nv int, ap, bp llvm.Value, acc [][]llvm.Value) {
-	b := g.b
+	b := g.B
 	w, mr, nr := g.w, g.p.b.MR, g.p.b.NR
 	// Packed B is 64-byte aligned and NR is a multiple of W, so every
 	// vector load from it is aligned to the vector size (at most 64).
@@ -257,7 +257,7 @@ func (g *gemmGen) kLoopF32(fn llvm.Function, kc, rows, nv int, ap, bp llvm.Value
 			bv[j] = g.load(g.vec, g.atc(bpk, int64(koff*nr+j*w)), bAlign)
 		}
 		for r := 0; r < rows; r++ {
-			a := g.load(g.f32, g.atc(apk, int64(koff*mr+r)), 4)
+			a := g.load(g.F32, g.atc(apk, int64(koff*mr+r)), 4)
 			sa := b.VectorSplat(w, a, "")
 			for j := range bv {
 				acc[r][j] = b.Call(g.fma, []llvm.Value{sa, bv[j], acc[r][j]}, "")
@@ -269,10 +269,10 @@ func (g *gemmGen) kLoopF32(fn llvm.Function, kc, rows, nv int, ap, bp llvm.Value
 // kLoopDot performs the ⌈kc/2⌉ pair updates of bf16-pair panels with
 // vdpbf16ps: lane j of acc[r][v] += A[r][k]·B[k][16v+j] + A[r][k+1]·B[k+1][16v+j].
 func (g *gemmGen) kLoopDot(fn llvm.Function, kc, rows, nv int, ap, bp llvm.Value, acc [][]llvm.Value) error {
-	b := g.b
+	b := g.B
 	w, mr, nr := g.w, g.p.b.MR, g.p.b.NR
-	bfv := llvm.VectorType(g.ctx.BFloatType(), 2*w)
-	dp, err := g.m.Intrinsic("llvm.x86.avx512bf16.dpbf16ps.512")
+	bfv := llvm.VectorType(g.Ctx.BFloatType(), 2*w)
+	dp, err := g.Mod.Intrinsic("llvm.x86.avx512bf16.dpbf16ps.512")
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func (g *gemmGen) kLoopDot(fn llvm.Function, kc, rows, nv int, ap, bp llvm.Value
 			bv[j] = g.load(bfv, g.elemAtc(BF16, bpk, int64(koff*2*nr+j*2*w)), 64)
 		}
 		for r := 0; r < rows; r++ {
-			a := g.load(g.i32, g.elemAtc(BF16, apk, int64(koff*2*mr+2*r)), 4)
+			a := g.load(g.I32, g.elemAtc(BF16, apk, int64(koff*2*mr+2*r)), 4)
 			sa := b.BitCast(b.VectorSplat(w, a, ""), bfv, "")
 			for j := range bv {
 				// The broadcast operand last: vdpbf16ps takes a memory
@@ -304,7 +304,7 @@ func (g *gemmGen) storeTile(c llvm.Value, acc [][]llvm.Value, cols int, first ll
 	el := s.ElemC
 	var alpha llvm.Value
 	if s.Alpha != 1 {
-		alpha = llvm.ConstSplat(g.w, llvm.ConstFloat(g.f32, float64(s.Alpha)))
+		alpha = llvm.ConstSplat(g.w, llvm.ConstFloat(g.F32, float64(s.Alpha)))
 	}
 	var err error
 	write := func(accumulate bool) {
@@ -313,7 +313,7 @@ func (g *gemmGen) storeTile(c llvm.Value, acc [][]llvm.Value, cols int, first ll
 				lanes := min(g.w, cols-j*g.w)
 				ptr := g.elemAtc(el, c, int64(r*s.N+j*g.w))
 				if !alpha.IsNil() {
-					v = g.b.FMul(alpha, v, "")
+					v = g.B.FMul(alpha, v, "")
 				}
 				if accumulate {
 					var old llvm.Value
@@ -322,7 +322,7 @@ func (g *gemmGen) storeTile(c llvm.Value, acc [][]llvm.Value, cols int, first ll
 					} else if old, err = g.loadF32Masked(el, ptr, lanes); err != nil {
 						return
 					}
-					v = g.b.FAdd(old, v, "")
+					v = g.B.FAdd(old, v, "")
 				}
 				if el == BF16 {
 					v = g.roundBF16(v, g.w)

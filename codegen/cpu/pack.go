@@ -27,7 +27,7 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 		return fn, err
 	}
 	a, ap, ic, mc, pc, kc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
-	b := g.b
+	b := g.B
 	el := s.ElemA
 	w, mr := g.w, p.b.MR
 	m, k := int64(s.M), int64(s.K)
@@ -35,28 +35,28 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 		// A[k][m] at k·M + m: for each k, one contiguous run of mc floats
 		// is dealt out to the panels (k outermost, so that a wide A is read
 		// row by row rather than with a stride of M floats).
-		g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-			src := g.elemAt(el, a, g.add(g.mul(g.add(pc, kk), g.c64(m)), ic))
-			dst := g.at(ap, g.mul(kk, g.c64(int64(mr))))
-			g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
-				g.edgeRows(g.add(ic, q), func(rows int) {
-					g.store(g.loadF32(el, g.elemAt(el, src, q), rows), g.at(dst, g.mul(q, kc)), 4)
+		g.forLoop("k", g.C64(0), kc, 1, func(kk llvm.Value) {
+			src := g.elemAt(el, a, g.Add(g.Mul(g.Add(pc, kk), g.C64(m)), ic))
+			dst := g.at(ap, g.Mul(kk, g.C64(int64(mr))))
+			g.forLoop("q", g.C64(0), mc, int64(mr), func(q llvm.Value) {
+				g.edgeRows(g.Add(ic, q), func(rows int) {
+					g.store(g.loadF32(el, g.elemAt(el, src, q), rows), g.at(dst, g.Mul(q, kc)), 4)
 				})
 			})
 		})
 		b.RetVoid()
 		return fn, nil
 	}
-	g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
-		row0 := g.add(ic, q)
-		dst := g.at(ap, g.mul(q, kc))
+	g.forLoop("q", g.C64(0), mc, int64(mr), func(q llvm.Value) {
+		row0 := g.Add(ic, q)
+		dst := g.at(ap, g.Mul(q, kc))
 		g.edgeRows(row0, func(rows int) {
 			// A[m][k] at m·K + k: transpose W×W blocks of (row, k).
-			src := g.elemAt(el, a, g.add(g.mul(row0, g.c64(k)), pc))
-			kMain := b.And(kc, g.c64(int64(-w)), "")
-			g.forLoop("k", g.c64(0), kMain, int64(w), func(k0 llvm.Value) {
+			src := g.elemAt(el, a, g.Add(g.Mul(row0, g.C64(k)), pc))
+			kMain := b.And(kc, g.C64(int64(-w)), "")
+			g.forLoop("k", g.C64(0), kMain, int64(w), func(k0 llvm.Value) {
 				s0 := g.elemAt(el, src, k0)
-				d0 := g.at(dst, g.mul(k0, g.c64(int64(mr))))
+				d0 := g.at(dst, g.Mul(k0, g.C64(int64(mr))))
 				for r0 := 0; r0 < rows; r0 += w {
 					vs := make([]llvm.Value, w)
 					for i := range vs {
@@ -74,7 +74,7 @@ func (g *gemmGen) emitPackA() (llvm.Function, error) {
 			})
 			g.forLoop("kt", kMain, kc, 1, func(kk llvm.Value) {
 				s0 := g.elemAt(el, src, kk)
-				d0 := g.at(dst, g.mul(kk, g.c64(int64(mr))))
+				d0 := g.at(dst, g.Mul(kk, g.C64(int64(mr))))
 				for r := 0; r < rows; r++ {
 					g.store(g.loadF32(el, g.elemAtc(el, s0, int64(r)*k), 0), g.atc(d0, int64(r)), 4)
 				}
@@ -100,7 +100,7 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 		return fn, err
 	}
 	bm, bp, pc, kc, jc, nc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
-	b := g.b
+	b := g.B
 	el := s.ElemB
 	w, nr := g.w, int64(p.b.NR)
 	n, k := int64(s.N), int64(s.K)
@@ -110,12 +110,12 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 		// B[k][n] at k·N + n: for each k, copy the run of nc floats into
 		// the panels as vectors (k outermost, so that a wide B is read row
 		// by row).
-		g.forLoop("k", g.c64(0), kc, 1, func(kk llvm.Value) {
-			src := g.elemAt(el, bm, g.add(g.mul(g.add(pc, kk), g.c64(n)), jc))
-			dst := g.at(bp, g.mul(kk, g.c64(nr)))
-			g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
-				g.edgeCols(g.add(jc, pp), func(cols int) {
-					s0, d0 := g.elemAt(el, src, pp), g.at(dst, g.mul(pp, kc))
+		g.forLoop("k", g.C64(0), kc, 1, func(kk llvm.Value) {
+			src := g.elemAt(el, bm, g.Add(g.Mul(g.Add(pc, kk), g.C64(n)), jc))
+			dst := g.at(bp, g.Mul(kk, g.C64(nr)))
+			g.forLoop("p", g.C64(0), nc, nr, func(pp llvm.Value) {
+				g.edgeCols(g.Add(jc, pp), func(cols int) {
+					s0, d0 := g.elemAt(el, src, pp), g.at(dst, g.Mul(pp, kc))
 					for j := 0; j*w < cols; j++ {
 						lanes := min(w, cols-j*w)
 						var v llvm.Value
@@ -133,16 +133,16 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 		b.RetVoid()
 		return fn, ferr
 	}
-	g.forLoop("p", g.c64(0), nc, nr, func(pp llvm.Value) {
-		col0 := g.add(jc, pp)
-		dst := g.at(bp, g.mul(pp, kc))
+	g.forLoop("p", g.C64(0), nc, nr, func(pp llvm.Value) {
+		col0 := g.Add(jc, pp)
+		dst := g.at(bp, g.Mul(pp, kc))
 		g.edgeCols(col0, func(cols int) {
 			// B[n][k] at n·K + k: transpose W×W blocks of (column, k).
-			src := g.elemAt(el, bm, g.add(g.mul(col0, g.c64(k)), pc))
-			kMain := b.And(kc, g.c64(int64(-w)), "")
-			g.forLoop("k", g.c64(0), kMain, int64(w), func(k0 llvm.Value) {
+			src := g.elemAt(el, bm, g.Add(g.Mul(col0, g.C64(k)), pc))
+			kMain := b.And(kc, g.C64(int64(-w)), "")
+			g.forLoop("k", g.C64(0), kMain, int64(w), func(k0 llvm.Value) {
 				s0 := g.elemAt(el, src, k0)
-				d0 := g.at(dst, g.mul(k0, g.c64(nr)))
+				d0 := g.at(dst, g.Mul(k0, g.C64(nr)))
 				for c0 := 0; c0 < cols; c0 += w {
 					vs := make([]llvm.Value, w)
 					for i := range vs {
@@ -159,9 +159,9 @@ func (g *gemmGen) emitPackB() (llvm.Function, error) {
 			})
 			g.forLoop("kt", kMain, kc, 1, func(kk llvm.Value) {
 				s0 := g.elemAt(el, src, kk)
-				d0 := g.at(dst, g.mul(kk, g.c64(nr)))
+				d0 := g.at(dst, g.Mul(kk, g.C64(nr)))
 				for c := 0; c < roundUp(cols, w); c++ {
-					x := llvm.ConstFloat(g.f32, 0)
+					x := llvm.ConstFloat(g.F32, 0)
 					if c < cols {
 						x = g.loadF32(el, g.elemAtc(el, s0, int64(c)*k), 0)
 					}
@@ -185,9 +185,9 @@ func (e *emitter) transpose(rows []llvm.Value) []llvm.Value {
 		lo, hi := make([]llvm.Value, w), make([]llvm.Value, w)
 		for c := 0; c < w; c++ {
 			if c&bit == 0 {
-				lo[c], hi[c] = llvm.ConstInt(e.i32, int64(c)), llvm.ConstInt(e.i32, int64(c+bit))
+				lo[c], hi[c] = llvm.ConstInt(e.I32, int64(c)), llvm.ConstInt(e.I32, int64(c+bit))
 			} else {
-				lo[c], hi[c] = llvm.ConstInt(e.i32, int64(w+c-bit)), llvm.ConstInt(e.i32, int64(w+c))
+				lo[c], hi[c] = llvm.ConstInt(e.I32, int64(w+c-bit)), llvm.ConstInt(e.I32, int64(w+c))
 			}
 		}
 		loMask, hiMask := llvm.ConstVector(lo), llvm.ConstVector(hi)
@@ -197,8 +197,8 @@ func (e *emitter) transpose(rows []llvm.Value) []llvm.Value {
 				continue
 			}
 			j := i | bit
-			next[i] = e.b.ShuffleVector(cur[i], cur[j], loMask, "")
-			next[j] = e.b.ShuffleVector(cur[i], cur[j], hiMask, "")
+			next[i] = e.B.ShuffleVector(cur[i], cur[j], loMask, "")
+			next[j] = e.B.ShuffleVector(cur[i], cur[j], hiMask, "")
 		}
 		cur = next
 	}
@@ -211,9 +211,9 @@ func (e *emitter) storePrefix(v llvm.Value, n int, p llvm.Value, align int) {
 	if n < e.w {
 		idx := make([]llvm.Value, n)
 		for i := range idx {
-			idx[i] = llvm.ConstInt(e.i32, int64(i))
+			idx[i] = llvm.ConstInt(e.I32, int64(i))
 		}
-		v = e.b.ShuffleVector(v, llvm.Poison(v.Type()), llvm.ConstVector(idx), "")
+		v = e.B.ShuffleVector(v, llvm.Poison(v.Type()), llvm.ConstVector(idx), "")
 	}
 	e.store(v, p, align)
 }
@@ -222,7 +222,7 @@ func (e *emitter) storePrefix(v llvm.Value, n int, p llvm.Value, align int) {
 // parameters are the source (read-only), the panel buffer and four i64
 // offsets and extents.
 func (g *gemmGen) newPackFunction(suffix string) (llvm.Function, error) {
-	fn, err := g.newFunction(g.p.s.Name+"."+suffix, []llvm.Type{g.ptr, g.ptr, g.i64, g.i64, g.i64, g.i64}, true)
+	fn, err := g.newFunction(g.p.s.Name+"."+suffix, []llvm.Type{g.Ptr, g.Ptr, g.I64, g.I64, g.I64, g.I64}, true)
 	if err != nil {
 		return fn, err
 	}
@@ -242,7 +242,7 @@ func (g *gemmGen) edgeRows(row0 llvm.Value, body func(rows int)) {
 		body(mr)
 		return
 	}
-	full := g.b.ICmp(llvm.IntSLE, g.add(row0, g.c64(int64(mr))), g.c64(int64(p.s.M)), "")
+	full := g.B.ICmp(llvm.IntSLE, g.Add(row0, g.C64(int64(mr))), g.C64(int64(p.s.M)), "")
 	g.ifElse("rows", full, func() { body(mr) }, func() { body(p.mEdge) })
 }
 
@@ -254,6 +254,6 @@ func (g *gemmGen) edgeCols(col0 llvm.Value, body func(cols int)) {
 		body(nr)
 		return
 	}
-	full := g.b.ICmp(llvm.IntSLE, g.add(col0, g.c64(int64(nr))), g.c64(int64(p.s.N)), "")
+	full := g.B.ICmp(llvm.IntSLE, g.Add(col0, g.C64(int64(nr))), g.C64(int64(p.s.N)), "")
 	g.ifElse("cols", full, func() { body(nr) }, func() { body(p.nEdge) })
 }

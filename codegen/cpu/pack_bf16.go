@@ -20,12 +20,12 @@ import (
 // kcPairs returns the number of full pairs of kc, whether kc is odd, and
 // the panel depth kcp (kc rounded up to even, or to 32 for AMX tiles).
 func (g *gemmGen) kcPairs(kc llvm.Value) (full, odd, kcp llvm.Value) {
-	b := g.b
-	full = b.LShr(kc, g.c64(1), "pairs")
-	odd = b.ICmp(llvm.IntNE, b.And(kc, g.c64(1), ""), g.c64(0), "odd")
-	kcp = b.And(g.add(kc, g.c64(1)), g.c64(-2), "kcp")
+	b := g.B
+	full = b.LShr(kc, g.C64(1), "pairs")
+	odd = b.ICmp(llvm.IntNE, b.And(kc, g.C64(1), ""), g.C64(0), "odd")
+	kcp = b.And(g.Add(kc, g.C64(1)), g.C64(-2), "kcp")
 	if g.p.amx {
-		kcp = b.And(g.add(kc, g.c64(31)), g.c64(-32), "kcp")
+		kcp = b.And(g.Add(kc, g.C64(31)), g.C64(-32), "kcp")
 	}
 	return full, odd, kcp
 }
@@ -37,15 +37,15 @@ func (g *gemmGen) zeroPadB(bp, kc, nc llvm.Value) {
 	if !g.p.amx {
 		return
 	}
-	b := g.b
+	b := g.B
 	nr := int64(g.p.b.NR)
 	full, odd, kcp := g.kcPairs(kc)
-	used := g.add(full, b.ZExt(odd, g.i64, ""))
-	row := llvm.VectorType(g.i16, int(2*nr))
-	g.forLoop("pad", used, b.LShr(kcp, g.c64(1), ""), 1, func(pp llvm.Value) {
-		dst := g.elemAt(BF16, bp, g.mul(pp, g.c64(2*nr)))
-		g.forLoop("padp", g.c64(0), nc, nr, func(q llvm.Value) {
-			g.store(llvm.ConstNull(row), g.elemAt(BF16, dst, g.mul(q, kcp)), 64)
+	used := g.Add(full, b.ZExt(odd, g.I64, ""))
+	row := llvm.VectorType(g.I16, int(2*nr))
+	g.forLoop("pad", used, b.LShr(kcp, g.C64(1), ""), 1, func(pp llvm.Value) {
+		dst := g.elemAt(BF16, bp, g.Mul(pp, g.C64(2*nr)))
+		g.forLoop("padp", g.C64(0), nc, nr, func(q llvm.Value) {
+			g.store(llvm.ConstNull(row), g.elemAt(BF16, dst, g.Mul(q, kcp)), 64)
 		})
 	})
 }
@@ -54,10 +54,10 @@ func (g *gemmGen) zeroPadB(bp, kc, nc llvm.Value) {
 func (e *emitter) interleave(x, y llvm.Value, n int) llvm.Value {
 	idx := make([]llvm.Value, 2*n)
 	for i := 0; i < n; i++ {
-		idx[2*i] = llvm.ConstInt(e.i32, int64(i))
-		idx[2*i+1] = llvm.ConstInt(e.i32, int64(n+i))
+		idx[2*i] = llvm.ConstInt(e.I32, int64(i))
+		idx[2*i+1] = llvm.ConstInt(e.I32, int64(n+i))
 	}
-	return e.b.ShuffleVector(x, y, llvm.ConstVector(idx), "")
+	return e.B.ShuffleVector(x, y, llvm.ConstVector(idx), "")
 }
 
 // packWords copies, for the n rows (of A) or columns (of B) starting at
@@ -65,18 +65,18 @@ func (e *emitter) interleave(x, y llvm.Value, n int) llvm.Value {
 // values from k = 0 into pair words: word (p, i) goes to dst32[p·width +
 // i]. Lanes [n, fill) of each pair, and the pad of an odd kc, are zero.
 func (g *gemmGen) packWords(src, dst, kc llvm.Value, n, fill, width int, ld int64, align int) {
-	b := g.b
+	b := g.B
 	w := g.w
 	full, odd, _ := g.kcPairs(kc)
 	word := func(i int, pair llvm.Value) llvm.Value {
-		return g.elemAt(BF16, g.elemAtc(BF16, src, int64(i)*ld), g.mul(pair, g.c64(2)))
+		return g.elemAt(BF16, g.elemAtc(BF16, src, int64(i)*ld), g.Mul(pair, g.C64(2)))
 	}
 	out := func(pair llvm.Value, i int) llvm.Value {
-		return g.b.InBoundsGEP(g.i32, dst, []llvm.Value{g.add(g.mul(pair, g.c64(int64(width))), g.c64(int64(i)))}, "")
+		return g.B.InBoundsGEP(g.I32, dst, []llvm.Value{g.Add(g.Mul(pair, g.C64(int64(width))), g.C64(int64(i)))}, "")
 	}
-	vec32 := llvm.VectorType(g.i32, w)
-	pMain := b.And(full, g.c64(int64(-w)), "")
-	g.forLoop("kp", g.c64(0), pMain, int64(w), func(p0 llvm.Value) {
+	vec32 := llvm.VectorType(g.I32, w)
+	pMain := b.And(full, g.C64(int64(-w)), "")
+	g.forLoop("kp", g.C64(0), pMain, int64(w), func(p0 llvm.Value) {
 		for i0 := 0; i0 < max(n, fill); i0 += w {
 			vs := make([]llvm.Value, w)
 			for i := range vs {
@@ -88,24 +88,24 @@ func (g *gemmGen) packWords(src, dst, kc llvm.Value, n, fill, width int, ld int6
 			}
 			lanes := min(w, max(n, fill)-i0)
 			for kk, v := range g.transpose(vs) {
-				g.storePrefix(v, lanes, out(g.add(p0, g.c64(int64(kk))), i0), align)
+				g.storePrefix(v, lanes, out(g.Add(p0, g.C64(int64(kk))), i0), align)
 			}
 		}
 	})
 	g.forLoop("kpt", pMain, full, 1, func(pp llvm.Value) {
 		for i := 0; i < max(n, fill); i++ {
-			x := llvm.ConstInt(g.i32, 0)
+			x := llvm.ConstInt(g.I32, 0)
 			if i < n {
-				x = g.load(g.i32, word(i, pp), 2)
+				x = g.load(g.I32, word(i, pp), 2)
 			}
 			g.store(x, out(pp, i), 4)
 		}
 	})
 	g.ifElse("odd", odd, func() {
 		for i := 0; i < max(n, fill); i++ {
-			x := llvm.ConstInt(g.i32, 0)
+			x := llvm.ConstInt(g.I32, 0)
 			if i < n {
-				x = b.ZExt(g.load(g.i16, word(i, full), 2), g.i32, "")
+				x = b.ZExt(g.load(g.I16, word(i, full), 2), g.I32, "")
 			}
 			g.store(x, out(full, i), 4)
 		}
@@ -127,7 +127,7 @@ func (g *gemmGen) emitPackADot() (llvm.Function, error) {
 		return fn, err
 	}
 	a, ap, ic, mc, pc, kc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
-	b := g.b
+	b := g.B
 	mr := p.b.MR
 	m, k := int64(s.M), int64(s.K)
 	_, _, kcp := g.kcPairs(kc)
@@ -135,35 +135,35 @@ func (g *gemmGen) emitPackADot() (llvm.Function, error) {
 		// A[k][m] at k·M + m: rows k and k+1 of A, mc values each, are
 		// interleaved into the panels (pairs outermost, so that a wide A is
 		// read row by row).
-		src := g.elemAt(BF16, a, g.add(g.mul(pc, g.c64(m)), ic))
+		src := g.elemAt(BF16, a, g.Add(g.Mul(pc, g.C64(m)), ic))
 		full, odd, _ := g.kcPairs(kc)
 		pair := func(pp llvm.Value, second bool) {
-			r0 := g.elemAt(BF16, src, g.mul(pp, g.c64(2*m)))
+			r0 := g.elemAt(BF16, src, g.Mul(pp, g.C64(2*m)))
 			r1 := g.elemAtc(BF16, r0, m)
-			dst := g.elemAt(BF16, ap, g.mul(pp, g.c64(int64(2*mr))))
-			g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
-				g.edgeRows(g.add(ic, q), func(rows int) {
-					rowT := llvm.VectorType(g.i16, rows)
+			dst := g.elemAt(BF16, ap, g.Mul(pp, g.C64(int64(2*mr))))
+			g.forLoop("q", g.C64(0), mc, int64(mr), func(q llvm.Value) {
+				g.edgeRows(g.Add(ic, q), func(rows int) {
+					rowT := llvm.VectorType(g.I16, rows)
 					x := g.load(rowT, g.elemAt(BF16, r0, q), 2)
 					y := llvm.ConstNull(rowT)
 					if second {
 						y = g.load(rowT, g.elemAt(BF16, r1, q), 2)
 					}
-					g.store(g.interleave(x, y, rows), g.elemAt(BF16, dst, g.mul(q, kcp)), 4)
+					g.store(g.interleave(x, y, rows), g.elemAt(BF16, dst, g.Mul(q, kcp)), 4)
 				})
 			})
 		}
-		g.forLoop("kp", g.c64(0), full, 1, func(pp llvm.Value) { pair(pp, true) })
+		g.forLoop("kp", g.C64(0), full, 1, func(pp llvm.Value) { pair(pp, true) })
 		g.ifElse("odd", odd, func() { pair(full, false) }, nil)
 		b.RetVoid()
 		return fn, nil
 	}
 	// A[m][k] at m·K + k: a pair is one word of a row; transpose words.
-	g.forLoop("q", g.c64(0), mc, int64(mr), func(q llvm.Value) {
-		row0 := g.add(ic, q)
-		dst := g.elemAt(BF16, ap, g.mul(q, kcp))
+	g.forLoop("q", g.C64(0), mc, int64(mr), func(q llvm.Value) {
+		row0 := g.Add(ic, q)
+		dst := g.elemAt(BF16, ap, g.Mul(q, kcp))
 		g.edgeRows(row0, func(rows int) {
-			src := g.elemAt(BF16, a, g.add(g.mul(row0, g.c64(k)), pc))
+			src := g.elemAt(BF16, a, g.Add(g.Mul(row0, g.C64(k)), pc))
 			g.packWords(src, dst, kc, rows, rows, mr, k, 4)
 		})
 	})
@@ -186,7 +186,7 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 		return fn, err
 	}
 	bm, bp, pc, kc, jc, nc := fn.Param(0), fn.Param(1), fn.Param(2), fn.Param(3), fn.Param(4), fn.Param(5)
-	b := g.b
+	b := g.B
 	w, nr := g.w, int64(p.b.NR)
 	n, k := int64(s.N), int64(s.K)
 	_, _, kcp := g.kcPairs(kc)
@@ -195,20 +195,20 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 		// B[k][n] at k·N + n: rows k and k+1 of B, nc values each, are
 		// interleaved W columns at a time (pairs outermost, so that a wide
 		// B is read row by row).
-		src := g.elemAt(BF16, bm, g.add(g.mul(pc, g.c64(n)), jc))
+		src := g.elemAt(BF16, bm, g.Add(g.Mul(pc, g.C64(n)), jc))
 		full, odd, _ := g.kcPairs(kc)
-		vec16 := llvm.VectorType(g.i16, w)
+		vec16 := llvm.VectorType(g.I16, w)
 		pair := func(pp llvm.Value, second bool) {
-			r0 := g.elemAt(BF16, src, g.mul(pp, g.c64(2*n)))
+			r0 := g.elemAt(BF16, src, g.Mul(pp, g.C64(2*n)))
 			r1 := g.elemAtc(BF16, r0, n)
-			dst := g.elemAt(BF16, bp, g.mul(pp, g.c64(2*nr)))
-			g.forLoop("p", g.c64(0), nc, nr, func(q llvm.Value) {
-				g.edgeCols(g.add(jc, q), func(cols int) {
-					d0 := g.elemAt(BF16, dst, g.mul(q, kcp))
+			dst := g.elemAt(BF16, bp, g.Mul(pp, g.C64(2*nr)))
+			g.forLoop("p", g.C64(0), nc, nr, func(q llvm.Value) {
+				g.edgeCols(g.Add(jc, q), func(cols int) {
+					d0 := g.elemAt(BF16, dst, g.Mul(q, kcp))
 					for j := 0; j*w < cols; j++ {
 						lanes := min(w, cols-j*w)
 						row := func(r llvm.Value) llvm.Value {
-							at := g.elemAt(BF16, r, g.add(q, g.c64(int64(j*w))))
+							at := g.elemAt(BF16, r, g.Add(q, g.C64(int64(j*w))))
 							if lanes == w {
 								return g.load(vec16, at, 2)
 							}
@@ -227,18 +227,18 @@ func (g *gemmGen) emitPackBDot() (llvm.Function, error) {
 				})
 			})
 		}
-		g.forLoop("kp", g.c64(0), full, 1, func(pp llvm.Value) { pair(pp, true) })
+		g.forLoop("kp", g.C64(0), full, 1, func(pp llvm.Value) { pair(pp, true) })
 		g.ifElse("odd", odd, func() { pair(full, false) }, nil)
 		g.zeroPadB(bp, kc, nc)
 		b.RetVoid()
 		return fn, ferr
 	}
 	// B[n][k] at n·K + k: a pair is one word of a column; transpose words.
-	g.forLoop("p", g.c64(0), nc, nr, func(q llvm.Value) {
-		col0 := g.add(jc, q)
-		dst := g.elemAt(BF16, bp, g.mul(q, kcp))
+	g.forLoop("p", g.C64(0), nc, nr, func(q llvm.Value) {
+		col0 := g.Add(jc, q)
+		dst := g.elemAt(BF16, bp, g.Mul(q, kcp))
 		g.edgeCols(col0, func(cols int) {
-			src := g.elemAt(BF16, bm, g.add(g.mul(col0, g.c64(k)), pc))
+			src := g.elemAt(BF16, bm, g.Add(g.Mul(col0, g.C64(k)), pc))
 			g.packWords(src, dst, kc, cols, roundUp(cols, w), p.b.NR, k, 64)
 		})
 	})

@@ -32,7 +32,7 @@ func newChain(k *kfn, g *Group, lanes int) *chain {
 
 // at returns a loader reading input i at offset offs[i], for eval.
 func (c *chain) at(offs []llvm.Value) func(i int, t llvm.Type) llvm.Value {
-	return func(i int, t llvm.Type) llvm.Value { return c.k.loadAt(t, c.k.p[i], offs[i]) }
+	return func(i int, t llvm.Type) llvm.Value { return c.k.LoadAt(t, c.k.P[i], offs[i]) }
 }
 
 // checkChain verifies that the element-wise part of g (every node but the
@@ -132,8 +132,8 @@ func (c *chain) eval(nodes []*ir.Node, load func(i int, t llvm.Type) llvm.Value)
 		}
 		if out.Type.DType == ir.BF16 && n.Op != "Reshape" && n.Op != "Identity" {
 			// As if stored: PyTorch rounds every bf16 op's result.
-			c.bits[out.Name] = k.bf16Bits(y)
-			y = k.widenBF16(c.bits[out.Name])
+			c.bits[out.Name] = k.BF16Bits(y)
+			y = k.WidenBF16(c.bits[out.Name])
 		}
 		c.vals[out.Name], c.dt[out.Name] = y, out.Type.DType
 	}
@@ -143,11 +143,11 @@ func (c *chain) eval(nodes []*ir.Node, load func(i int, t llvm.Type) llvm.Value)
 // store writes value v of the chain, of storage type t, to p: a bf16 result
 // the chain rounded goes as its bits, not rounded a second time.
 func (c *chain) store(v string, t llvm.Type, p llvm.Value) {
-	if bits, ok := c.bits[v]; ok && c.k.e.isBF16(t) {
-		c.k.b.Store(bits, p).SetAlignment(2)
+	if bits, ok := c.bits[v]; ok && c.k.e.IsBF16(t) {
+		c.k.B.Store(bits, p).SetAlignment(2)
 		return
 	}
-	c.k.store(c.vals[v], t, p)
+	c.k.Store(c.vals[v], t, p)
 }
 
 // reads reports whether any of nodes reads v.
@@ -196,7 +196,7 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 		fills = append(fills, j)
 	}
 	err := e.kernel(name, groupParams(g), func(k *kfn) error {
-		k.work.flops += chainFlops(g)
+		k.Work.Flops += chainFlops(g)
 		for _, j := range fills {
 			o := g.Outputs[j]
 			v, err := k.constValue(producer[o.Name].Attrs.GetFloat("value", 0), o.Type.DType)
@@ -204,9 +204,9 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 				return err
 			}
 			t, _ := e.storageType(o.Type.DType)
-			p := k.p[len(g.Inputs)+j]
+			p := k.P[len(g.Inputs)+j]
 			k.forEach(o.Type.Shape, []stream{{strides: contiguous(o.Type.Shape)}}, func(offs []llvm.Value) {
-				k.storeAt(v, t, p, offs[0])
+				k.StoreAt(v, t, p, offs[0])
 			})
 		}
 		if len(mainOuts) == 0 {
@@ -224,7 +224,7 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 			for _, j := range mainOuts {
 				o := g.Outputs[j]
 				t, _ := e.storageType(o.Type.DType)
-				c.store(o.Name, t, k.at(t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j]))
+				c.store(o.Name, t, k.At(t, k.P[len(g.Inputs)+j], offs[len(g.Inputs)+j]))
 			}
 		})
 		return err

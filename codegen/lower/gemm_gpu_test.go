@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	gpupkg "gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -128,8 +129,8 @@ func TestGPUGEMMsCompileToPTX(t *testing.T) {
 						t.Errorf("the SIMT GEMM has shared memory (%d bytes), barriers (%v) or mma (%d)", shared, bar, mma)
 					}
 				case "portable":
-					if shared != (tileM+tileN)*tileK*4 || !bar || mma != 0 {
-						t.Errorf("the tiled GEMM: %d bytes of shared memory (want %d), barriers %v, %d mma", shared, (tileM+tileN)*tileK*4, bar, mma)
+					if shared != (gpupkg.TileM+gpupkg.TileN)*gpupkg.TileK*4 || !bar || mma != 0 {
+						t.Errorf("the tiled GEMM: %d bytes of shared memory (want %d), barriers %v, %d mma", shared, (gpupkg.TileM+gpupkg.TileN)*gpupkg.TileK*4, bar, mma)
 					}
 				case "tensorcore":
 					if mma == 0 || !bar || shared == 0 {

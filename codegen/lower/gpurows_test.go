@@ -8,7 +8,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 )
 
-// The GPU's iteration mappings without a GPU (gpurows.go): the row kernels
+// The GPU's iteration mappings without a GPU (codegen/gpu's rows.go): the row kernels
 // and the element-wise ones compile to PTX for sm_80 and sm_90 in every
 // GPUKernels variant; the row kernels synchronize (bar.sync; shfl.sync only
 // in "tensorcore"), their bodies are convergent and not nosync, and the
@@ -191,13 +191,13 @@ func TestCPUKernelsKeepNosync(t *testing.T) {
 		}
 		names = append(names, l.Calls[0].Kernel)
 	}
-	attrs := bodyAttrs(e.mod.String())
+	attrs := bodyAttrs(e.Mod.String())
 	for _, n := range names {
 		if a := attrs[n]; !strings.Contains(a, "nosync") || strings.Contains(a, "convergent") {
 			t.Errorf("%s: attributes { %s }", n, a)
 		}
 	}
-	if err := e.mod.Verify(); err != nil {
+	if err := e.Mod.Verify(); err != nil {
 		t.Fatal(err)
 	}
 }

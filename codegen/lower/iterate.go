@@ -98,7 +98,7 @@ func mergeDims(shape []int, streams []stream) ([]int64, []stream) {
 func (k *kfn) offsets(lin llvm.Value, dims []int64, streams []stream) []llvm.Value {
 	offs := make([]llvm.Value, len(streams))
 	for i, s := range streams {
-		offs[i] = k.c64(s.base)
+		offs[i] = k.C64(s.base)
 	}
 	rest := lin
 	for a := len(dims) - 1; a >= 0; a-- {
@@ -106,12 +106,12 @@ func (k *kfn) offsets(lin llvm.Value, dims []int64, streams []stream) []llvm.Val
 		if a == 0 {
 			idx = rest
 		} else {
-			idx = k.remc(rest, dims[a])
-			rest = k.divc(rest, dims[a])
+			idx = k.Remc(rest, dims[a])
+			rest = k.Divc(rest, dims[a])
 		}
 		for i, s := range streams {
 			if s.strides[a] != 0 {
-				offs[i] = k.add(offs[i], k.mulc(idx, s.strides[a]))
+				offs[i] = k.Add(offs[i], k.Mulc(idx, s.strides[a]))
 			}
 		}
 	}
@@ -136,17 +136,19 @@ func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value
 	for _, d := range dims {
 		total *= d
 	}
-	if k.e.gpu() {
-		k.gridStride(total, func(i llvm.Value) { body(k.offsets(i, dims, ss)) })
-		return
-	}
-	s, e := k.share(total, 16)
+	k.e.be.forEach(k, total, dims, ss, body)
+}
+
+// forEach gives the thread a contiguous share of the points (parts of 16)
+// and walks it row by row: the innermost merged axis a counted loop.
+func (cpuBackend) forEach(k *kfn, total int64, dims []int64, ss []stream, body func(offs []llvm.Value)) {
+	s, e := k.Share(total, 16)
 	inner := dims[len(dims)-1]
 	innerLoop := func(rowOffs []llvm.Value, lo, hi llvm.Value) {
-		k.loop(lo, hi, func(j llvm.Value) {
+		k.Loop(lo, hi, func(j llvm.Value) {
 			offs := make([]llvm.Value, len(ss))
 			for i, st := range ss {
-				offs[i] = k.add(rowOffs[i], k.mulc(j, st.strides[len(dims)-1]))
+				offs[i] = k.Add(rowOffs[i], k.Mulc(j, st.strides[len(dims)-1]))
 			}
 			body(offs)
 		})
@@ -154,7 +156,7 @@ func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value
 	if len(dims) == 1 {
 		base := make([]llvm.Value, len(ss))
 		for i, st := range ss {
-			base[i] = k.c64(st.base)
+			base[i] = k.C64(st.base)
 		}
 		innerLoop(base, s, e)
 		return
@@ -164,12 +166,12 @@ func (k *kfn) forEach(shape []int, streams []stream, body func(offs []llvm.Value
 	for i, st := range ss {
 		outerStreams[i] = stream{base: st.base, strides: st.strides[:len(dims)-1]}
 	}
-	r0 := k.divc(s, inner)
-	r1 := k.divc(k.addc(e, inner-1), inner)
-	k.loop(r0, r1, func(row llvm.Value) {
-		rb := k.mulc(row, inner)
-		lo := k.max(k.sub(s, rb), k.c64(0))
-		hi := k.min(k.sub(e, rb), k.c64(inner))
+	r0 := k.Divc(s, inner)
+	r1 := k.Divc(k.Addc(e, inner-1), inner)
+	k.Loop(r0, r1, func(row llvm.Value) {
+		rb := k.Mulc(row, inner)
+		lo := k.Max(k.Sub(s, rb), k.C64(0))
+		hi := k.Min(k.Sub(e, rb), k.C64(inner))
 		innerLoop(k.offsets(row, outer, outerStreams), lo, hi)
 	})
 }

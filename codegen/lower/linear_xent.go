@@ -158,7 +158,7 @@ func xentWiring(g *Group) (*xentHead, error) {
 // linearCrossEntropy lowers a LinearCrossEntropy group (see above) to
 // per-chunk calls: fwd, rows, bwd, and a final rounding of a bf16 dW.
 func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
-	if e.gpu() {
+	if !e.tr.chunkedXent {
 		return nil, fmt.Errorf("the chunked linear cross-entropy is CPU only (the cuda device keeps lm_head and the cross-entropy apart)")
 	}
 	x, err := xentWiring(g)
@@ -204,7 +204,7 @@ func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
 		args = append(args, Arg{ArgTemp, i})
 	}
 	nin, nout := len(g.Inputs), len(g.Outputs)
-	temp := func(k *kfn, i int) llvm.Value { return k.p[nin+nout+i] }
+	temp := func(k *kfn, i int) llvm.Value { return k.P[nin+nout+i] }
 	st := func(d ir.DType) llvm.Type { t, _ := e.storageType(d); return t }
 	call := func(kernel string) { l.Calls = append(l.Calls, Call{Kernel: kernel, Args: args}) }
 	gemm := func(spec cpu.GEMM) (llvm.Function, error) {
@@ -226,7 +226,7 @@ func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
 		}
 		fname := fmt.Sprintf("%s_fwd_c%d", name, c)
 		err = e.kernel(fname, params, func(k *kfn) error {
-			k.callGEMM(fwd, temp(k, chunk), k.at(st(x.hT.DType), k.p[x.h], k.c64(r0*x.d)), k.p[x.w])
+			k.callGEMM(fwd, temp(k, chunk), k.At(st(x.hT.DType), k.P[x.h], k.C64(r0*x.d)), k.P[x.w])
 			return nil
 		})
 		if err != nil {
@@ -262,14 +262,14 @@ func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
 		err = e.kernel(bname, params, func(k *kfn) error {
 			dl := temp(k, dlBuf)
 			if x.dh >= 0 {
-				k.callGEMM(dhF, k.at(st(x.dhT), k.p[nin+x.dh], k.c64(r0*x.d)), dl, k.p[x.w])
+				k.callGEMM(dhF, k.At(st(x.dhT), k.P[nin+x.dh], k.C64(r0*x.d)), dl, k.P[x.w])
 			}
 			if x.dW >= 0 {
-				c := k.p[nin+x.dW]
+				c := k.P[nin+x.dW]
 				if acc >= 0 {
 					c = temp(k, acc)
 				}
-				k.callGEMM(dWF, c, dl, k.at(st(g.Inputs[x.hdw].Type.DType), k.p[x.hdw], k.c64(r0*x.d)))
+				k.callGEMM(dWF, c, dl, k.At(st(g.Inputs[x.hdw].Type.DType), k.P[x.hdw], k.C64(r0*x.d)))
 			}
 			return nil
 		})
@@ -293,7 +293,7 @@ func (e *Emitter) linearCrossEntropy(name string, g *Group) (*Lowering, error) {
 		dname := name + "_dw"
 		err := e.kernel(dname, params, func(k *kfn) error {
 			k.each(x.V*x.d, 16, func(i llvm.Value) {
-				k.storeAt(k.loadAt(e.f32, temp(k, acc), i), e.bf16, k.p[nin+x.dW], i)
+				k.StoreAt(k.LoadAt(e.F32, temp(k, acc), i), e.BF16, k.P[nin+x.dW], i)
 			})
 			return nil
 		})
@@ -322,7 +322,7 @@ func tempOr(k *kfn, temp func(*kfn, int) llvm.Value, i int) llvm.Value {
 // bf16 (written to chunk16), its exponentials and result f32 in chunk, and
 // the result rounded to bf16 into chunk16 for the products.
 func (e *Emitter) xentRows(k *kfn, x *xentHead, nin int, r0, n int64, chunk, chunk16 llvm.Value) error {
-	b, f64 := k.b, e.f64
+	b, f64 := k.B, e.F64
 	t, _ := e.storageType(x.logitsT.DType)
 	lossT, _ := e.storageType(x.lossT.DType)
 	gt, _ := e.storageType(x.gradT)
@@ -334,24 +334,24 @@ func (e *Emitter) xentRows(k *kfn, x *xentHead, nin int, r0, n int64, chunk, chu
 		}
 	}
 	lse := func(m, total llvm.Value) llvm.Value {
-		mw := k.widen(m)
+		mw := k.Widen(m)
 		logS, err := k.callIntrinsic("llvm.log", f64, total)
 		fail(err)
 		absM, err := k.callIntrinsic("llvm.fabs", f64, mw)
 		fail(err)
 		return b.Select(b.FCmp(llvm.FloatOEQ, absM, llvm.ConstFloat(f64, math.Inf(1)), ""), mw, b.FAdd(mw, logS, ""), "")
 	}
-	s, en := k.share(n, 1)
-	k.loop(s, en, func(j llvm.Value) {
-		row := k.addc(j, r0) // the row of T
-		xp := k.at(t, chunk, k.mulc(j, V))
-		label, err := k.loadIndex(x.labelsT, k.p[x.labels], row)
+	s, en := k.Share(n, 1)
+	k.Loop(s, en, func(j llvm.Value) {
+		row := k.Addc(j, r0) // the row of T
+		xp := k.At(t, chunk, k.Mulc(j, V))
+		label, err := k.loadIndex(x.labelsT, k.P[x.labels], row)
 		if err != nil {
 			fail(err)
 			return
 		}
-		ok := k.inRange(label, k.c64(0), k.c64(V))
-		xl := k.widen(k.loadAt(t, xp, b.Select(ok, label, k.c64(0), "")))
+		ok := k.inRange(label, k.C64(0), k.C64(V))
+		xl := k.Widen(k.LoadAt(t, xp, b.Select(ok, label, k.C64(0), "")))
 		m, err := k.rowMax(t, V, xp, 1)
 		fail(err)
 		inPlace := x.grad && !x.mixed
@@ -362,36 +362,36 @@ func (e *Emitter) xentRows(k *kfn, x *xentHead, nin int, r0, n int64, chunk, chu
 		total, err := k.rowExpSum(t, t, V, xp, out, 1, m)
 		fail(err)
 		loss := b.Select(ok, b.FSub(lse(m, total), xl, ""), llvm.ConstFloat(f64, math.NaN()), "")
-		k.storeAt(k.narrow(loss, lossT), lossT, k.p[nin+x.loss], row)
+		k.StoreAt(k.narrow(loss, lossT), lossT, k.P[nin+x.loss], row)
 		if !x.grad {
 			return
 		}
 		yp := xp // the gradient's f32/bf16 row (its exponentials first)
 		if x.mixed {
 			// The gradient reads the logits rounded to bf16.
-			bp := k.at(e.bf16, chunk16, k.mulc(j, V))
-			k.loopN(V, func(l llvm.Value) { k.storeAt(k.loadAt(t, xp, l), e.bf16, bp, l) })
-			m16, err := k.rowMax(e.bf16, V, bp, 1)
+			bp := k.At(e.BF16, chunk16, k.Mulc(j, V))
+			k.LoopN(V, func(l llvm.Value) { k.StoreAt(k.LoadAt(t, xp, l), e.BF16, bp, l) })
+			m16, err := k.rowMax(e.BF16, V, bp, 1)
 			fail(err)
-			if total, err = k.rowExpSum(e.bf16, gt, V, bp, yp, 1, m16); err != nil {
+			if total, err = k.rowExpSum(e.BF16, gt, V, bp, yp, 1, m16); err != nil {
 				fail(err)
 				return
 			}
 		}
-		dloss := k.widen(k.loadAt(gt, k.p[x.dloss], row))
+		dloss := k.Widen(k.LoadAt(gt, k.P[x.dloss], row))
 		scale := b.Select(ok, dloss, llvm.ConstFloat(f64, math.NaN()), "")
 		one, zero := llvm.ConstFloat(f64, 1), llvm.ConstFloat(f64, 0)
 		inv := b.FDiv(one, total, "")
-		k.loopN(V, func(l llvm.Value) {
-			p := k.at(gt, yp, l)
-			prob := b.FMul(k.widen(k.load(gt, p)), inv, "")
+		k.LoopN(V, func(l llvm.Value) {
+			p := k.At(gt, yp, l)
+			prob := b.FMul(k.Widen(k.Load(gt, p)), inv, "")
 			hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
-			k.store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), gt), gt, p)
+			k.Store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), gt), gt, p)
 		})
 		if x.mixed {
 			// dl rounded to bf16 for the products.
-			bp := k.at(e.bf16, chunk16, k.mulc(j, V))
-			k.loopN(V, func(l llvm.Value) { k.storeAt(k.loadAt(gt, yp, l), e.bf16, bp, l) })
+			bp := k.At(e.BF16, chunk16, k.Mulc(j, V))
+			k.LoopN(V, func(l llvm.Value) { k.StoreAt(k.LoadAt(gt, yp, l), e.BF16, bp, l) })
 		}
 	})
 	return ferr

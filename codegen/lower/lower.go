@@ -1,6 +1,6 @@
 // Package lower turns slc's IR into kernels, as LLVM IR: native x86-64 ones
 // for the CPU, or NVPTX ones for the cuda device (Options.Device; see the
-// CUDA ABI in ptx.go).
+// CUDA ABI in codegen/gpu's entry.go).
 //
 // The unit of lowering is a Group: the nodes codegen runs as one kernel
 // (an element-wise chain, a reduction closing one, or a single op such as a
@@ -22,7 +22,7 @@
 // with tid or nthreads out of range does nothing) and its own scratch area of
 // at least Lowering.ScratchBytes bytes; each does a disjoint share of the
 // output, so no barrier is needed inside a call. (The cuda device's ABI is
-// in ptx.go: there the threads of a block may synchronize inside a call.)
+// in codegen/gpu's entry.go: there the threads of a block may synchronize inside a call.)
 //
 // # What runs as one kernel
 //
@@ -37,7 +37,19 @@
 // Gather, ScatterAdd), Softmax, the cross-entropy and its gradient, RoPE,
 // CausalMask, and the products (MatMul, Linear, LowRankSparseAdd), which
 // call codegen/cpu's generated GEMMs on the CPU and the GPU GEMMs of
-// gemm_tiled.go, gemm_mma.go and gemm_simt.go on the cuda device.
+// codegen/gpu's gemm_tiled.go, gemm_mma.go and gemm_simt.go on the cuda device.
+//
+// # Backends
+//
+// The target's part of the lowering is a backend value chosen once, when
+// NewEmitter reads Options.Device (backend.go): cpuBackend exports kernels
+// with the ABI above and calls codegen/cpu's GEMMs; gpuBackend wraps
+// codegen/gpu (the GPU's GEMMs, block rows and reductions, inline math,
+// PTX entries and launch geometry). The shared lowering of every op asks
+// it how to export a kernel, make and call a GEMM, map independent
+// iterations to threads and reach a constant table, and picks an op's
+// per-target lowering by its traits. Kernel bodies are built with
+// codegen/kernel's Fn, which codegen/gpu and codegen/cpu use too.
 //
 // # Numerics
 //
@@ -53,7 +65,7 @@
 // results are bit-identical from run to run and across thread counts. (On
 // the cuda device the block-cooperative row reductions add their partial
 // sums in an order fixed by the block size: bit-identical from run to run
-// for a launch, within the last bits of the CPU's; see gpurows.go.) exp on
+// for a launch, within the last bits of the CPU's; see codegen/gpu's rows.go.) exp on
 // f32 is an inline Cody–Waite + polynomial evaluation (within 2 ulp,
 // vectorizable); log, pow and f64 exp are libm calls.
 package lower
@@ -65,6 +77,8 @@ import (
 	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/gpu"
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -158,11 +172,11 @@ type Options struct {
 	// cost model's pick.
 	SLTrainTimes map[SLTrainShape]SLTrainTiming
 	// Device is the target: "" or "cpu" for x86-64 kernels (the ABI above),
-	// "cuda" for NVPTX kernels (see the CUDA ABI in ptx.go). The module
+	// "cuda" for NVPTX kernels (see the CUDA ABI in codegen/gpu's entry.go). The module
 	// and target machine must be the device's.
 	Device string
-	// GPUKernels picks the cuda device's matrix products (see gemmGPU) and
-	// block reductions (see blockReduce):
+	// GPUKernels picks the cuda device's matrix products (see codegen/gpu's gemmGPU) and
+	// block reductions (see its blockReduce):
 	// "" or "portable", the tiled shared-memory SIMT GEMM (any launch, and
 	// the PTX emulator runs it); "tensorcore", mma.sync tensor-core GEMMs
 	// (sm_80 and later) for products of two bf16 operands, the rest
@@ -189,34 +203,33 @@ type Options struct {
 // in-place pattern as an earlier one reuses its functions. An Emitter is not
 // safe for concurrent use.
 type Emitter struct {
-	ctx  llvm.Context
-	mod  llvm.Module
-	opt  Options
-	arch cpu.Arch
-	gen  *cpu.Generator
+	*kernel.Types // the module and its types
+	opt           Options
+	arch          cpu.Arch
+	gen           *cpu.Generator
 
 	b  *llvm.Builder
 	ab *llvm.Builder // positioned in the current function's alloca block
-
-	void, i8, i32, i64, f32, f64, ptr llvm.Type
-	// bf16 marks bf16 storage: buffers of LLVM bfloat hold the bits,
-	// values compute in f32 (see storageType).
-	i16, bf16 llvm.Type
+	// be is the target's backend, chosen once from Options.Device, and tr
+	// its traits.
+	be backend
+	tr traits
+	// dev is the cuda device's kernel pieces, which the GPU's own op
+	// lowerings (those the traits pick) use; nil on the CPU.
+	dev *gpu.Backend
 
 	done map[string]*Lowering // by group signature
 	// launches are the cuda kernels' launch geometries, by kernel name;
-	// gemmWork the parallelism of each GPU GEMM function, by its name.
 	launches map[string]Launch
 	// capture, when set, makes kernel record a body instead of defining
 	// it (MultiTensor).
-	capture  *captured
-	mtDone   map[string]string // multi-tensor kernels by their groups' signatures
-	gemmWork map[string]work
-	gemms    map[string]cpu.Kernel // by GEMM spec
-	tables   map[string]*table     // constant tables by name
-	decls    map[string]llvm.Function
-	order    []string // table names in creation order
-	names    map[string]bool
+	capture *captured
+	mtDone  map[string]string     // multi-tensor kernels by their groups' signatures
+	gemms   map[string]cpu.Kernel // by GEMM spec
+	tables  map[string]*table     // constant tables by name
+	decls   map[string]llvm.Function
+	order   []string // table names in creation order
+	names   map[string]bool
 }
 
 // NewEmitter prepares an emitter for module m, which must be configured for
@@ -227,31 +240,27 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 	default:
 		return nil, fmt.Errorf("SLTrain lowering %q: want merged, factored or auto", opt.SLTrainLowering)
 	}
-	switch opt.Device {
-	case "", "cpu", "cuda":
-	default:
-		return nil, fmt.Errorf("device %q: want cpu or cuda", opt.Device)
-	}
 	ctx := m.Context()
 	e := &Emitter{
-		ctx: ctx, mod: m, opt: opt,
+		Types: kernel.NewTypes(m), opt: opt,
 		gen:      cpu.NewGenerator(tm),
 		done:     map[string]*Lowering{},
 		launches: map[string]Launch{},
 		mtDone:   map[string]string{},
-		gemmWork: map[string]work{},
 		gemms:    map[string]cpu.Kernel{},
 		tables:   map[string]*table{},
 		decls:    map[string]llvm.Function{},
 		names:    map[string]bool{},
 	}
 	e.arch = e.gen.Arch
-	e.void, e.i8 = ctx.VoidType(), ctx.Int8Type()
-	e.i32, e.i64 = ctx.Int32Type(), ctx.Int64Type()
-	e.f32, e.f64, e.ptr = ctx.FloatType(), ctx.DoubleType(), ctx.PointerType(0)
-	e.i16, e.bf16 = ctx.Int16Type(), ctx.BFloatType()
 	e.b = ctx.NewBuilder()
 	e.ab = ctx.NewBuilder()
+	be, err := newBackend(e, opt)
+	if err != nil {
+		e.Dispose()
+		return nil, err
+	}
+	e.be, e.tr, e.dev = be, be.traits(), be.device()
 	return e, nil
 }
 

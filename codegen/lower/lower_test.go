@@ -75,7 +75,7 @@ func TestDedupe(t *testing.T) {
 	if e.Kernels() != 2 {
 		t.Errorf("%d kernels, want 2", e.Kernels())
 	}
-	if err := e.mod.Verify(); err != nil {
+	if err := e.Mod.Verify(); err != nil {
 		t.Fatal(err)
 	}
 }

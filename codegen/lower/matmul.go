@@ -21,30 +21,16 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	spec.Name = ""
 	key := fmt.Sprintf("%+v", spec)
 	if k, ok := e.gemms[key]; ok {
-		f, _ := e.mod.NamedFunction(k.Name)
+		f, _ := e.Mod.NamedFunction(k.Name)
 		return k, f, nil
 	}
 	h := sha256.Sum256([]byte(key))
 	spec.Name = fmt.Sprintf("slc_gemm_%dx%dx%d_%s", spec.M, spec.N, spec.K, hex.EncodeToString(h[:4]))
-	if e.gpu() {
-		// Every caller of gemm calls the GEMM uniformly (all threads of the
-		// launch, the same operands), so the block-cooperative variants are
-		// safe here; see "GPU matrix products" in gemm_tiled.go.
-		k, f, err := e.gemmGPU(spec)
-		if err == nil {
-			e.gemms[key] = k
-		}
-		return k, f, err
-	}
-	k, err := e.gen.Add(e.mod, spec)
+	k, f, err := e.be.gemm(e, spec)
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
 	e.gemms[key] = k
-	f, ok := e.mod.NamedFunction(k.Name)
-	if !ok {
-		return cpu.Kernel{}, llvm.Function{}, fmt.Errorf("internal error: GEMM %s not in the module", k.Name)
-	}
 	return k, f, nil
 }
 
@@ -52,13 +38,30 @@ func (e *Emitter) gemm(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 // A block-cooperative GPU GEMM (convergent: it synchronizes) makes the
 // calling kernel body synchronize too.
 func (k *kfn) callGEMM(f llvm.Function, c, a, b llvm.Value) {
-	if k.e.gpu() && f.HasAttribute(llvm.FunctionIndex, "convergent") {
-		k.syncs = true
+	k.e.be.calledGEMM(k, f)
+	k.B.Call(f, []llvm.Value{c, a, b, k.Scr, k.Tid, k.Nth}, "")
+}
+
+// GEMMKernel defines kernel name(a, b, c) computing the GEMM spec alone
+// (codegen/cpu's semantics: C = alpha·op(A)·op(B), + C with Accumulate),
+// with the GEMM the options select for the device, and returns how to call
+// it (inputs a, b; output c). It is what benchmarks and the GPU GEMM tests
+// run, outside any graph.
+func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
+	kern, f, err := e.gemm(spec)
+	if err != nil {
+		return nil, err
 	}
-	if w, ok := k.e.gemmWork[f.Name()]; ok {
-		k.work.merge(w)
+	ro, rw := param{readonly: true, alias: -1}, param{alias: -1}
+	err = e.kernel(name, []param{ro, ro, rw}, func(k *kfn) error {
+		k.callGEMM(f, k.P[2], k.P[0], k.P[1])
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	k.b.Call(f, []llvm.Value{c, a, b, k.scr, k.tid, k.nth}, "")
+	args := []Arg{{ArgInput, 0}, {ArgInput, 1}, {ArgOutput, 0}}
+	return &Lowering{Calls: []Call{{Kernel: name, Args: args}}, ScratchBytes: kern.ScratchBytes}, nil
 }
 
 // needGEMMTypes refuses products of dtypes the GEMM generator lacks: it
@@ -91,10 +94,10 @@ func (k *kfn) zeroBytes(p llvm.Value, n int64) {
 		return
 	}
 	words := n / 4
-	k.each(words, 16, func(i llvm.Value) { k.storeAt(llvm.ConstInt(k.e.i32, 0), k.e.i32, p, i) })
+	k.each(words, 16, func(i llvm.Value) { k.StoreAt(llvm.ConstInt(k.e.I32, 0), k.e.I32, p, i) })
 	if n%4 != 0 {
-		k.when(k.b.ICmp(llvm.IntEQ, k.tid, k.c64(0), ""), func() {
-			k.storeAt(llvm.ConstInt(k.e.i16, 0), k.e.i16, p, k.c64(n/2-1))
+		k.When(k.B.ICmp(llvm.IntEQ, k.Tid, k.C64(0), ""), func() {
+			k.StoreAt(llvm.ConstInt(k.e.I16, 0), k.e.I16, p, k.C64(n/2-1))
 		})
 	}
 }
@@ -152,7 +155,7 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 	}
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
 		if !loop {
-			k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+			k.callGEMM(f, k.P[2], k.P[0], k.P[1])
 			return nil
 		}
 		streams := []stream{
@@ -169,12 +172,12 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 		for i, d := range batch {
 			dims[i] = int64(d)
 		}
-		f0 := k.work.flops
-		defer func() { k.work.flops = f0 + (k.work.flops-f0)*nb }() // the call runs nb times
-		k.loopN(nb, func(bi llvm.Value) {
+		f0 := k.Work.Flops
+		defer func() { k.Work.Flops = f0 + (k.Work.Flops-f0)*nb }() // the call runs nb times
+		k.LoopN(nb, func(bi llvm.Value) {
 			offs := k.offsets(bi, dims, streams)
 			st := func(t ir.Type) llvm.Type { lt, _ := e.storageType(t.DType); return lt }
-			k.callGEMM(f, k.at(st(y), k.p[2], offs[2]), k.at(st(a), k.p[0], offs[0]), k.at(st(bt), k.p[1], offs[1]))
+			k.callGEMM(f, k.At(st(y), k.P[2], offs[2]), k.At(st(a), k.P[0], offs[0]), k.At(st(bt), k.P[1], offs[1]))
 		})
 		return nil
 	})
@@ -189,7 +192,7 @@ func (e *Emitter) matMul(name string, g *Group) (*Lowering, error) {
 func (e *Emitter) zeroLowering(name string, g *Group) (*Lowering, error) {
 	y := g.Outputs[0].Type
 	err := e.kernel(name, groupParams(g), func(k *kfn) error {
-		k.zeroBytes(k.p[len(g.Inputs)], y.Bytes())
+		k.zeroBytes(k.P[len(g.Inputs)], y.Bytes())
 		return nil
 	})
 	if err != nil {
@@ -217,7 +220,7 @@ func (e *Emitter) linear(name string, g *Group) (*Lowering, error) {
 		return nil, err
 	}
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
-		k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+		k.callGEMM(f, k.P[2], k.P[0], k.P[1])
 		return nil
 	})
 	if err != nil {
@@ -300,7 +303,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 	l := &Lowering{Note: note}
 	in0, in1, in2, in3, in4 := Arg{ArgInput, 0}, Arg{ArgInput, 1}, Arg{ArgInput, 2}, Arg{ArgInput, 3}, Arg{ArgInput, 4}
 	yArg, t0 := Arg{ArgOutput, 0}, Arg{ArgTemp, 0}
-	f32 := e.f32
+	f32 := e.F32
 	vt, _ := e.storageType(v.DType)
 	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
 	y := g.Outputs[0].Type
@@ -322,7 +325,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 			}
 			l.ScratchBytes = max(l.ScratchBytes, kern.ScratchBytes)
 			err = e.kernel(wName, []param{buf(B, true), buf(A, true), buf(W, false)}, func(k *kfn) error {
-				k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+				k.callGEMM(f, k.P[2], k.P[0], k.P[1])
 				return nil
 			})
 			if err != nil {
@@ -331,7 +334,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 			l.Calls = append(l.Calls, Call{wName, []Arg{in1, in2, t0}})
 		} else {
 			err := e.kernel(wName, []param{buf(W, false)}, func(k *kfn) error {
-				k.zeroFill(k.p[0], out*in)
+				k.zeroFill(k.P[0], out*in)
 				return nil
 			})
 			if err != nil {
@@ -353,7 +356,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		yName := name + "_y"
 		if in == 0 {
 			err = e.kernel(yName, []param{buf(x, true), buf(W, true), buf(y, false)}, func(k *kfn) error {
-				k.zeroBytes(k.p[2], y.Bytes())
+				k.zeroBytes(k.P[2], y.Bytes())
 				return nil
 			})
 		} else {
@@ -364,7 +367,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 			}
 			l.ScratchBytes = max(l.ScratchBytes, kern.ScratchBytes)
 			err = e.kernel(yName, []param{buf(x, true), buf(W, true), buf(y, false)}, func(k *kfn) error {
-				k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+				k.callGEMM(f, k.P[2], k.P[0], k.P[1])
 				return nil
 			})
 		}
@@ -399,14 +402,14 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		}
 		l.ScratchBytes = max(kt.ScratchBytes, ky.ScratchBytes)
 		err = e.kernel(tName, []param{buf(x, true), buf(A, true), buf(T, false)}, func(k *kfn) error {
-			k.callGEMM(ft, k.p[2], k.p[0], k.p[1])
+			k.callGEMM(ft, k.P[2], k.P[0], k.P[1])
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
 		err = e.kernel(yName, []param{buf(T, true), buf(B, true), buf(acc, false)}, func(k *kfn) error {
-			k.callGEMM(fy, k.p[2], k.p[0], k.p[1])
+			k.callGEMM(fy, k.P[2], k.P[0], k.P[1])
 			return nil
 		})
 		if err != nil {
@@ -415,7 +418,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		l.Calls = append(l.Calls, Call{tName, []Arg{in0, in2, t0}}, Call{yName, []Arg{t0, in1, accArg}})
 	} else {
 		err := e.kernel(yName, []param{buf(acc, false)}, func(k *kfn) error {
-			k.zeroBytes(k.p[0], acc.Bytes())
+			k.zeroBytes(k.P[0], acc.Bytes())
 			return nil
 		})
 		if err != nil {
@@ -436,7 +439,7 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 	if acc.DType != y.DType {
 		rName := name + "_r"
 		err := e.kernel(rName, []param{buf(acc, true), buf(y, false)}, func(k *kfn) error {
-			k.each(rows*out, 16, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[0], i), e.bf16, k.p[1], i) })
+			k.each(rows*out, 16, func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[0], i), e.BF16, k.P[1], i) })
 			return nil
 		})
 		if err != nil {
@@ -468,7 +471,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 	in0, in1, in2, in3, in4, yArg := Arg{ArgInput, 0}, Arg{ArgInput, 1}, Arg{ArgInput, 2}, Arg{ArgInput, 3}, Arg{ArgInput, 4}, Arg{ArgOutput, 0}
 	temp := func(i int) Arg { return Arg{ArgTemp, i} }
 	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
-	f32, bf16 := e.f32, e.bf16
+	f32, bf16 := e.F32, e.BF16
 	if y.DType != ir.F32 {
 		return nil, fmt.Errorf("LowRankSparseAdd's mixed form returns f32 here, not %v", y)
 	}
@@ -479,7 +482,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		}
 		l.ScratchBytes = max(l.ScratchBytes, kern.ScratchBytes)
 		err = e.kernel(kname, []param{buf(a, true), buf(b, true), buf(c, false)}, func(k *kfn) error {
-			k.callGEMM(f, k.p[2], k.p[0], k.p[1])
+			k.callGEMM(f, k.P[2], k.P[0], k.P[1])
 			return nil
 		})
 		if err == nil {
@@ -500,9 +503,9 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		}
 		err := e.kernel(cname, params, func(k *kfn) error {
 			sc := llvm.ConstFloat(f32, float64(scale))
-			k.each(r*in, 16, func(i llvm.Value) { k.storeAt(k.b.FMul(k.loadAt(f32, k.p[0], i), sc, ""), bf16, k.p[1], i) })
+			k.each(r*in, 16, func(i llvm.Value) { k.StoreAt(k.B.FMul(k.LoadAt(f32, k.P[0], i), sc, ""), bf16, k.P[1], i) })
 			if bb != nil {
-				k.each(out*r, 16, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[2], i), bf16, k.p[3], i) })
+				k.each(out*r, 16, func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) })
 			}
 			return nil
 		})
@@ -528,7 +531,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 			}
 		} else {
 			err := e.kernel(name+"_w", []param{buf(W, false)}, func(k *kfn) error {
-				k.zeroFill(k.p[0], out*in)
+				k.zeroFill(k.P[0], out*in)
 				return nil
 			})
 			if err != nil {
@@ -541,7 +544,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		vt, _ := e.storageType(v.DType)
 		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false), buf(Wb, false)}, func(k *kfn) error {
 			lo, hi, err := k.scatterRows(vt, idx.DType, out, in, nnz)
-			k.loop(lo, hi, func(i llvm.Value) { k.storeAt(k.loadAt(f32, k.p[2], i), bf16, k.p[3], i) })
+			k.Loop(lo, hi, func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) })
 			return err
 		})
 		if err != nil {
@@ -551,7 +554,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		// 3. y = x·Wbᵀ.
 		if in == 0 {
 			err = e.kernel(name+"_y", []param{buf(y, false)}, func(k *kfn) error {
-				k.zeroBytes(k.p[0], y.Bytes())
+				k.zeroBytes(k.P[0], y.Bytes())
 				return nil
 			})
 			if err == nil {
@@ -580,7 +583,7 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		}
 	} else {
 		err := e.kernel(name+"_y", []param{buf(y, false)}, func(k *kfn) error {
-			k.zeroBytes(k.p[0], y.Bytes())
+			k.zeroBytes(k.P[0], y.Bytes())
 			return nil
 		})
 		if err != nil {
@@ -604,19 +607,19 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 // p[0], the index at p[1], the f32 W [out, in] at p[2]) for this thread's
 // share of W's rows, and returns the share as the element range [lo, hi).
 func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, hi llvm.Value, err error) {
-	f32 := k.e.f32
-	r0, r1 := k.share(out, 1)
-	k.work.flops += out * nnz // each of out threads scans every entry
-	lo, hi = k.mulc(r0, in), k.mulc(r1, in)
-	k.loopN(nnz, func(j llvm.Value) {
-		p, perr := k.loadIndex(idx, k.p[1], j)
+	f32 := k.e.F32
+	r0, r1 := k.Share(out, 1)
+	k.Work.Flops += out * nnz // each of out threads scans every entry
+	lo, hi = k.Mulc(r0, in), k.Mulc(r1, in)
+	k.LoopN(nnz, func(j llvm.Value) {
+		p, perr := k.loadIndex(idx, k.P[1], j)
 		if perr != nil {
 			err = perr
 			return
 		}
-		k.when(k.inRange(p, lo, hi), func() {
-			w := k.at(f32, k.p[2], p)
-			k.store(k.b.FAdd(k.load(f32, w), k.loadAt(vt, k.p[0], j), ""), f32, w)
+		k.When(k.inRange(p, lo, hi), func() {
+			w := k.At(f32, k.P[2], p)
+			k.Store(k.B.FAdd(k.Load(f32, w), k.LoadAt(vt, k.P[0], j), ""), f32, w)
 		})
 	})
 	return lo, hi, err
@@ -637,67 +640,67 @@ func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, h
 // does not depend on the thread count.
 func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out, nnz int64) (int64, error) {
 	W := int64(max(e.arch.VectorWidth, 4))
-	vt := llvm.VectorType(e.f32, int(W))
-	f32 := e.f32
+	vt := llvm.VectorType(e.F32, int(W))
+	f32 := e.F32
 	scratch := 64 + 4*W*(in+out)
 	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
 	xs, _ := e.storageType(x.DType)
 	vs, _ := e.storageType(v.DType)
 	err := e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
-		b := k.b
-		k.work.flops += 2 * rows * nnz
+		b := k.B
+		k.Work.Flops += 2 * rows * nnz
 		xT := k.alignedScratch()
-		yT := k.at(f32, xT, k.c64(W*in))
-		b0, b1 := k.share((rows+W-1)/W, 1)
+		yT := k.At(f32, xT, k.C64(W*in))
+		b0, b1 := k.Share((rows+W-1)/W, 1)
 		var ferr error
-		k.loop(b0, b1, func(blk llvm.Value) {
-			lo := k.mulc(blk, W)
-			nr := k.sub(k.min(k.addc(lo, W), k.c64(rows)), lo)
+		k.Loop(b0, b1, func(blk llvm.Value) {
+			lo := k.Mulc(blk, W)
+			nr := k.Sub(k.Min(k.Addc(lo, W), k.C64(rows)), lo)
 			// xT[i·W + r] = x[lo+r, i] for r < nr, else 0.
-			k.loopN(W, func(r llvm.Value) {
+			k.LoopN(W, func(r llvm.Value) {
 				valid := b.ICmp(llvm.IntSLT, r, nr, "")
-				src := k.at(xs, k.p[0], k.mulc(k.min(k.add(lo, r), k.c64(rows-1)), in))
-				k.loopN(in, func(i llvm.Value) {
-					xv := b.Select(valid, k.loadAt(xs, src, i), llvm.ConstFloat(f32, 0), "")
-					k.storeAt(xv, f32, xT, k.add(k.mulc(i, W), r))
+				src := k.At(xs, k.P[0], k.Mulc(k.Min(k.Add(lo, r), k.C64(rows-1)), in))
+				k.LoopN(in, func(i llvm.Value) {
+					xv := b.Select(valid, k.LoadAt(xs, src, i), llvm.ConstFloat(f32, 0), "")
+					k.StoreAt(xv, f32, xT, k.Add(k.Mulc(i, W), r))
 				})
 			})
-			k.loopN(out*W, func(i llvm.Value) { k.storeAt(llvm.ConstFloat(f32, 0), f32, yT, i) })
-			acc := k.variable(vt, k.splat(vt, 0))
-			cur := k.variable(e.i64, k.c64(-1))
+			k.LoopN(out*W, func(i llvm.Value) { k.StoreAt(llvm.ConstFloat(f32, 0), f32, yT, i) })
+			acc := k.Variable(vt, k.Splat(vt, 0))
+			cur := k.Variable(e.I64, k.C64(-1))
 			flush := func() {
-				c := k.load(e.i64, cur)
-				k.when(b.ICmp(llvm.IntSGE, c, k.c64(0), ""), func() {
-					p := k.at(f32, yT, k.mulc(c, W))
-					k.storeVec(b.FAdd(k.loadVec(vt, p), k.load(vt, acc), ""), p)
+				c := k.Load(e.I64, cur)
+				k.When(b.ICmp(llvm.IntSGE, c, k.C64(0), ""), func() {
+					p := k.At(f32, yT, k.Mulc(c, W))
+					k.storeVec(b.FAdd(k.loadVec(vt, p), k.Load(vt, acc), ""), p)
 				})
 			}
-			k.loopN(nnz, func(j llvm.Value) {
-				p, err := k.loadIndex(idx.DType, k.p[2], j)
+			k.LoopN(nnz, func(j llvm.Value) {
+				p, err := k.loadIndex(idx.DType, k.P[2], j)
 				if err != nil {
 					ferr = err
 					return
 				}
-				k.when(k.inRange(p, k.c64(0), k.c64(out*in)), func() {
-					o := k.divc(p, in)
-					i := k.sub(p, k.mulc(o, in))
-					k.when(b.ICmp(llvm.IntNE, o, k.load(e.i64, cur), ""), func() {
+				k.When(k.inRange(p, k.C64(0), k.C64(out*in)), func() {
+					o := k.Divc(p, in)
+					i := k.Sub(p, k.Mulc(o, in))
+					k.When(b.ICmp(llvm.IntNE, o, k.Load(e.I64, cur), ""), func() {
 						flush()
-						k.store(k.splat(vt, 0), vt, acc)
-						k.store(o, e.i64, cur)
+						k.Store(k.Splat(vt, 0), vt, acc)
+						k.Store(o, e.I64, cur)
 					})
-					val := b.VectorSplat(int(W), k.loadAt(vs, k.p[1], j), "")
-					col := k.loadVec(vt, k.at(f32, xT, k.mulc(i, W)))
-					k.store(b.FAdd(k.load(vt, acc), b.FMul(col, val, ""), ""), vt, acc)
+					val := b.VectorSplat(int(W), k.LoadAt(vs, k.P[1], j), "")
+					col := k.loadVec(vt, k.At(f32, xT, k.Mulc(i, W)))
+					k.Store(b.FAdd(k.Load(vt, acc), b.FMul(col, val, ""), ""), vt, acc)
 				})
 			})
 			flush()
 			// y[lo+r, o] += yT[o·W + r].
-			k.loop(k.c64(0), nr, func(r llvm.Value) {
-				dst := k.at(f32, k.p[3], k.mulc(k.add(lo, r), out))
-				k.loopN(out, func(o llvm.Value) {
-					p := k.at(f32, dst, o)
-					k.store(b.FAdd(k.load(f32, p), k.loadAt(f32, yT, k.add(k.mulc(o, W), r)), ""), f32, p)
+			k.Loop(k.C64(0), nr, func(r llvm.Value) {
+				dst := k.At(f32, k.P[3], k.Mulc(k.Add(lo, r), out))
+				k.LoopN(out, func(o llvm.Value) {
+					p := k.At(f32, dst, o)
+					k.Store(b.FAdd(k.Load(f32, p), k.LoadAt(f32, yT, k.Add(k.Mulc(o, W), r)), ""), f32, p)
 				})
 			})
 		})

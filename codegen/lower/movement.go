@@ -67,9 +67,9 @@ func (e *Emitter) movement(name string, g *Group) (*Lowering, error) {
 			if c.inType.DType.Size() != y.DType.Size() {
 				return fmt.Errorf("input %v and output %v differ in element size", c.inType, y)
 			}
-			src := k.p[c.in]
+			src := k.P[c.in]
 			k.forEach(c.shape, []stream{c.src, c.dst}, func(offs []llvm.Value) {
-				k.storeAt(k.loadAt(bt, src, offs[0]), bt, k.p[out], offs[1])
+				k.StoreAt(k.LoadAt(bt, src, offs[0]), bt, k.P[out], offs[1])
 			})
 		}
 		return nil
@@ -86,16 +86,16 @@ func (k *kfn) loadIndex(d ir.DType, p, idx llvm.Value) (llvm.Value, error) {
 	if err != nil || !d.IsInt() {
 		return llvm.Value{}, fmt.Errorf("index dtype %v is not an integer type", d)
 	}
-	v := k.loadAt(t, p, idx)
+	v := k.LoadAt(t, p, idx)
 	if d != ir.I64 {
-		v = k.b.SExt(v, k.e.i64, "")
+		v = k.B.SExt(v, k.e.I64, "")
 	}
 	return v, nil
 }
 
 // inRange is lo ≤ v < hi for i64 values.
 func (k *kfn) inRange(v, lo, hi llvm.Value) llvm.Value {
-	b := k.b
+	b := k.B
 	return b.And(b.ICmp(llvm.IntSGE, v, lo, ""), b.ICmp(llvm.IntSLT, v, hi, ""), "")
 }
 
@@ -116,42 +116,42 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 			return nil
 		}
 		var ferr error
-		if e.gpu() {
+		if e.tr.coalesce {
 			// Grid-stride over the output's elements (coalesced stores):
 			// element i is column i mod rowLen of row i / rowLen.
-			k.gridStride(J*rowLen, func(i llvm.Value) {
-				j, c := k.divc(i, rowLen), k.remc(i, rowLen)
-				r, err := k.loadIndex(idx.DType, k.p[1], j)
+			k.e.dev.GridStride(k.Fn, J*rowLen, func(i llvm.Value) {
+				j, c := k.Divc(i, rowLen), k.Remc(i, rowLen)
+				r, err := k.loadIndex(idx.DType, k.P[1], j)
 				if err != nil {
 					ferr = err
 					return
 				}
-				ok := k.inRange(r, k.c64(0), k.c64(rows))
-				r = k.b.Select(ok, r, k.c64(0), "")
-				v := k.b.Select(ok, k.loadAt(bt, k.p[0], k.add(k.mulc(r, rowLen), c)), llvm.ConstInt(bt, 0), "")
-				k.storeAt(v, bt, k.p[2], i)
+				ok := k.inRange(r, k.C64(0), k.C64(rows))
+				r = k.B.Select(ok, r, k.C64(0), "")
+				v := k.B.Select(ok, k.LoadAt(bt, k.P[0], k.Add(k.Mulc(r, rowLen), c)), llvm.ConstInt(bt, 0), "")
+				k.StoreAt(v, bt, k.P[2], i)
 			})
 			return ferr
 		}
-		s, en := k.share(J*rowLen, 16)
-		r0 := k.divc(s, rowLen)
-		r1 := k.divc(k.addc(en, rowLen-1), rowLen)
-		k.loop(r0, r1, func(j llvm.Value) {
-			r, err := k.loadIndex(idx.DType, k.p[1], j)
+		s, en := k.Share(J*rowLen, 16)
+		r0 := k.Divc(s, rowLen)
+		r1 := k.Divc(k.Addc(en, rowLen-1), rowLen)
+		k.Loop(r0, r1, func(j llvm.Value) {
+			r, err := k.loadIndex(idx.DType, k.P[1], j)
 			if err != nil {
 				ferr = err
 				return
 			}
-			ok := k.inRange(r, k.c64(0), k.c64(rows))
-			r = k.b.Select(ok, r, k.c64(0), "")
-			jb := k.mulc(j, rowLen)
-			lo := k.max(k.sub(s, jb), k.c64(0))
-			hi := k.min(k.sub(en, jb), k.c64(rowLen))
-			src := k.at(bt, k.p[0], k.mulc(r, rowLen))
-			dst := k.at(bt, k.p[2], jb)
-			k.loop(lo, hi, func(c llvm.Value) {
-				v := k.b.Select(ok, k.loadAt(bt, src, c), llvm.ConstInt(bt, 0), "")
-				k.storeAt(v, bt, dst, c)
+			ok := k.inRange(r, k.C64(0), k.C64(rows))
+			r = k.B.Select(ok, r, k.C64(0), "")
+			jb := k.Mulc(j, rowLen)
+			lo := k.Max(k.Sub(s, jb), k.C64(0))
+			hi := k.Min(k.Sub(en, jb), k.C64(rowLen))
+			src := k.At(bt, k.P[0], k.Mulc(r, rowLen))
+			dst := k.At(bt, k.P[2], jb)
+			k.Loop(lo, hi, func(c llvm.Value) {
+				v := k.B.Select(ok, k.LoadAt(bt, src, c), llvm.ConstInt(bt, 0), "")
+				k.StoreAt(v, bt, dst, c)
 			})
 		})
 		return ferr
@@ -185,29 +185,29 @@ func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
 		} else {
 			zero = llvm.ConstInt(t, 0)
 		}
-		r0, r1 := k.share(rows, max(1, 16/max(rowLen, 1)))
-		k.loop(k.mulc(r0, rowLen), k.mulc(r1, rowLen), func(i llvm.Value) {
-			k.storeAt(zero, st, k.p[2], i)
+		r0, r1 := k.Share(rows, max(1, 16/max(rowLen, 1)))
+		k.Loop(k.Mulc(r0, rowLen), k.Mulc(r1, rowLen), func(i llvm.Value) {
+			k.StoreAt(zero, st, k.P[2], i)
 		})
 		var ferr error
-		k.loopN(J, func(j llvm.Value) {
-			r, err := k.loadIndex(idx.DType, k.p[1], j)
+		k.LoopN(J, func(j llvm.Value) {
+			r, err := k.loadIndex(idx.DType, k.P[1], j)
 			if err != nil {
 				ferr = err
 				return
 			}
-			k.when(k.inRange(r, r0, r1), func() {
-				src := k.at(st, k.p[0], k.mulc(j, rowLen))
-				dst := k.at(st, k.p[2], k.mulc(r, rowLen))
-				k.loopN(rowLen, func(c llvm.Value) {
-					p := k.at(st, dst, c)
+			k.When(k.inRange(r, r0, r1), func() {
+				src := k.At(st, k.P[0], k.Mulc(j, rowLen))
+				dst := k.At(st, k.P[2], k.Mulc(r, rowLen))
+				k.LoopN(rowLen, func(c llvm.Value) {
+					p := k.At(st, dst, c)
 					var s llvm.Value
 					if y.DType.IsFloat() {
-						s = k.b.FAdd(k.load(st, p), k.loadAt(st, src, c), "")
+						s = k.B.FAdd(k.Load(st, p), k.LoadAt(st, src, c), "")
 					} else {
-						s = k.b.Add(k.load(st, p), k.loadAt(st, src, c), "")
+						s = k.B.Add(k.Load(st, p), k.LoadAt(st, src, c), "")
 					}
-					k.store(s, st, p)
+					k.Store(s, st, p)
 				})
 			})
 		})

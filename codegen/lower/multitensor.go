@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"gitee.com/gidean/conv-linn/codegen/gpu"
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
@@ -43,8 +45,8 @@ import (
 // more than mtMaxArgs arguments stay out.
 
 // mtChunk is the elements a block takes at a time in an "ew" kernel: 8 per
-// thread of a GPUBlock block.
-const mtChunk = 8 * GPUBlock
+// thread of a gpu.GPUBlock block.
+const mtChunk = 8 * gpu.GPUBlock
 
 // mtMaxArgs bounds the arguments of a group a multi-tensor kernel takes.
 const mtMaxArgs = 16
@@ -195,40 +197,40 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 		classes = append(classes, class{emit: c.emit, params: len(c.params)})
 	}
 	return e.multiEntry(name, func(k *kfn, table llvm.Value) error {
-		b, i64 := k.b, e.i64
-		hw, err := k.blockRegs()
+		b, i64 := k.B, e.I64
+		hw, err := k.e.dev.Regs(k.Fn)
 		if err != nil {
 			return err
 		}
-		vBase, vClass, vStart := k.variable(i64, k.c64(0)), k.variable(i64, k.c64(0)), k.variable(i64, k.c64(0))
+		vBase, vClass, vStart := k.Variable(i64, k.C64(0)), k.Variable(i64, k.C64(0)), k.Variable(i64, k.C64(0))
 		// locate sets the variables for the group whose units hold u.
 		var locate func(u llvm.Value, lo, hi int)
 		locate = func(u llvm.Value, lo, hi int) {
 			if hi-lo == 1 {
-				k.store(k.c64(base[lo]), i64, vBase)
-				k.store(k.c64(int64(cls[lo])), i64, vClass)
-				k.store(k.c64(starts[lo]), i64, vStart)
+				k.Store(k.C64(base[lo]), i64, vBase)
+				k.Store(k.C64(int64(cls[lo])), i64, vClass)
+				k.Store(k.C64(starts[lo]), i64, vStart)
 				return
 			}
 			mid := (lo + hi) / 2
-			left := b.ICmp(llvm.IntSLT, u, k.c64(starts[mid]), "")
-			k.when(left, func() { locate(u, lo, mid) })
-			k.when(b.Xor(left, llvm.ConstInt(e.ctx.Int1Type(), 1), ""), func() { locate(u, mid, hi) })
+			left := b.ICmp(llvm.IntSLT, u, k.C64(starts[mid]), "")
+			k.When(left, func() { locate(u, lo, mid) })
+			k.When(b.Xor(left, llvm.ConstInt(e.Ctx.Int1Type(), 1), ""), func() { locate(u, mid, hi) })
 		}
 		var ferr error
 		// run emits each class's body under a block-uniform branch, with
 		// the located group's pointers loaded from the table.
 		run := func(setup func()) {
 			for c, cl := range classes {
-				k.when(b.ICmp(llvm.IntEQ, k.load(i64, vClass), k.c64(int64(c)), ""), func() {
-					first := k.load(i64, vBase)
+				k.When(b.ICmp(llvm.IntEQ, k.Load(i64, vClass), k.C64(int64(c)), ""), func() {
+					first := k.Load(i64, vBase)
 					p := make([]llvm.Value, cl.params)
 					for i := range p {
-						v := b.Load(e.ptr, k.at(e.ptr, table, k.addc(first, int64(i))), "")
+						v := b.Load(e.Ptr, k.At(e.Ptr, table, k.Addc(first, int64(i))), "")
 						v.SetAlignment(8)
 						p[i] = v
 					}
-					k.p = p
+					k.P = p
 					setup()
 					if err := cl.emit(k); err != nil && ferr == nil {
 						ferr = err
@@ -237,21 +239,21 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 			}
 		}
 		total := starts[len(gs)]
-		k.loopStep(hw.bx, k.c64(total), hw.nb, func(u llvm.Value) {
+		k.LoopStep(hw.Bx, k.C64(total), hw.Nb, func(u llvm.Value) {
 			locate(u, 0, len(gs))
 			if key == "red" {
 				// The group's block row: the unit is the block's only row.
-				run(func() { k.virt = &blockRegs{tx: hw.tx, nt: hw.nt, bx: k.c64(0), nb: k.c64(1)} })
-				k.virt = nil
+				run(func() { k.Virt = &kernel.BlockRegs{Tx: hw.Tx, Nt: hw.Nt, Bx: k.C64(0), Nb: k.C64(1)} })
+				k.Virt = nil
 				return
 			}
 			// Chunk u − start of the group: elements s + tx, s + tx + ntid, … < s + mtChunk.
 			run(func() {
-				s := k.mulc(k.sub(u, k.load(i64, vStart)), mtChunk)
-				k.tid, k.nth, k.stop = k.add(s, hw.tx), hw.nt, k.addc(s, mtChunk)
+				s := k.Mulc(k.Sub(u, k.Load(i64, vStart)), mtChunk)
+				k.Tid, k.Nth, k.Stop = k.Add(s, hw.Tx), hw.Nt, k.Addc(s, mtChunk)
 			})
 		})
-		k.work = work{blocks: total, flops: flops, bytes: bytes}
+		k.Work = kernel.Work{Blocks: total, Flops: flops, Bytes: bytes}
 		return ferr
 	})
 }
@@ -261,25 +263,25 @@ func (e *Emitter) multiTensor(name, key string, gs []*Group) error {
 // multi-tensor kernel loads each group's pointers where it needs them,
 // not all at the entry as kernel's wrapper does), and records its launch.
 func (e *Emitter) multiEntry(name string, emit func(k *kfn, table llvm.Value) error) error {
-	if _, dup := e.mod.NamedFunction(name); dup {
+	if _, dup := e.Mod.NamedFunction(name); dup {
 		return fmt.Errorf("internal error: kernel %s defined twice", name)
 	}
-	w := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{e.ptr, e.ptr, e.i64}, false))
+	w := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{e.Ptr, e.Ptr, e.I64}, false))
 	w.SetCallConv(llvm.PTXKernelCallConv)
 	if err := w.AddAttribute(llvm.FunctionIndex, "nounwind", 0); err != nil {
 		return err
 	}
-	k := &kfn{e: e, b: e.b, f: w, scr: w.Param(1)}
-	k.entry = w.AppendBasicBlock("entry")
+	k := &kfn{Fn: &kernel.Fn{Types: e.Types, B: e.b, AB: e.ab, F: w, Scr: w.Param(1)}, e: e}
+	k.Entry = w.AppendBasicBlock("entry")
 	body := w.AppendBasicBlock("body")
-	e.ab.SetInsertPointAtEnd(k.entry)
+	e.ab.SetInsertPointAtEnd(k.Entry)
 	e.b.SetInsertPointAtEnd(body)
-	hw, err := k.blockRegs()
+	hw, err := k.e.dev.Regs(k.Fn)
 	if err != nil {
 		return err
 	}
-	k.tid = k.add(k.b.Mul(hw.bx, hw.nt, ""), hw.tx)
-	k.nth = k.b.Mul(hw.nb, hw.nt, "")
+	k.Tid = k.Add(k.B.Mul(hw.Bx, hw.Nt, ""), hw.Tx)
+	k.Nth = k.B.Mul(hw.Nb, hw.Nt, "")
 	e.b.SetFastMath(llvm.FastMathAllowContract)
 	err = emit(k, w.Param(0))
 	e.b.SetFastMath(llvm.FastMathNone)
@@ -288,7 +290,7 @@ func (e *Emitter) multiEntry(name string, emit func(k *kfn, table llvm.Value) er
 	}
 	e.b.RetVoid()
 	e.ab.Br(body)
-	e.launches[name] = k.work.launch()
+	e.launches[name] = gpu.LaunchOf(k.Work)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -13,7 +14,7 @@ import (
 // viewed as [outer, L, inner]; threads split the outer·inner lines. Each
 // line takes three passes: the max, then the exponentials (stored) and their
 // f64 sum, then the division. On the GPU a softmax over the last axis
-// (inner = 1) takes block rows (gpurows.go: a block per line, its threads
+// (inner = 1) takes block rows (codegen/gpu's rows.go: a block per line, its threads
 // strided over the line, the max and the sum by blockReduce); over another
 // axis the lines go grid-stride, one per thread (consecutive threads take
 // consecutive lines, adjacent in memory), as on the CPU but coalesced.
@@ -33,22 +34,14 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 			return nil
 		}
 		var ferr error
-		if e.gpu() && inner == 1 {
+		if e.tr.blockRows && inner == 1 {
 			return k.softmaxRows(t, outer, L)
 		}
-		lines := func(body func(line llvm.Value)) {
-			if e.gpu() {
-				k.gridStride(outer*inner, body)
-				return
-			}
-			s, en := k.share(outer*inner, 1)
-			k.loop(s, en, body)
-		}
-		lines(func(line llvm.Value) {
-			base := k.add(k.mulc(k.divc(line, inner), L*inner), k.remc(line, inner))
-			xp := k.at(t, k.p[0], base)
-			yp := k.at(t, k.p[1], base)
-			at := func(p, l llvm.Value) llvm.Value { return k.at(t, p, k.mulc(l, inner)) }
+		k.each(outer*inner, 1, func(line llvm.Value) {
+			base := k.Add(k.Mulc(k.Divc(line, inner), L*inner), k.Remc(line, inner))
+			xp := k.At(t, k.P[0], base)
+			yp := k.At(t, k.P[1], base)
+			at := func(p, l llvm.Value) llvm.Value { return k.At(t, p, k.Mulc(l, inner)) }
 			m, err := k.rowMax(t, L, xp, inner)
 			if err != nil {
 				ferr = err
@@ -59,9 +52,9 @@ func (e *Emitter) softmax(name string, g *Group) (*Lowering, error) {
 				ferr = err
 				return
 			}
-			k.loopN(L, func(l llvm.Value) {
+			k.LoopN(L, func(l llvm.Value) {
 				p := at(yp, l)
-				k.store(k.narrow(k.b.FDiv(k.widen(k.load(t, p)), total, ""), t), t, p)
+				k.Store(k.narrow(k.B.FDiv(k.Widen(k.Load(t, p)), total, ""), t), t, p)
 			})
 		})
 		return ferr
@@ -85,22 +78,22 @@ func (k *kfn) softmaxRows(t llvm.Type, rows, L int64) error {
 			ferr = err
 		}
 	}
-	err := k.blockRows(rows, func(hw blockRegs, row llvm.Value) {
-		xp := k.at(t, k.p[0], k.mulc(row, L))
-		yp := k.at(t, k.p[1], k.mulc(row, L))
-		m, err := k.blockRowMax(hw, t, L, xp)
+	err := k.e.dev.BlockRows(k.Fn, rows, func(hw kernel.BlockRegs, row llvm.Value) {
+		xp := k.At(t, k.P[0], k.Mulc(row, L))
+		yp := k.At(t, k.P[1], k.Mulc(row, L))
+		m, err := k.e.dev.BlockRowMax(k.Fn, hw, t, L, xp)
 		if err != nil {
 			fail(err)
 			return
 		}
-		total, err := k.blockRowExpSum(hw, t, t, L, xp, yp, m)
+		total, err := k.e.dev.BlockRowExpSum(k.Fn, hw, t, t, L, xp, yp, m, k.exp)
 		if err != nil {
 			fail(err)
 			return
 		}
-		k.rowStride(hw, k.c64(L), func(l llvm.Value) {
-			p := k.at(t, yp, l)
-			k.store(k.narrow(k.b.FDiv(k.widen(k.load(t, p)), total, ""), t), t, p)
+		k.e.dev.RowStride(k.Fn, hw, k.C64(L), func(l llvm.Value) {
+			p := k.At(t, yp, l)
+			k.Store(k.narrow(k.B.FDiv(k.Widen(k.Load(t, p)), total, ""), t), t, p)
 		})
 	})
 	if err != nil {
@@ -109,27 +102,19 @@ func (k *kfn) softmaxRows(t llvm.Type, rows, L int64) error {
 	return ferr
 }
 
-// widen converts a float to f64; narrow converts an f64 to t.
-func (k *kfn) widen(v llvm.Value) llvm.Value {
-	if v.Type().Kind() == llvm.DoubleTypeKind {
-		return v
-	}
-	return k.b.FPExt(v, k.e.f64, "")
-}
-
-// A bf16 storage t narrows to f32: the store rounds it on to bf16.
+// narrow converts an f64 to t. A bf16 storage t narrows to f32: the store rounds it on to bf16.
 func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
-	t = k.e.computeOf(t)
+	t = k.e.ComputeOf(t)
 	if t.Kind() == llvm.DoubleTypeKind {
 		return v
 	}
-	return k.b.FPTrunc(v, t, "")
+	return k.B.FPTrunc(v, t, "")
 }
 
 // crossEntropy emits SoftmaxCrossEntropy (loss[j] = logsumexp(row j) −
 // row_j[label j]) and its gradient (dlogits[j, v] = (softmax(row j)[v] −
 // [v = label j])·dloss[j]). Threads split the rows; on the GPU blocks take
-// them (block rows, gpurows.go). The log-sum-exp is the
+// them (block rows, codegen/gpu's rows.go). The log-sum-exp is the
 // interpreter's: m + log Σ exp(x − m) with an f64 sum, and m itself when m is
 // infinite. A label out of range gives NaN (the interpreter's error). The
 // gradient's softmax is exp(x − m)·(1/Σ), within an f64 ulp of the
@@ -153,7 +138,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 	J := numel(labels.Shape)
 	out := len(g.Inputs)
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
-		b, f64 := k.b, e.f64
+		b, f64 := k.B, e.F64
 		var ferr error
 		fail := func(err error) {
 			if ferr == nil {
@@ -164,12 +149,12 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 		// the GPU by the block (block rows: every thread of the block runs
 		// it, the reductions by blockReduce, the per-element loop strided
 		// and the loss stored by thread 0).
-		row := func(hw *blockRegs, j llvm.Value) {
-			xp := k.at(t, k.p[0], k.mulc(j, V))
+		row := func(hw *kernel.BlockRegs, j llvm.Value) {
+			xp := k.At(t, k.P[0], k.Mulc(j, V))
 			var m llvm.Value
 			var err error
 			if hw != nil {
-				m, err = k.blockRowMax(*hw, t, V, xp)
+				m, err = k.e.dev.BlockRowMax(k.Fn, *hw, t, V, xp)
 			} else {
 				m, err = k.rowMax(t, V, xp, 1)
 			}
@@ -179,11 +164,11 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			}
 			var yp llvm.Value
 			if grad {
-				yp = k.at(ot, k.p[out], k.mulc(j, V))
+				yp = k.At(ot, k.P[out], k.Mulc(j, V))
 			}
 			var total llvm.Value
 			if hw != nil {
-				total, err = k.blockRowExpSum(*hw, t, ot, V, xp, yp, m)
+				total, err = k.e.dev.BlockRowExpSum(k.Fn, *hw, t, ot, V, xp, yp, m, k.exp)
 			} else {
 				total, err = k.rowExpSum(t, ot, V, xp, yp, 1, m)
 			}
@@ -191,7 +176,7 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 				fail(err)
 				return
 			}
-			mw := k.widen(m)
+			mw := k.Widen(m)
 			logS, err := k.callIntrinsic("llvm.log", f64, total)
 			if err != nil {
 				fail(err)
@@ -203,24 +188,24 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 				return
 			}
 			lse := b.Select(b.FCmp(llvm.FloatOEQ, absM, llvm.ConstFloat(f64, math.Inf(1)), ""), mw, b.FAdd(mw, logS, ""), "")
-			label, err := k.loadIndex(labels.DType, k.p[1], j)
+			label, err := k.loadIndex(labels.DType, k.P[1], j)
 			if err != nil {
 				fail(err)
 				return
 			}
-			ok := k.inRange(label, k.c64(0), k.c64(V))
+			ok := k.inRange(label, k.C64(0), k.C64(V))
 			nan := llvm.ConstFloat(f64, math.NaN())
 			if !grad {
-				xl := k.widen(k.loadAt(t, xp, b.Select(ok, label, k.c64(0), "")))
+				xl := k.Widen(k.LoadAt(t, xp, b.Select(ok, label, k.C64(0), "")))
 				loss := b.Select(ok, b.FSub(lse, xl, ""), nan, "")
 				if hw != nil {
-					k.when(b.ICmp(llvm.IntEQ, hw.tx, k.c64(0), ""), func() { k.storeAt(k.narrow(loss, t), t, k.p[out], j) })
+					k.When(b.ICmp(llvm.IntEQ, hw.Tx, k.C64(0), ""), func() { k.StoreAt(k.narrow(loss, t), t, k.P[out], j) })
 				} else {
-					k.storeAt(k.narrow(loss, t), t, k.p[out], j)
+					k.StoreAt(k.narrow(loss, t), t, k.P[out], j)
 				}
 				return
 			}
-			dloss := k.widen(k.loadAt(ot, k.p[2], j))
+			dloss := k.Widen(k.LoadAt(ot, k.P[2], j))
 			scale := b.Select(ok, dloss, nan, "")
 			one := llvm.ConstFloat(f64, 1)
 			zero := llvm.ConstFloat(f64, 0)
@@ -228,25 +213,25 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			// costs several multiplies, and this loop runs over B·L·V
 			// elements. e·(1/Σ) differs from e/Σ by at most an ulp of f64.
 			inv := b.FDiv(one, total, "")
-			elems := func(body func(l llvm.Value)) { k.loopN(V, body) }
+			elems := func(body func(l llvm.Value)) { k.LoopN(V, body) }
 			if hw != nil {
-				elems = func(body func(l llvm.Value)) { k.rowStride(*hw, k.c64(V), body) } // the thread's own exponentials
+				elems = func(body func(l llvm.Value)) { k.e.dev.RowStride(k.Fn, *hw, k.C64(V), body) } // the thread's own exponentials
 			}
 			elems(func(l llvm.Value) {
-				p := k.at(ot, yp, l)
-				prob := b.FMul(k.widen(k.load(ot, p)), inv, "")
+				p := k.At(ot, yp, l)
+				prob := b.FMul(k.Widen(k.Load(ot, p)), inv, "")
 				hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
-				k.store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), ot), ot, p)
+				k.Store(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), ot), ot, p)
 			})
 		}
-		if e.gpu() {
-			if err := k.blockRows(J, func(hw blockRegs, j llvm.Value) { row(&hw, j) }); err != nil {
+		if e.tr.blockRows {
+			if err := k.e.dev.BlockRows(k.Fn, J, func(hw kernel.BlockRegs, j llvm.Value) { row(&hw, j) }); err != nil {
 				return err
 			}
 			return ferr
 		}
-		s, en := k.share(J, 1)
-		k.loop(s, en, func(j llvm.Value) { row(nil, j) })
+		s, en := k.Share(J, 1)
+		k.Loop(s, en, func(j llvm.Value) { row(nil, j) })
 		return ferr
 	})
 	if err != nil {
@@ -291,29 +276,29 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 		}
 	}
 	var get llvm.Function
-	if !e.gpu() { // the GPU computes the angles (no constant tables there)
+	if !e.tr.computeConsts { // the GPU computes the angles (no constant tables there)
 		get = e.table("rope_"+strconv.Itoa(S)+"_"+strconv.Itoa(D)+"_"+fmt.Sprintf("%x", math.Float64bits(base)), tab)
 	}
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
 		if rows*int64(D) == 0 {
 			return nil
 		}
-		b, f64 := k.b, e.f64
+		b, f64 := k.B, e.F64
 		b.SetFastMath(llvm.FastMathNone)
-		if e.gpu() {
+		if e.tr.computeConsts {
 			return k.ropeGPU(t, rows, within, S, D, base, sign)
 		}
 		cosTab := b.Call(get, nil, "")
-		sinTab := k.at(f64, cosTab, k.c64(int64(S*h)))
-		lo, hi := k.share(rows, 1)
-		k.loop(lo, hi, func(row llvm.Value) {
-			p := k.remc(k.divc(row, within), int64(S))
-			xr := k.at(t, k.p[0], k.mulc(row, int64(D)))
-			yr := k.at(t, k.p[1], k.mulc(row, int64(D)))
-			cr := k.at(f64, cosTab, k.mulc(p, int64(h)))
-			sr := k.at(f64, sinTab, k.mulc(p, int64(h)))
-			k.loopN(int64(h), func(i llvm.Value) {
-				k.rotatePair(t, xr, yr, i, int64(h), k.loadAt(f64, cr, i), k.loadAt(f64, sr, i), sign)
+		sinTab := k.At(f64, cosTab, k.C64(int64(S*h)))
+		lo, hi := k.Share(rows, 1)
+		k.Loop(lo, hi, func(row llvm.Value) {
+			p := k.Remc(k.Divc(row, within), int64(S))
+			xr := k.At(t, k.P[0], k.Mulc(row, int64(D)))
+			yr := k.At(t, k.P[1], k.Mulc(row, int64(D)))
+			cr := k.At(f64, cosTab, k.Mulc(p, int64(h)))
+			sr := k.At(f64, sinTab, k.Mulc(p, int64(h)))
+			k.LoopN(int64(h), func(i llvm.Value) {
+				k.rotatePair(t, xr, yr, i, int64(h), k.LoadAt(f64, cr, i), k.LoadAt(f64, sr, i), sign)
 			})
 		})
 		b.SetFastMath(llvm.FastMathAllowContract)
@@ -329,24 +314,24 @@ func (e *Emitter) rope(name string, g *Group) (*Lowering, error) {
 // cosine c and sine sn (f64; sign −1 rotates backwards), in f64 without
 // contraction, rounded once to t.
 func (k *kfn) rotatePair(t llvm.Type, xr, yr, i llvm.Value, h int64, c, sn llvm.Value, sign float64) {
-	b := k.b
-	ih := k.addc(i, h)
+	b := k.B
+	ih := k.Addc(i, h)
 	if sign < 0 {
 		sn = b.FNeg(sn, "")
 	}
-	x0 := k.widen(k.loadAt(t, xr, i))
-	x1 := k.widen(k.loadAt(t, xr, ih))
+	x0 := k.Widen(k.LoadAt(t, xr, i))
+	x1 := k.Widen(k.LoadAt(t, xr, ih))
 	y0 := b.FSub(b.FMul(x0, c, ""), b.FMul(x1, sn, ""), "")
 	y1 := b.FAdd(b.FMul(x1, c, ""), b.FMul(x0, sn, ""), "")
-	k.storeAt(k.narrow(y0, t), t, yr, i)
-	k.storeAt(k.narrow(y1, t), t, yr, ih)
+	k.StoreAt(k.narrow(y0, t), t, yr, i)
+	k.StoreAt(k.narrow(y1, t), t, yr, ih)
 }
 
 // ropeGPU is rope's loop on the GPU: θ = p·base^(−2i/D) and its cosine and
 // sine computed in f64 per element (sincos64) instead of read from a table,
 // within a few f64 ulps of the interpreter's; the pairs go grid-stride.
 func (k *kfn) ropeGPU(t llvm.Type, rows, within int64, S, D int, base, sign float64) error {
-	b, f64 := k.b, k.e.f64
+	b, f64 := k.B, k.e.F64
 	h := D / 2
 	if h == 0 {
 		b.SetFastMath(llvm.FastMathAllowContract)
@@ -354,14 +339,14 @@ func (k *kfn) ropeGPU(t llvm.Type, rows, within int64, S, D int, base, sign floa
 	}
 	// Grid-stride over the rows·h pairs (pair i of a row: features i and
 	// i + h), so that a warp takes consecutive features.
-	k.gridStride(rows*int64(h), func(pi llvm.Value) {
-		row, i := k.divc(pi, int64(h)), k.remc(pi, int64(h))
-		p := b.SIToFP(k.remc(k.divc(row, within), int64(S)), f64, "")
-		xr := k.at(t, k.p[0], k.mulc(row, int64(D)))
-		yr := k.at(t, k.p[1], k.mulc(row, int64(D)))
+	k.e.dev.GridStride(k.Fn, rows*int64(h), func(pi llvm.Value) {
+		row, i := k.Divc(pi, int64(h)), k.Remc(pi, int64(h))
+		p := b.SIToFP(k.Remc(k.Divc(row, within), int64(S)), f64, "")
+		xr := k.At(t, k.P[0], k.Mulc(row, int64(D)))
+		yr := k.At(t, k.P[1], k.Mulc(row, int64(D)))
 		e := b.FMul(b.SIToFP(i, f64, ""), llvm.ConstFloat(f64, -2/float64(D)), "")
-		inv := k.exp64(b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
-		c, sn := k.sincos64(b.FMul(p, inv, ""))
+		inv := k.e.dev.Exp64(k.Fn, b.FMul(e, llvm.ConstFloat(f64, math.Log(base)), ""))
+		c, sn := k.e.dev.Sincos64(k.Fn, b.FMul(p, inv, ""))
 		k.rotatePair(t, xr, yr, i, int64(h), c, sn, sign)
 	})
 	b.SetFastMath(llvm.FastMathAllowContract)
@@ -393,24 +378,24 @@ func (e *Emitter) causalMask(name string, g *Group) (*Lowering, error) {
 		if rows*C == 0 {
 			return nil
 		}
-		if e.gpu() {
+		if e.tr.coalesce {
 			// Grid-stride over the elements: element el is column el mod C
 			// of row el / C.
-			k.gridStride(rows*C, func(el llvm.Value) {
-				i, j := k.remc(k.divc(el, C), R), k.remc(el, C)
-				keep := k.b.ICmp(llvm.IntSLE, j, i, "")
-				k.storeAt(k.b.Select(keep, k.loadAt(t, k.p[0], el), llvm.ConstFloat(e.computeOf(t), fill), ""), t, k.p[1], el)
+			k.e.dev.GridStride(k.Fn, rows*C, func(el llvm.Value) {
+				i, j := k.Remc(k.Divc(el, C), R), k.Remc(el, C)
+				keep := k.B.ICmp(llvm.IntSLE, j, i, "")
+				k.StoreAt(k.B.Select(keep, k.LoadAt(t, k.P[0], el), llvm.ConstFloat(e.ComputeOf(t), fill), ""), t, k.P[1], el)
 			})
 			return nil
 		}
-		lo, hi := k.share(rows, 1)
-		k.loop(lo, hi, func(row llvm.Value) {
-			i := k.remc(row, R)
-			xr := k.at(t, k.p[0], k.mulc(row, C))
-			yr := k.at(t, k.p[1], k.mulc(row, C))
-			k.loopN(C, func(j llvm.Value) {
-				keep := k.b.ICmp(llvm.IntSLE, j, i, "")
-				k.storeAt(k.b.Select(keep, k.loadAt(t, xr, j), llvm.ConstFloat(e.computeOf(t), fill), ""), t, yr, j)
+		lo, hi := k.Share(rows, 1)
+		k.Loop(lo, hi, func(row llvm.Value) {
+			i := k.Remc(row, R)
+			xr := k.At(t, k.P[0], k.Mulc(row, C))
+			yr := k.At(t, k.P[1], k.Mulc(row, C))
+			k.LoopN(C, func(j llvm.Value) {
+				keep := k.B.ICmp(llvm.IntSLE, j, i, "")
+				k.StoreAt(k.B.Select(keep, k.LoadAt(t, xr, j), llvm.ConstFloat(e.ComputeOf(t), fill), ""), t, yr, j)
 			})
 		})
 		return nil

@@ -3,6 +3,8 @@ package lower
 import (
 	"fmt"
 
+	"gitee.com/gidean/conv-linn/codegen/gpu"
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -115,7 +117,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	redDims, redStreams := pick(redAx)
 	outTotal := numel(yType.Shape)
 	var scratch int64
-	if innerKept && !e.gpu() {
+	if innerKept && !e.tr.coalesce { // the CPU's vector accumulators per kept column
 		scratch = 64 + 8*keptDims[len(keptDims)-1]
 	}
 	yc, err := e.scalarType(yType.DType) // computed in
@@ -129,9 +131,9 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	params := groupParams(g)
 	chunks := int64(1)
 	rowChunked := false // a long sum over the innermost axis, in chunks (reduceRowChunksGPU)
-	if e.gpu() && innerKept {
+	if e.tr.splitSums && innerKept {
 		chunks = columnChunks(numel64(redDims), outTotal)
-	} else if e.gpu() && len(redAx) > 0 && !e.opt.GPUOneTensor {
+	} else if e.tr.splitSums && len(redAx) > 0 && !e.opt.GPUOneTensor {
 		chunks = rowChunks(numel64(redDims), outTotal)
 		rowChunked = chunks > 1
 	}
@@ -140,8 +142,8 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 	}
 
 	err = e.kernel(name, params, func(k *kfn) error {
-		k.work.flops += chainFlops(g)
-		acct := e.f64
+		k.Work.Flops += chainFlops(g)
+		acct := e.F64
 		var ferr error
 		// element computes the chain at offs (lanes = 0) or at lanes
 		// consecutive points of the innermost axis starting there (every
@@ -154,9 +156,9 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			if lanes > 0 {
 				load = func(i int, t llvm.Type) llvm.Value {
 					if ss[i].strides[inner] == 0 {
-						return k.b.VectorSplat(lanes, k.loadAt(t, k.p[i], offs[i]), "")
+						return k.B.VectorSplat(lanes, k.LoadAt(t, k.P[i], offs[i]), "")
 					}
-					return k.loadVec(llvm.VectorType(t, lanes), k.at(t, k.p[i], offs[i]))
+					return k.loadVec(llvm.VectorType(t, lanes), k.At(t, k.P[i], offs[i]))
 				}
 			}
 			if err := c.eval(g.Nodes[:len(g.Nodes)-1], load); err != nil {
@@ -176,7 +178,7 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 					continue
 				}
 				t, _ := e.storageType(o.Type.DType)
-				p := k.at(t, k.p[len(g.Inputs)+j], offs[len(g.Inputs)+j])
+				p := k.At(t, k.P[len(g.Inputs)+j], offs[len(g.Inputs)+j])
 				if lanes > 0 {
 					k.storeVec(c.vals[o.Name], p)
 				} else {
@@ -185,34 +187,34 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			}
 			x := c.vals[xName]
 			if lanes > 0 {
-				return k.b.FPExt(x, llvm.VectorType(acct, lanes), "")
+				return k.B.FPExt(x, llvm.VectorType(acct, lanes), "")
 			}
 			if x.Type().Kind() != llvm.DoubleTypeKind {
-				x = k.b.FPExt(x, acct, "")
+				x = k.B.FPExt(x, acct, "")
 			}
 			return x
 		}
 		finish := func(acc llvm.Value) llvm.Value {
 			if red.Op == "ReduceMean" {
-				acc = k.b.FDiv(acc, llvm.ConstFloat(acct, float64(count)), "")
+				acc = k.B.FDiv(acc, llvm.ConstFloat(acct, float64(count)), "")
 			}
 			if yc.Kind() != llvm.DoubleTypeKind {
-				acc = k.b.FPTrunc(acc, yc, "") // a bf16 y is rounded once more by the store
+				acc = k.B.FPTrunc(acc, yc, "") // a bf16 y is rounded once more by the store
 			}
 			return acc
 		}
 		if rowChunked {
 			return k.reduceRowChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
-				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.p[len(params)-1], &ferr)
+				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.P[len(params)-1], &ferr)
 		}
 		if chunks > 1 {
 			return k.reduceChunksGPU(chunks, outTotal, keptDims, keptStreams, redDims, redStreams,
-				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.p[len(params)-1], &ferr)
+				func(offs []llvm.Value) llvm.Value { return element(0, offs) }, k.P[len(params)-1], &ferr)
 		}
-		if e.gpu() {
+		if e.tr.coalesce { // outputs grid-stride, or rows to blocks
 			return k.reduceGPU(innerKept || len(redAx) == 0, outTotal, keptDims, keptStreams, redDims, redStreams,
 				func(offs []llvm.Value) llvm.Value { return element(0, offs) },
-				func(o, acc llvm.Value) { k.storeAt(finish(acc), yt, k.p[yIdx], o) }, &ferr)
+				func(o, acc llvm.Value) { k.StoreAt(finish(acc), yt, k.P[yIdx], o) }, &ferr)
 		}
 		if !innerKept && lanes > 0 {
 			// Innermost axis reduced and contiguous: W lanes accumulate
@@ -224,48 +226,48 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				outerStreams[i] = stream{strides: st.strides[:len(st.strides)-1]}
 			}
 			vt := llvm.VectorType(acct, lanes)
-			s, en := k.share(outTotal, 16)
-			k.loop(s, en, func(o llvm.Value) {
+			s, en := k.Share(outTotal, 16)
+			k.Loop(s, en, func(o llvm.Value) {
 				base := k.offsets(o, keptDims, keptStreams)
-				accV := k.variable(vt, k.splat(vt, 0))
-				accS := k.variable(acct, llvm.ConstFloat(acct, 0))
+				accV := k.Variable(vt, k.Splat(vt, 0))
+				accS := k.Variable(acct, llvm.ConstFloat(acct, 0))
 				k.nest(outerDims, outerStreams, base, func(offs []llvm.Value) {
 					at := func(l llvm.Value) []llvm.Value {
 						o := make([]llvm.Value, len(offs))
 						for i := range offs {
-							o[i] = k.add(offs[i], k.mulc(l, ss[i].strides[inner]))
+							o[i] = k.Add(offs[i], k.Mulc(l, ss[i].strides[inner]))
 						}
 						return o
 					}
-					k.loopN(L/int64(lanes), func(c llvm.Value) {
-						x := element(lanes, at(k.mulc(c, int64(lanes))))
-						k.store(k.b.FAdd(k.load(vt, accV), x, ""), vt, accV)
+					k.LoopN(L/int64(lanes), func(c llvm.Value) {
+						x := element(lanes, at(k.Mulc(c, int64(lanes))))
+						k.Store(k.B.FAdd(k.Load(vt, accV), x, ""), vt, accV)
 					})
-					k.loop(k.c64(L/int64(lanes)*int64(lanes)), k.c64(L), func(l llvm.Value) {
+					k.Loop(k.C64(L/int64(lanes)*int64(lanes)), k.C64(L), func(l llvm.Value) {
 						x := element(0, at(l))
-						k.store(k.b.FAdd(k.load(acct, accS), x, ""), acct, accS)
+						k.Store(k.B.FAdd(k.Load(acct, accS), x, ""), acct, accS)
 					})
 				})
-				v := k.load(vt, accV)
+				v := k.Load(vt, accV)
 				sum := k.lane(v, 0)
 				for i := 1; i < lanes; i++ {
-					sum = k.b.FAdd(sum, k.lane(v, i), "")
+					sum = k.B.FAdd(sum, k.lane(v, i), "")
 				}
-				sum = k.b.FAdd(sum, k.load(acct, accS), "")
-				k.storeAt(finish(sum), yt, k.p[yIdx], o)
+				sum = k.B.FAdd(sum, k.Load(acct, accS), "")
+				k.StoreAt(finish(sum), yt, k.P[yIdx], o)
 			})
 			return ferr
 		}
 		if !innerKept {
-			s, en := k.share(outTotal, 16)
-			k.loop(s, en, func(o llvm.Value) {
+			s, en := k.Share(outTotal, 16)
+			k.Loop(s, en, func(o llvm.Value) {
 				base := k.offsets(o, keptDims, keptStreams)
-				acc := k.variable(acct, llvm.ConstFloat(acct, 0))
+				acc := k.Variable(acct, llvm.ConstFloat(acct, 0))
 				k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
 					x := element(0, offs)
-					k.store(k.b.FAdd(k.load(acct, acc), x, ""), acct, acc)
+					k.Store(k.B.FAdd(k.Load(acct, acc), x, ""), acct, acc)
 				})
-				k.storeAt(finish(k.load(acct, acc)), yt, k.p[yIdx], o)
+				k.StoreAt(finish(k.Load(acct, acc)), yt, k.P[yIdx], o)
 			})
 			return ferr
 		}
@@ -276,17 +278,17 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 			outerStreams[i] = stream{strides: st.strides[:len(st.strides)-1]}
 		}
 		acc := k.alignedScratch()
-		s, en := k.share(outTotal, 16)
-		r0 := k.divc(s, kin)
-		r1 := k.divc(k.addc(en, kin-1), kin)
-		k.loop(r0, r1, func(row llvm.Value) {
-			rb := k.mulc(row, kin)
-			lo := k.max(k.sub(s, rb), k.c64(0))
-			hi := k.min(k.sub(en, rb), k.c64(kin))
-			k.loop(lo, hi, func(j llvm.Value) {
-				k.storeAt(llvm.ConstFloat(acct, 0), acct, acc, j)
+		s, en := k.Share(outTotal, 16)
+		r0 := k.Divc(s, kin)
+		r1 := k.Divc(k.Addc(en, kin-1), kin)
+		k.Loop(r0, r1, func(row llvm.Value) {
+			rb := k.Mulc(row, kin)
+			lo := k.Max(k.Sub(s, rb), k.C64(0))
+			hi := k.Min(k.Sub(en, rb), k.C64(kin))
+			k.Loop(lo, hi, func(j llvm.Value) {
+				k.StoreAt(llvm.ConstFloat(acct, 0), acct, acc, j)
 			})
-			base := k.c64(0)
+			base := k.C64(0)
 			var rowOffs []llvm.Value
 			if len(outerDims) > 0 {
 				rowOffs = k.offsets(row, outerDims, outerStreams)
@@ -297,18 +299,18 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 				}
 			}
 			k.nest(redDims, redStreams, rowOffs, func(offs []llvm.Value) {
-				k.loop(lo, hi, func(j llvm.Value) {
+				k.Loop(lo, hi, func(j llvm.Value) {
 					eo := make([]llvm.Value, len(offs))
 					for i, st := range keptStreams {
-						eo[i] = k.add(offs[i], k.mulc(j, st.strides[len(st.strides)-1]))
+						eo[i] = k.Add(offs[i], k.Mulc(j, st.strides[len(st.strides)-1]))
 					}
 					x := element(0, eo)
-					p := k.at(acct, acc, j)
-					k.store(k.b.FAdd(k.load(acct, p), x, ""), acct, p)
+					p := k.At(acct, acc, j)
+					k.Store(k.B.FAdd(k.Load(acct, p), x, ""), acct, p)
 				})
 			})
-			k.loop(lo, hi, func(j llvm.Value) {
-				k.storeAt(finish(k.loadAt(acct, acc, j)), yt, k.p[yIdx], k.add(rb, j))
+			k.Loop(lo, hi, func(j llvm.Value) {
+				k.StoreAt(finish(k.LoadAt(acct, acc, j)), yt, k.P[yIdx], k.Add(rb, j))
 			})
 		})
 		return ferr
@@ -321,20 +323,20 @@ func (e *Emitter) reduce(name string, g *Group) (*Lowering, error) {
 		sumName := name + "_sum"
 		part := ir.T(ir.F64, int(chunks*outTotal))
 		err := e.kernel(sumName, []param{{bytes: part.Bytes(), readonly: true, alias: -1}, {bytes: yType.Bytes(), alias: -1}}, func(k *kfn) error {
-			f64 := e.f64
-			k.gridStride(outTotal, func(o llvm.Value) {
-				acc := k.variable(f64, llvm.ConstFloat(f64, 0))
-				k.loopN(chunks, func(p llvm.Value) {
-					k.store(k.b.FAdd(k.load(f64, acc), k.loadAt(f64, k.p[0], k.add(k.mulc(p, outTotal), o)), ""), f64, acc)
+			f64 := e.F64
+			k.e.dev.GridStride(k.Fn, outTotal, func(o llvm.Value) {
+				acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
+				k.LoopN(chunks, func(p llvm.Value) {
+					k.Store(k.B.FAdd(k.Load(f64, acc), k.LoadAt(f64, k.P[0], k.Add(k.Mulc(p, outTotal), o)), ""), f64, acc)
 				})
-				v := k.load(f64, acc)
+				v := k.Load(f64, acc)
 				if red.Op == "ReduceMean" {
-					v = k.b.FDiv(v, llvm.ConstFloat(f64, float64(count)), "")
+					v = k.B.FDiv(v, llvm.ConstFloat(f64, float64(count)), "")
 				}
 				if yc.Kind() != llvm.DoubleTypeKind {
-					v = k.b.FPTrunc(v, yc, "")
+					v = k.B.FPTrunc(v, yc, "")
 				}
-				k.storeAt(v, yt, k.p[1], o)
+				k.StoreAt(v, yt, k.P[1], o)
 			})
 			return nil
 		})
@@ -386,26 +388,26 @@ const rowChunk, rowChunkMin = 1 << 15, 1 << 18
 // block row's does.
 func (k *kfn) reduceRowChunksGPU(chunks, outTotal int64, keptDims []int64, keptStreams []stream, redDims []int64, redStreams []stream,
 	element func(offs []llvm.Value) llvm.Value, partial llvm.Value, ferr *error) error {
-	f64 := k.e.f64
+	f64 := k.e.F64
 	count := numel64(redDims)
 	C := (count + chunks - 1) / chunks
-	err := k.blockRows(chunks*outTotal, func(hw blockRegs, u llvm.Value) {
-		p, o := k.divc(u, outTotal), k.remc(u, outTotal)
+	err := k.e.dev.BlockRows(k.Fn, chunks*outTotal, func(hw kernel.BlockRegs, u llvm.Value) {
+		p, o := k.Divc(u, outTotal), k.Remc(u, outTotal)
 		base := k.offsets(o, keptDims, keptStreams)
-		lo := k.mulc(p, C)
-		hi := k.min(k.addc(lo, C), k.c64(count))
-		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
-		k.loopStep(k.add(lo, hw.tx), hi, hw.nt, func(r llvm.Value) {
+		lo := k.Mulc(p, C)
+		hi := k.Min(k.Addc(lo, C), k.C64(count))
+		acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
+		k.LoopStep(k.Add(lo, hw.Tx), hi, hw.Nt, func(r llvm.Value) {
 			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
-		total, err := k.blockReduce(hw, redSum, k.load(f64, acc))
+		total, err := k.e.dev.BlockReduce(k.Fn, hw, gpu.RedSum, k.Load(f64, acc))
 		if err != nil {
 			if *ferr == nil {
 				*ferr = err
 			}
 			return
 		}
-		k.when(k.b.ICmp(llvm.IntEQ, hw.tx, k.c64(0), ""), func() { k.storeAt(total, f64, partial, u) })
+		k.When(k.B.ICmp(llvm.IntEQ, hw.Tx, k.C64(0), ""), func() { k.StoreAt(total, f64, partial, u) })
 	})
 	if err != nil {
 		return err
@@ -422,19 +424,19 @@ func (k *kfn) reduceRowChunksGPU(chunks, outTotal int64, keptDims []int64, keptS
 // order: the result is the same for every launch (not the CPU's order).
 func (k *kfn) reduceChunksGPU(chunks, outTotal int64, keptDims []int64, keptStreams []stream, redDims []int64, redStreams []stream,
 	element func(offs []llvm.Value) llvm.Value, partial llvm.Value, ferr *error) error {
-	f64 := k.e.f64
+	f64 := k.e.F64
 	count := numel64(redDims)
 	C := (count + chunks - 1) / chunks
-	k.gridStride(chunks*outTotal, func(u llvm.Value) {
-		p, o := k.divc(u, outTotal), k.remc(u, outTotal)
+	k.e.dev.GridStride(k.Fn, chunks*outTotal, func(u llvm.Value) {
+		p, o := k.Divc(u, outTotal), k.Remc(u, outTotal)
 		base := k.offsets(o, keptDims, keptStreams)
-		lo := k.mulc(p, C)
-		hi := k.min(k.addc(lo, C), k.c64(count))
-		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
-		k.loop(lo, hi, func(r llvm.Value) {
+		lo := k.Mulc(p, C)
+		hi := k.Min(k.Addc(lo, C), k.C64(count))
+		acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
+		k.Loop(lo, hi, func(r llvm.Value) {
 			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
-		k.storeAt(k.load(f64, acc), f64, partial, u)
+		k.StoreAt(k.Load(f64, acc), f64, partial, u)
 	})
 	return *ferr
 }
@@ -446,10 +448,10 @@ func (k *kfn) addElementAt(acc llvm.Value, base []llvm.Value, r llvm.Value, redD
 	rel := k.offsets(r, redDims, redStreams)
 	offs := make([]llvm.Value, len(base))
 	for i := range base {
-		offs[i] = k.add(base[i], rel[i])
+		offs[i] = k.Add(base[i], rel[i])
 	}
-	f64 := k.e.f64
-	k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+	f64 := k.e.F64
+	k.Store(k.B.FAdd(k.Load(f64, acc), element(offs), ""), f64, acc)
 }
 
 // numel64 is the product of dims (1 for none).
@@ -472,40 +474,40 @@ func numel64(dims []int64) int64 {
 //     (Long sums over outer axes, with few outputs, are split into chunks
 //     first, see reduceChunksGPU: two calls instead of this one.)
 //   - The innermost axis reduced (RMSNorm's mean of squares, the row sums
-//     of its backward, a row's mean): block rows (gpurows.go). The block
+//     of its backward, a row's mean): block rows (codegen/gpu's rows.go). The block
 //     takes outputs ctaid.x, ctaid.x + nctaid.x, …; thread tx sums, in f64,
 //     the reduced elements tx, tx + ntid, … (their row-major index over the
 //     reduced axes: consecutive threads read consecutive elements of a
 //     contiguous row); blockReduce adds the partials, and thread 0 stores.
 func (k *kfn) reduceGPU(independent bool, outTotal int64, keptDims []int64, keptStreams []stream, redDims []int64, redStreams []stream,
 	element func(offs []llvm.Value) llvm.Value, store func(o, acc llvm.Value), ferr *error) error {
-	f64 := k.e.f64
+	f64 := k.e.F64
 	if independent {
-		k.gridStride(outTotal, func(o llvm.Value) {
+		k.e.dev.GridStride(k.Fn, outTotal, func(o llvm.Value) {
 			base := k.offsets(o, keptDims, keptStreams)
-			acc := k.variable(f64, llvm.ConstFloat(f64, 0))
+			acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
 			k.nest(redDims, redStreams, base, func(offs []llvm.Value) {
-				k.store(k.b.FAdd(k.load(f64, acc), element(offs), ""), f64, acc)
+				k.Store(k.B.FAdd(k.Load(f64, acc), element(offs), ""), f64, acc)
 			})
-			store(o, k.load(f64, acc))
+			store(o, k.Load(f64, acc))
 		})
 		return *ferr
 	}
 	count := numel64(redDims)
-	err := k.blockRows(outTotal, func(hw blockRegs, o llvm.Value) {
+	err := k.e.dev.BlockRows(k.Fn, outTotal, func(hw kernel.BlockRegs, o llvm.Value) {
 		base := k.offsets(o, keptDims, keptStreams)
-		acc := k.variable(f64, llvm.ConstFloat(f64, 0))
-		k.rowStride(hw, k.c64(count), func(r llvm.Value) {
+		acc := k.Variable(f64, llvm.ConstFloat(f64, 0))
+		k.e.dev.RowStride(k.Fn, hw, k.C64(count), func(r llvm.Value) {
 			k.addElementAt(acc, base, r, redDims, redStreams, element)
 		})
-		total, err := k.blockReduce(hw, redSum, k.load(f64, acc))
+		total, err := k.e.dev.BlockReduce(k.Fn, hw, gpu.RedSum, k.Load(f64, acc))
 		if err != nil {
 			if *ferr == nil {
 				*ferr = err
 			}
 			return
 		}
-		k.when(k.b.ICmp(llvm.IntEQ, hw.tx, k.c64(0), ""), func() { store(o, total) })
+		k.When(k.B.ICmp(llvm.IntEQ, hw.Tx, k.C64(0), ""), func() { store(o, total) })
 	})
 	if err != nil {
 		return err
@@ -520,12 +522,12 @@ func (k *kfn) nest(dims []int64, streams []stream, base []llvm.Value, body func(
 		body(base)
 		return
 	}
-	k.loopN(dims[0], func(i llvm.Value) {
+	k.LoopN(dims[0], func(i llvm.Value) {
 		next := make([]llvm.Value, len(base))
 		for s, st := range streams {
 			next[s] = base[s]
 			if st.strides[0] != 0 {
-				next[s] = k.add(base[s], k.mulc(i, st.strides[0]))
+				next[s] = k.Add(base[s], k.Mulc(i, st.strides[0]))
 			}
 		}
 		rest := make([]stream, len(streams))
@@ -539,10 +541,10 @@ func (k *kfn) nest(dims []int64, streams []stream, base []llvm.Value, body func(
 // alignedScratch returns this thread's scratch pointer rounded up to 64
 // bytes (kernels that use scratch reserve 64 extra bytes for this).
 func (k *kfn) alignedScratch() llvm.Value {
-	k.work.scratch = true
-	b := k.b
-	off := b.And(b.Sub(k.c64(0), b.PtrToInt(k.scr, k.e.i64, ""), ""), k.c64(63), "")
-	return b.InBoundsGEP(k.e.i8, k.scr, []llvm.Value{off}, "")
+	k.Work.Scratch = true
+	b := k.B
+	off := b.And(b.Sub(k.C64(0), b.PtrToInt(k.Scr, k.e.I64, ""), ""), k.C64(63), "")
+	return b.InBoundsGEP(k.e.I8, k.Scr, []llvm.Value{off}, "")
 }
 
 // vectorLanes returns the vector width for a reduction whose innermost

@@ -27,22 +27,22 @@ func (k *kfn) vectorRow(t llvm.Type, n, stride int64) (llvm.Type, int64, bool) {
 // loadVec loads a vector of type vt from p (element alignment); a vector
 // of bf16 (storage) arrives widened to f32.
 func (k *kfn) loadVec(vt llvm.Type, p llvm.Value) llvm.Value {
-	if k.e.isBF16(vt) {
-		return k.load(vt, p)
+	if k.e.IsBF16(vt) {
+		return k.Load(vt, p)
 	}
-	v := k.b.Load(vt, p, "")
-	v.SetAlignment(k.e.sizeOf(vt.ElementType()))
+	v := k.B.Load(vt, p, "")
+	v.SetAlignment(k.e.SizeOf(vt.ElementType()))
 	return v
 }
 
 // storeVec stores vector v to p (element alignment).
 func (k *kfn) storeVec(v, p llvm.Value) {
-	k.b.Store(v, p).SetAlignment(k.e.sizeOf(v.Type().ElementType()))
+	k.B.Store(v, p).SetAlignment(k.e.SizeOf(v.Type().ElementType()))
 }
 
 // lane extracts lane i of vector v.
 func (k *kfn) lane(v llvm.Value, i int) llvm.Value {
-	return k.b.ExtractElement(v, llvm.ConstInt(k.e.i32, int64(i)), "")
+	return k.B.ExtractElement(v, llvm.ConstInt(k.e.I32, int64(i)), "")
 }
 
 // rowMax is max over l < n of row[l·stride] (NaN-propagating, +0 above −0,
@@ -52,21 +52,21 @@ func (k *kfn) rowMax(t llvm.Type, n int64, row llvm.Value, stride int64) (llvm.V
 		return k.callIntrinsic("llvm.maximum", ty, a, b)
 	}
 	var ferr error
-	st, t := t, k.e.computeOf(t) // st: the row's storage type (bf16 rows compute in f32)
-	m := k.variable(t, llvm.ConstFloat(t, math.Inf(-1)))
+	st, t := t, k.e.ComputeOf(t) // st: the row's storage type (bf16 rows compute in f32)
+	m := k.Variable(t, llvm.ConstFloat(t, math.Inf(-1)))
 	from := int64(0)
 	if svt, w, ok := k.vectorRow(st, n, stride); ok {
-		vt := k.e.computeOf(svt)
-		acc := k.variable(vt, k.splat(vt, math.Inf(-1)))
-		k.loopN(n/w, func(c llvm.Value) {
-			v, err := maxOf(vt, k.load(vt, acc), k.loadVec(svt, k.at(st, row, k.mulc(c, w))))
+		vt := k.e.ComputeOf(svt)
+		acc := k.Variable(vt, k.Splat(vt, math.Inf(-1)))
+		k.LoopN(n/w, func(c llvm.Value) {
+			v, err := maxOf(vt, k.Load(vt, acc), k.loadVec(svt, k.At(st, row, k.Mulc(c, w))))
 			if err != nil {
 				ferr = err
 				return
 			}
-			k.store(v, vt, acc)
+			k.Store(v, vt, acc)
 		})
-		a := k.load(vt, acc)
+		a := k.Load(vt, acc)
 		r := k.lane(a, 0)
 		for i := 1; i < int(w); i++ {
 			var err error
@@ -74,59 +74,59 @@ func (k *kfn) rowMax(t llvm.Type, n int64, row llvm.Value, stride int64) (llvm.V
 				return r, err
 			}
 		}
-		k.store(r, t, m)
+		k.Store(r, t, m)
 		from = n / w * w
 	}
-	k.loop(k.c64(from), k.c64(n), func(l llvm.Value) {
-		v, err := maxOf(t, k.load(t, m), k.loadAt(st, row, k.mulc(l, stride)))
+	k.Loop(k.C64(from), k.C64(n), func(l llvm.Value) {
+		v, err := maxOf(t, k.Load(t, m), k.LoadAt(st, row, k.Mulc(l, stride)))
 		if err != nil {
 			ferr = err
 			return
 		}
-		k.store(v, t, m)
+		k.Store(v, t, m)
 	})
-	return k.load(t, m), ferr
+	return k.Load(t, m), ferr
 }
 
 // rowExpSum computes e_l = exp(row[l·stride] − m) for l < n, stores e_l to
 // out[l·stride] unless out is the zero Value, and returns Σ e_l in f64.
 func (k *kfn) rowExpSum(t, ot llvm.Type, n int64, row, out llvm.Value, stride int64, m llvm.Value) (llvm.Value, error) {
-	f64 := k.e.f64
+	f64 := k.e.F64
 	var ferr error
-	sum := k.variable(f64, llvm.ConstFloat(f64, 0))
+	sum := k.Variable(f64, llvm.ConstFloat(f64, 0))
 	from := int64(0)
 	if vt, w, ok := k.vectorRow(t, n, stride); ok {
 		dt := llvm.VectorType(f64, int(w))
 		ovt := llvm.VectorType(ot, int(w))
-		acc := k.variable(dt, k.splat(dt, 0))
-		mv := k.b.VectorSplat(int(w), m, "")
-		k.loopN(n/w, func(c llvm.Value) {
-			l := k.mulc(c, w)
-			e := k.expf(k.b.FSub(k.loadVec(vt, k.at(t, row, l)), mv, ""))
+		acc := k.Variable(dt, k.Splat(dt, 0))
+		mv := k.B.VectorSplat(int(w), m, "")
+		k.LoopN(n/w, func(c llvm.Value) {
+			l := k.Mulc(c, w)
+			e := k.expf(k.B.FSub(k.loadVec(vt, k.At(t, row, l)), mv, ""))
 			if !out.IsNil() {
-				k.store(e, ovt, k.at(ot, out, l)) // a bf16 out rounds here
+				k.Store(e, ovt, k.At(ot, out, l)) // a bf16 out rounds here
 			}
-			k.store(k.b.FAdd(k.load(dt, acc), k.b.FPExt(e, dt, ""), ""), dt, acc)
+			k.Store(k.B.FAdd(k.Load(dt, acc), k.B.FPExt(e, dt, ""), ""), dt, acc)
 		})
-		a := k.load(dt, acc)
+		a := k.Load(dt, acc)
 		s := k.lane(a, 0)
 		for i := 1; i < int(w); i++ {
-			s = k.b.FAdd(s, k.lane(a, i), "")
+			s = k.B.FAdd(s, k.lane(a, i), "")
 		}
-		k.store(s, f64, sum)
+		k.Store(s, f64, sum)
 		from = n / w * w
 	}
-	k.loop(k.c64(from), k.c64(n), func(l llvm.Value) {
-		off := k.mulc(l, stride)
-		e, err := k.exp(k.b.FSub(k.loadAt(t, row, off), m, ""))
+	k.Loop(k.C64(from), k.C64(n), func(l llvm.Value) {
+		off := k.Mulc(l, stride)
+		e, err := k.exp(k.B.FSub(k.LoadAt(t, row, off), m, ""))
 		if err != nil {
 			ferr = err
 			return
 		}
 		if !out.IsNil() {
-			k.storeAt(e, ot, out, off)
+			k.StoreAt(e, ot, out, off)
 		}
-		k.store(k.b.FAdd(k.load(f64, sum), k.widen(e), ""), f64, sum)
+		k.Store(k.B.FAdd(k.Load(f64, sum), k.Widen(e), ""), f64, sum)
 	})
-	return k.load(f64, sum), ferr
+	return k.Load(f64, sum), ferr
 }

@@ -39,18 +39,18 @@ func (k *kfn) constValue(v float64, d ir.DType) (llvm.Value, error) {
 
 // unaryOp computes op(x) for a value of dtype d.
 func (k *kfn) unaryOp(op string, d ir.DType, x llvm.Value) (llvm.Value, error) {
-	b := k.b
+	b := k.B
 	if op == "Identity" {
 		return x, nil
 	}
 	if d.IsInt() {
 		if op == "Neg" {
-			return b.Sub(k.splatInt(x.Type(), 0), x, ""), nil
+			return b.Sub(k.IntSplat(x.Type(), 0), x, ""), nil
 		}
 		return llvm.Value{}, fmt.Errorf("%s of an integer tensor is not supported by the CPU kernels (Cast to a float type first)", op)
 	}
 	t := x.Type()
-	one := k.splat(t, 1)
+	one := k.Splat(t, 1)
 	switch op {
 	case "Neg":
 		return b.FNeg(x, ""), nil
@@ -85,7 +85,7 @@ func (k *kfn) unaryOp(op string, d ir.DType, x llvm.Value) (llvm.Value, error) {
 // sigmoid is 1/(1+e^-x) for x ≥ 0 and e^x/(1+e^x) otherwise, as the
 // interpreter computes it, so that neither branch overflows.
 func (k *kfn) sigmoid(x llvm.Value) (llvm.Value, error) {
-	b, t := k.b, x.Type()
+	b, t := k.B, x.Type()
 	ax, err := k.callIntrinsic("llvm.fabs", t, x)
 	if err != nil {
 		return ax, err
@@ -94,10 +94,10 @@ func (k *kfn) sigmoid(x llvm.Value) (llvm.Value, error) {
 	if err != nil {
 		return e, err
 	}
-	den := b.FAdd(k.splat(t, 1), e, "")
-	pos := b.FDiv(k.splat(t, 1), den, "")
+	den := b.FAdd(k.Splat(t, 1), e, "")
+	pos := b.FDiv(k.Splat(t, 1), den, "")
 	neg := b.FDiv(e, den, "")
-	return b.Select(b.FCmp(llvm.FloatOGE, x, k.splat(t, 0), ""), pos, neg, ""), nil
+	return b.Select(b.FCmp(llvm.FloatOGE, x, k.Splat(t, 0), ""), pos, neg, ""), nil
 }
 
 // exp is e^x: an inline evaluation for f32 (so loops vectorize), libm's for
@@ -116,13 +116,13 @@ func (k *kfn) exp(x llvm.Value) (llvm.Value, error) {
 // come out right. NaN gives NaN, large x +Inf, very negative x 0. Accuracy
 // is within 2 ulp of the correctly rounded value.
 func (k *kfn) expf(x llvm.Value) llvm.Value {
-	b, f := k.b, x.Type()
-	i32 := k.e.i32
+	b, f := k.B, x.Type()
+	i32 := k.e.I32
 	if f.Kind() == llvm.VectorTypeKind {
 		i32 = llvm.VectorType(i32, f.VectorSize())
 	}
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
-	ci := func(v int64) llvm.Value { return k.splatInt(i32, v) }
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
+	ci := func(v int64) llvm.Value { return k.IntSplat(i32, v) }
 	isNaN := b.FCmp(llvm.FloatUNO, x, x, "")
 	xc := b.Select(b.FCmp(llvm.FloatOLT, x, c(-104), ""), c(-104), x, "")
 	xc = b.Select(b.FCmp(llvm.FloatOGT, xc, c(89), ""), c(89), xc, "")
@@ -147,27 +147,11 @@ func (k *kfn) expf(x llvm.Value) llvm.Value {
 	return b.Select(isNaN, x, y, "")
 }
 
-// splat is the float constant v of type t, or a vector of it.
-func (k *kfn) splat(t llvm.Type, v float64) llvm.Value {
-	if t.Kind() == llvm.VectorTypeKind {
-		return llvm.ConstSplat(t.VectorSize(), llvm.ConstFloat(t.ElementType(), v))
-	}
-	return llvm.ConstFloat(t, v)
-}
-
-// splatInt is the integer constant v of type t, or a vector of it.
-func (k *kfn) splatInt(t llvm.Type, v int64) llvm.Value {
-	if t.Kind() == llvm.VectorTypeKind {
-		return llvm.ConstSplat(t.VectorSize(), llvm.ConstInt(t.ElementType(), v))
-	}
-	return llvm.ConstInt(t, v)
-}
-
 // binaryOp computes op(x, y) for values of dtype d.
 func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, error) {
-	b, t := k.b, x.Type()
+	b, t := k.B, x.Type()
 	if d.IsInt() {
-		zero, one := k.splatInt(t, 0), k.splatInt(t, 1)
+		zero, one := k.IntSplat(t, 0), k.IntSplat(t, 1)
 		switch op {
 		case "Add":
 			return b.Add(x, y, ""), nil
@@ -179,7 +163,7 @@ func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, erro
 			// Truncated division; x/0 = 0 and x/-1 = -x (wrapping), the
 			// two cases where a hardware divide would trap.
 			isZero := b.ICmp(llvm.IntEQ, y, zero, "")
-			isM1 := b.ICmp(llvm.IntEQ, y, k.splatInt(t, -1), "")
+			isM1 := b.ICmp(llvm.IntEQ, y, k.IntSplat(t, -1), "")
 			safe := b.Select(b.Or(isZero, isM1, ""), one, y, "")
 			q := b.SDiv(x, safe, "")
 			q = b.Select(isM1, b.Sub(zero, x, ""), q, "")
@@ -210,7 +194,7 @@ func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, erro
 	case "Min":
 		return k.callIntrinsic("llvm.minimum", t, x, y)
 	case "Greater":
-		return b.Select(b.FCmp(llvm.FloatOGT, x, y, ""), k.splat(t, 1), k.splat(t, 0), ""), nil
+		return b.Select(b.FCmp(llvm.FloatOGT, x, y, ""), k.Splat(t, 1), k.Splat(t, 0), ""), nil
 	}
 	return llvm.Value{}, fmt.Errorf("no CPU kernel for element-wise op %q", op)
 }
@@ -219,7 +203,7 @@ func (k *kfn) binaryOp(op string, d ir.DType, x, y llvm.Value) (llvm.Value, erro
 // even, ints convert exactly (or wrap), float→int truncates toward zero and
 // saturates (NaN → 0).
 func (k *kfn) castOp(from, to ir.DType, x llvm.Value) (llvm.Value, error) {
-	b := k.b
+	b := k.B
 	t, err := k.e.scalarType(to)
 	if err != nil {
 		return llvm.Value{}, err
@@ -245,13 +229,13 @@ func (k *kfn) castOp(from, to ir.DType, x llvm.Value) (llvm.Value, error) {
 	case from.IsInt() && to.IsFloat():
 		return b.SIToFP(x, t, ""), nil
 	case from.IsFloat() && to == ir.U8:
-		f, err := k.e.mod.Intrinsic("llvm.fptoui.sat", t, x.Type())
+		f, err := k.e.Mod.Intrinsic("llvm.fptoui.sat", t, x.Type())
 		if err != nil {
 			return llvm.Value{}, err
 		}
 		return b.Call(f, []llvm.Value{x}, ""), nil
 	case from.IsFloat() && to.IsInt():
-		f, err := k.e.mod.Intrinsic("llvm.fptosi.sat", t, x.Type())
+		f, err := k.e.Mod.Intrinsic("llvm.fptosi.sat", t, x.Type())
 		if err != nil {
 			return llvm.Value{}, err
 		}

@@ -27,17 +27,9 @@ func (e *Emitter) table(name string, values []float64) llvm.Function {
 	if f, ok := e.decls[sym]; ok {
 		return f
 	}
-	f := e.mod.AddFunction(sym, llvm.FunctionType(e.ptr, nil, false))
+	f := e.Mod.AddFunction(sym, llvm.FunctionType(e.Ptr, nil, false))
 	e.decls[sym] = f
-	if e.gpu() {
-		// No C file on the GPU: the table is a constant global in
-		// NVPTX's global address space, and the accessor is defined here.
-		g := e.mod.AddConstantF64Array(sym+"_data", values, 1, 64)
-		f.SetLinkage(llvm.InternalLinkage)
-		b := e.ctx.NewBuilder()
-		defer b.Dispose()
-		b.SetInsertPointAtEnd(f.AppendBasicBlock("entry"))
-		b.Ret(b.AddrSpaceCast(g, e.ptr, ""))
+	if e.be.tableAccessor(e, f, sym, values) {
 		return f
 	}
 	e.tables[sym] = &table{symbol: sym, values: values}

@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ import (
 // t = ctaid.x·ntid.x + tid.x, nthreads T = nctaid.x·ntid.x and its scratch
 // at scratch + t·stride. The GPU shares the CPU's lowering of each op's
 // math, but not how the work maps to threads (see "How the GPU maps
-// iterations to threads" in gpurows.go):
+// iterations to threads" in rows.go):
 //
 //   - independent iterations (element-wise groups, data movement, Gather,
 //     RoPE, CausalMask, the bf16 roundings and zero fills around the
@@ -43,14 +43,11 @@ import (
 // the launch runs every thread through the body, and the body's
 // synchronizing code sits in block-uniform control flow only.
 
-// gpu reports whether the emitter targets the cuda device.
-func (e *Emitter) gpu() bool { return e.opt.Device == "cuda" }
-
 // ptxEntry defines kernel name as a PTX entry calling body with the buffer
 // pointers first lists (argument indices) and this GPU thread's tid,
 // nthreads and scratch.
-func (e *Emitter) ptxEntry(name string, body llvm.Function, first []int) error {
-	w := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{e.ptr, e.ptr, e.i64}, false))
+func (e *Backend) ptxEntry(name string, body llvm.Function, first []int) error {
+	w := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{e.Ptr, e.Ptr, e.I64}, false))
 	w.SetCallConv(llvm.PTXKernelCallConv)
 	for _, a := range []string{"nounwind"} {
 		if err := w.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
@@ -60,11 +57,11 @@ func (e *Emitter) ptxEntry(name string, body llvm.Function, first []int) error {
 	b := e.b
 	b.SetInsertPointAtEnd(w.AppendBasicBlock("entry"))
 	sreg := func(r string) (llvm.Value, error) {
-		f, err := e.intrinsic("llvm.nvvm.read.ptx.sreg." + r)
+		f, err := e.Intrinsic("llvm.nvvm.read.ptx.sreg." + r)
 		if err != nil {
 			return llvm.Value{}, err
 		}
-		return b.ZExt(b.Call(f, nil, ""), e.i64, ""), nil
+		return b.ZExt(b.Call(f, nil, ""), e.I64, ""), nil
 	}
 	var regs [4]llvm.Value
 	for i, r := range []string{"ctaid.x", "ntid.x", "tid.x", "nctaid.x"} {
@@ -76,11 +73,11 @@ func (e *Emitter) ptxEntry(name string, body llvm.Function, first []int) error {
 	}
 	tid := b.Add(b.Mul(regs[0], regs[1], ""), regs[2], "")
 	nth := b.Mul(regs[3], regs[1], "")
-	scr := b.InBoundsGEP(e.i8, w.Param(1), []llvm.Value{b.Mul(tid, w.Param(2), "")}, "")
+	scr := b.InBoundsGEP(e.I8, w.Param(1), []llvm.Value{b.Mul(tid, w.Param(2), "")}, "")
 	args := make([]llvm.Value, 0, len(first)+3)
 	for _, i := range first {
-		slotPtr := b.InBoundsGEP(e.ptr, w.Param(0), []llvm.Value{llvm.ConstInt(e.i64, int64(i))}, "")
-		v := b.Load(e.ptr, slotPtr, fmt.Sprintf("arg%d", i))
+		slotPtr := b.InBoundsGEP(e.Ptr, w.Param(0), []llvm.Value{llvm.ConstInt(e.I64, int64(i))}, "")
+		v := b.Load(e.Ptr, slotPtr, fmt.Sprintf("arg%d", i))
 		v.SetAlignment(8)
 		args = append(args, v)
 	}

@@ -1,15 +1,16 @@
-package lower
+package gpu
 
 import (
 	"math"
 
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
 // # How the GPU maps iterations to threads
 //
 // The CPU gives each of its few threads a contiguous share of a kernel's
-// iterations (kfn.share). On the cuda device that mapping is the slow one:
+// iterations (kernel.Fn.Share). On the cuda device that mapping is the slow one:
 // neighbouring threads of a warp touch addresses a whole share apart (no
 // coalescing), and a row handled by one thread serializes its reduction
 // while the rest of the GPU idles. So the cuda device maps work three ways:
@@ -47,7 +48,7 @@ import (
 // the shapes, values every thread of the block loaded alike), never on
 // tid.x; only the loops between reductions (rowStride's element loops,
 // the stores of one thread) may depend on the thread. A kernel body that
-// synchronizes is marked convergent and loses nosync (kernel, in fn.go).
+// synchronizes is marked convergent and loses nosync (codegen/lower's Emitter.kernel, through its gpuBackend.export).
 
 // rowSlots is the number of f64 partials the portable block reduction
 // stages in shared memory (8 KB): a block of more threads (beyond CUDA's
@@ -59,61 +60,46 @@ const rowSlots = 1024
 // GPU's coalesced mapping of independent iterations (n of them: the
 // kernel's launch geometry provides up to n threads).
 func (k *kfn) gridStride(n int64, body func(i llvm.Value)) {
-	k.work.threads = max(k.work.threads, n)
-	hi := k.c64(n)
-	if !k.stop.IsNil() {
-		hi = k.min(hi, k.stop)
+	k.Work.Threads = max(k.Work.Threads, n)
+	hi := k.C64(n)
+	if !k.Stop.IsNil() {
+		hi = k.Min(hi, k.Stop)
 	}
-	k.loopStep(k.tid, hi, k.nth, body)
-}
-
-// each visits this thread's iterations of [0, n), which must be
-// independent of each other: on the CPU a contiguous share (parts that are
-// multiples of align), on the GPU grid-stride.
-func (k *kfn) each(n, align int64, body func(i llvm.Value)) {
-	if n <= 0 {
-		return
-	}
-	if k.e.gpu() {
-		k.gridStride(n, body)
-		return
-	}
-	s, e := k.share(n, align)
-	k.loop(s, e, body)
+	k.LoopStep(k.Tid, hi, k.Nth, body)
 }
 
 // blockRows runs body for each of rows rows this block takes: rows ctaid.x,
 // ctaid.x + nctaid.x, … (a block-uniform loop: body may reduce). Every
 // thread of the block runs body for the row; rowStride splits its elements.
-func (k *kfn) blockRows(rows int64, body func(hw blockRegs, row llvm.Value)) error {
+func (k *kfn) blockRows(rows int64, body func(hw kernel.BlockRegs, row llvm.Value)) error {
 	hw, err := k.blockRegs()
 	if err != nil {
 		return err
 	}
-	k.work.blocks = max(k.work.blocks, rows)
-	k.loopStep(hw.bx, k.c64(rows), hw.nb, func(row llvm.Value) { body(hw, row) })
+	k.Work.Blocks = max(k.Work.Blocks, rows)
+	k.LoopStep(hw.Bx, k.C64(rows), hw.Nb, func(row llvm.Value) { body(hw, row) })
 	return nil
 }
 
 // rowStride visits this thread's elements of a row of n: l = tid.x,
 // tid.x + ntid.x, … (consecutive threads, consecutive elements). Its body
 // must not reduce (its trip count depends on the thread).
-func (k *kfn) rowStride(hw blockRegs, n llvm.Value, body func(l llvm.Value)) {
-	k.loopStep(hw.tx, n, hw.nt, body)
+func (k *kfn) rowStride(hw kernel.BlockRegs, n llvm.Value, body func(l llvm.Value)) {
+	k.LoopStep(hw.Tx, n, hw.Nt, body)
 }
 
-// redOp is a block reduction's operation.
-type redOp int
+// RedOp is a block reduction's operation.
+type RedOp int
 
 const (
-	redSum redOp = iota // FAdd (f64 partial sums)
-	redMax              // IEEE maximum (llvm.maximum: NaN-propagating, +0 above −0), exact in any order
+	RedSum RedOp = iota // FAdd (f64 partial sums)
+	RedMax              // IEEE maximum (llvm.maximum: NaN-propagating, +0 above −0), exact in any order
 )
 
 // identity is op's neutral element of type t: +0 for the sum (partial sums
 // start at +0, so no −0 is lost), −Inf for the maximum.
-func (k *kfn) identity(op redOp, t llvm.Type) llvm.Value {
-	if op == redMax {
+func (k *kfn) identity(op RedOp, t llvm.Type) llvm.Value {
+	if op == RedMax {
 		return llvm.ConstFloat(t, math.Inf(-1))
 	}
 	return llvm.ConstFloat(t, 0)
@@ -121,11 +107,11 @@ func (k *kfn) identity(op redOp, t llvm.Type) llvm.Value {
 
 // combine is op(a, b). Both operations are commutative bit for bit, which
 // is what makes every lane of a butterfly end with the same value.
-func (k *kfn) combine(op redOp, a, b llvm.Value) (llvm.Value, error) {
-	if op == redMax {
+func (k *kfn) combine(op RedOp, a, b llvm.Value) (llvm.Value, error) {
+	if op == RedMax {
 		return k.callIntrinsic("llvm.maximum", a.Type(), a, b)
 	}
-	return k.b.FAdd(a, b, ""), nil
+	return k.B.FAdd(a, b, ""), nil
 }
 
 // blockReduce combines v (f32 or f64, one per thread of the block) over
@@ -137,8 +123,8 @@ func (k *kfn) combine(op redOp, a, b llvm.Value) (llvm.Value, error) {
 // GPU-only "tensorcore" variant: warpReduce (warp shuffles, shared memory
 // only across warps), "tensorcore-emulated" the same with every shuffle
 // emulated through shared memory, for the PTX emulator.
-func (k *kfn) blockReduce(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
-	k.syncs = true
+func (k *kfn) blockReduce(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
+	k.Syncs = true
 	switch k.e.opt.GPUKernels {
 	case "tensorcore", "tensorcore-emulated":
 		return k.warpReduce(hw, op, v)
@@ -155,51 +141,51 @@ func (k *kfn) blockReduce(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, err
 // with tx + s < S combines slot tx with slot tx + s, bar.sync after each
 // step; every thread reads slot 0. An f32 value travels widened to f64,
 // exactly.
-func (k *kfn) treeReduce(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
-	b, f64 := k.b, k.e.f64
+func (k *kfn) treeReduce(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
+	b, f64 := k.B, k.e.F64
 	t := v.Type()
 	sh := k.e.sharedArray("slc_rows_partials", f64, rowSlots)
-	slots := k.min(hw.nt, k.c64(rowSlots))
-	rounds := b.UDiv(k.addc(hw.nt, rowSlots-1), k.c64(rowSlots), "")
-	wide := k.widen(v)
+	slots := k.Min(hw.Nt, k.C64(rowSlots))
+	rounds := b.UDiv(k.Addc(hw.Nt, rowSlots-1), k.C64(rowSlots), "")
+	wide := k.Widen(v)
 	var ferr error
 	if err := k.barrier(); err != nil {
 		return v, err
 	}
-	k.loop(k.c64(0), rounds, func(r llvm.Value) {
-		slot := k.sub(hw.tx, k.mulc(r, rowSlots))
-		mine := b.And(b.ICmp(llvm.IntSGE, slot, k.c64(0), ""), b.ICmp(llvm.IntSLT, slot, k.c64(rowSlots), ""), "")
-		k.when(mine, func() {
-			p := k.at(f64, sh, slot)
-			c, err := k.combine(op, k.load(f64, p), wide)
+	k.Loop(k.C64(0), rounds, func(r llvm.Value) {
+		slot := k.Sub(hw.Tx, k.Mulc(r, rowSlots))
+		mine := b.And(b.ICmp(llvm.IntSGE, slot, k.C64(0), ""), b.ICmp(llvm.IntSLT, slot, k.C64(rowSlots), ""), "")
+		k.When(mine, func() {
+			p := k.At(f64, sh, slot)
+			c, err := k.combine(op, k.Load(f64, p), wide)
 			if err != nil {
 				ferr = err
 				return
 			}
-			k.store(b.Select(b.ICmp(llvm.IntEQ, r, k.c64(0), ""), wide, c, ""), f64, p)
+			k.Store(b.Select(b.ICmp(llvm.IntEQ, r, k.C64(0), ""), wide, c, ""), f64, p)
 		})
 		if err := k.barrier(); err != nil {
 			ferr = err
 		}
 	})
 	for s := int64(rowSlots / 2); s >= 1; s /= 2 {
-		k.when(b.ICmp(llvm.IntSLT, k.c64(s), slots, ""), func() { // block-uniform
-			in := b.And(b.ICmp(llvm.IntSLT, hw.tx, k.c64(s), ""), b.ICmp(llvm.IntSLT, k.addc(hw.tx, s), slots, ""), "")
-			k.when(in, func() {
-				p := k.at(f64, sh, hw.tx)
-				c, err := k.combine(op, k.load(f64, p), k.loadAt(f64, sh, k.addc(hw.tx, s)))
+		k.When(b.ICmp(llvm.IntSLT, k.C64(s), slots, ""), func() { // block-uniform
+			in := b.And(b.ICmp(llvm.IntSLT, hw.Tx, k.C64(s), ""), b.ICmp(llvm.IntSLT, k.Addc(hw.Tx, s), slots, ""), "")
+			k.When(in, func() {
+				p := k.At(f64, sh, hw.Tx)
+				c, err := k.combine(op, k.Load(f64, p), k.LoadAt(f64, sh, k.Addc(hw.Tx, s)))
 				if err != nil {
 					ferr = err
 					return
 				}
-				k.store(c, f64, p)
+				k.Store(c, f64, p)
 			})
 			if err := k.barrier(); err != nil {
 				ferr = err
 			}
 		})
 	}
-	r := k.loadAt(f64, sh, k.c64(0))
+	r := k.LoadAt(f64, sh, k.C64(0))
 	if t.Kind() != llvm.DoubleTypeKind {
 		r = b.FPTrunc(r, t, "")
 	}
@@ -215,14 +201,14 @@ func (k *kfn) treeReduce(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, erro
 // warp reads the ntid/32 slots (lane l slot l, the identity past the last
 // warp) and runs the butterfly again. Other blocks take treeReduce (a
 // block-uniform branch).
-func (k *kfn) warpReduce(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
-	b, f64 := k.b, k.e.f64
+func (k *kfn) warpReduce(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
+	b, f64 := k.B, k.e.F64
 	t := v.Type()
-	res := k.variable(t, k.identity(op, t))
-	whole := b.And(b.ICmp(llvm.IntEQ, b.And(hw.nt, k.c64(31), ""), k.c64(0), ""), b.ICmp(llvm.IntULE, hw.nt, k.c64(1024), ""), "")
+	res := k.Variable(t, k.identity(op, t))
+	whole := b.And(b.ICmp(llvm.IntEQ, b.And(hw.Nt, k.C64(31), ""), k.C64(0), ""), b.ICmp(llvm.IntULE, hw.Nt, k.C64(1024), ""), "")
 	var ferr error
-	k.when(whole, func() {
-		lane, warp, warps := b.And(hw.tx, k.c64(31), ""), b.LShr(hw.tx, k.c64(5), ""), b.LShr(hw.nt, k.c64(5), "")
+	k.When(whole, func() {
+		lane, warp, warps := b.And(hw.Tx, k.C64(31), ""), b.LShr(hw.Tx, k.C64(5), ""), b.LShr(hw.Nt, k.C64(5), "")
 		w, err := k.butterfly(hw, op, v)
 		if err != nil {
 			ferr = err
@@ -233,12 +219,12 @@ func (k *kfn) warpReduce(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, erro
 			ferr = err
 			return
 		}
-		k.when(b.ICmp(llvm.IntEQ, lane, k.c64(0), ""), func() { k.storeAt(k.widen(w), f64, sh, warp) })
+		k.When(b.ICmp(llvm.IntEQ, lane, k.C64(0), ""), func() { k.StoreAt(k.Widen(w), f64, sh, warp) })
 		if err := k.barrier(); err != nil {
 			ferr = err
 			return
 		}
-		x := k.loadAt(f64, sh, lane)
+		x := k.LoadAt(f64, sh, lane)
 		if t.Kind() != llvm.DoubleTypeKind {
 			x = b.FPTrunc(x, t, "")
 		}
@@ -248,22 +234,22 @@ func (k *kfn) warpReduce(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, erro
 			ferr = err
 			return
 		}
-		k.store(r, t, res)
+		k.Store(r, t, res)
 	})
-	k.when(b.Xor(whole, llvm.ConstInt(k.e.ctx.Int1Type(), 1), ""), func() {
+	k.When(b.Xor(whole, llvm.ConstInt(k.e.Ctx.Int1Type(), 1), ""), func() {
 		r, err := k.treeReduce(hw, op, v)
 		if err != nil {
 			ferr = err
 			return
 		}
-		k.store(r, t, res)
+		k.Store(r, t, res)
 	})
-	return k.load(t, res), ferr
+	return k.Load(t, res), ferr
 }
 
 // butterfly combines v over the 32 lanes of each warp: v = op(v,
 // shfl.bfly(v, m)) for m = 16, 8, 4, 2, 1.
-func (k *kfn) butterfly(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, error) {
+func (k *kfn) butterfly(hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
 	for m := int64(16); m >= 1; m /= 2 {
 		o, err := k.shuffleXor(hw, v, m)
 		if err != nil {
@@ -281,29 +267,29 @@ func (k *kfn) butterfly(hw blockRegs, op redOp, v llvm.Value) (llvm.Value, error
 // llvm.nvvm.shfl.sync.bfly.i32 of its halves for an f64 (member mask
 // 0xffffffff; c = 0x1f: the whole warp is one segment). With
 // "tensorcore-emulated" it is emulateShuffle instead.
-func (k *kfn) shuffleXor(hw blockRegs, v llvm.Value, m int64) (llvm.Value, error) {
+func (k *kfn) shuffleXor(hw kernel.BlockRegs, v llvm.Value, m int64) (llvm.Value, error) {
 	if k.e.opt.GPUKernels == "tensorcore-emulated" {
 		return k.emulateShuffle(hw, v, m)
 	}
-	b, i32 := k.b, k.e.i32
+	b, i32 := k.B, k.e.I32
 	all, mask, clamp := llvm.ConstInt(i32, -1), llvm.ConstInt(i32, m), llvm.ConstInt(i32, 31)
 	if v.Type().Kind() == llvm.FloatTypeKind {
-		f, err := k.e.intrinsic("llvm.nvvm.shfl.sync.bfly.f32")
+		f, err := k.e.Intrinsic("llvm.nvvm.shfl.sync.bfly.f32")
 		if err != nil {
 			return v, err
 		}
 		return b.Call(f, []llvm.Value{all, v, mask, clamp}, ""), nil
 	}
-	f, err := k.e.intrinsic("llvm.nvvm.shfl.sync.bfly.i32")
+	f, err := k.e.Intrinsic("llvm.nvvm.shfl.sync.bfly.i32")
 	if err != nil {
 		return v, err
 	}
-	bits := b.BitCast(v, k.e.i64, "")
+	bits := b.BitCast(v, k.e.I64, "")
 	lo := b.Trunc(bits, i32, "")
-	hi := b.Trunc(b.LShr(bits, k.c64(32), ""), i32, "")
+	hi := b.Trunc(b.LShr(bits, k.C64(32), ""), i32, "")
 	lo = b.Call(f, []llvm.Value{all, lo, mask, clamp}, "")
 	hi = b.Call(f, []llvm.Value{all, hi, mask, clamp}, "")
-	r := b.Or(b.Shl(b.ZExt(hi, k.e.i64, ""), k.c64(32), ""), b.ZExt(lo, k.e.i64, ""), "")
+	r := b.Or(b.Shl(b.ZExt(hi, k.e.I64, ""), k.C64(32), ""), b.ZExt(lo, k.e.I64, ""), "")
 	return b.BitCast(r, v.Type(), ""), nil
 }
 
@@ -312,17 +298,17 @@ func (k *kfn) shuffleXor(hw blockRegs, v llvm.Value, m int64) (llvm.Value, error
 // thread tx writes v to slot tx; bar.sync; it reads slot tx ^ m (in the
 // block: the block is whole warps). Every thread of the block must call it,
 // as warpReduce does.
-func (k *kfn) emulateShuffle(hw blockRegs, v llvm.Value, m int64) (llvm.Value, error) {
-	b, f64 := k.b, k.e.f64
+func (k *kfn) emulateShuffle(hw kernel.BlockRegs, v llvm.Value, m int64) (llvm.Value, error) {
+	b, f64 := k.B, k.e.F64
 	stage := k.e.sharedArray("slc_rows_shuffle", f64, 1024)
 	if err := k.barrier(); err != nil {
 		return v, err
 	}
-	k.storeAt(k.widen(v), f64, stage, hw.tx)
+	k.StoreAt(k.Widen(v), f64, stage, hw.Tx)
 	if err := k.barrier(); err != nil {
 		return v, err
 	}
-	r := k.loadAt(f64, stage, b.Xor(hw.tx, k.c64(m), ""))
+	r := k.LoadAt(f64, stage, b.Xor(hw.Tx, k.C64(m), ""))
 	if v.Type().Kind() != llvm.DoubleTypeKind {
 		r = b.FPTrunc(r, v.Type(), "")
 	}
@@ -332,45 +318,45 @@ func (k *kfn) emulateShuffle(hw blockRegs, v llvm.Value, m int64) (llvm.Value, e
 // blockRowMax is the maximum of row[l·stride] over l < n (storage type st,
 // computed in computeOf(st)), from −Inf, over the block: each thread its
 // strided elements, then blockReduce.
-func (k *kfn) blockRowMax(hw blockRegs, st llvm.Type, n int64, row llvm.Value) (llvm.Value, error) {
-	t := k.e.computeOf(st)
-	m := k.variable(t, k.identity(redMax, t))
+func (k *kfn) blockRowMax(hw kernel.BlockRegs, st llvm.Type, n int64, row llvm.Value) (llvm.Value, error) {
+	t := k.e.ComputeOf(st)
+	m := k.Variable(t, k.identity(RedMax, t))
 	var ferr error
-	k.rowStride(hw, k.c64(n), func(l llvm.Value) {
-		v, err := k.combine(redMax, k.load(t, m), k.loadAt(st, row, l))
+	k.rowStride(hw, k.C64(n), func(l llvm.Value) {
+		v, err := k.combine(RedMax, k.Load(t, m), k.LoadAt(st, row, l))
 		if err != nil {
 			ferr = err
 			return
 		}
-		k.store(v, t, m)
+		k.Store(v, t, m)
 	})
 	if ferr != nil {
 		return m, ferr
 	}
-	return k.blockReduce(hw, redMax, k.load(t, m))
+	return k.blockReduce(hw, RedMax, k.Load(t, m))
 }
 
 // blockRowExpSum is rowExpSum over the block (a contiguous row of n):
 // e_l = exp(row[l] − m), stored to out[l] (of storage ot) unless out is the
 // zero Value, by the thread that owns l; returns Σ e_l in f64 (each thread's
 // part in element order, then blockReduce).
-func (k *kfn) blockRowExpSum(hw blockRegs, t, ot llvm.Type, n int64, row, out, m llvm.Value) (llvm.Value, error) {
-	f64 := k.e.f64
-	sum := k.variable(f64, llvm.ConstFloat(f64, 0))
+func (k *kfn) blockRowExpSum(hw kernel.BlockRegs, t, ot llvm.Type, n int64, row, out, m llvm.Value, exp func(llvm.Value) (llvm.Value, error)) (llvm.Value, error) {
+	f64 := k.e.F64
+	sum := k.Variable(f64, llvm.ConstFloat(f64, 0))
 	var ferr error
-	k.rowStride(hw, k.c64(n), func(l llvm.Value) {
-		e, err := k.exp(k.b.FSub(k.loadAt(t, row, l), m, ""))
+	k.rowStride(hw, k.C64(n), func(l llvm.Value) {
+		e, err := exp(k.B.FSub(k.LoadAt(t, row, l), m, ""))
 		if err != nil {
 			ferr = err
 			return
 		}
 		if !out.IsNil() {
-			k.storeAt(e, ot, out, l)
+			k.StoreAt(e, ot, out, l)
 		}
-		k.store(k.b.FAdd(k.load(f64, sum), k.widen(e), ""), f64, sum)
+		k.Store(k.B.FAdd(k.Load(f64, sum), k.Widen(e), ""), f64, sum)
 	})
 	if ferr != nil {
 		return sum, ferr
 	}
-	return k.blockReduce(hw, redSum, k.load(f64, sum))
+	return k.blockReduce(hw, RedSum, k.Load(f64, sum))
 }

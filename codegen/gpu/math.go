@@ -1,8 +1,9 @@
-package lower
+package gpu
 
 import (
 	"math"
 
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
@@ -17,16 +18,16 @@ import (
 // when name is not one.
 func (k *kfn) gpuMath(name string, t llvm.Type, args []llvm.Value) (llvm.Value, bool) {
 	wide := func(v llvm.Value) llvm.Value {
-		if k.elemKind(v.Type()) == llvm.DoubleTypeKind {
+		if kernel.ElemKind(v.Type()) == llvm.DoubleTypeKind {
 			return v
 		}
-		return k.b.FPExt(v, k.e.withElem(v.Type(), k.e.f64), "")
+		return k.B.FPExt(v, k.e.WithElem(v.Type(), k.e.F64), "")
 	}
 	narrow := func(v llvm.Value) llvm.Value {
-		if k.elemKind(t) == llvm.DoubleTypeKind {
+		if kernel.ElemKind(t) == llvm.DoubleTypeKind {
 			return v
 		}
-		return k.b.FPTrunc(v, t, "")
+		return k.B.FPTrunc(v, t, "")
 	}
 	switch name {
 	case "llvm.log":
@@ -47,10 +48,10 @@ func (k *kfn) gpuMath(name string, t llvm.Type, args []llvm.Value) (llvm.Value, 
 // operands (±0) combine their bits, AND for the maximum (+0 wins), OR for
 // the minimum (−0 wins).
 func (k *kfn) ieeeMinMax(x, y llvm.Value, isMax bool) llvm.Value {
-	b, t := k.b, x.Type()
-	it := k.e.withElem(t, k.e.i32)
-	if k.elemKind(t) == llvm.DoubleTypeKind {
-		it = k.e.withElem(t, k.e.i64)
+	b, t := k.B, x.Type()
+	it := k.e.WithElem(t, k.e.I32)
+	if kernel.ElemKind(t) == llvm.DoubleTypeKind {
+		it = k.e.WithElem(t, k.e.I64)
 	}
 	pred := llvm.FloatOGT
 	if !isMax {
@@ -68,23 +69,15 @@ func (k *kfn) ieeeMinMax(x, y llvm.Value, isMax bool) llvm.Value {
 	return b.Select(b.FCmp(llvm.FloatUNO, x, y, ""), b.FAdd(x, y, ""), r, "")
 }
 
-// elemKind is the type kind of t's elements (t itself for a scalar).
-func (k *kfn) elemKind(t llvm.Type) llvm.TypeKind {
-	if t.Kind() == llvm.VectorTypeKind {
-		return t.ElementType().Kind()
-	}
-	return t.Kind()
-}
-
 // log64 is ln x for f64 x: x = 2^e·m with m in [√½, √2), s = (m−1)/(m+1),
 // ln m = 2·atanh(s) by its series to s²³ (|s| ≤ 0.172: the next term is below
 // 2⁻⁵⁶ relative), plus e·ln 2 in two parts. Subnormals are scaled by 2⁵⁴
 // first; ln 0 = −Inf, ln of a negative number or NaN is NaN, ln +Inf = +Inf.
 func (k *kfn) log64(x llvm.Value) llvm.Value {
-	b, f := k.b, x.Type()
-	i64 := k.e.withElem(f, k.e.i64)
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
-	ci := func(v int64) llvm.Value { return k.splatInt(i64, v) }
+	b, f := k.B, x.Type()
+	i64 := k.e.WithElem(f, k.e.I64)
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
+	ci := func(v int64) llvm.Value { return k.IntSplat(i64, v) }
 	sub := b.FCmp(llvm.FloatOLT, x, c(0x1p-1022), "")
 	xs := b.Select(sub, b.FMul(x, c(0x1p54), ""), x, "")
 	bias := b.Select(sub, ci(-54), ci(0), "")
@@ -114,10 +107,10 @@ func (k *kfn) log64(x llvm.Value) llvm.Value {
 // in two halves so that subnormal results come out right; overflow is +Inf,
 // underflow 0, NaN stays NaN.
 func (k *kfn) exp64(x llvm.Value) llvm.Value {
-	b, f := k.b, x.Type()
-	i64 := k.e.withElem(f, k.e.i64)
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
-	ci := func(v int64) llvm.Value { return k.splatInt(i64, v) }
+	b, f := k.B, x.Type()
+	i64 := k.e.WithElem(f, k.e.I64)
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
+	ci := func(v int64) llvm.Value { return k.IntSplat(i64, v) }
 	isNaN := b.FCmp(llvm.FloatUNO, x, x, "")
 	xc := b.Select(b.FCmp(llvm.FloatOLT, x, c(-746), ""), c(-746), x, "")
 	xc = b.Select(b.FCmp(llvm.FloatOGT, xc, c(710), ""), c(710), xc, "")
@@ -150,8 +143,8 @@ func (k *kfn) exp64(x llvm.Value) llvm.Value {
 // e^(y·ln x); x = 0 gives 0 (y > 0) or +Inf (y < 0); x < 0 gives ±|x|^y for
 // an integer y (negative for an odd one) and NaN otherwise.
 func (k *kfn) pow64(x, y llvm.Value) llvm.Value {
-	b, f := k.b, x.Type()
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
+	b, f := k.B, x.Type()
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
 	ax, _ := k.callIntrinsic("llvm.fabs", f, x)
 	mag := k.exp64(b.FMul(y, k.log64(ax), ""))
 	ty, _ := k.callIntrinsic("llvm.trunc", f, y)
@@ -172,10 +165,10 @@ func (k *kfn) pow64(x, y llvm.Value) llvm.Value {
 // quadrant n mod 4 picks and signs them. The GPU's RoPE computes its angles
 // with it where the CPU reads a table made at compile time.
 func (k *kfn) sincos64(x llvm.Value) (cos, sin llvm.Value) {
-	b, f := k.b, x.Type()
-	i64 := k.e.withElem(f, k.e.i64)
-	c := func(v float64) llvm.Value { return k.splat(f, v) }
-	ci := func(v int64) llvm.Value { return k.splatInt(i64, v) }
+	b, f := k.B, x.Type()
+	i64 := k.e.WithElem(f, k.e.I64)
+	c := func(v float64) llvm.Value { return k.Splat(f, v) }
+	ci := func(v int64) llvm.Value { return k.IntSplat(i64, v) }
 	const magic = 6755399441055744 // 1.5·2^52
 	n := b.FSub(b.FAdd(b.FMul(x, c(2/math.Pi), ""), c(magic), ""), c(magic), "")
 	// π/2 = p1 + p2 + p3 (fdlibm's pio2_1, pio2_2, pio2_3).

@@ -1,10 +1,12 @@
-package lower
+package gpu
+
+import "gitee.com/gidean/conv-linn/codegen/kernel"
 
 // # Launch geometry
 //
-// Every cuda kernel is correct on any launch (see the CUDA ABI in ptx.go),
+// Every cuda kernel is correct on any launch (see the CUDA ABI in entry.go),
 // but fast only on one shaped for its work. While a kernel is emitted, the
-// mappings it uses record the parallelism they expose (kfn.work): a
+// mappings it uses record the parallelism they expose (kernel.Fn.Work): a
 // grid-stride loop over n iterations wants n threads, a per-thread share
 // of n units in parts of align wants ⌈n/align⌉ threads, a row reduction
 // over r rows wants r blocks (one block per row), a block-cooperative GEMM
@@ -28,26 +30,6 @@ const GPUBlock = 256
 // SM); a kernel with more work loops over it (grid-stride, rows and tiles
 // round-robin over the blocks).
 const MaxGrid = 8192
-
-// work is the parallelism a kernel body exposes.
-type work struct {
-	threads int64 // independent per-thread units (grid-stride iterations, shares)
-	blocks  int64 // block-cooperative units (rows, GEMM tiles)
-	scratch bool  // the body uses its per-thread scratch
-	// The work itself, for performance models: floating-point operations
-	// (mma: on tensor cores) and bytes of the buffers read and written.
-	flops, bytes int64
-	mma          bool
-}
-
-// merge adds the needs of w (a GEMM the body calls) to the body's.
-func (w *work) merge(o work) {
-	w.threads = max(w.threads, o.threads)
-	w.blocks = max(w.blocks, o.blocks)
-	w.scratch = w.scratch || o.scratch
-	w.flops += o.flops
-	w.mma = w.mma || o.mma
-}
 
 // Launch is a cuda kernel's launch geometry.
 type Launch struct {
@@ -75,33 +57,12 @@ const spreadSMs = 132
 // least one), so that its threads spread over the SMs instead of filling a
 // few (llama_60m's sparse products, 512 threads: 16 blocks of 32, not 2
 // of 256).
-func (w work) launch() Launch {
+func LaunchOf(w kernel.Work) Launch {
 	block := int64(GPUBlock)
-	if w.blocks == 0 && w.threads < spreadSMs*GPUBlock {
-		per := (w.threads + spreadSMs - 1) / spreadSMs
+	if w.Blocks == 0 && w.Threads < spreadSMs*GPUBlock {
+		per := (w.Threads + spreadSMs - 1) / spreadSMs
 		block = min(GPUBlock, max(32, (per+31)/32*32))
 	}
-	grid := max(w.blocks, (w.threads+block-1)/block)
-	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: int(block), Scratch: w.scratch, Flops: w.flops, Bytes: w.bytes, TensorCore: w.mma}
-}
-
-// chainFlops counts an element-wise or reduce group's arithmetic: one
-// operation per computing node per element of its space.
-func chainFlops(g *Group) int64 {
-	ops := int64(0)
-	for _, n := range g.Nodes {
-		switch n.Op {
-		case "Const", "Reshape", "Identity":
-		default:
-			ops++
-		}
-	}
-	return ops * numel(g.Space)
-}
-
-// Launch returns the launch geometry of a cuda kernel the emitter defined
-// (false for an unknown name, or on the CPU).
-func (e *Emitter) Launch(kernel string) (Launch, bool) {
-	l, ok := e.launches[kernel]
-	return l, ok
+	grid := max(w.Blocks, (w.Threads+block-1)/block)
+	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: int(block), Scratch: w.Scratch, Flops: w.Flops, Bytes: w.Bytes, TensorCore: w.MMA}
 }

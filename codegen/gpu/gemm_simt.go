@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"gitee.com/gidean/conv-linn/codegen/cpu"
@@ -18,13 +18,13 @@ import (
 // variants (gemm_tiled.go, gemm_mma.go) are faster but need uniform calls.
 // Options.GPUKernels "simt" takes it for every GEMM: the reference the
 // tiled variant is checked against, bit for bit.
-func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	s := spec
 	if s.Batch == 0 {
 		s.Batch = 1
 	}
-	ptr, i64 := e.ptr, e.i64
-	f := e.mod.AddFunction(s.Name, llvm.FunctionType(e.void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
+	ptr, i64 := e.Ptr, e.I64
+	f := e.Mod.AddFunction(s.Name, llvm.FunctionType(e.Void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
 	f.SetLinkage(llvm.InternalLinkage)
 	if err := e.stamp(f); err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
@@ -32,31 +32,31 @@ func (e *Emitter) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	k, finish := e.gemmFrame(f, s)
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
-	lo, hi := k.share(int64(s.Batch)*M*N, 1)
-	k.loop(lo, hi, func(idx llvm.Value) {
-		item := k.divc(idx, M*N)
-		rest := k.remc(idx, M*N)
-		i, j := k.divc(rest, N), k.remc(rest, N)
-		aBase := k.mul(item, k.c64(s.StrideA))
-		bBase := k.mul(item, k.c64(s.StrideB))
-		cAt := k.add(k.mul(item, k.c64(s.StrideC)), k.add(k.mulc(i, N), j))
-		acc := k.variable(e.f32, llvm.ConstFloat(e.f32, 0))
-		k.loopN(K, func(kk llvm.Value) {
+	lo, hi := k.Share(int64(s.Batch)*M*N, 1)
+	k.Loop(lo, hi, func(idx llvm.Value) {
+		item := k.Divc(idx, M*N)
+		rest := k.Remc(idx, M*N)
+		i, j := k.Divc(rest, N), k.Remc(rest, N)
+		aBase := k.Mul(item, k.C64(s.StrideA))
+		bBase := k.Mul(item, k.C64(s.StrideB))
+		cAt := k.Add(k.Mul(item, k.C64(s.StrideC)), k.Add(k.Mulc(i, N), j))
+		acc := k.Variable(e.F32, llvm.ConstFloat(e.F32, 0))
+		k.LoopN(K, func(kk llvm.Value) {
 			var ai, bi llvm.Value
 			if s.TransA { // A stored [K, M]
-				ai = k.add(aBase, k.add(k.mulc(kk, M), i))
+				ai = k.Add(aBase, k.Add(k.Mulc(kk, M), i))
 			} else {
-				ai = k.add(aBase, k.add(k.mulc(i, K), kk))
+				ai = k.Add(aBase, k.Add(k.Mulc(i, K), kk))
 			}
 			if s.TransB { // B stored [N, K]
-				bi = k.add(bBase, k.add(k.mulc(j, K), kk))
+				bi = k.Add(bBase, k.Add(k.Mulc(j, K), kk))
 			} else {
-				bi = k.add(bBase, k.add(k.mulc(kk, N), j))
+				bi = k.Add(bBase, k.Add(k.Mulc(kk, N), j))
 			}
-			sum, _ := k.callIntrinsic("llvm.fma", e.f32, k.loadAt(ta, k.p[1], ai), k.loadAt(tb, k.p[2], bi), k.load(e.f32, acc))
-			k.store(sum, e.f32, acc)
+			sum, _ := k.callIntrinsic("llvm.fma", e.F32, k.LoadAt(ta, k.P[1], ai), k.LoadAt(tb, k.P[2], bi), k.Load(e.F32, acc))
+			k.Store(sum, e.F32, acc)
 		})
-		k.gemmStore(s, tc, cAt, k.load(e.f32, acc))
+		k.gemmStore(s, tc, cAt, k.Load(e.F32, acc))
 	})
 	finish()
 	return cpu.Kernel{GEMM: s}, f, nil

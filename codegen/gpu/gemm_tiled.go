@@ -1,9 +1,10 @@
-package lower
+package gpu
 
 import (
 	"fmt"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
 
@@ -11,7 +12,7 @@ import (
 //
 // On the cuda device a GEMM spec becomes one of three functions, all with
 // the ABI of codegen/cpu's GEMMs, void f(c, a, b, scratch, tid, nthreads),
-// so that a kernel calls each as it calls a CPU GEMM (callGEMM):
+// so that a kernel calls each as it calls a CPU GEMM (codegen/lower's callGEMM):
 //
 //   - simtGEMM (gemm_simt.go): every thread computes its contiguous share
 //     of C's elements one by one. Runs anywhere, from any control flow.
@@ -38,28 +39,28 @@ import (
 // (matMul's loop over broadcast batch items). A call under a condition or
 // in a loop that depends on tid — a per-thread share, a per-row loop —
 // would deadlock or race: such a call site must take simtGEMM.
-// Every call site in matmul.go is uniform (checked when this was written:
+// Every call site in codegen/lower's matmul.go is uniform (checked when this was written:
 // MatMul, its batch loop, Linear and every GEMM of LowRankSparseAdd), so
 // gemm gives them the block-cooperative variants.
 
-// Tile geometry of tiledGEMM: a block computes tileM×tileN of C at a time
-// from k-tiles of tileK; a thread keeps microM×microN of it in registers,
+// Tile geometry of tiledGEMM: a block computes TileM×TileN of C at a time
+// from k-tiles of TileK; a thread keeps microM×microN of it in registers,
 // rows ty + 16·r and columns tx + 16·c of the tile for the micro-tile
 // (ty, tx) (strided, so that the threads of a warp read consecutive
 // columns of the B tile and write consecutive elements of C).
 const (
-	tileM, tileN, tileK = 64, 64, 16
+	TileM, TileN, TileK = 64, 64, 16
 	microM, microN      = 4, 4
 	// tileThreads is the number of micro-tiles of a tile: a block of
 	// tileThreads threads computes a tile in one round; a smaller block
 	// takes ⌈tileThreads/ntid⌉ rounds (each reloading the k-tiles), a larger
 	// one leaves threads idle in the compute (they still load).
-	tileThreads = (tileM / microM) * (tileN / microN)
+	tileThreads = (TileM / microM) * (TileN / microN)
 )
 
 // gemmGPU is the cuda device's GEMM for spec, the variant
 // Options.GPUKernels picks (see the rule above: gemm's callers are uniform).
-func (e *Emitter) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	switch e.opt.GPUKernels {
 	case "simt":
 		return e.simtGEMM(spec)
@@ -74,34 +75,12 @@ func (e *Emitter) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	return cpu.Kernel{}, llvm.Function{}, fmt.Errorf("GPU kernels %q: want portable, tensorcore or simt", e.opt.GPUKernels)
 }
 
-// GEMMKernel defines kernel name(a, b, c) computing the GEMM spec alone
-// (codegen/cpu's semantics: C = alpha·op(A)·op(B), + C with Accumulate),
-// with the GEMM the options select for the device, and returns how to call
-// it (inputs a, b; output c). It is what benchmarks and the GPU GEMM tests
-// run, outside any graph.
-func (e *Emitter) GEMMKernel(name string, spec cpu.GEMM) (*Lowering, error) {
-	kern, f, err := e.gemm(spec)
-	if err != nil {
-		return nil, err
-	}
-	ro, rw := param{readonly: true, alias: -1}, param{alias: -1}
-	err = e.kernel(name, []param{ro, ro, rw}, func(k *kfn) error {
-		k.callGEMM(f, k.p[2], k.p[0], k.p[1])
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	args := []Arg{{ArgInput, 0}, {ArgInput, 1}, {ArgOutput, 0}}
-	return &Lowering{Calls: []Call{{Kernel: name, Args: args}}, ScratchBytes: kern.ScratchBytes}, nil
-}
-
 // gpuGEMMFunction adds the function of a block-cooperative GEMM: internal,
 // nounwind and convergent (it calls barriers), and — unlike stamp's kernel
 // functions — not nosync.
-func (e *Emitter) gpuGEMMFunction(name string) (llvm.Function, error) {
-	ptr, i64 := e.ptr, e.i64
-	f := e.mod.AddFunction(name, llvm.FunctionType(e.void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
+func (e *Backend) gpuGEMMFunction(name string) (llvm.Function, error) {
+	ptr, i64 := e.Ptr, e.I64
+	f := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
 	f.SetLinkage(llvm.InternalLinkage)
 	for _, a := range []string{"nounwind", "convergent"} {
 		if err := f.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
@@ -114,68 +93,46 @@ func (e *Emitter) gpuGEMMFunction(name string) (llvm.Function, error) {
 // sharedArray is the module's shared-memory array name of n elements of
 // type t (addrspace(3), 16-byte aligned), defined on first use. The GEMMs
 // of a module share their staging arrays: a kernel runs one GEMM at a time.
-func (e *Emitter) sharedArray(name string, t llvm.Type, n int) llvm.Value {
-	if g, ok := e.mod.NamedGlobal(name); ok {
+func (e *Backend) sharedArray(name string, t llvm.Type, n int) llvm.Value {
+	if g, ok := e.Mod.NamedGlobal(name); ok {
 		return g
 	}
-	return e.mod.AddGlobalArray(name, t, n, 3, 16)
+	return e.Mod.AddGlobalArray(name, t, n, 3, 16)
 }
 
 // sreg reads PTX special register r (tid.x, ntid.x, ctaid.x, nctaid.x,
 // laneid) as an i64.
 func (k *kfn) sreg(r string) (llvm.Value, error) {
-	f, err := k.e.intrinsic("llvm.nvvm.read.ptx.sreg." + r)
+	f, err := k.e.Intrinsic("llvm.nvvm.read.ptx.sreg." + r)
 	if err != nil {
 		return llvm.Value{}, err
 	}
-	return k.b.ZExt(k.b.Call(f, nil, ""), k.e.i64, ""), nil
+	return k.B.ZExt(k.B.Call(f, nil, ""), k.e.I64, ""), nil
 }
 
 // barrier is bar.sync 0: every thread of the block waits for the others
 // (and their shared-memory writes).
 func (k *kfn) barrier() error {
-	k.syncs = true
-	f, err := k.e.intrinsic("llvm.nvvm.barrier0")
+	k.Syncs = true
+	f, err := k.e.Intrinsic("llvm.nvvm.barrier0")
 	if err != nil {
 		return err
 	}
-	k.b.Call(f, nil, "")
+	k.B.Call(f, nil, "")
 	return nil
 }
 
-// loopStep emits `for i := lo; i < hi; i += step { body(i) }` over i64
-// (step > 0).
-func (k *kfn) loopStep(lo, hi, step llvm.Value, body func(i llvm.Value)) {
-	b := k.b
-	pre := b.InsertBlock()
-	head := k.f.AppendBasicBlock("loop")
-	in := k.f.AppendBasicBlock("body")
-	exit := k.f.AppendBasicBlock("exit")
-	b.Br(head)
-	b.SetInsertPointAtEnd(head)
-	i := b.Phi(k.e.i64, "i")
-	b.CondBr(b.ICmp(llvm.IntSLT, i, hi, ""), in, exit)
-	b.SetInsertPointAtEnd(in)
-	body(i)
-	next := k.add(i, step)
-	latch := b.InsertBlock()
-	b.Br(head)
-	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
-	b.SetInsertPointAtEnd(exit)
-}
-
-// blockRegs are the hardware numbering a block-cooperative GEMM works by.
-type blockRegs struct{ tx, nt, bx, nb llvm.Value }
-
-func (k *kfn) blockRegs() (blockRegs, error) {
-	if k.virt != nil {
-		return *k.virt, nil
+// blockRegs reads the hardware numbering a block-cooperative GEMM works
+// by (a multi-tensor kernel's virtual numbering when it sets Virt).
+func (k *kfn) blockRegs() (kernel.BlockRegs, error) {
+	if k.Virt != nil {
+		return *k.Virt, nil
 	}
-	var r blockRegs
+	var r kernel.BlockRegs
 	for _, x := range []struct {
 		name string
 		v    *llvm.Value
-	}{{"tid.x", &r.tx}, {"ntid.x", &r.nt}, {"ctaid.x", &r.bx}, {"nctaid.x", &r.nb}} {
+	}{{"tid.x", &r.Tx}, {"ntid.x", &r.Nt}, {"ctaid.x", &r.Bx}, {"nctaid.x", &r.Nb}} {
 		v, err := k.sreg(x.name)
 		if err != nil {
 			return r, err
@@ -190,12 +147,12 @@ func (k *kfn) blockRegs() (blockRegs, error) {
 // simtGEMM's epilogue.
 func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
 	if s.Alpha != 1 {
-		v = k.b.FMul(v, llvm.ConstFloat(k.e.f32, float64(s.Alpha)), "")
+		v = k.B.FMul(v, llvm.ConstFloat(k.e.F32, float64(s.Alpha)), "")
 	}
 	if s.Accumulate {
-		v = k.b.FAdd(k.loadAt(tc, k.p[0], cAt), v, "")
+		v = k.B.FAdd(k.LoadAt(tc, k.P[0], cAt), v, "")
 	}
-	k.storeAt(v, tc, k.p[0], cAt)
+	k.StoreAt(v, tc, k.P[0], cAt)
 }
 
 // gemmFrame opens f, a GPU GEMM of the cpu.GEMM ABI (c, a, b, scratch,
@@ -203,18 +160,18 @@ func (k *kfn) gemmStore(s cpu.GEMM, tc llvm.Type, cAt, v llvm.Value) {
 // buffers, the builder in the body block, strictly in f32 (one rounding per
 // product and sum, in k order). finish closes the function and gives the
 // builder back its fast-math flags.
-func (e *Emitter) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func()) {
-	k = &kfn{e: e, b: e.b, f: f, tid: f.Param(4), nth: f.Param(5), scr: f.Param(3)}
-	k.p = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
-	k.entry = f.AppendBasicBlock("entry")
+func (e *Backend) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func()) {
+	k = &kfn{Fn: &kernel.Fn{Types: e.Types, B: e.b, AB: e.ab, F: f, Tid: f.Param(4), Nth: f.Param(5), Scr: f.Param(3)}, e: e}
+	k.P = []llvm.Value{f.Param(0), f.Param(1), f.Param(2)}
+	k.Entry = f.AppendBasicBlock("entry")
 	body := f.AppendBasicBlock("body")
-	e.ab.SetInsertPointAtEnd(k.entry)
+	e.ab.SetInsertPointAtEnd(k.Entry)
 	e.b.SetInsertPointAtEnd(body)
 	fm := e.b.FastMath()
 	e.b.SetFastMath(llvm.FastMathNone)
 	return k, func() {
-		k.work.flops = 2 * int64(max(1, spec.Batch)) * int64(spec.M) * int64(spec.N) * int64(spec.K)
-		e.gemmWork[f.Name()] = k.work
+		k.Work.Flops = 2 * int64(max(1, spec.Batch)) * int64(spec.M) * int64(spec.N) * int64(spec.K)
+		e.gemmWork[f.Name()] = k.Work
 		e.b.RetVoid()
 		e.ab.Br(body)
 		e.b.SetFastMath(fm)
@@ -225,11 +182,11 @@ func (e *Emitter) gemmFrame(f llvm.Function, spec cpu.GEMM) (k *kfn, finish func
 // items have tilesM×tilesN tiles of tm×tn: its first row m0 and column n0,
 // and the item's offsets into A, B and C.
 func (k *kfn) tileOrigin(s cpu.GEMM, tile llvm.Value, tilesM, tilesN, tm, tn int64) (m0, n0, aBase, bBase, cBase llvm.Value) {
-	item := k.divc(tile, tilesM*tilesN)
-	rest := k.remc(tile, tilesM*tilesN)
-	m0 = k.mulc(k.divc(rest, tilesN), tm)
-	n0 = k.mulc(k.remc(rest, tilesN), tn)
-	return m0, n0, k.mul(item, k.c64(s.StrideA)), k.mul(item, k.c64(s.StrideB)), k.mul(item, k.c64(s.StrideC))
+	item := k.Divc(tile, tilesM*tilesN)
+	rest := k.Remc(tile, tilesM*tilesN)
+	m0 = k.Mulc(k.Divc(rest, tilesN), tm)
+	n0 = k.Mulc(k.Remc(rest, tilesN), tn)
+	return m0, n0, k.Mul(item, k.C64(s.StrideA)), k.Mul(item, k.C64(s.StrideB)), k.Mul(item, k.C64(s.StrideC))
 }
 
 // storeTile finishes a thread's r×c accumulators (f32 variables) into C
@@ -240,43 +197,43 @@ func (k *kfn) storeTile(s cpu.GEMM, tc llvm.Type, cBase llvm.Value, r, c int, ac
 	for i := 0; i < r; i++ {
 		for j := 0; j < c; j++ {
 			row, col := at(i, j)
-			in := k.b.And(k.b.ICmp(llvm.IntSLT, row, k.c64(M), ""), k.b.ICmp(llvm.IntSLT, col, k.c64(N), ""), "")
-			k.when(in, func() {
-				k.gemmStore(s, tc, k.add(cBase, k.add(k.mulc(row, N), col)), k.load(k.e.f32, acc(i, j)))
+			in := k.B.And(k.B.ICmp(llvm.IntSLT, row, k.C64(M), ""), k.B.ICmp(llvm.IntSLT, col, k.C64(N), ""), "")
+			k.When(in, func() {
+				k.gemmStore(s, tc, k.Add(cBase, k.Add(k.Mulc(row, N), col)), k.Load(k.e.F32, acc(i, j)))
 			})
 		}
 	}
 }
 
 // gemmElem is the LLVM storage type of a GEMM element type.
-func (e *Emitter) gemmElem(el cpu.Elem) llvm.Type {
+func (e *Backend) gemmElem(el cpu.Elem) llvm.Type {
 	if el == cpu.BF16 {
-		return e.bf16
+		return e.BF16
 	}
-	return e.f32
+	return e.F32
 }
 
 // tiledGEMM defines the tiled shared-memory SIMT GEMM for spec (see the
 // rule at the top of this file: every thread of the launch must call it).
 //
-// The output tiles (tileM×tileN of C, batch items included, numbered item
+// The output tiles (TileM×TileN of C, batch items included, numbered item
 // by item, row of tiles by row) go to the blocks round-robin: block ctaid.x
 // takes tiles ctaid.x, ctaid.x + nctaid.x, … For a tile, in rounds of ntid
 // micro-tiles (micro-tile u = tid.x + round·ntid, active while u <
 // tileThreads), each thread zeroes its microM×microN f32 accumulators, and
-// for every k-tile of tileK the block
+// for every k-tile of TileK the block
 //
-//	bar.sync; loads the A tile (tileM×tileK) and the B tile (tileK×tileN)
+//	bar.sync; loads the A tile (TileM×TileK) and the B tile (TileK×TileN)
 //	into shared memory, widened to f32, zero outside A and B, element e
 //	of a tile by thread e mod ntid (consecutive threads take consecutive
 //	elements of the operand's rows, so loads coalesce whatever the
 //	transposes); bar.sync; each active thread then runs the k-tile's
-//	min(tileK, K − k0) steps, fma(a, b, acc) per output, in k order.
+//	min(TileK, K − k0) steps, fma(a, b, acc) per output, in k order.
 //
 // Then each active thread finishes its outputs inside C (gemmStore). Every
 // loop bound and condition around a barrier is the same for all threads of
 // a block, so any block size and any grid work.
-func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	s := spec
 	if s.Batch == 0 {
 		s.Batch = 1
@@ -286,110 +243,110 @@ func (e *Emitter) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
 	k, finish := e.gemmFrame(f, s)
-	b, f32 := e.b, e.f32
+	b, f32 := e.b, e.F32
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
-	as := e.sharedArray("slc_gemm_tile_a", f32, tileK*tileM) // [tileK][tileM]
-	bs := e.sharedArray("slc_gemm_tile_b", f32, tileK*tileN) // [tileK][tileN]
+	as := e.sharedArray("slc_gemm_tile_a", f32, TileK*TileM) // [TileK][TileM]
+	bs := e.sharedArray("slc_gemm_tile_b", f32, TileK*TileN) // [TileK][TileN]
 	hw, err := k.blockRegs()
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	tilesM, tilesN := (M+tileM-1)/tileM, (N+tileN-1)/tileN
+	tilesM, tilesN := (M+TileM-1)/TileM, (N+TileN-1)/TileN
 	total := int64(s.Batch) * tilesM * tilesN
-	k.work.blocks = total
-	rounds := b.UDiv(k.add(k.c64(tileThreads-1), hw.nt), hw.nt, "rounds")
+	k.Work.Blocks = total
+	rounds := b.UDiv(k.Add(k.C64(tileThreads-1), hw.Nt), hw.Nt, "rounds")
 	zero := llvm.ConstFloat(f32, 0)
 	var acc [microM][microN]llvm.Value
 	for r := range acc {
 		for c := range acc[r] {
-			acc[r][c] = k.variable(f32, zero)
+			acc[r][c] = k.Variable(f32, zero)
 		}
 	}
-	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.c64(n), "") }
+	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.C64(n), "") }
 	var ferr error
-	k.loopStep(hw.bx, k.c64(total), hw.nb, func(tile llvm.Value) {
-		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, tileM, tileN)
-		k.loop(k.c64(0), rounds, func(round llvm.Value) {
-			u := k.add(hw.tx, k.mul(round, hw.nt))
+	k.LoopStep(hw.Bx, k.C64(total), hw.Nb, func(tile llvm.Value) {
+		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, TileM, TileN)
+		k.Loop(k.C64(0), rounds, func(round llvm.Value) {
+			u := k.Add(hw.Tx, k.Mul(round, hw.Nt))
 			active := lt(u, tileThreads)
-			ty, tx := k.divc(u, tileN/microN), k.remc(u, tileN/microN)
+			ty, tx := k.Divc(u, TileN/microN), k.Remc(u, TileN/microN)
 			for r := range acc {
 				for c := range acc[r] {
-					k.store(zero, f32, acc[r][c])
+					k.Store(zero, f32, acc[r][c])
 				}
 			}
-			k.loopN((K+tileK-1)/tileK, func(kt llvm.Value) {
-				k0 := k.mulc(kt, tileK)
+			k.LoopN((K+TileK-1)/TileK, func(kt llvm.Value) {
+				k0 := k.Mulc(kt, TileK)
 				if err := k.barrier(); err != nil { // the last k-tile's readers are done
 					ferr = err
 				}
 				// The A tile: as[kk][mm] = A[m0+mm, k0+kk] (0 outside A).
-				k.loopStep(hw.tx, k.c64(tileM*tileK), hw.nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(TileM*TileK), hw.Nt, func(el llvm.Value) {
 					var mm, kk, idx llvm.Value
 					if s.TransA { // A stored [K, M]: rows of M
-						kk, mm = k.divc(el, tileM), k.remc(el, tileM)
+						kk, mm = k.Divc(el, TileM), k.Remc(el, TileM)
 					} else {
-						mm, kk = k.divc(el, tileK), k.remc(el, tileK)
+						mm, kk = k.Divc(el, TileK), k.Remc(el, TileK)
 					}
-					gm, gk := k.add(m0, mm), k.add(k0, kk)
+					gm, gk := k.Add(m0, mm), k.Add(k0, kk)
 					in := b.And(lt(gm, M), lt(gk, K), "")
 					if s.TransA {
-						idx = k.add(k.mulc(gk, M), gm)
+						idx = k.Add(k.Mulc(gk, M), gm)
 					} else {
-						idx = k.add(k.mulc(gm, K), gk)
+						idx = k.Add(k.Mulc(gm, K), gk)
 					}
-					v := k.loadAt(ta, k.p[1], b.Select(in, k.add(aBase, idx), aBase, ""))
-					k.storeAt(b.Select(in, v, zero, ""), f32, as, k.add(k.mulc(kk, tileM), mm))
+					v := k.LoadAt(ta, k.P[1], b.Select(in, k.Add(aBase, idx), aBase, ""))
+					k.StoreAt(b.Select(in, v, zero, ""), f32, as, k.Add(k.Mulc(kk, TileM), mm))
 				})
 				// The B tile: bs[kk][nn] = B[k0+kk, n0+nn] (0 outside B).
-				k.loopStep(hw.tx, k.c64(tileK*tileN), hw.nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(TileK*TileN), hw.Nt, func(el llvm.Value) {
 					var nn, kk, idx llvm.Value
 					if s.TransB { // B stored [N, K]: rows of K
-						nn, kk = k.divc(el, tileK), k.remc(el, tileK)
+						nn, kk = k.Divc(el, TileK), k.Remc(el, TileK)
 					} else {
-						kk, nn = k.divc(el, tileN), k.remc(el, tileN)
+						kk, nn = k.Divc(el, TileN), k.Remc(el, TileN)
 					}
-					gn, gk := k.add(n0, nn), k.add(k0, kk)
+					gn, gk := k.Add(n0, nn), k.Add(k0, kk)
 					in := b.And(lt(gn, N), lt(gk, K), "")
 					if s.TransB {
-						idx = k.add(k.mulc(gn, K), gk)
+						idx = k.Add(k.Mulc(gn, K), gk)
 					} else {
-						idx = k.add(k.mulc(gk, N), gn)
+						idx = k.Add(k.Mulc(gk, N), gn)
 					}
-					v := k.loadAt(tb, k.p[2], b.Select(in, k.add(bBase, idx), bBase, ""))
-					k.storeAt(b.Select(in, v, zero, ""), f32, bs, k.add(k.mulc(kk, tileN), nn))
+					v := k.LoadAt(tb, k.P[2], b.Select(in, k.Add(bBase, idx), bBase, ""))
+					k.StoreAt(b.Select(in, v, zero, ""), f32, bs, k.Add(k.Mulc(kk, TileN), nn))
 				})
 				if err := k.barrier(); err != nil { // the tiles are in
 					ferr = err
 				}
-				k.when(active, func() {
-					steps := k.min(k.c64(tileK), k.sub(k.c64(K), k0))
-					k.loop(k.c64(0), steps, func(kk llvm.Value) {
+				k.When(active, func() {
+					steps := k.Min(k.C64(TileK), k.Sub(k.C64(K), k0))
+					k.Loop(k.C64(0), steps, func(kk llvm.Value) {
 						var av [microM]llvm.Value
 						var bv [microN]llvm.Value
 						for r := range av {
-							av[r] = k.loadAt(f32, as, k.add(k.mulc(kk, tileM), k.addc(ty, int64(r*tileM/microM))))
+							av[r] = k.LoadAt(f32, as, k.Add(k.Mulc(kk, TileM), k.Addc(ty, int64(r*TileM/microM))))
 						}
 						for c := range bv {
-							bv[c] = k.loadAt(f32, bs, k.add(k.mulc(kk, tileN), k.addc(tx, int64(c*tileN/microN))))
+							bv[c] = k.LoadAt(f32, bs, k.Add(k.Mulc(kk, TileN), k.Addc(tx, int64(c*TileN/microN))))
 						}
 						for r := range acc {
 							for c := range acc[r] {
-								sum, err := k.callIntrinsic("llvm.fma", f32, av[r], bv[c], k.load(f32, acc[r][c]))
+								sum, err := k.callIntrinsic("llvm.fma", f32, av[r], bv[c], k.Load(f32, acc[r][c]))
 								if err != nil {
 									ferr = err
 									return
 								}
-								k.store(sum, f32, acc[r][c])
+								k.Store(sum, f32, acc[r][c])
 							}
 						}
 					})
 				})
 			})
-			k.when(active, func() {
+			k.When(active, func() {
 				k.storeTile(s, tc, cBase, microM, microN, func(r, c int) llvm.Value { return acc[r][c] }, func(r, c int) (llvm.Value, llvm.Value) {
-					return k.add(m0, k.addc(ty, int64(r*tileM/microM))), k.add(n0, k.addc(tx, int64(c*tileN/microN)))
+					return k.Add(m0, k.Addc(ty, int64(r*TileM/microM))), k.Add(n0, k.Addc(tx, int64(c*TileN/microN)))
 				})
 			})
 		})

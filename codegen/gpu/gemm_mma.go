@@ -1,4 +1,4 @@
-package lower
+package gpu
 
 import (
 	"gitee.com/gidean/conv-linn/codegen/cpu"
@@ -86,7 +86,7 @@ const (
 // rule of gemm_tiled.go holds: every thread of the launch calls it). A
 // block whose size is not a multiple of 32 threads (no whole warps for
 // mma.sync) runs the tiled SIMT GEMM instead, which the function calls.
-func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
+func (e *Backend) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	s := spec
 	if s.Batch == 0 {
 		s.Batch = 1
@@ -102,7 +102,7 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
 	k, finish := e.gemmFrame(f, s)
-	b, f32, i16, i32 := e.b, e.f32, e.i16, e.i32
+	b, f32, i16, i32 := e.b, e.F32, e.I16, e.I32
 	tc := e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)
 	sa := e.sharedArray("slc_gemm_mma_a", i16, mmaM*mmaStride) // [mmaM][mmaStride] of A's rows
@@ -112,115 +112,115 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	var stage llvm.Value
 	if emulated {
 		stage = e.sharedArray("slc_gemm_mma_emulation", f32, mmaEmulatedWarps*mmaStage)
-	} else if mma, err = e.intrinsic("llvm.nvvm.mma.m16n8k16.row.col.bf16"); err != nil {
+	} else if mma, err = e.Intrinsic("llvm.nvvm.mma.m16n8k16.row.col.bf16"); err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
 	hw, err := k.blockRegs()
 	if err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
-	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.c64(n), "") }
+	lt := func(x llvm.Value, n int64) llvm.Value { return b.ICmp(llvm.IntSLT, x, k.C64(n), "") }
 
 	// Blocks of partial warps (and, emulated, of too many): the tiled SIMT
 	// GEMM (a uniform branch).
-	odd := b.ICmp(llvm.IntNE, b.And(hw.nt, k.c64(31), ""), k.c64(0), "")
+	odd := b.ICmp(llvm.IntNE, b.And(hw.Nt, k.C64(31), ""), k.C64(0), "")
 	if emulated {
-		odd = b.Or(odd, b.ICmp(llvm.IntUGT, hw.nt, k.c64(32*mmaEmulatedWarps), ""), "")
+		odd = b.Or(odd, b.ICmp(llvm.IntUGT, hw.Nt, k.C64(32*mmaEmulatedWarps), ""), "")
 	}
-	k.when(odd, func() {
+	k.When(odd, func() {
 		b.Call(fallback, []llvm.Value{f.Param(0), f.Param(1), f.Param(2), f.Param(3), f.Param(4), f.Param(5)}, "")
 		b.RetVoid()
 		b.SetInsertPointAtEnd(f.AppendBasicBlock("dead")) // for when's branch to its join
 	})
 
-	warps := b.LShr(hw.nt, k.c64(5), "warps")
-	warp := b.LShr(hw.tx, k.c64(5), "warp")
-	lane := b.And(hw.tx, k.c64(31), "lane")
-	g, t := b.LShr(lane, k.c64(2), "g"), b.And(lane, k.c64(3), "t")
-	rounds := b.UDiv(k.add(k.c64(mmaUnits-1), warps), warps, "rounds")
+	warps := b.LShr(hw.Nt, k.C64(5), "warps")
+	warp := b.LShr(hw.Tx, k.C64(5), "warp")
+	lane := b.And(hw.Tx, k.C64(31), "lane")
+	g, t := b.LShr(lane, k.C64(2), "g"), b.And(lane, k.C64(3), "t")
+	rounds := b.UDiv(k.Add(k.C64(mmaUnits-1), warps), warps, "rounds")
 	tilesM, tilesN := (M+mmaM-1)/mmaM, (N+mmaN-1)/mmaN
 	total := int64(s.Batch) * tilesM * tilesN
-	k.work.blocks = max(k.work.blocks, total)
-	k.work.mma = true
+	k.Work.Blocks = max(k.Work.Blocks, total)
+	k.Work.MMA = true
 	zero := llvm.ConstFloat(f32, 0)
 	var acc [4][4]llvm.Value // [n8 tile j][c0..c3]
 	for j := range acc {
 		for i := range acc[j] {
-			acc[j][i] = k.variable(f32, zero)
+			acc[j][i] = k.Variable(f32, zero)
 		}
 	}
 	zero16 := llvm.ConstInt(i16, 0)
 	// bits loads the bf16 bits of element idx of p (no widening).
 	bits := func(p, idx llvm.Value) llvm.Value {
-		v := b.Load(i16, k.at(i16, p, idx), "")
+		v := b.Load(i16, k.At(i16, p, idx), "")
 		v.SetAlignment(2)
 		return v
 	}
 	// word loads the 32-bit word at half index h (even) of a staged tile.
 	word := func(p, h llvm.Value) llvm.Value {
-		v := b.Load(i32, k.at(i32, p, b.LShr(h, k.c64(1), "")), "")
+		v := b.Load(i32, k.At(i32, p, b.LShr(h, k.C64(1), "")), "")
 		v.SetAlignment(4)
 		return v
 	}
 	var ferr error
-	k.loopStep(hw.bx, k.c64(total), hw.nb, func(tile llvm.Value) {
+	k.LoopStep(hw.Bx, k.C64(total), hw.Nb, func(tile llvm.Value) {
 		m0, n0, aBase, bBase, cBase := k.tileOrigin(s, tile, tilesM, tilesN, mmaM, mmaN)
-		k.loop(k.c64(0), rounds, func(round llvm.Value) {
-			u := k.add(warp, k.mul(round, warps))
+		k.Loop(k.C64(0), rounds, func(round llvm.Value) {
+			u := k.Add(warp, k.Mul(round, warps))
 			// Warps without a unit this round (more than mmaUnits warps) run
 			// unit 0's steps too and store nothing: so every thread of the
 			// block runs every mma step (no mma.sync under a condition, and
 			// the emulation's barriers are uniform).
 			active := lt(u, mmaUnits) // the same for the 32 lanes of a warp
-			uc := b.Select(active, u, k.c64(0), "")
-			mb := k.mulc(k.divc(uc, mmaN/32), 16)
-			nb := k.mulc(k.remc(uc, mmaN/32), 32)
+			uc := b.Select(active, u, k.C64(0), "")
+			mb := k.Mulc(k.Divc(uc, mmaN/32), 16)
+			nb := k.Mulc(k.Remc(uc, mmaN/32), 32)
 			for j := range acc {
 				for i := range acc[j] {
-					k.store(zero, f32, acc[j][i])
+					k.Store(zero, f32, acc[j][i])
 				}
 			}
-			k.loopN((K+mmaK-1)/mmaK, func(kt llvm.Value) {
-				k0 := k.mulc(kt, mmaK)
+			k.LoopN((K+mmaK-1)/mmaK, func(kt llvm.Value) {
+				k0 := k.Mulc(kt, mmaK)
 				if err := k.barrier(); err != nil {
 					ferr = err
 				}
 				// sa[mm][kk] = A[m0+mm, k0+kk] (0 outside A).
-				k.loopStep(hw.tx, k.c64(mmaM*mmaK), hw.nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(mmaM*mmaK), hw.Nt, func(el llvm.Value) {
 					var mm, kk, idx llvm.Value
 					if s.TransA {
-						kk, mm = k.divc(el, mmaM), k.remc(el, mmaM)
+						kk, mm = k.Divc(el, mmaM), k.Remc(el, mmaM)
 					} else {
-						mm, kk = k.divc(el, mmaK), k.remc(el, mmaK)
+						mm, kk = k.Divc(el, mmaK), k.Remc(el, mmaK)
 					}
-					gm, gk := k.add(m0, mm), k.add(k0, kk)
+					gm, gk := k.Add(m0, mm), k.Add(k0, kk)
 					in := b.And(lt(gm, M), lt(gk, K), "")
 					if s.TransA {
-						idx = k.add(k.mulc(gk, M), gm)
+						idx = k.Add(k.Mulc(gk, M), gm)
 					} else {
-						idx = k.add(k.mulc(gm, K), gk)
+						idx = k.Add(k.Mulc(gm, K), gk)
 					}
-					v := bits(k.p[1], b.Select(in, k.add(aBase, idx), aBase, ""))
-					st := b.Store(b.Select(in, v, zero16, ""), k.at(i16, sa, k.add(k.mulc(mm, mmaStride), kk)))
+					v := bits(k.P[1], b.Select(in, k.Add(aBase, idx), aBase, ""))
+					st := b.Store(b.Select(in, v, zero16, ""), k.At(i16, sa, k.Add(k.Mulc(mm, mmaStride), kk)))
 					st.SetAlignment(2)
 				})
 				// sb[nn][kk] = B[k0+kk, n0+nn] (0 outside B).
-				k.loopStep(hw.tx, k.c64(mmaK*mmaN), hw.nt, func(el llvm.Value) {
+				k.LoopStep(hw.Tx, k.C64(mmaK*mmaN), hw.Nt, func(el llvm.Value) {
 					var nn, kk, idx llvm.Value
 					if s.TransB {
-						nn, kk = k.divc(el, mmaK), k.remc(el, mmaK)
+						nn, kk = k.Divc(el, mmaK), k.Remc(el, mmaK)
 					} else {
-						kk, nn = k.divc(el, mmaN), k.remc(el, mmaN)
+						kk, nn = k.Divc(el, mmaN), k.Remc(el, mmaN)
 					}
-					gn, gk := k.add(n0, nn), k.add(k0, kk)
+					gn, gk := k.Add(n0, nn), k.Add(k0, kk)
 					in := b.And(lt(gn, N), lt(gk, K), "")
 					if s.TransB {
-						idx = k.add(k.mulc(gn, K), gk)
+						idx = k.Add(k.Mulc(gn, K), gk)
 					} else {
-						idx = k.add(k.mulc(gk, N), gn)
+						idx = k.Add(k.Mulc(gk, N), gn)
 					}
-					v := bits(k.p[2], b.Select(in, k.add(bBase, idx), bBase, ""))
-					st := b.Store(b.Select(in, v, zero16, ""), k.at(i16, sb, k.add(k.mulc(nn, mmaStride), kk)))
+					v := bits(k.P[2], b.Select(in, k.Add(bBase, idx), bBase, ""))
+					st := b.Store(b.Select(in, v, zero16, ""), k.At(i16, sb, k.Add(k.Mulc(nn, mmaStride), kk)))
 					st.SetAlignment(2)
 				})
 				if err := k.barrier(); err != nil {
@@ -229,22 +229,22 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 				{
 					for ks := int64(0); ks < mmaK; ks += 16 {
 						step := func() {
-							rowA := k.add(mb, g)             // fragment rows g and g+8 of the unit's 16
-							colA := k.addc(k.mulc(t, 2), ks) // 2t, within the k-step ks
+							rowA := k.Add(mb, g)             // fragment rows g and g+8 of the unit's 16
+							colA := k.Addc(k.Mulc(t, 2), ks) // 2t, within the k-step ks
 							ha := func(row llvm.Value, dc int64) llvm.Value {
-								return k.add(k.mulc(row, mmaStride), k.addc(colA, dc))
+								return k.Add(k.Mulc(row, mmaStride), k.Addc(colA, dc))
 							}
 							a0 := word(sa, ha(rowA, 0))            // a0, a1: A[g][2t, 2t+1]
-							a1 := word(sa, ha(k.addc(rowA, 8), 0)) // a2, a3: A[g+8][2t, 2t+1]
+							a1 := word(sa, ha(k.Addc(rowA, 8), 0)) // a2, a3: A[g+8][2t, 2t+1]
 							a2 := word(sa, ha(rowA, 8))            // a4, a5: A[g][2t+8, 2t+9]
-							a3 := word(sa, ha(k.addc(rowA, 8), 8)) // a6, a7: A[g+8][2t+8, 2t+9]
+							a3 := word(sa, ha(k.Addc(rowA, 8), 8)) // a6, a7: A[g+8][2t+8, 2t+9]
 							for j := range acc {
-								col := k.add(k.addc(nb, int64(8*j)), g)                        // B's column g of the j-th n8 tile
-								b0 := word(sb, k.add(k.mulc(col, mmaStride), colA))            // b0, b1: B[2t, 2t+1][g]
-								b1 := word(sb, k.add(k.mulc(col, mmaStride), k.addc(colA, 8))) // b2, b3: B[2t+8, 2t+9][g]
+								col := k.Add(k.Addc(nb, int64(8*j)), g)                        // B's column g of the j-th n8 tile
+								b0 := word(sb, k.Add(k.Mulc(col, mmaStride), colA))            // b0, b1: B[2t, 2t+1][g]
+								b1 := word(sb, k.Add(k.Mulc(col, mmaStride), k.Addc(colA, 8))) // b2, b3: B[2t+8, 2t+9][g]
 								args := []llvm.Value{a0, a1, a2, a3, b0, b1}
 								for i := range acc[j] {
-									args = append(args, k.load(f32, acc[j][i]))
+									args = append(args, k.Load(f32, acc[j][i]))
 								}
 								var d [4]llvm.Value
 								if emulated {
@@ -260,7 +260,7 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 									}
 								}
 								for i := range acc[j] {
-									k.store(d[i], f32, acc[j][i])
+									k.Store(d[i], f32, acc[j][i])
 								}
 							}
 						}
@@ -269,15 +269,15 @@ func (e *Emitter) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 						} else {
 							// The k-step is all padding when K ends before it
 							// (the same for the whole block).
-							k.when(b.ICmp(llvm.IntSLT, k.addc(k0, ks), k.c64(K), ""), step)
+							k.When(b.ICmp(llvm.IntSLT, k.Addc(k0, ks), k.C64(K), ""), step)
 						}
 					}
 				}
 			})
-			k.when(active, func() {
+			k.When(active, func() {
 				k.storeTile(s, tc, cBase, len(acc), len(acc[0]), func(j, i int) llvm.Value { return acc[j][i] }, func(j, i int) (llvm.Value, llvm.Value) {
-					row := k.add(m0, k.addc(k.add(mb, g), int64(8*(i/2))))            // c0, c1: row g; c2, c3: g+8
-					col := k.add(n0, k.addc(k.add(nb, k.mulc(t, 2)), int64(8*j+i%2))) // 2t + (i & 1)
+					row := k.Add(m0, k.Addc(k.Add(mb, g), int64(8*(i/2))))            // c0, c1: row g; c2, c3: g+8
+					col := k.Add(n0, k.Addc(k.Add(nb, k.Mulc(t, 2)), int64(8*j+i%2))) // 2t + (i & 1)
 					return row, col
 				})
 			})
@@ -316,20 +316,20 @@ const (
 // it together (mmaGEMM does: no condition around a step but the
 // block-uniform k bound).
 func (k *kfn) emulateMMA(stage, warp, g, t llvm.Value, args []llvm.Value) ([4]llvm.Value, error) {
-	b, e := k.b, k.e
-	f32 := e.f32
+	b, e := k.B, k.e
+	f32 := e.F32
 	var d [4]llvm.Value
-	base := k.mulc(warp, mmaStage)
-	sA, sB := base, k.addc(base, 16*16)
+	base := k.Mulc(warp, mmaStage)
+	sA, sB := base, k.Addc(base, 16*16)
 	put := func(off, row, col llvm.Value, cols int64, v llvm.Value) {
-		k.storeAt(v, f32, stage, k.add(off, k.add(k.mulc(row, cols), col)))
+		k.StoreAt(v, f32, stage, k.Add(off, k.Add(k.Mulc(row, cols), col)))
 	}
 	// half is bf16 element h (0: the low 16 bits) of an i32 register, as f32.
 	half := func(reg llvm.Value, h int) llvm.Value {
 		if h == 1 {
-			reg = b.LShr(reg, llvm.ConstInt(e.i32, 16), "")
+			reg = b.LShr(reg, llvm.ConstInt(e.I32, 16), "")
 		}
-		return k.widenBF16(b.Trunc(reg, e.i16, ""))
+		return k.WidenBF16(b.Trunc(reg, e.I16, ""))
 	}
 	if err := k.barrier(); err != nil { // the last step's readers are done
 		return d, err
@@ -337,13 +337,13 @@ func (k *kfn) emulateMMA(stage, warp, g, t llvm.Value, args []llvm.Value) ([4]ll
 	// A: row = g for a0, a1, a4, a5, g+8 for the others; col = 2t + (i&1),
 	// + 8 for i ≥ 4.
 	for i := 0; i < 8; i++ {
-		row := k.addc(g, int64(8*((i/2)%2)))
-		col := k.addc(k.mulc(t, 2), int64(i&1+8*(i/4)))
+		row := k.Addc(g, int64(8*((i/2)%2)))
+		col := k.Addc(k.Mulc(t, 2), int64(i&1+8*(i/4)))
 		put(sA, row, col, 16, half(args[i/2], i%2))
 	}
 	// B: row = 2t + (i&1), + 8 for i ≥ 2; col = g.
 	for i := 0; i < 4; i++ {
-		row := k.addc(k.mulc(t, 2), int64(i&1+8*(i/2)))
+		row := k.Addc(k.Mulc(t, 2), int64(i&1+8*(i/2)))
 		put(sB, row, g, 8, half(args[4+i/2], i%2))
 	}
 	if err := k.barrier(); err != nil {
@@ -353,23 +353,23 @@ func (k *kfn) emulateMMA(stage, warp, g, t llvm.Value, args []llvm.Value) ([4]ll
 		// C and D: row = g for c0, c1 (d0, d1), g+8 for c2, c3; col =
 		// 2t + (i&1). D's element i is C's element i of the same lane, so C
 		// needs no staging.
-		row, col := k.addc(g, int64(8*(i/2))), k.addc(k.mulc(t, 2), int64(i&1))
-		acc := k.variable(f32, args[6+i])
+		row, col := k.Addc(g, int64(8*(i/2))), k.Addc(k.Mulc(t, 2), int64(i&1))
+		acc := k.Variable(f32, args[6+i])
 		var ferr error
-		k.loopN(16, func(kk llvm.Value) {
-			av := k.loadAt(f32, stage, k.add(sA, k.add(k.mulc(row, 16), kk)))
-			bv := k.loadAt(f32, stage, k.add(sB, k.add(k.mulc(kk, 8), col)))
-			sum, err := k.callIntrinsic("llvm.fma", f32, av, bv, k.load(f32, acc))
+		k.LoopN(16, func(kk llvm.Value) {
+			av := k.LoadAt(f32, stage, k.Add(sA, k.Add(k.Mulc(row, 16), kk)))
+			bv := k.LoadAt(f32, stage, k.Add(sB, k.Add(k.Mulc(kk, 8), col)))
+			sum, err := k.callIntrinsic("llvm.fma", f32, av, bv, k.Load(f32, acc))
 			if err != nil {
 				ferr = err
 				return
 			}
-			k.store(sum, f32, acc)
+			k.Store(sum, f32, acc)
 		})
 		if ferr != nil {
 			return d, ferr
 		}
-		d[i] = k.load(f32, acc)
+		d[i] = k.Load(f32, acc)
 	}
 	return d, nil
 }
