@@ -17,6 +17,7 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/train"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -150,7 +151,7 @@ func openArtifact(c *cli.Context, path string, s *trainSettings) (*modelSpec, er
 		return nil, fmt.Errorf("%s: the artifact's model config: %w", path, err)
 	}
 	g := mod.Graph("train_step")
-	if g == nil || g.Input("input_ids") == nil || mod.Graph("update") == nil || mod.Graph("eval") == nil {
+	if g == nil || g.Input("input_ids") == nil || (mod.Graph("update") == nil && !train.PerLayer(mod)) || mod.Graph("eval") == nil {
 		return nil, fmt.Errorf("%s: the artifact has no train_step, update and eval programs (compile the model with the whole pipeline)", path)
 	}
 	shape := g.Input("input_ids").Type.Shape

@@ -23,7 +23,8 @@ func pipelineFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "lora-alpha", Aliases: []string{"lora_alpha"}, Value: d.LoraAlpha, Usage: "SLTrain `α`: scale = α/r"},
 		&cli.StringFlag{Name: "target-modules", Aliases: []string{"target_modules"}, Usage: "comma-separated `NAMES`: fuse Linear layers whose module name contains one (default attn,attention,mlp; an ONNX MatMul/Gemm weight's module is its node's scope, /model/layers.0/mlp/up_proj/MatMul → model.layers.0.mlp.up_proj)"},
 		&cli.StringFlag{Name: "optimizer", Value: d.Optimizer, Usage: "`NAME` of the update, the seed's choices (any case): adam (torch Adam: L2 weight decay into the gradient; what the seed builds without --optimizer), adamw (decoupled weight decay), " +
-			"sgd (momentum --beta1, dampening 0), adafactor (HF's with the seed's settings: factored second moment, update clipping 1.0, β1 = --beta1 when > 0), adam8bit (bitsandbytes' Adam8bit: both moments 8-bit, block-wise); the *_per_layer variants are refused (not built)"},
+			"sgd (momentum --beta1, dampening 0), adafactor (HF's with the seed's settings: factored second moment, update clipping 1.0, β1 = --beta1 when > 0), adam8bit (bitsandbytes' Adam8bit: both moments 8-bit, block-wise); each also as NAME_per_layer (the seed's adam8bit_per_layer): every parameter updated inside the backward right after its gradient is complete, no whole-model gradient held; " +
+			"identical to NAME with one micro-batch per update; refused with gradient accumulation (the seed's hook would step at every micro-batch), with --grad-clipping (the global norm comes after the updates) and with several ranks; the schedule steps once per update (the seed's per-layer schedulers span 2× the steps and warmup)"},
 		&cli.Float64Flag{Name: "beta1", Value: 0, Usage: "`B1`: sgd's momentum and adafactor's β1 (0: none), as the seed's --beta1; adam and adamw keep torch's β (0.9, 0.999), as in the seed"},
 		&cli.StringFlag{Name: "passes", Usage: "run only these comma-separated `PASSES`, in this order, or none (default: the whole pipeline)"},
 		&cli.StringFlag{Name: "print-after", Usage: "print the IR text after `PASS` (a name, a comma-separated list, or all) to stdout"},
@@ -82,8 +83,8 @@ func optimizerOptions(name string, beta1 float64, beta1Set bool) (string, float6
 	if err != nil {
 		return "", 0, fmt.Errorf("flag --optimizer: %v", err)
 	}
-	switch {
-	case opt == "sgd" || opt == "adafactor":
+	switch base, _ := passes.SplitPerLayer(opt); {
+	case base == "sgd" || base == "adafactor":
 		if !(beta1 >= 0 && beta1 < 1) {
 			return "", 0, fmt.Errorf("flag --beta1: %s's β1 must be in [0, 1), got %v", opt, beta1)
 		}

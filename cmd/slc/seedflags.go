@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/passes"
 )
 
 // seedTrainFlags are the seed's torchrun_main.py flags that slc train
@@ -88,6 +90,10 @@ func parseTokenCount(s string) (int64, error) {
 
 // optimizerLabel names a run's optimizer for the Training line.
 func optimizerLabel(s *trainSettings) string {
+	base, perLayer := passes.SplitPerLayer(s.Optimizer)
+	if perLayer {
+		return optimizerLabel(&trainSettings{Optimizer: base, Beta1: s.Beta1}) + ", per layer (updates inside the backward)"
+	}
 	switch s.Optimizer {
 	case "adam":
 		return "Adam (L2 weight decay)"

@@ -26,6 +26,7 @@ import (
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
@@ -490,6 +491,14 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 	perUpdate := s.TotalBatchSize
 	if perUpdate == 0 {
 		perUpdate = s.BatchSize * max(nproc, 1)
+	}
+	if name, perLayer := passes.SplitPerLayer(s.Optimizer); perLayer {
+		switch {
+		case s.GradClipping > 0:
+			return nil, usagef(cmd, "flag --grad-clipping: %v with --optimizer %s is refused: per-layer updates run inside the backward, before the global gradient norm is known (use --optimizer %s to clip)", s.GradClipping, s.Optimizer, name)
+		case perUpdate > s.BatchSize:
+			return nil, usagef(cmd, "flag --optimizer %s: updates inside each micro-batch's backward: an update of %d sequences (--total-batch-size, ranks) in micro-batches of %d is refused; give --total-batch-size = --batch-size, one process, or use --optimizer %s", s.Optimizer, perUpdate, s.BatchSize, name)
+		}
 	}
 	if err := maxTrainTokens(c, r, int64(perUpdate)*int64(s.MaxLength)); err != nil {
 		return nil, err
