@@ -26,10 +26,11 @@ import (
 // train_step is one whole update of one micro-batch, identical to
 // train_step + update with accumulation 1 and no clipping.
 //
-// Placement: the update's nodes built for parameter P (scope P) go right
-// after the last node of the backward that produces P's gradient or reads P
-// (so that P can be written in place); the update's other nodes (per-step
-// scalars, the norm's terms) go right after their last input's producer.
+// Placement: the update's nodes built for parameter P (scope P) and those
+// that read P's gradient (the norm's term) go right after the last node of
+// the backward that produces P's gradient or reads P (so that P can be
+// written in place); the update's other nodes (per-step scalars) go right
+// after their last input's producer.
 func perLayer(s *State) error {
 	_, on := SplitPerLayer(s.Options.Optimizer)
 	if !on {
@@ -119,13 +120,18 @@ func perLayer(s *State) error {
 				return fmt.Errorf("update: accumulator %q is not updated by train_step", in.Name)
 			}
 			rename[in.Name] = g
-			anchor[in.Name] = -1 // a gradient that is an input (none in practice)
+			// Whatever reads the gradient waits for P's readers too: an
+			// element-wise group of fuse-groups (the norm's g·g with P's
+			// step) runs where its first node is.
+			a := -1 // a gradient that is an input (none in practice)
 			if i, made := index[g]; made {
-				anchor[in.Name] = i
+				a = i
 			}
-			if p := in.Of; p != "" {
-				ready[p] = max(ready[p], anchor[in.Name])
+			if r, ok := ready[in.Of]; ok {
+				a = max(a, r)
+				ready[in.Of] = a
 			}
+			anchor[in.Name] = a
 		default:
 			if upUses[in.Name] == 0 && in.Role == ir.Scalar {
 				continue // max_grad_norm: no clipping per layer
