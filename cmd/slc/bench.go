@@ -24,6 +24,7 @@ import (
 	"gitee.com/gidean/conv-linn/roofline"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
+	"gitee.com/gidean/conv-linn/train"
 	"gitee.com/gidean/conv-linn/version"
 )
 
@@ -182,7 +183,7 @@ func bench(c *cli.Context) error {
 		}
 	}
 	g := mod.Graph("train_step")
-	if g == nil || mod.Graph("update") == nil {
+	if g == nil || (mod.Graph("update") == nil && !train.PerLayer(mod)) {
 		return fmt.Errorf("%s: the artifact has no train_step and update programs", model)
 	}
 	ids := g.Input("input_ids")
@@ -531,6 +532,7 @@ func runBench(c *cli.Context, rt *runtime.Runtime, ids ir.Type, vocab int, seed 
 	rng := ir.NewRNG(seed)
 	tokens := make([]int64, ids.NumElements())
 	var times []float64
+	perLayer := train.PerLayer(rt.Module())
 	tty := isTerminal(c.App.ErrWriter)
 	for i := 0; i < warmup+steps; i++ {
 		if i == warmup && c.Int("profile") > 0 {
@@ -541,12 +543,24 @@ func runBench(c *cli.Context, rt *runtime.Runtime, ids ir.Type, vocab int, seed 
 		for j := range tokens {
 			tokens[j] = int64(rng.Uint64n(uint64(vocab)))
 		}
+		upd := map[string]float64{"lr": 1e-3, "step": float64(i + 1), "weight_decay": 0, "max_grad_norm": 1e30}
+		ts := map[string]float64{"grad_scale": 1}
+		if perLayer { // the updates run inside train_step (--optimizer NAME_per_layer)
+			upd["grad_coef"] = 1
+			for k, v := range upd {
+				if rt.Module().Graph("train_step").Input(k) != nil {
+					ts[k] = v
+				}
+			}
+		}
 		t0 := time.Now()
-		if _, err := rt.Run("train_step", runtime.Inputs{Data: map[string][]int64{"input_ids": tokens}, Scalars: map[string]float64{"grad_scale": 1}}); err != nil {
+		if _, err := rt.Run("train_step", runtime.Inputs{Data: map[string][]int64{"input_ids": tokens}, Scalars: ts}); err != nil {
 			return nil, err
 		}
-		if _, err := rt.Run("update", runtime.Inputs{Scalars: map[string]float64{"lr": 1e-3, "step": float64(i + 1), "weight_decay": 0, "max_grad_norm": 1e30}}); err != nil {
-			return nil, err
+		if !perLayer {
+			if _, err := rt.Run("update", runtime.Inputs{Scalars: upd}); err != nil {
+				return nil, err
+			}
 		}
 		d := time.Since(t0).Seconds()
 		if i >= warmup {
