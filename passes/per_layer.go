@@ -41,10 +41,51 @@ func perLayer(s *State) error {
 	if ts == nil || up == nil {
 		return fmt.Errorf("per-layer updates need the train_step and update graphs (run autodiff and optimizer first)")
 	}
+	target := ts
+	if s.Options.Accumulate {
+		target = ts.Clone()
+		target.Name = TrainUpdate
+	}
+	n, err := fuseUpdate(target, up, s.Options.Accumulate)
+	if err != nil {
+		return err
+	}
+	var graphs []*ir.Graph
+	for _, g := range m.Graphs {
+		if g != up {
+			graphs = append(graphs, g)
+		}
+	}
+	m.Graphs = graphs
+	if target != ts {
+		insertGraphAfter(m, "train_step", target)
+	}
+	if m.Meta == nil {
+		m.Meta = map[string]string{}
+	}
+	m.Meta["per_layer"] = "true"
+	if s.Options.Accumulate {
+		s.Note("per-layer: update fused into %s (the last micro-batch of an update: accumulated gradient + its own, then the step; accumulators reset): %d parameters updated right after their gradients, %d update nodes placed; train_step accumulates the others", TrainUpdate, len(trainable(ts)), n)
+	} else {
+		s.Note("per-layer: update fused into train_step: %d parameters updated right after their gradients, %d update nodes placed, no gradient accumulators", len(trainable(ts)), n)
+	}
+	return nil
+}
 
-	// The accumulations "P.grad + g" become their gradients g.
+// TrainUpdate is the program of per-layer updates with gradient
+// accumulation (Options.Accumulate): the last micro-batch of an update,
+// which adds its gradients to the accumulated ones and updates each
+// parameter inside its backward.
+const TrainUpdate = "train_update"
+
+// fuseUpdate merges the update graph up into ts (a train_step) and returns
+// the number of update nodes placed. Without accumulate, each accumulation
+// "P.grad + g" becomes its gradient g and the accumulators go; with it,
+// the update reads the accumulation's value and the accumulators are reset
+// (the update's own outputs) instead of written.
+func fuseUpdate(ts, up *ir.Graph, accumulate bool) (int, error) {
 	producer := ts.Producers()
-	grad := map[string]string{} // accumulator → gradient value in train_step
+	grad := map[string]string{} // accumulator → gradient value in ts
 	drop := map[*ir.Node]bool{}
 	var outs []*ir.Output
 	for _, o := range ts.Outputs {
@@ -55,7 +96,11 @@ func perLayer(s *State) error {
 		}
 		n := producer[o.Value]
 		if n == nil || n.Op != "Add" || len(n.Inputs) != 2 || n.Inputs[0] != in.Name {
-			return fmt.Errorf("train_step: accumulator %q is not updated by %s + gradient", in.Name, in.Name)
+			return 0, fmt.Errorf("%s: accumulator %q is not updated by %s + gradient", ts.Name, in.Name, in.Name)
+		}
+		if accumulate {
+			grad[in.Name] = o.Value
+			continue
 		}
 		grad[in.Name] = n.Inputs[1]
 		drop[n] = true
@@ -69,12 +114,12 @@ func perLayer(s *State) error {
 			continue
 		}
 		if uses[n.Outputs[0].Name] > 0 {
-			return fmt.Errorf("train_step: accumulation %q is read by more than its output", n.Outputs[0].Name)
+			return 0, fmt.Errorf("%s: accumulation %q is read by more than its output", ts.Name, n.Outputs[0].Name)
 		}
 	}
 	var inputs []*ir.Input
 	for _, in := range ts.Inputs {
-		if in.Role != ir.GradAccum {
+		if accumulate || in.Role != ir.GradAccum {
 			inputs = append(inputs, in)
 		}
 	}
@@ -110,14 +155,14 @@ func perLayer(s *State) error {
 		switch in.Role {
 		case ir.Param:
 			if ts.Input(in.Name) == nil {
-				return fmt.Errorf("update: parameter %q is not a train_step input", in.Name)
+				return 0, fmt.Errorf("update: parameter %q is not a train_step input", in.Name)
 			}
 			rename[in.Name] = in.Name
 			anchor[in.Name] = -1
 		case ir.GradAccum:
 			g, ok := grad[in.Name]
 			if !ok {
-				return fmt.Errorf("update: accumulator %q is not updated by train_step", in.Name)
+				return 0, fmt.Errorf("update: accumulator %q is not updated by train_step", in.Name)
 			}
 			rename[in.Name] = g
 			// Whatever reads the gradient waits for P's readers too: an
@@ -137,7 +182,7 @@ func perLayer(s *State) error {
 				continue // max_grad_norm: no clipping per layer
 			}
 			if ts.Input(in.Name) != nil {
-				return fmt.Errorf("update input %q is already a train_step input", in.Name)
+				return 0, fmt.Errorf("update input %q is already a train_step input", in.Name)
 			}
 			cp := *in
 			cp.Init = in.Init.Clone()
@@ -157,7 +202,7 @@ func perLayer(s *State) error {
 		for i, v := range c.Inputs {
 			r, ok := rename[v]
 			if !ok {
-				return fmt.Errorf("update: %s reads %q before it is defined", n.Op, v)
+				return 0, fmt.Errorf("update: %s reads %q before it is defined", n.Op, v)
 			}
 			c.Inputs[i] = r
 			a = max(a, anchor[v])
@@ -177,27 +222,14 @@ func perLayer(s *State) error {
 	}
 	ts.Nodes = merged
 	for _, o := range up.Outputs {
-		if in := up.Input(o.Updates); in != nil && in.Role == ir.GradAccum {
+		if in := up.Input(o.Updates); in != nil && in.Role == ir.GradAccum && !accumulate {
 			continue // the accumulator reset: there is none
 		}
 		v, ok := rename[o.Value]
 		if !ok {
-			return fmt.Errorf("update: output %q reads an unknown value %q", o.Name, o.Value)
+			return 0, fmt.Errorf("update: output %q reads an unknown value %q", o.Name, o.Value)
 		}
 		ts.Outputs = append(ts.Outputs, &ir.Output{Name: o.Name, Value: v, Updates: o.Updates})
 	}
-
-	var graphs []*ir.Graph
-	for _, g := range m.Graphs {
-		if g != up {
-			graphs = append(graphs, g)
-		}
-	}
-	m.Graphs = graphs
-	if m.Meta == nil {
-		m.Meta = map[string]string{}
-	}
-	m.Meta["per_layer"] = "true"
-	s.Note("per-layer: update fused into train_step: %d parameters updated right after their gradients, %d update nodes placed, no gradient accumulators", len(grad), len(up.Nodes))
-	return nil
+	return len(up.Nodes), nil
 }

@@ -1,6 +1,7 @@
 package passes
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -11,11 +12,11 @@ import (
 
 // compilePerLayer runs the training passes (and, with plan, the rest of the
 // pipeline) on the SLTrain tiny LLaMA with optimizer opt.
-func compilePerLayer(t *testing.T, opt string, list string) (*ir.Module, *State) {
+func compilePerLayer(t *testing.T, opt string, list string, accumulate bool) (*ir.Module, *State) {
 	t.Helper()
 	m := tinyLlama(t, true)
 	o := DefaultOptions()
-	o.Rank, o.SpRatio, o.Optimizer = 4, 0.1, opt
+	o.Rank, o.SpRatio, o.Optimizer, o.Accumulate = 4, 0.1, opt, accumulate
 	if opt == "sgd" || opt == "sgd_per_layer" {
 		o.Beta1 = 0.9
 	}
@@ -32,18 +33,32 @@ func compilePerLayer(t *testing.T, opt string, list string) (*ir.Module, *State)
 
 // TestPerLayerMatchesWholeModel runs three updates of the tiny LLaMA (f64,
 // in the reference interpreter) with each optimizer as train_step + update
-// and as per-layer train_step alone: the parameters and states are equal,
-// bit for bit, after every update, and so is the reported gradient norm.
+// and per layer: train_step alone for one micro-batch per update, and with
+// accumulation (two micro-batches) train_step then train_update. The
+// parameters and states are equal, bit for bit, after every update, and so
+// is the reported gradient norm.
 func TestPerLayerMatchesWholeModel(t *testing.T) {
 	const list = "autodiff,optimizer,per-layer,programs"
-	for _, opt := range []string{"adamw", "adam", "sgd", "adafactor", "adam8bit"} {
-		t.Run(opt, func(t *testing.T) {
-			wm, _ := compilePerLayer(t, opt, list)
-			pm, _ := compilePerLayer(t, opt+PerLayerSuffix, list)
+	for _, c := range []struct {
+		opt   string
+		micro int
+	}{{"adamw", 1}, {"adam", 1}, {"sgd", 1}, {"adafactor", 1}, {"adam8bit", 1}, {"adamw", 2}, {"adam8bit", 2}} {
+		opt := c.opt
+		t.Run(fmt.Sprintf("%s-%d", opt, c.micro), func(t *testing.T) {
+			wm, _ := compilePerLayer(t, opt, list, false)
+			pm, _ := compilePerLayer(t, opt+PerLayerSuffix, list, c.micro > 1)
 			wts, up := wm.Graph("train_step"), wm.Graph("update")
-			pts := pm.Graph("train_step")
-			if pm.Graph("update") != nil || len(pts.InputsWithRole(ir.GradAccum)) > 0 {
-				t.Fatal("the per-layer module keeps an update graph or gradient accumulators")
+			pts, pacc := pm.Graph("train_step"), (*ir.Graph)(nil)
+			if pm.Graph("update") != nil {
+				t.Fatal("the per-layer module keeps an update graph")
+			}
+			if c.micro > 1 {
+				pacc, pts = pts, pm.Graph(TrainUpdate)
+				if pts == nil || len(pacc.InputsWithRole(ir.GradAccum)) == 0 {
+					t.Fatal("no train_update, or no accumulators in train_step")
+				}
+			} else if len(pts.InputsWithRole(ir.GradAccum)) > 0 || pm.Graph(TrainUpdate) != nil {
+				t.Fatal("one micro-batch per update: the per-layer module keeps gradient accumulators")
 			}
 			ws := tinyState(t, wts, 3)
 			opts, err := interp.InitState(up)
@@ -56,7 +71,7 @@ func TestPerLayerMatchesWholeModel(t *testing.T) {
 				}
 			}
 			ps := map[string]*interp.Tensor{}
-			for _, in := range pts.Inputs {
+			for _, in := range append(slices.Clone(pts.Inputs), pm.Graph("train_step").Inputs...) {
 				if in.Role.IsState() {
 					if ws[in.Name] == nil {
 						t.Fatalf("per-layer state %q is not the whole-model run's", in.Name)
@@ -66,14 +81,29 @@ func TestPerLayerMatchesWholeModel(t *testing.T) {
 			}
 			rng := ir.NewRNG(7)
 			for step := 1; step <= 3; step++ {
-				ids := randomIDs(rng, wts)
 				lr, wd := 0.01*float64(step), 0.1
-				ws["input_ids"], ws["grad_scale"] = ids, scalarT(ir.F64, 1)
-				out, err := interp.Run(wts, ws)
-				if err != nil {
-					t.Fatal(err)
+				scale := scalarT(ir.F64, 1/float64(c.micro))
+				var ids *interp.Tensor
+				for micro := 0; micro < c.micro; micro++ {
+					ids = randomIDs(rng, wts)
+					ws["input_ids"], ws["grad_scale"] = ids, scale
+					out, err := interp.Run(wts, ws)
+					if err != nil {
+						t.Fatal(err)
+					}
+					applyUpdates(wts, ws, out)
+					if micro < c.micro-1 { // per layer: the same micro-batch accumulated
+						pin := map[string]*interp.Tensor{"input_ids": ids, "grad_scale": scale}
+						for k, v := range ps {
+							pin[k] = v
+						}
+						pout, err := interp.Run(pacc, pin)
+						if err != nil {
+							t.Fatal(err)
+						}
+						applyUpdates(pacc, ps, pout)
+					}
 				}
-				applyUpdates(wts, ws, out)
 				uin := map[string]*interp.Tensor{"lr": scalarT(ir.F64, lr), "step": scalarT(ir.F64, float64(step)),
 					"weight_decay": scalarT(ir.F64, wd), "max_grad_norm": scalarT(ir.F64, math.Inf(1))}
 				for k, v := range ws {
@@ -85,7 +115,7 @@ func TestPerLayerMatchesWholeModel(t *testing.T) {
 				}
 				applyUpdates(up, ws, uout)
 
-				pin := map[string]*interp.Tensor{"input_ids": ids, "grad_scale": scalarT(ir.F64, 1), "lr": scalarT(ir.F64, lr),
+				pin := map[string]*interp.Tensor{"input_ids": ids, "grad_scale": scale, "lr": scalarT(ir.F64, lr),
 					"step": scalarT(ir.F64, float64(step)), "weight_decay": scalarT(ir.F64, wd), "grad_coef": scalarT(ir.F64, 1)}
 				for k, v := range ps {
 					pin[k] = v
@@ -119,7 +149,7 @@ func TestPerLayerMatchesWholeModel(t *testing.T) {
 // embedding's gradient (the backward's last) is made, and every update is
 // written in place.
 func TestPerLayerPlan(t *testing.T) {
-	m, s := compilePerLayer(t, "adamw_per_layer", "autodiff,optimizer,per-layer,programs,fold,algebra,cse,dce,fuse-groups,memory-plan")
+	m, s := compilePerLayer(t, "adamw_per_layer", "autodiff,optimizer,per-layer,programs,fold,algebra,cse,dce,fuse-groups,memory-plan", false)
 	if s.Memory.Gradients != 0 {
 		t.Errorf("the per-layer budget holds %d bytes of gradients", s.Memory.Gradients)
 	}

@@ -61,6 +61,12 @@ type Options struct {
 	// Optimizer is the update rule (ParseOptimizer's names; "" is adamw);
 	// a name ending in _per_layer fuses the updates into the backward.
 	Optimizer string
+	// Accumulate builds per-layer updates for gradient accumulation: the
+	// accumulating train_step stays, for every micro-batch but an update's
+	// last, and train_update (TrainUpdate) runs the last one with the
+	// updates inside its backward. Without it, per-layer train_step is
+	// the whole update of one micro-batch.
+	Accumulate bool
 	Beta1     float64 // Adam/AdamW β1 (exp_avg decay); SGD's momentum; Adafactor's β1 (0: none)
 	Beta2     float64 // Adam/AdamW β2 (exp_avg_sq decay)
 	Eps       float64 // Adam/AdamW ε added to the bias-corrected √v
