@@ -67,9 +67,9 @@ type Options struct {
 	// updates inside its backward. Without it, per-layer train_step is
 	// the whole update of one micro-batch.
 	Accumulate bool
-	Beta1     float64 // Adam/AdamW β1 (exp_avg decay); SGD's momentum; Adafactor's β1 (0: none)
-	Beta2     float64 // Adam/AdamW β2 (exp_avg_sq decay)
-	Eps       float64 // Adam/AdamW ε added to the bias-corrected √v
+	Beta1      float64 // Adam/AdamW β1 (exp_avg decay); SGD's momentum; Adafactor's β1 (0: none)
+	Beta2      float64 // Adam/AdamW β2 (exp_avg_sq decay)
+	Eps        float64 // Adam/AdamW ε added to the bias-corrected √v
 	// Adam8bitMinSize is bitsandbytes' min_8bit_size: adam8bit keeps f32
 	// states for tensors with fewer elements (0: its default, 4096).
 	Adam8bitMinSize int
