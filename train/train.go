@@ -48,7 +48,10 @@ import (
 const (
 	progTrainStep = "train_step"
 	progUpdate    = "update"
-	progEval      = "eval"
+	// progTrainUpdate is per-layer accumulation's last micro-batch
+	// (passes.TrainUpdate).
+	progTrainUpdate = "train_update"
+	progEval        = "eval"
 )
 
 // DefaultMaxEvalBatches caps the eval micro-batches when Options.EvalBatches
@@ -213,8 +216,8 @@ func New(rt *runtime.Runtime, train Batches, eval *data.Batcher, opt Options) (*
 		// is no accumulated gradient to add micro-batches into, clip or sum
 		// across ranks.
 		switch {
-		case opt.Accum > 1:
-			return nil, fmt.Errorf("per-layer updates run inside each micro-batch's backward: gradient accumulation (%d micro-batches per update) is refused; use one micro-batch per update or the optimizer without _per_layer", opt.Accum)
+		case opt.Accum > 1 && m.Graph(progTrainUpdate) == nil:
+			return nil, fmt.Errorf("the model is compiled for per-layer updates of one micro-batch each (no %s program): gradient accumulation (%d micro-batches per update) needs it compiled for accumulation (slc train compiles a config so when --total-batch-size asks for it)", progTrainUpdate, opt.Accum)
 		case opt.MaxGradNorm > 0:
 			return nil, fmt.Errorf("per-layer updates run before the global gradient norm is known: clipping (%v) is refused; use the optimizer without _per_layer to clip", opt.MaxGradNorm)
 		case opt.Comm != nil && opt.Comm.Size() > 1:
@@ -360,8 +363,11 @@ func (t *Trainer) Update() (StepRecord, error) {
 			continue
 		}
 		in.Scalars = map[string]float64{"grad_scale": scale}
-		if perLayer { // train_step is the whole update (New: G = N = 1)
-			ts := t.rt.Module().Graph(progTrainStep)
+		prog := progTrainStep
+		fused := perLayer && i == g*n-1 // the update runs inside this micro-batch's backward (N = 1)
+		if fused {
+			prog = perLayerProgram(t.rt.Module())
+			ts := t.rt.Module().Graph(prog)
 			sc := t.updateScalars(u, lr)
 			sc["grad_coef"] = 1 // no clipping (see passes.Options.Optimizer)
 			for k, v := range sc {
@@ -370,18 +376,18 @@ func (t *Trainer) Update() (StepRecord, error) {
 				}
 			}
 		}
-		out, err := t.rt.Run(progTrainStep, in)
+		out, err := t.rt.Run(prog, in)
 		if err == nil {
 			var loss float64
-			if loss, err = scalarOut(out, "loss", progTrainStep); err == nil {
+			if loss, err = scalarOut(out, "loss", prog); err == nil {
 				sum += loss
 				if !isFinite(loss) {
 					failed = &NonFiniteError{Step: u + 1, What: "loss", Value: loss}
 				}
 			}
 		}
-		if err == nil && perLayer {
-			layerNorm, err = scalarOut(out, "grad_norm", progTrainStep)
+		if err == nil && fused {
+			layerNorm, err = scalarOut(out, "grad_norm", prog)
 		}
 		if err != nil {
 			failed = err
@@ -460,12 +466,22 @@ func (t *Trainer) updateScalars(u int, lr float64) map[string]float64 {
 }
 
 // PerLayer reports whether m was compiled with per-layer updates
-// (--optimizer <name>_per_layer): its train_step updates every parameter
-// inside the backward (reading the update's "lr"), and it has no update
-// program.
+// (--optimizer <name>_per_layer): it has no update program, and its
+// train_step (one micro-batch per update) or train_update (the last
+// micro-batch of an accumulated update) updates every parameter inside the
+// backward, reading the update's "lr".
 func PerLayer(m *ir.Module) bool {
-	ts := m.Graph(progTrainStep)
-	return ts != nil && m.Graph(progUpdate) == nil && ts.Input("lr") != nil
+	g := m.Graph(perLayerProgram(m))
+	return g != nil && m.Graph(progUpdate) == nil && g.Input("lr") != nil
+}
+
+// perLayerProgram is the program of a per-layer module that runs the
+// updates: train_update when the module accumulates, else train_step.
+func perLayerProgram(m *ir.Module) string {
+	if m.Graph(progTrainUpdate) != nil {
+		return progTrainUpdate
+	}
+	return progTrainStep
 }
 
 // RankError is a failure that another rank had: this rank stops with it.

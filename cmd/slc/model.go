@@ -76,6 +76,9 @@ func withOptimizer(o passes.Options, s *trainSettings) passes.Options {
 	if opt, b1, err := optimizerOptions(s.Optimizer, s.Beta1, s.Beta1 != 0); err == nil {
 		o.Optimizer, o.Beta1 = opt, b1
 	}
+	if _, perLayer := passes.SplitPerLayer(o.Optimizer); perLayer {
+		o.Accumulate = s.TotalBatchSize > s.BatchSize // train_update for an update's last micro-batch
+	}
 	return o
 }
 

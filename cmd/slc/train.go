@@ -496,8 +496,8 @@ func trainFlags(c *cli.Context, nproc int) (*trainRun, error) {
 		switch {
 		case s.GradClipping > 0:
 			return nil, usagef(cmd, "flag --grad-clipping: %v with --optimizer %s is refused: per-layer updates run inside the backward, before the global gradient norm is known (use --optimizer %s to clip)", s.GradClipping, s.Optimizer, name)
-		case perUpdate > s.BatchSize:
-			return nil, usagef(cmd, "flag --optimizer %s: updates inside each micro-batch's backward: an update of %d sequences (--total-batch-size, ranks) in micro-batches of %d is refused; give --total-batch-size = --batch-size, one process, or use --optimizer %s", s.Optimizer, perUpdate, s.BatchSize, name)
+		case nproc > 1:
+			return nil, usagef(cmd, "flag --optimizer %s with %d ranks is refused: per-layer updates run inside the backward, before gradients could be summed across ranks (use --optimizer %s)", s.Optimizer, nproc, name)
 		}
 	}
 	if err := maxTrainTokens(c, r, int64(perUpdate)*int64(s.MaxLength)); err != nil {
