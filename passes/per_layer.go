@@ -26,6 +26,14 @@ import (
 // train_step is one whole update of one micro-batch, identical to
 // train_step + update with accumulation 1 and no clipping.
 //
+// With Options.Accumulate (gradient accumulation) train_step stays as it
+// is, for every micro-batch of an update but the last, and the update is
+// fused into a copy of it, "train_update" (TrainUpdate), for the last: each
+// parameter's update reads the accumulation P.grad + g as soon as it is
+// made, and the accumulators are reset by the update's own outputs. That
+// is the whole-model update of the accumulated gradient, run inside the
+// last backward; the accumulators remain (accumulation needs them).
+//
 // Placement: the update's nodes built for parameter P (scope P) and those
 // that read P's gradient (the norm's term) go right after the last node of
 // the backward that produces P's gradient or reads P (so that P can be
