@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
 	"io"
 	"sort"
@@ -64,6 +65,7 @@ func Time(rt *runtime.Runtime, ids ir.Type, vocab int, o TimeOptions) (*Result, 
 	rng := ir.NewRNG(seed)
 	tokens := make([]int64, ids.NumElements())
 	var times []float64
+	perLayer := passes.PerLayerModule(rt.Module())
 	for i := 0; i < warmup+steps; i++ {
 		if i == warmup && o.Profile {
 			if err := rt.Profile(true); err != nil {
@@ -73,12 +75,24 @@ func Time(rt *runtime.Runtime, ids ir.Type, vocab int, o TimeOptions) (*Result, 
 		for j := range tokens {
 			tokens[j] = int64(rng.Uint64n(uint64(vocab)))
 		}
+		upd := map[string]float64{"lr": 1e-3, "step": float64(i + 1), "weight_decay": 0, "max_grad_norm": 1e30}
+		ts := map[string]float64{"grad_scale": 1}
+		if perLayer { // the updates run inside train_step (--optimizer NAME_per_layer)
+			upd["grad_coef"] = 1
+			for k, v := range upd {
+				if rt.Module().Graph("train_step").Input(k) != nil {
+					ts[k] = v
+				}
+			}
+		}
 		t0 := time.Now()
-		if _, err := rt.Run("train_step", runtime.Inputs{Data: map[string][]int64{"input_ids": tokens}, Scalars: map[string]float64{"grad_scale": 1}}); err != nil {
+		if _, err := rt.Run("train_step", runtime.Inputs{Data: map[string][]int64{"input_ids": tokens}, Scalars: ts}); err != nil {
 			return nil, err
 		}
-		if _, err := rt.Run("update", runtime.Inputs{Scalars: map[string]float64{"lr": 1e-3, "step": float64(i + 1), "weight_decay": 0, "max_grad_norm": 1e30}}); err != nil {
-			return nil, err
+		if !perLayer {
+			if _, err := rt.Run("update", runtime.Inputs{Scalars: upd}); err != nil {
+				return nil, err
+			}
 		}
 		d := time.Since(t0).Seconds()
 		if i >= warmup {

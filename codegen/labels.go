@@ -14,7 +14,9 @@ import (
 // kernels are shared by every layer of the same shape, so the kernel's
 // symbol says neither. The layer is the scope the front end recorded on
 // the group's nodes (autodiff keeps the forward node's), without "model.";
-// the direction is the graph's part: update for the update graph; in a
+// the direction is the graph's part: update for the update graph (and, in
+// a per-layer train_step, for groups whose last node is named after a
+// parameter, as the optimizer names its nodes); in a
 // graph that returns a loss, forward for what the loss depends on and
 // backward for the rest (the gradients, and W = B·(A·scale) + S, rebuilt
 // for dx); forward in any other graph. A backward product of a Linear or LowRankSparseAdd layer is
@@ -28,6 +30,7 @@ type labeler struct {
 	backward map[string]bool // values the loss does not depend on, in a graph returning one
 	state    map[string]bool // values that are state inputs, or casts/reshapes of them
 	products map[string]bool // scopes of Linear and LowRankSparseAdd nodes
+	params   map[string]bool // Param inputs: the scope of an update's nodes (per-layer updates inside train_step)
 }
 
 func newLabeler(g *ir.Graph) *labeler {
@@ -35,9 +38,13 @@ func newLabeler(g *ir.Graph) *labeler {
 	for v, t := range g.Types() {
 		l.scalar[v] = len(t.Shape) == 0
 	}
+	l.params = map[string]bool{}
 	for _, in := range g.Inputs {
 		if in.Role.IsState() {
 			l.state[in.Name] = true
+		}
+		if in.Role == ir.Param {
+			l.params[in.Name] = true
 		}
 	}
 	loss := ""
@@ -85,6 +92,9 @@ func (l *labeler) label(nodes []*ir.Node, part, scope string) string {
 	switch {
 	case l.graph == "update":
 		dir = "update"
+	case l.backward[nodes[len(nodes)-1].Outputs[0].Name] && l.params[nodes[len(nodes)-1].Name]:
+		dir = "update" // a per-layer update inside the backward: the optimizer names nodes after their parameter
+
 	case l.backward[nodes[len(nodes)-1].Outputs[0].Name]:
 		dir = "backward"
 	}

@@ -98,7 +98,7 @@ func OpenArtifact(path string, s *Spec, o OpenOptions) (*Model, error) {
 		return nil, fmt.Errorf("%s: the artifact's model config: %w", path, err)
 	}
 	g := mod.Graph("train_step")
-	if g == nil || g.Input("input_ids") == nil || mod.Graph("update") == nil || mod.Graph("eval") == nil {
+	if g == nil || g.Input("input_ids") == nil || (mod.Graph("update") == nil && !passes.PerLayerModule(mod)) || mod.Graph("eval") == nil {
 		return nil, fmt.Errorf("%s: the artifact has no train_step, update and eval programs (compile the model with the whole pipeline)", path)
 	}
 	prec, ok := ModulePrecision(meta)

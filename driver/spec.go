@@ -29,6 +29,10 @@ type Spec struct {
 	// Memory only: the same results (an artifact has them compiled in).
 	ActivationCheckpointing bool
 	MemoryBudget            int64
+	// Accumulate: updates take several micro-batches; with a per-layer
+	// optimizer the last one runs in train_update, the updates inside its
+	// backward.
+	Accumulate bool
 }
 
 // PassOptions are the pipeline options of SLTrain settings and a precision,
@@ -57,7 +61,11 @@ func WithOptimizer(o passes.Options, optimizer string, beta1 float64) passes.Opt
 func (s *Spec) passOptions() passes.Options {
 	o := PassOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, s.Precision.Mixed)
 	o.ActivationCheckpointing, o.MemoryBudget = s.ActivationCheckpointing, s.MemoryBudget
-	return WithOptimizer(o, s.Optimizer, s.Beta1)
+	o = WithOptimizer(o, s.Optimizer, s.Beta1)
+	if _, perLayer := passes.SplitPerLayer(o.Optimizer); perLayer {
+		o.Accumulate = s.Accumulate // train_update for an update's last micro-batch
+	}
+	return o
 }
 
 // OptimizerOptions reads --optimizer and --beta1 as the seed does: β1 is
@@ -69,8 +77,8 @@ func OptimizerOptions(name string, beta1 float64, beta1Set bool) (string, float6
 	if err != nil {
 		return "", 0, errorf("flag --optimizer: %v", err)
 	}
-	switch {
-	case opt == "sgd" || opt == "adafactor":
+	switch base, _ := passes.SplitPerLayer(opt); {
+	case base == "sgd" || base == "adafactor":
 		if !(beta1 >= 0 && beta1 < 1) {
 			return "", 0, errorf("flag --beta1: %s's β1 must be in [0, 1), got %v", opt, beta1)
 		}

@@ -17,22 +17,29 @@ const clipEps = 1e-6
 // canonical (lower-case) names: the seed's build_optimizer choices.
 var Optimizers = []string{"adam", "adamw", "sgd", "adafactor", "adam8bit"}
 
+// PerLayerSuffix marks an optimizer whose updates are fused into the
+// backward, one per parameter (the seed's adam8bit_per_layer): see perLayer.
+const PerLayerSuffix = "_per_layer"
+
 // ParseOptimizer reads an optimizer name in the seed's spellings
-// (case-insensitive: Adam, AdamW, SGD, Adafactor, adam8bit) and returns its canonical
-// name, or an error that says which names exist and why a seed name is not
-// built.
+// (case-insensitive: Adam, AdamW, SGD, Adafactor, adam8bit, and any of them
+// with the suffix _per_layer) and returns its canonical name, or an error
+// that says which names exist.
 func ParseOptimizer(s string) (string, error) {
 	n := strings.ToLower(strings.TrimSpace(s))
+	base := strings.TrimSuffix(n, PerLayerSuffix)
 	for _, o := range Optimizers {
-		if n == o {
+		if base == o {
 			return n, nil
 		}
 	}
-	switch {
-	case strings.HasSuffix(n, "_per_layer"):
-		return "", fmt.Errorf("%q (updates fused into the backward, one per parameter) is not built; use %s (one update after the backward)", s, strings.TrimSuffix(n, "_per_layer"))
-	}
-	return "", fmt.Errorf("%q is not %s", s, strings.Join(Optimizers, ", "))
+	return "", fmt.Errorf("%q is not %s (each also as <name>%s)", s, strings.Join(Optimizers, ", "), PerLayerSuffix)
+}
+
+// SplitPerLayer splits a canonical optimizer name into its update rule and
+// whether its updates are fused into the backward (the _per_layer suffix).
+func SplitPerLayer(name string) (base string, perLayer bool) {
+	return strings.TrimSuffix(name, PerLayerSuffix), strings.HasSuffix(name, PerLayerSuffix)
 }
 
 // optimizer is the "optimizer" pass: it builds the "update" graph, one step
@@ -75,6 +82,7 @@ func optimizer(s *State) error {
 	if err != nil {
 		return &OptionError{Option: "optimizer", Msg: err.Error()}
 	}
+	name, perLayer := SplitPerLayer(name)
 	rule := optimizerRules[name]
 	if err := rule.check(o); err != nil {
 		return err
@@ -94,7 +102,7 @@ func optimizer(s *State) error {
 	}
 
 	b := ir.NewBuilder("update")
-	u := &updateBuilder{b: b, o: o, ct: ct, bf16: allBF16(params)}
+	u := &updateBuilder{b: b, o: o, ct: ct, bf16: allBF16(params), noClip: perLayer}
 	pv := make([]string, len(params))
 	gv := make([]string, len(params))
 	for i, p := range params {
@@ -103,7 +111,12 @@ func optimizer(s *State) error {
 	}
 	scalar := func(name string) string { return b.AddInput(name, ir.Type{DType: ir.F64}, ir.Scalar, nil) }
 	u.lr, u.step, u.wd = scalar("lr"), scalar("step"), scalar("weight_decay")
-	maxNorm := scalar("max_grad_norm")
+	var maxNorm string
+	if perLayer {
+		maxNorm = scalar("grad_coef") // see noClip
+	} else {
+		maxNorm = scalar("max_grad_norm")
+	}
 	if err := b.Err(); err != nil {
 		return err
 	}
@@ -134,6 +147,11 @@ func optimizer(s *State) error {
 		m.Meta = map[string]string{}
 	}
 	m.Meta["optimizer"] = name
+	clipping := "global-norm clipping"
+	if perLayer {
+		m.Meta["optimizer"] = name + PerLayerSuffix
+		clipping = "no clipping (per-layer: fused into train_step by the per-layer pass)"
+	}
 	if name == "sgd" || name == "adafactor" {
 		m.Meta["beta1"] = strconv.FormatFloat(o.Beta1, 'g', -1, 64)
 	}
@@ -141,7 +159,7 @@ func optimizer(s *State) error {
 	if u.bf16 {
 		prec = "bf16 parameters"
 	}
-	s.Note("optimizer: update runs %s (%s), global-norm clipping, on %d parameters in %s", name, rule.describe(o), len(params), prec)
+	s.Note("optimizer: update runs %s (%s), %s, on %d parameters in %s", name, rule.describe(o), clipping, len(params), prec)
 	return nil
 }
 
@@ -171,6 +189,13 @@ type updateBuilder struct {
 	o    Options
 	ct   ir.DType // arithmetic dtype: f32, or f64 for f64 parameters
 	bf16 bool     // pure bf16 parameters
+	// noClip computes no clipping coefficient (per-layer updates run before
+	// the global norm is known; the norm is still reported): the gradients
+	// are multiplied by the runtime Scalar "grad_coef" instead, which the
+	// trainer sets to 1. The product is exact, and it keeps each update's
+	// expressions — and so the kernels' fma contractions — those of the
+	// whole-model update without clipping (coef 1), bit for bit.
+	noClip bool
 	// lr, step, wd are the f64 Scalars.
 	lr, step, wd string
 	outs         []*ir.Output
@@ -236,6 +261,13 @@ func (u *updateBuilder) clip(grads []string, maxNorm string) (string, []string) 
 		sumsq = u.c(0)
 	}
 	norm := b.Unary("Sqrt", sumsq)
+	if u.noClip {
+		coef := u.toCT(maxNorm) // grad_coef
+		for i := range out {
+			out[i] = b.Mul(out[i], coef)
+		}
+		return norm, out
+	}
 	coef := b.Op("Min", nil, u.c(1), b.Div(u.toCT(maxNorm), b.Add(norm, u.c(clipEps))))
 	for i := range out {
 		out[i] = b.Mul(out[i], coef)
@@ -270,9 +302,16 @@ func (u *updateBuilder) bf16Clip(grads []string, maxNorm string) (string, []stri
 		sumsq = c(0)
 	}
 	norm := R(b.Unary("Sqrt", sumsq))
+	out := make([]string, len(grads))
+	if u.noClip {
+		coef := F(maxNorm) // grad_coef
+		for i, g := range grads {
+			out[i] = F(R(b.Mul(F(g), coef)))
+		}
+		return norm, out
+	}
 	recip := F(R(b.Div(c(1), F(R(b.Add(F(norm), c(clipEps)))))))
 	coef := b.Op("Min", nil, c(1), F(R(b.Mul(recip, F(maxNorm)))))
-	out := make([]string, len(grads))
 	for i, g := range grads {
 		out[i] = F(R(b.Mul(F(g), coef)))
 	}

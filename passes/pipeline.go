@@ -34,6 +34,7 @@ var Pipeline = []Pass{
 	{Name: "autodiff", Doc: "derive train_step: forward + reverse-mode backward seeded by grad_scale, gradients added to P.grad accumulators", Run: autodiff},
 	{Name: "mixed-precision", Doc: "bf16-mixed only: every matrix product takes bf16-rounded operands and returns f32 (saved activations read from their bf16 copies)", Run: mixedPrecision},
 	{Name: "optimizer", Doc: "build update: global-norm clipping + the optimizer (adam, adamw, sgd, adafactor, adam8bit) over the accumulated gradients, accumulators reset", Run: optimizer},
+	{Name: "per-layer", Doc: "<optimizer>_per_layer only: fuse update into train_step (with accumulation: into train_update, the last micro-batch), each parameter's update right after its gradient (which dies there); no update graph", Run: perLayer},
 	{Name: "programs", Doc: "derive eval (loss) and infer (logits) from forward, drop forward, order the graphs", Run: programs},
 	{Name: "fold", Doc: "constant folding: element-wise ops, casts and data movement of uniform Consts become Consts", Run: fold},
 	{Name: "algebra", Doc: "algebraic simplification (x·1, x+0, x−0, x/1, no-op casts/reshapes/expands/transposes, composed transposes/reshapes), table-driven", Run: algebra},
@@ -64,7 +65,8 @@ type Options struct {
 	LoraAlpha     float64  // scale = alpha / r
 	Seed          uint64   // seed for the sparse supports and the low-rank init
 	TargetModules []string // substrings of module names to fuse; nil = the seed's rule
-	// Optimizer is the update rule (ParseOptimizer's names; "" is adamw).
+	// Optimizer is the update rule (ParseOptimizer's names; "" is adamw);
+	// a name ending in _per_layer fuses the updates into the backward.
 	Optimizer string
 	Beta1     float64 // Adam/AdamW β1 (exp_avg decay); SGD's momentum; Adafactor's β1 (0: none)
 	Beta2     float64 // Adam/AdamW β2 (exp_avg_sq decay)
@@ -87,6 +89,12 @@ type Options struct {
 	// Device is the target the groups are for: "" or "cpu", or "cuda"
 	// (fuse-linear-xent leaves the cuda device's loss head unfused).
 	Device string
+	// Accumulate builds per-layer updates for gradient accumulation: the
+	// accumulating train_step stays, for every micro-batch but an update's
+	// last, and train_update (TrainUpdate) runs the last one with the
+	// updates inside its backward. Without it, per-layer train_step is
+	// the whole update of one micro-batch.
+	Accumulate bool
 }
 
 // DefaultTargetModules is the seed's rule: every Linear whose module name

@@ -20,7 +20,7 @@ func graphNames(m *ir.Module) []string {
 func TestTrainingPassesFollowTheFusion(t *testing.T) {
 	names := Names()
 	i := slices.Index(names, "sltrain-fuse")
-	want := []string{"sltrain-fuse", "autodiff", "mixed-precision", "optimizer", "programs"}
+	want := []string{"sltrain-fuse", "autodiff", "mixed-precision", "optimizer", "per-layer", "programs"}
 	if i < 0 || len(names) < i+len(want) || !slices.Equal(names[i:i+len(want)], want) {
 		t.Fatalf("pipeline %v: want %s in a row", names, strings.Join(want, ", "))
 	}

@@ -15,6 +15,7 @@ import (
 	"gitee.com/gidean/conv-linn/checkpoint"
 	"gitee.com/gidean/conv-linn/collective"
 	"gitee.com/gidean/conv-linn/driver"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runlock"
 	"gitee.com/gidean/conv-linn/runtime"
 )
@@ -111,6 +112,14 @@ func resolve(cfg *Config, nproc int) (*run, error) {
 	perUpdate := s.TotalBatchSize
 	if perUpdate == 0 {
 		perUpdate = s.BatchSize * max(nproc, 1)
+	}
+	if name, perLayer := passes.SplitPerLayer(s.Optimizer); perLayer {
+		switch {
+		case s.GradClipping > 0:
+			return nil, usagef("flag --grad-clipping: %v with --optimizer %s is refused: per-layer updates run inside the backward, before the global gradient norm is known (use --optimizer %s to clip)", s.GradClipping, s.Optimizer, name)
+		case nproc > 1:
+			return nil, usagef("flag --optimizer %s with %d ranks is refused: per-layer updates run inside the backward, before gradients could be summed across ranks (use --optimizer %s)", s.Optimizer, nproc, name)
+		}
 	}
 	if err := r.maxTrainTokens(int64(perUpdate) * int64(s.MaxLength)); err != nil {
 		return nil, err

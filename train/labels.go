@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"io"
@@ -62,6 +63,9 @@ func FormatDuration(d time.Duration) string {
 
 // optimizerLabel names a run's optimizer for the Training line.
 func optimizerLabel(s *Settings) string {
+	if base, perLayer := passes.SplitPerLayer(s.Optimizer); perLayer {
+		return optimizerLabel(&Settings{Optimizer: base, Beta1: s.Beta1}) + ", per layer (updates inside the backward)"
+	}
 	switch s.Optimizer {
 	case "adam":
 		return "Adam (L2 weight decay)"

@@ -129,6 +129,7 @@ func (s *Settings) Spec() driver.Spec {
 		PEFT: s.PEFT, Rank: s.Rank, SpRatio: s.SpRatio, LoraAlpha: s.LoraAlpha, TargetModules: s.TargetModules,
 		Optimizer: s.Optimizer, Beta1: s.Beta1, Lowering: s.Lowering, CPU: s.CPU,
 		ActivationCheckpointing: s.ActivationCheckpointing, MemoryBudget: s.MemoryBudget,
+		Accumulate: s.TotalBatchSize > s.BatchSize,
 	}
 }
 

@@ -48,6 +48,7 @@ import (
 	"gitee.com/gidean/conv-linn/collective"
 	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
 )
 
@@ -55,7 +56,10 @@ import (
 const (
 	progTrainStep = "train_step"
 	progUpdate    = "update"
-	progEval      = "eval"
+	// progTrainUpdate is per-layer accumulation's last micro-batch
+	// (passes.TrainUpdate).
+	progTrainUpdate = "train_update"
+	progEval        = "eval"
 )
 
 // DefaultMaxEvalBatches caps the eval micro-batches when Options.EvalBatches
@@ -209,9 +213,23 @@ func New(rt *runtime.Runtime, train Batches, eval *data.Batcher, opt Options) (*
 		return nil, errors.New("no training data")
 	}
 	m := rt.Module()
+	perLayer := PerLayer(m)
 	for _, p := range []string{progTrainStep, progUpdate, progEval} {
-		if m.Graph(p) == nil {
+		if m.Graph(p) == nil && !(perLayer && p == progUpdate) {
 			return nil, fmt.Errorf("the model has no %s program (compile it with the whole pipeline)", p)
+		}
+	}
+	if perLayer {
+		// Each parameter is updated inside the backward of train_step: there
+		// is no accumulated gradient to add micro-batches into, clip or sum
+		// across ranks.
+		switch {
+		case opt.Accum > 1 && m.Graph(progTrainUpdate) == nil:
+			return nil, fmt.Errorf("the model is compiled for per-layer updates of one micro-batch each (no %s program): gradient accumulation (%d micro-batches per update) needs it compiled for accumulation (slc train compiles a config so when --total-batch-size asks for it)", progTrainUpdate, opt.Accum)
+		case opt.MaxGradNorm > 0:
+			return nil, fmt.Errorf("per-layer updates run before the global gradient norm is known: clipping (%v) is refused; use the optimizer without _per_layer to clip", opt.MaxGradNorm)
+		case opt.Comm != nil && opt.Comm.Size() > 1:
+			return nil, fmt.Errorf("per-layer updates run before gradients could be summed across %d ranks: refused; use the optimizer without _per_layer", opt.Comm.Size())
 		}
 	}
 	ids := m.Graph(progTrainStep).Input("input_ids")
@@ -336,6 +354,8 @@ func (t *Trainer) Update() (StepRecord, error) {
 	t0 := time.Now()
 	g, n, rank := t.opt.Accum, t.comm.Size(), t.comm.Rank()
 	scale := 1 / float64(g*n)
+	perLayer := PerLayer(t.rt.Module())
+	var layerNorm float64 // per-layer: train_step's grad_norm
 	var sum float64
 	var tokens int64
 	var failed error      // this rank's: the data, the runtime, a loss not finite
@@ -351,15 +371,31 @@ func (t *Trainer) Update() (StepRecord, error) {
 			continue
 		}
 		in.Scalars = map[string]float64{"grad_scale": scale}
-		out, err := t.rt.Run(progTrainStep, in)
+		prog := progTrainStep
+		fused := perLayer && i == g*n-1 // the update runs inside this micro-batch's backward (N = 1)
+		if fused {
+			prog = perLayerProgram(t.rt.Module())
+			ts := t.rt.Module().Graph(prog)
+			sc := t.updateScalars(u, lr)
+			sc["grad_coef"] = 1 // no clipping (see passes.Options.Optimizer)
+			for k, v := range sc {
+				if ts.Input(k) != nil { // sgd reads no step
+					in.Scalars[k] = v
+				}
+			}
+		}
+		out, err := t.rt.Run(prog, in)
 		if err == nil {
 			var loss float64
-			if loss, err = scalarOut(out, "loss", progTrainStep); err == nil {
+			if loss, err = scalarOut(out, "loss", prog); err == nil {
 				sum += loss
 				if !isFinite(loss) {
 					failed = &NonFiniteError{Step: u + 1, What: "loss", Value: loss}
 				}
 			}
+		}
+		if err == nil && fused {
+			layerNorm, err = scalarOut(out, "grad_norm", prog)
 		}
 		if err != nil {
 			failed = err
@@ -398,19 +434,21 @@ func (t *Trainer) Update() (StepRecord, error) {
 	} else if failed != nil {
 		return StepRecord{}, failed
 	}
-	maxNorm := t.opt.MaxGradNorm
-	if maxNorm == 0 {
-		maxNorm = math.Inf(1)
-	}
-	out, err := t.rt.Run(progUpdate, runtime.Inputs{Scalars: map[string]float64{
-		"lr": lr, "step": float64(u + 1), "weight_decay": t.opt.WeightDecay, "max_grad_norm": maxNorm,
-	}})
-	if err != nil {
-		return StepRecord{}, err
-	}
-	norm, err := scalarOut(out, "grad_norm", progUpdate)
-	if err != nil {
-		return StepRecord{}, err
+	norm := layerNorm
+	if !perLayer {
+		maxNorm := t.opt.MaxGradNorm
+		if maxNorm == 0 {
+			maxNorm = math.Inf(1)
+		}
+		sc := t.updateScalars(u, lr)
+		sc["max_grad_norm"] = maxNorm
+		out, err := t.rt.Run(progUpdate, runtime.Inputs{Scalars: sc})
+		if err != nil {
+			return StepRecord{}, err
+		}
+		if norm, err = scalarOut(out, "grad_norm", progUpdate); err != nil {
+			return StepRecord{}, err
+		}
 	}
 	if !isFinite(norm) {
 		return StepRecord{}, &NonFiniteError{Step: u + 1, What: "gradient norm", Value: norm}
@@ -427,6 +465,28 @@ func (t *Trainer) Update() (StepRecord, error) {
 		TokensSeen: t.tokensSeen, TokensPerS: float64(tokens) / d, ElapsedS: t.elapsed(), AllReduceS: allReduce,
 	}
 	return r, nil
+}
+
+// updateScalars are the optimizer's Scalars of update u (from 0) at
+// learning rate lr: the update program's, or per-layer train_step's.
+func (t *Trainer) updateScalars(u int, lr float64) map[string]float64 {
+	return map[string]float64{"lr": lr, "step": float64(u + 1), "weight_decay": t.opt.WeightDecay}
+}
+
+// PerLayer reports whether m was compiled with per-layer updates
+// (--optimizer <name>_per_layer): it has no update program, and its
+// train_step (one micro-batch per update) or train_update (the last
+// micro-batch of an accumulated update) updates every parameter inside the
+// backward, reading the update's "lr".
+func PerLayer(m *ir.Module) bool { return passes.PerLayerModule(m) }
+
+// perLayerProgram is the program of a per-layer module that runs the
+// updates: train_update when the module accumulates, else train_step.
+func perLayerProgram(m *ir.Module) string {
+	if m.Graph(progTrainUpdate) != nil {
+		return progTrainUpdate
+	}
+	return progTrainStep
 }
 
 // RankError is a failure that another rank had: this rank stops with it.

@@ -223,7 +223,7 @@ func (b *benchRun) prepare() error {
 		}
 	}
 	g := b.mod.Graph("train_step")
-	if g == nil || b.mod.Graph("update") == nil {
+	if g == nil || (b.mod.Graph("update") == nil && !passes.PerLayerModule(b.mod)) {
 		return fmt.Errorf("%s: the artifact has no train_step and update programs", b.model)
 	}
 	ids := g.Input("input_ids")

@@ -102,7 +102,7 @@ func TestTrainSeedFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--optimizer", "adam8bit_per_layer"}, "one per parameter"},
+		{[]string{"--optimizer", "adam8bit_per_layer", "--grad_clipping", "1"}, "before the global gradient norm is known"},
 		{[]string{"--optimizer", "lion"}, "is not adam, adamw, sgd, adafactor"},
 		{[]string{"--optimizer", "Adam", "--beta1", "0.5"}, "--beta1: 0.5 applies to sgd"},
 		{[]string{"--optimizer", "sgd", "--beta1", "1"}, "--beta1: sgd's β1 must be in [0, 1)"},
