@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/driver"
@@ -44,15 +42,6 @@ func openOptions(c *cli.Context) (driver.OpenOptions, error) {
 	}
 	o.DimFlags = c.StringSlice("dim")
 	return o, nil
-}
-
-// runsOn says where a runtime runs its kernels, for progress lines.
-func runsOn(rt *runtime.Runtime) string {
-	if rt.Target().IsCUDA() {
-		grid, block := rt.Geometry()
-		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
-	}
-	return fmt.Sprintf("%d threads", rt.Threads())
 }
 
 // maxLengthUsage turns a LengthError of a length that --max-length asked
