@@ -2,8 +2,9 @@ package main
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/driver"
 	"strings"
+
+	"gitee.com/gidean/conv-linn/driver"
 
 	"github.com/urfave/cli/v2"
 
@@ -94,7 +95,7 @@ func exportMain(c *cli.Context) error {
 	} else if format == "sltrain" {
 		what = "SLTrain factors"
 	}
-	printf(c, "Wrote %s (%s: %s; %s, %s bytes of weights) from %s (update %d)\n", out, files, what, dt, summary.Grouped(fileSize(out+"/"+export.ModelFile)), dir, ck.State.Step)
+	printf(c, "Wrote %s (%s: %s; %s, %s bytes of weights) from %s (update %d)\n", out, files, what, dt, summary.Grouped(driver.FileSize(out+"/"+export.ModelFile)), dir, ck.State.Step)
 	return nil
 }
 
