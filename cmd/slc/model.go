@@ -4,7 +4,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/driver"
-	"gitee.com/gidean/conv-linn/runtime"
 )
 
 // The model a command runs is package driver's; these are its names here.
@@ -48,9 +47,4 @@ func openOptions(c *cli.Context) (driver.OpenOptions, error) {
 // for into the usage error every command gives for it.
 func maxLengthUsage(cmd string, c *cli.Context, err error) error {
 	return driver.MaxLengthUsage(cmd, c.IsSet("max-length"), err)
-}
-
-// loadModel compiles m (when it is not an artifact) and loads it.
-func loadModel(c *cli.Context, m *modelSpec, threads int) (*runtime.Runtime, error) {
-	return m.Load(driver.LoadOptions{Cmd: c.Command.Name, Threads: threads, Log: c.App.Writer})
 }
