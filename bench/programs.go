@@ -2,12 +2,13 @@ package bench
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/ir"
-	"gitee.com/gidean/conv-linn/runtime"
 	"io"
 	"sort"
 	"time"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/runtime"
 )
 
 // Result is one measured configuration.

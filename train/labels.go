@@ -2,13 +2,13 @@ package train
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/runtime"
-	"gitee.com/gidean/conv-linn/summary"
 	"io"
 	"strings"
 	"time"
+
+	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/summary"
 )
-import ()
 
 // peftLabelAlpha names the SLTrain settings for the run's lines.
 func peftLabelAlpha(s *Settings) string {

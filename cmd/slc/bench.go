@@ -6,12 +6,11 @@ import (
 	"os"
 	"time"
 
-	"gitee.com/gidean/conv-linn/bench"
-	"gitee.com/gidean/conv-linn/driver"
-
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/bench"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"

@@ -6,10 +6,9 @@ import (
 	"io"
 	"strings"
 
-	"gitee.com/gidean/conv-linn/driver"
-
 	"github.com/urfave/cli/v2"
 
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"

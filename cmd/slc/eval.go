@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"math"
 
-	"gitee.com/gidean/conv-linn/driver"
-
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/train"

@@ -4,12 +4,11 @@ import (
 	"fmt"
 	"strings"
 
-	"gitee.com/gidean/conv-linn/driver"
-
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/atomicfile"
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/export"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/summary"

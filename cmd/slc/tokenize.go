@@ -6,10 +6,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"gitee.com/gidean/conv-linn/data"
-
 	"github.com/urfave/cli/v2"
 
+	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/tokenizer"

@@ -8,12 +8,11 @@ import (
 	"strings"
 	"syscall"
 
-	"gitee.com/gidean/conv-linn/driver"
-
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/collective"
 	"gitee.com/gidean/conv-linn/data/c4"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/train"
 )
 
