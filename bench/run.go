@@ -129,20 +129,11 @@ func (b *Run) timeProgram(p *Program, vocab int) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Where = RunsOn(rt)
+	res.Where = driver.RunsOn(rt)
 	if b.Profile > 0 {
 		b.printProfile(rt)
 	}
 	return res, nil
-}
-
-// RunsOn says where a runtime runs its kernels, for progress lines.
-func RunsOn(rt *runtime.Runtime) string {
-	if rt.Target().IsCUDA() {
-		grid, block := rt.Geometry()
-		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
-	}
-	return fmt.Sprintf("%d threads", rt.Threads())
 }
 
 // printProfile lists the Profile kernels that took the most time, per
