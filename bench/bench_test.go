@@ -2,13 +2,14 @@ package bench
 
 import (
 	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
 	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
-	"reflect"
-	"strings"
-	"testing"
 )
 
 // benchModule builds llama_tiny through the whole pass pipeline in process

@@ -2,12 +2,13 @@ package bench
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/artifact"
-	"gitee.com/gidean/conv-linn/driver"
-	"gitee.com/gidean/conv-linn/ir"
 	"sort"
 	"strconv"
 	"strings"
+
+	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/driver"
+	"gitee.com/gidean/conv-linn/ir"
 )
 
 // ArtifactSettings are an artifact's settings under the names of the flags

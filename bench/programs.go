@@ -2,13 +2,14 @@ package bench
 
 import (
 	"fmt"
+	"io"
+	"sort"
+	"time"
+
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
-	"io"
-	"sort"
-	"time"
 )
 
 // Result is one measured configuration.

@@ -3,9 +3,6 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
-	"gitee.com/gidean/conv-linn/driver"
-	"gitee.com/gidean/conv-linn/ir"
-	"gitee.com/gidean/conv-linn/passes"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +10,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"gitee.com/gidean/conv-linn/driver"
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/passes"
 )
 
 // TorchScript is the PyTorch baseline, relative to the repository root.

@@ -156,3 +156,13 @@ func BuildLlama(path string, opt *frontend.Options, lengthSet bool) (*ir.Module,
 	}
 	return m, nil
 }
+
+// RunsOn says where a runtime runs its kernels, for the lines of a run
+// (slc train's Training line, slc bench's timings).
+func RunsOn(rt *runtime.Runtime) string {
+	if rt.Target().IsCUDA() {
+		grid, block := rt.Geometry()
+		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
+	}
+	return fmt.Sprintf("%d threads", rt.Threads())
+}

@@ -6,14 +6,15 @@ package generate
 import (
 	"bufio"
 	"fmt"
-	"gitee.com/gidean/conv-linn/ir"
-	"gitee.com/gidean/conv-linn/runtime"
-	"gitee.com/gidean/conv-linn/tokenizer"
 	"io"
 	"math"
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/tokenizer"
 )
 
 // Sampler draws the next token from logits.

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+
 	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/tokenizer"

@@ -2,14 +2,14 @@ package train
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/passes"
-	"gitee.com/gidean/conv-linn/runtime"
-	"gitee.com/gidean/conv-linn/summary"
 	"io"
 	"strings"
 	"time"
+
+	"gitee.com/gidean/conv-linn/passes"
+	"gitee.com/gidean/conv-linn/runtime"
+	"gitee.com/gidean/conv-linn/summary"
 )
-import ()
 
 // peftLabelAlpha names the SLTrain settings for the run's lines.
 func peftLabelAlpha(s *Settings) string {
@@ -50,16 +50,9 @@ func writeParamCounts(w io.Writer, rt *runtime.Runtime) {
 	fmt.Fprintf(w, "  by group: %s\n", strings.Join(parts, ", "))
 }
 
-// FormatDuration prints a duration as 1h02m, 3m05s or 12.3s.
-func FormatDuration(d time.Duration) string {
-	switch {
-	case d >= time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	case d >= time.Minute:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	}
-	return fmt.Sprintf("%.1fs", d.Seconds())
-}
+// FormatDuration prints a duration as 1h02m, 3m05s or 12.3s
+// (summary.Duration).
+func FormatDuration(d time.Duration) string { return summary.Duration(d) }
 
 // optimizerLabel names a run's optimizer for the Training line.
 func optimizerLabel(s *Settings) string {

@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"gitee.com/gidean/conv-linn/atomicfile"
-	"gitee.com/gidean/conv-linn/summary"
 	"io/fs"
 	"math"
 	"os"
 	"reflect"
 	"strconv"
+
+	"gitee.com/gidean/conv-linn/atomicfile"
+	"gitee.com/gidean/conv-linn/summary"
 )
 
 // StepRecord is one update's line of metrics.jsonl.

@@ -10,16 +10,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"gitee.com/gidean/conv-linn/collective"
-	"gitee.com/gidean/conv-linn/data"
-	"gitee.com/gidean/conv-linn/driver"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"gitee.com/gidean/conv-linn/collective"
+	"gitee.com/gidean/conv-linn/data"
+	"gitee.com/gidean/conv-linn/driver"
 )
-import ()
 
 // QuietError ends a rank other than 0 with rank 0's exit status and no
 // message: rank 0 prints the run's one line.

@@ -59,7 +59,7 @@ func Run(cfg *Config) (err error) {
 	}
 	defer rt.Close()
 	writeParamCounts(cfg.Out, rt)
-	r.printSetup(d, tok, runsOn(rt))
+	r.printSetup(d, tok, driver.RunsOn(rt))
 	tn, obs, err := r.trainer(rt, d, mod)
 	if err != nil {
 		return ready(err)

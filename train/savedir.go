@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"gitee.com/gidean/conv-linn/checkpoint"
-	"gitee.com/gidean/conv-linn/driver"
-	"gitee.com/gidean/conv-linn/frontend"
-	"gitee.com/gidean/conv-linn/runlock"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+
+	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/driver"
+	"gitee.com/gidean/conv-linn/frontend"
+	"gitee.com/gidean/conv-linn/runlock"
 )
-import ()
 
 // latestCheckpoint is the directory SAVE_DIR/latest points at, or "".
 func latestCheckpoint(saveDir string) string {

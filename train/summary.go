@@ -9,21 +9,11 @@ import (
 
 	"gitee.com/gidean/conv-linn/collective"
 	"gitee.com/gidean/conv-linn/data/c4"
-	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/tokenizer"
 )
 
 func grouped(n int64) string { return summary.Grouped(n) }
-
-// runsOn says where a runtime runs its kernels, for the run's lines.
-func runsOn(rt *runtime.Runtime) string {
-	if rt.Target().IsCUDA() {
-		grid, block := rt.Geometry()
-		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
-	}
-	return fmt.Sprintf("%d threads", rt.Threads())
-}
 
 // printSetup prints the run's Data and Training lines.
 func (r *run) printSetup(d *runData, tok *tokenizer.Model, where string) {

@@ -2,12 +2,8 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -71,18 +67,18 @@ func analyzeMain(c *cli.Context, labels []string) error {
 		return usagef(cmd, "CKPT is an empty path")
 	}
 	if len(labels) == 0 {
-		labels = checkpointLabels(args)
+		labels = spectrum.CheckpointLabels(args, train.LatestLink)
 	}
 	if err := spectrum.CheckOutput(out); err != nil {
 		return err
 	}
-	runs, rank, err := openRuns(args, labels, c.Int("rank"))
+	runs, rank, err := spectrum.OpenRuns(args, labels, c.Int("rank"), train.ResolveCheckpoint)
 	if err != nil {
 		return err
 	}
-	block, err := analyzeBlock(c, runs)
+	block, err := spectrum.FigureBlock(runs, c.Int("layer"), c.IsSet("layer"))
 	if err != nil {
-		return err
+		return usagef(cmd, "%v", err)
 	}
 	for _, r := range runs {
 		if !r.Model.SLTrain() {
@@ -91,12 +87,12 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	}
 	tailFrom := c.Int("tail-from")
 	if tailFrom == 0 {
-		tailFrom = defaultTailFrom(runs, rank)
+		tailFrom = spectrum.DefaultTailFrom(runs, rank)
 	}
 	for i := range runs {
-		bar := newLayerBar(c.App.ErrWriter, runs[i].Label)
-		res, err := spectrum.Analyze(runs[i].Model, spectrum.Options{Workers: c.Int("threads"), Rank: rank, Progress: bar.update})
-		bar.finish()
+		bar := spectrum.NewLayerBar(c.App.ErrWriter, isTerminal(c.App.ErrWriter), runs[i].Label)
+		res, err := spectrum.Analyze(runs[i].Model, spectrum.Options{Workers: c.Int("threads"), Rank: rank, Progress: bar.Update})
+		bar.Finish()
 		if err != nil {
 			return fmt.Errorf("%s: %w", runs[i].Model.Path, err)
 		}
@@ -122,133 +118,4 @@ func analyzeMain(c *cli.Context, labels []string) error {
 	}
 	printf(c, "Wrote %s: %s (figures of block %d, tail from index %d)\n", out, strings.Join(names, ", "), block, tailFrom)
 	return nil
-}
-
-// openRuns opens each CKPT's model; the rank is --rank, else the first
-// SLTrain model's.
-func openRuns(args, labels []string, rank int) ([]spectrum.Run, int, error) {
-	runs := make([]spectrum.Run, len(args))
-	for i, a := range args {
-		m, err := spectrum.Open(train.ResolveCheckpoint(a))
-		if err != nil {
-			return nil, 0, err
-		}
-		if m.SLTrain() && rank == 0 {
-			rank = m.Rank
-		}
-		runs[i] = spectrum.Run{Label: labels[i], Model: m}
-	}
-	return runs, rank, nil
-}
-
-// analyzeBlock is the block the figures show: --layer, else the first run's
-// middle block (-1 for a model without blocks); every run must have it.
-func analyzeBlock(c *cli.Context, runs []spectrum.Run) (int, error) {
-	block := -1
-	if blocks := runs[0].Model.Blocks(); c.IsSet("layer") {
-		block = c.Int("layer")
-	} else if len(blocks) > 0 {
-		block = blocks[len(blocks)/2]
-	}
-	for _, r := range runs {
-		has := false
-		for _, l := range r.Model.Layers {
-			has = has || l.Block == block
-		}
-		if !has {
-			hint := ""
-			if !c.IsSet("layer") {
-				hint = "; give --layer with a block every CKPT has"
-			}
-			return 0, usagef("analyze", "flag --layer: %s has no block %d (its blocks: %s)%s", r.Model.Path, block, blockRange(r.Model.Blocks()), hint)
-		}
-	}
-	return block, nil
-}
-
-// defaultTailFrom is where the tail views start: at the rank r, where L's
-// spectrum ends; without one, at a quarter of the smallest layer dimension.
-func defaultTailFrom(runs []spectrum.Run, rank int) int {
-	if rank > 0 {
-		return rank
-	}
-	smallest := 0
-	for _, r := range runs {
-		for _, l := range r.Model.Layers {
-			if d := min(l.Out, l.In); smallest == 0 || d < smallest {
-				smallest = d
-			}
-		}
-	}
-	return max(1, smallest/4)
-}
-
-// blockRange spells a sorted list of block numbers, "0–7" when contiguous.
-func blockRange(bs []int) string {
-	switch {
-	case len(bs) == 0:
-		return "none"
-	case bs[len(bs)-1]-bs[0] == len(bs)-1:
-		return fmt.Sprintf("%d–%d", bs[0], bs[len(bs)-1])
-	}
-	return strings.Trim(strings.Join(strings.Fields(fmt.Sprint(bs)), ", "), "[]")
-}
-
-// checkpointLabels names each run by its directory ("latest" by the save dir
-// above it); runs whose names clash take their paths as given.
-func checkpointLabels(args []string) []string {
-	labels := make([]string, len(args))
-	count := map[string]int{}
-	for i, a := range args {
-		p := filepath.Clean(a)
-		if abs, err := filepath.Abs(p); err == nil {
-			p = abs
-		}
-		if filepath.Base(p) == train.LatestLink {
-			p = filepath.Dir(p)
-		}
-		labels[i] = filepath.Base(p)
-		count[labels[i]]++
-	}
-	for i, a := range args {
-		if count[labels[i]] > 1 {
-			labels[i] = filepath.Clean(a)
-		}
-	}
-	return labels
-}
-
-// layerBar shows Analyze's progress on stderr: on a terminal a bar redrawn
-// in place, elsewhere one line when the run is done.
-type layerBar struct {
-	mu    sync.Mutex
-	w     io.Writer
-	tty   bool
-	label string
-	start time.Time
-	done  int
-}
-
-func newLayerBar(w io.Writer, label string) *layerBar {
-	return &layerBar{w: w, tty: isTerminal(w), label: label, start: time.Now()}
-}
-
-func (b *layerBar) update(done, total int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.done = done
-	if b.tty {
-		const width = 20
-		n := width * done / total
-		fmt.Fprintf(b.w, "\r\033[K%s%s %s: %d/%d layers", strings.Repeat("█", n), strings.Repeat("░", width-n), b.label, done, total)
-	}
-}
-
-func (b *layerBar) finish() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.tty {
-		fmt.Fprint(b.w, "\r\033[K")
-	}
-	fmt.Fprintf(b.w, "%s: %d layers analyzed in %s\n", b.label, b.done, train.FormatDuration(time.Since(b.start)))
 }

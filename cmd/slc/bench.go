@@ -2,24 +2,20 @@ package main
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/bench"
-	"gitee.com/gidean/conv-linn/driver"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/bench"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
-	"gitee.com/gidean/conv-linn/peak"
 	"gitee.com/gidean/conv-linn/roofline"
 	"gitee.com/gidean/conv-linn/runtime"
-	"gitee.com/gidean/conv-linn/summary"
-	"gitee.com/gidean/conv-linn/version"
 )
 
 func benchCommand() *cli.Command {
@@ -70,19 +66,14 @@ func benchCommand() *cli.Command {
 	}
 }
 
-// benchRun is one slc bench: its checked flags, the compiled module and
-// the programs to time.
+// benchRun is one slc bench: its checked flags and the run of package
+// bench they make.
 type benchRun struct {
-	c                      *cli.Context
-	model                  string
-	threads, steps, warmup int
-	baseline, predict      string
-	po                     passes.Options
-	gpu, artifact          bool
-	mod                    *ir.Module    // the compiled module: metadata and graphs
-	st                     *passes.State // its pass state, for a config
-	progs                  []*bench.Program
-	torchArgv              []string
+	bench.Run
+	c                 *cli.Context
+	baseline, predict string
+	po                passes.Options
+	st                *passes.State // the config module's pass state
 }
 
 func benchMain(c *cli.Context) error {
@@ -96,26 +87,26 @@ func benchMain(c *cli.Context) error {
 	if err := b.prepare(); err != nil {
 		return err
 	}
-	if err := compilePrograms(c, b.model, b.mod, b.st, b.progs); err != nil {
+	if err := compilePrograms(c, b.Model, b.Mod, b.st, b.Progs); err != nil {
 		return err
 	}
 	if b.predict != "" {
-		return benchPredict(c, b.model, b.mod, b.st, b.progs[0], b.predict)
+		return b.predictStep()
 	}
-	b.notes()
-	pk, err := b.peak()
+	b.Notes()
+	pk, err := b.Peak()
 	if err != nil {
 		return err
 	}
-	results, err := b.time(pk)
+	results, err := b.TimeAll(pk)
 	if err != nil {
 		return err
 	}
-	printAutoVsBest(c, results)
+	b.AutoVsBest(results)
 	if b.baseline != "torch" {
 		return nil
 	}
-	return b.torch(pk, results)
+	return b.Torch(pk, results)
 }
 
 // benchFlags reads and checks slc bench's flags before any work.
@@ -125,15 +116,19 @@ func benchFlags(c *cli.Context) (*benchRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &benchRun{c: c, model: model, threads: c.Int("threads"), steps: c.Int("steps"), warmup: c.Int("warmup"),
-		baseline: c.String("baseline"), predict: c.String("predict"), artifact: isArtifact(model)}
+	b := &benchRun{c: c, baseline: c.String("baseline"), predict: c.String("predict")}
+	b.Run = bench.Run{Model: model, Artifact: isArtifact(model), Threads: c.Int("threads"), Steps: c.Int("steps"), Warmup: c.Int("warmup"),
+		Seed: c.Uint64("seed"), Profile: c.Int("profile"), PeakTFLOPS: c.Float64("peak-tflops"), Out: c.App.Writer}
+	if isTerminal(c.App.ErrWriter) {
+		b.Progress = c.App.ErrWriter
+	}
 	switch {
-	case b.threads < 1:
-		return nil, usagef(cmd, "flag --threads: must be >= 1, got %d", b.threads)
-	case b.steps < 1:
-		return nil, usagef(cmd, "flag --steps: must be >= 1, got %d", b.steps)
-	case b.warmup < 0:
-		return nil, usagef(cmd, "flag --warmup: must be >= 0, got %d", b.warmup)
+	case b.Threads < 1:
+		return nil, usagef(cmd, "flag --threads: must be >= 1, got %d", b.Threads)
+	case b.Steps < 1:
+		return nil, usagef(cmd, "flag --steps: must be >= 1, got %d", b.Steps)
+	case b.Warmup < 0:
+		return nil, usagef(cmd, "flag --warmup: must be >= 0, got %d", b.Warmup)
 	case c.Int("batch-size") < 1 || c.Int("max-length") < 2:
 		return nil, usagef(cmd, "flags --batch-size and --max-length: must be >= 1 and >= 2")
 	}
@@ -150,9 +145,10 @@ func benchFlags(c *cli.Context) (*benchRun, error) {
 	if b.baseline == "torch" && b.po.Optimizer != "adamw" {
 		return nil, usagef(cmd, "flag --baseline: torch times AdamW (tools/torchref/bench.py); --optimizer %s has no torch baseline here", b.po.Optimizer)
 	}
-	if c.IsSet("dtype") || !b.artifact {
+	if c.IsSet("dtype") || !b.Artifact {
 		b.po.BF16Mixed = prec.Mixed
 	}
+	b.FullRank = b.po.PEFT == "full"
 	return b, b.checkDevice()
 }
 
@@ -165,11 +161,11 @@ func (b *benchRun) checkDevice() error {
 	if err != nil {
 		return err
 	}
-	b.gpu = co.Target.IsCUDA()
-	if b.gpu && c.Float64("peak-tflops") <= 0 {
+	b.GPU = co.Target.IsCUDA()
+	if b.GPU && c.Float64("peak-tflops") <= 0 {
 		return usagef(cmd, "flag --peak-tflops: must be > 0, got %g", c.Float64("peak-tflops"))
 	}
-	if b.predict != "" && !b.gpu && !b.artifact {
+	if b.predict != "" && !b.GPU && !b.Artifact {
 		return usagef(cmd, "flag --predict: predicts a cuda artifact; add --device cuda")
 	}
 	if b.predict != "" {
@@ -177,7 +173,7 @@ func (b *benchRun) checkDevice() error {
 			return usagef(cmd, "flag --predict: %v", err)
 		}
 	}
-	if b.gpu && b.predict == "" {
+	if b.GPU && b.predict == "" {
 		if _, err := runtime.OpenCUDA(); err != nil { // before compiling anything
 			return fmt.Errorf("--device cuda: %v; without a CUDA GPU, bench on the CPU (leave --device cuda out)", err)
 		}
@@ -188,24 +184,24 @@ func (b *benchRun) checkDevice() error {
 // open reads the artifact, or builds the config's module through the
 // pipeline with the lowerings to compile.
 func (b *benchRun) open() error {
-	if !b.artifact {
+	if !b.Artifact {
 		var err error
-		b.mod, b.st, b.progs, err = compileBench(b.c, b.model, b.po)
+		b.Mod, b.st, b.Progs, err = compileBench(b.c, b.Model, b.po)
 		return err
 	}
 	start := time.Now()
-	art, err := artifact.ReadFile(b.model)
+	art, err := artifact.ReadFile(b.Model)
 	if err != nil {
 		return err
 	}
-	if b.mod, err = ir.ParseBinary(art.Module); err != nil {
-		return fmt.Errorf("%s: artifact module: %w", b.model, err)
+	if b.Mod, err = ir.ParseBinary(art.Module); err != nil {
+		return fmt.Errorf("%s: artifact module: %w", b.Model, err)
 	}
-	if err := checkArtifactFlags(b.c, b.model, b.mod, art); err != nil {
+	if err := bench.CheckArtifactFlags(b.Model, b.Mod, art, b.c.IsSet, b.c.Value); err != nil {
 		return err
 	}
-	b.gpu = art.Target.Kind == artifact.TargetCUDA
-	b.progs = []*bench.Program{{Art: art, Compile: time.Since(start).Seconds()}}
+	b.GPU = art.Target.Kind == artifact.TargetCUDA
+	b.Progs = []*bench.Program{{Art: art, Compile: time.Since(start).Seconds()}}
 	return nil
 }
 
@@ -215,152 +211,68 @@ func (b *benchRun) open() error {
 func (b *benchRun) prepare() error {
 	c := b.c
 	if c.Bool("lowerings") {
-		if b.artifact || !bench.IsSLTrain(b.mod) {
-			return usagef("bench", "flag --lowerings: %s has no SLTrain layers to lower (give a config with --peft sltrain)", b.model)
+		if b.Artifact || !bench.IsSLTrain(b.Mod) {
+			return usagef("bench", "flag --lowerings: %s has no SLTrain layers to lower (give a config with --peft sltrain)", b.Model)
 		}
-		if err := printLowerings(c, b.model, b.mod); err != nil {
+		if err := printLowerings(c, b.Model, b.Mod); err != nil {
 			return err
 		}
 	}
-	g := b.mod.Graph("train_step")
-	if g == nil || (b.mod.Graph("update") == nil && !passes.PerLayerModule(b.mod)) {
-		return fmt.Errorf("%s: the artifact has no train_step and update programs", b.model)
+	g := b.Mod.Graph("train_step")
+	if g == nil || (b.Mod.Graph("update") == nil && !passes.PerLayerModule(b.Mod)) {
+		return fmt.Errorf("%s: the artifact has no train_step and update programs", b.Model)
 	}
 	ids := g.Input("input_ids")
 	if ids == nil || ids.Type.Rank() != 2 {
-		return fmt.Errorf("%s: train_step has no input_ids [batch, length]", b.model)
+		return fmt.Errorf("%s: train_step has no input_ids [batch, length]", b.Model)
 	}
 	if b.baseline == "torch" {
 		var err error
-		if b.torchArgv, err = bench.TorchArgs(b.mod, b.threads, b.steps, b.warmup); err != nil {
+		if b.TorchArgv, err = bench.TorchArgs(b.Mod, b.Threads, b.Steps, b.Warmup); err != nil {
 			return err
 		}
-		if b.gpu {
-			b.torchArgv = append(b.torchArgv, "--device", "cuda")
+		if b.GPU {
+			b.TorchArgv = append(b.TorchArgv, "--device", "cuda")
 		}
 	}
-	if !b.artifact {
-		printf(c, "Compiling %s (%s, batch %d × %d tokens)%s…\n", b.model, bench.MetaLabel(b.mod.Meta), ids.Type.Shape[0], ids.Type.Shape[1], b.loweringsLabel())
+	if !b.Artifact {
+		printf(c, "Compiling %s (%s, batch %d × %d tokens)%s…\n", b.Model, bench.MetaLabel(b.Mod.Meta), ids.Type.Shape[0], ids.Type.Shape[1], b.LoweringsLabel())
 	}
 	if b.predict != "" {
-		if !b.gpu {
-			return usagef("bench", "flag --predict: %s is not a cuda artifact", b.model)
+		if !b.GPU {
+			return usagef("bench", "flag --predict: %s is not a cuda artifact", b.Model)
 		}
-		b.progs = b.progs[:1] // the lowering a user gets
+		b.Progs = b.Progs[:1] // the lowering a user gets
 	}
 	return nil
 }
 
-// loweringsLabel lists the lowerings compiled, for the Compiling line.
-func (b *benchRun) loweringsLabel() string {
-	if !bench.IsSLTrain(b.mod) {
-		return ""
-	}
-	lowerings := make([]string, len(b.progs))
-	for i, p := range b.progs {
-		lowerings[i] = p.Lowering
-	}
-	how := ", --sltrain-lowering " + strings.Join(lowerings[:len(lowerings)-1], ", ")
-	if len(lowerings) > 1 {
-		how += " and " + lowerings[len(lowerings)-1]
-	}
-	return how
-}
-
-// notes says why one program is timed.
-func (b *benchRun) notes() {
-	if b.artifact {
-		ids := b.mod.Graph("train_step").Input("input_ids")
-		printf(b.c, "%s: a compiled artifact (%s, batch %d × %d tokens); its SLTrain lowering was fixed when it was compiled, so one program is timed (bench the config for the merged and auto ratios)\n",
-			b.model, bench.MetaLabel(b.mod.Meta), ids.Type.Shape[0], ids.Type.Shape[1])
-	} else if b.po.PEFT == "full" {
-		printf(b.c, "full-rank: no SLTrain layers, so the lowering does not apply; one program is timed\n")
-	}
-}
-
-// peak is what GFLOP/s are a fraction of: a GPU's data sheet peak (MFU,
-// as the seed's papers report it), or this CPU's measured fp32 FMA peak.
-func (b *benchRun) peak() (peak.Result, error) {
-	var pk peak.Result
-	if b.gpu {
-		pk.GFLOPS = 1000 * b.c.Float64("peak-tflops")
-		printf(b.c, "peak:       %.0f TFLOP/s (--peak-tflops: the GPU's dense peak, not measured)\n", b.c.Float64("peak-tflops"))
-		return pk, nil
-	}
-	pk, err := peak.Measure(b.threads, 300*time.Millisecond)
+// predictStep is --predict GPU: the roofline model's prediction of a step
+// (bench.Predict), printed instead of a measurement.
+func (b *benchRun) predictStep() error {
+	gpu, err := roofline.Lookup(b.predict)
 	if err != nil {
-		return pk, err
+		return usagef("bench", "flag --predict: %v", err)
 	}
-	printf(b.c, "peak:       %.1f GFLOP/s fp32 (%v, %d chains, %d threads, measured in %.2f s)\n", pk.GFLOPS, pk.Path, peak.Chains, b.threads, pk.Elapsed.Seconds())
-	return pk, nil
-}
-
-// time times every program (one that auto compiled the same is not timed
-// again) and prints its line.
-func (b *benchRun) time(pk peak.Result) (map[string]*bench.Result, error) {
-	g := b.mod.Graph("train_step")
-	flops := summary.FLOPs(g)
-	tokens := g.Input("input_ids").Type.NumElements()
-	vocab := bench.VocabSize(b.mod)
-	results := map[string]*bench.Result{}
-	for _, p := range b.progs {
-		name := "slc"
-		if p.Lowering != "" {
-			name = "slc " + p.Lowering
-		}
-		if p.SameAs != "" {
-			results[p.Lowering] = results[p.SameAs]
-			printf(b.c, "%-13s the same program as %s (auto chose %s for every layer)\n", name+":", p.SameAs, p.Lowering)
-			continue
-		}
-		res, err := timeProgram(b.c, b.model, p, vocab, b.steps, b.warmup, b.threads)
-		if err != nil {
-			return nil, err
-		}
-		res.FLOPsPerStep, res.CompileSecond = flops, p.Compile
-		res.TokensPerSec = float64(tokens) / res.StepSeconds
-		results[p.Lowering] = res
-		gf := float64(flops) / res.StepSeconds / 1e9
-		printf(b.c, "%-13s %.3f s/step (median of %d), %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (%.1f GFLOP per step), %s; compile+load %.1f s\n",
-			name+":", res.StepSeconds, b.steps, res.TokensPerSec, gf, 100*gf/pk.GFLOPS, float64(flops)/1e9, res.Where, res.CompileSecond)
-	}
-	return results, nil
-}
-
-// torch runs the PyTorch baseline and prints each program's ratio to it.
-func (b *benchRun) torch(pk peak.Result, results map[string]*bench.Result) error {
-	c := b.c
-	tr, err := bench.TorchBaseline(b.mod, b.torchArgv, c.App.Writer)
+	co, err := codegenOptions(b.c, "bench", b.st, nil)
 	if err != nil {
 		return err
 	}
-	g := b.mod.Graph("train_step")
-	flops, tokens := summary.FLOPs(g), g.Input("input_ids").Type.NumElements()
-	tgf := tr.TokensPerS * float64(flops) / float64(tokens) / 1e9
-	layer := "the same dense Linear layers"
-	if bench.IsSLTrain(b.mod) {
-		layer = "the seed's merged layer, W = B·A·scale + S dense, one GEMM"
+	return bench.Predict(b.c.App.Writer, b.Model, b.Mod, b.Progs[0], gpu, co, b.c.Int("profile"))
+}
+
+// printLowerings is bench --lowerings (bench.WriteLowerings), for this
+// machine's CPU only.
+func printLowerings(c *cli.Context, model string, mod *ir.Module) error {
+	co, err := codegenOptions(c, "bench", nil, nil)
+	if err != nil {
+		return err
 	}
-	where := fmt.Sprintf("%d threads, OPENBLAS_CORETYPE=SkylakeX", b.threads)
-	if b.gpu {
-		where = "on the same GPU"
+	if co.Target.IsCUDA() || co.Target.CPU != "" {
+		return usagef("bench", "flag --lowerings: times kernels for this machine's CPU; leave --device and --cpu out")
 	}
-	printf(c, "PyTorch:    %.0f tokens/s, %.1f GFLOP/s = %.1f%% of peak (tools/torchref/bench.py: %s; %s)\n",
-		tr.TokensPerS, tgf, 100*tgf/pk.GFLOPS, layer, where)
-	for _, p := range b.progs {
-		ratio := results[p.Lowering].TokensPerSec / tr.TokensPerS
-		switch p.Lowering {
-		case "":
-			printf(c, "ratio:      %.2f× PyTorch\n", ratio)
-		case "merged":
-			printf(c, "ratio merged:   %.2f× PyTorch (the same algorithm: slc's implementation speed-up)\n", ratio)
-		case "auto":
-			printf(c, "ratio auto:     %.2f× PyTorch (what a user gets: each layer's lowering picked by its times on this machine)\n", ratio)
-		default:
-			printf(c, "ratio %s: %.2f× PyTorch (--sltrain-lowering %s)\n", p.Lowering, ratio, p.Lowering)
-		}
-	}
-	return nil
+	co.Threads = c.Int("threads")
+	return bench.WriteLowerings(c.App.Writer, model, mod, co)
 }
 
 // compileBench builds a config's module through the pipeline and lists the
@@ -403,65 +315,6 @@ func compilePrograms(c *cli.Context, model string, mod *ir.Module, st *passes.St
 		return err
 	}
 	return bench.Compile(model, mod, progs, co, c.App.Writer)
-}
-
-// timeProgram loads a program and times it.
-func timeProgram(c *cli.Context, model string, p *bench.Program, vocab, steps, warmup, threads int) (*bench.Result, error) {
-	start := time.Now()
-	rt, err := runtime.Load(p.Art, runtime.Options{Threads: threads, Version: version.Version})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", model, err)
-	}
-	defer rt.Close()
-	p.Compile += time.Since(start).Seconds()
-	ids := rt.Module().Graph("train_step").Input("input_ids")
-	o := bench.TimeOptions{Seed: c.Uint64("seed"), Steps: steps, Warmup: warmup, Profile: c.Int("profile") > 0}
-	if isTerminal(c.App.ErrWriter) {
-		o.Progress = c.App.ErrWriter
-	}
-	res, err := bench.Time(rt, ids.Type, vocab, o)
-	if err != nil {
-		return nil, err
-	}
-	res.Where = runsOn(rt)
-	if n := c.Int("profile"); n > 0 {
-		printProfile(c, rt, n, steps)
-	}
-	return res, nil
-}
-
-// checkArtifactFlags refuses compile flags that say otherwise than the
-// artifact (a model setting it fixed, or a compile step it had already).
-func checkArtifactFlags(c *cli.Context, path string, mod *ir.Module, art *artifact.Artifact) error {
-	have := bench.ArtifactSettings(mod, art)
-	for _, f := range []string{"batch-size", "max-length", "dtype", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "passes", "print-after", "explain", "memory"} {
-		if !c.IsSet(f) {
-			continue
-		}
-		v, ok := have[f]
-		if ok && bench.SameSetting(f, v, c.Value(f)) {
-			continue
-		}
-		return usagef("bench", "flag --%s: %s is a compiled artifact (%s, batch %s × %s); its settings are fixed (give the config to compile it anew)",
-			f, path, bench.MetaLabel(mod.Meta), have["batch-size"], have["max-length"])
-	}
-	return nil
-}
-
-// printProfile lists the n kernels that took the most time, per timed step.
-func printProfile(c *cli.Context, rt *runtime.Runtime, n, steps int) {
-	rep := rt.ProfileReport()
-	var total float64
-	for _, k := range rep {
-		total += k.Seconds
-	}
-	printf(c, "Kernels by time (per step, %d timed steps, %.3f s/step in kernels):\n", steps, total/float64(steps))
-	for i, k := range rep {
-		if i == n {
-			break
-		}
-		printf(c, "  %8.2f ms  %5.1f%%  %-10s %s (%d calls/step)\n", 1e3*k.Seconds/float64(steps), 100*k.Seconds/total, k.Program, k.Name(), k.Calls/int64(steps))
-	}
 }
 
 // defaultBuild reads the model-building flags of slc bench (its --dtype

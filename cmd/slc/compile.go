@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"gitee.com/gidean/conv-linn/driver"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/passes"
@@ -141,7 +139,7 @@ func compile(c *cli.Context) error {
 	}
 	var wrote int
 	if o.output != "" {
-		if wrote, err = writeModule(o.output, m); err != nil {
+		if wrote, err = driver.WriteModule(o.output, m); err != nil {
 			return err
 		}
 	}
@@ -236,39 +234,5 @@ func emitNative(c *cli.Context, o *compileOptions, path string, m *ir.Module, st
 	if kind, _ := driver.OutputFormat(o.output); kind != kindArtifact {
 		return "", nil
 	}
-	if err := artifact.WriteFile(o.output, art); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("Wrote %s (%s bytes: %d programs, %s bytes of native code for %s %s)\n", o.output,
-		summary.Grouped(fileSize(o.output)), len(art.Programs), summary.Grouped(int64(len(art.Code))), art.Target.Triple, art.Target.CPU), nil
-}
-
-// writeModule writes m as IR text or binary, chosen by the extension, and
-// returns the number of bytes written.
-func writeModule(path string, m *ir.Module) (int, error) {
-	kind, err := driver.OutputFormat(path)
-	if err != nil {
-		return 0, usagef("compile", "flag -o %s: %v", path, err)
-	}
-	var data []byte
-	if kind == kindBinary {
-		if data, err = m.MarshalBinary(); err != nil {
-			return 0, fmt.Errorf("%s: cannot encode binary IR: %w", path, err)
-		}
-	} else {
-		data = m.MarshalText()
-	}
-	if err := writeFileAtomic(path, data); err != nil {
-		return 0, err
-	}
-	return len(data), nil
-}
-
-// fileSize is the size of a file just written (0 if it cannot be read).
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
+	return driver.WriteArtifact(o.output, art)
 }

@@ -3,13 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"gitee.com/gidean/conv-linn/train"
 	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/driver"
+	"gitee.com/gidean/conv-linn/train"
 )
 
 // usageError is a wrong command line (driver's, so that the packages that

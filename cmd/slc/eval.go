@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/driver"
 	"math"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/train"
@@ -68,36 +68,15 @@ func warnUnverified(c *cli.Context, dir string, ck *checkpoint.Checkpoint) {
 // checkpointRuntime compiles a checkpoint's model at batch × length (0: the
 // checkpoint's) for the CPU of --cpu (default: this machine's, never the one
 // recorded in the checkpoint) and loads its weights. The LowRankSparseAdd
-// lowering is --sltrain-lowering's, else the one the run trained with.
+// lowering is --sltrain-lowering's, else the one the run trained with
+// (train.LoadCheckpoint).
 func checkpointRuntime(c *cli.Context, cmd, dir string, ck *checkpoint.Checkpoint, batch, length, threads int) (*runtime.Runtime, *modelSpec, error) {
 	co, err := codegenOptions(c, cmd, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	if l, ok := ck.State.Args["sltrain_lowering"].(string); ok && l != "" && !c.IsSet("sltrain-lowering") {
-		co.SLTrainLowering = l
-	}
-	if batch == 0 {
-		batch = driver.CheckpointBatch(ck)
-	}
-	m, err := driver.CheckpointModel(dir, ck.Config, ck.SLTrain, ck.State.Args, batch, length)
-	if err != nil {
-		return nil, nil, maxLengthUsage(cmd, c, err)
-	}
-	m.Codegen = co
-	rt, err := loadModel(c, m, threads)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := checkpoint.ToRuntime(ck, rt); err != nil {
-		rt.Close()
-		return nil, nil, fmt.Errorf("%s: %w", dir, err)
-	}
-	if err := train.CheckIndices(rt); err != nil {
-		rt.Close()
-		return nil, nil, fmt.Errorf("%s: corrupt checkpoint: %w", dir, err)
-	}
-	return rt, m, nil
+	return train.LoadCheckpoint(dir, ck, train.CheckpointLoad{LoadOptions: driver.LoadOptions{Cmd: c.Command.Name, Threads: threads, Log: c.App.Writer},
+		Codegen: co, LoweringSet: c.IsSet("sltrain-lowering"), MaxLengthSet: c.IsSet("max-length"), Batch: batch, Length: length})
 }
 
 func evalMain(c *cli.Context) error {

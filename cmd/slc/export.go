@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/driver"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/atomicfile"
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/export"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/summary"
@@ -94,7 +94,7 @@ func exportMain(c *cli.Context) error {
 	} else if format == "sltrain" {
 		what = "SLTrain factors"
 	}
-	printf(c, "Wrote %s (%s: %s; %s, %s bytes of weights) from %s (update %d)\n", out, files, what, dt, summary.Grouped(fileSize(out+"/"+export.ModelFile)), dir, ck.State.Step)
+	printf(c, "Wrote %s (%s: %s; %s, %s bytes of weights) from %s (update %d)\n", out, files, what, dt, summary.Grouped(driver.FileSize(out+"/"+export.ModelFile)), dir, ck.State.Step)
 	return nil
 }
 

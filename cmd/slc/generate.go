@@ -2,15 +2,15 @@ package main
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/generate"
-	"gitee.com/gidean/conv-linn/train"
 	"math"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/checkpoint"
+	"gitee.com/gidean/conv-linn/generate"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/tokenizer"
+	"gitee.com/gidean/conv-linn/train"
 )
 
 func generateCommand() *cli.Command {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/driver"
 
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/artifact"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/ir"
 	"gitee.com/gidean/conv-linn/summary"
 )

@@ -10,11 +10,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"gitee.com/gidean/conv-linn/train"
 	"io"
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"gitee.com/gidean/conv-linn/train"
 )
 
 // Exit statuses.

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 
 	"gitee.com/gidean/conv-linn/driver"
-	"gitee.com/gidean/conv-linn/runtime"
 )
 
 // The model a command runs is package driver's; these are its names here.
@@ -46,22 +43,8 @@ func openOptions(c *cli.Context) (driver.OpenOptions, error) {
 	return o, nil
 }
 
-// runsOn says where a runtime runs its kernels, for progress lines.
-func runsOn(rt *runtime.Runtime) string {
-	if rt.Target().IsCUDA() {
-		grid, block := rt.Geometry()
-		return fmt.Sprintf("on the GPU (%d blocks of %d threads, %.2f GiB of device memory held)", grid, block, float64(rt.DeviceBytes())/(1<<30))
-	}
-	return fmt.Sprintf("%d threads", rt.Threads())
-}
-
 // maxLengthUsage turns a LengthError of a length that --max-length asked
 // for into the usage error every command gives for it.
 func maxLengthUsage(cmd string, c *cli.Context, err error) error {
 	return driver.MaxLengthUsage(cmd, c.IsSet("max-length"), err)
-}
-
-// loadModel compiles m (when it is not an artifact) and loads it.
-func loadModel(c *cli.Context, m *modelSpec, threads int) (*runtime.Runtime, error) {
-	return m.Load(driver.LoadOptions{Cmd: c.Command.Name, Threads: threads, Log: c.App.Writer})
 }

@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"gitee.com/gidean/conv-linn/train"
 	"io"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/train"
 )
 
 // maxNproc is the most ranks --nproc starts: one per core of this machine

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -48,11 +46,11 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 	o.ActivationCheckpointing = c.Bool("activation-checkpointing")
 	var err error
 	if c.IsSet("memory-budget") {
-		if o.MemoryBudget, err = parseByteSize(c.String("memory-budget")); err != nil {
+		if o.MemoryBudget, err = driver.ParseByteSize(c.String("memory-budget")); err != nil {
 			return o, usagef(cmd, "flag --memory-budget: %v", err)
 		}
 	}
-	if o.Optimizer, o.Beta1, err = optimizerOptions(c.String("optimizer"), c.Float64("beta1"), c.IsSet("beta1")); err != nil {
+	if o.Optimizer, o.Beta1, err = driver.OptimizerOptions(c.String("optimizer"), c.Float64("beta1"), c.IsSet("beta1")); err != nil {
 		return o, usagef(cmd, "%v", err)
 	}
 	if t := strings.TrimSpace(c.String("target-modules")); t != "" {
@@ -81,30 +79,6 @@ func pipelineOptions(c *cli.Context, cmd string) (passes.Options, error) {
 		}
 	}
 	return o, nil
-}
-
-// optimizerOptions reads --optimizer and --beta1 (driver.OptimizerOptions).
-var optimizerOptions = driver.OptimizerOptions
-
-// parseByteSize reads a memory size: a number with an optional B, KB, MB,
-// GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024) suffix.
-func parseByteSize(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	mult := 1.0
-	for _, u := range []struct {
-		suffix string
-		mult   float64
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"TIB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || !(f > 0) || f*mult > 1<<60 {
-		return 0, fmt.Errorf("%q is not a memory size (a number > 0 with B, KB, MB, GB, TB, KiB, MiB, GiB or TiB: 8GB)", s)
-	}
-	return int64(f * mult), nil
 }
 
 func passList(c *cli.Context) string {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"path/filepath"
 	"strings"
@@ -68,12 +66,12 @@ func plotMain(c *cli.Context, labels []string) error {
 		}
 	}
 	if len(labels) == 0 {
-		labels = defaultLabels(paths)
+		labels = train.CurveLabels(paths)
 	}
 	evalOnly := c.Bool("eval-only")
 	runs := make([]train.Curves, len(paths))
 	for i, p := range paths {
-		r, err := readRun(p, evalOnly)
+		r, err := train.ReadCurves(p, evalOnly)
 		if err != nil {
 			return err
 		}
@@ -88,50 +86,4 @@ func plotMain(c *cli.Context, labels []string) error {
 	}
 	printf(c, "Plot: %s (%d run%s: %s)\n", out, len(runs), map[bool]string{true: "", false: "s"}[len(runs) == 1], strings.Join(labels, ", "))
 	return nil
-}
-
-// readRun reads one metrics file; a missing, unreadable or empty file, a
-// malformed line, or (with evalOnly) a run without evaluations is an error
-// naming the file and, for a line, its number.
-func readRun(path string, evalOnly bool) (train.Curves, error) {
-	steps, evals, err := train.ReadMetrics(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return train.Curves{}, fmt.Errorf("%s: %w", path, pe.Err)
-		}
-		return train.Curves{}, err // "path:line: …"
-	}
-	switch {
-	case len(steps) == 0 && len(evals) == 0:
-		return train.Curves{}, fmt.Errorf("%s: no update or evaluation with a finite loss in it (slc train writes a line with \"loss\" per update and one with \"eval_loss\" per evaluation)", path)
-	case evalOnly && len(evals) == 0:
-		return train.Curves{}, fmt.Errorf("%s: no evaluation in it (--eval-only draws only eval losses)", path)
-	}
-	return train.Curves{Steps: steps, Evals: evals}, nil
-}
-
-// defaultLabels names each run by the directory its metrics file is in
-// (runs/ablation/full/metrics.jsonl: "full"); runs whose directories share
-// a name take the directory's path as given instead.
-func defaultLabels(paths []string) []string {
-	labels := make([]string, len(paths))
-	count := map[string]int{}
-	for i, p := range paths {
-		dir := filepath.Dir(p)
-		if abs, err := filepath.Abs(dir); err == nil {
-			dir = abs
-		}
-		labels[i] = filepath.Base(dir)
-		if labels[i] == string(filepath.Separator) || labels[i] == "." {
-			labels[i] = filepath.Base(p)
-		}
-		count[labels[i]]++
-	}
-	for i, p := range paths {
-		if count[labels[i]] > 1 {
-			labels[i] = filepath.Dir(filepath.Clean(p))
-		}
-	}
-	return labels
 }

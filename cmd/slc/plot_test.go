@@ -5,7 +5,6 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -146,20 +145,6 @@ func TestPlotErrors(t *testing.T) {
 				t.Error("a failed plot changed the existing output")
 			}
 		})
-	}
-}
-
-func TestDefaultLabels(t *testing.T) {
-	for _, c := range []struct {
-		paths, want []string
-	}{
-		{[]string{"runs/ablation/full/metrics.jsonl", "runs/ablation/sltrain/metrics.jsonl"}, []string{"full", "sltrain"}},
-		{[]string{"runs/a/x/metrics.jsonl", "runs/b/x/metrics.jsonl", "runs/c/metrics.jsonl"}, []string{"runs/a/x", "runs/b/x", "c"}},
-		{[]string{"/metrics.jsonl"}, []string{"metrics.jsonl"}},
-	} {
-		if got := defaultLabels(c.paths); !reflect.DeepEqual(got, c.want) {
-			t.Errorf("defaultLabels(%q) = %q, want %q", c.paths, got, c.want)
-		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"gitee.com/gidean/conv-linn/train"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/checkpoint"
 	"gitee.com/gidean/conv-linn/data/c4"
+	"gitee.com/gidean/conv-linn/train"
 )
 
 var (

@@ -2,19 +2,13 @@ package main
 
 import (
 	"fmt"
-	"gitee.com/gidean/conv-linn/data"
-	"gitee.com/gidean/conv-linn/driver"
-	"gitee.com/gidean/conv-linn/train"
-	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"gitee.com/gidean/conv-linn/data"
 	"gitee.com/gidean/conv-linn/data/c4"
 	"gitee.com/gidean/conv-linn/summary"
 	"gitee.com/gidean/conv-linn/tokenizer"
@@ -88,38 +82,13 @@ func tokenizeMain(c *cli.Context) error {
 	case dtype == "uint32":
 		wide = true
 	}
-	outs := make([]string, len(files))
-	seen := map[string]string{}
-	for i, f := range files {
-		outs[i] = filepath.Join(out, c4.Base(f)+".bin")
-		if g, ok := seen[outs[i]]; ok {
-			return fmt.Errorf("%s and %s would both be written to %s", g, f, outs[i])
-		}
-		seen[outs[i]] = f
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return fmt.Errorf("%s: %w", out, driver.UnwrapPathErr(err))
-	}
-
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	p := newTokenizeProgress(c.App.ErrWriter, files)
-	start := time.Now()
-	var total data.ShardStats
-	for i, f := range files {
-		st, err := data.TokenizeShard(ctx, f, outs[i], m, data.ShardOptions{Wide: wide, Threads: threads, Progress: p.update})
-		if err != nil {
-			p.clear()
-			if ctx.Err() != nil && c.Context.Err() == nil {
-				return fmt.Errorf("interrupted while tokenizing %s; %s was not written", f, outs[i])
-			}
-			return err
-		}
-		total.Docs += st.Docs
-		total.Tokens += st.Tokens
-		p.shardDone(i, f, outs[i], st)
+	total, err := data.TokenizeFiles(ctx, files, out, m, data.TokenizeOptions{Wide: wide, Threads: threads, Log: c.App.ErrWriter, TTY: isTerminal(c.App.ErrWriter)})
+	if err != nil {
+		return err
 	}
-	sec := time.Since(start).Seconds()
+	sec := total.Seconds
 	typ := "uint16"
 	if wide {
 		typ = "uint32"
@@ -127,70 +96,4 @@ func tokenizeMain(c *cli.Context) error {
 	printf(c, "tokenized %d shards into %s: %s documents, %s %s tokens (end-of-text id %d after each document) in %.1f s, %s tokens/s on %d threads\n",
 		len(files), out, summary.Grouped(total.Docs), summary.Grouped(total.Tokens), typ, m.EOSID(), sec, summary.Grouped(int64(float64(total.Tokens)/sec)), threads)
 	return nil
-}
-
-// tokenizeProgress reports on stderr: on a terminal one line redrawn in place
-// (shard, share of the input read, tokens/s, ETA), and a line per finished
-// shard everywhere.
-type tokenizeProgress struct {
-	w      io.Writer
-	tty    bool
-	n      int
-	sizes  []int64 // input file sizes
-	total  int64   // their sum
-	done   int64   // bytes of the finished shards
-	shard  int     // the shard being read
-	start  time.Time
-	tokens int64 // tokens of the finished shards
-	drawn  bool
-	lastAt time.Time
-}
-
-func newTokenizeProgress(w io.Writer, files []string) *tokenizeProgress {
-	p := &tokenizeProgress{w: w, tty: isTerminal(w), n: len(files), start: time.Now()}
-	for _, f := range files {
-		var size int64
-		if fi, err := os.Stat(f); err == nil {
-			size = fi.Size()
-		}
-		p.sizes = append(p.sizes, size)
-		p.total += size
-	}
-	return p
-}
-
-// update redraws the line (on a terminal, at most 5 times a second) with the
-// current shard's bytes read and tokens written.
-func (p *tokenizeProgress) update(read, tokens int64) {
-	if !p.tty || time.Since(p.lastAt) < 200*time.Millisecond {
-		return
-	}
-	p.lastAt = time.Now()
-	sec := time.Since(p.start).Seconds()
-	frac := float64(p.done+read) / float64(max(p.total, 1))
-	eta := "?"
-	if frac > 0 {
-		eta = train.FormatDuration(time.Duration(sec * (1 - frac) / frac * float64(time.Second)))
-	}
-	fmt.Fprintf(p.w, "\r\033[Ktokenize: shard %d/%d %3.0f%%  %s tokens  %s tokens/s  ETA %s",
-		p.shard+1, p.n, 100*frac, summary.Grouped(p.tokens+tokens), summary.Grouped(int64(float64(p.tokens+tokens)/sec)), eta)
-	p.drawn = true
-}
-
-// shardDone prints a finished shard's line.
-func (p *tokenizeProgress) shardDone(i int, in, out string, st data.ShardStats) {
-	p.clear()
-	p.done += p.sizes[i]
-	p.tokens += st.Tokens
-	p.shard = i + 1
-	fmt.Fprintf(p.w, "tokenize: %d/%d %s: %s documents, %s tokens in %s (%s tokens/s)\n",
-		i+1, p.n, out, summary.Grouped(st.Docs), summary.Grouped(st.Tokens), strings.TrimSpace(train.FormatDuration(time.Duration(st.Seconds*float64(time.Second)))), summary.Grouped(int64(float64(st.Tokens)/max(st.Seconds, 1e-9))))
-}
-
-// clear removes a redrawn line.
-func (p *tokenizeProgress) clear() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"gitee.com/gidean/conv-linn/driver"
 	"io"
 	"os"
 	"os/signal"
@@ -13,6 +12,7 @@ import (
 
 	"gitee.com/gidean/conv-linn/collective"
 	"gitee.com/gidean/conv-linn/data/c4"
+	"gitee.com/gidean/conv-linn/driver"
 	"gitee.com/gidean/conv-linn/train"
 )
 
@@ -129,7 +129,7 @@ func trainSettings(c *cli.Context) (train.Settings, error) {
 	}
 	s.LR, s.Optimizer, s.Beta1 = c.Float64("lr"), c.String("optimizer"), c.Float64("beta1")
 	s.ActivationCheckpointing = c.Bool("activation-checkpointing")
-	s.MemoryBudget, _ = parseByteSize(c.String("memory-budget")) // checked by pipelineOptions
+	s.MemoryBudget, _ = driver.ParseByteSize(c.String("memory-budget")) // checked by pipelineOptions
 	s.BatchSize, s.TotalBatchSize, s.MaxLength = c.Int("batch-size"), c.Int("total-batch-size"), c.Int("max-length")
 	s.Steps, s.Warmup, s.MinLRRatio, s.Scheduler = c.Int("num-training-steps"), c.Int("warmup-steps"), c.Float64("min-lr-ratio"), c.String("scheduler")
 	s.WeightDecay, s.GradClipping = c.Float64("weight-decay"), c.Float64("grad-clipping")
@@ -201,7 +201,7 @@ func trainConfig(c *cli.Context, comm collective.Comm, sigs <-chan os.Signal) (*
 	}
 	tty := isTerminal(c.App.Writer) && (comm == nil || comm.Size() == 1) // mpirun hands the ranks a pseudo-terminal, not the user's
 	cfg.Progress = func(logEvery int) train.Progress {
-		return &progress{w: c.App.Writer, tty: tty, logEvery: logEvery}
+		return train.NewLineProgress(c.App.Writer, tty, logEvery)
 	}
 	return cfg, nil
 }

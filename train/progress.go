@@ -1,4 +1,4 @@
-package main
+package train
 
 import (
 	"fmt"
@@ -8,8 +8,13 @@ import (
 	"time"
 
 	"gitee.com/gidean/conv-linn/summary"
-	"gitee.com/gidean/conv-linn/train"
 )
+
+// NewLineProgress is the Progress slc train shows on w: tty when w is a
+// terminal.
+func NewLineProgress(w io.Writer, tty bool, logEvery int) Progress {
+	return &progress{w: w, tty: tty, logEvery: logEvery}
+}
 
 // progress shows a training run: on a terminal one line redrawn in place
 // (a bar, step, loss, lr, tokens/s, ETA), elsewhere (a log file, a pipe) a
@@ -23,12 +28,12 @@ type progress struct {
 	drawn    bool // a redrawn line is on screen
 }
 
-// Step implements train.Observer.
-func (p *progress) Step(r train.StepRecord, total int, eta time.Duration) {
+// Step implements Observer.
+func (p *progress) Step(r StepRecord, total int, eta time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	stats := fmt.Sprintf("loss %.4f  lr %.3g  grad_norm %.3g  %s tok/s  elapsed %s  ETA %s",
-		r.Loss, r.LR, r.GradNorm, summary.Grouped(int64(r.TokensPerS)), train.FormatDuration(time.Duration(r.ElapsedS*float64(time.Second))), train.FormatDuration(eta))
+		r.Loss, r.LR, r.GradNorm, summary.Grouped(int64(r.TokensPerS)), FormatDuration(time.Duration(r.ElapsedS*float64(time.Second))), FormatDuration(eta))
 	if p.tty {
 		const width = 20
 		done := width * r.Step / total
@@ -42,17 +47,17 @@ func (p *progress) Step(r train.StepRecord, total int, eta time.Duration) {
 	}
 }
 
-// Eval implements train.Observer.
-func (p *progress) Eval(e train.EvalRecord) {
+// Eval implements Observer.
+func (p *progress) Eval(e EvalRecord) {
 	p.line(fmt.Sprintf("eval at step %d: loss %.4f, perplexity %.2f%s", e.Step, e.EvalLoss, e.EvalPPL, e.SeedNote()))
 }
 
-// Saved implements train.Observer.
+// Saved implements Observer.
 func (p *progress) Saved(dir string, step int) {
 	p.line(fmt.Sprintf("saved %s", dir))
 }
 
-// Message implements train.Progress: a line of its own.
+// Message implements Progress: a line of its own.
 func (p *progress) Message(s string) { p.line(s) }
 
 func (p *progress) line(s string) {
@@ -65,7 +70,7 @@ func (p *progress) line(s string) {
 	fmt.Fprintln(p.w, s)
 }
 
-// Finish implements train.Progress: it ends a redrawn line, so what
+// Finish implements Progress: it ends a redrawn line, so what
 // follows starts on its own.
 func (p *progress) Finish() {
 	p.mu.Lock()
