@@ -303,6 +303,18 @@ func bench(rt *runtime.Runtime, b *Bench) error {
 	if b.PeakTFLOPS > 0 {
 		line += fmt.Sprintf(", MFU %.1f%% of %.0f TFLOP/s", 100*tf/b.PeakTFLOPS, b.PeakTFLOPS)
 	}
+	// Launches per update: the kernels (train_step's per micro-batch, then
+	// update's) and what the host queued for them (one per program run
+	// where a CUDA graph replays it; runtime's SLC_CUDA_GRAPHS=0 turns
+	// graphs off).
+	ts, tq, _ := rt.Launches("train_step")
+	us, uq, _ := rt.Launches("update")
+	how := "direct launches"
+	if tq < ts || uq < us {
+		how = "CUDA graphs"
+	}
+	line += fmt.Sprintf(", %d kernels per update (train_step %d × %d + update %d), %d launches queued (%s)",
+		accum*ts+us, ts, accum, us, accum*tq+uq, how)
 	fmt.Println(line)
 	return nil
 }
