@@ -65,6 +65,9 @@ func (r *Runtime) captureGraphs(opt Options) error {
 		return nil
 	}
 	for _, ap := range r.art.Programs {
+		if len(ap.Steps) == 0 {
+			continue // nothing to launch (an empty graph gains nothing)
+		}
 		name, p := ap.Name, r.programs[ap.Name]
 		g, err := gd.Capture(func() error { return r.launchSteps(p) })
 		if errors.Is(err, ErrNoGraphs) {
