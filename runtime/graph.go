@@ -57,8 +57,9 @@ func graphsWanted(opt Options) bool {
 
 // captureGraphs records each program's steps as a graph when the device
 // can and opt allows it. A device without graphs leaves every program on
-// direct launches; a failed recording is an error naming the program (the
-// environment variable launches directly instead).
+// direct launches, and so does a recording that fails otherwise (a
+// driver's surprise must not stop a run that direct launches can do):
+// GraphErr then says why.
 func (r *Runtime) captureGraphs(opt Options) error {
 	gd, ok := r.dev.(GraphDevice)
 	if !ok || !graphsWanted(opt) {
@@ -75,7 +76,8 @@ func (r *Runtime) captureGraphs(opt Options) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("program %q: recording its launches as a CUDA graph: %w (%s=0 launches them directly)", name, err, GraphsEnv)
+			r.graphErr = fmt.Errorf("program %q: recording its launches as a CUDA graph: %w (every step is launched directly)", name, err)
+			return r.dropGraphs()
 		}
 		p.graph = g
 	}
@@ -121,4 +123,14 @@ func (r *Runtime) Launches(name string) (steps, queued int, ok bool) {
 		return len(p.p.Steps), 1, true
 	}
 	return len(p.p.Steps), len(p.p.Steps), true
+}
+
+// GraphErr returns why runs launch their steps directly although the
+// device can record graphs: a recording that failed at load; nil when
+// graphs replay the programs, or when the device or the options do not
+// use them.
+func (r *Runtime) GraphErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.graphErr
 }

@@ -189,10 +189,9 @@ func TestGraphReplaysDirectLaunches(t *testing.T) {
 	d.Close()
 }
 
-// TestGraphFallbacks: a device without graphs (an old driver) and the
-// environment's SLC_CUDA_GRAPHS=0 launch directly; a recording that fails
-// otherwise is one error naming the program and the way out, with nothing
-// left allocated.
+// TestGraphFallbacks: a device without graphs (an old driver), the
+// environment's SLC_CUDA_GRAPHS=0 and a recording that fails otherwise
+// launch directly (the last says why in GraphErr), with no graph left.
 func TestGraphFallbacks(t *testing.T) {
 	in := Inputs{Floats: map[string][]float32{"g": gradient()}, Scalars: map[string]float64{"lr": 0.25}}
 	check := func(t *testing.T, dev *graphDevice) {
@@ -219,13 +218,27 @@ func TestGraphFallbacks(t *testing.T) {
 	})
 	t.Run("failed recording", func(t *testing.T) {
 		dev := &graphDevice{hostDevice: newHostDevice(1, 2), failRecord: errors.New("operation not permitted when stream is capturing")}
-		defer dev.Close()
-		_, err := Load(cudaArtifact(t), Options{Device: dev})
-		if err == nil || !strings.Contains(err.Error(), "recording its launches as a CUDA graph: operation not permitted") || !strings.Contains(err.Error(), "SLC_CUDA_GRAPHS=0") {
-			t.Fatalf("got %v", err)
-		}
-		if len(dev.live) != 0 {
-			t.Errorf("%d device allocations left after a failed Load", len(dev.live))
-		}
+		check(t, dev)
 	})
+	// GraphErr says why a device with graphs launched directly, and only
+	// then.
+	dev := &graphDevice{hostDevice: newHostDevice(1, 2), failRecord: errors.New("operation not permitted when stream is capturing")}
+	defer dev.Close()
+	r, err := Load(cudaArtifact(t), Options{Device: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.GraphErr(); err == nil || !strings.Contains(err.Error(), "recording its launches as a CUDA graph: operation not permitted") {
+		t.Errorf("GraphErr() = %v", err)
+	}
+	r.Close()
+	ok := &graphDevice{hostDevice: newHostDevice(1, 2)}
+	defer ok.Close()
+	if r, err = Load(cudaArtifact(t), Options{Device: ok}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.GraphErr(); err != nil {
+		t.Errorf("GraphErr() = %v with graphs recorded", err)
+	}
+	r.Close()
 }

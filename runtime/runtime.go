@@ -69,6 +69,7 @@ type Runtime struct {
 	programs map[string]*program
 
 	profiling bool
+	graphErr  error // why a device with graphs launches directly (graph.go)
 
 	// The device (layout.go) and what the runtime holds of it.
 	dev                    Device

@@ -139,6 +139,9 @@ func run(path string) error {
 	if d := rt.Device(); d != nil {
 		fmt.Fprintf(os.Stderr, "ptxrun: %s\n", d.Name())
 	}
+	if err := rt.GraphErr(); err != nil {
+		fmt.Fprintf(os.Stderr, "ptxrun: CUDA graphs off: %v\n", err)
+	}
 	types := map[string]ir.Type{}
 	for _, name := range rt.StateNames() {
 		if types[name], err = rt.StateType(name); err != nil {
@@ -312,6 +315,8 @@ func bench(rt *runtime.Runtime, b *Bench) error {
 	how := "direct launches"
 	if tq < ts || uq < us {
 		how = "CUDA graphs"
+	} else if err := rt.GraphErr(); err != nil {
+		how += "; " + err.Error()
 	}
 	line += fmt.Sprintf(", %d kernels per update (train_step %d × %d + update %d), %d launches queued (%s)",
 		accum*ts+us, ts, accum, us, accum*tq+uq, how)
