@@ -16,8 +16,9 @@ import (
 // kernels with the same arguments in the same order.
 //
 // Runs launch directly (step by step) instead when the device cannot record
-// (ErrNoGraphs: a driver without the graph entry points, the PTX emulator),
-// when Options.NoGraphs or the environment's SLC_CUDA_GRAPHS=0 asks (for
+// (ErrNoGraphs: a driver without the graph entry points; the PTX emulator
+// is no GraphDevice), when a recording fails (GraphErr), when
+// Options.NoGraphs or the environment's SLC_CUDA_GRAPHS=0 asks (for
 // debugging: a fault then names its step), and while profiling times each
 // step on the host.
 
