@@ -5,6 +5,7 @@ package codegen
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen/lower"
 	"gitee.com/gidean/conv-linn/ir"
@@ -28,9 +29,10 @@ import (
 // group computing the update, in an earlier batch, so the memory plan may
 // still write the update in place. Among ready groups, those without a key
 // go first, one at a time (each may release more of a batch); else the
-// ready groups of the key of the earliest ready group form a batch, at
-// most maxBatchGroups of them and maxBatchElems elements (bounding the
-// temporaries a batch keeps live at once).
+// ready groups of one key form a batch — the key of the earliest ready
+// instance of a kernel (lower.InstanceKey), else of the earliest ready
+// group — at most maxBatchGroups of them and maxBatchElems elements
+// (bounding the temporaries a batch keeps live at once).
 const (
 	maxBatchGroups = 256
 	maxBatchElems  = 1 << 26
@@ -159,7 +161,19 @@ func batchGroups(g *ir.Graph, groups []*passes.Group, opt lower.Options) ([]*pas
 			emit([]int{i})
 			continue
 		}
+		// Instances of a kernel before multi-tensor batches: like the
+		// kernels without a key, they release the element-wise groups after
+		// them, so that those batch together.
+		// Instances of a kernel before multi-tensor batches: like the
+		// kernels without a key, they release the element-wise groups after
+		// them, so that those batch together.
 		key := keys[ready[0]]
+		for _, i := range ready {
+			if strings.HasPrefix(keys[i], "inst\n") {
+				key = keys[i]
+				break
+			}
+		}
 		var batch, rest []int
 		var total int64
 		for _, i := range ready {
@@ -196,9 +210,10 @@ func descendants(succ [][]int, w int) map[int]bool {
 	return seen
 }
 
-// groupKey is lower.MultiTensorKey of a scheduled group ("" for views,
-// kernels, groups that compute only a constant and groups whose result
-// nothing uses).
+// groupKey is lower.MultiTensorKey of a scheduled element-wise or reduce
+// group, lower.InstanceKey of a kernel group ("" for views, other kernels,
+// groups that compute only a constant and groups whose result nothing
+// uses).
 func groupKey(gr *passes.Group, types map[string]ir.Type, opt lower.Options) string {
 	lg := &lower.Group{Space: gr.Space, Nodes: gr.Nodes}
 	switch gr.Kind {
@@ -206,6 +221,20 @@ func groupKey(gr *passes.Group, types map[string]ir.Type, opt lower.Options) str
 		lg.Kind = lower.Elementwise
 	case passes.GroupReduce:
 		lg.Kind = lower.Reduce
+	case passes.GroupKernel:
+		// Instances of one kernel (lower.InstanceKey), its operands one per
+		// node input as the program builder lowers it.
+		if len(gr.Nodes) != 1 || len(gr.Inputs) == 0 || len(gr.Outputs) == 0 {
+			return ""
+		}
+		lg.Kind = lower.Single
+		for _, v := range gr.Nodes[0].Inputs {
+			lg.Inputs = append(lg.Inputs, lower.Operand{Name: v, Type: types[v]})
+		}
+		for _, v := range gr.Outputs {
+			lg.Outputs = append(lg.Outputs, lower.Operand{Name: v, Type: types[v]})
+		}
+		return lower.InstanceKey(lg, opt)
 	default:
 		return ""
 	}

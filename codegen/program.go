@@ -204,7 +204,71 @@ func (b *program) batch(grs []*passes.Group) error {
 	case 1:
 		return b.emit(lgs[0], args[:len(lgs[0].Inputs)], args[len(lgs[0].Inputs):], "")
 	}
+	if lgs[0].Kind == lower.Single {
+		return b.instances(lgs, args)
+	}
 	return b.multi(lgs, args)
+}
+
+// instances appends the step of one launch running every group of lgs
+// (kernel groups of one lower.InstanceKey: one kernel) as an instance of
+// the kernel (lower's Instances), args the groups' inputs and outputs one
+// group after another. A kernel of more than one call or with
+// temporaries runs group by group instead.
+func (b *program) instances(lgs []*lower.Group, args []int32) error {
+	var st artifact.Step
+	var kernel string
+	nargs := -1
+	var scratch int64
+	off := 0
+	for i, lg := range lgs {
+		in, out := args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+len(lg.Inputs)+len(lg.Outputs)]
+		off += len(lg.Inputs) + len(lg.Outputs)
+		l, err := b.em.Lower(lg)
+		if err != nil {
+			return err
+		}
+		if len(l.Calls) != 1 || len(l.Temps) > 0 || (i > 0 && l.Calls[0].Kernel != kernel) {
+			if i > 0 {
+				return fmt.Errorf("internal error: %s's instances lower to different kernels", kernel)
+			}
+			off = 0
+			for _, lg := range lgs {
+				n := len(lg.Inputs) + len(lg.Outputs)
+				if err := b.emit(lg, args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+n], ""); err != nil {
+					return err
+				}
+				off += n
+			}
+			return nil
+		}
+		kernel, scratch = l.Calls[0].Kernel, l.ScratchBytes
+		if nargs < 0 {
+			nargs = len(l.Calls[0].Args)
+		}
+		for _, a := range l.Calls[0].Args {
+			switch a.Kind {
+			case lower.ArgInput:
+				st.Args = append(st.Args, in[a.Index])
+			case lower.ArgOutput:
+				st.Args = append(st.Args, out[a.Index])
+			default:
+				return fmt.Errorf("internal error: %s takes a temporary", kernel)
+			}
+		}
+	}
+	name, err := b.em.Instances(kernel, nargs, len(lgs))
+	if err != nil {
+		return err
+	}
+	b.p.ScratchBytes = max(b.p.ScratchBytes, scratch)
+	st.Kernel = name
+	st.Label = fmt.Sprintf("%s and %d more (instances)", b.lab.label(lgs[0].Nodes, "", ""), len(lgs)-1)
+	if err := b.launch(&st, scratch); err != nil {
+		return err
+	}
+	b.p.Steps = append(b.p.Steps, st)
+	return nil
 }
 
 // multi appends the step of one multi-tensor kernel running lgs, args the

@@ -26,6 +26,11 @@ type cudaDevice struct {
 	mod   *cudadrv.Module
 	funcs map[string]cudadrv.Function
 	grid  int
+	// stream is where graphs are recorded and replayed (created by the
+	// first Capture); capturing routes Launch there while one records.
+	stream    cudadrv.Stream
+	hasStream bool
+	capturing bool
 }
 
 // OpenCUDA opens the machine's first CUDA GPU. Without a driver or a device
@@ -97,8 +102,54 @@ func (c *cudaDevice) Launch(kernel string, grid, block, shared int, args, scratc
 		}
 		c.funcs[kernel] = f
 	}
+	if c.capturing {
+		return cudadrv.Launch3On(c.stream, f, grid, block, shared, args, scratch, stride)
+	}
 	return cudadrv.Launch3(f, grid, block, shared, args, scratch, stride)
 }
+
+// Capture records record's launches on the device's own stream into a CUDA
+// graph (ErrNoGraphs when the driver lacks the entry points). The stream is
+// blocking: a replay there waits for the copies queued before it on the
+// legacy default stream, and the copies and Sync after it wait for it.
+func (c *cudaDevice) Capture(record func() error) (Graph, error) {
+	if err := cudadrv.GraphsSupported(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoGraphs, err)
+	}
+	if !c.hasStream {
+		s, err := cudadrv.NewStream()
+		if err != nil {
+			return nil, err
+		}
+		c.stream, c.hasStream = s, true
+	}
+	if err := c.stream.BeginCapture(); err != nil {
+		return nil, err
+	}
+	c.capturing = true
+	rerr := record()
+	c.capturing = false
+	g, err := c.stream.EndCapture() // always, so the stream is usable again
+	if rerr != nil {
+		if g != nil {
+			g.Destroy()
+		}
+		return nil, rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &cudaGraph{g: g, stream: c.stream}, nil
+}
+
+// cudaGraph is a program's launches recorded on the device's stream.
+type cudaGraph struct {
+	g      *cudadrv.Graph
+	stream cudadrv.Stream
+}
+
+func (g *cudaGraph) Launch() error  { return g.g.Launch(g.stream) }
+func (g *cudaGraph) Destroy() error { return g.g.Destroy() }
 
 func (c *cudaDevice) Sync() error { return cudadrv.Sync() }
 
@@ -108,5 +159,11 @@ func (c *cudaDevice) Close() error {
 	}
 	err := c.mod.Unload()
 	c.mod, c.funcs = nil, map[string]cudadrv.Function{}
+	if c.hasStream {
+		if serr := c.stream.Destroy(); serr != nil && err == nil {
+			err = serr
+		}
+		c.hasStream = false
+	}
 	return err
 }

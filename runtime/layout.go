@@ -100,7 +100,7 @@ func (r *Runtime) load(opt Options) error {
 		r.programs[ap.Name] = p
 	}
 	sort.Strings(r.names)
-	return nil
+	return r.captureGraphs(opt)
 }
 
 // launch is how one step is launched.
@@ -151,9 +151,10 @@ func (r *Runtime) DeviceBytes() int64 {
 	return r.devBytes
 }
 
-// exec queues p's steps and waits for them. With profiling on, a device
-// that times steps itself (the CPU) does; on another the host waits after
-// every step and charges the step the wall time since the previous.
+// exec queues p's steps (its graph, when recorded) and waits for them. With
+// profiling on, a device that times steps itself (the CPU) does; on another
+// the host waits after every step and charges the step the wall time since
+// the previous (launching the steps directly).
 func (r *Runtime) exec(p *program) error {
 	prof := r.profiling
 	if prof {
@@ -164,6 +165,15 @@ func (r *Runtime) exec(p *program) error {
 	}
 	timed, selfTimed := r.dev.(timedSyncer)
 	perStep := prof && !selfTimed
+	if p.graph != nil && !perStep {
+		if err := p.graph.Launch(); err != nil {
+			return fmt.Errorf("its CUDA graph: %w", err)
+		}
+		if prof { // a self-timed device times what it replays
+			return timed.SyncTimed(p.profNs)
+		}
+		return r.dev.Sync()
+	}
 	t0 := time.Now()
 	for i, st := range p.p.Steps {
 		l := p.launches[i]

@@ -49,6 +49,11 @@ type Options struct {
 	// GPUGrid and GPUBlock override a cuda artifact's launch geometry
 	// (blocks, threads per block); 0 keeps it.
 	GPUGrid, GPUBlock int
+	// NoGraphs launches every step of a run directly even where the device
+	// can replay a program's launches as one CUDA graph (graph.go; the
+	// environment's SLC_CUDA_GRAPHS=0 does the same): for debugging, a
+	// kernel's fault then surfaces at its step.
+	NoGraphs bool
 }
 
 // Runtime runs one loaded artifact.
@@ -64,6 +69,7 @@ type Runtime struct {
 	programs map[string]*program
 
 	profiling bool
+	graphErr  error // why a device with graphs launches directly (graph.go)
 
 	// The device (layout.go) and what the runtime holds of it.
 	dev                    Device
@@ -134,6 +140,7 @@ type program struct {
 	runs     int64          // runs since profiling started
 	tables   []uint64       // each step's argument table
 	launches []launch       // each step's launch
+	graph    Graph          // the steps recorded once (graph.go); nil: launched directly
 	data     map[string]int // data slot index by name
 	scalars  map[string]int // scalar slot index by name
 }
@@ -346,11 +353,18 @@ func (r *Runtime) Close() error {
 
 // release undoes Load, also after a partial one.
 func (r *Runtime) release() error {
+	var first error
+	if r.programs != nil {
+		first = r.dropGraphs() // before the device's code goes
+	}
 	r.state, r.programs, r.names = nil, nil, nil
 	if r.dev == nil { // Load failed before the device opened
-		return nil
+		return first
 	}
-	return r.releaseDevice()
+	if err := r.releaseDevice(); err != nil && first == nil {
+		first = err
+	}
+	return first
 }
 
 // errClosed is returned by every call on a closed Runtime.

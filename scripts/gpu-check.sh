@@ -22,7 +22,9 @@
 #    SLTrain (tokens/s, MFU against 989 TFLOP/s dense bf16, device memory held)
 #    against PyTorch's reference of the seed's SLTrain model on the same GPU in
 #    the same run (tools/torchref/bench.py --device cuda), then ptxrun's timed
-#    updates and PyTorch's torch.cuda.max_memory_allocated at the same shapes,
+#    updates both ways (each program replayed as one CUDA graph, the default,
+#    and every step launched directly, SLC_CUDA_GRAPHS=0: s/update and
+#    kernels vs launches queued per update) and PyTorch's torch.cuda.max_memory_allocated at the same shapes,
 #    and the roofline model's prediction for this GPU beside the measured
 #    profile, kernel by kernel (slc bench --predict / --profile).
 # 5. transformers' LlamaForCausalLM.from_pretrained of an slc export.
@@ -104,7 +106,8 @@ for s in gpucheck/bench-*/session.json; do
 		status=1
 		echo "FAILED"
 	fi
-	run "ptxrun's timed updates: $name" 120 "$s"
+	run "ptxrun's timed updates, CUDA graphs (one launch per program run): $name" 120 "$s"
+	SLC_CUDA_GRAPHS=0 run "ptxrun's timed updates, direct launches (SLC_CUDA_GRAPHS=0): $name" 120 "$s"
 	predict_vs_measured "$name" "$(dirname "$s")/m.slc"
 	tdt=$dtype
 	case $dtype in f32) tdt=float32 ;; bf16) tdt=bfloat16 ;; esac

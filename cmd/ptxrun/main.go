@@ -139,6 +139,9 @@ func run(path string) error {
 	if d := rt.Device(); d != nil {
 		fmt.Fprintf(os.Stderr, "ptxrun: %s\n", d.Name())
 	}
+	if err := rt.GraphErr(); err != nil {
+		fmt.Fprintf(os.Stderr, "ptxrun: CUDA graphs off: %v\n", err)
+	}
 	types := map[string]ir.Type{}
 	for _, name := range rt.StateNames() {
 		if types[name], err = rt.StateType(name); err != nil {
@@ -303,6 +306,20 @@ func bench(rt *runtime.Runtime, b *Bench) error {
 	if b.PeakTFLOPS > 0 {
 		line += fmt.Sprintf(", MFU %.1f%% of %.0f TFLOP/s", 100*tf/b.PeakTFLOPS, b.PeakTFLOPS)
 	}
+	// Launches per update: the kernels (train_step's per micro-batch, then
+	// update's) and what the host queued for them (one per program run
+	// where a CUDA graph replays it; runtime's SLC_CUDA_GRAPHS=0 turns
+	// graphs off).
+	ts, tq, _ := rt.Launches("train_step")
+	us, uq, _ := rt.Launches("update")
+	how := "direct launches"
+	if tq < ts || uq < us {
+		how = "CUDA graphs"
+	} else if err := rt.GraphErr(); err != nil {
+		how += "; " + err.Error()
+	}
+	line += fmt.Sprintf(", %d kernels per update (train_step %d × %d + update %d), %d launches queued (%s)",
+		accum*ts+us, ts, accum, us, accum*tq+uq, how)
 	fmt.Println(line)
 	return nil
 }

@@ -131,6 +131,7 @@ func (e *Emitter) kernel(name string, params []param, emit func(k *kfn) error) e
 	e.b.Br(done)
 	e.ab.Br(start)
 
+	e.firsts[name] = first
 	return e.be.export(k, name, params, slot, first)
 }
 

@@ -225,6 +225,7 @@ type Emitter struct {
 	// it (MultiTensor).
 	capture *captured
 	mtDone  map[string]string     // multi-tensor kernels by their groups' signatures
+	firsts  map[string][]int      // each kernel's body parameters' first arguments (Instances)
 	gemms   map[string]cpu.Kernel // by GEMM spec
 	tables  map[string]*table     // constant tables by name
 	decls   map[string]llvm.Function
@@ -247,6 +248,7 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 		done:     map[string]*Lowering{},
 		launches: map[string]Launch{},
 		mtDone:   map[string]string{},
+		firsts:   map[string][]int{},
 		gemms:    map[string]cpu.Kernel{},
 		tables:   map[string]*table{},
 		decls:    map[string]llvm.Function{},

@@ -1,7 +1,8 @@
 // Package cudadrv is a minimal binding of the CUDA driver API, loaded at run
 // time from libcuda.so.1 (no CUDA toolkit or headers at build time), for the
 // runtime's cuda device: load a PTX module, allocate and copy device memory,
-// launch kernels in order on the legacy default stream, synchronize. The driver's types are declared here
+// launch kernels in order on the legacy default stream (or on a stream of
+// its own, captured once into a CUDA graph and replayed), synchronize. The driver's types are declared here
 // from its documented ABI (CUdeviceptr is 64-bit, handles are pointers).
 package cudadrv
 
@@ -36,6 +37,15 @@ static CUresult (*p_cuMemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
 static CUresult (*p_cuMemGetInfo)(size_t *, size_t *);
 static CUresult (*p_cuDriverGetVersion)(int *);
 static CUresult (*p_cuModuleUnload)(void *);
+// CUDA graphs (optional: a driver without them launches directly).
+static CUresult (*p_cuStreamCreate)(void **, unsigned);
+static CUresult (*p_cuStreamDestroy)(void *);
+static CUresult (*p_cuStreamBeginCapture)(void *, int);
+static CUresult (*p_cuStreamEndCapture)(void *, void **);
+static CUresult (*p_cuGraphInstantiateWithFlags)(void **, void *, unsigned long long);
+static CUresult (*p_cuGraphLaunch)(void *, void *);
+static CUresult (*p_cuGraphExecDestroy)(void *);
+static CUresult (*p_cuGraphDestroy)(void *);
 
 static const char *load(void) {
 	h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -61,6 +71,20 @@ static const char *load(void) {
 	SYM(cuMemGetInfo, "cuMemGetInfo_v2")
 	SYM(cuDriverGetVersion, "cuDriverGetVersion")
 	SYM(cuModuleUnload, "cuModuleUnload")
+	return 0;
+}
+
+// load_graphs resolves the graph entry points (CUDA 11.4's
+// cuGraphInstantiateWithFlags the newest); 0 when the driver has them all.
+static const char *load_graphs(void) {
+	SYM(cuStreamCreate, "cuStreamCreate")
+	SYM(cuStreamDestroy, "cuStreamDestroy_v2")
+	SYM(cuStreamBeginCapture, "cuStreamBeginCapture_v2")
+	SYM(cuStreamEndCapture, "cuStreamEndCapture")
+	SYM(cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags")
+	SYM(cuGraphLaunch, "cuGraphLaunch")
+	SYM(cuGraphExecDestroy, "cuGraphExecDestroy")
+	SYM(cuGraphDestroy, "cuGraphDestroy")
 	return 0;
 }
 
@@ -93,6 +117,24 @@ static CUresult c_launch3(void *f, unsigned grid, unsigned block, unsigned share
 	void *params[3] = {&a, &b, &c};
 	return p_cuLaunchKernel(f, grid, 1, 1, block, 1, 1, shared, 0, params, 0);
 }
+static CUresult c_launch3_on(void *stream, void *f, unsigned grid, unsigned block, unsigned shared, uint64_t a, uint64_t b, uint64_t c) {
+	void *params[3] = {&a, &b, &c};
+	return p_cuLaunchKernel(f, grid, 1, 1, block, 1, 1, shared, stream, params, 0);
+}
+// A blocking stream (flags 0): it orders itself with the legacy default
+// stream, where copies run, both ways.
+static CUresult c_stream(void **s) { return p_cuStreamCreate(s, 0); }
+static CUresult c_stream_destroy(void *s) { return p_cuStreamDestroy(s); }
+// Relaxed capture (mode 2): the capturing goroutine's C calls may run on
+// different OS threads.
+static CUresult c_begin_capture(void *s) { return p_cuStreamBeginCapture(s, 2); }
+static CUresult c_end_capture(void *s, void **g) { return p_cuStreamEndCapture(s, g); }
+static CUresult c_instantiate(void **e, void *g) { return p_cuGraphInstantiateWithFlags(e, g, 0); }
+static CUresult c_graph_launch(void *e, void *s) { return p_cuGraphLaunch(e, s); }
+static CUresult c_graph_destroy(void *e, void *g) {
+	CUresult r = e ? p_cuGraphExecDestroy(e) : 0, r2 = g ? p_cuGraphDestroy(g) : 0;
+	return r ? r : r2;
+}
 static CUresult c_sync(void) { return p_cuCtxSynchronize(); }
 static CUresult c_attr(int *v, int attr, int dev) { return p_cuDeviceGetAttribute(v, attr, dev); }
 static CUresult c_meminfo(size_t *free, size_t *total) { return p_cuMemGetInfo(free, total); }
@@ -109,8 +151,9 @@ import (
 )
 
 var (
-	loadOnce sync.Once
-	loadErr  error
+	loadOnce  sync.Once
+	loadErr   error
+	graphsErr error // why the driver cannot capture graphs; nil when it can
 )
 
 // Device is the first CUDA device with its primary context current.
@@ -139,6 +182,10 @@ func Open() (*Device, error) {
 	loadOnce.Do(func() {
 		if msg := C.load(); msg != nil {
 			loadErr = fmt.Errorf("no CUDA driver (%s)", C.GoString(msg))
+			return
+		}
+		if msg := C.load_graphs(); msg != nil {
+			graphsErr = fmt.Errorf("no CUDA graphs in this driver (%s)", C.GoString(msg))
 		}
 	})
 	if loadErr != nil {
@@ -266,3 +313,79 @@ func Launch3(f Function, grid, block, shared int, a, b, c uint64) error {
 // Sync waits for every queued launch and copy; a kernel's fault surfaces
 // here.
 func Sync() error { return check("kernel execution", C.c_sync()) }
+
+// Stream is a CUDA stream of the driver's; the zero Stream is the legacy
+// default stream.
+type Stream struct{ s unsafe.Pointer }
+
+// Launch3On is Launch3 on stream s (captured into s's graph while s
+// captures).
+func Launch3On(s Stream, f Function, grid, block, shared int, a, b, c uint64) error {
+	if f.f == nil {
+		return errors.New("CUDA launch: no kernel")
+	}
+	return check("launch", C.c_launch3_on(s.s, f.f, C.unsigned(grid), C.unsigned(block), C.unsigned(shared), C.uint64_t(a), C.uint64_t(b), C.uint64_t(c)))
+}
+
+// GraphsSupported returns nil when the driver has the CUDA graph entry
+// points (stream capture, cuGraphInstantiateWithFlags, cuGraphLaunch), else
+// why not. Call it after Open.
+func GraphsSupported() error {
+	if loadErr != nil {
+		return loadErr
+	}
+	return graphsErr
+}
+
+// NewStream creates a blocking stream: work on it and on the legacy default
+// stream (Launch3, the copies) is ordered both ways.
+func NewStream() (Stream, error) {
+	if err := GraphsSupported(); err != nil {
+		return Stream{}, err
+	}
+	var s unsafe.Pointer
+	err := check("stream create", C.c_stream(&s))
+	return Stream{s}, err
+}
+
+// Destroy releases s.
+func (s Stream) Destroy() error { return check("stream destroy", C.c_stream_destroy(s.s)) }
+
+// BeginCapture starts capturing s: launches on it are recorded into a
+// graph, not run, until EndCapture.
+func (s Stream) BeginCapture() error {
+	return check("stream capture", C.c_begin_capture(s.s))
+}
+
+// Graph is an instantiated CUDA graph.
+type Graph struct{ g, exec unsafe.Pointer }
+
+// EndCapture ends s's capture and instantiates what it recorded. The
+// capture ends even when it fails (the stream is usable again).
+func (s Stream) EndCapture() (*Graph, error) {
+	var g unsafe.Pointer
+	if err := check("end of stream capture", C.c_end_capture(s.s, &g)); err != nil {
+		if g != nil {
+			C.c_graph_destroy(nil, g)
+		}
+		return nil, err
+	}
+	var e unsafe.Pointer
+	if err := check("graph instantiate", C.c_instantiate(&e, g)); err != nil {
+		C.c_graph_destroy(nil, g)
+		return nil, err
+	}
+	return &Graph{g: g, exec: e}, nil
+}
+
+// Launch queues the whole graph on s; it does not wait (Sync does).
+func (g *Graph) Launch(s Stream) error {
+	return check("graph launch", C.c_graph_launch(g.exec, s.s))
+}
+
+// Destroy releases the graph.
+func (g *Graph) Destroy() error {
+	err := check("graph destroy", C.c_graph_destroy(g.exec, g.g))
+	g.exec, g.g = nil, nil
+	return err
+}
