@@ -831,7 +831,7 @@ func (t *Trainer) save(dir string) error {
 		Epoch: pos.Epoch, RowIndex: pos.Index, DataPosition: pos.Stream, Seed: t.opt.Seed, LR: t.lastLR,
 		ElapsedSeconds: t.elapsed(), Args: t.opt.Args,
 	}
-	c, err := checkpoint.FromRuntime(t.rt, st)
+	c, err := checkpoint.StreamFromRuntime(t.rt, st)
 	if err != nil {
 		return err
 	}
