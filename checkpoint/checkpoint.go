@@ -117,6 +117,9 @@ type Checkpoint struct {
 	// Unverified is set by Load for a checkpoint saved without checksums (by
 	// an slc older than them): its files could not be checked.
 	Unverified bool
+	// source, set by StreamFromRuntime, reads the tensors' bytes while Save
+	// writes them (Model's and Optimizer's tensors then have no Data).
+	source *stateSource
 }
 
 // knownFiles are the only entries Save will replace in an existing directory.
@@ -130,10 +133,12 @@ func (c *Checkpoint) check() error {
 	if c.Model == nil {
 		return errors.New("checkpoint has no model tensors")
 	}
-	if err := c.Model.Check(); err != nil {
+	// A streamed checkpoint's tensors have no Data yet: EncodeFunc checks
+	// their names, dtypes and shapes before it writes the file.
+	if err := c.Model.Check(); err != nil && c.source == nil {
 		return fmt.Errorf("%s: %w", ModelFile, err)
 	}
-	if c.Optimizer != nil {
+	if c.Optimizer != nil && c.source == nil {
 		if err := c.Optimizer.Check(); err != nil {
 			return fmt.Errorf("%s: %w", OptimizerFile, err)
 		}
@@ -265,8 +270,8 @@ func save(dir string, c *Checkpoint, hook func(step string) error) error {
 		opt = &safetensors.File{}
 	}
 	files := []DirFile{
-		{ModelFile, func(w io.Writer) error { return safetensors.Encode(w, withFormat(c.Model)) }},
-		{OptimizerFile, func(w io.Writer) error { return safetensors.Encode(w, withFormat(opt)) }},
+		{ModelFile, func(w io.Writer) error { return c.encode(w, withFormat(c.Model)) }},
+		{OptimizerFile, func(w io.Writer) error { return c.encode(w, withFormat(opt)) }},
 		{ConfigFile, WriteBytes(c.Config)},
 	}
 	if slJSON != nil {
@@ -297,6 +302,15 @@ func save(dir string, c *Checkpoint, hook func(step string) error) error {
 		return fmt.Errorf("saving checkpoint %s: %w", dir, err)
 	}
 	return nil
+}
+
+// encode writes one of c's safetensors files: from the tensors' Data, or for
+// a streamed checkpoint tensor by tensor from the runtime.
+func (c *Checkpoint) encode(w io.Writer, f *safetensors.File) error {
+	if c.source == nil {
+		return safetensors.Encode(w, f)
+	}
+	return safetensors.EncodeFunc(w, f, c.source.data(f))
 }
 
 // withFormat returns f with the metadata HF's loaders expect ("format": "pt").

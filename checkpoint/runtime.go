@@ -84,6 +84,21 @@ func runtimeState(rt Runtime) (model, opt, accum []string, err error) {
 // SLTrainConfig). Gradient accumulators are left out: they are zero between
 // updates. st is stored as the training state.
 func FromRuntime(rt Runtime, st TrainingState) (*Checkpoint, error) {
+	return fromRuntime(rt, st, false)
+}
+
+// StreamFromRuntime is FromRuntime for saving without a second copy of the
+// state: the checkpoint's tensors carry their names, dtypes and shapes but no
+// Data, and Save reads each from rt only when its turn comes, into one buffer
+// reused for all of them (the largest tensor's size), hashing it as it
+// writes. Saving a model therefore costs one tensor's bytes, not the model's
+// and its optimizer state's. The checkpoint is for Save only, and rt's state
+// must not change until Save returns.
+func StreamFromRuntime(rt Runtime, st TrainingState) (*Checkpoint, error) {
+	return fromRuntime(rt, st, true)
+}
+
+func fromRuntime(rt Runtime, st TrainingState, stream bool) (*Checkpoint, error) {
 	model, opt, _, err := runtimeState(rt)
 	if err != nil {
 		return nil, err
@@ -94,12 +109,20 @@ func FromRuntime(rt Runtime, st TrainingState) (*Checkpoint, error) {
 		file  *safetensors.File
 	}{{model, c.Model}, {opt, c.Optimizer}} {
 		for _, n := range set.names {
-			t, err := rt.State(n)
+			var t runtime.Tensor
+			if stream {
+				t.Type, err = rt.StateType(n)
+			} else {
+				t, err = rt.State(n)
+			}
 			if err != nil {
 				return nil, err
 			}
 			set.file.Tensors = append(set.file.Tensors, safetensors.Tensor{Name: n, DType: t.Type.DType, Shape: t.Type.Shape, Data: t.Data})
 		}
+	}
+	if stream {
+		c.source = &stateSource{rt: rt}
 	}
 	meta := rt.Module().Meta
 	cfg := meta["model_config"]
@@ -238,4 +261,41 @@ func ToRuntime(c *Checkpoint, rt Runtime) error {
 		}
 	}
 	return nil
+}
+
+// stateReader is the runtime's copy of one state tensor into the caller's
+// buffer (*runtime.Runtime's ReadState). A Runtime without it is read with
+// State, still one tensor at a time.
+type stateReader interface {
+	ReadState(name string, dst []byte) error
+}
+
+// stateSource gives Save the bytes of a streamed checkpoint's tensors, read
+// from the runtime when each is written, into one reused buffer.
+type stateSource struct {
+	rt  Runtime
+	buf []byte
+}
+
+// data returns the function safetensors.EncodeFunc calls for tensor i of f.
+// The bytes it returns are valid until its next call.
+func (s *stateSource) data(f *safetensors.File) func(i int) ([]byte, error) {
+	return func(i int) ([]byte, error) {
+		t := &f.Tensors[i]
+		r, ok := s.rt.(stateReader)
+		if !ok {
+			st, err := s.rt.State(t.Name)
+			return st.Data, err
+		}
+		n := t.NumElements() * int64(t.DType.Size())
+		if int64(cap(s.buf)) < n {
+			s.buf = nil // let the smaller one go before the larger is made
+			s.buf = make([]byte, n)
+		}
+		b := s.buf[:n]
+		if err := r.ReadState(t.Name, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
 }

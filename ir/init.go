@@ -156,6 +156,56 @@ func Fill[E float32 | float64 | int32 | int64](in *Init, dst []E) error {
 	return nil
 }
 
+// FillChunks draws the n initial values of in in order, in float64, and
+// hands them to put in consecutive pieces of at most len(buf) values (put's
+// vals is buf, reused): the values Fill[float64] writes, without a buffer of
+// the whole tensor, for a caller that rounds them to an element type Fill
+// does not write (bf16, f16, u8). buf must not be empty.
+func FillChunks(in *Init, n int, buf []float64, put func(off int, vals []float64)) error {
+	if len(buf) == 0 {
+		return fmt.Errorf("FillChunks needs a buffer")
+	}
+	var idx []int64
+	var r *RNG
+	switch in.Kind {
+	case InitZeros, InitOnes:
+	case InitNormal, InitUniform:
+		r = NewRNG(in.Seed)
+	case InitExplicit:
+		if len(in.Data) != n {
+			return fmt.Errorf("explicit init has %d values for %d elements", len(in.Data), n)
+		}
+	case InitSupport:
+		var err error
+		if idx, err = Support(in.Seed, in.Total, int64(n)); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("invalid init kind %v", in.Kind)
+	}
+	for off := 0; off < n; off += len(buf) {
+		vals := buf[:min(len(buf), n-off)]
+		for i := range vals {
+			switch in.Kind {
+			case InitZeros:
+				vals[i] = 0
+			case InitOnes:
+				vals[i] = 1
+			case InitNormal:
+				vals[i] = in.Mean + in.Std*r.Normal()
+			case InitUniform:
+				vals[i] = in.Low + (in.High-in.Low)*r.Float64()
+			case InitExplicit:
+				vals[i] = in.Data[off+i]
+			case InitSupport:
+				vals[i] = float64(idx[off+i])
+			}
+		}
+		put(off, vals)
+	}
+	return nil
+}
+
 // Support draws count distinct indices uniformly from [0, total) and returns them
 // sorted: the same set as the first count entries of a uniform random permutation,
 // but in O(count) memory (Floyd's sampling), so a 7B model's supports stay cheap.

@@ -95,9 +95,15 @@ func adam8bitStep(u *updateBuilder, P *ir.Input, p, g string) error {
 	quant := func(op, x, a string) string {
 		return u.cast(b.Unary(op, b.Div(x, safe(a))), ir.U8)
 	}
-	p1 := step(blocks(u.toCT(p)), m1, v1)
-	p1 = b.Reshape(b.Slice(b.Reshape(p1, nb*adam8bitBlock), 0, 0, n), P.Type.Shape...)
-	u.set(p, p1)
+	// Rounded to p's dtype before it is reshaped back (and its padding cut):
+	// the same values as rounding after, but the reshaped copies a large
+	// tensor's update makes (1B's lm_head: 250 MiB each in f32) are in
+	// p's dtype; with no padding there is no Slice to copy.
+	p1 := b.Reshape(u.cast(step(blocks(u.toCT(p)), m1, v1), P.Type.DType), nb*adam8bitBlock)
+	if pad > 0 {
+		p1 = b.Slice(p1, 0, 0, n)
+	}
+	u.set(p, b.Reshape(p1, P.Type.Shape...))
 	u.set(q1, quant("Quant8Signed", m1, am1))
 	u.set(a1, am1)
 	u.set(q2, quant("Quant8Unsigned", v1, am2))

@@ -74,24 +74,21 @@ func fill(t ir.Type, dst []byte, init *ir.Init) error {
 	case ir.I64:
 		return ir.Fill(init, unsafe.Slice((*int64)(p), n))
 	case ir.U8:
-		tmp := make([]int32, n)
-		if err := ir.Fill(init, tmp); err != nil {
-			return err
-		}
-		for i, x := range tmp {
-			dst[i] = uint8(x)
-		}
-		return nil
+		// As Fill[int32] converts each value, then to 8 bits.
+		return ir.FillChunks(init, n, fillBuffer(n), func(off int, vals []float64) {
+			for i, x := range vals {
+				dst[off+i] = uint8(int32(x))
+			}
+		})
 	case ir.BF16, ir.F16:
-		// Drawn in float64 and rounded once, as the interpreter does.
-		tmp := make([]float64, n)
-		if err := ir.Fill(init, tmp); err != nil {
-			return err
-		}
-		for i, x := range tmp {
-			putFloat(dst, t.DType, i, x)
-		}
-		return nil
+		// Drawn in float64 and rounded once, as the interpreter does; in
+		// pieces, so that a large tensor's initialisation holds no float64
+		// copy of it (a 1B model's embedding would take 0.5 GB).
+		return ir.FillChunks(init, n, fillBuffer(n), func(off int, vals []float64) {
+			for i, x := range vals {
+				putFloat(dst, t.DType, off+i, x)
+			}
+		})
 	}
 	return fmt.Errorf("cannot initialise a %v tensor", t.DType)
 }
@@ -217,3 +214,10 @@ func (r *Runtime) SetStateInt64(name string, values []int64) error {
 	copy(dst, tmp)
 	return r.commit(b, dst)
 }
+
+// fillChunk is how many float64 values fill draws at a time for the element
+// types it rounds from float64 (512 KiB).
+const fillChunk = 1 << 16
+
+// fillBuffer returns fill's float64 buffer for n elements.
+func fillBuffer(n int) []float64 { return make([]float64, min(n, fillChunk)) }
