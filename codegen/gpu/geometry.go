@@ -56,7 +56,7 @@ const spreadSMs = 132
 // spreadSMs blocks of GPUBlock takes smaller blocks (whole warps, at
 // least one), so that its threads spread over the SMs instead of filling a
 // few (llama_60m's sparse products, 512 threads: 16 blocks of 32, not 2
-// of 256).
+// of 256). A kernel that sets Work.MaxBlocks gets at most that many.
 func LaunchOf(w kernel.Work) Launch {
 	block := int64(GPUBlock)
 	if w.Blocks == 0 && w.Threads < spreadSMs*GPUBlock {
@@ -64,5 +64,8 @@ func LaunchOf(w kernel.Work) Launch {
 		block = min(GPUBlock, max(32, (per+31)/32*32))
 	}
 	grid := max(w.Blocks, (w.Threads+block-1)/block)
+	if w.MaxBlocks > 0 {
+		grid = min(grid, w.MaxBlocks)
+	}
 	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: int(block), Scratch: w.Scratch, Flops: w.Flops, Bytes: w.Bytes, TensorCore: w.MMA}
 }

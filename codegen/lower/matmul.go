@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -345,8 +346,14 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		// 2. W.flat[index[j]] += values[j], threads by rows of W.
 		sName := name + "_s"
 		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false)}, func(k *kfn) error {
-			_, _, err := k.scatterRows(vt, idx.DType, out, in, nnz)
-			return err
+			scatter := func() error {
+				_, _, err := k.scatterRows(vt, idx.DType, out, in, nnz)
+				return err
+			}
+			if e.tr.sortedSparse {
+				return k.scatterSupport(vt, idx.DType, out, in, nnz, nil, scatter)
+			}
+			return scatter()
 		})
 		if err != nil {
 			return nil, err
@@ -543,9 +550,16 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		sName := name + "_s"
 		vt, _ := e.storageType(v.DType)
 		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false), buf(Wb, false)}, func(k *kfn) error {
-			lo, hi, err := k.scatterRows(vt, idx.DType, out, in, nnz)
-			k.Loop(lo, hi, func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) })
-			return err
+			scatter := func() error {
+				lo, hi, err := k.scatterRows(vt, idx.DType, out, in, nnz)
+				k.Loop(lo, hi, func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) })
+				return err
+			}
+			if e.tr.sortedSparse {
+				round := func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) }
+				return k.scatterSupport(vt, idx.DType, out, in, nnz, round, scatter)
+			}
+			return scatter()
 		})
 		if err != nil {
 			return nil, err
@@ -623,6 +637,18 @@ func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, h
 		})
 	})
 	return lo, hi, err
+}
+
+// scatterSupport is scatterRows on the cuda device (codegen/gpu's
+// ScatterSupport): rows of W by the sorted index's runs, finish (when
+// non-nil) called for every element of W once it is complete; fallback,
+// the CPU's mapping, where the index is not sorted.
+func (k *kfn) scatterSupport(vt llvm.Type, idx ir.DType, out, in, nnz int64, finish func(i llvm.Value), fallback func() error) error {
+	it, err := k.e.scalarType(idx)
+	if err != nil || !idx.IsInt() {
+		return fmt.Errorf("index dtype %v is not an integer type", idx)
+	}
+	return k.e.dev.ScatterSupport(k.Fn, gpu.Index{P: k.P[1], T: it, N: nnz}, k.P[0], vt, k.P[2], out, in, finish, fallback)
 }
 
 // sparseProduct defines kernel name: y[rows, out] += x[rows, in]·Sᵀ (y f32;
