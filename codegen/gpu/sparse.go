@@ -1,6 +1,8 @@
 package gpu
 
 import (
+	"fmt"
+
 	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 )
@@ -220,4 +222,158 @@ func (k *kfn) unsorted(sorted llvm.Value, fallback func() error) error {
 	var ferr error
 	k.When(k.B.Xor(sorted, llvm.ConstInt(k.e.Ctx.Int1Type(), 1), ""), func() { ferr = fallback() })
 	return ferr
+}
+
+// sparseShared is the static shared memory SparseProduct may take: its x
+// tile and its row pointers, within the 48 KB every sm_80/sm_90 block has
+// without opting in (the GEMMs' tiles are other kernels').
+const sparseShared = 40 << 10
+
+// sparseTokens is the most token rows SparseProduct's block holds in its x
+// tile: each of an output row's entries (its value and column loaded once)
+// then serves that many tokens from registers.
+const sparseTokens = 8
+
+// sparseProductTiling is SparseProduct's choice for a product over in
+// features and out output rows: whether the row pointers are cached in
+// shared memory, and how many tokens a block's x tile holds (0: no tile,
+// x read from global memory a token at a time).
+func sparseProductTiling(in, out, nnz int64) (cache bool, tokens int64) {
+	ptrBytes := 4 * (out + 1)
+	cache = ptrBytes <= sparseShared/2 && nnz < 1<<31
+	avail := int64(sparseShared)
+	if cache {
+		avail -= ptrBytes
+	}
+	return cache, min(avail/(4*max(in, 1)), sparseTokens)
+}
+
+// SparseProduct is y[rows, out] += x[rows, in]·Sᵀ (x of storage xt, the
+// values of vt, y f32) with S zero but S.flat[ix[j]] = vals[j], indices
+// outside S skipped.
+//
+// With a sorted index, blocks take groups of tokens (rows of x) round-robin,
+// each after the block has checked the index and cached its row pointers
+// (the first entry of each output row, by binary search) in shared memory
+// once: the group's rows of x are staged in shared memory as f32 (one
+// coalesced pass), then the threads take output rows o strided and walk
+// their entries (o's run of the index) once, each entry's value and column
+// serving all the group's tokens from register accumulators; y[t, o] gets
+// the sum (consecutive threads, consecutive o: coalesced). Every y[t, o]
+// is one thread's sum in index order from zero, added once: the bits do
+// not depend on the launch. An unsorted index takes the fallback: tokens
+// grid-stride, each adding every entry's product into its row of y.
+func (e *Backend) SparseProduct(k *kernel.Fn, ix Index, x llvm.Value, xt llvm.Type, vals llvm.Value, vt llvm.Type, y llvm.Value, rows, in, out int64) error {
+	g := e.fn(k)
+	b, f32, i32 := g.B, e.F32, e.I32
+	hw, err := g.blockRegs()
+	if err != nil {
+		return err
+	}
+	cache, tb := sparseProductTiling(in, out, ix.N)
+	tokens := max(tb, 1)
+	groups := (rows + tokens - 1) / tokens
+	g.capBlocks(groups)
+	g.Work.Flops += 2 * rows * ix.N
+	sorted, err := g.sortedIndex(hw, ix)
+	if err != nil {
+		return err
+	}
+	var ferr error
+	g.When(sorted, func() {
+		var rowptr llvm.Value
+		if cache {
+			rowptr = e.sharedArray(fmt.Sprintf("slc_sparse_rowptr_%d", out+1), i32, int(out+1))
+			g.rowStride(hw, g.C64(out+1), func(o llvm.Value) {
+				g.StoreAt(b.Trunc(g.lowerBound(ix, g.Mulc(o, in)), i32, ""), i32, rowptr, o)
+			})
+		}
+		bounds := func(o llvm.Value) (lo, hi llvm.Value) {
+			if cache {
+				return b.SExt(g.LoadAt(i32, rowptr, o), e.I64, ""), b.SExt(g.LoadAt(i32, rowptr, g.Addc(o, 1)), e.I64, "")
+			}
+			base := g.Mulc(o, in)
+			return g.lowerBound(ix, base), g.lowerBound(ix, g.Addc(base, in))
+		}
+		var xs llvm.Value
+		if tb > 0 {
+			xs = e.sharedArray(fmt.Sprintf("slc_sparse_x_%d", tb*in), f32, int(tb*in))
+		}
+		zero := llvm.ConstFloat(f32, 0)
+		g.LoopStep(hw.Bx, g.C64(groups), hw.Nb, func(grp llvm.Value) {
+			r0 := g.Mulc(grp, tokens)
+			nr := g.Min(g.C64(tokens), g.Sub(g.C64(rows), r0)) // the group's tokens
+			// xAt is x[r0+t, c] as f32, for t < nr.
+			xAt := func(t int64, c llvm.Value) llvm.Value {
+				if tb > 0 {
+					return g.LoadAt(f32, xs, g.Addc(c, t*in))
+				}
+				return g.LoadAt(xt, x, g.Add(g.Mulc(g.Addc(r0, t), in), c))
+			}
+			if err := g.barrier(); err != nil { // the last group's readers are done; the row pointers are written
+				ferr = err
+				return
+			}
+			if tb > 0 {
+				g.rowStride(hw, g.C64(tb*in), func(l llvm.Value) {
+					valid := b.ICmp(llvm.IntSLT, g.Divc(l, in), nr, "")
+					src := b.Select(valid, g.Add(g.Mulc(r0, in), l), g.C64(0), "")
+					g.StoreAt(b.Select(valid, g.LoadAt(xt, x, src), zero, ""), f32, xs, l)
+				})
+				if err := g.barrier(); err != nil {
+					ferr = err
+					return
+				}
+			}
+			g.rowStride(hw, g.C64(out), func(o llvm.Value) {
+				lo, hi := bounds(o)
+				base := g.Mulc(o, in)
+				acc := make([]llvm.Value, tokens)
+				for t := range acc {
+					acc[t] = g.Variable(f32, zero)
+				}
+				g.Loop(lo, hi, func(j llvm.Value) {
+					v := g.LoadAt(vt, vals, j)
+					c := g.Sub(g.at(ix, j), base)
+					for t := range acc {
+						if tb == 0 {
+							// x from global memory: rows past the group's
+							// last are not read.
+							t := int64(t)
+							g.When(b.ICmp(llvm.IntSLT, g.C64(t), nr, ""), func() {
+								g.Store(b.FAdd(g.Load(f32, acc[t]), b.FMul(xAt(t, c), v, ""), ""), f32, acc[t])
+							})
+							continue
+						}
+						g.Store(b.FAdd(g.Load(f32, acc[t]), b.FMul(xAt(int64(t), c), v, ""), ""), f32, acc[t])
+					}
+				})
+				for t := range acc {
+					g.When(b.ICmp(llvm.IntSLT, g.C64(int64(t)), nr, ""), func() {
+						p := g.At(f32, y, g.Add(g.Mulc(g.Addc(r0, int64(t)), out), o))
+						g.Store(b.FAdd(g.Load(f32, p), g.Load(f32, acc[t]), ""), f32, p)
+					})
+				}
+			})
+		})
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return g.unsorted(sorted, func() error {
+		g.gridStride(rows, func(r llvm.Value) {
+			g.LoopN(ix.N, func(j llvm.Value) {
+				p := g.at(ix, j)
+				ok := b.And(b.ICmp(llvm.IntSGE, p, g.C64(0), ""), b.ICmp(llvm.IntSLT, p, g.C64(out*in), ""), "")
+				g.When(ok, func() {
+					o := g.Divc(p, in)
+					c := g.Sub(p, g.Mulc(o, in))
+					d := g.At(f32, y, g.Add(g.Mulc(r, out), o))
+					xv := g.LoadAt(xt, x, g.Add(g.Mulc(r, in), c))
+					g.Store(b.FAdd(g.Load(f32, d), b.FMul(xv, g.LoadAt(vt, vals, j), ""), ""), f32, d)
+				})
+			})
+		})
+		return nil
+	})
 }

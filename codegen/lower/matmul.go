@@ -664,14 +664,27 @@ func (k *kfn) scatterSupport(vt llvm.Type, idx ir.DType, out, in, nnz int64, fin
 // sorted index. The block of y is added back at the end. Each row's
 // arithmetic is the same whatever the block and the thread, so the result
 // does not depend on the thread count.
+//
+// On the cuda device (traits.sortedSparse) it is codegen/gpu's
+// SparseProduct instead: the sorted index's row runs, x staged in shared
+// memory, no scratch.
 func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out, nnz int64) (int64, error) {
+	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
+	xs, _ := e.storageType(x.DType)
+	vs, _ := e.storageType(v.DType)
+	if e.tr.sortedSparse {
+		it, err := e.scalarType(idx.DType)
+		if err != nil || !idx.DType.IsInt() {
+			return 0, fmt.Errorf("index dtype %v is not an integer type", idx.DType)
+		}
+		return 0, e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
+			return e.dev.SparseProduct(k.Fn, gpu.Index{P: k.P[2], T: it, N: nnz}, k.P[0], xs, k.P[1], vs, k.P[3], rows, in, out)
+		})
+	}
 	W := int64(max(e.arch.VectorWidth, 4))
 	vt := llvm.VectorType(e.F32, int(W))
 	f32 := e.F32
 	scratch := 64 + 4*W*(in+out)
-	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
-	xs, _ := e.storageType(x.DType)
-	vs, _ := e.storageType(v.DType)
 	err := e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
 		b := k.B
 		k.Work.Flops += 2 * rows * nnz
