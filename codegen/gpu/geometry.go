@@ -16,10 +16,12 @@ import "gitee.com/gidean/conv-linn/codegen/kernel"
 // tensor-core GEMM's tile of work; fewer for a few threads of per-thread
 // work, see launch), as many as the work wants up to MaxGrid (the
 // kernels' loops take any excess in rounds), at least one. The scratch a
-// kernel uses (only those that take per-thread scratch: the sparse
-// product and scatter of an SLTrain layer) is sized per kernel
-// by the caller, which also caps the grid so that the launch's scratch
-// areas fit (codegen's program builder).
+// kernel uses (only those that take per-thread scratch; the SLTrain sparse
+// product and scatters take none on the cuda device, see sparse.go) is
+// sized per kernel by the caller, which also caps the grid so that the
+// launch's scratch areas fit (codegen's program builder). A kernel whose
+// every block repeats fixed work (sparse.go's check of the index) caps its
+// blocks itself (Work.MaxBlocks).
 
 // GPUBlock is the threads per block of a cuda launch (fewer for a small
 // launch of per-thread work).

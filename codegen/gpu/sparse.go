@@ -219,8 +219,12 @@ func (k *kfn) unsorted(sorted llvm.Value, fallback func() error) error {
 	if OmitSparseFallback {
 		return nil
 	}
+	// The work counted is the sorted path's (the support is sorted): the
+	// fallback's scans would only inflate the performance model's figures.
+	flops := k.Work.Flops
 	var ferr error
 	k.When(k.B.Xor(sorted, llvm.ConstInt(k.e.Ctx.Int1Type(), 1), ""), func() { ferr = fallback() })
+	k.Work.Flops = flops
 	return ferr
 }
 
