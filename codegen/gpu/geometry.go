@@ -16,10 +16,12 @@ import "gitee.com/gidean/conv-linn/codegen/kernel"
 // tensor-core GEMM's tile of work; fewer for a few threads of per-thread
 // work, see launch), as many as the work wants up to MaxGrid (the
 // kernels' loops take any excess in rounds), at least one. The scratch a
-// kernel uses (only those that take per-thread scratch: the sparse
-// product and scatter of an SLTrain layer) is sized per kernel
-// by the caller, which also caps the grid so that the launch's scratch
-// areas fit (codegen's program builder).
+// kernel uses (only those that take per-thread scratch; the SLTrain sparse
+// product and scatters take none on the cuda device, see sparse.go) is
+// sized per kernel by the caller, which also caps the grid so that the
+// launch's scratch areas fit (codegen's program builder). A kernel whose
+// every block repeats fixed work (sparse.go's check of the index) caps its
+// blocks itself (Work.MaxBlocks).
 
 // GPUBlock is the threads per block of a cuda launch (fewer for a small
 // launch of per-thread work).
@@ -56,7 +58,7 @@ const spreadSMs = 132
 // spreadSMs blocks of GPUBlock takes smaller blocks (whole warps, at
 // least one), so that its threads spread over the SMs instead of filling a
 // few (llama_60m's sparse products, 512 threads: 16 blocks of 32, not 2
-// of 256).
+// of 256). A kernel that sets Work.MaxBlocks gets at most that many.
 func LaunchOf(w kernel.Work) Launch {
 	block := int64(GPUBlock)
 	if w.Blocks == 0 && w.Threads < spreadSMs*GPUBlock {
@@ -64,5 +66,8 @@ func LaunchOf(w kernel.Work) Launch {
 		block = min(GPUBlock, max(32, (per+31)/32*32))
 	}
 	grid := max(w.Blocks, (w.Threads+block-1)/block)
+	if w.MaxBlocks > 0 {
+		grid = min(grid, w.MaxBlocks)
+	}
 	return Launch{Grid: int(min(max(grid, 1), MaxGrid)), Block: int(block), Scratch: w.Scratch, Flops: w.Flops, Bytes: w.Bytes, TensorCore: w.MMA}
 }

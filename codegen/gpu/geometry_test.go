@@ -23,6 +23,8 @@ func TestLaunchOf(t *testing.T) {
 		{"rows", kernel.Work{Blocks: 300}, 300, GPUBlock},
 		{"rows and a few threads", kernel.Work{Blocks: 3, Threads: 100}, 3, GPUBlock},
 		{"rows and many threads", kernel.Work{Blocks: 3, Threads: 10 * GPUBlock}, 10, GPUBlock},
+		{"a sparse scatter: capped", kernel.Work{Blocks: sparseBlocks, Threads: 1 << 20, MaxBlocks: sparseBlocks}, sparseBlocks, GPUBlock},
+		{"a sparse scatter: few rows", kernel.Work{Blocks: 29, Threads: 29, MaxBlocks: sparseBlocks}, 29, GPUBlock},
 		{"just below the spread", kernel.Work{Threads: spreadSMs*GPUBlock - 1}, spreadSMs, GPUBlock},
 	} {
 		l := LaunchOf(c.w)

@@ -111,4 +111,11 @@ func TestWorkMerge(t *testing.T) {
 	if w != want {
 		t.Errorf("merged %+v, want %+v", w, want)
 	}
+	// MaxBlocks: the tighter cap of the two that set one.
+	w.Merge(Work{MaxBlocks: 300})
+	w.Merge(Work{MaxBlocks: 264})
+	w.Merge(Work{})
+	if w.MaxBlocks != 264 {
+		t.Errorf("merged caps 300, 264 and none: %d, want 264", w.MaxBlocks)
+	}
 }

@@ -40,7 +40,12 @@ type BlockRegs struct{ Tx, Nt, Bx, Nb llvm.Value }
 type Work struct {
 	Threads int64 // independent per-thread units (grid-stride iterations, shares)
 	Blocks  int64 // block-cooperative units (rows, GEMM tiles)
-	Scratch bool  // the body uses its per-thread scratch
+	// MaxBlocks, when > 0, caps the launch's blocks: a kernel whose every
+	// block repeats some fixed work (the sparse kernels' check of their
+	// support, codegen/gpu's sparse.go) takes its units in rounds on fewer
+	// blocks.
+	MaxBlocks int64
+	Scratch   bool // the body uses its per-thread scratch
 	// The work itself, for performance models: floating-point operations
 	// (MMA: on tensor cores) and bytes of the buffers read and written.
 	Flops, Bytes int64
@@ -51,6 +56,9 @@ type Work struct {
 func (w *Work) Merge(o Work) {
 	w.Threads = max(w.Threads, o.Threads)
 	w.Blocks = max(w.Blocks, o.Blocks)
+	if o.MaxBlocks > 0 && (w.MaxBlocks == 0 || o.MaxBlocks < w.MaxBlocks) {
+		w.MaxBlocks = o.MaxBlocks
+	}
 	w.Scratch = w.Scratch || o.Scratch
 	w.Flops += o.Flops
 	w.MMA = w.MMA || o.MMA

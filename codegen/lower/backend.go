@@ -65,6 +65,11 @@ type traits struct {
 	// chunkedXent: the chunked linear cross-entropy (linear_xent.go) is
 	// available.
 	chunkedXent bool
+	// sortedSparse: the scatters of a sparse support (the merged
+	// SLTrain lowering's W += S, ScatterAdd) take the sorted index's row
+	// runs (codegen/gpu's sparse.go), falling back in the kernel to the
+	// CPU's mapping when the index is not sorted.
+	sortedSparse bool
 }
 
 // newBackend picks the backend of opt.Device.
@@ -129,7 +134,7 @@ func (cpuBackend) tableAccessor(e *Emitter, f llvm.Function, sym string, values 
 type gpuBackend struct{ dev *gpu.Backend }
 
 func (gpuBackend) traits() traits {
-	return traits{blockRows: true, coalesce: true, splitSums: true, computeConsts: true}
+	return traits{blockRows: true, coalesce: true, splitSums: true, computeConsts: true, sortedSparse: true}
 }
 func (b gpuBackend) device() *gpu.Backend { return b.dev }
 

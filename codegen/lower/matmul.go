@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"gitee.com/gidean/conv-linn/codegen/cpu"
+	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -345,8 +346,14 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		// 2. W.flat[index[j]] += values[j], threads by rows of W.
 		sName := name + "_s"
 		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false)}, func(k *kfn) error {
-			_, _, err := k.scatterRows(vt, idx.DType, out, in, nnz)
-			return err
+			scatter := func() error {
+				_, _, err := k.scatterRows(vt, idx.DType, out, in, nnz)
+				return err
+			}
+			if e.tr.sortedSparse {
+				return k.scatterSupport(vt, idx.DType, out, in, nnz, nil, scatter)
+			}
+			return scatter()
 		})
 		if err != nil {
 			return nil, err
@@ -543,9 +550,16 @@ func (e *Emitter) lowRankSparseAddMixed(name string, g *Group, l *Lowering, mode
 		sName := name + "_s"
 		vt, _ := e.storageType(v.DType)
 		err := e.kernel(sName, []param{buf(v, true), buf(idx, true), buf(W, false), buf(Wb, false)}, func(k *kfn) error {
-			lo, hi, err := k.scatterRows(vt, idx.DType, out, in, nnz)
-			k.Loop(lo, hi, func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) })
-			return err
+			scatter := func() error {
+				lo, hi, err := k.scatterRows(vt, idx.DType, out, in, nnz)
+				k.Loop(lo, hi, func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) })
+				return err
+			}
+			if e.tr.sortedSparse {
+				round := func(i llvm.Value) { k.StoreAt(k.LoadAt(f32, k.P[2], i), bf16, k.P[3], i) }
+				return k.scatterSupport(vt, idx.DType, out, in, nnz, round, scatter)
+			}
+			return scatter()
 		})
 		if err != nil {
 			return nil, err
@@ -625,6 +639,18 @@ func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, h
 	return lo, hi, err
 }
 
+// scatterSupport is scatterRows on the cuda device (codegen/gpu's
+// ScatterSupport): rows of W by the sorted index's runs, finish (when
+// non-nil) called for every element of W once it is complete; fallback,
+// the CPU's mapping, where the index is not sorted.
+func (k *kfn) scatterSupport(vt llvm.Type, idx ir.DType, out, in, nnz int64, finish func(i llvm.Value), fallback func() error) error {
+	it, err := k.e.scalarType(idx)
+	if err != nil || !idx.IsInt() {
+		return fmt.Errorf("index dtype %v is not an integer type", idx)
+	}
+	return k.e.dev.ScatterSupport(k.Fn, gpu.Index{P: k.P[1], T: it, N: nnz}, k.P[0], vt, k.P[2], out, in, finish, fallback)
+}
+
 // sparseProduct defines kernel name: y[rows, out] += x[rows, in]·Sᵀ (y f32;
 // x and the values f32 or bf16) with S
 // zero except S.flat[index[j]] = values[j] (out-of-range indices skipped),
@@ -638,14 +664,27 @@ func (k *kfn) scatterRows(vt llvm.Type, idx ir.DType, out, in, nnz int64) (lo, h
 // sorted index. The block of y is added back at the end. Each row's
 // arithmetic is the same whatever the block and the thread, so the result
 // does not depend on the thread count.
+//
+// On the cuda device (traits.sortedSparse) it is codegen/gpu's
+// SparseProduct instead: the sorted index's row runs, x staged in shared
+// memory, no scratch.
 func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out, nnz int64) (int64, error) {
+	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
+	xs, _ := e.storageType(x.DType)
+	vs, _ := e.storageType(v.DType)
+	if e.tr.sortedSparse {
+		it, err := e.scalarType(idx.DType)
+		if err != nil || !idx.DType.IsInt() {
+			return 0, fmt.Errorf("index dtype %v is not an integer type", idx.DType)
+		}
+		return 0, e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
+			return e.dev.SparseProduct(k.Fn, gpu.Index{P: k.P[2], T: it, N: nnz}, k.P[0], xs, k.P[1], vs, k.P[3], rows, in, out)
+		})
+	}
 	W := int64(max(e.arch.VectorWidth, 4))
 	vt := llvm.VectorType(e.F32, int(W))
 	f32 := e.F32
 	scratch := 64 + 4*W*(in+out)
-	buf := func(t ir.Type, ro bool) param { return param{bytes: t.Bytes(), readonly: ro, alias: -1} }
-	xs, _ := e.storageType(x.DType)
-	vs, _ := e.storageType(v.DType)
 	err := e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
 		b := k.B
 		k.Work.Flops += 2 * rows * nnz

@@ -3,6 +3,7 @@ package lower
 import (
 	"fmt"
 
+	"gitee.com/gidean/conv-linn/codegen/gpu"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -166,7 +167,9 @@ func (e *Emitter) gather(name string, g *Group) (*Lowering, error) {
 // Threads split the output rows, and each scans all indices in increasing
 // j, adding the rows that fall in its part: no two threads write one row, and
 // repeated indices accumulate in the interpreter's order, so the result does
-// not depend on the thread count. Out-of-range indices are skipped.
+// not depend on the thread count. Out-of-range indices are skipped. On the
+// cuda device a sorted index (an SLTrain support) takes its runs instead
+// (codegen/gpu's sparse.go), and an unsorted one this mapping.
 func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
 	idx := g.Inputs[1].Type
 	y := g.Outputs[0].Type
@@ -179,42 +182,59 @@ func (e *Emitter) scatterAdd(name string, g *Group) (*Lowering, error) {
 	rowLen := numel(y.Shape[1:])
 	J := numel(idx.Shape)
 	err = e.kernel(name, groupParams(g), func(k *kfn) error {
-		var zero llvm.Value
-		if y.DType.IsFloat() {
-			zero = llvm.ConstFloat(t, 0)
-		} else {
-			zero = llvm.ConstInt(t, 0)
-		}
-		r0, r1 := k.Share(rows, max(1, 16/max(rowLen, 1)))
-		k.Loop(k.Mulc(r0, rowLen), k.Mulc(r1, rowLen), func(i llvm.Value) {
-			k.StoreAt(zero, st, k.P[2], i)
-		})
-		var ferr error
-		k.LoopN(J, func(j llvm.Value) {
-			r, err := k.loadIndex(idx.DType, k.P[1], j)
-			if err != nil {
-				ferr = err
-				return
+		if e.tr.sortedSparse {
+			// The cuda device: a sorted index's runs (codegen/gpu's
+			// sparse.go), this mapping where it is not sorted.
+			it, err := e.scalarType(idx.DType)
+			if err != nil || !idx.DType.IsInt() {
+				return fmt.Errorf("index dtype %v is not an integer type", idx.DType)
 			}
-			k.When(k.inRange(r, r0, r1), func() {
-				src := k.At(st, k.P[0], k.Mulc(j, rowLen))
-				dst := k.At(st, k.P[2], k.Mulc(r, rowLen))
-				k.LoopN(rowLen, func(c llvm.Value) {
-					p := k.At(st, dst, c)
-					var s llvm.Value
-					if y.DType.IsFloat() {
-						s = k.B.FAdd(k.Load(st, p), k.LoadAt(st, src, c), "")
-					} else {
-						s = k.B.Add(k.Load(st, p), k.LoadAt(st, src, c), "")
-					}
-					k.Store(s, st, p)
-				})
-			})
-		})
-		return ferr
+			ix := gpu.Index{P: k.P[1], T: it, N: J}
+			return e.dev.ScatterAddSorted(k.Fn, ix, k.P[0], k.P[2], st, y.DType.IsFloat(), rows, rowLen, func() error { return k.scatterAddRows(st, t, y.DType, idx.DType, rows, rowLen, J) })
+		}
+		return k.scatterAddRows(st, t, y.DType, idx.DType, rows, rowLen, J)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &Lowering{Calls: []Call{{Kernel: name, Args: inputsAndOutputs(g)}}}, nil
+}
+
+// scatterAddRows is scatterAdd's body on the CPU (and the cuda device's
+// fallback for an unsorted index): threads split the output rows and each
+// scans every index.
+func (k *kfn) scatterAddRows(st, t llvm.Type, yd, idxd ir.DType, rows, rowLen, J int64) error {
+	var zero llvm.Value
+	if yd.IsFloat() {
+		zero = llvm.ConstFloat(t, 0)
+	} else {
+		zero = llvm.ConstInt(t, 0)
+	}
+	r0, r1 := k.Share(rows, max(1, 16/max(rowLen, 1)))
+	k.Loop(k.Mulc(r0, rowLen), k.Mulc(r1, rowLen), func(i llvm.Value) {
+		k.StoreAt(zero, st, k.P[2], i)
+	})
+	var ferr error
+	k.LoopN(J, func(j llvm.Value) {
+		r, err := k.loadIndex(idxd, k.P[1], j)
+		if err != nil {
+			ferr = err
+			return
+		}
+		k.When(k.inRange(r, r0, r1), func() {
+			src := k.At(st, k.P[0], k.Mulc(j, rowLen))
+			dst := k.At(st, k.P[2], k.Mulc(r, rowLen))
+			k.LoopN(rowLen, func(c llvm.Value) {
+				p := k.At(st, dst, c)
+				var s llvm.Value
+				if yd.IsFloat() {
+					s = k.B.FAdd(k.Load(st, p), k.LoadAt(st, src, c), "")
+				} else {
+					s = k.B.Add(k.Load(st, p), k.LoadAt(st, src, c), "")
+				}
+				k.Store(s, st, p)
+			})
+		})
+	})
+	return ferr
 }

@@ -114,7 +114,9 @@ func (k *kfn) narrow(v llvm.Value, t llvm.Type) llvm.Value {
 // crossEntropy emits SoftmaxCrossEntropy (loss[j] = logsumexp(row j) −
 // row_j[label j]) and its gradient (dlogits[j, v] = (softmax(row j)[v] −
 // [v = label j])·dloss[j]). Threads split the rows; on the GPU blocks take
-// them (block rows, codegen/gpu's rows.go). The log-sum-exp is the
+// them (block rows, codegen/gpu's rows.go), reading the logits once for the
+// maximum and the sum together (the online softmax, codegen/gpu's
+// xent.go) and the gradient once more for its exponentials. The log-sum-exp is the
 // interpreter's: m + log Σ exp(x − m) with an f64 sum, and m itself when m is
 // infinite. A label out of range gives NaN (the interpreter's error). The
 // gradient's softmax is exp(x − m)·(1/Σ), within an f64 ulp of the
@@ -151,30 +153,31 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 		// and the loss stored by thread 0).
 		row := func(hw *kernel.BlockRegs, j llvm.Value) {
 			xp := k.At(t, k.P[0], k.Mulc(j, V))
-			var m llvm.Value
+			var m, total, yp llvm.Value
 			var err error
 			if hw != nil {
-				m, err = k.e.dev.BlockRowMax(k.Fn, *hw, t, V, xp)
+				// One pass over the logits for m and Σ (the online
+				// softmax); the gradient recomputes its exponentials.
+				m, total, err = k.e.dev.BlockRowOnlineExpSum(k.Fn, *hw, t, V, xp, k.exp)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if grad {
+					yp = k.At(ot, k.P[out], k.Mulc(j, V))
+				}
 			} else {
-				m, err = k.rowMax(t, V, xp, 1)
-			}
-			if err != nil {
-				fail(err)
-				return
-			}
-			var yp llvm.Value
-			if grad {
-				yp = k.At(ot, k.P[out], k.Mulc(j, V))
-			}
-			var total llvm.Value
-			if hw != nil {
-				total, err = k.e.dev.BlockRowExpSum(k.Fn, *hw, t, ot, V, xp, yp, m, k.exp)
-			} else {
-				total, err = k.rowExpSum(t, ot, V, xp, yp, 1, m)
-			}
-			if err != nil {
-				fail(err)
-				return
+				if m, err = k.rowMax(t, V, xp, 1); err != nil {
+					fail(err)
+					return
+				}
+				if grad {
+					yp = k.At(ot, k.P[out], k.Mulc(j, V))
+				}
+				if total, err = k.rowExpSum(t, ot, V, xp, yp, 1, m); err != nil {
+					fail(err)
+					return
+				}
 			}
 			mw := k.Widen(m)
 			logS, err := k.callIntrinsic("llvm.log", f64, total)
@@ -213,11 +216,22 @@ func (e *Emitter) crossEntropy(name string, g *Group) (*Lowering, error) {
 			// costs several multiplies, and this loop runs over B·L·V
 			// elements. e·(1/Σ) differs from e/Σ by at most an ulp of f64.
 			inv := b.FDiv(one, total, "")
-			elems := func(body func(l llvm.Value)) { k.LoopN(V, body) }
 			if hw != nil {
-				elems = func(body func(l llvm.Value)) { k.e.dev.RowStride(k.Fn, *hw, k.C64(V), body) } // the thread's own exponentials
+				// exp(x − m) from the logits (one pass fewer than storing
+				// them first), the same exponential as in the sum.
+				k.e.dev.RowStride(k.Fn, *hw, k.C64(V), func(l llvm.Value) {
+					ex, err := k.exp(b.FSub(k.LoadAt(t, xp, l), m, ""))
+					if err != nil {
+						fail(err)
+						return
+					}
+					prob := b.FMul(k.Widen(ex), inv, "")
+					hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
+					k.StoreAt(k.narrow(b.FMul(b.FSub(prob, hot, ""), scale, ""), ot), ot, yp, l)
+				})
+				return
 			}
-			elems(func(l llvm.Value) {
+			k.LoopN(V, func(l llvm.Value) {
 				p := k.At(ot, yp, l)
 				prob := b.FMul(k.Widen(k.Load(ot, p)), inv, "")
 				hot := b.Select(b.ICmp(llvm.IntEQ, l, label, ""), one, zero, "")
