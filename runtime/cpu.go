@@ -113,15 +113,21 @@ func (d *cpuDevice) Load(t artifact.Target, code string) error {
 
 // Resolve finds kernel in the shared object.
 func (d *cpuDevice) Resolve(kernel string) error {
-	if _, ok := d.kernels[kernel]; ok {
-		return nil
+	_, err := d.kernel(kernel)
+	return err
+}
+
+// kernel is kernel's address, looked up in the shared object once.
+func (d *cpuDevice) kernel(name string) (unsafe.Pointer, error) {
+	if fn, ok := d.kernels[name]; ok {
+		return fn, nil
 	}
-	fn, err := d.lib.sym(kernel)
+	fn, err := d.lib.sym(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.kernels[kernel] = fn
-	return nil
+	d.kernels[name] = fn
+	return fn, nil
 }
 
 // Geometry is one block of a thread per worker: every launch without a
@@ -164,7 +170,8 @@ func (d *cpuDevice) Copy(dst, src uint64, n int64) error {
 // Launch queues kernel on the first grid×block threads (all of them at
 // most); shared memory does not exist on the CPU.
 func (d *cpuDevice) Launch(kernel string, grid, block, shared int, args, scratch, stride uint64) error {
-	if err := d.Resolve(kernel); err != nil {
+	fn, err := d.kernel(kernel)
+	if err != nil {
 		return err
 	}
 	if d.n == d.cap {
@@ -172,7 +179,7 @@ func (d *cpuDevice) Launch(kernel string, grid, block, shared int, args, scratch
 			return err
 		}
 	}
-	setStep(d.queue, d.n, d.kernels[kernel], ptrOf(args), ptrOf(scratch), int64(stride), min(grid*block, d.threads))
+	setStep(d.queue, d.n, fn, ptrOf(args), ptrOf(scratch), int64(stride), min(grid*block, d.threads))
 	d.n++
 	return nil
 }

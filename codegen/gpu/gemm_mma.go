@@ -187,38 +187,14 @@ func (e *Backend) mmaGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 				}
 				// sa[mm][kk] = A[m0+mm, k0+kk] (0 outside A).
 				k.LoopStep(hw.Tx, k.C64(mmaM*mmaK), hw.Nt, func(el llvm.Value) {
-					var mm, kk, idx llvm.Value
-					if s.TransA {
-						kk, mm = k.Divc(el, mmaM), k.Remc(el, mmaM)
-					} else {
-						mm, kk = k.Divc(el, mmaK), k.Remc(el, mmaK)
-					}
-					gm, gk := k.Add(m0, mm), k.Add(k0, kk)
-					in := b.And(lt(gm, M), lt(gk, K), "")
-					if s.TransA {
-						idx = k.Add(k.Mulc(gk, M), gm)
-					} else {
-						idx = k.Add(k.Mulc(gm, K), gk)
-					}
+					mm, kk, in, idx := k.stageElement(el, mmaM, mmaK, !s.TransA, m0, k0, M, K)
 					v := bits(k.P[1], b.Select(in, k.Add(aBase, idx), aBase, ""))
 					st := b.Store(b.Select(in, v, zero16, ""), k.At(i16, sa, k.Add(k.Mulc(mm, mmaStride), kk)))
 					st.SetAlignment(2)
 				})
 				// sb[nn][kk] = B[k0+kk, n0+nn] (0 outside B).
 				k.LoopStep(hw.Tx, k.C64(mmaK*mmaN), hw.Nt, func(el llvm.Value) {
-					var nn, kk, idx llvm.Value
-					if s.TransB {
-						nn, kk = k.Divc(el, mmaK), k.Remc(el, mmaK)
-					} else {
-						kk, nn = k.Divc(el, mmaN), k.Remc(el, mmaN)
-					}
-					gn, gk := k.Add(n0, nn), k.Add(k0, kk)
-					in := b.And(lt(gn, N), lt(gk, K), "")
-					if s.TransB {
-						idx = k.Add(k.Mulc(gn, K), gk)
-					} else {
-						idx = k.Add(k.Mulc(gk, N), gn)
-					}
+					nn, kk, in, idx := k.stageElement(el, mmaN, mmaK, s.TransB, n0, k0, N, K)
 					v := bits(k.P[2], b.Select(in, k.Add(bBase, idx), bBase, ""))
 					st := b.Store(b.Select(in, v, zero16, ""), k.At(i16, sb, k.Add(k.Mulc(nn, mmaStride), kk)))
 					st.SetAlignment(2)

@@ -283,37 +283,13 @@ func (e *Backend) tiledGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 				}
 				// The A tile: as[kk][mm] = A[m0+mm, k0+kk] (0 outside A).
 				k.LoopStep(hw.Tx, k.C64(TileM*TileK), hw.Nt, func(el llvm.Value) {
-					var mm, kk, idx llvm.Value
-					if s.TransA { // A stored [K, M]: rows of M
-						kk, mm = k.Divc(el, TileM), k.Remc(el, TileM)
-					} else {
-						mm, kk = k.Divc(el, TileK), k.Remc(el, TileK)
-					}
-					gm, gk := k.Add(m0, mm), k.Add(k0, kk)
-					in := b.And(lt(gm, M), lt(gk, K), "")
-					if s.TransA {
-						idx = k.Add(k.Mulc(gk, M), gm)
-					} else {
-						idx = k.Add(k.Mulc(gm, K), gk)
-					}
+					mm, kk, in, idx := k.stageElement(el, TileM, TileK, !s.TransA, m0, k0, M, K) // TransA: A stored [K, M]
 					v := k.LoadAt(ta, k.P[1], b.Select(in, k.Add(aBase, idx), aBase, ""))
 					k.StoreAt(b.Select(in, v, zero, ""), f32, as, k.Add(k.Mulc(kk, TileM), mm))
 				})
 				// The B tile: bs[kk][nn] = B[k0+kk, n0+nn] (0 outside B).
 				k.LoopStep(hw.Tx, k.C64(TileK*TileN), hw.Nt, func(el llvm.Value) {
-					var nn, kk, idx llvm.Value
-					if s.TransB { // B stored [N, K]: rows of K
-						nn, kk = k.Divc(el, TileK), k.Remc(el, TileK)
-					} else {
-						kk, nn = k.Divc(el, TileN), k.Remc(el, TileN)
-					}
-					gn, gk := k.Add(n0, nn), k.Add(k0, kk)
-					in := b.And(lt(gn, N), lt(gk, K), "")
-					if s.TransB {
-						idx = k.Add(k.Mulc(gn, K), gk)
-					} else {
-						idx = k.Add(k.Mulc(gk, N), gn)
-					}
+					nn, kk, in, idx := k.stageElement(el, TileN, TileK, s.TransB, n0, k0, N, K) // TransB: B stored [N, K]
 					v := k.LoadAt(tb, k.P[2], b.Select(in, k.Add(bBase, idx), bBase, ""))
 					k.StoreAt(b.Select(in, v, zero, ""), f32, bs, k.Add(k.Mulc(kk, TileN), nn))
 				})

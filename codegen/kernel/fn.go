@@ -141,24 +141,7 @@ func (k *Fn) Max(x, y llvm.Value) llvm.Value {
 }
 
 // Loop emits `for i := lo; i < hi; i++ { body(i) }` over i64.
-func (k *Fn) Loop(lo, hi llvm.Value, body func(i llvm.Value)) {
-	b := k.B
-	pre := b.InsertBlock()
-	head := k.F.AppendBasicBlock("loop")
-	in := k.F.AppendBasicBlock("body")
-	exit := k.F.AppendBasicBlock("exit")
-	b.Br(head)
-	b.SetInsertPointAtEnd(head)
-	i := b.Phi(k.I64, "i")
-	b.CondBr(b.ICmp(llvm.IntSLT, i, hi, ""), in, exit)
-	b.SetInsertPointAtEnd(in)
-	body(i)
-	next := k.Add(i, k.C64(1))
-	latch := b.InsertBlock()
-	b.Br(head)
-	i.AddIncoming([]llvm.Value{lo, next}, []llvm.BasicBlock{pre, latch})
-	b.SetInsertPointAtEnd(exit)
-}
+func (k *Fn) Loop(lo, hi llvm.Value, body func(i llvm.Value)) { k.LoopStep(lo, hi, k.C64(1), body) }
 
 // LoopN is loop over [0, n) for a constant n.
 func (k *Fn) LoopN(n int64, body func(i llvm.Value)) { k.Loop(k.C64(0), k.C64(n), body) }
