@@ -118,6 +118,17 @@ func (c *ctx) x(k int) (string, error) {
 	return c.im.value(c.in(k))
 }
 
+// xInts reads operand 0 as an slc value and operand 1 as constant
+// integers (a shape, repeats, starts, an axis), in that order.
+func (c *ctx) xInts() (string, []int64, error) {
+	v, err := c.x(0)
+	if err != nil {
+		return "", nil, err
+	}
+	ints, err := c.ints(1)
+	return v, ints, err
+}
+
 // pair reads the first two operands.
 func (c *ctx) pair() (string, string, error) {
 	u, err := c.x(0)

@@ -118,11 +118,7 @@ func convReduceSum(c *ctx) error {
 // Concat.
 func convCumSum(c *ctx) error {
 	b := c.b
-	v, err := c.x(0)
-	if err != nil {
-		return err
-	}
-	axs, err := c.ints(1)
+	v, axs, err := c.xInts()
 	if err != nil {
 		return err
 	}

@@ -50,11 +50,7 @@ func convIdentity(c *ctx) error {
 // input's dim (allowzero=1 with a zero dim is refused).
 func convReshape(c *ctx) error {
 	b := c.b
-	v, err := c.x(0)
-	if err != nil {
-		return err
-	}
-	shape, err := c.ints(1)
+	v, shape, err := c.xInts()
 	if err != nil {
 		return err
 	}
@@ -176,11 +172,7 @@ func convSqueeze(c *ctx) error {
 // convExpand broadcasts to the constant shape operand.
 func convExpand(c *ctx) error {
 	b := c.b
-	v, err := c.x(0)
-	if err != nil {
-		return err
-	}
-	shape, err := c.ints(1)
+	v, shape, err := c.xInts()
 	if err != nil {
 		return err
 	}
@@ -302,11 +294,7 @@ func convSplit(c *ctx) error {
 // operands, with ONNX's clamping of the bounds.
 func convSlice(c *ctx) error {
 	b := c.b
-	v, err := c.x(0)
-	if err != nil {
-		return err
-	}
-	starts, err := c.ints(1)
+	v, starts, err := c.xInts()
 	if err != nil {
 		return err
 	}
@@ -369,11 +357,7 @@ func convSlice(c *ctx) error {
 // convTile repeats x along each axis: a Concat of copies.
 func convTile(c *ctx) error {
 	b := c.b
-	v, err := c.x(0)
-	if err != nil {
-		return err
-	}
-	reps, err := c.ints(1)
+	v, reps, err := c.xInts()
 	if err != nil {
 		return err
 	}
