@@ -11,6 +11,10 @@
 #   sltrain-bf16  sltrain's flags --dtype bfloat16         SLTrain in the seed's pure bf16
 #   full-bf16     --peft full --dtype bfloat16             full-rank in the seed's pure bf16
 #   sltrain-mixed sltrain's flags --dtype bf16-mixed       SLTrain in slc's bf16-mixed
+#   sltrain-bf16-adam8bit    sltrain-bf16 with --optimizer adam8bit
+#                                                          bitsandbytes' 8-bit Adam (the seed's 7B script)
+#   sltrain-bf16-adam8bit-pl sltrain-bf16 with --optimizer adam8bit_per_layer
+#                                                          the same, updated inside the backward
 #
 # The fourth run exists because the third cannot learn: with B = 0 and no
 # sparse part every fused layer starts at W = 0, which is a saddle point where
@@ -57,6 +61,8 @@ flags() {
 	sltrain-bf16) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA --dtype bfloat16" ;;
 	full-bf16) echo "--peft full --dtype bfloat16" ;;
 	sltrain-mixed) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA --dtype bf16-mixed" ;;
+	sltrain-bf16-adam8bit) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA --dtype bfloat16 --optimizer adam8bit" ;;
+	sltrain-bf16-adam8bit-pl) echo "--rank $RANK --sp-ratio 0.03 --lora-alpha $ALPHA --dtype bfloat16 --optimizer adam8bit_per_layer" ;;
 	*) echo "ablation: unknown variant $1" >&2; exit 2 ;;
 	esac
 }
@@ -71,6 +77,8 @@ label() {
 	sltrain-bf16) echo "SLTrain r $RANK, δ 0.03, bf16" ;;
 	full-bf16) echo "full-rank, bf16" ;;
 	sltrain-mixed) echo "SLTrain r $RANK, δ 0.03, bf16-mixed" ;;
+	sltrain-bf16-adam8bit) echo "SLTrain r $RANK, δ 0.03, bf16, 8-bit Adam" ;;
+	sltrain-bf16-adam8bit-pl) echo "SLTrain r $RANK, δ 0.03, bf16, 8-bit Adam per layer" ;;
 	esac
 }
 
@@ -96,7 +104,7 @@ for seed in $SEEDS; do
 			tail -5 "$d.log" >&2
 			exit 1
 		fi
-		printf '  %-13s seed %s: %3ds  %s\n' "$name" "$seed" $((SECONDS - t0)) "$(grep '^Done:' "$d.log")"
+		printf '  %-24s seed %s: %3ds  %s\n' "$name" "$seed" $((SECONDS - t0)) "$(grep '^Done:' "$d.log")"
 	done
 done
 echo "Training took $((SECONDS - start)) s in all."
