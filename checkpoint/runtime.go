@@ -270,8 +270,15 @@ type stateReader interface {
 	ReadState(name string, dst []byte) error
 }
 
-// stateSource gives Save the bytes of a streamed checkpoint's tensors, read
-// from the runtime when each is written, into one reused buffer.
+// stateViewer is the runtime's view of one state tensor in place, without
+// a copy (*runtime.Runtime's StateView; ok only on the CPU).
+type stateViewer interface {
+	StateView(name string) (view []byte, ok bool, err error)
+}
+
+// stateSource gives Save the bytes of a streamed checkpoint's tensors when
+// each is written: in place on the CPU, else read from the runtime into one
+// reused buffer.
 type stateSource struct {
 	rt  Runtime
 	buf []byte
@@ -282,6 +289,11 @@ type stateSource struct {
 func (s *stateSource) data(f *safetensors.File) func(i int) ([]byte, error) {
 	return func(i int) ([]byte, error) {
 		t := &f.Tensors[i]
+		if v, ok := s.rt.(stateViewer); ok {
+			if b, ok, err := v.StateView(t.Name); err != nil || ok {
+				return b, err
+			}
+		}
 		r, ok := s.rt.(stateReader)
 		if !ok {
 			st, err := s.rt.State(t.Name)

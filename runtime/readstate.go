@@ -18,3 +18,24 @@ func (r *Runtime) ReadState(name string, dst []byte) error {
 	}
 	return r.dev.Read(dst, b.addr)
 }
+
+// StateView returns a state tensor's bytes where they live, without a copy,
+// when the device's memory is the host's (the CPU); ok is false on a device
+// whose memory the host cannot address (read it with ReadState there). The
+// view is the tensor itself: read it only, before the next Run, Close or
+// SetState*. Checkpoints and the finite check of a large model read their
+// tensors so instead of through a buffer as large as the largest tensor
+// (1B's embedding: 131 MB; 7B's: 262 MB).
+func (r *Runtime) StateView(name string) (view []byte, ok bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, err := r.stateBuf(name)
+	if err != nil {
+		return nil, false, err
+	}
+	h, ok := r.dev.(hostMemory)
+	if !ok {
+		return nil, false, nil
+	}
+	return h.Bytes(b.addr, b.typ.Bytes()), true, nil
+}

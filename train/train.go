@@ -992,24 +992,31 @@ func (t *Trainer) evalAndRecord() (EvalRecord, error) {
 // checkParams reports a parameter that holds a NaN or an infinity, so that
 // such a state is never saved as a checkpoint.
 //
-// Each parameter is read into one buffer reused for all of them and looked
-// at in pieces of paramCheckChunk elements, so that checking a large model
-// before a checkpoint holds no copy of it (1B's embedding alone would be a
-// 131 MB copy and a 262 MB float32 one, per parameter, left to the GC).
+// Each parameter is read in place (the CPU) or into one buffer reused for
+// all of them (a GPU), and looked at in pieces of paramCheckChunk elements,
+// so that checking a large model before a checkpoint holds no copy of it
+// (1B's embedding alone would be a 131 MB copy and a 262 MB float32 one,
+// per parameter, left to the GC).
 func (t *Trainer) checkParams() error {
 	var buf []byte
 	for _, in := range modelInputs(t.rt) {
 		if !in.Type.DType.IsFloat() {
 			continue
 		}
-		size := in.Type.Bytes()
-		if int64(cap(buf)) < size {
-			buf = nil
-			buf = make([]byte, size)
-		}
-		data := buf[:size]
-		if err := t.rt.ReadState(in.Name, data); err != nil {
+		data, inPlace, err := t.rt.StateView(in.Name)
+		if err != nil {
 			return err
+		}
+		if !inPlace {
+			size := in.Type.Bytes()
+			if int64(cap(buf)) < size {
+				buf = nil
+				buf = make([]byte, size)
+			}
+			data = buf[:size]
+			if err := t.rt.ReadState(in.Name, data); err != nil {
+				return err
+			}
 		}
 		n, es := in.Type.NumElements(), int64(in.Type.DType.Size())
 		for off := int64(0); off < n; off += paramCheckChunk {
