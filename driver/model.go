@@ -9,6 +9,7 @@ import (
 	"gitee.com/gidean/conv-linn/frontend"
 	"gitee.com/gidean/conv-linn/frontend/onnx"
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/native"
 	"gitee.com/gidean/conv-linn/passes"
 	"gitee.com/gidean/conv-linn/runtime"
 	"gitee.com/gidean/conv-linn/version"
@@ -76,6 +77,7 @@ func (m *Model) Load(o LoadOptions) (*runtime.Runtime, error) {
 		if art, err = m.compile(o.Cmd); err != nil {
 			return nil, err
 		}
+		native.ReturnFreed() // the compiler's memory, before the model's
 	}
 	rt, err := runtime.Load(art, runtime.Options{Threads: o.Threads, Version: version.Version, Device: dev})
 	if err != nil {
