@@ -240,6 +240,9 @@ func (r *run) checkSettings() error {
 		return usagef("%v", err)
 	}
 	s.Optimizer = opt
+	if s.TrainScaling && s.PEFT != "sltrain" {
+		return usagef("flag --train-scaling: the trainable scale is an SLTrain layer's; --peft %s has none (the seed ignores the flag there)", s.PEFT)
+	}
 	if s.Scheduler == CosineRestarts && !r.cfg.Given["restart-warmup-steps"] && !r.resumedRestarts {
 		return usagef("flag --scheduler %s needs --restart-warmup-steps N (the seed's assert: restart_warmup_steps must be specified for cosine_restarts scheduler)", CosineRestarts)
 	}
