@@ -21,7 +21,7 @@ func seedTrainFlags() []cli.Flag {
 		&cli.IntFlag{Name: "restart-warmup-steps", Aliases: []string{"restart_warmup_steps"}, Usage: "`W` updates of linear re-warmup at the start of each cycle of --scheduler cosine_restarts (required with it, as in the seed)"},
 		&cli.IntFlag{Name: "adjust-step", Aliases: []string{"adjust_step"}, Usage: "`K`: --scheduler cosine_restarts counts update u as u + K after the first warmup (the seed's adjust_step, to line restarts up with a resumed run)"},
 		&cli.BoolFlag{Name: "train-scaling", Aliases: []string{"train_scaling"}, Usage: "the seed's trainable SLTrain scale: each layer's scale is tanh(<module>.scaling), a [1] parameter initialised to 1 and trained with the rest (weight decay included), instead of --lora-alpha / --rank"},
-		&cli.Float64Flag{Name: "lora-dropout", Aliases: []string{"lora_dropout"}, Value: 0, Usage: "`P`: the seed's dropout on the low-rank path's input; only 0, the seed's own value, is built"},
+		&cli.Float64Flag{Name: "lora-dropout", Aliases: []string{"lora_dropout"}, Value: 0, Usage: "`P`: the seed's flag for dropout on the low-rank path's input; only 0 is built (the seed's SpLoRaLinear stores lora_dropout but never applies it, so its runs are those of 0; a P above 0 is refused rather than ignored)"},
 	}
 }
 
@@ -33,7 +33,7 @@ func seedFlags(c *cli.Context, s *train.Settings) error {
 	s.TrainScaling = c.Bool("train-scaling")
 	switch {
 	case c.Float64("lora-dropout") != 0:
-		return usagef(cmd, "flag --lora-dropout: %v is not built (slc's SLTrain layers have no dropout); only 0, the seed's default, is", c.Float64("lora-dropout"))
+		return usagef(cmd, "flag --lora-dropout: %v is refused: slc builds no dropout on the low-rank path (the seed's SpLoRaLinear stores lora_dropout but never applies it, so the seed trains as with 0); leave it out or give 0", c.Float64("lora-dropout"))
 	}
 	return nil
 }
