@@ -53,7 +53,11 @@ func sltrainFuse(s *State) error {
 	if o.TrainScaling {
 		s.Module.Meta["trainable_scaling"] = "true"
 	}
-	s.Note("sltrain-fuse: %d Linear layers → LowRankSparseAdd (r=%d, δ=%g, scale=%g)", fused, o.Rank, o.SpRatio, o.LoraAlpha/float64(o.Rank))
+	if o.TrainScaling {
+		s.Note("sltrain-fuse: %d Linear layers → LowRankSparseAdd (r=%d, δ=%g, scale=tanh(<module>.scaling), trained)", fused, o.Rank, o.SpRatio)
+	} else {
+		s.Note("sltrain-fuse: %d Linear layers → LowRankSparseAdd (r=%d, δ=%g, scale=%g)", fused, o.Rank, o.SpRatio, o.LoraAlpha/float64(o.Rank))
+	}
 	return nil
 }
 
