@@ -164,6 +164,9 @@ func SLTrainConfig(meta map[string]string) (map[string]any, error) {
 		targets = strings.Split(t, ",")
 	}
 	sl := map[string]any{"peft": "sltrain", "r": r, "lora_alpha": alpha, "sp_ratio": sp, "target_modules": targets}
+	if meta["trainable_scaling"] == "true" {
+		sl["trainable_scaling"] = true // the seed's SpLoRaConfig field: each layer's scale is tanh(<module>.scaling)
+	}
 	if _, err := Scale(sl); err != nil {
 		return nil, err
 	}

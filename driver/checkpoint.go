@@ -80,6 +80,7 @@ func checkpointSettings(path string, sl map[string]any, args map[string]any) (ui
 			}
 		}
 		po = PassOptions("sltrain", int(r), sp, alpha, strings.Join(targets, ","), seed, prec.Mixed)
+		po.TrainScaling = sl["trainable_scaling"] == true
 	}
 	opt, _ := args["optimizer"].(string)
 	b1, _ := args["beta1"].(float64)

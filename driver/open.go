@@ -155,6 +155,11 @@ func takeArtifactSettings(path string, meta map[string]string, shape []int, s *S
 		return Usagef(o.Cmd, "flag --memory-budget: %s is a compiled artifact; what it recomputes is fixed (slc compile --memory-budget, or give the config)", path)
 	}
 	s.ActivationCheckpointing, s.MemoryBudget = false, 0 // the artifact's, compiled in
+	if art := meta["trainable_scaling"] == "true"; s.TrainScaling && !art {
+		return Usagef(o.Cmd, "flag --train-scaling: %s is a compiled artifact with the fixed scale lora_alpha/r; give the config to train the scale", path)
+	} else {
+		s.TrainScaling = art
+	}
 	for _, f := range []string{"batch-size", "max-length", "peft", "rank", "sp-ratio", "lora-alpha", "target-modules", "cpu", "sltrain-lowering", "rows"} {
 		given, ok := o.Given[f]
 		if !ok {

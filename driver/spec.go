@@ -33,6 +33,9 @@ type Spec struct {
 	// optimizer the last one runs in train_update, the updates inside its
 	// backward.
 	Accumulate bool
+	// TrainScaling: the seed's --train_scaling (a trainable tanh scale per
+	// SLTrain layer).
+	TrainScaling bool
 }
 
 // PassOptions are the pipeline options of SLTrain settings and a precision,
@@ -61,6 +64,7 @@ func WithOptimizer(o passes.Options, optimizer string, beta1 float64) passes.Opt
 func (s *Spec) passOptions() passes.Options {
 	o := PassOptions(s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules, s.Seed, s.Precision.Mixed)
 	o.ActivationCheckpointing, o.MemoryBudget = s.ActivationCheckpointing, s.MemoryBudget
+	o.TrainScaling = s.TrainScaling && s.PEFT == "sltrain"
 	o = WithOptimizer(o, s.Optimizer, s.Beta1)
 	if _, perLayer := passes.SplitPerLayer(o.Optimizer); perLayer {
 		o.Accumulate = s.Accumulate // train_update for an update's last micro-batch

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	goruntime "runtime"
 	"sort"
 	"strings"
@@ -49,14 +50,18 @@ const (
 	suffixB     = ".lora_B"       // [out, r]
 	suffixValue = ".sparse_value" // [nnz]
 	suffixIndex = ".sparse_index" // [nnz] int, flat row-major index into [out, in]
+	// suffixScaling is the seed's trainable scale (--train_scaling): [1],
+	// the layer's scale is tanh of it.
+	suffixScaling = ".scaling" // passes.ScalingSuffix
 )
 
-var suffixes = []string{suffixA, suffixB, suffixValue, suffixIndex}
+var suffixes = []string{suffixA, suffixB, suffixValue, suffixIndex, suffixScaling}
 
 // layer is one SLTrain-factored linear layer of a checkpoint.
 type layer struct {
 	module       string
 	a, b, v, idx *safetensors.Tensor
+	scaling      *safetensors.Tensor // nil: the scale is lora_alpha/r
 	out, in, r   int
 }
 
@@ -110,6 +115,8 @@ func layers(c *checkpoint.Checkpoint) (map[string]*layer, error) {
 			l.v = t
 		case suffixIndex:
 			l.idx = t
+		case suffixScaling:
+			l.scaling = t
 		}
 	}
 	if len(byModule) == 0 {
@@ -125,6 +132,7 @@ func layers(c *checkpoint.Checkpoint) (map[string]*layer, error) {
 	if _, err := c.Scale(); err != nil {
 		return nil, err
 	}
+	trained := c.SLTrain["trainable_scaling"] == true
 	names := make([]string, 0, len(byModule))
 	for m := range byModule {
 		names = append(names, m)
@@ -133,6 +141,9 @@ func layers(c *checkpoint.Checkpoint) (map[string]*layer, error) {
 	for _, m := range names {
 		if err := byModule[m].check(r); err != nil {
 			return nil, fmt.Errorf("layer %s: %w", m, err)
+		}
+		if l := byModule[m]; trained != (l.scaling != nil) || (l.scaling != nil && (l.scaling.NumElements() != 1 || !l.scaling.DType.IsFloat())) {
+			return nil, fmt.Errorf("layer %s: the SLTrain config says trainable_scaling %v, but the layer's %s is %s", m, trained, suffixScaling, map[bool]string{false: "missing", true: "present (it must be one float)"}[l.scaling != nil])
 		}
 	}
 	return byModule, nil
@@ -230,7 +241,25 @@ func (l *layer) merge(scale float64) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.scaling != nil { // the seed's trained scale, as the graph rounds it: tanh in the layer's dtype
+		s, err := l.scaling.Float64s()
+		if err != nil {
+			return nil, err
+		}
+		scale = roundTo(l.scaling.DType, math.Tanh(s[0]))
+	}
 	return mergeDense(l.out, l.in, l.r, b, a, v, idx, scale), nil
+}
+
+// roundTo rounds x to the nearest value of the float dtype dt (to nearest
+// even), as a cast to it does.
+func roundTo(dt ir.DType, x float64) float64 {
+	t := safetensors.FromFloat64s("", dt, []int{1}, []float64{x})
+	f, err := t.Float64s()
+	if err != nil || len(f) != 1 {
+		return x
+	}
+	return f[0]
 }
 
 // mergeDense is W = B·(A·scale) + S of an [out, in] layer of rank r, as

@@ -353,6 +353,9 @@ func (w *onnxWriter) lowRankSparseAdd(n *ir.Node) error {
 	if !w.factored {
 		b, _, ok1 := w.values(bn)
 		a, _, ok2 := w.values(an)
+		if !ok2 { // the seed's trainable scale: an is A·tanh(scaling), computed in the graph
+			a, ok2 = w.scaledA(module, dt)
+		}
 		v, _, ok3 := w.values(vn)
 		_, idx, ok4 := w.values(in)
 		if !(ok1 && ok2 && ok3 && ok4) {
@@ -378,6 +381,23 @@ func (w *onnxWriter) lowRankSparseAdd(n *ir.Node) error {
 	wt := w.op1("Add", "weight", n.Name, ir.Type{DType: dt, Shape: []int{out, inF}}, []string{ba, s})
 	w.linear(x, wt, n.Outputs[0].Name, n.Name)
 	return nil
+}
+
+// scaledA is A·tanh(scaling) of an SLTrain layer trained with the seed's
+// --train_scaling, rounded as the graph computes it: tanh rounded to dt,
+// then each product rounded to dt.
+func (w *onnxWriter) scaledA(module string, dt ir.DType) ([]float64, bool) {
+	a, _, ok := w.values(module + ".lora_A")
+	s, _, ok2 := w.values(module + suffixScaling)
+	if !ok || !ok2 || len(s) != 1 {
+		return nil, false
+	}
+	t := roundTo(dt, math.Tanh(s[0]))
+	out := make([]float64, len(a))
+	for i, x := range a {
+		out[i] = roundTo(dt, x*t)
+	}
+	return out, true
 }
 
 // rope writes y = x·cos + rotate_half(x)·sin with the tables of the RoPE op

@@ -65,6 +65,10 @@ type Options struct {
 	LoraAlpha     float64  // scale = alpha / r
 	Seed          uint64   // seed for the sparse supports and the low-rank init
 	TargetModules []string // substrings of module names to fuse; nil = the seed's rule
+	// TrainScaling is the seed's --train_scaling: each SLTrain layer's scale
+	// is tanh of a trainable [1] parameter <module>.scaling (initialised
+	// to 1) instead of the fixed lora_alpha/r.
+	TrainScaling bool
 	// Optimizer is the update rule (ParseOptimizer's names; "" is adamw);
 	// a name ending in _per_layer fuses the updates into the backward.
 	Optimizer string

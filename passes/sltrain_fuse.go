@@ -50,7 +50,14 @@ func sltrainFuse(s *State) error {
 	s.Module.Meta["lora_alpha"] = strconv.FormatFloat(o.LoraAlpha, 'g', -1, 64)
 	s.Module.Meta["sp_ratio"] = strconv.FormatFloat(o.SpRatio, 'g', -1, 64)
 	s.Module.Meta["target_modules"] = strings.Join(targets, ",")
-	s.Note("sltrain-fuse: %d Linear layers → LowRankSparseAdd (r=%d, δ=%g, scale=%g)", fused, o.Rank, o.SpRatio, o.LoraAlpha/float64(o.Rank))
+	if o.TrainScaling {
+		s.Module.Meta["trainable_scaling"] = "true"
+	}
+	if o.TrainScaling {
+		s.Note("sltrain-fuse: %d Linear layers → LowRankSparseAdd (r=%d, δ=%g, scale=tanh(<module>.scaling), trained)", fused, o.Rank, o.SpRatio)
+	} else {
+		s.Note("sltrain-fuse: %d Linear layers → LowRankSparseAdd (r=%d, δ=%g, scale=%g)", fused, o.Rank, o.SpRatio, o.LoraAlpha/float64(o.Rank))
+	}
 	return nil
 }
 
@@ -69,6 +76,7 @@ func fuseGraph(g *ir.Graph, o Options, targets []string) (int, error) {
 	uses := g.Uses()
 	// replaced maps each fused dense weight to the four tensors that replace it.
 	replaced := map[string][]*ir.Input{}
+	var scaled []*ir.Node // the fused layers whose scale is trained
 	count := 0
 	for _, n := range g.Nodes {
 		if n.Op != "Linear" {
@@ -108,6 +116,14 @@ func fuseGraph(g *ir.Graph, o Options, targets []string) (int, error) {
 		n.Op = "LowRankSparseAdd"
 		n.Inputs = []string{n.Inputs[0], b.Name, a.Name, v.Name, idx.Name}
 		n.Attrs = ir.Attrs{"scale": ir.Float(o.LoraAlpha / float64(o.Rank))}
+		if o.TrainScaling {
+			sc, err := scalingInput(g, module, dt)
+			if err != nil {
+				return 0, err
+			}
+			replaced[w.Name] = append(replaced[w.Name], sc)
+			scaled = append(scaled, n)
+		}
 		count++
 	}
 	// Keep the state-dict order: the factored tensors take the dense weight's place.
@@ -120,5 +136,10 @@ func fuseGraph(g *ir.Graph, o Options, targets []string) (int, error) {
 		}
 	}
 	g.Inputs = inputs
+	if len(scaled) > 0 {
+		if err := trainScaling(g, scaled); err != nil {
+			return 0, err
+		}
+	}
 	return count, nil
 }

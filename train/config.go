@@ -79,6 +79,10 @@ type run struct {
 	modelFromCkpt bool
 	created       bool     // rank 0 created saveDir
 	metricsFile   *Metrics // rank 0's
+
+	// resumedRestarts: the checkpoint's run already had cosine_restarts
+	// (and so its --restart-warmup-steps).
+	resumedRestarts bool
 }
 
 // Check resolves and checks cfg for nproc ranks without starting anything:
@@ -130,6 +134,9 @@ func resolve(cfg *Config, nproc int) (*run, error) {
 	if s.Warmup < 0 || s.Warmup > s.Steps {
 		return nil, usagef("flag --warmup-steps: must be in [0, %d] (--num-training-steps), got %d", s.Steps, s.Warmup)
 	}
+	if err := s.schedule().checkCycles(); err != nil {
+		return nil, usagef("flag %v", err)
+	}
 	if !cfg.Given["eval-every"] && r.resume == nil {
 		s.EvalEvery = (s.Steps + 9) / 10
 	}
@@ -170,6 +177,7 @@ func (r *run) resumeSettings() error {
 		}
 		return usagef("--continue-from resumes the same run; these differ: %s%s", strings.Join(changed, ", "), hint)
 	}
+	r.resumedRestarts = saved.Scheduler == CosineRestarts
 	r.lengthSet = true // the checkpoint's length is the model's
 	if s.Model == "" {
 		s.Model, r.modelFromCkpt = saved.Model, true
@@ -232,8 +240,11 @@ func (r *run) checkSettings() error {
 		return usagef("%v", err)
 	}
 	s.Optimizer = opt
-	if strings.EqualFold(s.Scheduler, "cosine_restarts") {
-		return usagef("flag --scheduler: cosine_restarts (the seed's cyclical cosine with --cycle_length and --restart_warmup_steps) is not built; use cosine, linear or linear-min")
+	if s.TrainScaling && s.PEFT != "sltrain" {
+		return usagef("flag --train-scaling: the trainable scale is an SLTrain layer's; --peft %s has none (the seed ignores the flag there)", s.PEFT)
+	}
+	if s.Scheduler == CosineRestarts && !r.cfg.Given["restart-warmup-steps"] && !r.resumedRestarts {
+		return usagef("flag --scheduler %s needs --restart-warmup-steps N (the seed's assert: restart_warmup_steps must be specified for cosine_restarts scheduler)", CosineRestarts)
 	}
 	return r.checkRanges()
 }
@@ -252,8 +263,8 @@ func (r *run) checkRanges() error {
 		return usagef("flag --num-training-steps: must be >= 1, got %d", s.Steps)
 	case !(s.MinLRRatio >= 0 && s.MinLRRatio <= 1):
 		return usagef("flag --min-lr-ratio: must be in [0, 1], got %v", s.MinLRRatio)
-	case s.Scheduler != Cosine && s.Scheduler != Linear && s.Scheduler != LinearMin:
-		return usagef("flag --scheduler: %q is not cosine, linear or linear-min", s.Scheduler)
+	case s.Scheduler != Cosine && s.Scheduler != Linear && s.Scheduler != LinearMin && s.Scheduler != CosineRestarts:
+		return usagef("flag --scheduler: %q is not cosine, linear, linear-min or cosine_restarts", s.Scheduler)
 	case !(s.WeightDecay >= 0) || math.IsInf(s.WeightDecay, 0):
 		return usagef("flag --weight-decay: must be a finite number >= 0, got %v", s.WeightDecay)
 	case !(s.GradClipping >= 0) || math.IsInf(s.GradClipping, 0):

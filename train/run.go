@@ -168,7 +168,7 @@ func (r *run) trainer(rt *runtime.Runtime, d *runData, mod *driver.Model) (*Trai
 	}
 	obs := r.cfg.Progress(r.logEvery)
 	tn, err := New(rt, d.train, d.eval, Options{
-		Schedule:    Schedule{Kind: s.Scheduler, LR: s.LR, Warmup: s.Warmup, Total: s.Steps, MinLRRatio: s.MinLRRatio},
+		Schedule:    s.schedule(),
 		Accum:       r.accum,
 		WeightDecay: s.WeightDecay,
 		MaxGradNorm: s.GradClipping,

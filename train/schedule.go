@@ -10,6 +10,10 @@ const (
 	Cosine    = "cosine"     // the seed's cosine with min-lr (the default)
 	Linear    = "linear"     // the seed's linear: transformers' get_linear_schedule_with_warmup, decays to 0
 	LinearMin = "linear-min" // not in the seed: warmup, then a straight line from 1 down to MinLRRatio
+	// CosineRestarts is the seed's cosine_restarts (training_utils'
+	// get_cosine_schedule_with_multiple_warmups): one cosine over the run
+	// with a linear re-warmup at the start of every Cycle.
+	CosineRestarts = "cosine_restarts"
 )
 
 // Schedule is the learning-rate schedule of DESIGN.md, indexed by the update u
@@ -20,13 +24,22 @@ type Schedule struct {
 	Warmup     int     // w: updates of linear warmup (λ = u/max(1, w))
 	Total      int     // n: total updates of the run
 	MinLRRatio float64 // m: λ at u = n for Cosine and LinearMin; Linear ignores it
+	// Cycle is the seed's cycle_length (restart_every of CosineRestarts):
+	// 0 for Cosine is one cycle of n updates; CosineRestarts needs it > 0.
+	Cycle int
+	// RestartWarmup is CosineRestarts' restart_warmup_steps: the updates
+	// of linear re-warmup at the start of each cycle.
+	RestartWarmup int
+	// AdjustStep is CosineRestarts' adjust_step: added to u after the first
+	// warmup, to line the restarts up with a run resumed from elsewhere.
+	AdjustStep int
 }
 
 // Check reports a schedule that cannot be used.
 func (s Schedule) Check() error {
 	switch {
-	case s.Kind != Cosine && s.Kind != Linear && s.Kind != LinearMin:
-		return fmt.Errorf("scheduler %q is not %s, %s or %s", s.Kind, Cosine, Linear, LinearMin)
+	case s.Kind != Cosine && s.Kind != Linear && s.Kind != LinearMin && s.Kind != CosineRestarts:
+		return fmt.Errorf("scheduler %q is not %s, %s, %s or %s", s.Kind, Cosine, Linear, LinearMin, CosineRestarts)
 	case !(s.LR >= 0) || math.IsInf(s.LR, 0):
 		return fmt.Errorf("learning rate must be a finite number >= 0, got %v", s.LR)
 	case s.Total < 1:
@@ -36,7 +49,7 @@ func (s Schedule) Check() error {
 	case !(s.MinLRRatio >= 0 && s.MinLRRatio <= 1):
 		return fmt.Errorf("min-lr ratio must be in [0, 1], got %v", s.MinLRRatio)
 	}
-	return nil
+	return s.checkCycles()
 }
 
 // Lambda is the multiplier of the peak learning rate at update u (from 0),
@@ -53,8 +66,16 @@ func (s Schedule) Check() error {
 // n; MinLRRatio is ignored, as in the seed.
 //
 // LinearMin: m + (1−m)·max(0, (n−u)/max(1, n−w)), reaching m at n.
+//
+// CosineRestarts and Cosine with a Cycle shorter than n: see restarts.go.
 func (s Schedule) Lambda(u int) float64 {
 	w, n, m := s.Warmup, s.Total, s.MinLRRatio
+	switch {
+	case s.Kind == CosineRestarts:
+		return s.restartsLambda(u)
+	case s.Kind == Cosine && s.Cycle > 0 && s.Cycle != n:
+		return s.cyclicalLambda(u)
+	}
 	if u < w {
 		return float64(u) / float64(max(1, w))
 	}

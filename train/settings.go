@@ -56,6 +56,14 @@ type Settings struct {
 	ActivationCheckpointing bool `json:"activation_checkpointing,omitempty"`
 	// MemoryBudget: --memory-budget in bytes (0: none), memory only too.
 	MemoryBudget int64 `json:"memory_budget,omitempty"`
+
+	// Cycle, RestartWarmup and AdjustStep: the seed's cycle_length,
+	// restart_warmup_steps and adjust_step (Schedule's).
+	Cycle         int `json:"cycle_length,omitempty"`
+	RestartWarmup int `json:"restart_warmup_steps,omitempty"`
+	AdjustStep    int `json:"adjust_step,omitempty"`
+	// TrainScaling: the seed's --train_scaling.
+	TrainScaling bool `json:"train_scaling,omitempty"`
 }
 
 // settingFlags maps each setting (by JSON name) to its flag; a flag given on
@@ -70,13 +78,14 @@ var settingFlags = map[string]string{
 	"lora_alpha": "lora-alpha", "target_modules": "target-modules", "sltrain_lowering": "sltrain-lowering", "cpu": "cpu",
 	"device": "device", "gpu": "gpu", "metrics": "metrics", "threads": "threads", "rows": "rows", "tokenizer": "tokenizer",
 	"stream": "stream", "shuffle_buffer": "shuffle-buffer", "activation_checkpointing": "activation-checkpointing",
-	"memory_budget": "memory-budget",
+	"memory_budget": "memory-budget", "cycle_length": "cycle-length", "restart_warmup_steps": "restart-warmup-steps",
+	"adjust_step": "adjust-step", "train_scaling": "train-scaling",
 }
 
 // fixedOnResume are the settings a resumed run must keep: changing them would
 // change the model, the data order or what a step means.
 var fixedOnResume = []string{"batch_size", "total_batch_size", "max_length", "seed", "shuffle", "rows", "dtype", "optimizer", "beta1",
-	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction", "shuffle_buffer"}
+	"peft", "rank", "sp_ratio", "lora_alpha", "target_modules", "eval_fraction", "shuffle_buffer", "train_scaling"}
 
 // machineLocal are settings a resumed run does not take from its checkpoint:
 // they describe the machine the run was on, not the run. The kernels are
@@ -129,7 +138,7 @@ func (s *Settings) Spec() driver.Spec {
 		PEFT: s.PEFT, Rank: s.Rank, SpRatio: s.SpRatio, LoraAlpha: s.LoraAlpha, TargetModules: s.TargetModules,
 		Optimizer: s.Optimizer, Beta1: s.Beta1, Lowering: s.Lowering, CPU: s.CPU,
 		ActivationCheckpointing: s.ActivationCheckpointing, MemoryBudget: s.MemoryBudget,
-		Accumulate: s.TotalBatchSize > s.BatchSize,
+		Accumulate: s.TotalBatchSize > s.BatchSize, TrainScaling: s.TrainScaling,
 	}
 }
 
@@ -140,4 +149,11 @@ func (s *Settings) take(sp driver.Spec) {
 	s.PEFT, s.Rank, s.SpRatio, s.LoraAlpha, s.TargetModules = sp.PEFT, sp.Rank, sp.SpRatio, sp.LoraAlpha, sp.TargetModules
 	s.Optimizer, s.Beta1, s.Lowering, s.CPU = sp.Optimizer, sp.Beta1, sp.Lowering, sp.CPU
 	s.ActivationCheckpointing, s.MemoryBudget = sp.ActivationCheckpointing, sp.MemoryBudget
+	s.TrainScaling = sp.TrainScaling
+}
+
+// schedule is the learning-rate schedule the settings give.
+func (s *Settings) schedule() Schedule {
+	return Schedule{Kind: s.Scheduler, LR: s.LR, Warmup: s.Warmup, Total: s.Steps, MinLRRatio: s.MinLRRatio,
+		Cycle: s.Cycle, RestartWarmup: s.RestartWarmup, AdjustStep: s.AdjustStep}
 }

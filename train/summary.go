@@ -33,7 +33,18 @@ func (r *run) printSetup(d *runData, tok *tokenizer.Model, where string) {
 	}
 	r.printf("Training: %d updates × %d sequences (%d micro-batch%s of %d%s) = %s tokens per update, %s; lr %g, %s, warmup %d, min ratio %g; %s, weight decay %g, clipping %s; %s\n",
 		s.Steps, s.TotalBatchSize, r.accum, plural(r.accum, "", "es"), s.BatchSize, ranks, grouped(int64(s.TotalBatchSize)*int64(s.MaxLength)),
-		epochs, s.LR, s.Scheduler, s.Warmup, s.MinLRRatio, optimizerLabel(s), s.WeightDecay, clip, where)
+		epochs, s.LR, schedulerLabel(s), s.Warmup, s.MinLRRatio, optimizerLabel(s), s.WeightDecay, clip, where)
+}
+
+// schedulerLabel is the scheduler with its cycles, if any.
+func schedulerLabel(s *Settings) string {
+	switch {
+	case s.Scheduler == CosineRestarts:
+		return fmt.Sprintf("%s (cycle %d, restart warmup %d, adjust step %d)", s.Scheduler, s.Cycle, s.RestartWarmup, s.AdjustStep)
+	case s.Cycle > 0:
+		return fmt.Sprintf("%s (cycle %d)", s.Scheduler, s.Cycle)
+	}
+	return s.Scheduler
 }
 
 // rowsNote describes the training rows.

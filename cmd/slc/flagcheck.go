@@ -47,6 +47,9 @@ var flagRules = map[string]func(name string, c *cli.Context) error{
 	"sp-ratio":           unitOpen,
 	"min-lr-ratio":       unitClosed,
 	"peer-timeout":       durationAtLeast0,
+
+	"cycle-length":         intAtLeast(1), // the seed's cycle_length (cosine_restarts' restart_every)
+	"restart-warmup-steps": intAtLeast(0),
 }
 
 // checkFlags checks every flag of flagRules that the command line sets.

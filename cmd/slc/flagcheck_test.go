@@ -62,6 +62,9 @@ var badFlagValues = map[string][]string{
 	"gpu-kernels":        {"banana"},
 	"cpu":                {"banana"},
 	"memory-budget":      {"banana", "0", "-1GB", "8XB"},
+
+	"cycle-length":         {"0", "-1"},
+	"restart-warmup-steps": {"-1"},
 }
 
 // TestFlagValuesRefusedFirst runs every command with every bad value of

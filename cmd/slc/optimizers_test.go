@@ -92,9 +92,9 @@ func TestTrainOptimizersResumeBitIdentical(t *testing.T) {
 	}
 }
 
-// TestTrainSeedFlags: the seed's flags slc does not build are refused in
-// one line each (exit 2, naming the flag), and --max-train-tokens sets the
-// number of updates.
+// TestTrainSeedFlags: the seed's flags slc does not build, and settings the
+// seed asserts against, are refused in one line each (exit 2, naming the
+// flag), and --max-train-tokens sets the number of updates.
 func TestTrainSeedFlags(t *testing.T) {
 	art := tinyArtifact(t)
 	dir := t.TempDir()
@@ -106,11 +106,11 @@ func TestTrainSeedFlags(t *testing.T) {
 		{[]string{"--optimizer", "lion"}, "is not adam, adamw, sgd, adafactor"},
 		{[]string{"--optimizer", "Adam", "--beta1", "0.5"}, "--beta1: 0.5 applies to sgd"},
 		{[]string{"--optimizer", "sgd", "--beta1", "1"}, "--beta1: sgd's β1 must be in [0, 1)"},
-		{[]string{"--scheduler", "cosine_restarts"}, "--scheduler: cosine_restarts"},
+		{[]string{"--scheduler", "cosine_restarts"}, "--scheduler cosine_restarts needs --restart-warmup-steps"},
 		{[]string{"--memory_budget", "8 parsecs"}, "--memory-budget: \"8 parsecs\" is not a memory size"},
 		{[]string{"--memory-budget", "1KB"}, "1000 bytes: the plan needs"},
-		{[]string{"--train_scaling"}, "--train-scaling: not built"},
-		{[]string{"--lora_dropout", "0.1"}, "--lora-dropout: 0.1 is not built"},
+		{[]string{"--train_scaling", "--peft", "full"}, "--train-scaling: the trainable scale is an SLTrain layer's"},
+		{[]string{"--lora_dropout", "0.1"}, "--lora-dropout: 0.1 is refused"},
 		{[]string{"--max_train_tokens", "12Q"}, "--max-train-tokens: \"12Q\" is not a token count"},
 	} {
 		_, stderr, code := slc(t, trainArgs(configBytes, filepath.Join(dir, "x"), c.args...)...)

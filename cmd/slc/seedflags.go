@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"gitee.com/gidean/conv-linn/train"
 )
 
 // seedTrainFlags are the seed's torchrun_main.py flags that slc train
@@ -15,20 +17,23 @@ import (
 func seedTrainFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "max-train-tokens", Aliases: []string{"max_train_tokens"}, Usage: "train on `N` tokens (100M, 1B, 2.5B or a number) instead of --num-training-steps: the steps become ⌈N / (--total-batch-size × --max-length)⌉, overriding --num-training-steps as the seed's flag does"},
-		&cli.BoolFlag{Name: "train-scaling", Aliases: []string{"train_scaling"}, Usage: "the seed's trainable SLTrain scale: refused (not built; the scale is α/r, fixed)"},
-		&cli.Float64Flag{Name: "lora-dropout", Aliases: []string{"lora_dropout"}, Value: 0, Usage: "`P`: the seed's dropout on the low-rank path's input; only 0, the seed's own value, is built"},
+		&cli.IntFlag{Name: "cycle-length", Aliases: []string{"cycle_length"}, Usage: "`N` updates per cycle of --scheduler cosine_restarts (required: the seed's restart_every) or of a cyclical --scheduler cosine (the seed's cycle_length; default one cycle of the run); --num-training-steps must be a multiple of N"},
+		&cli.IntFlag{Name: "restart-warmup-steps", Aliases: []string{"restart_warmup_steps"}, Usage: "`W` updates of linear re-warmup at the start of each cycle of --scheduler cosine_restarts (required with it, as in the seed)"},
+		&cli.IntFlag{Name: "adjust-step", Aliases: []string{"adjust_step"}, Usage: "`K`: --scheduler cosine_restarts counts update u as u + K after the first warmup (the seed's adjust_step, to line restarts up with a resumed run)"},
+		&cli.BoolFlag{Name: "train-scaling", Aliases: []string{"train_scaling"}, Usage: "the seed's trainable SLTrain scale: each layer's scale is tanh(<module>.scaling), a [1] parameter initialised to 1 and trained with the rest (weight decay included), instead of --lora-alpha / --rank"},
+		&cli.Float64Flag{Name: "lora-dropout", Aliases: []string{"lora_dropout"}, Value: 0, Usage: "`P`: the seed's flag for dropout on the low-rank path's input; only 0 is built (the seed's SpLoRaLinear stores lora_dropout but never applies it, so its runs are those of 0; a P above 0 is refused rather than ignored)"},
 	}
 }
 
-// seedFlags refuses the seed's flags of seedTrainFlags that slc does not
-// build (train.Run refuses the seed's schedulers it does not build).
-func seedFlags(c *cli.Context) error {
+// seedFlags reads the seed's flags of seedTrainFlags into s and refuses
+// those slc does not build (train.Run checks the schedule's).
+func seedFlags(c *cli.Context, s *train.Settings) error {
 	const cmd = "train"
+	s.Cycle, s.RestartWarmup, s.AdjustStep = c.Int("cycle-length"), c.Int("restart-warmup-steps"), c.Int("adjust-step")
+	s.TrainScaling = c.Bool("train-scaling")
 	switch {
-	case c.Bool("train-scaling"):
-		return usagef(cmd, "flag --train-scaling: not built: the SLTrain scale is the fixed α/r (--lora-alpha / --rank); leave the flag out")
 	case c.Float64("lora-dropout") != 0:
-		return usagef(cmd, "flag --lora-dropout: %v is not built (slc's SLTrain layers have no dropout); only 0, the seed's default, is", c.Float64("lora-dropout"))
+		return usagef(cmd, "flag --lora-dropout: %v is refused: slc builds no dropout on the low-rank path (the seed's SpLoRaLinear stores lora_dropout but never applies it, so the seed trains as with 0); leave it out or give 0", c.Float64("lora-dropout"))
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "num-training-steps", Aliases: []string{"num_training_steps"}, Value: defaultTrainSteps, Usage: "`N` optimizer updates in the run"},
 			&cli.IntFlag{Name: "warmup-steps", Aliases: []string{"warmup_steps"}, Usage: "`W` updates of linear warmup", DefaultText: "10% of --num-training-steps, the seed's recipe"},
 			&cli.Float64Flag{Name: "min-lr-ratio", Aliases: []string{"min_lr_ratio"}, Value: defaultMinLRRatio, Usage: "`M`: cosine and linear-min decay towards M × --lr (reached at --num-training-steps); the seed's linear ignores it"},
-			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's, to --min-lr-ratio), linear (the seed's, to 0, ignoring --min-lr-ratio) or linear-min (a line to --min-lr-ratio)"},
+			&cli.StringFlag{Name: "scheduler", Value: train.Cosine, Usage: "`KIND` of decay after warmup: cosine (the seed's, to --min-lr-ratio), linear (the seed's, to 0, ignoring --min-lr-ratio), linear-min (a line to --min-lr-ratio) or cosine_restarts (the seed's: a cosine re-warmed every --cycle-length updates over --restart-warmup-steps)"},
 			&cli.Float64Flag{Name: "weight-decay", Aliases: []string{"weight_decay"}, Value: 0, Usage: "weight decay `WD`: decoupled for adamw, added to the gradient (L2) for adam and sgd, Adafactor's p −= WD·lr·p"},
 			&cli.Float64Flag{Name: "grad-clipping", Aliases: []string{"grad_clipping"}, Value: 0, Usage: "clip the global gradient norm to `MAX` (0: off)"},
 			&cli.IntFlag{Name: "eval-every", Aliases: []string{"eval_every"}, Usage: "evaluate every `N` updates (0: only at the end; a streamed --data without --eval-data: never)", DefaultText: "10 times a run"},
@@ -187,7 +187,7 @@ func trainConfig(c *cli.Context, comm collective.Comm, sigs <-chan os.Signal) (*
 			cfg.Given[n] = true
 		}
 	}
-	if err := seedFlags(c); err != nil {
+	if err := seedFlags(c, &cfg.Settings); err != nil {
 		return nil, err
 	}
 	if cfg.MaxTrainTokens, err = maxTrainTokens(c); err != nil {
