@@ -1,0 +1,106 @@
+package codegen
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/ir/interp"
+	"gitee.com/gidean/conv-linn/target"
+)
+
+// TestBF16PairsSpecialValues runs bf16 element-wise chains that the CPU
+// lowers on pairs of bf16 (codegen/lower's bf16pairs.go) over every bf16
+// bit pattern — ±0, subnormals, normals, ±Inf, NaNs — and checks each
+// result bit for bit against the chain computed in Go: each node in
+// float32, rounded to bf16 (ir.BF16FromFloat32) as the node's result. A NaN
+// must come out as a NaN (its payload is the hardware's). The space is not
+// a multiple of the pair width, so threads' remainders take the scalar
+// chain; 1, 2 and 3 threads; the AVX-512 host and an AVX2 target.
+func TestBF16PairsSpecialValues(t *testing.T) {
+	const n = 65536 + 37
+	r := rand.New(rand.NewPCG(5, 6))
+	xs, zs := make([]uint16, n), make([]uint16, n)
+	perm := r.Perm(65536)
+	for i := range xs {
+		xs[i], zs[i] = uint16(i), uint16(perm[i%65536])
+		if i >= 65536 {
+			xs[i], zs[i] = uint16(r.Uint32()), uint16(r.Uint32())
+		}
+	}
+	s := ir.BF16ToFloat32(ir.BF16FromFloat32(0.3))
+	round := func(f float32) float32 { return ir.BF16ToFloat32(ir.BF16FromFloat32(f)) }
+	sqrt := func(f float32) float32 { return float32(math.Sqrt(float64(f))) }
+	type chain struct {
+		name  string
+		build func(b *ir.Builder, x, z, sc string) string
+		want  func(x, z float32) float32
+	}
+	chains := []chain{
+		{"add", func(b *ir.Builder, x, z, _ string) string { return b.Op("Add", nil, x, z) }, func(x, z float32) float32 { return x + z }},
+		{"sub", func(b *ir.Builder, x, z, _ string) string { return b.Op("Sub", nil, x, z) }, func(x, z float32) float32 { return x - z }},
+		{"mul", func(b *ir.Builder, x, z, _ string) string { return b.Op("Mul", nil, x, z) }, func(x, z float32) float32 { return x * z }},
+		{"div", func(b *ir.Builder, x, z, _ string) string { return b.Op("Div", nil, x, z) }, func(x, z float32) float32 { return x / z }},
+		{"sqrt", func(b *ir.Builder, x, _, _ string) string { return b.Unary("Sqrt", x) }, func(x, _ float32) float32 { return sqrt(x) }},
+		{"scale", func(b *ir.Builder, x, _, sc string) string { return b.Op("Mul", nil, x, sc) }, func(x, _ float32) float32 { return x * s }},
+		{"muladd", func(b *ir.Builder, x, z, _ string) string { return b.Op("Add", nil, b.Op("Mul", nil, x, z), x) },
+			func(x, z float32) float32 { return round(x*z) + x }},
+		{"widen", func(b *ir.Builder, x, z, _ string) string {
+			// bf16 → f32 → (f32 math) → bf16: one rounding at the end
+			// (a quotient: a product and a sum may fuse into an FMA).
+			cast := func(v, to string) string { return b.Op("Cast", ir.Attrs{"to": ir.String(to)}, v) }
+			q := b.Op("Div", nil, cast(x, "f32"), cast(z, "f32"))
+			return cast(b.Op("Add", nil, q, cast(x, "f32")), "bf16")
+		}, func(x, z float32) float32 { return x/z + x }},
+	}
+	mod := &ir.Module{}
+	for _, c := range chains {
+		b := ir.NewBuilder(c.name)
+		x := b.AddInput("x", ir.T(ir.BF16, n), ir.Data, nil)
+		z := b.AddInput("z", ir.T(ir.BF16, n), ir.Data, nil)
+		sc := b.AddInput("s", ir.T(ir.BF16), ir.Data, nil)
+		b.Output("y", c.build(b, x, z, sc))
+		if err := b.Err(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		mod.Graphs = append(mod.Graphs, b.G)
+	}
+	tensor := func(bits []uint16) *interp.Tensor {
+		v := interp.NewTensor(ir.T(ir.BF16, len(bits)))
+		for i, h := range bits {
+			v.F[i] = float64(ir.BF16ToFloat32(h))
+		}
+		return v
+	}
+	for _, cpu := range []string{"", "x86-64-v3"} {
+		art, err := compilePlanned(mod, Options{Target: target.NewCPU(cpu, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := load(t, art)
+		for _, c := range chains {
+			for _, nth := range []int{1, 2, 3} {
+				in := map[string]*interp.Tensor{"x": tensor(xs), "z": tensor(zs), "s": interp.FromFloats(ir.T(ir.BF16), []float64{float64(s)})}
+				got := m.run(t, c.name, in, nth)["y"]
+				bad := 0
+				for i := range n {
+					x, z := ir.BF16ToFloat32(xs[i]), ir.BF16ToFloat32(zs[i])
+					want := ir.BF16FromFloat32(c.want(x, z))
+					g := got.F[i]
+					ok := math.IsNaN(g) && math.IsNaN(float64(ir.BF16ToFloat32(want))) ||
+						!math.IsNaN(g) && ir.BF16FromFloat32(float32(g)) == want
+					if !ok {
+						if bad < 5 {
+							t.Errorf("cpu=%q %s, %d threads: element %d: x %#04x z %#04x: got %v, want %#04x (%v)", cpu, c.name, nth, i, xs[i], zs[i], g, want, ir.BF16ToFloat32(want))
+						}
+						bad++
+					}
+				}
+				if bad > 0 {
+					t.Errorf("cpu=%q %s, %d threads: %d of %d elements differ", cpu, c.name, nth, bad, n)
+				}
+			}
+		}
+	}
+}
