@@ -104,3 +104,102 @@ func TestBF16PairsSpecialValues(t *testing.T) {
 		}
 	}
 }
+
+// TestBF16PairsRows runs bf16 chains over a [R, C] space with a value per
+// row (f32 and bf16, as RMSNorm's 1/rms) and one per column (its weight),
+// which the CPU lowers on bf16 pairs row by row, against the chain in Go,
+// bit for bit: every bf16 pattern among x, specials among the row and
+// column values, C not a multiple of the pair width.
+func TestBF16PairsRows(t *testing.T) {
+	const R, C = 67, 1001
+	r := rand.New(rand.NewPCG(7, 8))
+	specials := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e-39, -3e-40}
+	xs := make([]uint16, R*C)
+	for i := range xs {
+		xs[i] = uint16(i)
+		if i >= 65536 {
+			xs[i] = uint16(r.Uint32())
+		}
+	}
+	rowv, colv := make([]float32, R), make([]float32, C)
+	for i := range rowv {
+		rowv[i] = float32(r.NormFloat64())
+		if i < len(specials) {
+			rowv[i] = specials[i]
+		}
+	}
+	for i := range colv {
+		colv[i] = ir.BF16ToFloat32(ir.BF16FromFloat32(float32(r.NormFloat64())))
+		if i%97 < len(specials) && i > 100 {
+			colv[i] = ir.BF16ToFloat32(ir.BF16FromFloat32(specials[i%97]))
+		}
+	}
+	bf := func(f float32) float32 { return ir.BF16ToFloat32(ir.BF16FromFloat32(f)) }
+	cast := func(b *ir.Builder, v, to string) string { return b.Op("Cast", ir.Attrs{"to": ir.String(to)}, v) }
+	type chain struct {
+		name  string
+		rowDT ir.DType
+		build func(b *ir.Builder, x, rv, cv string) string
+		want  func(x, rv, cv float32) float32
+	}
+	chains := []chain{
+		{"rmsnorm", ir.F32, func(b *ir.Builder, x, rv, cv string) string {
+			return b.Op("Mul", nil, cast(b, b.Op("Mul", nil, cast(b, x, "f32"), rv), "bf16"), cv)
+		}, func(x, rv, cv float32) float32 { return bf(x*rv) * cv }},
+		{"rowscale", ir.BF16, func(b *ir.Builder, x, rv, _ string) string { return b.Op("Mul", nil, x, rv) },
+			func(x, rv, _ float32) float32 { return x * bf(rv) }},
+		{"coladd", ir.BF16, func(b *ir.Builder, x, _, cv string) string { return b.Op("Add", nil, x, cv) },
+			func(x, _, cv float32) float32 { return x + cv }},
+	}
+	mod := &ir.Module{}
+	for _, c := range chains {
+		b := ir.NewBuilder(c.name)
+		x := b.AddInput("x", ir.T(ir.BF16, R, C), ir.Data, nil)
+		rv := b.AddInput("r", ir.T(c.rowDT, R, 1), ir.Data, nil)
+		cv := b.AddInput("w", ir.T(ir.BF16, C), ir.Data, nil)
+		b.Output("y", c.build(b, x, rv, cv))
+		if err := b.Err(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		mod.Graphs = append(mod.Graphs, b.G)
+	}
+	for _, cpu := range []string{"", "x86-64-v3"} {
+		art, err := compilePlanned(mod, Options{Target: target.NewCPU(cpu, "")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := load(t, art)
+		for _, c := range chains {
+			for _, nth := range []int{1, 2, 3} {
+				xt := interp.NewTensor(ir.T(ir.BF16, R, C))
+				for i, h := range xs {
+					xt.F[i] = float64(ir.BF16ToFloat32(h))
+				}
+				rt, wt := interp.NewTensor(ir.T(c.rowDT, R, 1)), interp.NewTensor(ir.T(ir.BF16, C))
+				for i, v := range rowv {
+					rt.F[i] = float64(v)
+				}
+				for i, v := range colv {
+					wt.F[i] = float64(v)
+				}
+				got := m.run(t, c.name, map[string]*interp.Tensor{"x": xt, "r": rt, "w": wt}, nth)["y"]
+				bad := 0
+				for i := range R * C {
+					want := ir.BF16FromFloat32(c.want(ir.BF16ToFloat32(xs[i]), rowv[i/C], colv[i%C]))
+					g := got.F[i]
+					ok := math.IsNaN(g) && math.IsNaN(float64(ir.BF16ToFloat32(want))) ||
+						!math.IsNaN(g) && ir.BF16FromFloat32(float32(g)) == want
+					if !ok {
+						if bad < 5 {
+							t.Errorf("cpu=%q %s, %d threads: element %d: got %v, want %#04x (%v)", cpu, c.name, nth, i, g, want, ir.BF16ToFloat32(want))
+						}
+						bad++
+					}
+				}
+				if bad > 0 {
+					t.Errorf("cpu=%q %s, %d threads: %d of %d elements differ", cpu, c.name, nth, bad, R*C)
+				}
+			}
+		}
+	}
+}

@@ -213,7 +213,7 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 			return nil
 		}
 		if w := pairLanes(e, g, space, streams, mainOuts); w > 0 {
-			return k.bf16Pairs(g, numel(space), w)
+			return k.bf16Pairs(g, space, streams, w)
 		}
 		var err error
 		k.forEach(space, streams, func(offs []llvm.Value) {
