@@ -80,6 +80,7 @@ type prepared struct {
 	nth    int
 	bufs   []*native.Buffer
 	args   []*native.Args
+	ptrs   []unsafe.Pointer // per slot
 	fns    []unsafe.Pointer
 	scr    []*native.Buffer
 	byKind map[string]time.Duration
@@ -127,6 +128,7 @@ func newPrepared(b *testing.B, m *machine, p *artifact.Program, nth int) *prepar
 		r.bufs = append(r.bufs, buf)
 		ptrs[i], bound[sl.Name] = buf.Ptr(), buf.Ptr()
 	}
+	r.ptrs = ptrs
 	for _, st := range p.Steps {
 		a := make([]unsafe.Pointer, len(st.Args))
 		for i, s := range st.Args {

@@ -106,6 +106,7 @@ func TestBenchProfileAndLowerings(t *testing.T) {
 		"SLTrain lowerings of train_step", "merged ms", "factored ms",
 		"--sltrain-lowering auto, merged and factored", "slc auto:", "auto vs best: auto",
 		"layers.0.self_attn.q_proj dW", "layers.1.mlp.down_proj dx", "lm_head dx+dW", "layers.1.mlp.up_proj forward LowRankSparseAdd",
+		"by program: train_step ", ", update ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -212,6 +212,9 @@ func (e *Emitter) elementwise(name string, g *Group) (*Lowering, error) {
 		if len(mainOuts) == 0 {
 			return nil
 		}
+		if w := pairLanes(e, g, space, streams, mainOuts); w > 0 {
+			return k.bf16Pairs(g, space, streams, w)
+		}
 		var err error
 		k.forEach(space, streams, func(offs []llvm.Value) {
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -100,10 +101,11 @@ func (k *kfn) sigmoid(x llvm.Value) (llvm.Value, error) {
 	return b.Select(b.FCmp(llvm.FloatOGE, x, k.Splat(t, 0), ""), pos, neg, ""), nil
 }
 
-// exp is e^x: an inline evaluation for f32 (so loops vectorize), libm's for
-// f64.
+// exp is e^x: an inline evaluation for f32 and vectors of f32 (so loops
+// vectorize, and a vector lane computes what the scalar chain does), libm's
+// for f64.
 func (k *kfn) exp(x llvm.Value) (llvm.Value, error) {
-	if x.Type().Kind() != llvm.FloatTypeKind {
+	if kernel.ElemKind(x.Type()) != llvm.FloatTypeKind {
 		return k.callIntrinsic("llvm.exp", x.Type(), x)
 	}
 	return k.expf(x), nil
