@@ -71,7 +71,59 @@ func (p *partitioner) formBlockwise() {
 		}
 		seed.kind, seed.space, seed.open, seed.parts = GroupBlockwise, space, false, parts
 		delete(seed.preds, seed)
+		p.widenInside(seed)
 	}
+}
+
+// widenInside gives each part of the block-wise group q its own copy of
+// a widening Cast made by another group (the gradient's f32 copy, which
+// the gradient norm's reduction also reads): the part widens the narrow
+// value as it reads it, exactly, and the wide copy of the whole tensor
+// need not be stored for it.
+func (p *partitioner) widenInside(q *pgroup) {
+	for k, part := range q.parts {
+		copies := map[string]*ir.Node{}
+		for _, n := range part {
+			for j, v := range n.Inputs {
+				c := p.producer[v]
+				if c == nil || !p.widens(c) || p.groupOf[c] == nil || find(p.groupOf[c]) == q {
+					continue
+				}
+				cp := copies[v]
+				if cp == nil {
+					cp = c.Clone()
+					cp.Outputs[0].Name = p.builder.Fresh()
+					copies[v] = cp
+					p.groupOf[cp] = q
+					p.producer[cp.Outputs[0].Name] = cp
+					p.types[cp.Outputs[0].Name] = cp.Outputs[0].Type
+					q.nodes = append(q.nodes, cp)
+					q.parts[k] = append(q.parts[k], cp)
+					first := n
+					for _, m := range part {
+						if slicesContains(m.Inputs, v) && p.nodeIndex()[m] < p.nodeIndex()[first] {
+							first = m
+						}
+					}
+					p.before[first] = append(p.before[first], cp)
+					if r := p.groupOfValue(c.Inputs[0]); r != nil && r != q {
+						q.preds[r] = true
+					}
+				}
+				n.Inputs[j] = cp.Outputs[0].Name
+			}
+		}
+	}
+}
+
+// slicesContains reports whether list holds v.
+func slicesContains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // growBlockwise returns seed and the groups joined to it (see
