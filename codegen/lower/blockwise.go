@@ -39,12 +39,12 @@ func (e *Emitter) blockwise(name string, g *Group) (*Lowering, error) {
 	rowShape := append(append([]int(nil), space[:len(space)-1]...), 1)
 	classOf := func(t ir.Type) (int, error) {
 		switch k := numel(t.Shape); {
+		case ir.ShapeEqual(t.Shape, rowShape): // one block: [1, 1] is a row's
+			return blkRow, nil
 		case k == 1:
 			return blkScalar, nil
 		case k == total:
 			return blkElem, nil
-		case k == R && ir.ShapeEqual(t.Shape, rowShape):
-			return blkRow, nil
 		}
 		return 0, fmt.Errorf("%v is neither R·C values, a blkRow's [R, 1] nor a blkScalar over the blocks %v", t, space)
 	}
