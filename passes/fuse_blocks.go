@@ -21,8 +21,10 @@ import "gitee.com/gidean/conv-linn/ir"
 // formBlockwise grows such a group from each AbsMaxLast whose operand is
 // [R, C] with C > 1 over the neighbouring element-wise groups (by the
 // values they read and write) whose every node computes R·C values (any
-// shape: they are visited in row-major order) or a row's [R, 1], and the
-// other AbsMaxLast over the same blocks. A neighbour is taken only if
+// shape: they are visited in row-major order) or a row's [R, 1], the
+// views (Reshapes) of R·C values that lead in and out (an f32 parameter
+// blocked, its update unblocked: inside, they let the group read and write
+// the parameter itself), and the other AbsMaxLast over the same blocks. A neighbour is taken only if
 // reading its inputs fits the row-by-row visit (each input of R·C values
 // read element for element, one of [R, 1] by a node over [R, C] or of
 // [R, 1], a scalar anywhere) and no cycle between groups would form; the
@@ -218,7 +220,7 @@ func (p *partitioner) nodeIndex() map[*ir.Node]int {
 // R·C values, element-wise nodes over the rows [R, 1], AbsMaxLast over
 // space, and inputs each node can read row by row.
 func (p *partitioner) blockMember(q *pgroup, space []int) bool {
-	if q.kind != GroupElementwise && q.kind != GroupKernel {
+	if q.kind != GroupElementwise && q.kind != GroupKernel && q.kind != GroupView {
 		return false
 	}
 	total, rows := numelInt(space), numelInt(space)/space[len(space)-1]
@@ -235,15 +237,15 @@ func (p *partitioner) blockMember(q *pgroup, space []int) bool {
 				return false
 			}
 			continue
+		case n.Op == "Reshape":
+			if numelInt(out.Shape) != total || q.kind == GroupKernel {
+				return false
+			}
+			continue
 		case q.kind != GroupElementwise:
 			return false
 		case n.Op == "Const":
 			if k := numelInt(out.Shape); k != 1 {
-				return false
-			}
-			continue
-		case n.Op == "Reshape":
-			if numelInt(out.Shape) != total {
 				return false
 			}
 			continue

@@ -3,6 +3,8 @@ package lower
 import (
 	"fmt"
 
+	"gitee.com/gidean/conv-linn/codegen/gpu"
+	"gitee.com/gidean/conv-linn/codegen/kernel"
 	"gitee.com/gidean/conv-linn/codegen/llvm"
 	"gitee.com/gidean/conv-linn/ir"
 )
@@ -13,8 +15,9 @@ import (
 // over Space = [R, C], element-wise nodes of R·C values (any shape: they
 // are visited in row-major order), AbsMaxLast over the rows, and
 // element-wise nodes over the rows [R, 1] (reading the maxima). Work items
-// are rows (the 8-bit optimizer's blocks), split among the threads like
-// AbsMaxLast's. Per row:
+// are rows (the 8-bit optimizer's blocks): on the CPU a thread's share of
+// rows; on the GPU a row to a thread block, its elements strided over the
+// block's threads, the maxima combined over the block. Per row:
 //
 //  1. first sweep: the element-wise nodes the maxima need, and the maxima
 //     (max |x| from 0, NaNs skipped: AbsMaxLast's kernel);
@@ -144,11 +147,34 @@ func (e *Emitter) blockwise(name string, g *Group) (*Lowering, error) {
 	if len(g.Parts) > 0 && !e.tr.blockRows {
 		return e.blockwiseParts(name, g, R, C, nodeClass, inClass)
 	}
+	gpuRows := e.tr.blockRows
 	err := e.kernel(name, groupParams(g), func(k *kfn) error {
 		b := k.B
 		k.Work.Flops += chainFlops(g) + int64(len(pre))*int64(total)
 		var err error
-		k.each(R, 1, func(r llvm.Value) {
+		// The rows and each row's elements: on the CPU a thread's share of
+		// rows, each walked whole; on the GPU a row to a block, its
+		// elements strided over the block's threads (the same element to
+		// the same thread in both sweeps), the maxima combined over the
+		// block (exactly: a maximum of values ≥ 0 in any order).
+		var hw kernel.BlockRegs
+		eachRow := func(body func(r llvm.Value)) {
+			if !gpuRows {
+				k.each(R, 1, body)
+				return
+			}
+			if e2 := e.dev.BlockRows(k.Fn, R, func(h kernel.BlockRegs, r llvm.Value) { hw = h; body(r) }); e2 != nil && err == nil {
+				err = e2
+			}
+		}
+		eachElem := func(body func(j llvm.Value)) {
+			if !gpuRows {
+				k.LoopN(C, body)
+				return
+			}
+			e.dev.RowStride(k.Fn, hw, k.C64(C), body)
+		}
+		eachRow(func(r llvm.Value) {
 			base := k.Mulc(r, C)
 			load := func(idx llvm.Value) func(i int, t llvm.Type) llvm.Value {
 				return func(i int, t llvm.Type) llvm.Value {
@@ -173,7 +199,7 @@ func (e *Emitter) blockwise(name string, g *Group) (*Lowering, error) {
 				cts[i] = ct
 				accs[i] = k.Variable(ct, llvm.ConstFloat(ct, 0))
 			}
-			k.LoopN(C, func(j llvm.Value) {
+			eachElem(func(j llvm.Value) {
 				if err != nil {
 					return
 				}
@@ -208,13 +234,21 @@ func (e *Emitter) blockwise(name string, g *Group) (*Lowering, error) {
 			// 2. The row's values.
 			rc := newChain(k, g, 0)
 			for i, n := range reds {
-				rc.vals[n.Outputs[0].Name], rc.dt[n.Outputs[0].Name] = k.Load(cts[i], accs[i]), n.Outputs[0].Type.DType
+				m := k.Load(cts[i], accs[i])
+				if gpuRows {
+					var e2 error
+					if m, e2 = e.dev.BlockReduce(k.Fn, hw, gpu.RedMax, m); e2 != nil {
+						err = e2
+						return
+					}
+				}
+				rc.vals[n.Outputs[0].Name], rc.dt[n.Outputs[0].Name] = m, n.Outputs[0].Type.DType
 			}
 			if err = rc.eval(append(append([]*ir.Node(nil), consts...), rows...), load(r)); err != nil {
 				return
 			}
 			// 3. The element-wise values again, and their outputs.
-			k.LoopN(C, func(j llvm.Value) {
+			eachElem(func(j llvm.Value) {
 				if err != nil {
 					return
 				}
@@ -242,14 +276,27 @@ func (e *Emitter) blockwise(name string, g *Group) (*Lowering, error) {
 			if err != nil {
 				return
 			}
-			// 4. The row's outputs, after the sweeps that read the old ones.
-			for jo, o := range g.Outputs {
-				if outClass[jo] != blkRow {
-					continue
+			// 4. The row's outputs, after the sweeps that read the old ones
+			// (on the GPU: once every thread of the block is done; by
+			// thread 0).
+			store := func() {
+				for jo, o := range g.Outputs {
+					if outClass[jo] != blkRow {
+						continue
+					}
+					t, _ := e.storageType(o.Type.DType)
+					rc.store(o.Name, t, k.At(t, k.P[len(g.Inputs)+jo], r))
 				}
-				t, _ := e.storageType(o.Type.DType)
-				rc.store(o.Name, t, k.At(t, k.P[len(g.Inputs)+jo], r))
 			}
+			if !gpuRows {
+				store()
+				return
+			}
+			if e2 := e.dev.Barrier(k.Fn); e2 != nil {
+				err = e2
+				return
+			}
+			k.When(b.ICmp(llvm.IntEQ, hw.Tx, k.C64(0), ""), store)
 		})
 		return err
 	})
