@@ -10,26 +10,29 @@ import "gitee.com/gidean/conv-linn/ir"
 // results — the widened gradient and parameter, both moments in f32, the
 // new parameter — all pass through memory: for a 7B model's embedding,
 // 0.5 GB per f32 copy. A GroupBlockwise is all of it as one kernel that
-// runs block by block (a row of [R, C] per work item): a first sweep over
-// the row computes what the maxima need and the maxima, then the row's
-// scalars, then a second sweep recomputes the element-wise values (the
-// same nodes, so the same results) and writes the outputs; a row's
-// scalars are written last. Nothing of the tensor's size but the inputs
-// and the outputs is stored, and the outputs may overwrite the state they
-// update (memory-plan).
+// runs block by block, a row of [R, C] per work item. On the CPU its
+// parts (Group.Parts: the groups it was made of) run one after the other
+// per row, each as the kernel it was, through a few rows of per-thread
+// scratch, so the results are those of the separate kernels bit for bit;
+// on the GPU a first sweep over the row computes what the maxima need and
+// the maxima, a second recomputes the element-wise values and writes them
+// (codegen/lower's blockwise.go). Nothing of the tensor's size but the
+// inputs and the outputs is stored, and the outputs may overwrite the
+// state they update (memory-plan's blockwiseInPlace).
 //
 // formBlockwise grows such a group from each AbsMaxLast whose operand is
 // [R, C] with C > 1 over the neighbouring element-wise groups (by the
 // values they read and write) whose every node computes R·C values (any
 // shape: they are visited in row-major order) or a row's [R, 1], the
 // views (Reshapes) of R·C values that lead in and out (an f32 parameter
-// blocked, its update unblocked: inside, they let the group read and write
-// the parameter itself), and the other AbsMaxLast over the same blocks. A neighbour is taken only if
-// reading its inputs fits the row-by-row visit (each input of R·C values
-// read element for element, one of [R, 1] by a node over [R, C] or of
-// [R, 1], a scalar anywhere) and no cycle between groups would form; the
-// group is formed only if no value the maxima need reads a row's scalar
-// (two sweeps suffice). Any other graph is left as it was.
+// blocked, its update unblocked: inside, they let the group read and
+// write the parameter itself), and the other AbsMaxLast over the same
+// blocks. A neighbour is taken only if reading its inputs fits the
+// row-by-row visit (each input of R·C values read element for element,
+// one of [R, 1] by a node over [R, C] or of [R, 1], a scalar anywhere)
+// and no cycle between groups would form; the group is formed only if no
+// value the maxima need reads a row's scalar (two sweeps suffice). Any
+// other graph is left as it was.
 func (p *partitioner) formBlockwise() {
 	succ := map[*pgroup]map[*pgroup]bool{}
 	for _, q := range p.groups {

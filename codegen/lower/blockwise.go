@@ -341,10 +341,24 @@ func (e *Emitter) blockwiseParts(name string, g *Group, R, C int64, class map[st
 	}
 	partOf := map[string]int{}
 	for k, part := range g.Parts {
+		if len(part) == 0 {
+			return nil, fmt.Errorf("part %d of the block-wise group is empty", k)
+		}
 		for _, n := range part {
+			if _, dup := partOf[n.Outputs[0].Name]; dup {
+				return nil, fmt.Errorf("%s is in two parts of the block-wise group", n)
+			}
 			partOf[n.Outputs[0].Name] = k
 			types[n.Outputs[0].Name] = n.Outputs[0].Type
 		}
+	}
+	for _, n := range g.Nodes {
+		if _, ok := partOf[n.Outputs[0].Name]; !ok {
+			return nil, fmt.Errorf("%s is in no part of the block-wise group", n)
+		}
+	}
+	if len(partOf) != len(g.Nodes) {
+		return nil, fmt.Errorf("the block-wise group's parts hold %d nodes, the group %d", len(partOf), len(g.Nodes))
 	}
 	// Scratch: a value read by a later part; a row output; an element-wise
 	// output written in place of an input a later part reads.
@@ -512,15 +526,10 @@ func (e *Emitter) blockwiseParts(name string, g *Group, R, C int64, class map[st
 				if !staged[o.Name] {
 					continue
 				}
-				t, e2 := e.storageType(o.Type.DType)
-				if fail(e2) {
-					return
-				}
 				bt, e2 := e.bitsType(o.Type.DType)
 				if fail(e2) {
 					return
 				}
-				_ = t
 				out := k.P[len(g.Inputs)+jo]
 				if class[o.Name] == blkRow {
 					k.StoreAt(k.LoadAt(bt, at(o.Name), k.C64(0)), bt, out, r)
