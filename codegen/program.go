@@ -351,6 +351,8 @@ func (b *program) prepare(gr *passes.Group) (*lower.Group, []int32, []int32, err
 		lg.Kind = lower.Single
 	case passes.GroupLinearCrossEntropy:
 		lg.Kind = lower.LinearCrossEntropy
+	case passes.GroupBlockwise:
+		lg.Kind, lg.Parts = lower.Blockwise, gr.Parts
 	default:
 		return nil, nil, nil, fmt.Errorf("group %d: unknown kind %v", gr.ID, gr.Kind)
 	}

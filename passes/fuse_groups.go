@@ -33,9 +33,14 @@ const (
 	// backward products — run in chunks of rows (fuse-linear-xent): its
 	// logits and their gradient never leave it.
 	GroupLinearCrossEntropy
+	// GroupBlockwise is element-wise work over the rows (blocks) of a
+	// [R, C] space with per-row maxima (AbsMaxLast), per-row scalars made
+	// from them and element-wise work reading those, run a row at a time in
+	// two sweeps (fuse_blocks.go): the 8-bit optimizer's update of a tensor.
+	GroupBlockwise
 )
 
-var groupKindNames = [...]string{GroupElementwise: "elementwise", GroupReduce: "reduce", GroupView: "view", GroupKernel: "kernel", GroupLinearCrossEntropy: "linear-xent"}
+var groupKindNames = [...]string{GroupElementwise: "elementwise", GroupReduce: "reduce", GroupView: "view", GroupKernel: "kernel", GroupLinearCrossEntropy: "linear-xent", GroupBlockwise: "blockwise"}
 
 func (k GroupKind) String() string {
 	if int(k) < len(groupKindNames) && k != 0 {
@@ -58,6 +63,11 @@ type Group struct {
 	// Outputs are the values the group defines that another group or a graph
 	// output reads, in definition order; the group's other values never leave it.
 	Outputs []string
+	// Parts, of a block-wise group only, are the groups it was made of
+	// (element-wise groups and AbsMaxLast kernels, each its nodes in graph
+	// order) in a schedule order: the CPU runs them one after the other per
+	// row, so each computes as it did as a kernel of its own (fuse_blocks.go).
+	Parts [][]*ir.Node
 }
 
 // fuseGroups partitions every graph's nodes into groups (State.Groups) that
@@ -125,6 +135,7 @@ func PartitionGraph(g *ir.Graph) ([]*Group, error) {
 			p.newGroup(GroupElementwise, n.Outputs[0].Type.Shape, false, n, i)
 		}
 	}
+	p.formBlockwise()
 	// Insert the Const copies before their first readers.
 	if len(p.before) > 0 {
 		var nodes []*ir.Node
@@ -147,6 +158,7 @@ type pgroup struct {
 	preds  map[*pgroup]bool // groups read by this one (possibly merged since)
 	clones map[*ir.Node]*ir.Node
 	into   *pgroup
+	parts  [][]*ir.Node // GroupBlockwise: its members' nodes (formBlockwise)
 }
 
 type partitioner struct {
@@ -159,6 +171,7 @@ type partitioner struct {
 	groups   []*pgroup
 	before   map[*ir.Node][]*ir.Node // Const copies to insert before a node
 	builder  *ir.Builder
+	index    map[*ir.Node]int // node positions, for formBlockwise
 }
 
 // find returns the group that now holds q's nodes.
@@ -378,6 +391,9 @@ func (p *partitioner) finish() ([]*Group, error) {
 		nodes := append([]*ir.Node(nil), q.nodes...)
 		sortByPos(nodes, pos)
 		out[k] = &Group{Kind: q.kind, Space: q.space, Nodes: nodes}
+		if q.kind == GroupBlockwise {
+			out[k].Parts = orderParts(q.parts, pos)
+		}
 	}
 	// Edges from the definitive membership, not from the incremental bookkeeping.
 	owner := map[string]int{}
@@ -479,7 +495,7 @@ func FormatGroups(groups []*Group) string {
 	var b strings.Builder
 	for _, gr := range groups {
 		fmt.Fprintf(&b, "g%d %s", gr.ID, gr.Kind)
-		if gr.Kind == GroupElementwise || gr.Kind == GroupReduce {
+		if gr.Kind == GroupElementwise || gr.Kind == GroupReduce || gr.Kind == GroupBlockwise {
 			fmt.Fprintf(&b, " %s", shapeText(gr.Space))
 		}
 		ops := make([]string, len(gr.Nodes))

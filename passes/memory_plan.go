@@ -216,8 +216,9 @@ func singletonGroups(g *ir.Graph) []*Group {
 // View of its input; a state update written by an element-wise group that
 // iterates over the updated input's shape is InPlace when no later group reads
 // that input (each element is read before it is overwritten, by the same loop
-// iteration: an AdamW step or a gradient accumulation); and a Const read only
-// by graph outputs is a Fill.
+// iteration: an AdamW step or a gradient accumulation), and so is one by a
+// block-wise group (see blockwiseInPlace: adam8bit's parameter, codes and
+// absmax); and a Const read only by graph outputs is a Fill.
 //
 // Offsets come from best-fit placement over live ranges (offline tensor
 // placement, as in TFLite's arena planner): storage roots are placed one by
@@ -293,7 +294,12 @@ func PlanMemory(g *ir.Graph, groups []*Group) (*MemoryPlan, error) {
 			continue
 		}
 		n := producer[o.Value]
-		if gr.Kind != GroupElementwise || n.Op == "Const" || n.Op == "Reshape" || !ir.ShapeEqual(gr.Space, in.Type.Shape) {
+		switch {
+		case gr.Kind == GroupBlockwise:
+			if n.Op == "Const" || !blockwiseInPlace(gr, in.Type, types[o.Value]) {
+				continue
+			}
+		case gr.Kind != GroupElementwise || n.Op == "Const" || n.Op == "Reshape" || !ir.ShapeEqual(gr.Space, in.Type.Shape):
 			continue
 		}
 		if r, ok := storageLast[in.Name]; ok && r > gr.ID {
@@ -549,4 +555,16 @@ func FormatPlan(p *MemoryPlan) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// blockwiseInPlace reports whether a block-wise group over [R, C] may write
+// an output of type out in place of a state input of type in: both hold
+// R·C values (read and written element for element, the read of a row
+// before its second sweep writes it) or both are one value per row (read
+// by the row's sweeps, written after them).
+func blockwiseInPlace(gr *Group, in, out ir.Type) bool {
+	total := numelInt(gr.Space)
+	rows := total / gr.Space[len(gr.Space)-1]
+	k := int(in.NumElements())
+	return in.Bytes() == out.Bytes() && int(out.NumElements()) == k && (k == total || k == rows)
 }

@@ -41,7 +41,7 @@ var Pipeline = []Pass{
 	{Name: "cse", Doc: "merge nodes with the same op, inputs and attributes (Consts included)", Run: cse},
 	{Name: "dce", Doc: "remove nodes whose results reach no graph output", Run: dce},
 	{Name: "recompute", Doc: "--activation-checkpointing or --memory-budget only: train_step keeps each decoder layer's input and recomputes the layer's values in its backward, bit-identically (every layer, or the fewest that fit the budget)", Run: recompute},
-	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops (State.Groups)", Run: fuseGroups, Required: true},
+	{Name: "fuse-groups", Doc: "partition each graph into kernels: element-wise chains/DAGs, reductions closing them, views, single ops, block-wise 8-bit optimizer updates (State.Groups)", Run: fuseGroups, Required: true},
 	{Name: "fuse-linear-xent", Doc: "CPU: lm_head's product, the cross-entropy, its gradient and lm_head's backward products become one kernel run in chunks of rows; the [T, V] logits are never stored", Run: fuseLinearXent},
 	{Name: "memory-plan", Doc: "liveness over the group schedule; one 64-byte-aligned arena, best-fit reuse of freed space; state and inputs apart (State.Plans, State.Memory)", Run: memoryPlan, Required: true},
 }

@@ -52,6 +52,10 @@ func (e *Backend) RowStride(k *kernel.Fn, hw kernel.BlockRegs, n llvm.Value, bod
 	e.fn(k).rowStride(hw, n, body)
 }
 
+// Barrier is bar.sync: every thread of the block waits for the others
+// (the uniformity rule of rows.go applies).
+func (e *Backend) Barrier(k *kernel.Fn) error { return e.fn(k).barrier() }
+
 // BlockReduce combines v over the block by op (rows.go).
 func (e *Backend) BlockReduce(k *kernel.Fn, hw kernel.BlockRegs, op RedOp, v llvm.Value) (llvm.Value, error) {
 	return e.fn(k).blockReduce(hw, op, v)

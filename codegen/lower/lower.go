@@ -101,6 +101,10 @@ const (
 	// (linear_xent.go): lm_head's product, the cross-entropy and, when
 	// training, its gradient and lm_head's backward products.
 	LinearCrossEntropy
+	// Blockwise is element-wise work over the rows of Space = [R, C] with
+	// per-row maxima and per-row values made from them, run a row at a
+	// time in two sweeps (blockwise.go): the 8-bit optimizer's update.
+	Blockwise
 )
 
 // Operand is a buffer a group reads or writes.
@@ -120,8 +124,11 @@ type Group struct {
 	Outputs []Operand // node outputs written to buffers, in argument order
 	// InPlace maps an output index to the input index whose buffer it
 	// overwrites (a state update written where the state lives). Only
-	// element-wise groups may write in place.
+	// element-wise and block-wise groups may write in place.
 	InPlace map[int]int
+	// Parts, of a Blockwise group, are the groups it was made of, in
+	// order (passes.Group.Parts): the CPU runs them one by one per row.
+	Parts [][]*ir.Node
 }
 
 // ArgKind says which list an Arg indexes.
@@ -294,6 +301,8 @@ func (e *Emitter) Lower(g *Group) (*Lowering, error) {
 		l, err = e.single(name, g)
 	case LinearCrossEntropy:
 		l, err = e.linearCrossEntropy(name, g)
+	case Blockwise:
+		l, err = e.blockwise(name, g)
 	default:
 		err = fmt.Errorf("unknown group kind %d", g.Kind)
 	}
@@ -422,6 +431,13 @@ func signature(g *Group, opt Options) string {
 		}
 		sb.WriteString("}\n")
 	}
+	for _, part := range g.Parts {
+		sb.WriteString("part")
+		for _, n := range part {
+			fmt.Fprintf(&sb, " %s", local[n.Outputs[0].Name])
+		}
+		sb.WriteByte('\n')
+	}
 	for i, o := range g.Outputs {
 		fmt.Fprintf(&sb, "out %s", local[o.Name])
 		if j, ok := g.InPlace[i]; ok {
@@ -441,6 +457,8 @@ func tag(g *Group) string {
 		return "red"
 	case LinearCrossEntropy:
 		return "linearxent" // its kernels: <symbol>_fwd_c<chunk>, _rows_c…, _bwd_c…, _dw
+	case Blockwise:
+		return "blocks"
 	}
 	return strings.ToLower(g.Nodes[0].Op)
 }
