@@ -185,7 +185,10 @@ func SLTrainConfig(meta map[string]string) (map[string]any, error) {
 
 // ToRuntime restores a checkpoint into a runtime: every parameter and buffer
 // from Model, every optimizer state tensor from Optimizer (bit for bit, in
-// its own dtype), and zeroes the gradient accumulators. Names missing on
+// its own dtype), and zeroes the gradient accumulators. An integer tensor
+// saved as i64 where the model has i32, or the reverse (SLTrain's
+// sparse_index: i32 where the layer fits, int64 in older checkpoints), is
+// converted; a value that does not fit i32 is an error naming it. Names missing on
 // either side, and dtypes or shapes that differ, are reported together in one
 // error before anything is written, so a failed restore leaves the runtime as
 // it was. A runtime without optimizer state (one compiled for evaluation)
@@ -222,8 +225,19 @@ func ToRuntime(c *Checkpoint, rt Runtime) error {
 				continue
 			}
 			if got := t.Type(); !got.Equal(typ) {
-				problems = append(problems, fmt.Sprintf("%s is %v in the checkpoint, %v in the model", n, got, typ))
-				continue
+				if !indexDTypes(got, typ) {
+					problems = append(problems, fmt.Sprintf("%s is %v in the checkpoint, %v in the model", n, got, typ))
+					continue
+				}
+				// An integer buffer saved in the other index dtype (an
+				// SLTrain sparse_index saved as int64 by an slc before
+				// i32 indices): the same values, converted.
+				c, err := t.ConvertInt(typ.DType)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("%s is %v in the checkpoint, %v in the model: %v", n, got, typ, err))
+					continue
+				}
+				t = &c
 			}
 			writes = append(writes, write{n, t})
 		}
@@ -264,6 +278,13 @@ func ToRuntime(c *Checkpoint, rt Runtime) error {
 		}
 	}
 	return nil
+}
+
+// indexDTypes reports whether a checkpoint tensor of type got converts to
+// the model's want: the same shape, one i32 and the other i64.
+func indexDTypes(got, want ir.Type) bool {
+	idx := func(d ir.DType) bool { return d == ir.I32 || d == ir.I64 }
+	return ir.ShapeEqual(got.Shape, want.Shape) && idx(got.DType) && idx(want.DType)
 }
 
 // stateReader is the runtime's copy of one state tensor into the caller's

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -216,6 +217,60 @@ func TestToRuntimeMismatch(t *testing.T) {
 	}
 }
 
+// TestToRuntimeIndexDTypes restores an int64 index into an i32 buffer and an
+// i32 one into an int64 buffer, and refuses an int64 value outside i32 in one
+// error, leaving the runtime as it was.
+func TestToRuntimeIndexDTypes(t *testing.T) {
+	narrow := func(f *fakeRuntime) *fakeRuntime {
+		for _, g := range f.m.Graphs {
+			for _, in := range g.Inputs {
+				if in.Name == "a.sparse_index" {
+					in.Type.DType = ir.I32
+				}
+			}
+		}
+		f.state["a.sparse_index"] = runtime.Tensor{Type: ir.T(ir.I32, 2), Data: make([]byte, 8)}
+		return f
+	}
+	c, err := FromRuntime(newFake(true, 1), TrainingState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(c.Model.Tensors, func(x safetensors.Tensor) bool { return x.Name == "a.sparse_index" })
+	c.Model.Tensors[i] = safetensors.FromInt64s("a.sparse_index", ir.I64, []int{2}, []int64{3, 5})
+	rt := narrow(newFake(true, 9))
+	if err := ToRuntime(c, rt); err != nil {
+		t.Fatalf("int64 index into i32: %v", err)
+	}
+	if got, _ := rt.state["a.sparse_index"].Int64s(); !slices.Equal(got, []int64{3, 5}) {
+		t.Errorf("i32 index %v after the restore, want [3 5]", got)
+	}
+	// An i32 index into an int64 buffer (the index of a layer too large for i32).
+	c.Model.Tensors[i] = safetensors.FromInt64s("a.sparse_index", ir.I32, []int{2}, []int64{4, 6})
+	wide := newFake(true, 9)
+	if err := ToRuntime(c, wide); err != nil {
+		t.Fatalf("i32 index into int64: %v", err)
+	}
+	if got, _ := wide.state["a.sparse_index"].Int64s(); !slices.Equal(got, []int64{4, 6}) {
+		t.Errorf("int64 index %v after the restore, want [4 6]", got)
+	}
+	c.Model.Tensors[i] = safetensors.FromInt64s("a.sparse_index", ir.I64, []int{2}, []int64{3, 1 << 31})
+	rt = narrow(newFake(true, 9))
+	before := append([]byte(nil), rt.state["z.weight"].Data...)
+	err = ToRuntime(c, rt)
+	if want := "a.sparse_index is i64[2] in the checkpoint, i32[2] in the model: tensor \"a.sparse_index\": value 2147483648 at position 1 does not fit i32"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("an index outside i32: %v, want %q", err, want)
+	}
+	if !bytes.Equal(rt.state["z.weight"].Data, before) || !bytes.Equal(rt.state["a.sparse_index"].Data, make([]byte, 8)) {
+		t.Error("a failed restore changed the runtime")
+	}
+	// Other dtype differences stay errors.
+	c.Model.Tensors[i] = safetensors.FromInt64s("a.sparse_index", ir.I64, []int{1}, []int64{3})
+	if err := ToRuntime(c, narrow(newFake(true, 9))); err == nil || !strings.Contains(err.Error(), "a.sparse_index is i64[1] in the checkpoint, i32[2] in the model") {
+		t.Errorf("an index of another length: %v", err)
+	}
+}
+
 // TestRealRuntime saves and restores the state of a compiled tiny SLTrain
 // LLaMA, so the role mapping is checked against what the compiler emits.
 func TestRealRuntime(t *testing.T) {
@@ -293,9 +348,41 @@ func TestRealRuntime(t *testing.T) {
 	if err := ToRuntime(back, fresh); err != nil {
 		t.Fatal(err)
 	}
+	idx := back.Model.Get("model.layers.0.mlp.down_proj.sparse_index")
+	if idx.DType != ir.I32 {
+		t.Errorf("sparse_index saved as %v, want i32 (the runtime's)", idx.DType)
+	}
+	// A checkpoint of an slc before i32 indices holds them as int64: the
+	// same values load into the i32 buffers.
+	old, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	widened := 0
+	for i, x := range old.Model.Tensors {
+		if x.DType == ir.I32 {
+			if !strings.HasSuffix(x.Name, ".sparse_index") {
+				t.Errorf("%s is i32", x.Name)
+			}
+			if old.Model.Tensors[i], err = x.ConvertInt(ir.I64); err != nil {
+				t.Fatal(err)
+			}
+			widened++
+		}
+	}
+	if widened != 2*7 {
+		t.Errorf("%d sparse indices in the checkpoint, want 2 layers × 7", widened)
+	}
+	fromOld := load()
+	if err := ToRuntime(old, fromOld); err != nil {
+		t.Fatalf("restoring int64 indices: %v", err)
+	}
 	for _, n := range rt.StateNames() {
 		a, _ := rt.State(n)
 		b, _ := fresh.State(n)
+		if o, _ := fromOld.State(n); !bytes.Equal(o.Data, b.Data) {
+			t.Errorf("%s differs between the restores of i32 and int64 indices", n)
+		}
 		if strings.HasSuffix(n, ".grad") {
 			if !bytes.Equal(b.Data, make([]byte, len(b.Data))) {
 				t.Errorf("%s not zero after the restore", n)

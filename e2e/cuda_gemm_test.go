@@ -100,13 +100,13 @@ func gemmGraphs() []gemmGraph {
 		}
 	}
 	f, h := ir.F32, ir.BF16
-	lrsa := func(rows, in, out, r, nnz int) func(*ir.Builder, func(string, ir.DType, ...int) string) string {
+	lrsa := func(rows, in, out, r, nnz int, id ir.DType) func(*ir.Builder, func(string, ir.DType, ...int) string) string {
 		return func(bl *ir.Builder, input func(string, ir.DType, ...int) string) string {
 			x := input("x", f, rows, in)
 			B := input("B", f, out, r)
 			A := input("A", f, r, in)
 			v := input("v", f, nnz)
-			idx := input("idx", ir.I64, nnz)
+			idx := input("idx", id, nnz)
 			return bl.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(0.75)}, x, B, A, v, idx)
 		}
 	}
@@ -134,8 +134,11 @@ func gemmGraphs() []gemmGraph {
 		// operands into an f32 C, is a pass's rewrite, not a graph to build
 		// here: TestCUDAProgramsInEmulator's bf16-mixed cases run it, and
 		// TestCUDAGEMMVariantsBitIdentical the spec.)
-		{name: "lrsa_merged", build: lrsa(70, 33, 20, 3, 100)},
-		{name: "lrsa_factored", build: lrsa(5, 33, 65, 3, 60)},
+		{name: "lrsa_merged", build: lrsa(70, 33, 20, 3, 100, ir.I64)},
+		{name: "lrsa_factored", build: lrsa(5, 33, 65, 3, 60, ir.I64)},
+		// SLTrain's i32 index (the seed's is int64).
+		{name: "lrsa_merged_i32", build: lrsa(70, 33, 20, 3, 100, ir.I32)},
+		{name: "lrsa_factored_i32", build: lrsa(5, 33, 65, 3, 60, ir.I32)},
 	}
 }
 
@@ -164,7 +167,7 @@ func TestCUDAGEMMGraphs(t *testing.T) {
 			typ := ir.T(d, shape...)
 			v := b.AddInput(full, typ, ir.Buffer, nil)
 			var tv *interp.Tensor
-			if d == ir.I64 { // a sparse index: sorted distinct flat positions
+			if d.IsInt() { // a sparse index: sorted distinct flat positions
 				n := typ.NumElements()
 				ids := make([]int64, n)
 				for i := range ids {

@@ -24,7 +24,9 @@ import (
 // and more entries than a block of 256 threads but not a multiple of it,
 // and on an unsorted index (the fallback, the CPU's mapping); and the
 // factored lowering's sparse product y += x·Sᵀ (f32, mixed, a part group
-// of tokens, rows of x too wide for the shared-memory tile, unsorted). Every result
+// of tokens, rows of x too wide for the shared-memory tile, unsorted); each
+// with the seed's int64 index and with SLTrain's i32 one (a "_i32" case
+// name). Every result
 // is judged by ptxrun's check against the reference interpreter and must
 // be the same bits for blocks of 32 and 256 threads and grids of 1 and 3
 // (each output is summed by one thread in index order).
@@ -56,10 +58,11 @@ func sparseSupport(total, row, nnz, dups int64, skip func(r int64) bool) []int64
 	return idx
 }
 
-// writeIndex writes idx as the state file of name under work.
-func writeIndex(t *testing.T, work, name string, idx []int64, files map[string]string) {
+// writeIndex writes idx, of dtype d (i64 or i32), as the state file of
+// name under work.
+func writeIndex(t *testing.T, work, name string, d ir.DType, idx []int64, files map[string]string) {
 	t.Helper()
-	typ := ir.T(ir.I64, len(idx))
+	typ := ir.T(d, len(idx))
 	p := filepath.Join(work, "init."+name+".bin")
 	if err := os.WriteFile(p, encode(t, typ, interp.FromInts(typ, idx)), 0o644); err != nil {
 		t.Fatal(err)
@@ -79,21 +82,22 @@ func sparseCases(t *testing.T, work string, files map[string]string) (cases []ro
 		unsorted[i], unsorted[j] = unsorted[j], unsorted[i]
 	}
 	// lrsaShape builds y = LowRankSparseAdd(x[tokens, in], …) of rank r
-	// with n entries, x of dtype x (bf16: the mixed form).
-	lrsaShape := func(x ir.DType, tokens, r, out, in, n int) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
+	// with n entries, x of dtype x (bf16: the mixed form), the index of
+	// dtype id (SLTrain's i32 where the layer fits, the seed's int64).
+	lrsaShape := func(x, id ir.DType, tokens, r, out, in, n int) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
 		return func(b *ir.Builder, in_ func(string, ir.DType, ...int) string) map[string]string {
 			attrs := ir.Attrs{"scale": ir.Float(0.5)}
 			if x == ir.BF16 {
 				attrs["out_dtype"] = ir.String("f32") // the mixed form
 			}
 			y := b.Op("LowRankSparseAdd", attrs, in_("x", x, 1, tokens, in),
-				in_("B", ir.F32, out, r), in_("A", ir.F32, r, in), in_("v", ir.F32, n), in_("idx", ir.I64, n))
+				in_("B", ir.F32, out, r), in_("A", ir.F32, r, in), in_("v", ir.F32, n), in_("idx", id, n))
 			return map[string]string{"y": y}
 		}
 	}
 	// 64 tokens: the cost model lowers these merged.
-	lrsa := func(x ir.DType) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
-		return lrsaShape(x, 64, 2, out, in, nnz)
+	lrsa := func(x, id ir.DType) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
+		return lrsaShape(x, id, 64, 2, out, in, nnz)
 	}
 	// Factored (few tokens, rank 8, 40 entries): the sparse product; 11
 	// tokens are a group of 8 and a part group of 3.
@@ -105,9 +109,9 @@ func sparseCases(t *testing.T, work string, files map[string]string) (cases []ro
 	// global memory).
 	wideIdx := sparseSupport(3*10300, 10300, 50, 2, func(r int64) bool { return r == 1 })
 	// scatter: ScatterAdd of updates [nnz, rowLen] into rows of y.
-	scatter := func(d ir.DType, rows, rowLen int) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
+	scatter := func(d, id ir.DType, rows, rowLen int) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
 		return func(b *ir.Builder, in_ func(string, ir.DType, ...int) string) map[string]string {
-			y := b.Op("ScatterAdd", ir.Attrs{"num_rows": ir.Int(int64(rows))}, in_("u", d, nnz, rowLen), in_("idx", ir.I64, nnz))
+			y := b.Op("ScatterAdd", ir.Attrs{"num_rows": ir.Int(int64(rows))}, in_("u", d, nnz, rowLen), in_("idx", id, nnz))
 			return map[string]string{"y": y}
 		}
 	}
@@ -119,21 +123,37 @@ func sparseCases(t *testing.T, work string, files map[string]string) (cases []ro
 	slices.Sort(rows3)
 	sorted = map[string]bool{}
 	add := func(c rowCase, idx []int64, isSorted bool) {
-		writeIndex(t, work, c.name+".idx", idx, files)
+		d := ir.I64
+		if strings.HasSuffix(c.name, "_i32") {
+			d = ir.I32
+		}
+		writeIndex(t, work, c.name+".idx", d, idx, files)
 		sorted[c.name] = isSorted
 		cases = append(cases, c)
 	}
-	add(rowCase{name: "lrsa_merged_f32", labels: 1, build: lrsa(ir.F32)}, sortedIdx, true)
-	add(rowCase{name: "lrsa_merged_mixed", labels: 1, build: lrsa(ir.BF16), bf16: true}, sortedIdx, true)
-	add(rowCase{name: "lrsa_merged_unsorted", labels: 1, build: lrsa(ir.F32)}, unsorted, false)
-	add(rowCase{name: "lrsa_factored_f32", labels: 1, build: lrsaShape(ir.F32, 11, 8, out, in, fnnz)}, fIdx, true)
-	add(rowCase{name: "lrsa_factored_mixed", labels: 1, build: lrsaShape(ir.BF16, 11, 8, out, in, fnnz), bf16: true}, fIdx, true)
-	add(rowCase{name: "lrsa_factored_wide", labels: 1, build: lrsaShape(ir.F32, 2, 1, 3, 10300, 50)}, wideIdx, true)
-	add(rowCase{name: "lrsa_factored_unsorted", labels: 1, build: lrsaShape(ir.F32, 11, 8, out, in, fnnz)}, fUnsorted, false)
-	add(rowCase{name: "scatter_f32", labels: 1, build: scatter(ir.F32, out*in, 1)}, sortedIdx, true)
-	add(rowCase{name: "scatter_bf16", labels: 1, build: scatter(ir.BF16, out*in, 1), bf16: true}, sortedIdx, true)
-	add(rowCase{name: "scatter_rows3", labels: 1, build: scatter(ir.F32, 97, 3)}, rows3, true)
-	add(rowCase{name: "scatter_unsorted", labels: 1, build: scatter(ir.F32, out*in, 1)}, unsorted, false)
+	i64, i32 := ir.I64, ir.I32
+	add(rowCase{name: "lrsa_merged_f32", labels: 1, build: lrsa(ir.F32, i64)}, sortedIdx, true)
+	add(rowCase{name: "lrsa_merged_f32_i32", labels: 1, build: lrsa(ir.F32, i32)}, sortedIdx, true)
+	add(rowCase{name: "lrsa_merged_mixed", labels: 1, build: lrsa(ir.BF16, i64), bf16: true}, sortedIdx, true)
+	add(rowCase{name: "lrsa_merged_mixed_i32", labels: 1, build: lrsa(ir.BF16, i32), bf16: true}, sortedIdx, true)
+	add(rowCase{name: "lrsa_merged_unsorted", labels: 1, build: lrsa(ir.F32, i64)}, unsorted, false)
+	add(rowCase{name: "lrsa_merged_unsorted_i32", labels: 1, build: lrsa(ir.F32, i32)}, unsorted, false)
+	add(rowCase{name: "lrsa_factored_f32", labels: 1, build: lrsaShape(ir.F32, i64, 11, 8, out, in, fnnz)}, fIdx, true)
+	add(rowCase{name: "lrsa_factored_f32_i32", labels: 1, build: lrsaShape(ir.F32, i32, 11, 8, out, in, fnnz)}, fIdx, true)
+	add(rowCase{name: "lrsa_factored_mixed", labels: 1, build: lrsaShape(ir.BF16, i64, 11, 8, out, in, fnnz), bf16: true}, fIdx, true)
+	add(rowCase{name: "lrsa_factored_mixed_i32", labels: 1, build: lrsaShape(ir.BF16, i32, 11, 8, out, in, fnnz), bf16: true}, fIdx, true)
+	add(rowCase{name: "lrsa_factored_wide", labels: 1, build: lrsaShape(ir.F32, i64, 2, 1, 3, 10300, 50)}, wideIdx, true)
+	add(rowCase{name: "lrsa_factored_wide_i32", labels: 1, build: lrsaShape(ir.F32, i32, 2, 1, 3, 10300, 50)}, wideIdx, true)
+	add(rowCase{name: "lrsa_factored_unsorted", labels: 1, build: lrsaShape(ir.F32, i64, 11, 8, out, in, fnnz)}, fUnsorted, false)
+	add(rowCase{name: "lrsa_factored_unsorted_i32", labels: 1, build: lrsaShape(ir.F32, i32, 11, 8, out, in, fnnz)}, fUnsorted, false)
+	add(rowCase{name: "scatter_f32", labels: 1, build: scatter(ir.F32, i64, out*in, 1)}, sortedIdx, true)
+	add(rowCase{name: "scatter_f32_i32", labels: 1, build: scatter(ir.F32, i32, out*in, 1)}, sortedIdx, true)
+	add(rowCase{name: "scatter_bf16", labels: 1, build: scatter(ir.BF16, i64, out*in, 1), bf16: true}, sortedIdx, true)
+	add(rowCase{name: "scatter_bf16_i32", labels: 1, build: scatter(ir.BF16, i32, out*in, 1), bf16: true}, sortedIdx, true)
+	add(rowCase{name: "scatter_rows3", labels: 1, build: scatter(ir.F32, i64, 97, 3)}, rows3, true)
+	add(rowCase{name: "scatter_rows3_i32", labels: 1, build: scatter(ir.F32, i32, 97, 3)}, rows3, true)
+	add(rowCase{name: "scatter_unsorted", labels: 1, build: scatter(ir.F32, i64, out*in, 1)}, unsorted, false)
+	add(rowCase{name: "scatter_unsorted_i32", labels: 1, build: scatter(ir.F32, i32, out*in, 1)}, unsorted, false)
 	return cases, sorted
 }
 

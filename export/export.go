@@ -316,11 +316,15 @@ func checkCheckpoint(c *checkpoint.Checkpoint) error {
 }
 
 // converted returns the header record of a copied tensor: floats in dt,
-// integers as they are.
+// an SLTrain sparse_index in the seed's int64 (slc trains with i32 where
+// the layer fits), other integers as they are.
 func converted(t *safetensors.Tensor, dt ir.DType) safetensors.Tensor {
 	h := safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape}
-	if t.DType.IsFloat() {
+	switch {
+	case t.DType.IsFloat():
 		h.DType = dt
+	case t.DType == ir.I32 && strings.HasSuffix(t.Name, suffixIndex):
+		h.DType = ir.I64
 	}
 	return h
 }
@@ -400,6 +404,10 @@ func (p *plan) data(i int) ([]byte, error) {
 		return t.Data, nil
 	}
 	if !it.src.DType.IsFloat() {
+		if h := p.header.Tensors[i].DType; h != it.src.DType {
+			t, err := it.src.ConvertInt(h)
+			return t.Data, err
+		}
 		return it.src.Data, nil
 	}
 	t, err := it.src.Convert(p.dt)
@@ -483,8 +491,8 @@ func HF(c *checkpoint.Checkpoint, dir string, dt ir.DType) error {
 
 // SLTrain writes dir as an SLTrain model: config.json, sltrain_config.json
 // and model.safetensors with the factored tensors as trained (lora_A, lora_B,
-// sparse_value in dt, sparse_index as stored, and every other tensor, floats
-// in dt).
+// sparse_value in dt, sparse_index in the seed's int64 whatever its dtype in
+// the checkpoint, and every other tensor, floats in dt).
 func SLTrain(c *checkpoint.Checkpoint, dir string, dt ir.DType) error {
 	if err := checkCheckpoint(c); err != nil {
 		return fmt.Errorf("exporting %s: %w", dir, err)

@@ -49,6 +49,11 @@ func ONNXModel(g *ir.Graph, values ONNXValues, factored bool) ([]byte, error) {
 	w := &onnxWriter{g: g, values: values, factored: factored, types: map[string]ir.Type{}, inits: map[string]bool{}}
 	for _, in := range g.Inputs {
 		w.types[in.Name] = in.Type
+		if in.Init != nil && in.Init.Kind == ir.InitSupport && in.Type.DType == ir.I32 {
+			// An SLTrain sparse_index: int64, as the seed's and as
+			// ScatterElements' consumers expect, whatever slc trains with.
+			w.types[in.Name] = ir.Type{DType: ir.I64, Shape: in.Type.Shape}
+		}
 	}
 	for _, n := range g.Nodes {
 		for _, o := range n.Outputs {
@@ -204,7 +209,7 @@ func (w *onnxWriter) state(name string) error {
 	if !ok {
 		return fmt.Errorf("no value for %q", name)
 	}
-	w.initializers = append(w.initializers, tensor(name, in.Type, f, i))
+	w.initializers = append(w.initializers, tensor(name, w.types[name], f, i))
 	w.inits[name] = true
 	return nil
 }

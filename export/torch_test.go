@@ -51,12 +51,12 @@ func compiledCheckpoint(t *testing.T) *checkpoint.Checkpoint {
 			n := int(in.Type.NumElements())
 			var x safetensors.Tensor
 			switch {
-			case in.Type.DType == ir.I64:
+			case in.Type.DType.IsInt():
 				v := make([]int64, n)
 				if err := ir.Fill(in.Init, v); err != nil {
 					t.Fatal(err)
 				}
-				x = safetensors.FromInt64s(in.Name, ir.I64, in.Type.Shape, v)
+				x = safetensors.FromInt64s(in.Name, in.Type.DType, in.Type.Shape, v)
 			default:
 				v := make([]float32, n)
 				if err := ir.Fill(in.Init, v); err != nil {

@@ -109,10 +109,24 @@ func (in *Init) Check(t Type) error {
 		if in.Total < n || in.Total < 0 {
 			return fmt.Errorf("support init draws %d indices from a space of %d", n, in.Total)
 		}
+		if max := maxIndex(t.DType); in.Total-1 > max {
+			return fmt.Errorf("support init draws indices up to %d, which do not fit %v (at most %d)", in.Total-1, t.DType, max)
+		}
 	default:
 		return fmt.Errorf("invalid init kind %v", in.Kind)
 	}
 	return nil
+}
+
+// maxIndex is the largest value an integer dtype holds.
+func maxIndex(d DType) int64 {
+	switch d {
+	case I32:
+		return math.MaxInt32
+	case U8:
+		return math.MaxUint8
+	}
+	return math.MaxInt64
 }
 
 // Fill writes the initial values into dst (len(dst) elements). Values are drawn

@@ -103,6 +103,21 @@ func TestSupportIsSortedDistinctAndSeeded(t *testing.T) {
 	}
 }
 
+// TestSupportCheckDType: a support fits its dtype, or Check refuses it
+// (an i32 index of a space over 2³¹ would wrap).
+func TestSupportCheckDType(t *testing.T) {
+	for _, c := range []struct {
+		d     DType
+		total int64
+		ok    bool
+	}{{I32, 1 << 31, true}, {I32, 1<<31 + 1, false}, {I64, 1<<31 + 1, true}, {U8, 256, true}, {U8, 257, false}} {
+		err := (&Init{Kind: InitSupport, Total: c.total, Seed: 1}).Check(T(c.d, 4))
+		if (err == nil) != c.ok {
+			t.Errorf("support of %d in %v: %v, want ok %v", c.total, c.d, err, c.ok)
+		}
+	}
+}
+
 func TestInitMoments(t *testing.T) {
 	n := 200000
 	x := make([]float64, n)

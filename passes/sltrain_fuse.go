@@ -12,7 +12,8 @@ import (
 // sltrainFuse rewrites every targeted Linear y = x·Wᵀ into
 // LowRankSparseAdd(x, B, A, values, index) with W = B·(A·scale) + S, exactly as the
 // seed's SpLoRaLinear: B [out, r] zeros, A [r, in] ~ U(±1/√in), values [nnz] ~
-// U(±1/√in), index [nnz] = a sorted seeded random support of [0, out·in),
+// U(±1/√in), index [nnz] = a sorted seeded random support of [0, out·in)
+// (i32 where out·in fits, see SparseIndexDType; the seed's is int64),
 // nnz = ⌊sp_ratio·in·out⌋, scale = lora_alpha/r. The dense weight leaves the
 // program: no dense parameter (and so no dense gradient or optimizer state) remains.
 func sltrainFuse(s *State) error {
@@ -105,8 +106,9 @@ func fuseGraph(g *ir.Graph, o Options, targets []string) (int, error) {
 			Init: &ir.Init{Kind: ir.InitUniform, Low: -bound, High: bound, Seed: ir.SeedFor(o.Seed, module+".lora_A")}}
 		v := &ir.Input{Value: ir.Value{Name: module + ".sparse_value", Type: ir.Type{DType: dt, Shape: []int{nnz}}}, Role: ir.Param,
 			Init: &ir.Init{Kind: ir.InitUniform, Low: -bound, High: bound, Seed: ir.SeedFor(o.Seed, module+".sparse_value")}}
-		idx := &ir.Input{Value: ir.Value{Name: module + ".sparse_index", Type: ir.Type{DType: ir.I64, Shape: []int{nnz}}}, Role: ir.Buffer,
-			Init: &ir.Init{Kind: ir.InitSupport, Total: int64(out) * int64(in), Seed: ir.SeedFor(o.Seed, module+".sparse_index")}}
+		total := int64(out) * int64(in)
+		idx := &ir.Input{Value: ir.Value{Name: module + ".sparse_index", Type: ir.Type{DType: SparseIndexDType(total), Shape: []int{nnz}}}, Role: ir.Buffer,
+			Init: &ir.Init{Kind: ir.InitSupport, Total: total, Seed: ir.SeedFor(o.Seed, module+".sparse_index")}}
 		for _, p := range []*ir.Input{b, a, v, idx} {
 			if g.Input(p.Name) != nil {
 				return 0, fmt.Errorf("%s: input %q already exists", module, p.Name)

@@ -75,8 +75,8 @@ func TestSLTrainFuse60m(t *testing.T) {
 	}{
 		{q + ".lora_B", "f32[512,128]", ir.Param, ir.InitZeros},
 		{q + ".lora_A", "f32[128,512]", ir.Param, ir.InitUniform},
-		{q + ".sparse_value", "f32[7864]", ir.Param, ir.InitUniform}, // ⌊0.03·512·512⌋
-		{q + ".sparse_index", "i64[7864]", ir.Buffer, ir.InitSupport},
+		{q + ".sparse_value", "f32[7864]", ir.Param, ir.InitUniform},  // ⌊0.03·512·512⌋
+		{q + ".sparse_index", "i32[7864]", ir.Buffer, ir.InitSupport}, // [0, 512·512) fits i32
 	} {
 		in := g.Input(c.name)
 		if in == nil {

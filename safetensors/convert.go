@@ -190,6 +190,40 @@ func (t *Tensor) Convert(dt ir.DType) (Tensor, error) {
 	return FromFloat64s(t.Name, dt, t.Shape, v), nil
 }
 
+// ConvertInt returns the integer tensor in dtype dt, I32 or I64: its own
+// bytes (copied) when it already is dt, else every element converted, with an
+// error naming the first value that does not fit dt. It widens and narrows
+// SLTrain's sparse_index, which slc stores as i32 where the seed's is int64.
+func (t *Tensor) ConvertInt(dt ir.DType) (Tensor, error) {
+	if (t.DType != ir.I32 && t.DType != ir.I64) || (dt != ir.I32 && dt != ir.I64) {
+		return Tensor{}, fmt.Errorf("tensor %q: cannot convert %v to %v (only i32 and i64 convert)", t.Name, t.DType, dt)
+	}
+	if err := t.checkRead(false); err != nil {
+		return Tensor{}, err
+	}
+	out := Tensor{Name: t.Name, DType: dt, Shape: cloneShape(t.Shape)}
+	if t.DType == dt {
+		out.Data = append([]byte(nil), t.Data...)
+		return out, nil
+	}
+	n := int(t.NumElements())
+	out.Data = make([]byte, n*dt.Size())
+	if dt == ir.I64 {
+		for i := range n {
+			le.PutUint64(out.Data[8*i:], uint64(int64(int32(le.Uint32(t.Data[4*i:])))))
+		}
+		return out, nil
+	}
+	for i := range n {
+		x := int64(le.Uint64(t.Data[8*i:]))
+		if x != int64(int32(x)) {
+			return Tensor{}, fmt.Errorf("tensor %q: value %d at position %d does not fit i32", t.Name, x, i)
+		}
+		le.PutUint32(out.Data[4*i:], uint32(int32(x)))
+	}
+	return out, nil
+}
+
 func cloneShape(s []int) []int {
 	if len(s) == 0 {
 		return nil
