@@ -5,6 +5,7 @@ package codegen
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/codegen/lower"
@@ -210,65 +211,107 @@ func (b *program) batch(grs []*passes.Group) error {
 	return b.multi(lgs, args)
 }
 
-// instances appends the step of one launch running every group of lgs
-// (kernel groups of one lower.InstanceKey: one kernel) as an instance of
-// the kernel (lower's Instances), args the groups' inputs and outputs one
-// group after another. A kernel of more than one call or with
-// temporaries runs group by group instead.
+// instances appends the steps running every group of lgs (kernel groups
+// of one lower.InstanceKey: one lowering) as instances (lower's
+// Instances), args the groups' inputs and outputs one group after
+// another: one launch per call of the lowering, each running that call
+// for every group (the x·Aᵀ GEMMs of a layer's q, k and v projections,
+// then their second GEMMs, …: each group's calls stay in order). Each
+// group gets temporaries of its own, side by side in the temps region.
 func (b *program) instances(lgs []*lower.Group, args []int32) error {
-	var st artifact.Step
-	var kernel string
-	nargs := -1
-	var scratch int64
-	off := 0
+	ls := make([]*lower.Lowering, len(lgs))
 	for i, lg := range lgs {
-		in, out := args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+len(lg.Inputs)+len(lg.Outputs)]
-		off += len(lg.Inputs) + len(lg.Outputs)
 		l, err := b.em.Lower(lg)
 		if err != nil {
 			return err
 		}
-		if len(l.Calls) != 1 || len(l.Temps) > 0 || (i > 0 && l.Calls[0].Kernel != kernel) {
-			if i > 0 {
-				return fmt.Errorf("internal error: %s's instances lower to different kernels", kernel)
+		if i > 0 && !sameCalls(l, ls[0]) {
+			return fmt.Errorf("internal error: the instances of %s lower to different kernels", describeCalls(ls[0]))
+		}
+		ls[i] = l
+		if l.Note != "" {
+			who := lg.Nodes[0].Name
+			if who == "" {
+				who = lg.Outputs[0].Name
 			}
-			off = 0
-			for _, lg := range lgs {
-				n := len(lg.Inputs) + len(lg.Outputs)
-				if err := b.emit(lg, args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+n], ""); err != nil {
-					return err
+			b.notes = append(b.notes, who+": "+l.Note)
+		}
+	}
+	temps := make([][]int32, len(lgs))
+	var top int64
+	for i, lg := range lgs {
+		for j, t := range ls[i].Temps {
+			s := b.addSlot(artifact.Slot{Name: fmt.Sprintf("%s.tmp%d", lg.Outputs[0].Name, j), Type: t, Kind: artifact.SlotArena, Offset: top})
+			top += align(t.Bytes())
+			b.temps = append(b.temps, s)
+			temps[i] = append(temps[i], s)
+		}
+	}
+	b.tempsMax = max(b.tempsMax, top)
+	l0 := ls[0]
+	b.p.ScratchBytes = max(b.p.ScratchBytes, l0.ScratchBytes)
+	kernels := make([]string, len(l0.Calls))
+	for c, call := range l0.Calls {
+		kernels[c] = call.Kernel
+	}
+	for c, call := range l0.Calls {
+		var st artifact.Step
+		off := 0
+		for i, lg := range lgs {
+			in, out := args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+len(lg.Inputs)+len(lg.Outputs)]
+			off += len(lg.Inputs) + len(lg.Outputs)
+			for _, a := range ls[i].Calls[c].Args {
+				switch a.Kind {
+				case lower.ArgInput:
+					st.Args = append(st.Args, in[a.Index])
+				case lower.ArgOutput:
+					st.Args = append(st.Args, out[a.Index])
+				case lower.ArgTemp:
+					st.Args = append(st.Args, temps[i][a.Index])
 				}
-				off += n
-			}
-			return nil
-		}
-		kernel, scratch = l.Calls[0].Kernel, l.ScratchBytes
-		if nargs < 0 {
-			nargs = len(l.Calls[0].Args)
-		}
-		for _, a := range l.Calls[0].Args {
-			switch a.Kind {
-			case lower.ArgInput:
-				st.Args = append(st.Args, in[a.Index])
-			case lower.ArgOutput:
-				st.Args = append(st.Args, out[a.Index])
-			default:
-				return fmt.Errorf("internal error: %s takes a temporary", kernel)
 			}
 		}
+		name, err := b.em.Instances(call.Kernel, len(call.Args), len(lgs))
+		if err != nil {
+			return err
+		}
+		st.Kernel = name
+		st.Label = fmt.Sprintf("%s and %d more (instances)", b.lab.label(lgs[0].Nodes, callPart(kernels, c), ""), len(lgs)-1)
+		if err := b.launch(&st, l0.ScratchBytes); err != nil {
+			return err
+		}
+		b.p.Steps = append(b.p.Steps, st)
 	}
-	name, err := b.em.Instances(kernel, nargs, len(lgs))
-	if err != nil {
-		return err
-	}
-	b.p.ScratchBytes = max(b.p.ScratchBytes, scratch)
-	st.Kernel = name
-	st.Label = fmt.Sprintf("%s and %d more (instances)", b.lab.label(lgs[0].Nodes, "", ""), len(lgs)-1)
-	if err := b.launch(&st, scratch); err != nil {
-		return err
-	}
-	b.p.Steps = append(b.p.Steps, st)
 	return nil
+}
+
+// sameCalls is whether two lowerings call the same kernels with as many
+// arguments each and take temporaries of the same types: instances of one
+// lowering.
+func sameCalls(a, b *lower.Lowering) bool {
+	if len(a.Calls) != len(b.Calls) || len(a.Temps) != len(b.Temps) || a.ScratchBytes != b.ScratchBytes {
+		return false
+	}
+	for i := range a.Calls {
+		if a.Calls[i].Kernel != b.Calls[i].Kernel || len(a.Calls[i].Args) != len(b.Calls[i].Args) {
+			return false
+		}
+	}
+	for i := range a.Temps {
+		if !a.Temps[i].Equal(b.Temps[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// describeCalls names a lowering's kernels for a message.
+func describeCalls(l *lower.Lowering) string {
+	names := make([]string, len(l.Calls))
+	for i, c := range l.Calls {
+		names[i] = c.Kernel
+	}
+	return strings.Join(names, ", ")
 }
 
 // multi appends the step of one multi-tensor kernel running lgs, args the

@@ -2,6 +2,7 @@ package lower
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen/kernel"
@@ -31,13 +32,14 @@ import (
 // Each thread keeps its own scratch area (by its hardware tid) across the
 // virtual blocks it runs, one after another.
 
-// instanceOps are the single-node kernels whose GPU body is thread-pure.
-// ScatterAdd is not: codegen/gpu's sorted-index kernel (traits.sortedSparse)
-// checks the index per block and numbers outputs by the hardware block, and
-// a deterministic per-output sum over a sorted index outweighs the launches
-// instancing saved (54 on llama_60m).
+// instanceOps are the single-node kernels whose GPU bodies number their
+// work by their tid and nthreads: the data movement (grid-stride), and the
+// products and sparse kernels, whose block-cooperative parts (the GEMMs,
+// the sorted-index scatters and sparse product of codegen/gpu) take their
+// block numbering from tid and nthreads too (gpu's blockRegs).
 var instanceOps = map[string]bool{
 	"Gather": true, "Transpose": true, "RoPE": true, "Expand": true, "CausalMask": true,
+	"MatMul": true, "LowRankSparseAdd": true, "ScatterAdd": true,
 }
 
 // maxInstances bounds the instances of one launch.
@@ -72,11 +74,8 @@ func (e *Emitter) Instances(kernelName string, nargs, n int) (string, error) {
 	if !ok || !ok2 || !ok3 {
 		return "", fmt.Errorf("internal error: %s is not a kernel of this module", kernelName)
 	}
-	ir := body.String()
-	for _, bad := range []string{"llvm.nvvm.read.ptx.sreg", "llvm.nvvm.barrier", "shfl", "atomicrmw", "cmpxchg", "addrspace(3)"} {
-		if strings.Contains(ir, bad) {
-			return "", fmt.Errorf("internal error: %s's body is not thread-pure (%s): it cannot run as instances", kernelName, bad)
-		}
+	if bad := e.hardwareNumbered(body); bad != "" {
+		return "", fmt.Errorf("internal error: %s's body reads the hardware's block numbering or shares memory across blocks (%s): it cannot run as instances", kernelName, bad)
 	}
 	g := int64(base.Grid)
 	err := e.multiEntry(name, func(k *kfn, table llvm.Value) error {
@@ -113,4 +112,43 @@ func (e *Emitter) Instances(kernelName string, nargs, n int) (string, error) {
 	l.Flops, l.Bytes = base.Flops*int64(n), base.Bytes*int64(n)
 	e.launches[name] = l
 	return name, nil
+}
+
+// instanceUnsafe are the IR fragments that keep a body (or a function it
+// calls) from running on virtual blocks: the hardware's own block number
+// and block count (the block-cooperative code reads them through its tid
+// and nthreads, gpu's blockRegs, and only ntid.x from the hardware, which
+// a virtual block shares), and atomics (which could meet another
+// instance's blocks on shared data).
+var instanceUnsafe = []string{"llvm.nvvm.read.ptx.sreg.ctaid", "llvm.nvvm.read.ptx.sreg.nctaid", "atomicrmw", "cmpxchg"}
+
+// calledName finds the functions a function's IR calls.
+var calledName = regexp.MustCompile(`call [^@]*@([-A-Za-z0-9_.$]+)\(`)
+
+// hardwareNumbered is the first fragment of instanceUnsafe in f or a
+// function of this module f calls (transitively: the GEMMs a body calls,
+// their fallbacks), "" when there is none.
+func (e *Emitter) hardwareNumbered(f llvm.Function) string {
+	seen := map[string]bool{f.Name(): true}
+	stack := []llvm.Function{f}
+	for len(stack) > 0 {
+		fn := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ir := fn.String()
+		for _, bad := range instanceUnsafe {
+			if strings.Contains(ir, bad) {
+				return bad
+			}
+		}
+		for _, m := range calledName.FindAllStringSubmatch(ir, -1) {
+			if seen[m[1]] || strings.HasPrefix(m[1], "llvm.") {
+				continue
+			}
+			seen[m[1]] = true
+			if g, ok := e.Mod.NamedFunction(m[1]); ok {
+				stack = append(stack, g)
+			}
+		}
+	}
+	return ""
 }

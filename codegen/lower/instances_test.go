@@ -7,12 +7,15 @@ import (
 	"gitee.com/gidean/conv-linn/ir"
 )
 
-// TestInstances: InstanceKey admits the thread-pure data-movement kernels
-// on the cuda device only; Instances builds an entry that numbers the
-// instances' blocks virtually (n times the kernel's grid, no barrier), is
-// found again for the same count, and refuses a block-cooperative body
-// (the row kernel reads the hardware numbering and synchronizes). e2e
-// runs instanced kernels in the PTX emulator within the train step.
+// TestInstances: InstanceKey admits the data-movement kernels, the
+// products and the sparse kernels on the cuda device only; Instances builds
+// an entry that numbers the instances' blocks virtually (n times the
+// kernel's grid; a thread-pure body gets no barrier), is found again for
+// the same count, runs a block-cooperative body too (the row kernel takes
+// its block numbering from its tid, gpu's blockRegs), and refuses a body
+// that reads the hardware's block number. e2e runs instanced kernels (data
+// movement, GEMMs, sparse kernels) in the PTX emulator within the train
+// step.
 func TestInstances(t *testing.T) {
 	tm, m := gpuTarget(t, "sm_90")
 	e, err := NewEmitter(m, tm, Options{Device: "cuda"})
@@ -34,6 +37,12 @@ func TestInstances(t *testing.T) {
 	}
 	if k := InstanceKey(softmax, Options{Device: "cuda"}); k != "" {
 		t.Errorf("a row softmax has instance key %q", k)
+	}
+	mm := addGroup(t, Single, func(b *ir.Builder) string {
+		return b.Op("MatMul", nil, b.AddInput("a", ir.T(ir.F32, 5, 7), ir.Data, nil), b.AddInput("b", ir.T(ir.F32, 7, 3), ir.Data, nil))
+	})
+	if InstanceKey(mm, Options{Device: "cuda"}) == "" {
+		t.Error("a product has no instance key on cuda")
 	}
 	l, err := e.Lower(tr)
 	if err != nil {
@@ -57,8 +66,24 @@ func TestInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Instances(ls.Calls[0].Kernel, len(ls.Calls[0].Args), 2); err == nil || !strings.Contains(err.Error(), "not thread-pure") {
+	rows, err := e.Instances(ls.Calls[0].Kernel, len(ls.Calls[0].Args), 2)
+	if err != nil {
 		t.Errorf("instances of a row kernel: %v", err)
+	}
+	// A body reading the hardware's block number cannot run virtually.
+	err = e.kernel("slc_test_ctaid", []param{{alias: -1}}, func(k *kfn) error {
+		f, err := e.Intrinsic("llvm.nvvm.read.ptx.sreg.ctaid.x")
+		if err != nil {
+			return err
+		}
+		k.StoreAt(k.B.ZExt(k.B.Call(f, nil, ""), e.I64, ""), e.I64, k.P[0], k.C64(0))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Instances("slc_test_ctaid", 1, 2); err == nil || !strings.Contains(err.Error(), "ctaid") {
+		t.Errorf("instances of a body reading ctaid.x: %v", err)
 	}
 	ptx := emitPTX(t, tm, m)
 	body := entryPTX(ptx, name)
@@ -67,5 +92,8 @@ func TestInstances(t *testing.T) {
 	}
 	if strings.Contains(body, "bar.sync") {
 		t.Errorf("%s synchronizes", name)
+	}
+	if rb := entryPTX(ptx, rows); rows != "" && !strings.Contains(rb, "bar.sync") {
+		t.Errorf("%s (a row kernel's instances) does not synchronize: its reduction is not in it", rows)
 	}
 }
