@@ -5,6 +5,7 @@ package codegen
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"gitee.com/gidean/conv-linn/artifact"
@@ -205,30 +206,37 @@ func (b *program) batch(grs []*passes.Group) error {
 	case 1:
 		return b.emit(lgs[0], args[:len(lgs[0].Inputs)], args[len(lgs[0].Inputs):], "")
 	}
-	if lgs[0].Kind == lower.Single {
+	if b.em.InstanceBatch(lgs[0]) {
 		return b.instances(lgs, args)
 	}
 	return b.multi(lgs, args)
 }
 
-// instances appends the steps running every group of lgs (kernel groups
-// of one lower.InstanceKey: one lowering) as instances (lower's
-// Instances), args the groups' inputs and outputs one group after
-// another: one launch per call of the lowering, each running that call
-// for every group (the x·Aᵀ GEMMs of a layer's q, k and v projections,
-// then their second GEMMs, …: each group's calls stay in order). Each
-// group gets temporaries of its own, side by side in the temps region.
+// instances appends the steps running every group of lgs (groups of
+// lower.InstanceKey "inst", independent of each other) as instances
+// (lower's Instances), args the groups' inputs and outputs one group after
+// another: launch c runs call c of every group's lowering that has one
+// (the x·Aᵀ GEMMs of a layer's q, k and v projections, then their second
+// GEMMs, …: each group's calls stay in order), the groups of one lowering
+// side by side as one part. Each group gets temporaries of its own, side
+// by side in the temps region.
 func (b *program) instances(lgs []*lower.Group, args []int32) error {
-	ls := make([]*lower.Lowering, len(lgs))
+	type inst struct {
+		lg      *lower.Group
+		l       *lower.Lowering
+		in, out []int32
+		temps   []int32
+	}
+	insts := make([]inst, len(lgs))
+	off := 0
 	for i, lg := range lgs {
 		l, err := b.em.Lower(lg)
 		if err != nil {
 			return err
 		}
-		if i > 0 && !sameCalls(l, ls[0]) {
-			return fmt.Errorf("internal error: the instances of %s lower to different kernels", describeCalls(ls[0]))
-		}
-		ls[i] = l
+		n := len(lg.Inputs) + len(lg.Outputs)
+		insts[i] = inst{lg: lg, l: l, in: args[off : off+len(lg.Inputs)], out: args[off+len(lg.Inputs) : off+n]}
+		off += n
 		if l.Note != "" {
 			who := lg.Nodes[0].Name
 			if who == "" {
@@ -237,72 +245,75 @@ func (b *program) instances(lgs []*lower.Group, args []int32) error {
 			b.notes = append(b.notes, who+": "+l.Note)
 		}
 	}
-	temps := make([][]int32, len(lgs))
+	// The groups of one lowering next to each other (stable: the schedule's
+	// order otherwise).
+	sort.SliceStable(insts, func(i, j int) bool { return describeCalls(insts[i].l) < describeCalls(insts[j].l) })
 	var top int64
-	for i, lg := range lgs {
-		for j, t := range ls[i].Temps {
-			s := b.addSlot(artifact.Slot{Name: fmt.Sprintf("%s.tmp%d", lg.Outputs[0].Name, j), Type: t, Kind: artifact.SlotArena, Offset: top})
+	calls := 0
+	for i := range insts {
+		for j, t := range insts[i].l.Temps {
+			s := b.addSlot(artifact.Slot{Name: fmt.Sprintf("%s.tmp%d", insts[i].lg.Outputs[0].Name, j), Type: t, Kind: artifact.SlotArena, Offset: top})
 			top += align(t.Bytes())
 			b.temps = append(b.temps, s)
-			temps[i] = append(temps[i], s)
+			insts[i].temps = append(insts[i].temps, s)
 		}
+		b.p.ScratchBytes = max(b.p.ScratchBytes, insts[i].l.ScratchBytes)
+		calls = max(calls, len(insts[i].l.Calls))
 	}
 	b.tempsMax = max(b.tempsMax, top)
-	l0 := ls[0]
-	b.p.ScratchBytes = max(b.p.ScratchBytes, l0.ScratchBytes)
-	kernels := make([]string, len(l0.Calls))
-	for c, call := range l0.Calls {
-		kernels[c] = call.Kernel
-	}
-	for c, call := range l0.Calls {
+	for c := 0; c < calls; c++ {
 		var st artifact.Step
-		off := 0
-		for i, lg := range lgs {
-			in, out := args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+len(lg.Inputs)+len(lg.Outputs)]
-			off += len(lg.Inputs) + len(lg.Outputs)
-			for _, a := range ls[i].Calls[c].Args {
+		var parts []lower.Part
+		var scratch int64
+		var who []*lower.Group
+		var part []string
+		for _, x := range insts {
+			if c >= len(x.l.Calls) {
+				continue
+			}
+			call := x.l.Calls[c]
+			if n := len(parts); n > 0 && parts[n-1].Kernel == call.Kernel {
+				parts[n-1].N++
+			} else {
+				parts = append(parts, lower.Part{Kernel: call.Kernel, Args: len(call.Args), N: 1})
+			}
+			for _, a := range call.Args {
 				switch a.Kind {
 				case lower.ArgInput:
-					st.Args = append(st.Args, in[a.Index])
+					st.Args = append(st.Args, x.in[a.Index])
 				case lower.ArgOutput:
-					st.Args = append(st.Args, out[a.Index])
+					st.Args = append(st.Args, x.out[a.Index])
 				case lower.ArgTemp:
-					st.Args = append(st.Args, temps[i][a.Index])
+					st.Args = append(st.Args, x.temps[a.Index])
 				}
 			}
+			scratch = max(scratch, x.l.ScratchBytes)
+			kernels := make([]string, len(x.l.Calls))
+			for i, c := range x.l.Calls {
+				kernels[i] = c.Kernel
+			}
+			who = append(who, x.lg)
+			part = append(part, callPart(kernels, c))
 		}
-		name, err := b.em.Instances(call.Kernel, len(call.Args), len(lgs))
-		if err != nil {
-			return err
+		label := b.lab.label(who[0].Nodes, part[0], "")
+		if len(who) == 1 {
+			// One group's call: its own kernel, its own launch.
+			st.Kernel = parts[0].Kernel
+			st.Label = label
+		} else {
+			name, err := b.em.Instances(parts)
+			if err != nil {
+				return err
+			}
+			st.Kernel = name
+			st.Label = fmt.Sprintf("%s and %d more (instances)", label, len(who)-1)
 		}
-		st.Kernel = name
-		st.Label = fmt.Sprintf("%s and %d more (instances)", b.lab.label(lgs[0].Nodes, callPart(kernels, c), ""), len(lgs)-1)
-		if err := b.launch(&st, l0.ScratchBytes); err != nil {
+		if err := b.launch(&st, scratch); err != nil {
 			return err
 		}
 		b.p.Steps = append(b.p.Steps, st)
 	}
 	return nil
-}
-
-// sameCalls is whether two lowerings call the same kernels with as many
-// arguments each and take temporaries of the same types: instances of one
-// lowering.
-func sameCalls(a, b *lower.Lowering) bool {
-	if len(a.Calls) != len(b.Calls) || len(a.Temps) != len(b.Temps) || a.ScratchBytes != b.ScratchBytes {
-		return false
-	}
-	for i := range a.Calls {
-		if a.Calls[i].Kernel != b.Calls[i].Kernel || len(a.Calls[i].Args) != len(b.Calls[i].Args) {
-			return false
-		}
-	}
-	for i := range a.Temps {
-		if !a.Temps[i].Equal(b.Temps[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // describeCalls names a lowering's kernels for a message.

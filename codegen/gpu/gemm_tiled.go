@@ -30,8 +30,10 @@ import (
 //
 // The rule for the block-cooperative variants (tiledGEMM, mmaGEMM): they
 // synchronize the threads of a block (bar.sync, llvm.nvvm.barrier0) and
-// number the work by the hardware's own registers (tid.x, ntid.x, ctaid.x,
-// nctaid.x), not by their tid and nthreads arguments. So a kernel may call
+// number the work by blocks — the block tid / ntid.x of nthreads / ntid.x,
+// the thread tid mod ntid.x (blockRegs: the hardware's numbering when the
+// caller passes the entry's tid and nthreads, a virtual block's in an
+// instanced entry, codegen/lower's Instances). So a kernel may call
 // one only where EVERY thread of EVERY block of the launch reaches the
 // call, the same number of times, with the same operands: directly in the
 // kernel body (which the CUDA ABI runs on every thread of the launch), or
