@@ -5,7 +5,6 @@ package codegen
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen/lower"
 	"gitee.com/gidean/conv-linn/ir"
@@ -161,15 +160,12 @@ func batchGroups(g *ir.Graph, groups []*passes.Group, opt lower.Options) ([]*pas
 			emit([]int{i})
 			continue
 		}
-		// Instances of a kernel before multi-tensor batches: like the
-		// kernels without a key, they release the element-wise groups after
-		// them, so that those batch together.
-		// Instances of a kernel before multi-tensor batches: like the
+		// Instances before multi-tensor batches: like the
 		// kernels without a key, they release the element-wise groups after
 		// them, so that those batch together.
 		key := keys[ready[0]]
 		for _, i := range ready {
-			if strings.HasPrefix(keys[i], "inst\n") {
+			if keys[i] == "inst" {
 				key = keys[i]
 				break
 			}
@@ -211,9 +207,9 @@ func descendants(succ [][]int, w int) map[int]bool {
 }
 
 // groupKey is lower.MultiTensorKey of a scheduled element-wise or reduce
-// group, lower.InstanceKey of a kernel group ("" for views, other kernels,
-// groups that compute only a constant and groups whose result nothing
-// uses).
+// group (else its lower.InstanceKey), lower.InstanceKey of a kernel group
+// ("" for views, other kernels, groups that compute only a constant and
+// groups whose result nothing uses).
 func groupKey(gr *passes.Group, types map[string]ir.Type, opt lower.Options) string {
 	lg := &lower.Group{Space: gr.Space, Nodes: gr.Nodes}
 	switch gr.Kind {
@@ -247,7 +243,10 @@ func groupKey(gr *passes.Group, types map[string]ir.Type, opt lower.Options) str
 	for _, v := range gr.Outputs {
 		lg.Outputs = append(lg.Outputs, lower.Operand{Name: v, Type: types[v]})
 	}
-	return lower.MultiTensorKey(lg, opt)
+	if k := lower.MultiTensorKey(lg, opt); k != "" {
+		return k
+	}
+	return lower.InstanceKey(lg, opt) // a kernel of its own: instances
 }
 
 // batchGraph replaces g's groups and plan by the batched schedule when it

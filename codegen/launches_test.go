@@ -77,9 +77,14 @@ func TestCUDALaunchesPerUpdate(t *testing.T) {
 // change that adds launches fails the test; one that removes them lowers
 // it). 1,067 before the data-movement kernels ran as instances
 // (lower/instances.go); 957 with ScatterAdd instanced too, which its
-// sorted-index kernel (codegen/gpu/sparse.go) is not. The target
-// is ≤ 150.
-const maxLaunchesPerUpdate = 1011
+// sorted-index kernel (codegen/gpu/sparse.go) is not; 1,011 before the
+// GEMMs, the sparse kernels and LowRankSparseAdd's calls ran as instances
+// too (their block numbering virtual, gpu's blockRegs); 744 with them; 548
+// with independent kernels of different kinds in one launch (a layer's dx
+// and dW products, the row kernels and element-wise groups no multi-tensor
+// kernel takes); 516 with the bf16 sparse product rounding y itself. The
+// issue's target is ≤ 150.
+const maxLaunchesPerUpdate = 516
 
 // kernelHash is the hash suffix of a kernel's symbol (slc_matmul_0123456789ab,
 // with a phase suffix such as _sum after it).

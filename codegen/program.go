@@ -5,6 +5,8 @@ package codegen
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 
 	"gitee.com/gidean/conv-linn/artifact"
 	"gitee.com/gidean/conv-linn/codegen/lower"
@@ -204,71 +206,123 @@ func (b *program) batch(grs []*passes.Group) error {
 	case 1:
 		return b.emit(lgs[0], args[:len(lgs[0].Inputs)], args[len(lgs[0].Inputs):], "")
 	}
-	if lgs[0].Kind == lower.Single {
+	if b.em.InstanceBatch(lgs[0]) {
 		return b.instances(lgs, args)
 	}
 	return b.multi(lgs, args)
 }
 
-// instances appends the step of one launch running every group of lgs
-// (kernel groups of one lower.InstanceKey: one kernel) as an instance of
-// the kernel (lower's Instances), args the groups' inputs and outputs one
-// group after another. A kernel of more than one call or with
-// temporaries runs group by group instead.
+// instances appends the steps running every group of lgs (groups of
+// lower.InstanceKey "inst", independent of each other) as instances
+// (lower's Instances), args the groups' inputs and outputs one group after
+// another: launch c runs call c of every group's lowering that has one
+// (the x·Aᵀ GEMMs of a layer's q, k and v projections, then their second
+// GEMMs, …: each group's calls stay in order), the groups of one lowering
+// side by side as one part. Each group gets temporaries of its own, side
+// by side in the temps region.
 func (b *program) instances(lgs []*lower.Group, args []int32) error {
-	var st artifact.Step
-	var kernel string
-	nargs := -1
-	var scratch int64
+	type inst struct {
+		lg      *lower.Group
+		l       *lower.Lowering
+		in, out []int32
+		temps   []int32
+	}
+	insts := make([]inst, len(lgs))
 	off := 0
 	for i, lg := range lgs {
-		in, out := args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+len(lg.Inputs)+len(lg.Outputs)]
-		off += len(lg.Inputs) + len(lg.Outputs)
 		l, err := b.em.Lower(lg)
 		if err != nil {
 			return err
 		}
-		if len(l.Calls) != 1 || len(l.Temps) > 0 || (i > 0 && l.Calls[0].Kernel != kernel) {
-			if i > 0 {
-				return fmt.Errorf("internal error: %s's instances lower to different kernels", kernel)
+		n := len(lg.Inputs) + len(lg.Outputs)
+		insts[i] = inst{lg: lg, l: l, in: args[off : off+len(lg.Inputs)], out: args[off+len(lg.Inputs) : off+n]}
+		off += n
+		if l.Note != "" {
+			who := lg.Nodes[0].Name
+			if who == "" {
+				who = lg.Outputs[0].Name
 			}
-			off = 0
-			for _, lg := range lgs {
-				n := len(lg.Inputs) + len(lg.Outputs)
-				if err := b.emit(lg, args[off:off+len(lg.Inputs)], args[off+len(lg.Inputs):off+n], ""); err != nil {
-					return err
+			b.notes = append(b.notes, who+": "+l.Note)
+		}
+	}
+	// The groups of one lowering next to each other (stable: the schedule's
+	// order otherwise).
+	sort.SliceStable(insts, func(i, j int) bool { return describeCalls(insts[i].l) < describeCalls(insts[j].l) })
+	var top int64
+	calls := 0
+	for i := range insts {
+		for j, t := range insts[i].l.Temps {
+			s := b.addSlot(artifact.Slot{Name: fmt.Sprintf("%s.tmp%d", insts[i].lg.Outputs[0].Name, j), Type: t, Kind: artifact.SlotArena, Offset: top})
+			top += align(t.Bytes())
+			b.temps = append(b.temps, s)
+			insts[i].temps = append(insts[i].temps, s)
+		}
+		b.p.ScratchBytes = max(b.p.ScratchBytes, insts[i].l.ScratchBytes)
+		calls = max(calls, len(insts[i].l.Calls))
+	}
+	b.tempsMax = max(b.tempsMax, top)
+	for c := 0; c < calls; c++ {
+		var st artifact.Step
+		var parts []lower.Part
+		var scratch int64
+		var who []*lower.Group
+		var part []string
+		for _, x := range insts {
+			if c >= len(x.l.Calls) {
+				continue
+			}
+			call := x.l.Calls[c]
+			if n := len(parts); n > 0 && parts[n-1].Kernel == call.Kernel {
+				parts[n-1].N++
+			} else {
+				parts = append(parts, lower.Part{Kernel: call.Kernel, Args: len(call.Args), N: 1})
+			}
+			for _, a := range call.Args {
+				switch a.Kind {
+				case lower.ArgInput:
+					st.Args = append(st.Args, x.in[a.Index])
+				case lower.ArgOutput:
+					st.Args = append(st.Args, x.out[a.Index])
+				case lower.ArgTemp:
+					st.Args = append(st.Args, x.temps[a.Index])
 				}
-				off += n
 			}
-			return nil
-		}
-		kernel, scratch = l.Calls[0].Kernel, l.ScratchBytes
-		if nargs < 0 {
-			nargs = len(l.Calls[0].Args)
-		}
-		for _, a := range l.Calls[0].Args {
-			switch a.Kind {
-			case lower.ArgInput:
-				st.Args = append(st.Args, in[a.Index])
-			case lower.ArgOutput:
-				st.Args = append(st.Args, out[a.Index])
-			default:
-				return fmt.Errorf("internal error: %s takes a temporary", kernel)
+			scratch = max(scratch, x.l.ScratchBytes)
+			kernels := make([]string, len(x.l.Calls))
+			for i, c := range x.l.Calls {
+				kernels[i] = c.Kernel
 			}
+			who = append(who, x.lg)
+			part = append(part, callPart(kernels, c))
 		}
+		label := b.lab.label(who[0].Nodes, part[0], "")
+		if len(who) == 1 {
+			// One group's call: its own kernel, its own launch.
+			st.Kernel = parts[0].Kernel
+			st.Label = label
+		} else {
+			name, err := b.em.Instances(parts)
+			if err != nil {
+				return err
+			}
+			st.Kernel = name
+			st.Label = fmt.Sprintf("%s and %d more (instances)", label, len(who)-1)
+		}
+		if err := b.launch(&st, scratch); err != nil {
+			return err
+		}
+		b.p.Steps = append(b.p.Steps, st)
 	}
-	name, err := b.em.Instances(kernel, nargs, len(lgs))
-	if err != nil {
-		return err
-	}
-	b.p.ScratchBytes = max(b.p.ScratchBytes, scratch)
-	st.Kernel = name
-	st.Label = fmt.Sprintf("%s and %d more (instances)", b.lab.label(lgs[0].Nodes, "", ""), len(lgs)-1)
-	if err := b.launch(&st, scratch); err != nil {
-		return err
-	}
-	b.p.Steps = append(b.p.Steps, st)
 	return nil
+}
+
+// describeCalls names a lowering's kernels for a message.
+func describeCalls(l *lower.Lowering) string {
+	names := make([]string, len(l.Calls))
+	for i, c := range l.Calls {
+		names[i] = c.Kernel
+	}
+	return strings.Join(names, ", ")
 }
 
 // multi appends the step of one multi-tensor kernel running lgs, args the

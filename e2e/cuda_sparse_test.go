@@ -23,10 +23,10 @@ import (
 // sorted index with repeated entries, rows of W and of y without entries,
 // and more entries than a block of 256 threads but not a multiple of it,
 // and on an unsorted index (the fallback, the CPU's mapping); and the
-// factored lowering's sparse product y += x·Sᵀ (f32, mixed, a part group
-// of tokens, rows of x too wide for the shared-memory tile, unsorted); each
-// with the seed's int64 index and with SLTrain's i32 one (a "_i32" case
-// name). Every result
+// factored lowering's sparse product y += x·Sᵀ (f32, mixed, pure bf16 with
+// y rounded by the product itself, a part group of tokens, rows of x too
+// wide for the shared-memory tile, unsorted); each with the seed's int64
+// index and with SLTrain's i32 one (a "_i32" case name). Every result
 // is judged by ptxrun's check against the reference interpreter and must
 // be the same bits for blocks of 32 and 256 threads and grids of 1 and 3
 // (each output is summed by one thread in index order).
@@ -95,6 +95,15 @@ func sparseCases(t *testing.T, work string, files map[string]string) (cases []ro
 			return map[string]string{"y": y}
 		}
 	}
+	// lrsaBF16 is the pure-bf16 form (every operand and y bf16): the
+	// factored lowering's sparse product rounds y itself.
+	lrsaBF16 := func(id ir.DType, tokens, r, out, in, n int) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
+		return func(b *ir.Builder, in_ func(string, ir.DType, ...int) string) map[string]string {
+			y := b.Op("LowRankSparseAdd", ir.Attrs{"scale": ir.Float(0.5)}, in_("x", ir.BF16, 1, tokens, in),
+				in_("B", ir.BF16, out, r), in_("A", ir.BF16, r, in), in_("v", ir.BF16, n), in_("idx", id, n))
+			return map[string]string{"y": y}
+		}
+	}
 	// 64 tokens: the cost model lowers these merged.
 	lrsa := func(x, id ir.DType) func(*ir.Builder, func(string, ir.DType, ...int) string) map[string]string {
 		return lrsaShape(x, id, 64, 2, out, in, nnz)
@@ -146,6 +155,9 @@ func sparseCases(t *testing.T, work string, files map[string]string) (cases []ro
 	add(rowCase{name: "lrsa_factored_wide_i32", labels: 1, build: lrsaShape(ir.F32, i32, 2, 1, 3, 10300, 50)}, wideIdx, true)
 	add(rowCase{name: "lrsa_factored_unsorted", labels: 1, build: lrsaShape(ir.F32, i64, 11, 8, out, in, fnnz)}, fUnsorted, false)
 	add(rowCase{name: "lrsa_factored_unsorted_i32", labels: 1, build: lrsaShape(ir.F32, i32, 11, 8, out, in, fnnz)}, fUnsorted, false)
+	add(rowCase{name: "lrsa_factored_bf16", labels: 1, build: lrsaBF16(i64, 11, 8, out, in, fnnz), bf16: true}, fIdx, true)
+	add(rowCase{name: "lrsa_factored_bf16_i32", labels: 1, build: lrsaBF16(i32, 11, 8, out, in, fnnz), bf16: true}, fIdx, true)
+	add(rowCase{name: "lrsa_factored_bf16_unsorted", labels: 1, build: lrsaBF16(i64, 11, 8, out, in, fnnz), bf16: true}, fUnsorted, false)
 	add(rowCase{name: "scatter_f32", labels: 1, build: scatter(ir.F32, i64, out*in, 1)}, sortedIdx, true)
 	add(rowCase{name: "scatter_f32_i32", labels: 1, build: scatter(ir.F32, i32, out*in, 1)}, sortedIdx, true)
 	add(rowCase{name: "scatter_bf16", labels: 1, build: scatter(ir.BF16, i64, out*in, 1), bf16: true}, sortedIdx, true)
@@ -194,9 +206,13 @@ func TestCUDASparseKernels(t *testing.T) {
 				continue
 			}
 			p := art.Program(c.name)
-			merged := false
+			merged, round := false, false
 			for _, s := range p.Steps {
 				merged = merged || strings.HasSuffix(s.Kernel, "_w")
+				round = round || strings.HasSuffix(s.Kernel, "_r")
+			}
+			if round && strings.Contains(c.name, "factored_bf16") {
+				t.Fatalf("%s: a rounding launch of its own; the sparse product rounds y", c.name)
 			}
 			if want := strings.Contains(c.name, "merged"); merged != want {
 				t.Fatalf("%s: lowered merged %v, want %v (the cost model's choice moved: adjust the shapes)", c.name, merged, want)

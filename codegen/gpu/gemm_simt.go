@@ -29,6 +29,9 @@ func (e *Backend) simtGEMM(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 	if err := e.stamp(f); err != nil {
 		return cpu.Kernel{}, llvm.Function{}, err
 	}
+	if err := f.AddAttribute(llvm.FunctionIndex, "alwaysinline", 0); err != nil { // as gpuGEMMFunction's
+		return cpu.Kernel{}, llvm.Function{}, err
+	}
 	k, finish := e.gemmFrame(f, s)
 	ta, tb, tc := e.gemmElem(s.ElemA), e.gemmElem(s.ElemB), e.gemmElem(s.ElemC)
 	M, N, K := int64(s.M), int64(s.N), int64(s.K)

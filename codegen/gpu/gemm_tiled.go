@@ -30,8 +30,10 @@ import (
 //
 // The rule for the block-cooperative variants (tiledGEMM, mmaGEMM): they
 // synchronize the threads of a block (bar.sync, llvm.nvvm.barrier0) and
-// number the work by the hardware's own registers (tid.x, ntid.x, ctaid.x,
-// nctaid.x), not by their tid and nthreads arguments. So a kernel may call
+// number the work by blocks — the block tid / ntid.x of nthreads / ntid.x,
+// the thread tid mod ntid.x (blockRegs: the hardware's numbering when the
+// caller passes the entry's tid and nthreads, a virtual block's in an
+// instanced entry, codegen/lower's Instances). So a kernel may call
 // one only where EVERY thread of EVERY block of the launch reaches the
 // call, the same number of times, with the same operands: directly in the
 // kernel body (which the CUDA ABI runs on every thread of the launch), or
@@ -77,12 +79,15 @@ func (e *Backend) gemmGPU(spec cpu.GEMM) (cpu.Kernel, llvm.Function, error) {
 
 // gpuGEMMFunction adds the function of a block-cooperative GEMM: internal,
 // nounwind and convergent (it calls barriers), and — unlike stamp's kernel
-// functions — not nosync.
+// functions — not nosync; alwaysinline, as the kernel bodies: a GEMM that
+// a kernel and its instanced entry (codegen/lower's Instances) both call
+// would otherwise stay a .func of pointer parameters, which the PTX
+// emulator cannot call and which costs a GPU the ABI's spills.
 func (e *Backend) gpuGEMMFunction(name string) (llvm.Function, error) {
 	ptr, i64 := e.Ptr, e.I64
 	f := e.Mod.AddFunction(name, llvm.FunctionType(e.Void, []llvm.Type{ptr, ptr, ptr, ptr, i64, i64}, false))
 	f.SetLinkage(llvm.InternalLinkage)
-	for _, a := range []string{"nounwind", "convergent"} {
+	for _, a := range []string{"nounwind", "convergent", "alwaysinline"} {
 		if err := f.AddAttribute(llvm.FunctionIndex, a, 0); err != nil {
 			return llvm.Function{}, err
 		}
@@ -122,23 +127,43 @@ func (k *kfn) barrier() error {
 	return nil
 }
 
-// blockRegs reads the hardware numbering a block-cooperative GEMM works
-// by (a multi-tensor kernel's virtual numbering when it sets Virt).
+// blockRegs is the numbering a block-cooperative body works by: a
+// multi-tensor kernel's virtual one when it sets Virt, else the one its
+// tid and nthreads give — block tid / ntid.x of nthreads / ntid.x, thread
+// tid mod ntid.x — with ntid.x the one hardware register read. An entry
+// passes tid = ctaid.x·ntid.x + tid.x and nthreads = nctaid.x·ntid.x (the
+// CUDA ABI, entry.go), so this is the hardware's numbering; an instanced
+// entry (codegen/lower's Instances) passes a virtual block's instead, so
+// that the GEMMs, row kernels and sparse kernels run as instances of one
+// launch. Code without a tid yet (a multi-tensor entry computing it) reads
+// the hardware's four registers.
 func (k *kfn) blockRegs() (kernel.BlockRegs, error) {
 	if k.Virt != nil {
 		return *k.Virt, nil
 	}
 	var r kernel.BlockRegs
-	for _, x := range []struct {
-		name string
-		v    *llvm.Value
-	}{{"tid.x", &r.Tx}, {"ntid.x", &r.Nt}, {"ctaid.x", &r.Bx}, {"nctaid.x", &r.Nb}} {
-		v, err := k.sreg(x.name)
-		if err != nil {
-			return r, err
+	if k.Tid.IsNil() || k.Nth.IsNil() {
+		for _, x := range []struct {
+			name string
+			v    *llvm.Value
+		}{{"tid.x", &r.Tx}, {"ntid.x", &r.Nt}, {"ctaid.x", &r.Bx}, {"nctaid.x", &r.Nb}} {
+			v, err := k.sreg(x.name)
+			if err != nil {
+				return r, err
+			}
+			*x.v = v
 		}
-		*x.v = v
+		return r, nil
 	}
+	nt, err := k.sreg("ntid.x")
+	if err != nil {
+		return r, err
+	}
+	b := k.B
+	r.Nt = nt
+	r.Bx = b.UDiv(k.Tid, nt, "bx")
+	r.Tx = k.Sub(k.Tid, b.Mul(r.Bx, nt, ""))
+	r.Nb = b.UDiv(k.Nth, nt, "nb")
 	return r, nil
 }
 

@@ -267,7 +267,12 @@ func sparseProductTiling(in, out, nnz int64) (cache bool, tokens int64) {
 // is one thread's sum in index order from zero, added once: the bits do
 // not depend on the launch. An unsorted index takes the fallback: tokens
 // grid-stride, each adding every entry's product into its row of y.
-func (e *Backend) SparseProduct(k *kernel.Fn, ix Index, x llvm.Value, xt llvm.Type, vals llvm.Value, vt llvm.Type, y llvm.Value, rows, in, out int64) error {
+//
+// With rounded set (a bf16 [rows, out] buffer), each finished element of y
+// is also stored there rounded to bf16 — by the thread that finished it,
+// after its one addition (sorted) or after its row's (fallback) — so that
+// a bf16 result needs no rounding pass of its own.
+func (e *Backend) SparseProduct(k *kernel.Fn, ix Index, x llvm.Value, xt llvm.Type, vals llvm.Value, vt llvm.Type, y, rounded llvm.Value, rows, in, out int64) error {
 	g := e.fn(k)
 	b, f32, i32 := g.B, e.F32, e.I32
 	hw, err := g.blockRegs()
@@ -354,8 +359,14 @@ func (e *Backend) SparseProduct(k *kernel.Fn, ix Index, x llvm.Value, xt llvm.Ty
 				})
 				for t := range acc {
 					g.When(b.ICmp(llvm.IntSLT, g.C64(int64(t)), nr, ""), func() {
-						p := g.At(f32, y, g.Add(g.Mulc(g.Addc(r0, int64(t)), out), o))
-						g.Store(b.FAdd(g.Load(f32, p), g.Load(f32, acc[t]), ""), f32, p)
+						at := g.Add(g.Mulc(g.Addc(r0, int64(t)), out), o)
+						p := g.At(f32, y, at)
+						sum := b.FAdd(g.Load(f32, p), g.Load(f32, acc[t]), "")
+						if rounded.IsNil() {
+							g.Store(sum, f32, p)
+						} else { // final: only its rounding is kept
+							g.StoreAt(sum, e.BF16, rounded, at)
+						}
 					})
 				}
 			})
@@ -377,6 +388,12 @@ func (e *Backend) SparseProduct(k *kernel.Fn, ix Index, x llvm.Value, xt llvm.Ty
 					g.Store(b.FAdd(g.Load(f32, d), b.FMul(xv, g.LoadAt(vt, vals, j), ""), ""), f32, d)
 				})
 			})
+			if !rounded.IsNil() { // row r is final
+				g.LoopN(out, func(o llvm.Value) {
+					at := g.Add(g.Mulc(r, out), o)
+					g.StoreAt(g.LoadAt(f32, y, at), e.BF16, rounded, at)
+				})
+			}
 		})
 		return nil
 	})

@@ -2,6 +2,7 @@ package lower
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"gitee.com/gidean/conv-linn/codegen/kernel"
@@ -10,75 +11,132 @@ import (
 
 // # Instanced kernels
 //
-// A layer's independent calls of one kernel — the sparse gradients'
-// ScatterAdds of every linear layer, the Gathers of their supports, a
-// layer's q/k/v transposes — are each a launch of their own, the same
-// code on different buffers. On the cuda device, InstanceKey says which
-// kernel groups codegen may schedule side by side (batch.go) for one
-// launch of the kernel's instanced entry (Instances): the step's argument
-// table holds every instance's arguments, instance after instance, and the
-// launch's blocks are numbered virtually over the instances — virtual
-// block v of instance v / G (G the kernel's own grid) runs as block v mod
-// G of a G-block launch of the kernel's body, on that instance's pointers.
-// A hardware block takes virtual blocks ctaid.x, ctaid.x + nctaid.x, …, so
-// the entry is correct on any grid (the runtime may cap it for scratch).
+// A layer's independent kernel calls — the q, k and v projections of one
+// input, a linear layer's dx and dW products, the sparse gradients'
+// ScatterAdds of every layer, the Gathers of their supports — are each a
+// launch of their own. On the cuda device, InstanceKey says which groups
+// codegen may schedule side by side (batch.go) for one launch of an
+// instanced entry (Instances): the step's argument table holds every
+// instance's arguments (its descriptor: the buffer pointers; shapes,
+// strides and alpha are the kernel's constants), instance after instance,
+// and the launch's blocks are numbered virtually over the instances. The
+// entry runs parts, each n instances of one kernel of G blocks (its own
+// grid): virtual block v in part j's range runs as block (v − start) mod
+// G of instance (v − start) / G, with that instance's pointers — a
+// block-uniform branch to the kernel's body, which gets tid = block·ntid +
+// tid.x and nthreads = G·ntid as an entry of its own gives it. A hardware
+// block takes virtual blocks ctaid.x, ctaid.x + nctaid.x, …, so the entry
+// is correct on any grid (the runtime may cap it for scratch), and every
+// thread of a block runs the same virtual blocks: a body's barriers stay
+// uniform.
 //
-// Only bodies that number their work by the tid and nthreads they are
-// given qualify (grid-stride loops, per-thread shares): instanceOps lists
-// the ops whose GPU lowering is such, and Instances refuses a body that
-// reads the hardware numbering, synchronizes or uses atomics all the same
-// (a block-cooperative GEMM or row kernel would see the wrong blocks).
+// The bodies number their work by the tid and nthreads they are given:
+// grid-stride loops and per-thread shares directly, and the
+// block-cooperative code (the GEMMs, row reductions and sorted-index sparse
+// kernels of codegen/gpu) through gpu's blockRegs, which derives the block
+// and thread from them with ntid.x the only hardware register read (a
+// virtual block shares it). Instances refuses a body that reads the
+// hardware's block number or uses atomics all the same (hardwareNumbered).
 // Each thread keeps its own scratch area (by its hardware tid) across the
-// virtual blocks it runs, one after another.
-
-// instanceOps are the single-node kernels whose GPU body is thread-pure.
-// ScatterAdd is not: codegen/gpu's sorted-index kernel (traits.sortedSparse)
-// checks the index per block and numbers outputs by the hardware block, and
-// a deterministic per-output sum over a sorted index outweighs the launches
-// instancing saved (54 on llama_60m).
-var instanceOps = map[string]bool{
-	"Gather": true, "Transpose": true, "RoPE": true, "Expand": true, "CausalMask": true,
-}
+// virtual blocks it runs, one after another; a body staging in shared
+// memory starts with a barrier (the GEMMs' first k-tile, the index check),
+// so one virtual block's readers finish before the next one's writers.
 
 // maxInstances bounds the instances of one launch.
 const maxInstances = 256
 
-// InstanceKey says whether kernel group g may run as an instance of its
-// kernel's instanced entry with other groups of the same key: its
-// signature (the same key is the same kernel) for a cuda kernel group of
-// one op in instanceOps, "" otherwise.
+// InstanceKey says whether group g may run as an instance with other
+// groups of the same key (any of them, independent: codegen schedules
+// them): "inst" for a cuda kernel group of one node and for element-wise
+// and reduce groups that no multi-tensor kernel takes (MultiTensorKey
+// ""), "" otherwise.
 func InstanceKey(g *Group, opt Options) string {
-	if opt.Device != "cuda" || g.Kind != Single || len(g.Nodes) != 1 || !instanceOps[g.Nodes[0].Op] || len(g.Outputs) == 0 {
+	if opt.Device != "cuda" || len(g.Outputs) == 0 || len(g.Nodes) == 0 {
 		return ""
 	}
-	return "inst\n" + signature(g, opt)
+	switch g.Kind {
+	case Single:
+		if len(g.Nodes) != 1 {
+			return ""
+		}
+	case Elementwise, Reduce:
+		if MultiTensorKey(g, opt) != "" {
+			return ""
+		}
+	default:
+		return ""
+	}
+	return "inst"
 }
 
-// Instances defines (or finds) the entry running n instances of kernel,
-// a kernel defined by this emitter with one call of nargs arguments, and
-// returns its name. Its launch geometry is the kernel's with n times the
-// blocks (Launch).
-func (e *Emitter) Instances(kernelName string, nargs, n int) (string, error) {
-	name := fmt.Sprintf("%s_x%d", kernelName, n)
-	if _, ok := e.launches[name]; ok {
+// Part is one kernel's instances in an instanced launch: N calls of
+// Kernel (a kernel this emitter defined), Args arguments each.
+type Part struct {
+	Kernel  string
+	Args, N int
+}
+
+// Instances defines (or finds) the entry running parts, one after another
+// (see the section above), and returns its name: kernel_xN for one part.
+// Its arguments are the parts' calls' arguments, call after call; its
+// launch geometry (Launch) is the parts' kernels' blocks at the largest of
+// their block sizes, as many as they take together.
+func (e *Emitter) Instances(parts []Part) (string, error) {
+	var sig strings.Builder
+	total := 0
+	for _, p := range parts {
+		fmt.Fprintf(&sig, "%s×%d/%d\n", p.Kernel, p.N, p.Args)
+		total += p.N
+	}
+	if name, ok := e.instDone[sig.String()]; ok {
 		return name, nil
 	}
-	if e.dev == nil || n < 2 || n > maxInstances {
-		return "", fmt.Errorf("internal error: %d instances of %s", n, kernelName)
+	if e.dev == nil || len(parts) == 0 || total < 2 || total > maxInstances {
+		return "", fmt.Errorf("internal error: %d instances of %d kernels", total, len(parts))
 	}
-	base, ok := e.launches[kernelName]
-	first, ok2 := e.firsts[kernelName]
-	body, ok3 := e.Mod.NamedFunction(kernelName + ".body")
-	if !ok || !ok2 || !ok3 {
-		return "", fmt.Errorf("internal error: %s is not a kernel of this module", kernelName)
+	type part struct {
+		Part
+		body  llvm.Function
+		first []int
+		grid  int64 // virtual blocks of one instance
+		start int64 // the part's first virtual block
+		arg0  int64 // the part's first argument
 	}
-	ir := body.String()
-	for _, bad := range []string{"llvm.nvvm.read.ptx.sreg", "llvm.nvvm.barrier", "shfl", "atomicrmw", "cmpxchg", "addrspace(3)"} {
-		if strings.Contains(ir, bad) {
-			return "", fmt.Errorf("internal error: %s's body is not thread-pure (%s): it cannot run as instances", kernelName, bad)
+	ps := make([]part, len(parts))
+	var l Launch
+	for _, p := range parts {
+		base, ok := e.launches[p.Kernel]
+		if !ok {
+			return "", fmt.Errorf("internal error: %s is not a kernel of this module", p.Kernel)
 		}
+		l.Block = max(l.Block, base.Block)
 	}
-	g := int64(base.Grid)
+	var blocks, args int64
+	for j, p := range parts {
+		base := e.launches[p.Kernel]
+		first, ok := e.firsts[p.Kernel]
+		body, ok2 := e.Mod.NamedFunction(p.Kernel + ".body")
+		if !ok || !ok2 || p.N < 1 {
+			return "", fmt.Errorf("internal error: %s is not a kernel of this module", p.Kernel)
+		}
+		if bad := e.hardwareNumbered(body); bad != "" {
+			return "", fmt.Errorf("internal error: %s's body reads the hardware's block numbering (%s): it cannot run as instances", p.Kernel, bad)
+		}
+		// The kernel's threads in blocks of the launch's size.
+		g := (int64(base.Grid)*int64(base.Block) + int64(l.Block) - 1) / int64(l.Block)
+		ps[j] = part{Part: p, body: body, first: first, grid: g, start: blocks, arg0: args}
+		blocks += int64(p.N) * g
+		args += int64(p.N * p.Args)
+		l.Scratch = l.Scratch || base.Scratch
+		l.SharedBytes = max(l.SharedBytes, base.SharedBytes)
+		l.TensorCore = l.TensorCore || base.TensorCore
+		l.Flops += base.Flops * int64(p.N)
+		l.Bytes += base.Bytes * int64(p.N)
+	}
+	name := parts[0].Kernel + fmt.Sprintf("_x%d", parts[0].N)
+	if len(parts) > 1 {
+		name = e.symbol("inst", sig.String())
+	}
 	err := e.multiEntry(name, func(k *kfn, table llvm.Value) error {
 		b := k.B
 		hw, err := k.e.dev.Regs(k.Fn)
@@ -88,19 +146,24 @@ func (e *Emitter) Instances(kernelName string, nargs, n int) (string, error) {
 		// The thread's own scratch (multiEntry's k.Tid is the hardware
 		// tid), kept over its virtual blocks.
 		scr := b.InBoundsGEP(e.I8, k.Scr, []llvm.Value{b.Mul(k.Tid, k.F.Param(2), "")}, "")
-		nth := k.Mulc(hw.Nt, g)
-		k.LoopStep(hw.Bx, k.C64(int64(n)*g), hw.Nb, func(v llvm.Value) {
-			inst := b.SDiv(v, k.C64(g), "")
-			lb := k.Sub(v, k.Mulc(inst, g))
-			tbl := k.At(e.Ptr, table, k.Mulc(inst, int64(nargs)))
-			args := make([]llvm.Value, 0, len(first)+3)
-			for _, i := range first {
-				p := b.Load(e.Ptr, k.At(e.Ptr, tbl, k.C64(int64(i))), "")
-				p.SetAlignment(8)
-				args = append(args, p)
+		k.LoopStep(hw.Bx, k.C64(blocks), hw.Nb, func(v llvm.Value) {
+			for _, p := range ps {
+				in := b.And(b.ICmp(llvm.IntSGE, v, k.C64(p.start), ""), b.ICmp(llvm.IntSLT, v, k.C64(p.start+int64(p.N)*p.grid), ""), "")
+				k.When(in, func() {
+					r := k.Sub(v, k.C64(p.start))
+					inst := k.Divc(r, p.grid)
+					lb := k.Sub(r, k.Mulc(inst, p.grid))
+					tbl := k.At(e.Ptr, table, k.Addc(k.Mulc(inst, int64(p.Args)), p.arg0))
+					args := make([]llvm.Value, 0, len(p.first)+3)
+					for _, i := range p.first {
+						a := b.Load(e.Ptr, k.At(e.Ptr, tbl, k.C64(int64(i))), "")
+						a.SetAlignment(8)
+						args = append(args, a)
+					}
+					args = append(args, k.Add(k.B.Mul(lb, hw.Nt, ""), hw.Tx), k.Mulc(hw.Nt, p.grid), scr)
+					b.Call(p.body, args, "")
+				})
 			}
-			args = append(args, k.Add(k.B.Mul(lb, hw.Nt, ""), hw.Tx), nth, scr)
-			b.Call(body, args, "")
 		})
 		k.Work = kernel.Work{}
 		return nil
@@ -108,9 +171,52 @@ func (e *Emitter) Instances(kernelName string, nargs, n int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	l := base
-	l.Grid = int(min(int64(n)*g, 1<<31-1))
-	l.Flops, l.Bytes = base.Flops*int64(n), base.Bytes*int64(n)
+	l.Grid = int(min(blocks, 1<<31-1))
 	e.launches[name] = l
+	e.instDone[sig.String()] = name
 	return name, nil
 }
+
+// instanceUnsafe are the IR fragments that keep a body (or a function it
+// calls) from running on virtual blocks: the hardware's own block number
+// and block count (the block-cooperative code reads them through its tid
+// and nthreads, gpu's blockRegs, and only ntid.x from the hardware, which
+// a virtual block shares), and atomics (which could meet another
+// instance's blocks on shared data).
+var instanceUnsafe = []string{"llvm.nvvm.read.ptx.sreg.ctaid", "llvm.nvvm.read.ptx.sreg.nctaid", "atomicrmw", "cmpxchg"}
+
+// calledName finds the functions a function's IR calls.
+var calledName = regexp.MustCompile(`call [^@]*@([-A-Za-z0-9_.$]+)\(`)
+
+// hardwareNumbered is the first fragment of instanceUnsafe in f or a
+// function of this module f calls (transitively: the GEMMs a body calls,
+// their fallbacks), "" when there is none.
+func (e *Emitter) hardwareNumbered(f llvm.Function) string {
+	seen := map[string]bool{f.Name(): true}
+	stack := []llvm.Function{f}
+	for len(stack) > 0 {
+		fn := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ir := fn.String()
+		for _, bad := range instanceUnsafe {
+			if strings.Contains(ir, bad) {
+				return bad
+			}
+		}
+		for _, m := range calledName.FindAllStringSubmatch(ir, -1) {
+			if seen[m[1]] || strings.HasPrefix(m[1], "llvm.") {
+				continue
+			}
+			seen[m[1]] = true
+			if g, ok := e.Mod.NamedFunction(m[1]); ok {
+				stack = append(stack, g)
+			}
+		}
+	}
+	return ""
+}
+
+// InstanceBatch is whether g runs as instances (InstanceKey under the
+// emitter's options): the program builder's choice between Instances and
+// MultiTensor for a batch.
+func (e *Emitter) InstanceBatch(g *Group) bool { return InstanceKey(g, e.opt) != "" }

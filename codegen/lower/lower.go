@@ -230,14 +230,15 @@ type Emitter struct {
 	launches map[string]Launch
 	// capture, when set, makes kernel record a body instead of defining
 	// it (MultiTensor).
-	capture *captured
-	mtDone  map[string]string     // multi-tensor kernels by their groups' signatures
-	firsts  map[string][]int      // each kernel's body parameters' first arguments (Instances)
-	gemms   map[string]cpu.Kernel // by GEMM spec
-	tables  map[string]*table     // constant tables by name
-	decls   map[string]llvm.Function
-	order   []string // table names in creation order
-	names   map[string]bool
+	capture  *captured
+	mtDone   map[string]string     // multi-tensor kernels by their groups' signatures
+	instDone map[string]string     // instanced entries by their parts (Instances)
+	firsts   map[string][]int      // each kernel's body parameters' first arguments (Instances)
+	gemms    map[string]cpu.Kernel // by GEMM spec
+	tables   map[string]*table     // constant tables by name
+	decls    map[string]llvm.Function
+	order    []string // table names in creation order
+	names    map[string]bool
 }
 
 // NewEmitter prepares an emitter for module m, which must be configured for
@@ -255,6 +256,7 @@ func NewEmitter(m llvm.Module, tm llvm.TargetMachine, opt Options) (*Emitter, er
 		done:     map[string]*Lowering{},
 		launches: map[string]Launch{},
 		mtDone:   map[string]string{},
+		instDone: map[string]string{},
 		firsts:   map[string][]int{},
 		gemms:    map[string]cpu.Kernel{},
 		tables:   map[string]*table{},

@@ -437,6 +437,24 @@ func (e *Emitter) lowRankSparseAdd(name string, g *Group) (*Lowering, error) {
 		return l, nil // no sparse term
 	}
 	sName := name + "_s"
+	if acc.DType != y.DType && e.tr.sortedSparse {
+		// The cuda device's sparse product rounds each sum into y itself
+		// (each element of acc is final after its one addition there): no
+		// rounding launch of its own.
+		err := e.kernel(sName, []param{buf(x, true), buf(v, true), buf(idx, true), buf(acc, false), buf(y, false)}, func(k *kfn) error {
+			it, err := e.scalarType(idx.DType)
+			if err != nil || !idx.DType.IsInt() {
+				return fmt.Errorf("index dtype %v is not an integer type", idx.DType)
+			}
+			xs, _ := e.storageType(x.DType)
+			return e.dev.SparseProduct(k.Fn, gpu.Index{P: k.P[2], T: it, N: nnz}, k.P[0], xs, k.P[1], vt, k.P[3], k.P[4], rows, in, out)
+		})
+		if err != nil {
+			return nil, err
+		}
+		l.Calls = append(l.Calls, Call{sName, []Arg{in0, in3, in4, accArg, yArg}})
+		return l, nil
+	}
 	kern, err := e.sparseProduct(sName, x, v, idx, acc, rows, in, out, nnz)
 	if err != nil {
 		return nil, err
@@ -678,7 +696,7 @@ func (e *Emitter) sparseProduct(name string, x, v, idx, y ir.Type, rows, in, out
 			return 0, fmt.Errorf("index dtype %v is not an integer type", idx.DType)
 		}
 		return 0, e.kernel(name, []param{buf(x, true), buf(v, true), buf(idx, true), buf(y, false)}, func(k *kfn) error {
-			return e.dev.SparseProduct(k.Fn, gpu.Index{P: k.P[2], T: it, N: nnz}, k.P[0], xs, k.P[1], vs, k.P[3], rows, in, out)
+			return e.dev.SparseProduct(k.Fn, gpu.Index{P: k.P[2], T: it, N: nnz}, k.P[0], xs, k.P[1], vs, k.P[3], llvm.Value{}, rows, in, out)
 		})
 	}
 	W := int64(max(e.arch.VectorWidth, 4))
