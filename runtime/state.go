@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"gitee.com/gidean/conv-linn/ir"
+	"gitee.com/gidean/conv-linn/native"
 )
 
 // ResetState sets every state tensor back to its initial value, as Load did:
@@ -46,6 +47,9 @@ func (r *Runtime) resetState() error {
 			return fmt.Errorf("initialising state %q (%v): %w", name, b.typ, err)
 		}
 	}
+	// Drawing the sparse supports leaves their sets and lists as garbage
+	// (7B: 2.25M indices per MLP layer); hand it back before training.
+	native.ReturnFreed()
 	return nil
 }
 
