@@ -17,7 +17,7 @@ import (
 func seedTrainFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "max-train-tokens", Aliases: []string{"max_train_tokens"}, Usage: "train on `N` tokens (100M, 1B, 2.5B or a number) instead of --num-training-steps: the steps become ⌈N / (--total-batch-size × --max-length)⌉, overriding --num-training-steps as the seed's flag does"},
-		&cli.IntFlag{Name: "cycle-length", Aliases: []string{"cycle_length"}, Usage: "`N` updates per cycle of --scheduler cosine_restarts (required: the seed's restart_every) or of a cyclical --scheduler cosine (the seed's cycle_length; default one cycle of the run); --num-training-steps must be a multiple of N"},
+		&cli.IntFlag{Name: "cycle-length", Aliases: []string{"cycle_length"}, Usage: "`N` updates per cycle of --scheduler cosine_restarts (required: the seed's restart_every) or of a cyclical --scheduler cosine (the seed's cycle_length); --num-training-steps must be a multiple of N", DefaultText: "one cycle of the run"},
 		&cli.IntFlag{Name: "restart-warmup-steps", Aliases: []string{"restart_warmup_steps"}, Usage: "`W` updates of linear re-warmup at the start of each cycle of --scheduler cosine_restarts (required with it, as in the seed)"},
 		&cli.IntFlag{Name: "adjust-step", Aliases: []string{"adjust_step"}, Usage: "`K`: --scheduler cosine_restarts counts update u as u + K after the first warmup (the seed's adjust_step, to line restarts up with a resumed run)"},
 		&cli.BoolFlag{Name: "train-scaling", Aliases: []string{"train_scaling"}, Usage: "the seed's trainable SLTrain scale: each layer's scale is tanh(<module>.scaling), a [1] parameter initialised to 1 and trained with the rest (weight decay included), instead of --lora-alpha / --rank"},
