@@ -327,14 +327,7 @@ const (
 // (the maxima) are written when the row is done, as is an element-wise
 // output written in place of an input that a later part still reads.
 func (e *Emitter) blockwiseParts(name string, g *Group, R, C int64, class map[string]int, inClass []int) (*Lowering, error) {
-	inIndex := map[string]int{}
-	for i, in := range g.Inputs {
-		inIndex[in.Name] = i
-	}
-	outIndex := map[string]int{}
-	for j, o := range g.Outputs {
-		outIndex[o.Name] = j
-	}
+	inIndex, outIndex := indexByName(g.Inputs), indexByName(g.Outputs)
 	types := map[string]ir.Type{}
 	for _, in := range g.Inputs {
 		types[in.Name] = in.Type

@@ -78,14 +78,7 @@ type xentHead struct {
 // xentWiring reads a LinearCrossEntropy group's roles from its nodes.
 func xentWiring(g *Group) (*xentHead, error) {
 	x := &xentHead{h: -1, w: -1, labels: -1, dloss: -1, hdw: -1, loss: -1, dh: -1, dW: -1}
-	in := map[string]int{}
-	for i, o := range g.Inputs {
-		in[o.Name] = i
-	}
-	out := map[string]int{}
-	for i, o := range g.Outputs {
-		out[o.Name] = i
-	}
+	in, out := indexByName(g.Inputs), indexByName(g.Outputs)
 	input := func(v string) int {
 		if i, ok := in[v]; ok {
 			return i

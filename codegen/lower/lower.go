@@ -113,6 +113,16 @@ type Operand struct {
 	Type ir.Type
 }
 
+// indexByName maps each operand's name to its position in ops: a group's
+// inputs or outputs, which lowerings address by index.
+func indexByName(ops []Operand) map[string]int {
+	m := make(map[string]int, len(ops))
+	for i, o := range ops {
+		m[o.Name] = i
+	}
+	return m
+}
+
 // Group is one kernel's worth of IR.
 type Group struct {
 	Kind  Kind
